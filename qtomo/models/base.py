@@ -1,0 +1,71 @@
+"""The one interface every model family shares (SPEC §3).
+
+A model is a normalised distribution Q(a) over POVM records a ∈ {0..K-1}^L::
+
+    model.L, model.K                                  # qubits, outcomes per qubit
+    model.log_prob(a: LongTensor[B, L]) -> Tensor[B]  # ln Q(a)
+    model.sample(n, generator=None) -> LongTensor[n, L]
+    model.training_nll(a) -> Tensor[B]                # what the trainer minimises (default -ln Q)
+
+Families hold their hyperparameters in a frozen dataclass ``model.config``; ``model.family`` is
+the registry name. Trainer, metrics and CLI use only this interface.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+from torch import nn
+
+from qtomo.errors import QtomoError
+
+
+class QtomoModel(nn.Module):
+    """Base class of all model families: a normalised distribution over (L,) records in 0..K-1."""
+
+    family: ClassVar[str] = ""
+    #: True when ``log_prob`` is exact; False when it is an estimate (flows)
+    exact_log_prob: ClassVar[bool] = True
+
+    def __init__(self, L: int, K: int) -> None:
+        super().__init__()
+        self.L = int(L)
+        self.K = int(K)
+
+    def log_prob(self, a: torch.Tensor) -> torch.Tensor:
+        """ln Q(a) for a LongTensor (B, L) of outcomes; returns (B,) float."""
+        raise NotImplementedError
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """n independent records Q-distributed; LongTensor (n, L) on the model's device."""
+        raise NotImplementedError
+
+    def training_nll(self, a: torch.Tensor) -> torch.Tensor:
+        """Per-record objective minimised by the trainer, (B,) float; -ln Q(a) by default."""
+        return -self.log_prob(a)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+
+def check_hyperparameter(family: str, name: str, value: object, *, low: float,
+                         high: float | None = None, integer: bool = True) -> None:
+    """Raise QtomoError unless ``low <= value <= high`` (and ``value`` is an int if ``integer``).
+
+    Config dataclasses call this from ``__post_init__`` so that every way of building a model
+    (``build``, a checkpoint, the CLI) rejects the same values with the same one-line message.
+
+    Example:
+        >>> check_hyperparameter("gru", "hidden", 64, low=1)
+        >>> check_hyperparameter("gru", "hidden", 0, low=1)
+        Traceback (most recent call last):
+        ...
+        qtomo.errors.QtomoError: gru hyperparameter hidden must be an integer >= 1; got 0
+    """
+    kind = "an integer" if integer else "a number"
+    bounds = f">= {low}" if high is None else f"in {low}..{high}"
+    ok_type = isinstance(value, int) if integer else isinstance(value, int | float)
+    if isinstance(value, bool) or not ok_type or value < low or (high is not None and value > high):
+        raise QtomoError(f"{family} hyperparameter {name} must be {kind} {bounds}; got {value!r}")

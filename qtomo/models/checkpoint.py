@@ -1,0 +1,198 @@
+"""Checkpoint files (SPEC §3): one ``torch.save`` file holding only tensors and plain data.
+
+Layout of the saved dict (format version 1)::
+
+    format         "qtomo.checkpoint"
+    version        1
+    qtomo_version  the writer's version
+    config         family        registry name ("gru", …)
+                   hyperparameters  dict of the family's config fields
+                   L, K          qubits, outcomes per qubit
+                   povm          POVM name of the training data
+                   data          provenance of the training data: path, n_records, attrs (the
+                                 dataset's root attributes), train_rows and val_rows ([start,
+                                 stop) row ranges: the rows trained on and the validation rows)
+                   training      summary: epochs run, best epoch, best val NLL, options, …
+    state_dict     the model's parameters and buffers
+    trainer        optimizer, scheduler and RNG states, epoch and history, for ``--resume``
+                   (``None`` in a checkpoint not written by the trainer)
+
+Only tensors, dicts, lists, strings and numbers are stored, so ``torch.load(weights_only=True)``
+reads it without unpickling code. Files are written to a temporary name in the same folder and
+renamed, so a crash never leaves a half-written checkpoint.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+import qtomo
+from qtomo.errors import CheckpointError, QtomoError
+from qtomo.models.base import QtomoModel
+from qtomo.models.registry import build, hyperparameters
+
+FORMAT = "qtomo.checkpoint"
+VERSION = 1
+_CONFIG_KEYS = ("family", "hyperparameters", "L", "K", "povm")
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A loaded checkpoint: the rebuilt ``model`` (eval mode), its plain ``config`` and the
+    ``trainer`` state (``None`` unless written by :func:`qtomo.train.fit`)."""
+
+    path: Path
+    model: QtomoModel
+    config: dict[str, Any]
+    trainer: dict[str, Any] | None
+
+
+def plain(value: Any) -> Any:
+    """``value`` with numpy scalars and arrays turned into Python numbers and lists, and paths
+    into strings, so that ``torch.load(weights_only=True)`` can read it back.
+
+    Example:
+        >>> plain({"h": np.float64(1.0), "rows": (0, np.int64(9)), "path": Path("a.h5")})
+        {'h': 1.0, 'rows': [0, 9], 'path': 'a.h5'}
+    """
+    if isinstance(value, dict):
+        return {str(key): plain(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(item) for item in value]
+    if isinstance(value, np.ndarray | np.generic):
+        return plain(value.tolist())
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, bytes):
+        return value.decode()
+    return value
+
+
+def save_checkpoint(path: str | Path, model: QtomoModel, *, povm: str,
+                    data: dict[str, Any] | None = None, training: dict[str, Any] | None = None,
+                    trainer: dict[str, Any] | None = None) -> Path:
+    """Write ``model`` and its plain config to ``path`` atomically (temporary file + rename).
+
+    Args:
+        path: destination, conventionally ``*.pt``; its folder is created.
+        model: any registered family.
+        povm: name of the POVM the model's outcomes refer to.
+        data: dataset provenance (see the module docstring); plain values only.
+        training: training summary.
+        trainer: optimizer/scheduler/RNG state for resuming.
+
+    Returns:
+        The path written.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "format": FORMAT,
+        "version": VERSION,
+        "qtomo_version": qtomo.__version__,
+        "config": plain({"family": model.family, "hyperparameters": hyperparameters(model),
+                         "L": model.L, "K": model.K, "povm": povm, "data": data or {},
+                         "training": training or {}}),
+        "state_dict": {key: tensor.detach().cpu() for key, tensor in model.state_dict().items()},
+        "trainer": trainer,
+    }
+    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(handle)
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> Checkpoint:
+    """Read and validate a checkpoint and rebuild its model.
+
+    Args:
+        path: a file written by :func:`save_checkpoint` (or ``qtomo fit``).
+        map_location: device the tensors are loaded onto.
+
+    Returns:
+        :class:`Checkpoint` with the model in eval mode on ``map_location``.
+
+    Raises:
+        CheckpointError: missing or unreadable file, not a qtomo checkpoint, an unknown version
+            or family, or a config that does not match the stored tensors.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as error:  # torch raises many types for a foreign or truncated file
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise CheckpointError(f"{path} is not a readable qtomo checkpoint ({reason})") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not a qtomo checkpoint (expected format {FORMAT!r})")
+    if payload.get("version") != VERSION:
+        raise CheckpointError(f"{path} has checkpoint version {payload.get('version')!r}; "
+                              f"this qtomo reads version {VERSION}")
+    config = payload.get("config")
+    if not isinstance(config, dict) or any(key not in config for key in _CONFIG_KEYS):
+        raise CheckpointError(f"{path} has no valid config; expected the keys "
+                              f"{', '.join(_CONFIG_KEYS)}")
+    try:
+        model = build(config["family"], L=config["L"], K=config["K"], **config["hyperparameters"])
+    except QtomoError as error:
+        raise CheckpointError(f"{path}: {error}") from None
+    try:
+        model.load_state_dict(payload["state_dict"])
+    except (RuntimeError, KeyError, TypeError) as error:
+        reason = str(error).strip().splitlines()[0]
+        raise CheckpointError(f"{path}: config does not match the stored tensors ({reason})"
+                              ) from None
+    model.to(map_location).eval()
+    return Checkpoint(path=path, model=model, config=config, trainer=payload.get("trainer"))
+
+
+def load(path: str | Path, map_location: str | torch.device = "cpu") -> QtomoModel:
+    """The model stored in a checkpoint, in eval mode on ``map_location`` (see
+    :func:`load_checkpoint` for the checks and errors).
+
+    Example:
+        >>> import tempfile, qtomo.models
+        >>> model = qtomo.models.build("gru", L=3, K=4, hidden=8)
+        >>> with tempfile.TemporaryDirectory() as folder:
+        ...     path = save_checkpoint(f"{folder}/m.pt", model, povm="pauli4")
+        ...     same = load(path)
+        >>> a = torch.tensor([[0, 1, 3]])
+        >>> bool(torch.equal(same.log_prob(a), model.log_prob(a)))
+        True
+    """
+    return load_checkpoint(path, map_location).model
+
+
+def describe(checkpoint: Checkpoint) -> str:
+    """A few human-readable lines on what a checkpoint holds (for ``qtomo info``)."""
+    config = checkpoint.config
+    n_parameters = sum(p.numel() for p in checkpoint.model.parameters())
+    hp = ", ".join(f"{key}={value}" for key, value in config["hyperparameters"].items())
+    lines = [f"{checkpoint.path}: qtomo checkpoint, model {config['family']} ({hp}), "
+             f"{n_parameters} parameters",
+             f"  L = {config['L']}, K = {config['K']}, povm = {config['povm']}"]
+    data = config.get("data") or {}
+    if data:
+        lines.append(f"  data: {data.get('path')} ({data.get('n_records')} records; train rows "
+                     f"{data.get('train_rows')}, validation rows {data.get('val_rows')})")
+    training = config.get("training") or {}
+    if training:
+        lines.append(f"  training: {training.get('epochs_run')} epochs, best validation NLL "
+                     f"{training.get('best_val_nll'):.6g} at epoch {training.get('best_epoch')}"
+                     + (", stopped early" if training.get("stopped_early") else ""))
+    if checkpoint.trainer is not None:
+        lines.append(f"  resumable from epoch {checkpoint.trainer['epoch']}")
+    return "\n".join(lines)

@@ -1,0 +1,65 @@
+"""The family registry behind :func:`qtomo.models.build` (see :mod:`qtomo.models`)."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from typing import Any
+
+from qtomo.errors import QtomoError
+from qtomo.models.base import QtomoModel, check_hyperparameter
+
+#: family name -> (module, model class, config class); how to add one: see :mod:`qtomo.models`
+FAMILIES: dict[str, tuple[str, str, str]] = {
+    "rnn": ("qtomo.models.rnn", "RNNModel", "RecurrentConfig"),
+    "gru": ("qtomo.models.rnn", "GRUModel", "RecurrentConfig"),
+    "lstm": ("qtomo.models.rnn", "LSTMModel", "RecurrentConfig"),
+    "transformer": ("qtomo.models.transformer", "TransformerModel", "TransformerConfig"),
+    "flow": ("qtomo.models.flow", "FlowModel", "FlowConfig"),
+}
+
+
+def family_classes(name: str) -> tuple[type[QtomoModel], type]:
+    """(model class, config class) of the family ``name``; QtomoError if there is none."""
+    if name not in FAMILIES:
+        raise QtomoError(f"unknown model {name!r}; expected one of: {', '.join(FAMILIES)}")
+    module_name, model_name, config_name = FAMILIES[name]
+    module = importlib.import_module(module_name)
+    return getattr(module, model_name), getattr(module, config_name)
+
+
+def config_class(name: str) -> type:
+    """The frozen hyperparameter dataclass of the family ``name``."""
+    return family_classes(name)[1]
+
+
+def build(name: str, *, L: int, K: int, **hyperparameters: Any) -> QtomoModel:
+    """A freshly initialised model of family ``name`` for L qubits and K outcomes per qubit.
+
+    Args:
+        name: a key of :data:`FAMILIES` (``"rnn"``, ``"gru"``, ``"lstm"``, ``"transformer"``,
+            ``"flow"``).
+        L: qubits, ≥ 1. K: outcomes per qubit, ≥ 2.
+        **hyperparameters: fields of the family's config dataclass; the rest keep their
+            defaults.
+
+    Returns:
+        The model (float32, on the CPU), with ``model.config`` its full hyperparameters.
+
+    Raises:
+        QtomoError: unknown family, unknown hyperparameter, or a value out of range.
+    """
+    model_class, config = family_classes(name)
+    check_hyperparameter(name, "L", L, low=1)
+    check_hyperparameter(name, "K", K, low=2)
+    known = [field.name for field in dataclasses.fields(config)]
+    for key in hyperparameters:
+        if key not in known:
+            raise QtomoError(f"unknown hyperparameter {key!r} for model {name!r}; "
+                             f"expected one of: {', '.join(known)}")
+    return model_class(L, K, config(**hyperparameters))
+
+
+def hyperparameters(model: QtomoModel) -> dict[str, Any]:
+    """The model's hyperparameters as a plain dict (what a checkpoint stores)."""
+    return dataclasses.asdict(model.config)

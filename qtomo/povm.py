@@ -1,0 +1,313 @@
+"""Single-qubit informationally complete POVMs and their dual frames (SPEC §1).
+
+A POVM is a set of K positive operators M_k (2×2, complex128) with Σ_k M_k = 1. Outcome k is
+stored as the integer k. Many-qubit elements are tensor products, M_a = ⊗_i M_{a_i}, with qubit 0
+the most significant factor.
+
+Overlap and duals::
+
+    T_ab = Tr(M_a M_b)                     (K, K), real symmetric
+    Q_a  = Σ_b (T⁺)_ab M_b                 (K, 2, 2), canonical dual frame
+    X    = Σ_a Tr(M_a X) Q_a               for every 2×2 operator X (needs rank T = 4)
+
+so that Born's rule P(a) = Tr(M_a ρ) inverts to ρ = Σ_a P(a) Q_a and, for a product observable
+O = ⊗ O_i, ⟨O⟩ = Σ_a P(a) Π_i Tr(O_i Q_{a_i}).
+
+Example:
+    >>> povm = get_povm("pauli4")
+    >>> povm.K
+    4
+    >>> rho = np.array([[1, 0], [0, 0]], dtype=complex)        # |0⟩⟨0|
+    >>> np.round(povm.probabilities(rho), 6)
+    array([0.333333, 0.166667, 0.166667, 0.333333])
+    >>> round(float(np.real(povm.probabilities(rho) @ povm.dual_traces(PAULI["Z"]))), 12)
+    1.0
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from qtomo.errors import QtomoError
+
+__all__ = [
+    "PAULI",
+    "POVM",
+    "POVM_NAMES",
+    "born_probabilities",
+    "enumerate_outcomes",
+    "get_povm",
+    "invert_probabilities",
+]
+
+_TOL = 1e-10
+
+PAULI: dict[str, np.ndarray] = {
+    "I": np.eye(2, dtype=np.complex128),
+    "X": np.array([[0, 1], [1, 0]], dtype=np.complex128),
+    "Y": np.array([[0, -1j], [1j, 0]], dtype=np.complex128),
+    "Z": np.array([[1, 0], [0, -1]], dtype=np.complex128),
+}
+for _matrix in PAULI.values():
+    _matrix.flags.writeable = False
+
+
+@dataclass(frozen=True, eq=False)
+class POVM:
+    """An immutable, validated single-qubit POVM.
+
+    Args:
+        name: registry name (``"pauli4"``, ``"pauli6"``, ``"tetra"``) or a user label.
+        elements: (K, 2, 2) complex128, Hermitian, positive semidefinite, summing to the
+            identity and spanning the 2×2 operators (informationally complete).
+
+    Raises:
+        QtomoError: if any of the conditions above fails; the message names it.
+
+    Two POVMs are equal when their names match and their elements agree to 1e-12.
+    """
+
+    name: str
+    elements: np.ndarray
+    overlap: np.ndarray = field(init=False, repr=False)
+    duals: np.ndarray = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        elements = np.array(self.elements, dtype=np.complex128)
+        _validate_elements(self.name, elements)
+        overlap = np.einsum("aij,bji->ab", elements, elements).real  # (K, K)
+        duals = np.einsum("ab,bij->aij", np.linalg.pinv(overlap), elements)  # (K, 2, 2)
+        for array in (elements, overlap, duals):
+            array.flags.writeable = False
+        object.__setattr__(self, "elements", elements)
+        object.__setattr__(self, "overlap", overlap)
+        object.__setattr__(self, "duals", duals)
+
+    @property
+    def K(self) -> int:
+        """Number of outcomes."""
+        return self.elements.shape[0]
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, POVM):
+            return NotImplemented
+        return (
+            self.name == other.name
+            and self.elements.shape == other.elements.shape
+            and bool(np.allclose(self.elements, other.elements, rtol=0, atol=1e-12))
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.name, self.K))
+
+    def __repr__(self) -> str:
+        return f"POVM({self.name!r}, K={self.K})"
+
+    def probabilities(self, rho: np.ndarray) -> np.ndarray:
+        """Single-qubit Born rule p_k = Tr(M_k ρ).
+
+        Args:
+            rho: (2, 2) complex density matrix.
+
+        Returns:
+            (K,) float64.
+        """
+        return np.einsum("kij,ji->k", self.elements, np.asarray(rho, dtype=np.complex128)).real
+
+    def dual_traces(self, op: np.ndarray) -> np.ndarray:
+        """Tr(O Q_k) for a single-qubit operator O, the per-site factor of an estimator.
+
+        ⟨⊗_i O_i⟩ = Σ_a P(a) Π_i Tr(O_i Q_{a_i}); this returns the table over k for one O_i.
+
+        Args:
+            op: (2, 2) complex operator.
+
+        Returns:
+            (K,) complex128; real (imaginary part zero) when O is Hermitian.
+        """
+        return np.einsum("ij,kji->k", np.asarray(op, dtype=np.complex128), self.duals)
+
+    def pauli_dual_traces(self) -> dict[str, np.ndarray]:
+        """Tr(σ Q_k) for σ in I, X, Y, Z, each a (K,) float64 table."""
+        return {name: self.dual_traces(matrix).real.copy() for name, matrix in PAULI.items()}
+
+    def rank_one_vectors(self) -> tuple[np.ndarray, np.ndarray]:
+        """A rank-one refinement M_k = Σ_{r: parent_r = k} v_r v_r†.
+
+        Sampling the refined outcome r and reporting parent_r samples the POVM exactly, while the
+        post-measurement state of every refined outcome stays pure (used by the MPS sampler).
+
+        Returns:
+            vectors: (R, 2) complex128, the v_r (eigenvectors scaled by √eigenvalue).
+            parent: (R,) int64, the POVM outcome each v_r belongs to.
+        """
+        vectors, parent = [], []
+        for k, element in enumerate(self.elements):
+            eigenvalues, eigenvectors = np.linalg.eigh(element)
+            for value, vector in zip(eigenvalues, eigenvectors.T, strict=True):
+                if value > _TOL:
+                    vectors.append(np.sqrt(value) * vector)
+                    parent.append(k)
+        return np.array(vectors, dtype=np.complex128), np.array(parent, dtype=np.int64)
+
+
+def _validate_elements(name: str, elements: np.ndarray) -> None:
+    if elements.ndim != 3 or elements.shape[1:] != (2, 2) or elements.shape[0] < 4:
+        raise QtomoError(
+            f"POVM {name!r} must have elements of shape (K, 2, 2) with K >= 4; "
+            f"got {elements.shape}"
+        )
+    if not np.all(np.isfinite(elements)):
+        raise QtomoError(f"POVM {name!r} has non-finite elements")
+    for k, element in enumerate(elements):
+        if not np.allclose(element, element.conj().T, atol=_TOL):
+            raise QtomoError(f"POVM {name!r} element {k} is not Hermitian")
+        if np.linalg.eigvalsh(element).min() < -_TOL:
+            raise QtomoError(f"POVM {name!r} element {k} is not positive semidefinite")
+    if not np.allclose(elements.sum(axis=0), np.eye(2), atol=1e-9):
+        raise QtomoError(f"POVM {name!r} elements do not sum to the identity")
+    overlap = np.einsum("aij,bji->ab", elements, elements).real
+    if np.linalg.matrix_rank(overlap, tol=1e-9) != 4:
+        raise QtomoError(
+            f"POVM {name!r} is not informationally complete: its overlap matrix has rank "
+            f"{np.linalg.matrix_rank(overlap, tol=1e-9)}, expected 4"
+        )
+
+
+def _projector(vector: list[complex]) -> np.ndarray:
+    v = np.asarray(vector, dtype=np.complex128)
+    v = v / np.linalg.norm(v)
+    return np.outer(v, v.conj())
+
+
+def _pauli4() -> np.ndarray:
+    s = 1 / np.sqrt(2)
+    first = [_projector(v) / 3 for v in ([1, 0], [s, s], [s, 1j * s])]
+    return np.array([*first, np.eye(2) - sum(first)])
+
+
+def _pauli6() -> np.ndarray:
+    s = 1 / np.sqrt(2)
+    states = ([1, 0], [0, 1], [s, s], [s, -s], [s, 1j * s], [s, -1j * s])
+    return np.array([_projector(v) / 3 for v in states])
+
+
+def _tetra() -> np.ndarray:
+    bloch = np.array(
+        [
+            [0.0, 0.0, 1.0],
+            [2 * np.sqrt(2) / 3, 0.0, -1 / 3],
+            [-np.sqrt(2) / 3, np.sqrt(2 / 3), -1 / 3],
+            [-np.sqrt(2) / 3, -np.sqrt(2 / 3), -1 / 3],
+        ]
+    )
+    sigma = np.array([PAULI["X"], PAULI["Y"], PAULI["Z"]])
+    return np.array([(np.eye(2) + np.einsum("c,cij->ij", s, sigma)) / 4 for s in bloch])
+
+
+_BUILDERS = {"pauli4": _pauli4, "pauli6": _pauli6, "tetra": _tetra}
+POVM_NAMES: tuple[str, ...] = tuple(_BUILDERS)
+_REGISTRY: dict[str, POVM] = {}
+
+
+def get_povm(name: str) -> POVM:
+    """The registered POVM called ``name`` (one of :data:`POVM_NAMES`).
+
+    Raises:
+        QtomoError: for an unknown name.
+
+    Example:
+        >>> get_povm("pauli6").K, get_povm("tetra").K
+        (6, 4)
+    """
+    if name not in _BUILDERS:
+        raise QtomoError(f"unknown POVM {name!r}; expected one of {', '.join(POVM_NAMES)}")
+    if name not in _REGISTRY:
+        _REGISTRY[name] = POVM(name, _BUILDERS[name]())
+    return _REGISTRY[name]
+
+
+def enumerate_outcomes(L: int, K: int) -> np.ndarray:
+    """All K^L records in index order, index = Σ_i a_i K^(L-1-i) (qubit 0 most significant).
+
+    Returns:
+        (K^L, L) int64.
+
+    Example:
+        >>> enumerate_outcomes(2, 3)[[0, 1, 3, 8]].tolist()
+        [[0, 0], [0, 1], [1, 0], [2, 2]]
+    """
+    powers = K ** np.arange(L - 1, -1, -1, dtype=np.int64)  # (L,)
+    return (np.arange(K**L, dtype=np.int64)[:, None] // powers) % K
+
+
+def born_probabilities(rho: np.ndarray, povm: POVM) -> np.ndarray:
+    """P(a) = Tr(M_a ρ) for all K^L records, contracting one qubit at a time.
+
+    Never builds a 2^L × 2^L matrix per outcome: after i qubits the work tensor has shape
+    (K^i, 2^(L-i), 2^(L-i)), so memory stays at max(K, 4)^L numbers.
+
+    Args:
+        rho: (D, D) complex density matrix, D = 2^L.
+        povm: single-qubit POVM; M_a = ⊗_i M_{a_i}.
+
+    Returns:
+        (K^L,) float64 in the order of :func:`enumerate_outcomes`.
+
+    Example:
+        >>> rho = np.full((4, 4), 0.25)                     # |++⟩⟨++|
+        >>> P = born_probabilities(rho, get_povm("pauli6"))
+        >>> round(float(P.sum()), 12), round(float(P[2 * 6 + 2]), 6)   # a = (|+⟩, |+⟩)
+        (1.0, 0.111111)
+    """
+    rho = np.asarray(rho, dtype=np.complex128)
+    L = _qubits(rho.shape[0])
+    work = rho.reshape(1, rho.shape[0], rho.shape[0])
+    for _ in range(L):
+        p, r = work.shape[0], work.shape[1] // 2
+        work = work.reshape(p, 2, r, 2, r)
+        # Tr(M ρ) = Σ_{s,t} M[t, s] ρ[s, t] on the leading qubit
+        work = np.einsum("kts,psrtq->pkrq", povm.elements, work).reshape(p * povm.K, r, r)
+    return work.reshape(-1).real.copy()
+
+
+def invert_probabilities(probabilities: np.ndarray, povm: POVM) -> np.ndarray:
+    """ρ = Σ_a P(a) ⊗_i Q_{a_i}, the dual-frame inversion of Born's rule, one qubit at a time.
+
+    Args:
+        probabilities: (K^L,) real, in the order of :func:`enumerate_outcomes`.
+        povm: the POVM whose duals Q_k invert it.
+
+    Returns:
+        (D, D) complex128, D = 2^L; Hermitian with unit trace when Σ P = 1, but positive only
+        when P is a Born distribution.
+
+    Example:
+        >>> povm = get_povm("tetra")
+        >>> rho = np.array([[0.75, 0.25j], [-0.25j, 0.25]])
+        >>> bool(np.allclose(invert_probabilities(born_probabilities(rho, povm), povm), rho))
+        True
+    """
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    L = round(np.log(probabilities.size) / np.log(povm.K))
+    if povm.K**L != probabilities.size:
+        raise QtomoError(
+            f"expected K^L = {povm.K}^L probabilities for POVM {povm.name!r}; "
+            f"got {probabilities.size}"
+        )
+    work = probabilities.astype(np.complex128).reshape(-1, 1, 1)
+    for _ in range(L):
+        # peel the last remaining outcome digit, prepend its qubit to the built operator
+        p, r = work.shape[0] // povm.K, work.shape[1]
+        work = work.reshape(p, povm.K, r, r)
+        work = np.einsum("kst,pkrq->psrtq", povm.duals, work).reshape(p, 2 * r, 2 * r)
+    return work[0]
+
+
+def _qubits(dimension: int) -> int:
+    L = int(dimension).bit_length() - 1
+    if dimension < 2 or 2**L != dimension:
+        raise QtomoError(f"expected a dimension 2^L with L >= 1; got {dimension}")
+    return L

@@ -1,0 +1,121 @@
+"""Spin Hamiltonians in qtomo's conventions (SPEC §1).
+
+Basis: |s_0 s_1 … s_{L-1}⟩ with qubit 0 the most significant bit of the dense index,
+index = Σ s_i 2^(L-1-i); Z|0⟩ = |0⟩, Z|1⟩ = −|1⟩, X|s⟩ = |1−s⟩.
+
+Transverse-field Ising model::
+
+    H = −J Σ_{i<L−1} Z_i Z_{i+1} − h Σ_i X_i        (+ the bond −J Z_{L−1} Z_0 if periodic)
+
+It commutes with the parity Π = ⊗_i X_i. The ferromagnet (J > 0) is ordered for |h| < J and
+paramagnetic for |h| > J, critical at |h| = J.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+from qtomo.errors import QtomoError
+
+__all__ = ["BOUNDARIES", "TFIM", "PauliTerm"]
+
+BOUNDARIES = ("open", "periodic")
+
+#: a weighted Pauli string: (coefficient, {site: "X" | "Y" | "Z"})
+PauliTerm = tuple[float, dict[int, str]]
+
+
+@dataclass(frozen=True)
+class TFIM:
+    """The transverse-field Ising chain H = −J Σ Z_i Z_{i+1} − h Σ X_i.
+
+    Args:
+        L: number of qubits, at least 2 (3 for periodic boundaries).
+        J: Ising coupling (finite).
+        h: transverse field (finite).
+        boundary: ``"open"`` or ``"periodic"``.
+
+    Raises:
+        QtomoError: for impossible parameters.
+
+    Example:
+        >>> tfim = TFIM(4, J=1.0, h=1.0)
+        >>> round(tfim.free_fermion_ground_energy(), 10)
+        -4.7587704831
+    """
+
+    L: int
+    J: float = 1.0
+    h: float = 1.0
+    boundary: str = "open"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.L, (int, np.integer)) or self.L < 2:
+            raise QtomoError(f"TFIM needs L >= 2 qubits; got L = {self.L}")
+        for name in ("J", "h"):
+            value = getattr(self, name)
+            if not math.isfinite(value):
+                raise QtomoError(f"TFIM parameter {name} must be finite; got {value}")
+        if self.boundary not in BOUNDARIES:
+            raise QtomoError(
+                f"boundary must be one of {', '.join(BOUNDARIES)}; got {self.boundary!r}"
+            )
+        if self.boundary == "periodic" and self.L < 3:
+            raise QtomoError(f"a periodic TFIM needs L >= 3; got L = {self.L}")
+
+    @property
+    def bonds(self) -> list[tuple[int, int]]:
+        """Nearest-neighbour pairs (i, j) carrying −J Z_i Z_j."""
+        bonds = [(i, i + 1) for i in range(self.L - 1)]
+        if self.boundary == "periodic":
+            bonds.append((self.L - 1, 0))
+        return bonds
+
+    def terms(self) -> list[PauliTerm]:
+        """H as a list of weighted Pauli strings: (−J, {i: Z, j: Z}) and (−h, {i: X})."""
+        zz = [(-self.J, {i: "Z", j: "Z"}) for i, j in self.bonds]
+        x = [(-self.h, {i: "X"}) for i in range(self.L)]
+        return zz + x
+
+    def sparse_matrix(self) -> sp.csr_matrix:
+        """H as a (2^L, 2^L) real CSR matrix in the computational basis."""
+        L, D = self.L, 2**self.L
+        index = np.arange(D)
+        spins = 1 - 2 * ((index[:, None] >> (L - 1 - np.arange(L))) & 1)  # (D, L), Z eigenvalues
+        diagonal = -self.J * sum(spins[:, i] * spins[:, j] for i, j in self.bonds)
+        rows = [index] + [index] * L
+        cols = [index] + [index ^ (1 << (L - 1 - i)) for i in range(L)]
+        values = [diagonal] + [np.full(D, -self.h)] * L
+        return sp.csr_matrix(
+            (np.concatenate(values), (np.concatenate(rows), np.concatenate(cols))), shape=(D, D)
+        )
+
+    def free_fermion_ground_energy(self) -> float:
+        """Exact ground-state energy from the Jordan–Wigner free-fermion solution.
+
+        Open chain: E₀ = −Σ_k σ_k(A), the singular values of the L×L bidiagonal matrix with
+        A_ii = h, A_{i,i+1} = J (Lieb–Schultz–Mattis / Pfeuty). Periodic chain, parity-even
+        sector (antiperiodic fermions): E₀ = −Σ_{n=0}^{L−1} √(J² + h² − 2J|h| cos(π(2n+1)/L)),
+        valid for J ≥ 0 or even L (⊗Z maps h to −h; for even L a sublattice rotation maps J to
+        −J). The frustrated odd antiferromagnetic ring has its ground state in the odd sector.
+
+        Raises:
+            QtomoError: for the frustrated periodic case (J < 0, odd L).
+        """
+        if self.boundary == "open":
+            A = np.diag(np.full(self.L, float(self.h))) + np.diag(
+                np.full(self.L - 1, float(self.J)), 1
+            )
+            return -float(np.linalg.svd(A, compute_uv=False).sum())
+        if self.J < 0 and self.L % 2:
+            raise QtomoError(
+                f"no free-fermion closed form for the frustrated ring J = {self.J} < 0 with odd "
+                f"L = {self.L}; expected J >= 0 or even L"
+            )
+        J, h = abs(self.J), abs(self.h)
+        k = np.pi * (2 * np.arange(self.L) + 1) / self.L
+        return -float(np.sqrt(J**2 + h**2 - 2 * J * h * np.cos(k)).sum())
