@@ -35,7 +35,8 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
         handle, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
         os.close(handle)
     except OSError as error:
-        raise QtomoError(f"cannot write to folder {str(target.parent)!r}: {error.strerror}") from None
+        folder = str(target.parent)
+        raise QtomoError(f"cannot write to folder {folder!r}: {error.strerror}") from None
     temporary = Path(name)
     try:
         yield temporary

@@ -180,7 +180,8 @@ class ExactState:
                 f"the exact POVM table needs L <= {exact_limit(povm.K)} for POVM {povm.name!r} "
                 f"(K = {povm.K}); got L = {self.L}"
             )
-        return ExactDistribution(povm, born_probabilities(np.outer(self.psi, self.psi.conj()), povm))
+        rho = np.outer(self.psi, self.psi.conj())
+        return ExactDistribution(povm, born_probabilities(rho, povm))
 
 
 class ExactDistribution:

@@ -17,6 +17,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.linalg
 import scipy.sparse as sp
 
 from qtomo.errors import QtomoError
@@ -98,19 +99,21 @@ class TFIM:
         """Exact ground-state energy from the Jordan–Wigner free-fermion solution.
 
         Open chain: E₀ = −Σ_k σ_k(A), the singular values of the L×L bidiagonal matrix with
-        A_ii = h, A_{i,i+1} = J (Lieb–Schultz–Mattis / Pfeuty). Periodic chain, parity-even
-        sector (antiperiodic fermions): E₀ = −Σ_{n=0}^{L−1} √(J² + h² − 2J|h| cos(π(2n+1)/L)),
-        valid for J ≥ 0 or even L (⊗Z maps h to −h; for even L a sublattice rotation maps J to
-        −J). The frustrated odd antiferromagnetic ring has its ground state in the odd sector.
+        A_ii = h, A_{i,i+1} = J (Lieb–Schultz–Mattis / Pfeuty), taken as the positive
+        eigenvalues of the 2L×2L Golub–Kahan tridiagonal matrix (zero diagonal, off-diagonal
+        h, J, h, …, h): O(L²) and accurate even for the exponentially small edge mode.
+        Periodic chain, parity-even sector (antiperiodic fermions):
+        E₀ = −Σ_{n=0}^{L−1} √(J² + h² − 2J|h| cos(π(2n+1)/L)), valid for J ≥ 0 or even L
+        (⊗Z maps h to −h; for even L a sublattice rotation maps J to −J). The frustrated odd antiferromagnetic ring has its ground state in the odd sector.
 
         Raises:
             QtomoError: for the frustrated periodic case (J < 0, odd L).
         """
         if self.boundary == "open":
-            A = np.diag(np.full(self.L, float(self.h))) + np.diag(
-                np.full(self.L - 1, float(self.J)), 1
-            )
-            return -float(np.linalg.svd(A, compute_uv=False).sum())
+            off_diagonal = np.empty(2 * self.L - 1)
+            off_diagonal[0::2], off_diagonal[1::2] = self.h, self.J
+            eigenvalues = scipy.linalg.eigvalsh_tridiagonal(np.zeros(2 * self.L), off_diagonal)
+            return -float(np.abs(eigenvalues).sum() / 2)
         if self.J < 0 and self.L % 2:
             raise QtomoError(
                 f"no free-fermion closed form for the frustrated ring J = {self.J} < 0 with odd "

@@ -1,0 +1,70 @@
+"""Shared benchmark helpers: timing, a matrix-product peak, table printing and JSON output."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def best_time(function, repeats: int = 3) -> float:
+    """Best wall time of ``repeats`` calls of ``function()`` in seconds."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def matmul_peak_gflops(dtype: torch.dtype = torch.float64, n: int = 1024,
+                       device: str | torch.device = "cpu") -> float:
+    """Plain (n×n)·(n×n) matrix-product throughput in GFLOP/s, the roofline for our kernels."""
+    a = torch.randn(n, n, dtype=dtype, device=device)
+    b = torch.randn(n, n, dtype=dtype, device=device)
+
+    def product():
+        a @ b
+        if torch.device(device).type == "cuda":
+            torch.cuda.synchronize()
+
+    product()
+    return 2 * n**3 / best_time(product, repeats=5) / 1e9
+
+
+def machine() -> dict:
+    """Where the numbers came from."""
+    info = {"platform": platform.platform(), "processor": platform.processor(),
+            "cpus": os.cpu_count(), "torch": torch.__version__,
+            "threads": torch.get_num_threads()}
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name()
+    return info
+
+
+def report(name: str, rows: list[dict], extra: dict | None = None) -> Path:
+    """Print ``rows`` as a table and write them, with the machine, to results/<name>.json."""
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    widths = {c: max(len(c), *(len(_fmt(row.get(c))) for row in rows)) for c in columns}
+    print("  ".join(c.rjust(widths[c]) for c in columns))
+    for row in rows:
+        print("  ".join(_fmt(row.get(c)).rjust(widths[c]) for c in columns))
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps({"machine": machine(), "rows": rows, **(extra or {})}, indent=2))
+    print(f"wrote {path}")
+    return path
+
+
+def _fmt(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)

@@ -1,0 +1,29 @@
+"""Independent dense references for the tests: Kronecker-product operators and Hamiltonians.
+
+Deliberately naive (explicit np.kron of 2×2 matrices) so that they share no code path with qtomo.
+"""
+
+from functools import reduce
+
+import numpy as np
+
+I2 = np.eye(2)
+X = np.array([[0, 1], [1, 0]], dtype=complex)
+Y = np.array([[0, -1j], [1j, 0]])
+Z = np.diag([1.0, -1.0]).astype(complex)
+
+
+def site_operator(op: np.ndarray, site: int, L: int) -> np.ndarray:
+    return reduce(np.kron, [op if i == site else I2 for i in range(L)])
+
+
+def dense_tfim(L: int, J: float, h: float, periodic: bool = False) -> np.ndarray:
+    bonds = [(i, i + 1) for i in range(L - 1)] + ([(L - 1, 0)] if periodic else [])
+    H = sum(-J * site_operator(Z, i, L) @ site_operator(Z, j, L) for i, j in bonds)
+    return H + sum(-h * site_operator(X, i, L) for i in range(L))
+
+
+def dense_born(rho: np.ndarray, elements: np.ndarray, outcomes) -> np.ndarray:
+    """Tr(M_a ρ) with M_a built as an explicit Kronecker product, one record at a time."""
+    return np.array([np.trace(reduce(np.kron, [elements[k] for k in a]) @ rho).real
+                     for a in outcomes])

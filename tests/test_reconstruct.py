@@ -1,0 +1,235 @@
+"""Reconstruction and observables against dense linear algebra and closed forms (issue 5)."""
+
+import numpy as np
+import pytest
+import torch
+
+from qtomo.errors import QtomoError
+from qtomo.povm import PAULI, POVM_NAMES, born_probabilities, get_povm
+from qtomo.reconstruct import (
+    RECONSTRUCT_MAX_L,
+    FidelityWarning,
+    density_matrix,
+    estimate_observables,
+    exact_observables,
+    model_observables,
+    model_probabilities,
+    mps_fidelity,
+    outcome_blocks,
+    parse_pauli_string,
+    project_to_physical,
+    pure_state_overlaps,
+    quantum_fidelity,
+)
+from qtomo.states.exact import (
+    ExactDistribution,
+    expectation_pauli_string,
+    ghz_state,
+    product_state,
+    tfim_ground_state,
+)
+
+
+def mps_from_vector(psi: np.ndarray) -> list[np.ndarray]:
+    """An exact (untruncated, left-canonical) MPS of ψ by successive SVDs."""
+    L = int(psi.size).bit_length() - 1
+    tensors, rest = [], psi.reshape(1, -1)
+    for _ in range(L - 1):
+        chi = rest.shape[0]
+        u, s, vh = np.linalg.svd(rest.reshape(2 * chi, -1), full_matrices=False)
+        keep = s > 1e-14
+        tensors.append(u[:, keep].reshape(chi, 2, -1))
+        rest = s[keep, None] * vh[keep]
+    tensors.append(rest.reshape(-1, 2, 1))
+    return tensors
+
+
+def noisy_state(psi: np.ndarray, weight: float, seed: int) -> np.ndarray:
+    """ρ = (1 − w)|ψ⟩⟨ψ| + w|φ⟩⟨φ| with a random |φ⟩: a physical, imperfect "model" state."""
+    rng = np.random.default_rng(seed)
+    phi = rng.normal(size=psi.size) + 1j * rng.normal(size=psi.size)
+    phi /= np.linalg.norm(phi)
+    return (1 - weight) * np.outer(psi, psi.conj()) + weight * np.outer(phi, phi.conj())
+
+
+def dense_pauli(string: dict[int, str], L: int) -> np.ndarray:
+    operator = np.ones((1, 1))
+    for site in range(L):
+        operator = np.kron(operator, PAULI[string.get(site, "I")])
+    return operator
+
+
+@pytest.mark.parametrize("povm_name", POVM_NAMES)
+@pytest.mark.parametrize("make_state", [lambda: ghz_state(4), lambda: product_state(4, "+i")])
+def test_exact_distribution_reconstructs_its_state(povm_name, make_state):
+    povm, state = get_povm(povm_name), make_state()
+    model = state.distribution(povm)  # the truth as "model"
+    rec = density_matrix(model_probabilities(model), povm)
+    assert np.abs(rec.rho - np.outer(state.psi, state.psi.conj())).max() < 1e-10
+    assert abs(rec.trace - 1) < 1e-12 and rec.hermiticity_error < 1e-12
+    assert rec.min_eigenvalue > -1e-10 and rec.is_physical
+    fidelity = rec.fidelity(state.psi)
+    assert abs(fidelity.value - 1) < 1e-10 and fidelity.physical
+    assert rec.to_qobj().dims == [[2] * 4, [2] * 4]
+
+
+def test_model_probabilities_follow_enumeration_order():
+    povm = get_povm("pauli6")
+    model = tfim_ground_state(3, h=0.7).distribution(povm)
+    assert np.allclose(model_probabilities(model, batch_size=7), model.probabilities, atol=0)
+    blocks = list(outcome_blocks(3, 6, rows=36))
+    assert [start for start, _ in blocks] == [0, 36, 72, 108, 144, 180]
+    assert blocks[2][1][5].tolist() == [2, 0, 5]
+
+
+def test_uhlmann_fidelity_matches_pure_formula_and_self_fidelity():
+    psi = tfim_ground_state(3).psi
+    rho = noisy_state(psi, 0.3, seed=1)
+    pure = quantum_fidelity(rho, psi)
+    mixed = quantum_fidelity(rho, np.outer(psi, psi.conj()))
+    # qutip sums √ of the eigenvalues of √σ ρ √σ: rank-deficient states cost ~1e-8
+    assert abs(pure.value - mixed.value) < 1e-6
+    assert abs(pure.value - np.vdot(psi, rho @ psi).real) < 1e-12
+    assert abs(quantum_fidelity(rho, rho).value - 1) < 1e-6
+
+
+def test_unphysical_reconstruction_is_flagged_and_projected():
+    povm = get_povm("pauli4")
+    delta = np.eye(4)[0]  # Q = δ_{a,0}: ρ = Q_0, not positive
+    rec = density_matrix(delta, povm)
+    fidelity = rec.fidelity(np.array([1, 0], dtype=complex))
+    assert fidelity.value > 1 and not fidelity.physical and fidelity.min_eigenvalue < 0
+    assert 0 <= fidelity.projected <= 1
+    projected = rec.projected()
+    assert projected.is_physical and abs(projected.trace - 1) < 1e-12
+    assert np.allclose(project_to_physical(projected.rho), projected.rho)
+
+
+def test_exact_reconstruction_above_the_limit_is_refused():
+    L = RECONSTRUCT_MAX_L + 1
+
+    class Big:
+        K = 4
+
+    Big.L = L
+    with pytest.raises(QtomoError, match=f"L <= {RECONSTRUCT_MAX_L}"):
+        model_probabilities(Big())
+
+
+@pytest.mark.parametrize("povm_name", POVM_NAMES)
+def test_exact_observables_equal_dense_traces(povm_name):
+    """Σ_a Q(a) f_O(a) = Tr(ρ O) for a mixed ρ, every observable the estimators report."""
+    povm, L = get_povm(povm_name), 4
+    state = tfim_ground_state(L, h=0.8)
+    rho = noisy_state(state.psi, 0.25, seed=2)
+    strings = ["X0 Y2", "Z1 X3", "y0 y1 z3"]
+    obs = exact_observables(born_probabilities(rho, povm), povm, hamiltonian=state.hamiltonian,
+                            pauli_strings=strings)
+
+    def trace(string):
+        return np.trace(rho @ dense_pauli(string, L)).real
+
+    for i in range(L):
+        assert abs(obs.X.value[i] - trace({i: "X"})) < 1e-10
+        assert abs(obs.Z.value[i] - trace({i: "Z"})) < 1e-10
+        for j in range(L):
+            expected_zz = 1.0 if i == j else trace({i: "Z", j: "Z"})
+            expected_xx = 1.0 if i == j else trace({i: "X", j: "X"})
+            assert abs(obs.ZZ.value[i, j] - expected_zz) < 1e-10
+            assert abs(obs.XX.value[i, j] - expected_xx) < 1e-10
+    energy = np.trace(rho @ state.hamiltonian.sparse_matrix().toarray()).real
+    assert abs(obs.energy.value - energy) < 1e-10 and obs.energy.stderr == 0
+    for text in strings:
+        assert abs(obs.strings[text].value - trace(parse_pauli_string(text, L))) < 1e-10
+    assert obs.n_samples is None
+
+
+def test_monte_carlo_observables_agree_with_exact_within_four_sigma():
+    povm, L = get_povm("pauli4"), 6
+    state = tfim_ground_state(L, h=1.0)
+    model = state.distribution(povm)
+    generator = torch.Generator().manual_seed(11)
+    obs = model_observables(model, povm, samples=40_000, batch_size=9999, generator=generator,
+                            hamiltonian=state.hamiltonian, pauli_strings=["X0 Z2 X5"])
+    reference = state.references()
+    assert obs.n_samples == 40_000
+    for name in ("X", "Z", "ZZ", "XX"):
+        estimate = getattr(obs, name)
+        off_diagonal = estimate.stderr > 0
+        z_scores = np.abs(estimate.value - reference[name])[off_diagonal] / estimate.stderr[
+            off_diagonal]
+        assert z_scores.max() < 4, name
+    assert abs(obs.energy.value - reference["energy"]) < 4 * obs.energy.stderr
+    string_value = expectation_pauli_string(state.psi, {0: "X", 2: "Z", 5: "X"})
+    assert abs(obs.strings["X0 Z2 X5"].value - string_value) < 4 * obs.strings["X0 Z2 X5"].stderr
+
+
+def test_energy_error_includes_term_covariances():
+    """stderr(E) is that of the per-record sum e(a) = Σ_t c_t f_t(a), covariances included."""
+    povm, L = get_povm("pauli4"), 4
+    state = tfim_ground_state(L, h=0.5)
+    records = state.distribution(povm).sample(20_000, torch.Generator().manual_seed(3))
+    obs = estimate_observables(records.numpy(), povm, hamiltonian=state.hamiltonian)
+    tables = povm.pauli_dual_traces()
+    a = records.numpy()
+    terms = np.stack([coefficient * np.prod([tables[p][a[:, s]] for s, p in string.items()], 0)
+                      for coefficient, string in state.hamiltonian.terms()], axis=1)
+    per_record = terms.sum(axis=1)
+    assert abs(obs.energy.value - per_record.mean()) < 1e-12
+    assert abs(obs.energy.stderr - per_record.std(ddof=1) / np.sqrt(a.shape[0])) < 1e-12
+
+
+@pytest.mark.parametrize("povm_name, L", [("pauli4", 6), ("tetra", 6), ("pauli6", 5)])
+def test_mps_fidelity_equals_dense_fidelity(povm_name, L):
+    povm = get_povm(povm_name)
+    state = tfim_ground_state(L, h=1.2)
+    mps = mps_from_vector(state.psi)
+    rho = noisy_state(state.psi, 0.3, seed=4)
+    model = ExactDistribution(povm, born_probabilities(rho, povm))
+    dense = np.vdot(state.psi, rho @ state.psi).real
+    overlaps = np.concatenate([pure_state_overlaps(block, mps, povm, batch_size=1000)
+                               for _, block in outcome_blocks(L, povm.K)])
+    assert abs(model.probabilities @ overlaps - dense) < 1e-10
+
+
+def test_monte_carlo_mps_fidelity_agrees_within_four_sigma():
+    povm, L = get_povm("pauli6"), 6  # the smallest variance of g(a) among the POVMs
+    state = tfim_ground_state(L, h=1.2)
+    rho = noisy_state(state.psi, 0.3, seed=4)
+    model = ExactDistribution(povm, born_probabilities(rho, povm))
+    estimate = mps_fidelity(model, mps_from_vector(state.psi), povm, samples=20_000,
+                            generator=torch.Generator().manual_seed(5))
+    assert estimate.relative_error < 0.1
+    assert abs(estimate.value - np.vdot(state.psi, rho @ state.psi).real) < 4 * estimate.stderr
+
+
+def test_truth_has_unit_mps_fidelity_and_bad_estimates_warn():
+    povm = get_povm("tetra")
+    state = ghz_state(5)
+    mps = mps_from_vector(state.psi)
+    model = state.distribution(povm)
+    overlaps = np.concatenate([pure_state_overlaps(block, mps, povm)
+                               for _, block in outcome_blocks(5, povm.K)])
+    assert abs(model.probabilities @ overlaps - 1) < 1e-10
+    with pytest.warns(FidelityWarning, match="relative error"):
+        mps_fidelity(model, mps, povm, samples=3, generator=torch.Generator().manual_seed(0))
+
+
+def test_mps_shape_is_checked():
+    povm = get_povm("pauli4")
+    mps = mps_from_vector(ghz_state(3).psi)
+    with pytest.raises(QtomoError, match="3 tensors; expected L = 4"):
+        pure_state_overlaps(np.zeros((2, 4), int), mps, povm)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("X0 Z7", "site 7 is out of range for L = 6"),
+    ("X0 Q3", "cannot read 'Q3'"),
+    ("X0 X0", "site 0 appears more than once"),
+    ("", "is empty"),
+    ("X-1", "cannot read 'X-1'"),
+])
+def test_bad_pauli_strings_are_one_line_errors(text, message):
+    with pytest.raises(QtomoError, match=message) as info:
+        parse_pauli_string(text, 6)
+    assert "\n" not in str(info.value)

@@ -1,0 +1,102 @@
+"""`qtomo simulate` and `qtomo info` end to end, including every bad input of the foundation."""
+
+import h5py
+import numpy as np
+import pytest
+
+from qtomo.cli import main
+from qtomo.data import read_dataset
+
+from .physics import X, Z, dense_born, dense_tfim, site_operator
+
+
+@pytest.fixture(scope="module")
+def tfim8(tmp_path_factory):
+    path = tmp_path_factory.mktemp("cli") / "tfim8.h5"
+    assert main(["simulate", "--state", "tfim", "--L", "8", "--samples", "100000",
+                 "--out", str(path), "--quiet"]) == 0
+    return path
+
+
+def test_simulate_tfim8_log_prob_and_references_match_ed(tfim8):
+    dataset = read_dataset(tfim8)
+    assert dataset.n_records == 100_000 and dataset.L == 8
+    energies, vectors = np.linalg.eigh(dense_tfim(8, 1.0, 1.0))
+    psi = vectors[:, 0]
+    rho = np.outer(psi, psi.conj())
+    rows = np.random.default_rng(0).choice(dataset.n_records, 300, replace=False)
+    dense = dense_born(rho, dataset.povm.elements, dataset.outcomes()[np.sort(rows)])
+    assert np.allclose(dataset.log_prob()[np.sort(rows)], np.log(dense), atol=1e-10, rtol=0)
+    ref = dataset.reference
+    assert float(ref["energy"]) == pytest.approx(energies[0], abs=1e-10)
+    assert abs(abs(np.vdot(ref["psi"], psi)) - 1) < 1e-10
+    for i in range(8):
+        assert ref["X"][i] == pytest.approx(np.vdot(psi, site_operator(X, i, 8) @ psi).real)
+    zz = site_operator(Z, 0, 8) @ site_operator(Z, 5, 8)
+    assert ref["ZZ"][0, 5] == pytest.approx(np.vdot(psi, zz @ psi).real, abs=1e-10)
+
+
+def test_info_prints_summary(tfim8, capsys):
+    assert main(["info", str(tfim8)]) == 0
+    out = capsys.readouterr().out
+    assert "N = 100000" in out and "pauli4 (K = 4)" in out and "E = -9.8379514475" in out
+
+
+def test_default_output_name(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["simulate", "--state", "ghz", "--L", "4", "--povm", "pauli6",
+                 "--samples", "10", "--quiet"]) == 0
+    assert main(["simulate", "--L", "3", "--h", "0.5", "--samples", "10", "--quiet"]) == 0
+    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == [
+        "ghz_L4_pauli6.h5", "tfim_L3_h0.5_pauli4.h5"]
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--L", "0"], "positive integer"),
+        (["--L", "13", "--method", "exact"], "L <= 12"),
+        (["--L", "10", "--povm", "pauli6", "--method", "exact"], "L <= 9"),
+        (["--samples", "0"], "positive integer"),
+        (["--samples", "-5"], "positive integer"),
+        (["--state", "cat"], "invalid choice"),
+        (["--povm", "sic"], "invalid choice"),
+        (["--h", "nan"], "finite"),
+        (["--J", "inf"], "finite"),
+        (["--L", "1"], "L >= 2"),
+        (["--state", "product", "--product-state", "up"], "unknown single-qubit state"),
+    ],
+)
+def test_simulate_bad_input_exits_2_without_output(argv, message, tmp_path, capsys):
+    out = tmp_path / "out.h5"
+    base = ["simulate", "--L", "4", "--samples", "10", "--out", str(out), "--quiet"]
+    assert main(base + argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("qtomo: error:") and message in err and "\n" not in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_unwritable_output_folder(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert main(["simulate", "--L", "3", "--samples", "5", "--out", str(blocker / "x.h5"),
+                 "--quiet"]) == 2
+    assert "cannot write to folder" in capsys.readouterr().err
+
+
+def test_info_bad_files(tfim8, tmp_path, capsys):
+    truncated = tmp_path / "t.h5"
+    truncated.write_bytes(tfim8.read_bytes()[:4096])
+    text = tmp_path / "n.h5"
+    text.write_text("hello")
+    foreign = tmp_path / "f.h5"
+    with h5py.File(foreign, "w") as file:
+        file["data"] = np.zeros(2)
+    outside = tmp_path / "o.h5"
+    outside.write_bytes(tfim8.read_bytes())
+    with h5py.File(outside, "r+") as file:
+        file["outcomes"][3, 0] = 9
+    for path in (tmp_path / "missing.h5", truncated, text, foreign, outside):
+        assert main(["info", str(path)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("qtomo: error:") and err.count("\n") == 1
