@@ -104,7 +104,8 @@ class TFIM:
         h, J, h, …, h): O(L²) and accurate even for the exponentially small edge mode.
         Periodic chain, parity-even sector (antiperiodic fermions):
         E₀ = −Σ_{n=0}^{L−1} √(J² + h² − 2J|h| cos(π(2n+1)/L)), valid for J ≥ 0 or even L
-        (⊗Z maps h to −h; for even L a sublattice rotation maps J to −J). The frustrated odd antiferromagnetic ring has its ground state in the odd sector.
+        (⊗Z maps h to −h; for even L a sublattice rotation maps J to −J).
+        The frustrated odd antiferromagnetic ring has its ground state in the odd sector.
 
         Raises:
             QtomoError: for the frustrated periodic case (J < 0, odd L).
