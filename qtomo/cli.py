@@ -11,6 +11,7 @@ import argparse
 import math
 import sys
 import warnings
+import zipfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -119,6 +120,11 @@ def _run_info(args: argparse.Namespace) -> int:
     if h5py.is_hdf5(args.path):
         _print_dataset(read_dataset(args.path))
         return 0
+    if zipfile.is_zipfile(args.path):  # torch.save writes a zip archive
+        from qtomo.models.checkpoint import describe, load_checkpoint
+
+        print(describe(load_checkpoint(args.path)))
+        return 0
     raise QtomoError(f"{args.path}: neither a qtomo dataset (HDF5) nor a qtomo checkpoint")
 
 
@@ -156,11 +162,179 @@ def _print_dataset(dataset) -> None:
         print(f"warning   {attrs['warning']}")
 
 
+# --- fit ------------------------------------------------------------------------------------
+
+def _add_fit_parser(subparsers) -> None:
+    from qtomo.models import FAMILIES, hyperparameter_defaults
+    from qtomo.train import SCHEDULES, TrainOptions
+
+    defaults = TrainOptions()
+    parser = subparsers.add_parser(
+        "fit", help="train a model on a dataset by maximum likelihood",
+        description="Train a model on POVM records (mean NLL, AdamW). Holds out the last "
+                    "--val-fraction of rows, keeps the best checkpoint by validation NLL, writes "
+                    "<out>.last.pt (resumable) and <out>.history.json beside it.")
+    parser.add_argument("--model", choices=tuple(FAMILIES), default=None,
+                        help="model family (default gru; with --resume, the checkpoint's)")
+    parser.add_argument("--data", type=Path, default=None,
+                        help="dataset (default: the newest data/*.h5; with --resume, the "
+                             "resumed run's)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="best checkpoint (default runs/<data stem>_<model>.pt; with "
+                             "--resume, the resumed run's)")
+    parser.add_argument("--resume", type=Path, default=None,
+                        help="continue an interrupted run from its checkpoint (.pt or .last.pt)")
+    model_options = parser.add_argument_group(
+        "model hyperparameters", "each applies to the families named; defaults per family")
+    for name, per_family in hyperparameter_defaults().items():
+        families = ", ".join(f"{family} {default}" for family, default in per_family.items())
+        model_options.add_argument(f"--{name.replace('_', '-')}", dest=f"hp_{name}",
+                                   type=int, default=None, metavar="N",
+                                   help=f"(default: {families})")
+    train_options = parser.add_argument_group("training options")
+    for flag, kind, help_text in (
+        ("--epochs", _positive_int, "maximum epochs"),
+        ("--batch-size", _positive_int, "records per step (global under torchrun)"),
+        ("--lr", _finite_float, "peak learning rate of AdamW"),
+        ("--weight-decay", _finite_float, "AdamW weight decay"),
+        ("--warmup", int, "linear warm-up steps"),
+        ("--clip", _finite_float, "gradient-norm clip (0 = off)"),
+        ("--val-fraction", _finite_float, "share of rows (the last ones) held out"),
+        ("--patience", int, "stop after this many epochs without improvement (0 = never)"),
+    ):
+        name = flag[2:].replace("-", "_")
+        train_options.add_argument(flag, type=kind, default=None,
+                                   help=f"{help_text} (default {getattr(defaults, name)})")
+    train_options.add_argument("--schedule", choices=SCHEDULES, default=None,
+                               help=f"learning-rate schedule (default {defaults.schedule})")
+    train_options.add_argument("--no-amp", dest="amp", action="store_false", default=None,
+                               help="no bf16 autocast on CUDA")
+    train_options.add_argument("--compile", action="store_true", default=None,
+                               help="wrap the objective in torch.compile")
+    _common_options(parser)
+
+
+def _newest_dataset() -> Path:
+    found = sorted(Path("data").glob("*.h5"), key=lambda path: path.stat().st_mtime)
+    if not found:
+        raise QtomoError("no --data given and no dataset in data/; run qtomo simulate first")
+    return found[-1]
+
+
+def _run_fit(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    import torch
+
+    from qtomo.data import read_dataset
+    from qtomo.models import build, load_checkpoint
+    from qtomo.train import TrainOptions, fit, resume_path, run_output
+
+    given_hp = {key[3:]: value for key, value in vars(args).items()
+                if key.startswith("hp_") and value is not None}
+    given_options = {field.name: getattr(args, field.name)
+                     for field in dataclasses.fields(TrainOptions)
+                     if getattr(args, field.name, None) is not None}
+    given_options["seed"] = args.seed
+    data, resumed = args.data, None
+    if args.resume is not None:
+        resumed = load_checkpoint(resume_path(args.resume))
+        data = data or Path(resumed.config["data"]["path"])
+    elif data is None:
+        data = _newest_dataset()
+        if not args.quiet:
+            print(f"using the newest dataset {data}")
+    dataset = read_dataset(data)
+    if resumed is not None:
+        config = resumed.config
+        if given_hp or args.model not in (None, config["family"]):
+            raise QtomoError(f"--resume continues the {config['family']} model of "
+                             f"{resumed.path}; drop --model and the hyperparameter options")
+        family, hp = config["family"], config["hyperparameters"]
+        options = TrainOptions(**{**config["training"]["options"], **given_options})
+        out = args.out or run_output(resumed.path)
+    else:
+        family, hp = args.model or "gru", given_hp
+        options = TrainOptions(**given_options)
+        out = args.out or Path("runs") / f"{dataset.path.stem}_{family}.pt"
+    torch.manual_seed(args.seed)
+    model = build(family, L=dataset.L, K=dataset.K, **hp)
+    result = fit(model, dataset, options, out=out, resume=args.resume, device=args.device,
+                 quiet=args.quiet)
+    if not args.quiet:
+        print(f"best validation NLL {result.best_val_nll:.6f} at epoch {result.best_epoch}")
+        print(f"wrote {result.checkpoint}, {result.last}, {result.history_path}")
+    return 0
+
+
+# --- evaluate -------------------------------------------------------------------------------
+
+def _add_evaluate_parser(subparsers) -> None:
+    from qtomo.evaluate import DEFAULT_SAMPLES, METHODS
+
+    parser = subparsers.add_parser(
+        "evaluate", help="compare a trained model with the measured state",
+        description="NLL, KL(P||Q) and classical fidelity on the rows the model was not trained "
+                    "on; quantum fidelity and observables (X, Z, ZZ, XX, energy) from the model "
+                    "and from the data alone, beside the dataset's reference values.")
+    parser.add_argument("--model", type=Path, required=True, help="checkpoint (.pt)")
+    parser.add_argument("--data", type=Path, default=None,
+                        help="dataset (default: the one the checkpoint was trained on)")
+    parser.add_argument("--samples", type=_positive_int, default=DEFAULT_SAMPLES,
+                        help=f"model samples for Monte Carlo estimates (default {DEFAULT_SAMPLES})")
+    parser.add_argument("--method", choices=METHODS, default="auto",
+                        help="exact sums over all K^L records, monte-carlo, or auto = exact for "
+                             "small L (default auto)")
+    parser.add_argument("--pauli", action="append", default=[], metavar="STRING",
+                        help="extra Pauli string to estimate, e.g. 'X0 Z3 Z4' (repeatable)")
+    parser.add_argument("--json", type=Path, default=None, help="write the figures as JSON here")
+    parser.add_argument("--plot", type=Path, default=None,
+                        help="write the correlation / training figure here (.png, .pdf, .svg)")
+    _common_options(parser)
+
+
+def _run_evaluate(args: argparse.Namespace) -> int:
+    import torch
+
+    from qtomo.data import read_dataset
+    from qtomo.device import resolve_device
+    from qtomo.evaluate import evaluate, format_report, write_json
+    from qtomo.models import load_checkpoint
+    from qtomo.plots import check_plot_path, plot_evaluation
+    from qtomo.train import run_paths
+
+    if args.plot is not None:
+        check_plot_path(args.plot)
+    torch.manual_seed(args.seed)  # flows draw their importance samples from the global RNG
+    checkpoint = load_checkpoint(args.model, map_location=resolve_device(args.device))
+    data = args.data
+    if data is None:
+        data = (checkpoint.config.get("data") or {}).get("path")
+        if data is None:
+            raise QtomoError(f"{args.model} records no training dataset; give --data")
+        if not args.quiet:
+            print(f"using the training dataset {data}")
+    report = evaluate(checkpoint, read_dataset(data), samples=args.samples, method=args.method,
+                      pauli_strings=args.pauli, seed=args.seed, quiet=args.quiet)
+    written = []
+    if args.json is not None:
+        written.append(write_json(report, args.json))
+    if args.plot is not None:
+        written.append(plot_evaluation(report, args.plot, history=run_paths(args.model)[2]))
+    if not args.quiet:
+        print(format_report(report))
+        for path in written:
+            print(f"wrote {path}")
+    return 0
+
+
 # --- main -----------------------------------------------------------------------------------
 
 COMMANDS: dict[str, tuple[Callable, Callable[[argparse.Namespace], int]]] = {
     "simulate": (_add_simulate_parser, _run_simulate),
     "info": (_add_info_parser, _run_info),
+    "fit": (_add_fit_parser, _run_fit),
+    "evaluate": (_add_evaluate_parser, _run_evaluate),
 }
 
 

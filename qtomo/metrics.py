@@ -28,6 +28,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from qtomo.errors import QtomoError
+
 __all__ = [
     "Estimate",
     "classical_fidelity",
@@ -176,7 +178,9 @@ def log_prob_batched(model, outcomes: np.ndarray | torch.Tensor, *,
 
 def classical_metrics(model, chunks: Iterable[tuple[np.ndarray, np.ndarray]], *,
                       batch_size: int = 65536) -> dict[str, Estimate | int]:
-    """NLL, KL(P‖Q) and F_c of ``model`` over test records streamed in chunks.
+    """NLL, KL(P‖Q), F_c of ``model`` and the entropy H(P) = E_P[-ln P] over test records.
+
+    H(P) is the floor of the NLL: NLL − H(P) = KL(P‖Q) record by record.
 
     Args:
         model: the model Q (model interface).
@@ -185,7 +189,11 @@ def classical_metrics(model, chunks: Iterable[tuple[np.ndarray, np.ndarray]], *,
         batch_size: rows per forward pass.
 
     Returns:
-        ``{"nll": Estimate, "kl": Estimate, "classical_fidelity": Estimate, "n_test": int}``.
+        ``{"nll", "kl", "classical_fidelity", "entropy"}`` as :class:`Estimate`, and
+        ``"n_test"``, the number of test records.
+
+    Raises:
+        QtomoError: if there are no test records.
 
     Example:
         >>> class Uniform:                        # Q = 1/4 on two 2-outcome sites
@@ -201,11 +209,13 @@ def classical_metrics(model, chunks: Iterable[tuple[np.ndarray, np.ndarray]], *,
     for outcomes, log_p in chunks:
         log_p_parts.append(np.asarray(log_p, dtype=np.float64))
         log_q_parts.append(log_prob_batched(model, outcomes, batch_size=batch_size))
-    log_p = np.concatenate(log_p_parts) if log_p_parts else np.zeros(0)
-    log_q = np.concatenate(log_q_parts) if log_q_parts else np.zeros(0)
+    if not log_p_parts:
+        raise QtomoError("no test records: the classical metrics need at least one")
+    log_p, log_q = np.concatenate(log_p_parts), np.concatenate(log_q_parts)
     return {
         "nll": nll(log_q),
         "kl": kl_divergence(log_p, log_q),
         "classical_fidelity": classical_fidelity(log_p, log_q),
+        "entropy": Estimate.from_samples(-log_p),
         "n_test": int(log_p.shape[0]),
     }

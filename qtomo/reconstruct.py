@@ -21,7 +21,8 @@ exactly (the diagonal of the correlation matrices).
     F = ⟨ψ|ρ|ψ⟩ = E_Q[g(a)],   g(a) = ⟨ψ|⊗_i Q_{a_i}|ψ⟩
 
 - small L: ρ is built explicitly (:func:`density_matrix`) and F = ⟨ψ|ρ|ψ⟩; a mixed target σ uses
-  Uhlmann's F = (Tr √(√σ ρ √σ))². ρ need not be positive; a fidelity of a ρ with a negative
+  Uhlmann's F = (Tr √(√σ ρ √σ))² (qutip; about 1e-8 absolute for rank-deficient σ, ρ, from the
+  square roots of their zero eigenvalues). ρ need not be positive; a fidelity of a ρ with a negative
   eigenvalue is reported with ``physical = False`` (it may then exceed 1), next to the fidelity
   of the nearest physical state (negative eigenvalues clipped, trace renormalised).
 - any L: g(a) is contracted per sample through the target's MPS (:func:`pure_state_overlaps`);
@@ -62,6 +63,7 @@ from qtomo.progress import progress_bar
 
 __all__ = [
     "RECONSTRUCT_MAX_L",
+    "FidelityWarning",
     "Observables",
     "QuantumFidelity",
     "Reconstruction",
@@ -71,11 +73,13 @@ __all__ = [
     "model_observables",
     "model_probabilities",
     "mps_fidelity",
+    "mps_to_vector",
     "outcome_blocks",
     "parse_pauli_string",
     "project_to_physical",
     "pure_state_overlaps",
     "quantum_fidelity",
+    "vector_to_mps",
 ]
 
 #: largest L of the exact paths (enumeration of K^L records, dense 2^L × 2^L ρ)
@@ -85,6 +89,10 @@ PHYSICAL_TOL = 1e-10
 #: relative standard error of a Monte Carlo fidelity above which a warning is issued
 FIDELITY_WARN_RELATIVE = 0.1
 _BLOCK = 2**16
+
+
+class FidelityWarning(UserWarning):
+    """A Monte Carlo fidelity whose standard error is too large to trust."""
 
 
 # --------------------------------------------------------------------------- exact enumeration
@@ -119,7 +127,13 @@ def outcome_blocks(L: int, K: int, rows: int = _BLOCK) -> Iterator[tuple[int, np
 
 
 def model_probabilities(model, *, batch_size: int = _BLOCK, quiet: bool = True) -> np.ndarray:
-    """Q(a) for all K^L records, by evaluating ``model.log_prob`` in batches without gradients.
+    """Q(a) for all K^L records, evaluated in batches without gradients.
+
+    An autoregressive model (one with ``conditionals``, SPEC §3) is evaluated on the K^(L-1)
+    prefixes only: one teacher-forced pass over a_0 … a_{L-2} (last site a placeholder) gives
+    ln q(a_i | a_<i) for every i, and the last site's conditional covers all K completions,
+    ln Q(a) = Σ_{i<L-1} ln q(a_i | a_<i) + ln q(a_{L-1} | a_<L-1) — K times less work than
+    ``log_prob`` of every record, which is used for any other model.
 
     Args:
         model: anything with the model interface (``L``, ``K``, ``log_prob``).
@@ -134,12 +148,26 @@ def model_probabilities(model, *, batch_size: int = _BLOCK, quiet: bool = True) 
         QtomoError: for L > :data:`RECONSTRUCT_MAX_L`.
     """
     _check_exact_size(model.L, "the exact model distribution")
-    probabilities = np.empty(model.K**model.L)
+    L, K = model.L, model.K
+    probabilities = np.empty(K**L)
     with progress_bar(probabilities.size, "enumerate", quiet=quiet, unit="rec") as bar:
-        for start, block in outcome_blocks(model.L, model.K, batch_size):
-            log_q = log_prob_batched(model, block, batch_size=batch_size)
-            probabilities[start:start + block.shape[0]] = np.exp(log_q)
-            bar.update(block.shape[0])
+        if hasattr(model, "conditionals"):
+            device = model_device(model)
+            for start, prefixes in outcome_blocks(L - 1, K, max(1, batch_size // K)):
+                a = torch.as_tensor(np.hstack([prefixes, np.zeros((len(prefixes), 1), int)]),
+                                    device=device)  # (b, L), last site a placeholder
+                with torch.no_grad():
+                    conditionals = model.conditionals(a).double()  # (b, L, K)
+                head = conditionals[:, :-1].gather(2, a[:, :-1, None]).sum((1, 2))  # (b,)
+                log_q = head[:, None] + conditionals[:, -1]  # (b, K): completions k = 0..K-1
+                probabilities[start * K:(start + len(prefixes)) * K] = (
+                    log_q.exp().reshape(-1).cpu().numpy())
+                bar.update(log_q.numel())
+        else:
+            for start, block in outcome_blocks(L, K, batch_size):
+                log_q = log_prob_batched(model, block, batch_size=batch_size)
+                probabilities[start:start + block.shape[0]] = np.exp(log_q)
+                bar.update(block.shape[0])
     return probabilities
 
 
@@ -170,33 +198,7 @@ class QuantumFidelity:
                 "min_eigenvalue": self.min_eigenvalue, "projected": self.projected}
 
 
-def project_to_physical(rho: np.ndarray) -> np.ndarray:
-    """The physical state nearest ρ: Hermitian part, negative eigenvalues set to 0, trace 1.
-
-    Args:
-        rho: (D, D) complex.
-
-    Returns:
-        (D, D) complex128, positive semidefinite with unit trace.
-
-    Raises:
-        QtomoError: if ρ has no positive eigenvalue.
-
-    Example:
-        >>> project_to_physical(np.diag([1.2, -0.2])).real
-        array([[1., 0.],
-               [0., 0.]])
-    """
-    eigenvalues, vectors = np.linalg.eigh(_hermitian_part(rho))
-    eigenvalues = np.clip(eigenvalues, 0.0, None)
-    if eigenvalues.sum() <= 0:
-        raise QtomoError("cannot project ρ to a physical state: it has no positive eigenvalue")
-    eigenvalues /= eigenvalues.sum()
-    return (vectors * eigenvalues) @ vectors.conj().T
-
-
 def _hermitian_part(rho: np.ndarray) -> np.ndarray:
-    rho = np.asarray(rho, dtype=np.complex128)
     return 0.5 * (rho + rho.conj().T)
 
 
@@ -209,42 +211,12 @@ def _fidelity_value(rho: np.ndarray, target: np.ndarray) -> float:
     return float(qutip.fidelity(qutip.Qobj(target), qutip.Qobj(_hermitian_part(rho)))) ** 2
 
 
-def quantum_fidelity(rho: np.ndarray, target: np.ndarray) -> QuantumFidelity:
-    """Fidelity of ρ to a target: ⟨ψ|ρ|ψ⟩ for a vector ψ, Uhlmann (Tr √(√σ ρ √σ))² for σ.
-
-    Args:
-        rho: (D, D) complex, e.g. the inverted model state (possibly not positive).
-        target: (D,) normalised state vector or (D, D) density matrix.
-
-    Returns:
-        :class:`QuantumFidelity` with the flag ``physical`` and the projected fidelity.
-
-    Raises:
-        QtomoError: if the dimensions differ.
-
-    Example:
-        >>> psi = np.array([1, 0], dtype=complex)
-        >>> fid = quantum_fidelity(np.diag([1.1, -0.1]), psi)
-        >>> round(fid.value, 12), fid.physical, round(fid.projected, 12)
-        (1.1, False, 1.0)
-    """
-    rho = np.asarray(rho, dtype=np.complex128)
-    target = np.asarray(target, dtype=np.complex128)
-    if target.shape[0] != rho.shape[0] or target.ndim not in (1, 2):
-        raise QtomoError(
-            f"target of shape {target.shape} does not match ρ of shape {rho.shape}; expected "
-            f"({rho.shape[0]},) or {rho.shape}"
-        )
-    min_eigenvalue = float(np.linalg.eigvalsh(_hermitian_part(rho))[0])
-    physical = min_eigenvalue >= -PHYSICAL_TOL
-    value = _fidelity_value(rho, target)
-    projected = value if physical else _fidelity_value(project_to_physical(rho), target)
-    return QuantumFidelity(value, physical, min_eigenvalue, min(max(projected, 0.0), 1.0))
-
-
 @dataclass(frozen=True, eq=False)
 class Reconstruction:
     """An explicitly built ρ = Σ_a Q(a) ⊗_i Q_{a_i} with its diagnostics.
+
+    The spectrum of the Hermitian part is computed once, on first use, and shared by
+    ``min_eigenvalue``, ``projected`` and ``fidelity``.
 
     Attributes:
         rho: (D, D) complex128, D = 2^L, qubit 0 the most significant factor.
@@ -267,9 +239,13 @@ class Reconstruction:
         return float(np.abs(self.rho - self.rho.conj().T).max())
 
     @cached_property
+    def _spectrum(self) -> tuple[np.ndarray, np.ndarray]:
+        return np.linalg.eigh(_hermitian_part(self.rho))
+
+    @property
     def eigenvalues(self) -> np.ndarray:
         """(D,) float64 eigenvalues of the Hermitian part, ascending."""
-        return np.linalg.eigvalsh(_hermitian_part(self.rho))
+        return self._spectrum[0]
 
     @property
     def min_eigenvalue(self) -> float:
@@ -281,18 +257,81 @@ class Reconstruction:
         return self.min_eigenvalue >= -PHYSICAL_TOL
 
     def projected(self) -> Reconstruction:
-        """The nearest physical state (:func:`project_to_physical`)."""
-        return Reconstruction(project_to_physical(self.rho))
+        """The nearest physical state: negative eigenvalues set to 0, trace renormalised to 1.
+
+        Raises:
+            QtomoError: if ρ has no positive eigenvalue.
+        """
+        eigenvalues, vectors = self._spectrum
+        clipped = np.clip(eigenvalues, 0.0, None)
+        if clipped.sum() <= 0:
+            raise QtomoError("cannot project ρ to a physical state: it has no positive eigenvalue")
+        return Reconstruction((vectors * (clipped / clipped.sum())) @ vectors.conj().T)
 
     def fidelity(self, target: np.ndarray) -> QuantumFidelity:
-        """:func:`quantum_fidelity` of this ρ to a target vector or density matrix."""
-        return quantum_fidelity(self.rho, target)
+        """Fidelity to a target vector ψ (⟨ψ|ρ|ψ⟩) or density matrix σ ((Tr √(√σ ρ √σ))²).
+
+        Raises:
+            QtomoError: if the dimensions differ.
+        """
+        target = np.asarray(target, dtype=np.complex128)
+        if target.shape[0] != self.rho.shape[0] or target.ndim not in (1, 2):
+            raise QtomoError(
+                f"target of shape {target.shape} does not match ρ of shape {self.rho.shape}; "
+                f"expected ({self.rho.shape[0]},) or {self.rho.shape}"
+            )
+        value = _fidelity_value(self.rho, target)
+        projected = value if self.is_physical else _fidelity_value(self.projected().rho, target)
+        return QuantumFidelity(value, self.is_physical, self.min_eigenvalue,
+                               min(max(projected, 0.0), 1.0))
 
     def to_qobj(self):
         """ρ as a ``qutip.Qobj`` with dims [[2]*L, [2]*L]."""
         import qutip
 
         return qutip.Qobj(self.rho, dims=[[2] * self.L, [2] * self.L])
+
+
+def project_to_physical(rho: np.ndarray) -> np.ndarray:
+    """The physical state nearest ρ: Hermitian part, negative eigenvalues set to 0, trace 1.
+
+    Args:
+        rho: (D, D) complex.
+
+    Returns:
+        (D, D) complex128, positive semidefinite with unit trace.
+
+    Raises:
+        QtomoError: if ρ has no positive eigenvalue.
+
+    Example:
+        >>> project_to_physical(np.diag([1.2, -0.2])).real
+        array([[1., 0.],
+               [0., 0.]])
+    """
+    return Reconstruction(np.asarray(rho, dtype=np.complex128)).projected().rho
+
+
+def quantum_fidelity(rho: np.ndarray, target: np.ndarray) -> QuantumFidelity:
+    """Fidelity of ρ to a target: ⟨ψ|ρ|ψ⟩ for a vector ψ, Uhlmann (Tr √(√σ ρ √σ))² for σ.
+
+    Args:
+        rho: (D, D) complex, e.g. the inverted model state (possibly not positive).
+        target: (D,) normalised state vector or (D, D) density matrix.
+
+    Returns:
+        :class:`QuantumFidelity` with the flag ``physical`` and the projected fidelity.
+
+    Raises:
+        QtomoError: if the dimensions differ.
+
+    Example:
+        >>> psi = np.array([1, 0], dtype=complex)
+        >>> fid = quantum_fidelity(np.diag([1.1, -0.1]), psi)
+        >>> round(fid.value, 12), fid.physical, round(fid.projected, 12)
+        (1.1, False, 1.0)
+    """
+    return Reconstruction(np.asarray(rho, dtype=np.complex128)).fidelity(target)
 
 
 def density_matrix(probabilities: np.ndarray, povm: POVM) -> Reconstruction:
@@ -587,6 +626,44 @@ def _check_mps(mps: Sequence[np.ndarray], L: int) -> None:
             raise QtomoError(f"MPS tensor {i} has shape {tensor.shape}; expected ({left}, 2, χ)")
 
 
+def mps_to_vector(mps: Sequence[np.ndarray]) -> np.ndarray:
+    """The dense ψ (2^L,) complex128 of an MPS of tensors (χ_l, 2, χ_r), qubit 0 most significant.
+
+    Example:
+        >>> ghz = [np.array([[[1, 0], [0, 1]]]) / 2**0.5, np.array([[[1], [0]], [[0], [1]]])]
+        >>> mps_to_vector(ghz).real.round(6).tolist()                 # (|00⟩ + |11⟩)/√2
+        [0.707107, 0.0, 0.0, 0.707107]
+    """
+    psi = np.ones((1, 1), dtype=np.complex128)  # (2^i, χ)
+    for tensor in mps:
+        psi = (psi @ tensor.reshape(tensor.shape[0], -1)).reshape(-1, tensor.shape[2])
+    return psi.reshape(-1)
+
+
+def vector_to_mps(psi: np.ndarray) -> list[np.ndarray]:
+    """An exact MPS of ψ (2^L,) by successive SVDs: left-canonical, only zero weights dropped.
+
+    Returns:
+        L tensors (χ_l, 2, χ_r) complex128 with χ_l = 1 first and χ_r = 1 last.
+
+    Example:
+        >>> psi = np.random.default_rng(0).normal(size=16).astype(complex)
+        >>> bool(np.allclose(mps_to_vector(vector_to_mps(psi)), psi))
+        True
+    """
+    psi = np.asarray(psi, dtype=np.complex128)
+    L = int(psi.size).bit_length() - 1
+    tensors, rest = [], psi.reshape(1, -1)
+    for _ in range(L - 1):
+        chi = rest.shape[0]
+        u, s, vh = np.linalg.svd(rest.reshape(2 * chi, -1), full_matrices=False)
+        keep = s > 1e-14 * s[0]
+        tensors.append(u[:, keep].reshape(chi, 2, -1))
+        rest = s[keep, None] * vh[keep]
+    tensors.append(rest.reshape(-1, 2, 1))
+    return tensors
+
+
 def pure_state_overlaps(records: np.ndarray | torch.Tensor, mps: Sequence[np.ndarray],
                         povm: POVM, *, batch_size: int = 8192,
                         device: str | torch.device = "cpu") -> np.ndarray:
@@ -636,7 +713,7 @@ def mps_fidelity(model, mps: Sequence[np.ndarray], povm: POVM, *, samples: int =
                  quiet: bool = True) -> Estimate:
     """Monte Carlo F = ⟨ψ|ρ_model|ψ⟩ = E_Q[g(a)] over model samples, ± std(g)/√n.
 
-    Warns (``RuntimeWarning``) when the relative standard error exceeds
+    Warns (:class:`FidelityWarning`) when the relative standard error exceeds
     :data:`FIDELITY_WARN_RELATIVE`: Var g can grow like 3^L, so at large L the estimate may be
     useless with any affordable number of samples.
 
@@ -664,6 +741,6 @@ def mps_fidelity(model, mps: Sequence[np.ndarray], povm: POVM, *, samples: int =
         warnings.warn(
             f"Monte Carlo fidelity {estimate} has a relative error above "
             f"{FIDELITY_WARN_RELATIVE:g} (its variance grows like 3^L); treat it as unreliable",
-            RuntimeWarning, stacklevel=2,
+            FidelityWarning, stacklevel=2,
         )
     return estimate

@@ -1,5 +1,7 @@
 """Reconstruction and observables against dense linear algebra and closed forms (issue 5)."""
 
+from functools import reduce
+
 import numpy as np
 import pytest
 import torch
@@ -20,6 +22,7 @@ from qtomo.reconstruct import (
     project_to_physical,
     pure_state_overlaps,
     quantum_fidelity,
+    vector_to_mps,
 )
 from qtomo.states.exact import (
     ExactDistribution,
@@ -29,19 +32,7 @@ from qtomo.states.exact import (
     tfim_ground_state,
 )
 
-
-def mps_from_vector(psi: np.ndarray) -> list[np.ndarray]:
-    """An exact (untruncated, left-canonical) MPS of ψ by successive SVDs."""
-    L = int(psi.size).bit_length() - 1
-    tensors, rest = [], psi.reshape(1, -1)
-    for _ in range(L - 1):
-        chi = rest.shape[0]
-        u, s, vh = np.linalg.svd(rest.reshape(2 * chi, -1), full_matrices=False)
-        keep = s > 1e-14
-        tensors.append(u[:, keep].reshape(chi, 2, -1))
-        rest = s[keep, None] * vh[keep]
-    tensors.append(rest.reshape(-1, 2, 1))
-    return tensors
+from .physics import site_operator
 
 
 def noisy_state(psi: np.ndarray, weight: float, seed: int) -> np.ndarray:
@@ -53,10 +44,8 @@ def noisy_state(psi: np.ndarray, weight: float, seed: int) -> np.ndarray:
 
 
 def dense_pauli(string: dict[int, str], L: int) -> np.ndarray:
-    operator = np.ones((1, 1))
-    for site in range(L):
-        operator = np.kron(operator, PAULI[string.get(site, "I")])
-    return operator
+    return reduce(np.matmul, [site_operator(PAULI[letter], site, L)
+                              for site, letter in string.items()], np.eye(2**L))
 
 
 @pytest.mark.parametrize("povm_name", POVM_NAMES)
@@ -183,7 +172,7 @@ def test_energy_error_includes_term_covariances():
 def test_mps_fidelity_equals_dense_fidelity(povm_name, L):
     povm = get_povm(povm_name)
     state = tfim_ground_state(L, h=1.2)
-    mps = mps_from_vector(state.psi)
+    mps = vector_to_mps(state.psi)
     rho = noisy_state(state.psi, 0.3, seed=4)
     model = ExactDistribution(povm, born_probabilities(rho, povm))
     dense = np.vdot(state.psi, rho @ state.psi).real
@@ -197,7 +186,7 @@ def test_monte_carlo_mps_fidelity_agrees_within_four_sigma():
     state = tfim_ground_state(L, h=1.2)
     rho = noisy_state(state.psi, 0.3, seed=4)
     model = ExactDistribution(povm, born_probabilities(rho, povm))
-    estimate = mps_fidelity(model, mps_from_vector(state.psi), povm, samples=20_000,
+    estimate = mps_fidelity(model, vector_to_mps(state.psi), povm, samples=20_000,
                             generator=torch.Generator().manual_seed(5))
     assert estimate.relative_error < 0.1
     assert abs(estimate.value - np.vdot(state.psi, rho @ state.psi).real) < 4 * estimate.stderr
@@ -206,7 +195,7 @@ def test_monte_carlo_mps_fidelity_agrees_within_four_sigma():
 def test_truth_has_unit_mps_fidelity_and_bad_estimates_warn():
     povm = get_povm("tetra")
     state = ghz_state(5)
-    mps = mps_from_vector(state.psi)
+    mps = vector_to_mps(state.psi)
     model = state.distribution(povm)
     overlaps = np.concatenate([pure_state_overlaps(block, mps, povm)
                                for _, block in outcome_blocks(5, povm.K)])
@@ -217,7 +206,7 @@ def test_truth_has_unit_mps_fidelity_and_bad_estimates_warn():
 
 def test_mps_shape_is_checked():
     povm = get_povm("pauli4")
-    mps = mps_from_vector(ghz_state(3).psi)
+    mps = vector_to_mps(ghz_state(3).psi)
     with pytest.raises(QtomoError, match="3 tensors; expected L = 4"):
         pure_state_overlaps(np.zeros((2, 4), int), mps, povm)
 

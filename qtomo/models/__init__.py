@@ -32,7 +32,15 @@ from __future__ import annotations
 
 from qtomo.models.base import QtomoModel
 from qtomo.models.checkpoint import Checkpoint, load, load_checkpoint, save_checkpoint
-from qtomo.models.registry import FAMILIES, build, config_class, family_classes, hyperparameters
+from qtomo.models.registry import (
+    FAMILIES,
+    build,
+    config_class,
+    family_classes,
+    hyperparameter_defaults,
+    hyperparameters,
+)
 
 __all__ = ["FAMILIES", "Checkpoint", "QtomoModel", "build", "config_class", "family_classes",
-           "hyperparameters", "load", "load_checkpoint", "save_checkpoint"]
+           "hyperparameter_defaults", "hyperparameters", "load", "load_checkpoint",
+           "save_checkpoint"]

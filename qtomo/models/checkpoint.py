@@ -24,8 +24,8 @@ renamed, so a crash never leaves a half-written checkpoint.
 
 from __future__ import annotations
 
-import os
-import tempfile
+import pickle
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 import qtomo
+from qtomo.atomic import atomic_output
 from qtomo.errors import CheckpointError, QtomoError
 from qtomo.models.base import QtomoModel
 from qtomo.models.registry import build, hyperparameters
@@ -81,7 +82,7 @@ def save_checkpoint(path: str | Path, model: QtomoModel, *, povm: str,
     """Write ``model`` and its plain config to ``path`` atomically (temporary file + rename).
 
     Args:
-        path: destination, conventionally ``*.pt``; its folder is created.
+        path: destination, conventionally ``*.pt``; its folder is created if needed.
         model: any registered family.
         povm: name of the POVM the model's outcomes refer to.
         data: dataset provenance (see the module docstring); plain values only.
@@ -92,7 +93,6 @@ def save_checkpoint(path: str | Path, model: QtomoModel, *, povm: str,
         The path written.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "format": FORMAT,
         "version": VERSION,
@@ -103,14 +103,8 @@ def save_checkpoint(path: str | Path, model: QtomoModel, *, povm: str,
         "state_dict": {key: tensor.detach().cpu() for key, tensor in model.state_dict().items()},
         "trainer": trainer,
     }
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(handle)
-    try:
+    with atomic_output(path) as tmp:
         torch.save(payload, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path
 
 
@@ -131,9 +125,14 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
+    if not zipfile.is_zipfile(path):
+        raise CheckpointError(f"{path} is not a qtomo checkpoint (not a torch.save archive)")
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as error:  # torch raises many types for a foreign or truncated file
+    except pickle.UnpicklingError:
+        raise CheckpointError(f"{path} is not a qtomo checkpoint (it holds objects other than "
+                              "tensors and plain data)") from None
+    except Exception as error:  # torch raises many types for a truncated or corrupt archive
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise CheckpointError(f"{path} is not a readable qtomo checkpoint ({reason})") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
@@ -152,7 +151,8 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         model.load_state_dict(payload["state_dict"])
     except (RuntimeError, KeyError, TypeError) as error:
-        reason = str(error).strip().splitlines()[0]
+        lines = str(error).strip().splitlines()  # a heading, then one line per problem
+        reason = lines[min(1, len(lines) - 1)].strip()
         raise CheckpointError(f"{path}: config does not match the stored tensors ({reason})"
                               ) from None
     model.to(map_location).eval()

@@ -9,9 +9,9 @@ Sampling is one parallel pass over all sites: z ~ N(0, 1)^{L×K}, v = F⁻¹(z),
 is an integral over the argmax cell C(a) = {v : argmax_k v_ik = a_i ∀i}; a dequantiser q(v|a)
 supported on C(a) turns it into an expectation::
 
-    Q(a) = E_{q(v|a)}[p(v) / q(v|a)]
-    ln Q(a) ≥ E_q[ln p(v) − ln q(v|a)]                                     (ELBO, the training bound)
-    ln Q(a) ≈ ln (1/S) Σ_s p(v_s) / q(v_s|a),   v_s ~ q(·|a)               (importance-weighted)
+    Q(a)    = E_{q(v|a)}[p(v) / q(v|a)]
+    ln Q(a) ≥ E_q[ln p(v) − ln q(v|a)]                       (ELBO: the bound, used for training)
+    ln Q(a) ≈ ln (1/S) Σ_s p(v_s) / q(v_s|a),  v_s ~ q(·|a)  (importance-weighted: the estimate)
 
 The importance-weighted estimate is a lower bound in expectation too, never looser than the
 ELBO on the same draws (Jensen), and tends to ln Q(a) as S → ∞ (Burda et al. 2016, IWAE); its
@@ -37,7 +37,7 @@ sites is coupled directly within 2⌈log2 L⌉ layers. A single site (L = 1) spl
 The flat feature index of v_ik is i·K + k.
 
 Example:
-    >>> torch.manual_seed(0) and None
+    >>> _ = torch.manual_seed(0)
     >>> model = ArgmaxFlow(L=3, K=4, config=FlowConfig(layers=2, hidden=16))
     >>> a = model.sample(5, generator=torch.Generator().manual_seed(1))
     >>> a.shape, a.dtype, bool(((0 <= a) & (a < 4)).all())
@@ -63,7 +63,7 @@ from zuko.flows.gaussianization import ElementWiseTransform
 from zuko.lazy import LazyComposedTransform
 
 from qtomo.errors import QtomoError
-from qtomo.models.base import QtomoModel
+from qtomo.models.base import QtomoModel, check_hyperparameter
 
 __all__ = ["ArgmaxFlow", "FlowConfig"]
 
@@ -75,30 +75,35 @@ class FlowConfig:
     """Hyperparameters of :class:`ArgmaxFlow`.
 
     Args:
-        layers: affine coupling layers in the flow F of p(v) (≥ 1).
-        hidden: width of each coupling network's hidden layers (≥ 1).
-        depth: hidden layers per coupling network (≥ 1).
-        dequant_layers: conditional coupling layers of the dequantiser q(u|a), after a
-            conditional element-wise affine layer (≥ 0).
-        importance_samples: default S of :meth:`ArgmaxFlow.log_prob` (≥ 1).
+        layers: affine coupling layers in the flow F of p(v) (1..256).
+        hidden: width of the hidden layers of every coupling network (1..8192).
+        depth: hidden layers per coupling network (1..16).
+        dequant_layers: conditional coupling layers of the dequantiser q(u|a), after its
+            conditional element-wise affine layer (0..256).
+        importance_samples: default S of :meth:`ArgmaxFlow.log_prob` (1..2**20).
 
     Raises:
         QtomoError: for a value out of range.
     """
 
     layers: int = 8
-    hidden: int = 256
+    hidden: int = 128
     depth: int = 2
     dequant_layers: int = 2
     importance_samples: int = 64
 
     def __post_init__(self) -> None:
-        minimum = {"layers": 1, "hidden": 1, "depth": 1, "dequant_layers": 0,
-                   "importance_samples": 1}
-        for name, low in minimum.items():
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise QtomoError(f"flow {name} must be an integer ≥ {low}; got {value!r}")
+        check_hyperparameter("flow", "layers", self.layers, low=1, high=256)
+        check_hyperparameter("flow", "hidden", self.hidden, low=1, high=8192)
+        check_hyperparameter("flow", "depth", self.depth, low=1, high=16)
+        check_hyperparameter("flow", "dequant_layers", self.dequant_layers, low=0, high=256)
+        check_hyperparameter("flow", "importance_samples", self.importance_samples, low=1,
+                             high=2**20)
+
+
+def _log_normal(x: torch.Tensor) -> torch.Tensor:
+    """ln N(x; 0, 1) of (B, D) rows; returns (B,)."""
+    return -0.5 * (x.square().sum(-1) + x.shape[-1] * _LOG_2PI)
 
 
 def coupling_masks(L: int, K: int, n: int) -> list[torch.Tensor]:
@@ -130,16 +135,28 @@ class ArgmaxFlow(QtomoModel):
         L: qubits (≥ 1).
         K: outcomes per qubit (≥ 2).
         config: hyperparameters.
+
+    Raises:
+        QtomoError: L < 1 or K < 2.
+
+    Example (Σ_a Q(a) = 1 over all K^L records, up to the noise of the estimate):
+        >>> _ = torch.manual_seed(0)
+        >>> model = ArgmaxFlow(L=2, K=2, config=FlowConfig(layers=2, hidden=8))
+        >>> every = torch.tensor([[0, 0], [0, 1], [1, 0], [1, 1]])
+        >>> gen = torch.Generator().manual_seed(0)
+        >>> total = model.log_prob(every, samples=4096, generator=gen).exp().sum()
+        >>> abs(total.item() - 1) < 0.02
+        True
     """
 
     family: ClassVar[str] = "flow"
     exact_log_prob: ClassVar[bool] = False
 
-    def __init__(self, L: int, K: int, config: FlowConfig | None = None) -> None:
-        if L < 1 or K < 2:
-            raise QtomoError(f"flow needs L ≥ 1 and K ≥ 2; got L={L}, K={K}")
+    def __init__(self, L: int, K: int, config: FlowConfig) -> None:
+        check_hyperparameter("flow", "L", L, low=1)
+        check_hyperparameter("flow", "K", K, low=2)
         super().__init__(L, K)
-        self.config = config = config if config is not None else FlowConfig()
+        self.config = config
         D = self.L * self.K
         mlp = {"hidden_features": (config.hidden,) * config.depth}
         self.prior = LazyComposedTransform(*(
@@ -151,29 +168,34 @@ class ArgmaxFlow(QtomoModel):
             *(GeneralCouplingTransform(D, context=D, mask=mask, **mlp)
               for mask in coupling_masks(self.L, self.K, config.dequant_layers)),
         )  # ε → u, given the one-hot record
-        self.register_buffer("eye", torch.eye(self.K))
+        for transform in (*self.prior.transforms, *self.dequantizer.transforms):
+            # Zero output layers start every transform at the identity (as in Glow): Q is uniform
+            # and q(v|a) is p(v) cut to the cell, so the importance weights are tame from step 0.
+            nn.init.zeros_(transform.hyper[-1].weight)
+            nn.init.zeros_(transform.hyper[-1].bias)
+        self.register_buffer("eye", torch.eye(self.K), persistent=False)  # one-hot rows
 
     def log_density(self, v: torch.Tensor) -> torch.Tensor:
         """ln p(v) = ln N(F(v); 0, 1) + ln |det ∂F/∂v| for v (B, L, K) float; returns (B,)."""
         z, ladj = self.prior().call_and_ladj(v.flatten(-2))  # (B, L·K), (B,)
-        return -0.5 * (z.square().sum(-1) + z.shape[-1] * _LOG_2PI) + ladj
+        return _log_normal(z) + ladj
 
-    def dequantize(
-        self, a: torch.Tensor, generator: torch.Generator | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """One draw v ~ q(v|a) inside the argmax cell of a, with ln q(v|a).
+    def dequantize(self, a: torch.Tensor, eps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The dequantiser's map ε ↦ v inside the argmax cell of a, with ln q(v|a).
+
+        u = G(ε | onehot(a)) (conditional flow), then thresholding (module docstring), so
+        ln q(v|a) = ln N(ε; 0, 1) − ln |det ∂v/∂ε|.
 
         Args:
             a: LongTensor (B, L) of outcomes in 0..K-1.
-            generator: random source of the base noise ε (default: torch's global one).
+            eps: base noise (B, L, K) float, standard normal for a draw v ~ q(·|a).
 
         Returns:
-            v (B, L, K) float with argmax_k v_ik = a_i, and ln q(v|a) (B,) float.
+            v (B, L, K) with argmax_k v_ik = a_i, and ln q(v|a) (B,), both float.
         """
         onehot = self.eye[a]  # (B, L, K)
-        eps = torch.randn(onehot.flatten(-2).shape, generator=generator, device=a.device)
-        u, ladj = self.dequantizer(onehot.flatten(-2)).call_and_ladj(eps)  # (B, L·K), (B,)
-        log_q = -0.5 * (eps.square().sum(-1) + eps.shape[-1] * _LOG_2PI) - ladj
+        u, ladj = self.dequantizer(onehot.flatten(-2)).call_and_ladj(eps.flatten(-2))  # (B, L·K)
+        log_q = _log_normal(eps.flatten(-2)) - ladj
         u = u.unflatten(-1, (self.L, self.K))  # (B, L, K)
         threshold = u.gather(-1, a.unsqueeze(-1))  # (B, L, 1)
         gap = threshold - u  # (B, L, K), zero at the observed outcome
@@ -203,7 +225,9 @@ class ArgmaxFlow(QtomoModel):
         for start in range(0, samples, chunk):
             s = min(chunk, samples - start)
             rows = a.repeat(s, 1)  # (s·B, L)
-            v, log_q = self.dequantize(rows, generator)
+            eps = torch.randn(rows.shape + (self.K,), generator=generator, device=a.device,
+                              dtype=self.eye.dtype)
+            v, log_q = self.dequantize(rows, eps)
             weights.append((self.log_density(v) - log_q).view(s, B))
         return torch.cat(weights).T  # (B, S)
 
@@ -256,6 +280,7 @@ class ArgmaxFlow(QtomoModel):
         Returns:
             LongTensor (n, L) on the model's device.
         """
-        z = torch.randn((n, self.L * self.K), generator=generator, device=self.device)
+        z = torch.randn((n, self.L * self.K), generator=generator, device=self.device,
+                        dtype=self.eye.dtype)
         v = self.prior().inv(z)  # (n, L·K)
         return v.view(n, self.L, self.K).argmax(-1)

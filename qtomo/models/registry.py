@@ -15,7 +15,7 @@ FAMILIES: dict[str, tuple[str, str, str]] = {
     "gru": ("qtomo.models.rnn", "GRUModel", "RecurrentConfig"),
     "lstm": ("qtomo.models.rnn", "LSTMModel", "RecurrentConfig"),
     "transformer": ("qtomo.models.transformer", "TransformerModel", "TransformerConfig"),
-    "flow": ("qtomo.models.flow", "FlowModel", "FlowConfig"),
+    "flow": ("qtomo.models.flow", "ArgmaxFlow", "FlowConfig"),
 }
 
 
@@ -63,3 +63,17 @@ def build(name: str, *, L: int, K: int, **hyperparameters: Any) -> QtomoModel:
 def hyperparameters(model: QtomoModel) -> dict[str, Any]:
     """The model's hyperparameters as a plain dict (what a checkpoint stores)."""
     return dataclasses.asdict(model.config)
+
+
+def hyperparameter_defaults() -> dict[str, dict[str, Any]]:
+    """Every hyperparameter name of every family, with its default per family.
+
+    Example:
+        >>> hyperparameter_defaults()["heads"]
+        {'transformer': 4}
+    """
+    table: dict[str, dict[str, Any]] = {}
+    for name in FAMILIES:
+        for field in dataclasses.fields(config_class(name)):
+            table.setdefault(field.name, {})[name] = field.default
+    return table

@@ -1,0 +1,222 @@
+"""Throughput, efficiency and memory of the batched MPS sampler (issue 3).
+
+Measures, in one run on one machine:
+
+- records/s of ``MPSDistribution.sample_with_log_prob`` (exact ln P(a)) for the L = 50 critical
+  TFIM (h = J = 1, default cutoff: χ ≈ 15), streamed in chunks of 10^5 as ``qtomo simulate``
+  does, for ``pauli4`` (sampling pass + mixed log-probability pass) and the rank-one POVMs;
+- GFLOP/s of the ``pauli4`` log-probability pass (2 Σ_i χ_i² χ_{i+1}² flops per record) against a
+  plain float64 (n × n) @ (n × n) matrix product measured in the same run;
+- the obvious baseline: one record at a time, a Python loop over sites with a dense χ×χ
+  environment per record (numpy), speed-up per record;
+- peak resident memory of a child process that streams N = 10^7 records at L = 50 to an HDF5
+  file with :func:`qtomo.simulate.simulate`;
+- on CUDA (when present): 10^7 records at L = 100.
+
+Usage::
+
+    python benchmarks/mps_sampling.py            # full run (the 10^7-record memory run is long)
+    python benchmarks/mps_sampling.py --quick    # smaller N everywhere
+
+Prints a table and writes ``benchmarks/results/mps_sampling.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from qtomo.povm import get_povm
+from qtomo.states.mps import tfim_mps
+from qtomo.states.mps_sampler import MPSDistribution
+
+RESULTS = Path(__file__).parent / "results" / "mps_sampling.json"
+STREAM_CHUNK = 100_000
+
+
+def matmul_peak(n: int, repeats: int = 3) -> float:
+    """Best GFLOP/s of a float64 (n, n) @ (n, n) product."""
+    a, b = torch.randn(n, n, dtype=torch.float64), torch.randn(n, n, dtype=torch.float64)
+    a @ b
+    best = min(_timed(lambda: a @ b) for _ in range(repeats))
+    return 2 * n**3 / best / 1e9
+
+
+def _timed(function) -> float:
+    start = time.perf_counter()
+    function()
+    return time.perf_counter() - start
+
+
+def streamed(dist: MPSDistribution, n: int, seed: int = 0) -> float:
+    """Seconds to draw n records with exact log-probabilities, in chunks of 10^5."""
+    generator = torch.Generator(dist.device).manual_seed(seed)
+    start = time.perf_counter()
+    for first in range(0, n, STREAM_CHUNK):
+        a, log_p = dist.sample_with_log_prob(min(STREAM_CHUNK, n - first), generator)
+        a.to(torch.uint8).cpu(), log_p.cpu()
+    if dist.device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
+def log_prob_flops(dist: MPSDistribution) -> int:
+    """Floating-point operations per record of the superoperator log-probability pass."""
+    chi = dist.chi
+    return 2 * sum((left * right) ** 2 for left, right in zip(chi[:-1], chi[1:], strict=True))
+
+
+def baseline(tensors: list[np.ndarray], elements: np.ndarray, n: int, seed: int = 0) -> float:
+    """Seconds for n records drawn one at a time: per site, the K environments
+    E'_k = Σ_st (M_k)_st B^{s†} E B^t, p_k = Tr E'_k, draw k, E ← E'_k / p_k, ln P += ln p_k."""
+    rng = np.random.default_rng(seed)
+    start = time.perf_counter()
+    for _ in range(n):
+        E = np.ones((1, 1), dtype=np.complex128)
+        log_p = 0.0
+        for B in tensors:
+            candidates = [np.einsum("st,asb,ac,ctd->bd", M, B.conj(), E, B) for M in elements]
+            p = np.array([np.trace(c).real for c in candidates])
+            k = rng.choice(len(p), p=p / p.sum())
+            E = candidates[k] / p[k]
+            log_p += np.log(p[k])
+    return time.perf_counter() - start
+
+
+def memory_child(L: int, n: int, device: str) -> None:
+    """Stream n records at L to a temporary HDF5 file through qtomo.simulate; print peak RSS."""
+    from qtomo.simulate import simulate
+
+    with tempfile.TemporaryDirectory() as folder:
+        start = time.perf_counter()
+        simulate("tfim", L, samples=n, method="mps", out=Path(folder) / "bench.h5", quiet=True,
+                 device=device)
+        seconds = time.perf_counter() - start
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
+    print(json.dumps({"peak_rss_bytes": peak, "seconds": seconds}))
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small N everywhere")
+    parser.add_argument("--L", type=int, default=50)
+    parser.add_argument("--h", type=float, default=1.0)
+    parser.add_argument("--records", type=int, help="records per throughput run (default 10^6)")
+    parser.add_argument("--memory-records", type=int,
+                        help="records of the memory run (default 10^7; 0 skips it)")
+    parser.add_argument("--baseline-records", type=int, help="records of the baseline run")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--memory-child", nargs=3, metavar=("L", "N", "DEVICE"),
+                        help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.memory_child:
+        memory_child(int(args.memory_child[0]), int(args.memory_child[1]), args.memory_child[2])
+        return {}
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    records = args.records or (20_000 if args.quick else 1_000_000)
+    memory_records = (args.memory_records if args.memory_records is not None
+                      else 200_000 if args.quick else 10_000_000)
+    baseline_records = args.baseline_records or (20 if args.quick else 200)
+
+    results: dict = {
+        "machine": {"platform": platform.platform(), "processor": platform.processor(),
+                    "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+                    "load_average": os.getloadavg(), "torch": torch.__version__},
+        "L": args.L, "h": args.h, "records": records,
+    }
+    start = time.perf_counter()
+    state = tfim_mps(args.L, h=args.h)
+    results["dmrg_seconds"] = time.perf_counter() - start
+    results["bond_dimensions"] = state.bond_dimensions
+    results["matmul_peak_gflops"] = matmul_peak(1024 if args.quick else 2048)
+
+    rows = []
+    for name in ("pauli4", "pauli6", "tetra"):
+        dist = state.distribution(get_povm(name))
+        seconds = streamed(dist, records)
+        row = {"povm": name, "seconds": seconds, "records_per_s": records / seconds}
+        if not dist.rank_one:
+            a = dist.sample(min(records, 200_000), torch.Generator().manual_seed(1))
+            log_seconds = _timed(lambda a=a, dist=dist: dist.log_prob(a))
+            gflops = log_prob_flops(dist) * len(a) / log_seconds / 1e9
+            row.update(log_prob_gflops=gflops,
+                       log_prob_fraction_of_peak=gflops / results["matmul_peak_gflops"],
+                       log_prob_share_of_time=log_seconds / len(a) * records / seconds)
+        rows.append(row)
+    results["throughput"] = rows
+
+    pauli4 = get_povm("pauli4")
+    baseline_seconds = baseline(state.mps, pauli4.elements, baseline_records)
+    ours = rows[0]["seconds"] / records
+    results["baseline"] = {
+        "records": baseline_records, "seconds": baseline_seconds,
+        "records_per_s": baseline_records / baseline_seconds,
+        "speedup_per_record": baseline_seconds / baseline_records / ours,
+    }
+
+    if memory_records:
+        child = subprocess.run(
+            [sys.executable, __file__, "--memory-child", str(args.L), str(memory_records), "cpu"],
+            capture_output=True, text=True, check=True,
+        )
+        results["memory"] = {"records": memory_records, **json.loads(child.stdout.splitlines()[-1])}
+
+    if torch.cuda.is_available():
+        gpu_state = tfim_mps(100, h=1.0)
+        gpu_records = 100_000 if args.quick else 10_000_000
+        dist = gpu_state.distribution(pauli4, device="cuda")
+        streamed(dist, STREAM_CHUNK)  # warm-up
+        seconds = streamed(dist, gpu_records)
+        results["cuda"] = {"device": torch.cuda.get_device_name(), "L": 100,
+                           "records": gpu_records, "seconds": seconds,
+                           "records_per_s": gpu_records / seconds,
+                           "bond_dimensions": gpu_state.bond_dimensions}
+
+    _print_table(results)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2))
+    print(f"wrote {args.out}")
+    return results
+
+
+def _print_table(results: dict) -> None:
+    chi = max(results["bond_dimensions"])
+    print(f"L = {results['L']}, h = {results['h']}, χ_max = {chi}, "
+          f"DMRG {results['dmrg_seconds']:.1f} s, torch threads "
+          f"{results['machine']['torch_threads']}, load {results['machine']['load_average']}")
+    print(f"float64 matmul peak: {results['matmul_peak_gflops']:.1f} GFLOP/s")
+    print(f"{'POVM':8} {'records':>10} {'seconds':>9} {'records/s':>11} {'lp GFLOP/s':>11} "
+          f"{'of peak':>8}")
+    for row in results["throughput"]:
+        gflops = f"{row['log_prob_gflops']:.1f}" if "log_prob_gflops" in row else "-"
+        share = (f"{row['log_prob_fraction_of_peak']:.0%}" if "log_prob_gflops" in row else "-")
+        print(f"{row['povm']:8} {results['records']:>10} {row['seconds']:>9.2f} "
+              f"{row['records_per_s']:>11.0f} {gflops:>11} {share:>8}")
+    base = results["baseline"]
+    print(f"baseline (one record at a time): {base['records_per_s']:.1f} records/s; "
+          f"speed-up per record {base['speedup_per_record']:.0f}×")
+    if "memory" in results:
+        memory = results["memory"]
+        print(f"memory run: {memory['records']} records in {memory['seconds']:.0f} s, "
+              f"peak RSS {memory['peak_rss_bytes'] / 2**30:.2f} GiB")
+    if "cuda" in results:
+        cuda = results["cuda"]
+        print(f"CUDA {cuda['device']}: L = 100, {cuda['records']} records in "
+              f"{cuda['seconds']:.1f} s ({cuda['records_per_s']:.0f} records/s)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,413 @@
+"""Matrix-product states (MPS) of L qubits: the large-L path of ``qtomo simulate``.
+
+Conventions, written once here and used by :mod:`qtomo.states.mps_sampler`:
+
+- tensors ``B_i``: (χ_i, 2, χ_{i+1}) complex128 with χ_0 = χ_L = 1 (legs: left bond,
+  physical, right bond), qubit 0 first;
+- amplitudes ψ(s_0 … s_{L-1}) = B_0^{s_0} B_1^{s_1} ⋯ B_{L-1}^{s_{L-1}} with
+  B_i^s = B_i[:, s, :], physical basis |0⟩, |1⟩ the Z eigenstates (Z|0⟩ = |0⟩);
+- right-canonical form: Σ_s B_i^s B_i^{s†} = 1 (χ_i × χ_i), so everything right of a bond
+  contracts to the identity and ⟨ψ|ψ⟩ = 1.
+
+Left environments G_0 = 1, G_{i+1} = Σ_s B_i^{s†} G_i B_i^s carry everything else: ⟨O_i⟩ =
+Tr Σ_{st} O_st B_i^{s†} G_i B_i^t, and the eigenvalues of G_b are the squared Schmidt values
+λ² across the bond between qubits b−1 and b.
+
+The TFIM is H = −J Σ Z_i Z_{i+1} − h Σ X_i (+ −J Z_{L−1} Z_0 if periodic), solved by TeNPy's
+two-site DMRG on a model built here with ``conserve=None``: TeNPy's own ``TFIChain`` is the
+rotated form −J Σ σˣσˣ − g Σ σᶻ, and parity conservation would reorder the local basis. TeNPy's
+``SpinHalfSite`` basis (up, down) with σᶻ = diag(1, −1) is our (|0⟩, |1⟩).
+
+Example:
+    >>> state = ghz_mps(40)
+    >>> [B.shape for B in state.mps[:2]], state.mps[-1].shape
+    ([(1, 2, 2), (2, 2, 2)], (2, 2, 1))
+    >>> refs = state.references()
+    >>> float(refs["ZZ"][0, 39]), round(float(refs["entropy"][17]), 12)
+    (1.0, 0.693147180559)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.linalg
+import torch
+
+from qtomo.errors import ConvergenceError, QtomoError
+from qtomo.povm import PAULI, POVM
+from qtomo.states.exact import single_qubit_state
+from qtomo.states.hamiltonians import TFIM
+from qtomo.states.mps_sampler import MPSDistribution
+
+__all__ = ["MPSState", "ghz_mps", "parity_gap", "product_mps", "tfim_mps"]
+
+_CANONICAL_TOL = 1e-8
+_PARITY_TOL = 1e-6
+_MAX_SWEEPS = 60
+
+
+@dataclass(frozen=True)
+class MPSState:
+    """A pure state of L qubits held as a right-canonical MPS (conventions in the module doc).
+
+    Args:
+        tensors: L arrays (χ_i, 2, χ_{i+1}), right-canonical, χ_0 = χ_L = 1.
+        attrs: provenance for the dataset root (``state`` and its parameters, and for DMRG
+            states ``chi_max``, ``svd_min``, ``energy_tol``, ``truncation_error`` and, when the
+            ordered phase's parity gap is unresolved, ``warning``).
+        hamiltonian: the TFIM whose ground state this is, or None.
+
+    Raises:
+        QtomoError: for tensors of the wrong shape or not in right-canonical form.
+    """
+
+    tensors: tuple[np.ndarray, ...]
+    attrs: dict = field(default_factory=dict)
+    hamiltonian: TFIM | None = None
+    method: str = field(default="mps", init=False)
+
+    def __post_init__(self) -> None:
+        tensors = tuple(np.array(B, dtype=np.complex128) for B in self.tensors)
+        _check_right_canonical(tensors)
+        for B in tensors:
+            B.flags.writeable = False
+        object.__setattr__(self, "tensors", tensors)
+
+    @property
+    def L(self) -> int:
+        return len(self.tensors)
+
+    @property
+    def mps(self) -> list[np.ndarray]:
+        """The tensors B_i as a list of (χ_i, 2, χ_{i+1}) complex128 arrays (copies)."""
+        return [B.copy() for B in self.tensors]
+
+    @property
+    def bond_dimensions(self) -> list[int]:
+        """χ_1 … χ_{L-1}, the inner bond dimensions."""
+        return [B.shape[2] for B in self.tensors[:-1]]
+
+    def expectation(self, string: dict[int, str]) -> float:
+        """⟨ψ|⊗_i σ_i|ψ⟩ for a Pauli string {site: "X" | "Y" | "Z"} (real part).
+
+        Contracted left to right, O(L χ³); sites not named carry the identity.
+
+        Example:
+            >>> product_mps(3, "+").expectation({0: "X", 2: "X"})
+            1.0
+        """
+        return _expectation(self.tensors, string)
+
+    def references(self) -> dict[str, np.ndarray | list[np.ndarray]]:
+        """Reference values of SPEC §2 computed from the MPS.
+
+        Returns:
+            ``X``, ``Z``: (L,) float64 ⟨X_i⟩, ⟨Z_i⟩; ``ZZ``, ``XX``: (L, L) float64
+            ⟨Z_i Z_j⟩, ⟨X_i X_j⟩ with unit diagonal; ``entropy``: (L-1,) float64,
+            S_b = −Σ λ² ln λ² (nats) across bond b | b+1; ``energy``: float64 ⟨H⟩ when the state
+            has a Hamiltonian; ``mps``: the tensors.
+
+        Cost O(L² χ³) for the correlation matrices (one sweep right of each site i).
+        """
+        L = self.L
+        environments = [np.ones((1, 1), dtype=np.complex128)]  # G_0 … G_{L-1}
+        for B in self.tensors[:-1]:
+            environments.append(_transfer(environments[-1], B))
+        references: dict[str, np.ndarray | list[np.ndarray]] = {}
+        for letter in ("X", "Z"):
+            single = np.zeros(L)
+            pair = np.eye(L)
+            for i, (G, B) in enumerate(zip(environments, self.tensors, strict=True)):
+                F = _transfer(G, B, PAULI[letter])
+                single[i] = np.trace(F).real
+                for j in range(i + 1, L):
+                    pair[i, j] = pair[j, i] = np.trace(
+                        _transfer(F, self.tensors[j], PAULI[letter])
+                    ).real
+                    F = _transfer(F, self.tensors[j])
+            references[letter], references[letter * 2] = single, pair
+        entropy = np.zeros(L - 1)
+        for b, G in enumerate(environments[1:]):
+            weights = np.linalg.eigvalsh(G)
+            weights = weights[weights > 1e-300]
+            entropy[b] = -np.sum(weights * np.log(weights))
+        references["entropy"] = entropy
+        if self.hamiltonian is not None:
+            H = self.hamiltonian
+            zz = sum(references["ZZ"][i, j] for i, j in H.bonds)
+            references["energy"] = np.float64(-H.J * zz - H.h * references["X"].sum())
+        references["mps"] = self.mps
+        return references
+
+    def distribution(self, povm: POVM, device: str | torch.device = "cpu") -> MPSDistribution:
+        """The POVM distribution P(a) = Tr(M_a |ψ⟩⟨ψ|), sampled and evaluated from the MPS."""
+        return MPSDistribution(self.tensors, povm, device=device)
+
+
+def _expectation(tensors: Sequence[np.ndarray], string: dict[int, str]) -> float:
+    G = np.ones((1, 1), dtype=np.complex128)
+    for i, B in enumerate(tensors):
+        G = _transfer(G, B, PAULI[string[i]] if i in string else None)
+    return float(G[0, 0].real)
+
+
+def _even_projection(
+    tensors: Sequence[np.ndarray], svd_min: float
+) -> tuple[list[np.ndarray], float]:
+    """(1 + Π)|φ⟩ normalised, Π = ⊗X, as a right-canonical MPS; also the largest discarded λ².
+
+    The sum φ + Πφ is the direct sum of the two MPS (bond dimension 2χ); a left-to-right QR
+    sweep and a right-to-left SVD sweep bring it back to right-canonical form, dropping Schmidt
+    values while their discarded weight stays ≤ svd_min.
+    """
+    flipped = [B[:, ::-1, :] for B in tensors]
+    L = len(tensors)
+    summed = []
+    for i, (B, F) in enumerate(zip(tensors, flipped, strict=True)):
+        if i == 0:
+            summed.append(np.concatenate([B, F], axis=2))
+        elif i == L - 1:
+            summed.append(np.concatenate([B, F], axis=0))
+        else:
+            block = np.zeros((2 * B.shape[0], 2, 2 * B.shape[2]), dtype=np.complex128)
+            block[: B.shape[0], :, : B.shape[2]] = B
+            block[B.shape[0]:, :, B.shape[2]:] = F
+            summed.append(block)
+    for i in range(L - 1):  # left-canonical, so the SVDs below see true Schmidt values
+        chi_l, _, chi_r = summed[i].shape
+        Q, R = np.linalg.qr(summed[i].reshape(2 * chi_l, chi_r))
+        summed[i] = Q.reshape(chi_l, 2, -1)
+        summed[i + 1] = np.einsum("ab,bsc->asc", R, summed[i + 1])
+    discarded = 0.0
+    for i in range(L - 1, 0, -1):
+        chi_l, _, chi_r = summed[i].shape
+        U, S, Vh = np.linalg.svd(summed[i].reshape(chi_l, 2 * chi_r), full_matrices=False)
+        weights = S**2 / np.sum(S**2)
+        tail = np.cumsum(weights[::-1])[::-1]  # tail[k] = weight of Schmidt values k, k+1, …
+        keep = max(1, int(np.sum(tail > svd_min)))
+        discarded = max(discarded, float(weights[keep:].sum()))
+        summed[i] = Vh[:keep].reshape(keep, 2, chi_r)
+        summed[i - 1] = np.einsum("asb,bc->asc", summed[i - 1], U[:, :keep] * S[:keep])
+    summed[0] /= np.linalg.norm(summed[0])
+    return summed, discarded
+
+
+def _transfer(G: np.ndarray, B: np.ndarray, op: np.ndarray | None = None) -> np.ndarray:
+    """G' = Σ_{st} O_st B^{s†} G B^t; (χ_l, χ_l) → (χ_r, χ_r); O = 1 when op is None."""
+    GB = np.einsum("ac,ctd->atd", G, B)  # (χl, 2, χr)
+    if op is not None:
+        GB = np.einsum("st,atd->asd", op, GB)
+    return np.einsum("asb,asd->bd", B.conj(), GB)
+
+
+def _check_right_canonical(tensors: Sequence[np.ndarray]) -> None:
+    if len(tensors) < 1:
+        raise QtomoError("an MPS needs at least one tensor; got none")
+    left = 1
+    for i, B in enumerate(tensors):
+        if B.ndim != 3 or B.shape[0] != left or B.shape[1] != 2:
+            raise QtomoError(
+                f"MPS tensor {i} must have shape ({left}, 2, χ); got {B.shape}"
+            )
+        left = B.shape[2]
+        identity = np.einsum("asb,csb->ac", B, B.conj())
+        if not np.allclose(identity, np.eye(B.shape[0]), atol=_CANONICAL_TOL):
+            raise QtomoError(f"MPS tensor {i} is not right-canonical (Σ_s B^s B^s† ≠ 1)")
+    if left != 1:
+        raise QtomoError(f"the last MPS tensor must have right bond dimension 1; got {left}")
+
+
+def ghz_mps(L: int) -> MPSState:
+    """(|0…0⟩ + |1…1⟩)/√2 as its exact right-canonical MPS of bond dimension 2.
+
+    B_0^s = e_s^T/√2, B_i^s = e_s e_s^T (0 < i < L−1), B_{L−1}^s = e_s.
+
+    Raises:
+        QtomoError: for L < 2.
+
+    Example:
+        >>> ghz_mps(5).bond_dimensions
+        [2, 2, 2, 2]
+    """
+    L = _check_L(L, minimum=2, what="a GHZ state")
+    first = np.eye(2).reshape(1, 2, 2) / np.sqrt(2)
+    middle = np.einsum("as,sb->asb", np.eye(2), np.eye(2))
+    last = np.eye(2).reshape(2, 2, 1)
+    return MPSState((first, *[middle] * (L - 2), last), {"state": "ghz"})
+
+
+def product_mps(L: int, state: str | Sequence[complex] = "+") -> MPSState:
+    """⊗_i |φ⟩ as an MPS of bond dimension 1; |φ⟩ a label (0, 1, +, -, +i, -i) or 2 amplitudes.
+
+    Example:
+        >>> product_mps(4, "0").references()["Z"]
+        array([1., 1., 1., 1.])
+    """
+    L = _check_L(L, minimum=1, what="a product state")
+    phi = single_qubit_state(state)
+    label = state if isinstance(state, str) else ",".join(str(complex(c)) for c in phi)
+    return MPSState((phi.reshape(1, 2, 1),) * L, {"state": "product", "product_state": label})
+
+
+def parity_gap(L: int, J: float = 1.0, h: float = 1.0, boundary: str = "open") -> float:
+    """Energy splitting of the lowest parity-even and parity-odd states (free fermions, |J|, |h|).
+
+    Open chain: ε_min = 2 σ_min(A), A the L×L bidiagonal matrix A_ii = h, A_{i,i+1} = J (the
+    edge mode, ≈ 2J(1 − h²/J²)(h/J)^L for h < J). Periodic chain: E_R − E_NS with
+    E_NS = −Σ_n √(J² + h² − 2Jh cos(π(2n+1)/L)) and
+    E_R = −Σ_{n≠0} √(J² + h² − 2Jh cos(2πn/L)) − (J − h).
+
+    Example:
+        >>> round(parity_gap(8, h=0.5, boundary="periodic"), 10)
+        0.0014558475
+    """
+    J, h = abs(J), abs(h)
+    if boundary == "open":
+        off_diagonal = np.empty(2 * L - 1)
+        off_diagonal[0::2], off_diagonal[1::2] = h, J
+        singular = scipy.linalg.eigvalsh_tridiagonal(np.zeros(2 * L), off_diagonal)
+        return float(2 * np.abs(singular).min())
+    n = np.arange(L)
+    even = -np.sqrt(J**2 + h**2 - 2 * J * h * np.cos(np.pi * (2 * n + 1) / L)).sum()
+    odd = -np.sqrt(J**2 + h**2 - 2 * J * h * np.cos(2 * np.pi * n[1:] / L)).sum() - (J - h)
+    return float(abs(odd - even))
+
+
+def tfim_mps(
+    L: int,
+    J: float = 1.0,
+    h: float = 1.0,
+    boundary: str = "open",
+    chi_max: int = 64,
+    svd_min: float = 1e-10,
+    energy_tol: float = 1e-10,
+) -> MPSState:
+    """Ground state of H = −J Σ Z_i Z_{i+1} − h Σ X_i by two-site DMRG (TeNPy), as an MPS.
+
+    DMRG starts from |+…+⟩ (Π = ⊗X_i = +1), and H commutes with Π. In the ordered phase h < J
+    the open chain's even and odd levels are split only by ≈ 2J(1 − h²/J²)(h/J)^L, and the
+    sweeps may drift to a symmetry-broken state φ of that doublet; the result is then replaced
+    by (1 + Π)φ, normalised and recompressed, so the state returned is the parity-even ground
+    state (⟨ΠX⟩ = 1 checked to 1e-6) in every phase.
+    When that splitting (:func:`parity_gap`) is below the energy resolution
+    energy_tol · max(|E|, 1), the choice rests on symmetry alone and ``attrs["warning"]`` says
+    so (``qtomo simulate`` prints it and stores it in the file).
+
+    Args:
+        L: qubits, at least 2 (3 if periodic).
+        J, h: couplings (finite).
+        boundary: ``"open"`` or ``"periodic"`` (the periodic bond is a long-range MPO term).
+        chi_max: largest bond dimension χ, at least 1.
+        svd_min: largest discarded weight per truncation, Σ_discarded λ² ≤ svd_min (TeNPy's
+            ``trunc_cut`` = √svd_min); 1e-10 gives χ ≈ 15 at L = 50, h = J.
+        energy_tol: convergence when the relative energy change per sweep is below it.
+
+    Returns:
+        MPSState with attrs ``state, J, h, boundary, chi_max, svd_min, energy_tol,
+        truncation_error`` (largest discarded weight of the last sweep or of the parity
+        projection) and maybe ``warning``.
+
+    Raises:
+        QtomoError: for bad parameters.
+        ConvergenceError: when DMRG has not reached energy_tol after 60 sweeps (the message names
+            the last relative energy change), or no parity-even state results.
+
+    Example:
+        >>> state = tfim_mps(12, h=1.0)
+        >>> E = float(state.references()["energy"])
+        >>> bool(abs(E - TFIM(12).free_fermion_ground_energy()) < 1e-8)
+        True
+    """
+    hamiltonian = TFIM(L, J, h, boundary)
+    if isinstance(chi_max, bool) or not isinstance(chi_max, (int, np.integer)) or chi_max < 1:
+        raise QtomoError(f"chi_max must be an integer >= 1; got {chi_max!r}")
+    if not (math.isfinite(svd_min) and 0 <= svd_min < 1):
+        raise QtomoError(f"svd_min must lie in [0, 1); got {svd_min}")
+    if not (math.isfinite(energy_tol) and energy_tol > 0):
+        raise QtomoError(f"energy_tol must be a positive number; got {energy_tol}")
+    tensors, energies, truncation_error = _run_dmrg(
+        hamiltonian, int(chi_max), svd_min, energy_tol
+    )
+    change = (abs(energies[-1] - energies[-2]) / max(abs(energies[-1]), 1.0)
+              if len(energies) > 1 else math.inf)
+    if change > energy_tol:
+        raise ConvergenceError(
+            f"DMRG did not converge in {_MAX_SWEEPS} sweeps: relative energy change {change:.2e} "
+            f"> energy_tol {energy_tol:.1e}; raise chi_max ({chi_max}) or energy_tol"
+        )
+    parity = _expectation(tensors, dict.fromkeys(range(L), "X"))
+    if abs(parity - 1) > _PARITY_TOL:
+        # Near-degenerate parity sectors let the sweeps drift to a symmetry-broken state φ of
+        # the ground-state doublet; (1 + Π)φ is then the parity-even ground state.
+        tensors, discarded = _even_projection(tensors, svd_min)
+        truncation_error = max(truncation_error, discarded)
+        parity = _expectation(tensors, dict.fromkeys(range(L), "X"))
+        if abs(parity - 1) > _PARITY_TOL:
+            raise ConvergenceError(
+                f"DMRG found no parity-even ground state: ⟨ΠX⟩ = {parity:.8f}, expected 1"
+            )
+    attrs = {
+        "state": "tfim", "J": float(J), "h": float(h), "boundary": boundary,
+        "chi_max": int(chi_max), "svd_min": float(svd_min), "energy_tol": float(energy_tol),
+        "truncation_error": float(truncation_error),
+    }
+    state = MPSState(tensors, attrs, hamiltonian)
+    gap = parity_gap(L, J, h, boundary)
+    resolution = energy_tol * max(abs(energies[-1]), 1.0)
+    if gap < resolution:
+        attrs["warning"] = (
+            f"parity gap {gap:.1e} is below the DMRG energy resolution {resolution:.1e}: "
+            f"the parity-even ground state (⟨ΠX⟩ = {parity:.10f}) was selected by symmetry"
+        )
+    return state
+
+
+def _run_dmrg(
+    hamiltonian: TFIM, chi_max: int, svd_min: float, energy_tol: float
+) -> tuple[list[np.ndarray], list[float], float]:
+    """Two-site DMRG from |+…+⟩; returns (B tensors, energy after each sweep, last max λ² cut)."""
+    # TeNPy is imported here: it is slow to load and only this function needs it.
+    from tenpy.algorithms.dmrg import TwoSiteDMRGEngine
+    from tenpy.models.model import CouplingMPOModel
+    from tenpy.networks.mps import MPS
+    from tenpy.networks.site import SpinHalfSite
+
+    class _IsingZZ(CouplingMPOModel):
+        def init_sites(self, model_params):
+            return SpinHalfSite(conserve=None)
+
+        def init_terms(self, model_params):
+            self.add_onsite(-hamiltonian.h, 0, "Sigmax")
+            self.add_coupling(-hamiltonian.J, 0, "Sigmaz", 0, "Sigmaz", 1)
+
+    L = hamiltonian.L
+    model = _IsingZZ(
+        {"L": L, "lattice": "Chain", "bc_MPS": "finite", "bc_x": hamiltonian.boundary}
+    )
+    plus = np.array([1.0, 1.0]) / np.sqrt(2)
+    psi = MPS.from_product_state(
+        model.lat.mps_sites(), [plus] * L, bc="finite", unit_cell_width=1
+    )
+    options = {
+        "trunc_params": {"chi_max": chi_max, "trunc_cut": math.sqrt(svd_min), "svd_min": 1e-14},
+        "max_E_err": energy_tol,
+        "min_sweeps": min(3, _MAX_SWEEPS),
+        "max_sweeps": _MAX_SWEEPS,
+        "mixer": False,
+    }
+    engine = TwoSiteDMRGEngine(psi, model, options)
+    engine.run()
+    energies = [float(E) for E in engine.sweep_stats["E"]]
+    truncation_error = float(engine.sweep_stats["max_trunc_err"][-1])
+    tensors = [psi.get_B(i, form="B").to_ndarray() for i in range(L)]  # legs vL, p, vR
+    return tensors, energies, truncation_error
+
+
+def _check_L(L: int, minimum: int, what: str) -> int:
+    if isinstance(L, bool) or not isinstance(L, (int, np.integer)) or L < minimum:
+        raise QtomoError(f"{what} needs an integer L >= {minimum}; got L = {L!r}")
+    return int(L)

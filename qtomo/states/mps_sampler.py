@@ -1,0 +1,328 @@
+"""Batched POVM sampling and exact POVM log-probabilities from a right-canonical MPS.
+
+The MPS conventions are those of :mod:`qtomo.states.mps`: tensors B_i (χ_i, 2, χ_{i+1}),
+right-canonical (Σ_s B^s B^s† = 1), so the right environment of every bond is the identity and
+the marginal of the first i outcomes needs only a left environment.
+
+**Sampling** (exact, ancestral, whole batch at once). Every POVM element is a sum of rank-one
+terms, M_k = Σ_{r: parent_r = k} v_r v_r† (:meth:`qtomo.povm.POVM.rank_one_vectors`; ``pauli4``
+has R = 5 such v_r, ``pauli6`` 6, ``tetra`` 4). Sampling the refined outcome r and reporting
+parent_r samples the POVM, and the conditional state stays a row vector u (χ_i,)::
+
+    Y^s     = u B_i^s                              (B, 2, χ_{i+1})
+    ρ_st    = Σ_c Y^s_c conj(Y^t_c)                (B, 2, 2), the qubit's conditional state
+    p(r)    = v_r† ρ v_r / Tr ρ                    (B, R)
+    u'      = Σ_s conj(v_{r,s}) Y^s / √(v_r† ρ v_r)
+
+**Log-probabilities.** For rank-one POVMs ln P(a) = Σ_i ln p(r_i | r_<i) from the same pass. For
+``pauli4`` (M_3 has rank 2) the conditional state is mixed, a Hermitian χ×χ environment::
+
+    E_0 = 1,   E_{i+1} = Σ_{st} (M_{a_i})_st B_i^{s†} E_i B_i^t,   P(a_0 … a_i) = Tr E_{i+1}
+
+normalised to unit trace at each site (the logs of the traces add up to ln P(a)). A Hermitian
+χ×χ matrix has χ² real coordinates (Re E_pq for p ≤ q, Im E_pq for p < q), and the update is
+real-linear in them: x' = x T_{i,a_i} with T_{i,k} a real (χ_i², χ_{i+1}²) matrix fixed per site
+and outcome. Records are grouped by outcome at each site, so the pass is K large matrix products
+per site with inner dimension χ² — close to the float64 matrix-product peak, and real even for
+complex MPS. The tables take K Σ_i χ_i² χ_{i+1}² floats; above 512 MiB, or for χ > 32, the pass
+keeps dense complex environments instead (two products per site with inner dimensions χ, 2χ).
+
+Example:
+    >>> import torch
+    >>> from qtomo.povm import get_povm
+    >>> from qtomo.states.mps import ghz_mps
+    >>> dist = ghz_mps(30).distribution(get_povm("pauli4"))
+    >>> a, log_p = dist.sample_with_log_prob(4, torch.Generator().manual_seed(1))
+    >>> a.shape, bool(torch.allclose(log_p, dist.log_prob(a), rtol=0, atol=1e-12))
+    (torch.Size([4, 30]), True)
+    >>> zeros = torch.zeros(1, 30, dtype=torch.long)        # P = (1/3)^30 / 2 + (1/6)^30 / 2
+    >>> round(float(dist.log_prob(zeros)[0]), 10) == round(30 * np.log(1 / 3) - np.log(2), 10)
+    True
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from qtomo.errors import QtomoError
+from qtomo.povm import POVM
+
+__all__ = ["MPSDistribution"]
+
+_TABLE_BUDGET = 512 * 2**20  # bytes of superoperator tables before the dense fallback
+_TABLE_MAX_CHI = 32
+_CHUNK_BYTES = 64 * 2**20  # working memory of one chunk of records
+
+
+class MPSDistribution:
+    """The POVM distribution P(a) = Tr(M_a |ψ⟩⟨ψ|) of an MPS, with the model interface of SPEC §3.
+
+    Args:
+        tensors: L right-canonical MPS tensors (χ_i, 2, χ_{i+1}), complex (see
+            :mod:`qtomo.states.mps`).
+        povm: the single-qubit POVM.
+        device: torch device for all work; returned tensors live there.
+        chunk_size: records processed together; default: what fits 64 MiB of working memory.
+
+    ``sample``, ``log_prob`` and ``sample_with_log_prob`` process any number of records in
+    chunks, so memory stays bounded by the chunk (plus the returned tensors).
+    """
+
+    exact_log_prob = True
+
+    def __init__(
+        self,
+        tensors: Sequence[np.ndarray],
+        povm: POVM,
+        device: str | torch.device = "cpu",
+        chunk_size: int | None = None,
+    ) -> None:
+        tensors = [np.array(B, dtype=np.complex128) for B in tensors]  # writable copies
+        self.povm, self.L, self.K = povm, len(tensors), povm.K
+        self.device = torch.device(device)
+        self.chi = [1] + [B.shape[2] for B in tensors]  # χ_0 … χ_L
+        self.real = all(not np.any(B.imag) for B in tensors)
+        vectors, parent = povm.rank_one_vectors()  # (R, 2), (R,)
+        self.R = len(parent)
+        self._parent = torch.as_tensor(parent, device=self.device)
+        # Y_r = u C_r with C_r = Σ_s conj(v_rs) B^s, all r in one real product:
+        # [Re u, Im u] (B, 2χl) @ [[Re C, Im C], [−Im C, Re C]] (2χl, 2Rχr) = [Re Y, Im Y]
+        self._C, self._S = [], []
+        for B in tensors:
+            C = np.einsum("rs,asc->arc", vectors.conj(), B).reshape(B.shape[0], -1)  # (χl, Rχr)
+            block = np.block([[C.real, C.imag], [-C.imag, C.real]])
+            self._C.append(torch.as_tensor(block, device=self.device))
+            # p(r) = Σ_{ri,c} Y² as a product with a 0/1 matrix (2Rχr, R)
+            S = np.tile(np.repeat(np.eye(self.R), B.shape[2], axis=0), (2, 1))
+            self._S.append(torch.as_tensor(S, device=self.device))
+        self.rank_one = self.R == self.K  # every element rank one: parent is a permutation
+        self._refined = torch.empty(self.K, dtype=torch.int64, device=self.device)
+        if self.rank_one:
+            self._refined[self._parent] = torch.arange(self.R, device=self.device)
+            per_record = 16 * 8 * max(self.chi)
+        else:
+            self.tables = _table_bytes(self.chi, self.K) <= _TABLE_BUDGET and max(
+                self.chi
+            ) <= _TABLE_MAX_CHI
+            if self.tables:
+                self._T = [torch.as_tensor(_superoperator(B, povm.elements), device=self.device)
+                           for B in tensors]  # (K, χ_i², χ_{i+1}²) each
+                self._trace = [torch.as_tensor(_diagonal_coordinates(c), device=self.device)
+                               for c in self.chi]
+                per_record = 3 * 8 * max(self.chi) ** 2
+            else:
+                self._dense = [_dense_factors(B, povm.elements, self.device) for B in tensors]
+                per_record = 6 * 16 * max(self.chi) ** 2
+        self.chunk_size = chunk_size or int(np.clip(_CHUNK_BYTES // per_record, 256, 2**16))
+
+    def __repr__(self) -> str:
+        return (f"MPSDistribution(L={self.L}, povm={self.povm.name!r}, chi_max={max(self.chi)}, "
+                f"device={str(self.device)!r})")
+
+    # -- public interface -------------------------------------------------------------------
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """n records drawn exactly from P; LongTensor (n, L) on ``device``."""
+        return self._run(n, generator, with_log_prob=False)[0]
+
+    def sample_with_log_prob(
+        self, n: int, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """n records from P and their exact ln P(a); (LongTensor (n, L), float64 (n,)), ``device``.
+
+        The random stream is drawn from ``generator`` (on its own device) chunk by chunk, so the
+        result depends on the seed and on ``chunk_size``.
+        """
+        return self._run(n, generator, with_log_prob=True)
+
+    def log_prob(self, a: torch.Tensor) -> torch.Tensor:
+        """ln P(a) for a LongTensor (B, L) of outcomes 0..K−1; returns (B,) float64 on a's device.
+
+        Records of probability zero get −inf.
+
+        Raises:
+            QtomoError: for a wrong shape or outcomes outside 0..K−1.
+        """
+        a = torch.as_tensor(a)
+        if a.ndim != 2 or a.shape[1] != self.L or a.dtype.is_floating_point:
+            raise QtomoError(
+                f"outcomes must be an integer tensor of shape (B, {self.L}); got {tuple(a.shape)} "
+                f"{a.dtype}"
+            )
+        if a.numel() and (int(a.min()) < 0 or int(a.max()) >= self.K):
+            row = int(((a < 0) | (a >= self.K)).any(1).nonzero()[0, 0])
+            raise QtomoError(
+                f"outcomes must lie in 0..{self.K - 1} for POVM {self.povm.name!r}; got "
+                f"{a[row].tolist()} in row {row}"
+            )
+        chunks = [self._log_prob_chunk(a[start:start + self.chunk_size].to(self.device))
+                  for start in range(0, a.shape[0], self.chunk_size)]
+        result = torch.cat(chunks) if chunks else torch.zeros(0, dtype=torch.float64)
+        return result.to(a.device)
+
+    # -- passes -----------------------------------------------------------------------------
+
+    def _run(
+        self, n: int, generator: torch.Generator | None, with_log_prob: bool
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
+            raise QtomoError(f"the number of records must be an integer >= 0; got {n!r}")
+        outcomes, log_probs = [], []
+        random_device = generator.device if generator is not None else self.device
+        for start in range(0, n, self.chunk_size):
+            size = min(self.chunk_size, n - start)
+            uniform = torch.rand(
+                (size, self.L), generator=generator, dtype=torch.float64, device=random_device
+            ).to(self.device)
+            refined, log_p = self._pure_pass(uniform=uniform)
+            a = self._parent[refined]
+            if with_log_prob and not self.rank_one:
+                log_p = self._mixed_pass(a)
+            outcomes.append(a)
+            log_probs.append(log_p)
+        if not outcomes:
+            empty = torch.zeros((0, self.L), dtype=torch.int64, device=self.device)
+            return empty, torch.zeros(0, dtype=torch.float64, device=self.device)
+        return torch.cat(outcomes), torch.cat(log_probs)
+
+    def _log_prob_chunk(self, a: torch.Tensor) -> torch.Tensor:
+        if self.rank_one:
+            return self._pure_pass(refined=self._refined[a])[1]
+        return self._mixed_pass(a)
+
+    def _pure_pass(
+        self, uniform: torch.Tensor | None = None, refined: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Refined outcomes r (sampled from ``uniform`` (B, L), or given) and Σ_i ln p(r_i|r_<i)."""
+        size = uniform.shape[0] if uniform is not None else refined.shape[0]
+        rows = torch.arange(size, device=self.device)
+        u = torch.zeros((size, 2), dtype=torch.float64, device=self.device)  # (B, 2χ_0), Re|Im
+        u[:, 0] = 1
+        chosen = torch.empty((size, self.L), dtype=torch.float64, device=self.device)
+        totals = torch.empty((size, self.L), dtype=torch.float64, device=self.device)
+        sampled = torch.empty((size, self.L), dtype=torch.int64, device=self.device)
+        for i, (C, S) in enumerate(zip(self._C, self._S, strict=True)):
+            Y = u @ C  # (B, 2Rχr) columns (Re|Im, r, c)
+            p = (Y * Y) @ S  # (B, R) unnormalised p(r)
+            totals[:, i] = p.sum(1)
+            if uniform is None:
+                r = refined[:, i]
+            else:
+                threshold = (uniform[:, i] * totals[:, i]).unsqueeze(1)
+                r = (p.cumsum(1) < threshold).sum(1).clamp_(max=self.R - 1)
+                sampled[:, i] = r
+            chosen[:, i] = p_r = p[rows, r]
+            u = Y.view(size, 2, self.R, -1)[rows, :, r, :].reshape(size, -1)  # (B, 2χr)
+            u *= torch.where(p_r > 0, p_r, 1.0).rsqrt().unsqueeze(1)
+        totals = torch.where(totals > 0, totals, 1.0)
+        log_p = torch.log(chosen).sum(1) - torch.log(totals).sum(1)
+        return (sampled if uniform is not None else refined), log_p
+
+    def _mixed_pass(self, a: torch.Tensor) -> torch.Tensor:
+        """ln P(a) = Σ_i ln Tr E_{i+1} with unit-trace environments, records grouped by outcome."""
+        size = a.shape[0]
+        order = torch.arange(size, device=self.device)  # original row of each current row
+        log_p = torch.zeros(size, dtype=torch.float64, device=self.device)
+        if self.tables:
+            state = torch.ones((size, 1), dtype=torch.float64, device=self.device)  # x, χ_0² = 1
+        else:
+            state = torch.ones((size, 1, 1), dtype=torch.complex128, device=self.device)  # E
+        for i in range(self.L):
+            outcome = a[order, i]
+            permutation = torch.argsort(outcome, stable=True)
+            order, log_p = order[permutation], log_p[permutation]
+            state = state.index_select(0, permutation)
+            counts = torch.bincount(outcome[permutation], minlength=self.K).tolist()
+            if self.tables:
+                state, trace = self._table_step(i, state, counts)
+            else:
+                state, trace = self._dense_step(i, state, counts)
+            log_p += torch.log(trace)
+            state /= torch.where(trace > 0, trace, 1.0).view(-1, *[1] * (state.ndim - 1))
+        result = torch.empty_like(log_p)
+        result[order] = log_p
+        return result
+
+    def _table_step(
+        self, i: int, x: torch.Tensor, counts: list[int]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        out = torch.empty((x.shape[0], self.chi[i + 1] ** 2), dtype=x.dtype, device=self.device)
+        start = 0
+        for k, count in enumerate(counts):
+            if count:
+                stop = start + count
+                torch.matmul(x[start:stop], self._T[i][k], out=out[start:stop])  # (n_k, χr²)
+                start = stop
+        return out, out[:, self._trace[i + 1]].sum(1)
+
+    def _dense_step(
+        self, i: int, E: torch.Tensor, counts: list[int]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        chi_l, chi_r = self.chi[i], self.chi[i + 1]
+        stacked, weighted = self._dense[i]
+        out = torch.empty((E.shape[0], chi_r, chi_r), dtype=E.dtype, device=self.device)
+        start = 0
+        for k, count in enumerate(counts):
+            if count:
+                stop = start + count
+                X = (E[start:stop].reshape(-1, chi_l) @ weighted[k]).view(count, chi_l, 2, chi_r)
+                # E' = Σ_s X^{s†} B^s (E' is Hermitian): rows (record, c), columns (s, l)
+                X_dagger = X.permute(0, 3, 2, 1).conj().reshape(count * chi_r, 2 * chi_l)
+                out[start:stop] = (X_dagger @ stacked).view(count, chi_r, chi_r)
+                start = stop
+        return out, torch.diagonal(out, dim1=1, dim2=2).real.sum(1)
+
+
+def _table_bytes(chi: list[int], K: int) -> int:
+    return 8 * K * sum((left * right) ** 2 for left, right in zip(chi[:-1], chi[1:], strict=True))
+
+
+def _hermitian_basis(chi: int) -> np.ndarray:
+    """(χ², χ, χ) complex128 basis G_j of Hermitian matrices: x_j are their real coordinates.
+
+    Symmetric real part first (p ≤ q: e_pq + e_qp, or e_pp), then i(e_pq − e_qp) for p < q, so
+    E = Σ_j x_j G_j with x = (Re E_pq)_{p≤q} ⊕ (Im E_pq)_{p<q}.
+    """
+    upper, strict = np.triu_indices(chi), np.triu_indices(chi, 1)
+    basis = np.zeros((chi * chi, chi, chi), dtype=np.complex128)
+    n_sym = len(upper[0])
+    j = np.arange(n_sym)
+    basis[j, upper[0], upper[1]] = 1
+    basis[j, upper[1], upper[0]] = 1
+    j = np.arange(n_sym, chi * chi)
+    basis[j, strict[0], strict[1]] = 1j
+    basis[j, strict[1], strict[0]] = -1j
+    return basis
+
+
+def _coordinates(H: np.ndarray) -> np.ndarray:
+    """Real coordinates (..., χ²) of Hermitian matrices (..., χ, χ) in :func:`_hermitian_basis`."""
+    chi = H.shape[-1]
+    upper, strict = np.triu_indices(chi), np.triu_indices(chi, 1)
+    return np.concatenate([H[..., upper[0], upper[1]].real, H[..., strict[0], strict[1]].imag], -1)
+
+
+def _diagonal_coordinates(chi: int) -> np.ndarray:
+    """Indices of the coordinates E_pp, whose sum is Tr E."""
+    upper = np.triu_indices(chi)
+    return np.flatnonzero(upper[0] == upper[1])
+
+
+def _superoperator(B: np.ndarray, elements: np.ndarray) -> np.ndarray:
+    """T_k (K, χl², χr²) real: coordinates of Σ_st (M_k)_st B^{s†} G_j B^t for each basis G_j."""
+    G = _hermitian_basis(B.shape[0])
+    weighted = np.einsum("kst,ctd->kcsd", elements, B)  # B̃_k^s = Σ_t (M_k)_st B^t
+    GB = np.einsum("jac,kcsd->kjasd", G, weighted)
+    return _coordinates(np.einsum("asb,kjasd->kjbd", B.conj(), GB))
+
+
+def _dense_factors(
+    B: np.ndarray, elements: np.ndarray, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B stacked (2χl, χr) with rows (s, l); B̃_k (K, χl, 2χr) with B̃_k^s = Σ_t (M_k)_st B^t)."""
+    stacked = B.transpose(1, 0, 2).reshape(2 * B.shape[0], B.shape[2])
+    weighted = np.einsum("kst,ctd->kcsd", elements, B).reshape(len(elements), B.shape[0], -1)
+    return torch.as_tensor(stacked, device=device), torch.as_tensor(weighted, device=device)

@@ -1,0 +1,476 @@
+"""Maximum-likelihood training of any model family on a dataset (``qtomo fit``, SPEC §4).
+
+The objective is the mean negative log-likelihood per record, minimised with AdamW::
+
+    NLL(θ) = -(1/N) Σ_n ln Q_θ(a_n)          (``model.training_nll``: −ln Q, or −bound for flows)
+
+Data split: the dataset's first rows train, the LAST ``val_fraction`` of rows validate
+(``train_rows = [0, N - N_val)``, ``val_rows = [N - N_val, N)``, stored in the checkpoint so that
+evaluation can use rows the model never saw). Schedule: linear warm-up over the first
+``warmup`` steps, then cosine decay to ``lr / 100`` at the last step (``schedule="cosine"``), or
+a constant rate; gradients are clipped to norm ``clip``.
+
+Files, for ``out = runs/x.pt``:
+
+- ``runs/x.pt``: the best model by validation NLL (written whenever it improves, and once more at
+  the end with the final training summary); this is the file to evaluate.
+- ``runs/x.last.pt``: the state after the latest epoch, with optimizer, scheduler, RNG states,
+  epoch, history and the best weights so far; ``resume=`` continues from it exactly.
+- ``runs/x.history.json``: per epoch train/val NLL, learning rate, wall time.
+
+All three are written atomically after each epoch (on rank 0 only under ``torchrun``). A
+non-finite training or validation NLL stops with :class:`~qtomo.errors.ConvergenceError` before
+anything of that epoch is written, so the files stay those of the last good epoch.
+
+Data stays on the device (one uint8 copy) when the training rows fit in ``resident_bytes``;
+otherwise they are read from the HDF5 file in chunks of ``chunk_records`` rows, shuffled chunk
+order and rows within each chunk. Each epoch's order comes from a generator seeded by
+``(seed, epoch)``, so an epoch is the same whether or not the run was resumed.
+
+Several GPUs: under ``torchrun --nproc_per_node=P`` the same code runs data-parallel
+(``DistributedDataParallel``; NCCL on CUDA, gloo on CPU). Every rank draws the same shuffled
+batches of ``batch_size`` rows and takes its rank-strided share, so ``batch_size`` is the global
+batch and the run matches a single-process run up to rounding.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from qtomo.atomic import atomic_output
+from qtomo.data import Dataset
+from qtomo.device import resolve_device
+from qtomo.errors import CheckpointError, ConvergenceError, QtomoError
+from qtomo.models import QtomoModel, hyperparameters, load_checkpoint, save_checkpoint
+from qtomo.progress import progress_bar
+
+SCHEDULES = ("cosine", "constant")
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """Optimisation settings of :func:`fit` (all stored in the checkpoint).
+
+    Args:
+        epochs: maximum number of passes over the training rows.
+        batch_size: records per optimizer step (global under DDP).
+        lr: peak learning rate of AdamW.
+        weight_decay: decoupled weight decay of AdamW.
+        schedule: ``"cosine"`` (warm-up then cosine decay to lr/100) or ``"constant"``.
+        warmup: warm-up steps (linear from lr/warmup to lr).
+        clip: maximum gradient norm (0 = no clipping).
+        val_fraction: share of rows, taken from the end of the file, held out for validation.
+        patience: stop after this many epochs without a better validation NLL (0 = never).
+        seed: seeds the shuffling and any randomness of the objective.
+        amp: bf16 autocast on CUDA (ignored on the CPU).
+        compile: wrap the objective in ``torch.compile``.
+        resident_bytes: keep the training rows on the device when they need at most this many
+            bytes (L bytes per record); stream them from the file otherwise.
+        chunk_records: rows per read when streaming.
+    """
+
+    epochs: int = 20
+    batch_size: int = 256
+    lr: float = 3e-3
+    weight_decay: float = 0.0
+    schedule: str = "cosine"
+    warmup: int = 100
+    clip: float = 1.0
+    val_fraction: float = 0.1
+    patience: int = 5
+    seed: int = 0
+    amp: bool = True
+    compile: bool = False
+    resident_bytes: int = 4 * 2**30
+    chunk_records: int = 2**18
+
+    def __post_init__(self) -> None:
+        checks = [("epochs", self.epochs >= 1, ">= 1"),
+                  ("batch_size", self.batch_size >= 1, ">= 1"),
+                  ("lr", 0 < self.lr < math.inf, "> 0"),
+                  ("weight_decay", 0 <= self.weight_decay < math.inf, ">= 0"),
+                  ("schedule", self.schedule in SCHEDULES, f"one of {', '.join(SCHEDULES)}"),
+                  ("warmup", self.warmup >= 0, ">= 0"), ("clip", 0 <= self.clip < math.inf, ">= 0"),
+                  ("val_fraction", 0 < self.val_fraction < 1, "in (0, 1)"),
+                  ("patience", self.patience >= 0, ">= 0"),
+                  ("resident_bytes", self.resident_bytes >= 0, ">= 0"),
+                  ("chunk_records", self.chunk_records >= 1, ">= 1")]
+        for name, ok, expected in checks:
+            if not ok:
+                raise QtomoError(f"training option {name} must be {expected}; "
+                                 f"got {getattr(self, name)!r}")
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What :func:`fit` returns: the best ``model`` (eval mode), the files written and the
+    history (one dict per epoch: epoch, train_nll, val_nll, lr, time_s)."""
+
+    model: QtomoModel
+    checkpoint: Path
+    last: Path
+    history_path: Path
+    history: list[dict[str, float]]
+    best_epoch: int
+    best_val_nll: float
+    stopped_early: bool
+
+
+def run_paths(out: str | Path) -> tuple[Path, Path, Path]:
+    """(best checkpoint, last checkpoint, history JSON) of a run whose output is ``out``.
+
+    Example:
+        >>> [str(p) for p in run_paths("runs/tfim_gru.pt")]
+        ['runs/tfim_gru.pt', 'runs/tfim_gru.last.pt', 'runs/tfim_gru.history.json']
+    """
+    out = Path(out)
+    stem = out.with_suffix("")
+    return out, stem.with_name(stem.name + ".last.pt"), stem.with_name(stem.name + ".history.json")
+
+
+def run_output(path: str | Path) -> Path:
+    """The best-checkpoint path (``out``) of the run a checkpoint file belongs to.
+
+    Example:
+        >>> str(run_output("runs/tfim_gru.last.pt"))
+        'runs/tfim_gru.pt'
+    """
+    path = Path(path)
+    suffix = ".last.pt"
+    return path.with_name(path.name[:-len(suffix)] + ".pt") if path.name.endswith(suffix) else path
+
+
+def resume_path(path: str | Path) -> Path:
+    """The file to resume a run from: the ``.last.pt`` beside a best checkpoint when it exists,
+    else ``path`` itself."""
+    path = Path(path)
+    last = run_paths(path)[1]
+    return last if not path.name.endswith(".last.pt") and last.is_file() else path
+
+
+def split_rows(n_records: int, val_fraction: float) -> tuple[tuple[int, int], tuple[int, int]]:
+    """Train and validation row ranges ``[start, stop)``: the validation rows are the last
+    ``ceil(val_fraction N)`` rows of the file.
+
+    Example:
+        >>> split_rows(1000, 0.1)
+        ((0, 900), (900, 1000))
+    """
+    n_val = math.ceil(val_fraction * n_records)
+    return (0, n_records - n_val), (n_records - n_val, n_records)
+
+
+class _Objective(nn.Module):
+    """Mean training NLL of a batch; a module so DDP and torch.compile can wrap it."""
+
+    def __init__(self, model: QtomoModel) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, a: torch.Tensor) -> torch.Tensor:
+        return self.model.training_nll(a).mean()
+
+
+class _Rows:
+    """Rows [start, stop) of a dataset served as LongTensor (b, L) batches on ``device``."""
+
+    def __init__(self, dataset: Dataset, rows: tuple[int, int], device: torch.device,
+                 options: TrainOptions) -> None:
+        self.dataset, self.device = dataset, device
+        self.start, self.stop = rows
+        n = self.stop - self.start
+        self.resident = n * dataset.L <= options.resident_bytes
+        if self.resident:
+            self.data = torch.from_numpy(dataset.outcomes(self.start, self.stop)).to(device)
+            chunk = max(n, 1)
+        else:  # whole batches per chunk, so only the last chunk ends in a short batch
+            chunk = math.ceil(options.chunk_records / options.batch_size) * options.batch_size
+        self.chunks = [(s, min(s + chunk, self.stop)) for s in range(self.start, self.stop, chunk)]
+
+    def _chunk(self, start: int, stop: int) -> torch.Tensor:
+        if self.resident:
+            return self.data[start - self.start:stop - self.start]  # (b, L) uint8
+        return torch.from_numpy(self.dataset.outcomes(start, stop)).to(self.device)
+
+    def batches(self, batch_size: int, generator: torch.Generator | None = None, *, rank: int = 0,
+                world: int = 1) -> Iterator[torch.Tensor]:
+        """This rank's share (every ``world``-th row) of each batch, shuffled when a CPU
+        ``generator`` is given; a final batch with fewer than ``world`` rows is skipped."""
+        order = range(len(self.chunks))
+        if generator is not None:
+            order = torch.randperm(len(self.chunks), generator=generator).tolist()
+        for c in order:
+            block = self._chunk(*self.chunks[c])  # (b, L) uint8
+            n = block.shape[0]
+            rows = torch.randperm(n, generator=generator) if generator is not None else None
+            for begin in range(0, n, batch_size):
+                end = min(begin + batch_size, n)
+                if end - begin < world:
+                    continue
+                if rows is None:
+                    index = torch.arange(begin + rank, end, world)
+                else:
+                    index = rows[begin + rank:end:world]
+                yield block[index.to(self.device)].long()  # (b / world, L)
+
+    def n_batches(self, batch_size: int, world: int = 1) -> int:
+        """Batches per pass (as yielded by :meth:`batches`)."""
+        return sum(sum(1 for b in range(0, stop - start, batch_size)
+                       if min(batch_size, stop - start - b) >= world)
+                   for start, stop in self.chunks)
+
+
+def _distributed() -> tuple[int, int, bool]:
+    """(rank, world size, whether this call initialised the process group) under torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return 0, 1, False
+    created = not dist.is_initialized()
+    if created:
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return dist.get_rank(), dist.get_world_size(), created
+
+
+def _all_sum(values: torch.Tensor, world: int) -> torch.Tensor:
+    if world > 1:
+        dist.all_reduce(values)
+    return values
+
+
+def _lr_lambda(options: TrainOptions, total_steps: int):
+    """Learning-rate factor at a step: linear warm-up, then cosine decay to 1/100 (or 1)."""
+
+    def factor(step: int) -> float:
+        warm = min(1.0, (step + 1) / options.warmup) if options.warmup else 1.0
+        if options.schedule == "constant":
+            return warm
+        progress = min(1.0, step / max(1, total_steps - 1))
+        return warm * (0.01 + 0.99 * 0.5 * (1.0 + math.cos(math.pi * progress)))
+
+    return factor
+
+
+def _provenance(dataset: Dataset, train: tuple[int, int], val: tuple[int, int]) -> dict[str, Any]:
+    return {"path": str(Path(dataset.path).resolve()), "n_records": dataset.n_records,
+            "attrs": dataset.attrs, "train_rows": list(train), "val_rows": list(val)}
+
+
+def _check_resume(trainer_checkpoint, model: QtomoModel, dataset: Dataset,
+                  data: dict[str, Any]) -> None:
+    """CheckpointError unless the resumed run had the same model, data shape, POVM and split."""
+    config, path = trainer_checkpoint.config, trainer_checkpoint.path
+    if trainer_checkpoint.trainer is None:
+        raise CheckpointError(f"{path} holds no trainer state; resume from the .last.pt file "
+                              "written by qtomo fit")
+    if (config["family"], config["hyperparameters"]) != (model.family, hyperparameters(model)):
+        raise CheckpointError(f"{path} holds model {config['family']} "
+                              f"{config['hyperparameters']}; got {model.family} "
+                              f"{hyperparameters(model)}")
+    found = (dataset.L, dataset.povm.name, dataset.n_records)
+    expected = (config["L"], config["povm"], config["data"].get("n_records"))
+    if found != expected:
+        raise CheckpointError(f"dataset {dataset.path} has L = {found[0]}, povm {found[1]}, "
+                              f"{found[2]} records; the run in {path} was trained on L = "
+                              f"{expected[0]}, povm {expected[1]}, {expected[2]} records")
+    if config["data"].get("train_rows") != data["train_rows"]:
+        raise CheckpointError(f"validation split {data['val_rows']} differs from the resumed "
+                              f"run's {config['data'].get('val_rows')}; use its val_fraction")
+
+
+def _write_history(path: Path, history: list[dict[str, float]], summary: dict[str, Any]) -> None:
+    with atomic_output(path) as tmp:
+        tmp.write_text(json.dumps({**summary, "epochs": history}, indent=1) + "\n")
+
+
+def fit(model: QtomoModel, dataset: Dataset, options: TrainOptions | None = None, *,
+        out: str | Path, resume: str | Path | None = None, device: str | torch.device = "auto",
+        quiet: bool = False) -> TrainResult:
+    """Train ``model`` by maximum likelihood on ``dataset``; keep the best by validation NLL.
+
+    Args:
+        model: any family, freshly built (or matching ``resume``); moved to ``device``.
+        dataset: from :func:`qtomo.data.read_dataset`; its L, K must match the model.
+        options: :class:`TrainOptions` (defaults if ``None``).
+        out: best checkpoint path; ``.last.pt`` and ``.history.json`` go beside it
+            (:func:`run_paths`).
+        resume: a checkpoint of an interrupted run (its ``.last.pt``, or the best checkpoint
+            with a ``.last.pt`` beside it): model, optimizer, scheduler, RNG states, history and
+            epoch are restored and training continues where it stopped.
+        device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"``; under torchrun with CUDA each
+            rank uses ``cuda:LOCAL_RANK``.
+        quiet: no progress bar and no per-epoch lines.
+
+    Returns:
+        :class:`TrainResult`; ``result.model`` holds the best weights, in eval mode.
+
+    Raises:
+        QtomoError: L or K differ between model and data; fewer training rows than a batch.
+        CheckpointError: ``resume`` unreadable or from a different model, dataset or split.
+        ConvergenceError: a non-finite NLL (the files of the last good epoch are kept).
+    """
+    options = options or TrainOptions()
+    rank, world, created_group = _distributed()
+    try:
+        return _fit(model, dataset, options, out=Path(out), resume=resume, device=device,
+                    quiet=quiet or rank != 0, rank=rank, world=world)
+    finally:
+        if created_group:
+            dist.destroy_process_group()
+
+
+def _fit(model: QtomoModel, dataset: Dataset, options: TrainOptions, *, out: Path,
+         resume: str | Path | None, device: str | torch.device, quiet: bool, rank: int,
+         world: int) -> TrainResult:
+    if (dataset.L, dataset.K) != (model.L, model.K):
+        raise QtomoError(f"dataset {dataset.path} has L = {dataset.L}, K = {dataset.K}; the "
+                         f"{model.family} model was built for L = {model.L}, K = {model.K}")
+    train_rows, val_rows = split_rows(dataset.n_records, options.val_fraction)
+    n_train = train_rows[1] - train_rows[0]
+    if n_train < max(options.batch_size, world) or val_rows[1] == val_rows[0]:
+        raise QtomoError(f"dataset {dataset.path} has {dataset.n_records} records, "
+                         f"{n_train} for training; need at least one batch of "
+                         f"{options.batch_size} (--batch-size) plus validation rows")
+    device = resolve_device(device)
+    if world > 1 and device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    best_path, last_path, history_path = run_paths(out)
+    data = _provenance(dataset, train_rows, val_rows)
+
+    model.to(device)
+    objective: nn.Module = _Objective(model)
+    if world > 1:
+        objective = nn.parallel.DistributedDataParallel(
+            objective, device_ids=[device.index] if device.type == "cuda" else None)
+    if options.compile:
+        objective = torch.compile(objective)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=options.lr,
+                                  weight_decay=options.weight_decay)
+    train = _Rows(dataset, train_rows, device, options)
+    val = _Rows(dataset, val_rows, device, options)
+    steps_per_epoch = train.n_batches(options.batch_size, world)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, _lr_lambda(options, options.epochs * steps_per_epoch))
+
+    history: list[dict[str, float]] = []
+    epoch, bad_epochs = 0, 0
+    best = {"epoch": 0, "val_nll": math.inf, "state_dict": None}
+    torch.manual_seed(options.seed)
+    if resume is not None:
+        state = load_checkpoint(resume_path(resume), map_location="cpu")
+        _check_resume(state, model, dataset, data)
+        trainer = state.trainer
+        model.load_state_dict(state.model.state_dict())
+        optimizer.load_state_dict(trainer["optimizer"])
+        scheduler.load_state_dict(trainer["scheduler"])
+        torch.set_rng_state(trainer["rng"]["cpu"])
+        if device.type == "cuda" and trainer["rng"]["cuda"] is not None:
+            torch.cuda.set_rng_state(trainer["rng"]["cuda"], device)
+        epoch, bad_epochs, history = trainer["epoch"], trainer["bad_epochs"], trainer["history"]
+        best = trainer["best"]
+        if not quiet:
+            print(f"resuming {state.path} after epoch {epoch} (best validation NLL "
+                  f"{best['val_nll']:.6f} at epoch {best['epoch']})")
+
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16,
+                              enabled=options.amp and device.type == "cuda")
+
+    def summary(stopped_early: bool) -> dict[str, Any]:
+        return {"epochs_run": epoch, "best_epoch": best["epoch"], "best_val_nll": best["val_nll"],
+                "stopped_early": stopped_early, "options": dataclasses.asdict(options),
+                "world_size": world, "device": str(device), "n_parameters":
+                    sum(p.numel() for p in model.parameters())}
+
+    stopped_early = False
+    while epoch < options.epochs and not stopped_early:
+        epoch += 1
+        started = time.perf_counter()
+        model.train()
+        order = torch.Generator().manual_seed(options.seed * 1_000_003 + epoch)
+        totals = torch.zeros(2, dtype=torch.float64, device=device)  # Σ NLL, Σ rows
+        bar = progress_bar(steps_per_epoch, f"epoch {epoch}/{options.epochs}", quiet=quiet,
+                           unit="batch")
+        for step, a in enumerate(train.batches(options.batch_size, order, rank=rank,
+                                               world=world)):
+            with autocast:
+                loss = objective(a)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if options.clip:
+                nn.utils.clip_grad_norm_(model.parameters(), options.clip)
+            optimizer.step()
+            scheduler.step()
+            totals += torch.stack([loss.detach().double() * a.shape[0],
+                                   totals.new_tensor(a.shape[0])])
+            bar.update()
+            if step % 25 == 0 and not bar.disable:
+                bar.set_postfix(nll=f"{(totals[0] / totals[1]).item():.4f}")
+        bar.close()
+        train_nll = (_all_sum(totals, world)[0] / totals[1]).item()
+        val_nll = _validation_nll(model, val, options, autocast, rank, world)
+        if not (math.isfinite(train_nll) and math.isfinite(val_nll)):
+            kept = (f"kept {last_path} (epoch {epoch - 1})" if epoch > 1
+                    else "no checkpoint was written")
+            raise ConvergenceError(f"training NLL became {train_nll} (validation {val_nll}) in "
+                                   f"epoch {epoch}; {kept}; try a smaller --lr")
+        improved = val_nll < best["val_nll"]
+        if improved:
+            best = {"epoch": epoch, "val_nll": val_nll, "state_dict":
+                    {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}}
+        bad_epochs = 0 if improved else bad_epochs + 1
+        stopped_early = options.patience > 0 and bad_epochs >= options.patience
+        history.append({"epoch": epoch, "train_nll": train_nll, "val_nll": val_nll,
+                        "lr": optimizer.param_groups[0]["lr"],
+                        "time_s": time.perf_counter() - started})
+        if not quiet:
+            print(f"epoch {epoch:3d}  train NLL {train_nll:.6f}  val NLL {val_nll:.6f}  "
+                  f"lr {history[-1]['lr']:.2e}  {history[-1]['time_s']:.1f}s"
+                  + ("  best" if improved else ""))
+        if rank == 0:
+            trainer = {"epoch": epoch, "bad_epochs": bad_epochs, "history": history,
+                       "best": best, "optimizer": optimizer.state_dict(),
+                       "scheduler": scheduler.state_dict(),
+                       "rng": {"cpu": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state(
+                           device) if device.type == "cuda" else None}}
+            run = {"povm": dataset.povm.name, "data": data, "training": summary(stopped_early)}
+            save_checkpoint(last_path, model, trainer=trainer, **run)
+            if improved:
+                save_checkpoint(best_path, model, **run)
+            _write_history(history_path, history, summary(stopped_early))
+    if stopped_early and not quiet:
+        print(f"stopped early: no better validation NLL for {options.patience} epochs")
+
+    model.load_state_dict(best["state_dict"])
+    model.eval()
+    if rank == 0:  # final summary into the best checkpoint
+        save_checkpoint(best_path, model, povm=dataset.povm.name, data=data,
+                        training=summary(stopped_early))
+    return TrainResult(model=model, checkpoint=best_path, last=last_path,
+                       history_path=history_path, history=history, best_epoch=best["epoch"],
+                       best_val_nll=best["val_nll"], stopped_early=stopped_early)
+
+
+@torch.no_grad()
+def _validation_nll(model: QtomoModel, val: _Rows, options: TrainOptions, autocast,
+                    rank: int, world: int) -> float:
+    """Mean training NLL over the validation rows (sharded over ranks, summed back)."""
+    model.eval()
+    totals = torch.zeros(2, dtype=torch.float64, device=val.device)
+    for a in val.batches(max(options.batch_size, 4096), rank=rank, world=world):
+        with autocast:
+            totals += torch.stack([model.training_nll(a).double().sum(),
+                                   totals.new_tensor(a.shape[0])])
+    _all_sum(totals, world)
+    return (totals[0] / totals[1]).item()

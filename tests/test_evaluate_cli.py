@@ -1,0 +1,185 @@
+"""``evaluate`` and ``qtomo evaluate``: truth as the model, SPEC §4 keys, files, bad input."""
+
+import json
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from qtomo.cli import main
+from qtomo.data import read_dataset, write_dataset
+from qtomo.errors import QtomoError
+from qtomo.evaluate import evaluate, unseen_rows
+from qtomo.models import build, load_checkpoint, save_checkpoint
+from qtomo.povm import get_povm
+from qtomo.simulate import simulate
+from qtomo.states.exact import tfim_ground_state
+from qtomo.states.mps import ghz_mps
+
+L, N = 4, 4000
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("evaluate")
+    path = simulate("tfim", L, h=0.9, samples=N, seed=3, device="cpu",
+                    out=folder / "tfim.h5", quiet=True)
+    return read_dataset(path)
+
+
+@pytest.fixture(scope="module")
+def truth(dataset):
+    return tfim_ground_state(L, h=0.9).distribution(get_povm("pauli4"))
+
+
+def write_checkpoint(path, dataset, *, L=L, povm="pauli4", train_rows=(0, 3000)):
+    torch.manual_seed(0)
+    model = build("gru", L=L, K=4, hidden=8, layers=1)
+    data = {"path": str(dataset.path), "n_records": dataset.n_records, "attrs": dataset.attrs,
+            "train_rows": list(train_rows), "val_rows": [train_rows[1], dataset.n_records]}
+    return save_checkpoint(path, model, povm=povm, data=data)
+
+
+def test_truth_as_model_exact(dataset, truth):
+    report = evaluate(truth, dataset, pauli_strings=["X0 Z1 X3"])
+    assert report["kl"]["value"] == 0 and report["kl"]["stderr"] == 0
+    assert abs(report["classical_fidelity"]["value"] - 1) < 1e-12
+    fidelity = report["quantum_fidelity"]
+    assert fidelity["method"] == "exact" and fidelity["physical"]
+    assert abs(fidelity["value"] - 1) < 1e-10
+    assert report["nll"] == report["entropy"]
+    for name in ("X", "Z", "XX", "ZZ", "energy"):
+        entry = report["observables"][name]
+        assert np.allclose(entry["model"]["value"], entry["reference"], atol=1e-10), name
+        data = np.asarray(entry["data"]["value"]) - np.asarray(entry["reference"])
+        stderr = np.asarray(entry["data"]["stderr"])
+        assert np.all(np.abs(data) <= 4 * stderr + 1e-12), name  # model-free, within 4σ
+    string = report["observables"]["strings"]["X0 Z1 X3"]
+    assert abs(string["model"]["value"] - string["reference"]) < 1e-10
+    assert report["n_test"] == N and report["test_rows"] == [0, N]
+
+
+def test_truth_as_model_monte_carlo(dataset, truth):
+    report = evaluate(truth, dataset, method="monte-carlo", samples=20_000, seed=1)
+    assert report["kl"]["value"] == 0
+    fidelity = report["quantum_fidelity"]
+    assert fidelity["method"] == "monte-carlo"
+    assert abs(fidelity["value"] - 1) < 4 * fidelity["stderr"]
+    energy = report["observables"]["energy"]
+    assert abs(energy["model"]["value"] - energy["reference"]) < 4 * energy["model"]["stderr"]
+    assert report["observables"]["model_samples"] == 20_000
+    assert "density_matrix" not in report
+
+
+@pytest.mark.parametrize("method", ["exact", "monte-carlo"])
+def test_mps_truth_as_model(tmp_path, method):
+    """An MPS dataset (no /reference/psi): the fidelity goes through /reference/mps."""
+    path = simulate("ghz", 5, povm="pauli6", method="mps", samples=2000, seed=0, device="cpu",
+                    out=tmp_path / "ghz.h5", quiet=True)
+    dataset = read_dataset(path)
+    truth = ghz_mps(5).distribution(get_povm("pauli6"))
+    report = evaluate(truth, dataset, method=method, samples=5000, seed=2)
+    assert abs(report["kl"]["value"]) < 1e-10 and report["kl"]["stderr"] < 1e-10
+    fidelity = report["quantum_fidelity"]
+    assert fidelity["method"] == method
+    assert abs(fidelity["value"] - 1) < max(4 * fidelity["stderr"], 1e-10)
+    assert np.allclose(report["observables"]["ZZ"]["reference"], 1.0)
+
+
+def test_unseen_rows_follow_the_checkpoint(dataset, tmp_path):
+    config = load_checkpoint(write_checkpoint(tmp_path / "m.pt", dataset)).config
+    assert unseen_rows(dataset, config) == (3000, N)
+    assert unseen_rows(dataset, None) == (0, N)
+    other = dict(config, data=dict(config["data"], path="elsewhere.h5", n_records=17))
+    assert unseen_rows(dataset, other) == (0, N)  # another dataset: every row is unseen
+    everything = dict(config, data=dict(config["data"], train_rows=[0, N]))
+    with pytest.raises(QtomoError, match="trained on all"):
+        unseen_rows(dataset, everything)
+
+
+def test_cli_writes_table_json_and_plot(dataset, tmp_path, capsys):
+    checkpoint = write_checkpoint(tmp_path / "run.pt", dataset)
+    history = {"epochs": [{"epoch": e, "train_nll": 6.0 - e / 10, "val_nll": 6.1 - e / 20,
+                           "lr": 1e-3, "time_s": 1.0} for e in (1, 2, 3)]}
+    (tmp_path / "run.history.json").write_text(json.dumps(history))
+    out_json, out_plot = tmp_path / "eval.json", tmp_path / "eval.png"
+    status = main(["evaluate", "--model", str(checkpoint), "--data", str(dataset.path),
+                   "--json", str(out_json), "--plot", str(out_plot), "--pauli", "Z0 Z3",
+                   "--device", "cpu", "--seed", "0"])
+    assert status == 0
+    table = capsys.readouterr().out
+    for label in ("KL(P||Q)", "classical fidelity", "quantum fidelity", "energy <H>", "<Z0 Z3>"):
+        assert label in table
+    report = json.loads(out_json.read_text())
+    for key in ("nll", "kl", "classical_fidelity", "quantum_fidelity", "observables", "n_test",
+                "model", "data"):
+        assert key in report
+    for key in ("nll", "kl", "classical_fidelity", "quantum_fidelity"):
+        assert set(report[key]) >= {"value", "stderr"}
+    for key in ("X", "Z", "ZZ", "energy"):
+        assert set(report["observables"][key]) == {"model", "data", "reference"}
+        assert set(report["observables"][key]["model"]) == {"value", "stderr"}
+    assert report["n_test"] == N - 3000 and report["test_rows"] == [3000, N]
+    assert report["model"]["family"] == "gru" and report["model"]["log_prob"] == "exact"
+    assert out_plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "eval.json", "eval.png", "run.history.json", "run.pt"]  # no temporary files left
+
+
+def test_flow_probabilities_are_reported_as_estimates(dataset):
+    torch.manual_seed(0)
+    flow = build("flow", L=L, K=4)
+    report = evaluate(flow, dataset, method="monte-carlo", samples=50, rows=(0, 50))
+    assert report["model"]["log_prob"] == "estimate"
+    assert any("estimate" in warning for warning in report["warnings"])
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"L": 5}, "L = 5 (data: 4)"),
+    ({"povm": "tetra"}, "POVM 'tetra' (data: 'pauli4')"),
+])
+def test_cli_rejects_a_mismatched_model(dataset, tmp_path, capsys, change, message):
+    checkpoint = write_checkpoint(tmp_path / "m.pt", dataset, **change)
+    status = main(["evaluate", "--model", str(checkpoint), "--data", str(dataset.path),
+                   "--quiet", "--device", "cpu"])
+    err = capsys.readouterr().err
+    assert status == 2 and message in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--pauli", "X0 Z9"], "site 9 is out of range for L = 4"),
+    (["--pauli", "Q1"], "cannot read 'Q1'"),
+    (["--plot", "figure.xyz"], "expected a suffix among"),
+])
+def test_cli_bad_options_exit_2(dataset, tmp_path, capsys, argv, message):
+    checkpoint = write_checkpoint(tmp_path / "m.pt", dataset)
+    out_json = tmp_path / "out.json"
+    status = main(["evaluate", "--model", str(checkpoint), "--data", str(dataset.path), "--quiet",
+                   "--device", "cpu", "--json", str(out_json), *argv])
+    err = capsys.readouterr().err
+    assert status == 2 and message in err and err.startswith("qtomo: error: ")
+    assert not out_json.exists()  # nothing written on bad input
+
+
+def test_data_without_log_prob_is_rejected(dataset, tmp_path, capsys):
+    stripped = tmp_path / "stripped.h5"
+    stripped.write_bytes(dataset.path.read_bytes())
+    with h5py.File(stripped, "r+") as file:
+        del file["log_prob"]
+    checkpoint = write_checkpoint(tmp_path / "m.pt", dataset)
+    status = main(["evaluate", "--model", str(checkpoint), "--data", str(stripped), "--quiet",
+                   "--device", "cpu"])
+    assert status == 2 and "no /log_prob" in capsys.readouterr().err
+
+
+def test_exact_evaluation_above_the_limit_is_refused(tmp_path):
+    big = 11
+    povm = get_povm("pauli4")
+    outcomes = np.zeros((10, big), dtype=np.uint8)
+    path = write_dataset(tmp_path / "big.h5", povm=povm,
+                         attrs={"state": "product", "L": big, "seed": 0, "method": "mps"},
+                         n_records=10, chunks=[(outcomes, np.full(10, -5.0))], reference={})
+    model = build("gru", L=big, K=4, hidden=4, layers=1)
+    with pytest.raises(QtomoError, match="needs L <= 10"):
+        evaluate(model, read_dataset(path), method="exact")

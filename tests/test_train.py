@@ -1,0 +1,175 @@
+"""The trainer: quality against the exact TFIM distribution, resume, errors, streaming, DDP."""
+
+import json
+import os
+import socket
+
+import numpy as np
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+import qtomo.train
+from qtomo.data import read_dataset
+from qtomo.errors import CheckpointError, ConvergenceError, QtomoError
+from qtomo.models import build, load_checkpoint
+from qtomo.povm import enumerate_outcomes, get_povm
+from qtomo.simulate import simulate
+from qtomo.states.exact import tfim_ground_state
+from qtomo.train import TrainOptions, _Rows, fit
+
+FAST = dict(epochs=3, batch_size=128, warmup=20)
+
+# Small networks: one intra-op thread is much faster than two competing ones on a busy machine.
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def tfim4(tmp_path_factory):
+    """2·10^4 pauli4 records of the exact L = 4 TFIM ground state at h = 1."""
+    path = tmp_path_factory.mktemp("data") / "tfim4.h5"
+    return read_dataset(simulate("tfim", 4, samples=20_000, out=path, seed=1, quiet=True))
+
+
+def exact_kl_and_fidelity(model, L: int) -> tuple[float, float]:
+    """KL(P‖Q) and F_c = (Σ √(PQ))² summed over all 4^L records of the exact TFIM state."""
+    P = tfim_ground_state(L).distribution(get_povm("pauli4")).probabilities
+    with torch.no_grad():
+        log_q = model.log_prob(torch.from_numpy(enumerate_outcomes(L, 4))).double().numpy()
+    return float(np.sum(P * (np.log(P) - log_q))), float(np.sum(np.sqrt(P * np.exp(log_q))) ** 2)
+
+
+def train(name, dataset, out, **options):
+    torch.manual_seed(0)
+    model = build(name, L=dataset.L, K=dataset.K)
+    return fit(model, dataset, TrainOptions(**options), out=out, device="cpu", quiet=True)
+
+
+@pytest.mark.parametrize("name", ["gru", "lstm", "transformer"])
+def test_learns_small_tfim(tfim4, tmp_path, name):
+    result = train(name, tfim4, tmp_path / "m.pt", **FAST)
+    kl, fidelity = exact_kl_and_fidelity(result.model, 4)
+    assert fidelity >= 0.99 and kl <= 0.02
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["gru", "lstm", "transformer"])
+def test_quality_bar_tfim_L6(tmp_path, name):
+    """Issue 4: exact L = 6 TFIM, 10^5 records, default hyperparameters."""
+    dataset = read_dataset(simulate("tfim", 6, samples=100_000, out=tmp_path / "d.h5", seed=1,
+                                    quiet=True))
+    result = train(name, dataset, tmp_path / "m.pt", epochs=5)
+    kl, fidelity = exact_kl_and_fidelity(result.model, 6)
+    assert fidelity >= 0.99 and kl <= 0.02
+
+
+def test_files_history_and_split(tfim4, tmp_path):
+    result = train("gru", tfim4, tmp_path / "run.pt", **FAST)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "run.history.json", "run.last.pt", "run.pt"]
+    history = json.loads(result.history_path.read_text())
+    assert [row["epoch"] for row in history["epochs"]] == [1, 2, 3]
+    assert set(history["epochs"][0]) == {"epoch", "train_nll", "val_nll", "lr", "time_s"}
+    best = load_checkpoint(result.checkpoint)
+    assert best.config["data"]["train_rows"] == [0, 18_000]
+    assert best.config["data"]["val_rows"] == [18_000, 20_000]
+    assert best.config["training"]["best_val_nll"] == min(r["val_nll"] for r in result.history)
+    assert best.config["training"]["epochs_run"] == 3 and best.trainer is None
+    assert load_checkpoint(result.last).trainer["epoch"] == 3
+    a = torch.from_numpy(tfim4.outcomes(0, 100)).long()
+    assert torch.equal(best.model.log_prob(a), result.model.log_prob(a))
+
+
+def test_resume_reproduces_the_uninterrupted_run(tfim4, tmp_path, monkeypatch):
+    options = dict(FAST, epochs=4)
+    whole = train("gru", tfim4, tmp_path / "whole.pt", **options)
+
+    write_history = qtomo.train._write_history
+
+    def killed_after_epoch_2(path, history, summary):
+        write_history(path, history, summary)
+        if len(history) == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(qtomo.train, "_write_history", killed_after_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        train("gru", tfim4, tmp_path / "cut.pt", **options)
+    monkeypatch.undo()
+    torch.manual_seed(123)  # a different global state: resume must restore its own
+    model = build("gru", L=4, K=4)
+    resumed = fit(model, tfim4, TrainOptions(**options), out=tmp_path / "cut.pt",
+                  resume=tmp_path / "cut.pt", device="cpu", quiet=True)
+    strip = [{k: v for k, v in row.items() if k != "time_s"} for row in whole.history]
+    assert [{k: v for k, v in row.items() if k != "time_s"} for row in resumed.history] == strip
+    for key, value in whole.model.state_dict().items():
+        assert torch.equal(value, resumed.model.state_dict()[key])
+
+
+def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tfim4, tmp_path, monkeypatch):
+    torch.manual_seed(0)
+    model = build("gru", L=4, K=4)
+    write_history = qtomo.train._write_history
+
+    def poison_after_epoch_1(path, history, summary):
+        write_history(path, history, summary)
+        monkeypatch.setattr(model, "training_nll", lambda a: model.log_prob(a) * float("nan"))
+
+    monkeypatch.setattr(qtomo.train, "_write_history", poison_after_epoch_1)
+    message = "became nan .* in epoch 2; kept .*m.last.pt .epoch 1."
+    with pytest.raises(ConvergenceError, match=message):
+        fit(model, tfim4, TrainOptions(**FAST), out=tmp_path / "m.pt", device="cpu", quiet=True)
+    assert load_checkpoint(tmp_path / "m.last.pt").trainer["epoch"] == 1
+    assert load_checkpoint(tmp_path / "m.pt").config["training"]["epochs_run"] == 1
+
+
+def test_bad_input(tfim4, tmp_path):
+    with pytest.raises(QtomoError, match="has L = 4, K = 4; the gru model was built for L = 5"):
+        fit(build("gru", L=5, K=4), tfim4, out=tmp_path / "m.pt", quiet=True)
+    with pytest.raises(QtomoError, match="18000 for training; need at least one batch of 20000"):
+        fit(build("gru", L=4, K=4), tfim4, TrainOptions(batch_size=20_000), out=tmp_path / "m.pt")
+    with pytest.raises(QtomoError, match="training option val_fraction must be in"):
+        TrainOptions(val_fraction=0.0)
+    assert list(tmp_path.iterdir()) == []  # nothing written
+    other = read_dataset(simulate("tfim", 3, samples=2_000, out=tmp_path / "L3.h5", quiet=True))
+    train("gru", other, tmp_path / "L3.pt", epochs=1)
+    with pytest.raises(CheckpointError, match="has L = 4, povm pauli4, 20000 records; the run in"):
+        fit(build("gru", L=4, K=4), tfim4, out=tmp_path / "x.pt", resume=tmp_path / "L3.pt")
+
+
+@pytest.mark.parametrize("resident_bytes", [2**30, 0])
+def test_batches_cover_every_row_once(tfim4, resident_bytes):
+    options = TrainOptions(batch_size=100, resident_bytes=resident_bytes, chunk_records=1_000)
+    rows = _Rows(tfim4, (500, 3_550), torch.device("cpu"), options)
+    assert rows.resident == bool(resident_bytes)
+    seen = torch.cat([torch.cat(list(rows.batches(100, torch.Generator().manual_seed(0),
+                                                  rank=r, world=2))) for r in (0, 1)])
+    expected = torch.from_numpy(tfim4.outcomes(500, 3_550)).long()
+    assert seen.shape == expected.shape
+    key = torch.tensor([64, 16, 4, 1])  # records as integers, compared as multisets
+    assert torch.equal((seen @ key).sort().values, (expected @ key).sort().values)
+    assert rows.n_batches(100) == 31
+
+
+def _ddp_worker(rank, port, dataset_path, out):
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2",
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    model = build("gru", L=4, K=4, hidden=16)
+    fit(model, read_dataset(dataset_path), TrainOptions(**FAST), out=out, device="cpu",
+        quiet=True)
+
+
+def test_ddp_with_two_gloo_processes_matches_one_process(tfim4, tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(_ddp_worker, args=(port, str(tfim4.path), str(tmp_path / "ddp.pt")), nprocs=2)
+    torch.manual_seed(0)
+    single = fit(build("gru", L=4, K=4, hidden=16), tfim4, TrainOptions(**FAST),
+                 out=tmp_path / "one.pt", device="cpu", quiet=True)
+    ddp = load_checkpoint(tmp_path / "ddp.last.pt")
+    assert ddp.config["training"]["world_size"] == 2
+    for one, two in zip(single.history, ddp.trainer["history"], strict=True):
+        assert abs(one["train_nll"] - two["train_nll"]) < 1e-4
+        assert abs(one["val_nll"] - two["val_nll"]) < 1e-4
