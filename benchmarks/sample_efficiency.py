@@ -13,7 +13,8 @@ The smallest N with F_c ≥ 0.99 is reported next to the Transformer numbers of 
 
 Usage::
 
-    python benchmarks/sample_efficiency.py [--model gru] [--L 10 20 40] [--slow] [--device auto]
+    python benchmarks/sample_efficiency.py [--model gru] [--hp hidden=16 layers=1]
+        [--L 10 20 40] [--slow] [--device auto]
 
 ``--slow`` adds L = 60 and 80. Each training run takes a fixed budget of ``--steps`` optimizer
 steps (epochs = steps / steps per epoch), with early stopping on the validation NLL. Writes a table
@@ -48,10 +49,9 @@ def fidelity_at(dataset, n: int, test: tuple[int, int], args, out: Path) -> dict
     head = dataclasses.replace(dataset, n_records=n)  # the trainer sees rows [0, n) only
     batch = min(args.batch_size, int(0.9 * n))
     epochs = max(1, math.ceil(args.steps / math.ceil(0.9 * n / batch)))
-    options = TrainOptions(epochs=epochs, batch_size=batch, lr=args.lr, patience=args.patience,
-                           warmup=min(100, args.steps // 10), seed=0)
+    options = TrainOptions(epochs=epochs, batch_size=batch, lr=args.lr, patience=args.patience)
     torch.manual_seed(0)
-    model = build(args.model, L=dataset.L, K=dataset.K)
+    model = build(args.model, L=dataset.L, K=dataset.K, **args.hp)
     started = time.perf_counter()
     result = fit(model, head, options, out=out, device=args.device, quiet=True)
     log_q = log_prob_batched(result.model, dataset.outcomes(*test))
@@ -63,6 +63,8 @@ def fidelity_at(dataset, n: int, test: tuple[int, int], args, out: Path) -> dict
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="gru")
+    parser.add_argument("--hp", nargs="*", default=[], metavar="NAME=INT",
+                        help="model hyperparameters, e.g. --hp hidden=16 layers=1")
     parser.add_argument("--L", nargs="+", type=int, default=[10, 20, 40])
     parser.add_argument("--slow", action="store_true", help="also L = 60 and 80")
     parser.add_argument("--test", type=int, default=10_000, help="test records")
@@ -73,6 +75,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     parser.add_argument("--device", default="auto")
     args = parser.parse_args()
+    args.hp = {name: int(value) for name, value in (item.split("=") for item in args.hp)}
     if args.threads:
         torch.set_num_threads(args.threads)
     sizes = sorted(set(args.L + ([60, 80] if args.slow else [])))
@@ -96,7 +99,8 @@ def main() -> None:
             rows.append({"L": L, "records_needed": needed, "cha_et_al": CHA_ET_AL.get(L),
                          "runs": runs})
 
-    print(f"\n{'L':>4}{'records needed':>16}{'Cha et al.':>12}   ({args.model}, F_c ≥ 0.99)")
+    print(f"\n{'L':>4}{'records needed':>16}{'Cha et al.':>12}   ({args.model} {args.hp}, "
+          "F_c ≥ 0.99)")
     for row in rows:
         needed = row["records_needed"] or f">{LADDER[-1]}"
         print(f"{row['L']:>4}{needed:>16}{row['cha_et_al'] or '-':>12}")

@@ -7,8 +7,8 @@ The objective is the mean negative log-likelihood per record, minimised with Ada
 Data split: the dataset's first rows train, the LAST ``val_fraction`` of rows validate
 (``train_rows = [0, N - N_val)``, ``val_rows = [N - N_val, N)``, stored in the checkpoint so that
 evaluation can use rows the model never saw). Schedule: linear warm-up over the first
-``warmup`` steps, then cosine decay to ``lr / 100`` at the last step (``schedule="cosine"``), or
-a constant rate; gradients are clipped to norm ``clip``.
+``warmup`` steps (at most a tenth of all steps), then cosine decay to ``lr / 100`` at the last
+step (``schedule="cosine"``), or a constant rate; gradients are clipped to norm ``clip``.
 
 Files, for ``out = runs/x.pt``:
 
@@ -69,7 +69,7 @@ class TrainOptions:
         lr: peak learning rate of AdamW.
         weight_decay: decoupled weight decay of AdamW.
         schedule: ``"cosine"`` (warm-up then cosine decay to lr/100) or ``"constant"``.
-        warmup: warm-up steps (linear from lr/warmup to lr).
+        warmup: warm-up steps (linear from lr/warmup to lr), at most a tenth of all steps.
         clip: maximum gradient norm (0 = no clipping).
         val_fraction: share of rows, taken from the end of the file, held out for validation.
         patience: stop after this many epochs without a better validation NLL (0 = never).
@@ -250,10 +250,12 @@ def _all_sum(values: torch.Tensor, world: int) -> torch.Tensor:
 
 
 def _lr_lambda(options: TrainOptions, total_steps: int):
-    """Learning-rate factor at a step: linear warm-up, then cosine decay to 1/100 (or 1)."""
+    """Learning-rate factor at a step: linear warm-up over min(warmup, total/10) steps, then
+    cosine decay to 1/100 at the last step (or constant)."""
+    warmup = min(options.warmup, total_steps // 10)
 
     def factor(step: int) -> float:
-        warm = min(1.0, (step + 1) / options.warmup) if options.warmup else 1.0
+        warm = min(1.0, (step + 1) / warmup) if warmup else 1.0
         if options.schedule == "constant":
             return warm
         progress = min(1.0, step / max(1, total_steps - 1))
@@ -319,6 +321,19 @@ def fit(model: QtomoModel, dataset: Dataset, options: TrainOptions | None = None
         QtomoError: L or K differ between model and data; fewer training rows than a batch.
         CheckpointError: ``resume`` unreadable or from a different model, dataset or split.
         ConvergenceError: a non-finite NLL (the files of the last good epoch are kept).
+
+    Example (|00⟩ measured with pauli4: P(a_i) = (1/3, 1/6, 1/6, 1/3), entropy 2.6594 nats):
+        >>> import tempfile
+        >>> from qtomo.data import read_dataset
+        >>> from qtomo.models import build
+        >>> from qtomo.simulate import simulate
+        >>> folder = tempfile.mkdtemp()
+        >>> data = read_dataset(simulate("product", 2, product_state="0", samples=4000,
+        ...                              out=f"{folder}/d.h5", quiet=True))
+        >>> result = fit(build("gru", L=2, K=4, hidden=8), data, TrainOptions(epochs=4),
+        ...              out=f"{folder}/m.pt", device="cpu", quiet=True)
+        >>> abs(result.best_val_nll - 2.6594) < 0.05, result.checkpoint.name
+        (True, 'm.pt')
     """
     options = options or TrainOptions()
     rank, world, created_group = _distributed()

@@ -189,7 +189,7 @@ def describe(checkpoint: Checkpoint) -> str:
         lines.append(f"  data: {data.get('path')} ({data.get('n_records')} records; train rows "
                      f"{data.get('train_rows')}, validation rows {data.get('val_rows')})")
     training = config.get("training") or {}
-    if training:
+    if "best_val_nll" in training:
         lines.append(f"  training: {training.get('epochs_run')} epochs, best validation NLL "
                      f"{training.get('best_val_nll'):.6g} at epoch {training.get('best_epoch')}"
                      + (", stopped early" if training.get("stopped_early") else ""))

@@ -33,7 +33,8 @@ Transforms: both F and the dequantiser are zuko affine coupling transforms (Real
 :class:`zuko.flows.GeneralCouplingTransform`); the dequantiser receives the one-hot record as
 context. Coupling masks split whole sites (all K coordinates of a site on the same side): layer t
 conditions on the sites whose bit ⌊t/2⌋ mod ⌈log2 L⌉ is 1 (t even) or 0 (t odd), so every pair of
-sites is coupled directly within 2⌈log2 L⌉ layers. A single site (L = 1) splits its K coordinates.
+sites is coupled directly within 2⌈log2 L⌉ layers (the default 6 up to L = 8; beyond, pairs
+interact through the composition). A single site (L = 1) splits its K coordinates.
 The flat feature index of v_ik is i·K + k.
 
 Example:
@@ -86,7 +87,7 @@ class FlowConfig:
         QtomoError: for a value out of range.
     """
 
-    layers: int = 8
+    layers: int = 6
     hidden: int = 128
     depth: int = 2
     dequant_layers: int = 2
@@ -170,7 +171,8 @@ class ArgmaxFlow(QtomoModel):
         )  # ε → u, given the one-hot record
         for transform in (*self.prior.transforms, *self.dequantizer.transforms):
             # Zero output layers start every transform at the identity (as in Glow): Q is uniform
-            # and q(v|a) is p(v) cut to the cell, so the importance weights are tame from step 0.
+            # and q(v|a) a thresholded standard normal, so the importance weights are tame at
+            # step 0 and the first steps do not blow up.
             nn.init.zeros_(transform.hyper[-1].weight)
             nn.init.zeros_(transform.hyper[-1].bias)
         self.register_buffer("eye", torch.eye(self.K), persistent=False)  # one-hot rows

@@ -35,8 +35,8 @@ Example:
     >>> a, log_p = dist.sample_with_log_prob(4, torch.Generator().manual_seed(1))
     >>> a.shape, bool(torch.allclose(log_p, dist.log_prob(a), rtol=0, atol=1e-12))
     (torch.Size([4, 30]), True)
-    >>> zeros = torch.zeros(1, 30, dtype=torch.long)        # P = (1/3)^30 / 2 + (1/6)^30 / 2
-    >>> round(float(dist.log_prob(zeros)[0]), 10) == round(30 * np.log(1 / 3) - np.log(2), 10)
+    >>> zeros = torch.zeros(1, 30, dtype=torch.long)        # P(0…0) = (1/3)^30 / 2
+    >>> bool(abs(dist.log_prob(zeros)[0] - (30 * np.log(1 / 3) - np.log(2))) < 1e-12)
     True
 """
 
@@ -55,6 +55,7 @@ __all__ = ["MPSDistribution"]
 _TABLE_BUDGET = 512 * 2**20  # bytes of superoperator tables before the dense fallback
 _TABLE_MAX_CHI = 32
 _CHUNK_BYTES = 64 * 2**20  # working memory of one chunk of records
+_RENORMALISE = 8  # sites between trace normalisations: a product of 8 conditionals stays normal
 
 
 class MPSDistribution:
@@ -89,15 +90,13 @@ class MPSDistribution:
         self.R = len(parent)
         self._parent = torch.as_tensor(parent, device=self.device)
         # Y_r = u C_r with C_r = Σ_s conj(v_rs) B^s, all r in one real product:
-        # [Re u, Im u] (B, 2χl) @ [[Re C, Im C], [−Im C, Re C]] (2χl, 2Rχr) = [Re Y, Im Y]
-        self._C, self._S = [], []
+        # [Re u, Im u] (B, 2χl) @ [[Re C, Im C], [−Im C, Re C]] = [Re Y_r, Im Y_r] for each r,
+        # columns ordered (r, Re|Im, c) so that p(r) = Σ Y² sums contiguous blocks of 2χr
+        self._C = []
         for B in tensors:
-            C = np.einsum("rs,asc->arc", vectors.conj(), B).reshape(B.shape[0], -1)  # (χl, Rχr)
-            block = np.block([[C.real, C.imag], [-C.imag, C.real]])
-            self._C.append(torch.as_tensor(block, device=self.device))
-            # p(r) = Σ_{ri,c} Y² as a product with a 0/1 matrix (2Rχr, R)
-            S = np.tile(np.repeat(np.eye(self.R), B.shape[2], axis=0), (2, 1))
-            self._S.append(torch.as_tensor(S, device=self.device))
+            C = np.einsum("rs,asc->arc", vectors.conj(), B)  # (χl, R, χr)
+            block = np.stack([np.stack([C.real, C.imag], 2), np.stack([-C.imag, C.real], 2)])
+            self._C.append(torch.as_tensor(block.reshape(2 * B.shape[0], -1), device=self.device))
         self.rank_one = self.R == self.K  # every element rank one: parent is a permutation
         self._refined = torch.empty(self.K, dtype=torch.int64, device=self.device)
         if self.rank_one:
@@ -175,7 +174,7 @@ class MPSDistribution:
         for start in range(0, n, self.chunk_size):
             size = min(self.chunk_size, n - start)
             uniform = torch.rand(
-                (size, self.L), generator=generator, dtype=torch.float64, device=random_device
+                (self.L, size), generator=generator, dtype=torch.float64, device=random_device
             ).to(self.device)
             refined, log_p = self._pure_pass(uniform=uniform)
             a = self._parent[refined]
@@ -196,71 +195,93 @@ class MPSDistribution:
     def _pure_pass(
         self, uniform: torch.Tensor | None = None, refined: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Refined outcomes r (sampled from ``uniform`` (B, L), or given) and Σ_i ln p(r_i|r_<i)."""
-        size = uniform.shape[0] if uniform is not None else refined.shape[0]
-        rows = torch.arange(size, device=self.device)
+        """Refined outcomes r (B, L), drawn with ``uniform`` (L, B) or given; Σ_i ln p(r_i | r_<i).
+
+        Per-site quantities are kept as rows (L, B) so that each site touches contiguous memory.
+        """
+        size = uniform.shape[1] if uniform is not None else refined.shape[0]
+        offsets = torch.arange(size, device=self.device) * self.R
         u = torch.zeros((size, 2), dtype=torch.float64, device=self.device)  # (B, 2χ_0), Re|Im
         u[:, 0] = 1
-        chosen = torch.empty((size, self.L), dtype=torch.float64, device=self.device)
-        totals = torch.empty((size, self.L), dtype=torch.float64, device=self.device)
-        sampled = torch.empty((size, self.L), dtype=torch.int64, device=self.device)
-        for i, (C, S) in enumerate(zip(self._C, self._S, strict=True)):
-            Y = u @ C  # (B, 2Rχr) columns (Re|Im, r, c)
-            p = (Y * Y) @ S  # (B, R) unnormalised p(r)
-            totals[:, i] = p.sum(1)
-            if uniform is None:
-                r = refined[:, i]
+        chosen = torch.empty((self.L, size), dtype=torch.float64, device=self.device)
+        totals = torch.empty((self.L, size), dtype=torch.float64, device=self.device)
+        sampled = torch.empty((self.L, size), dtype=torch.int64, device=self.device)
+        given = refined.T.contiguous() if refined is not None else None
+        buffer = torch.empty(size * max(C.shape[1] for C in self._C), dtype=torch.float64,
+                             device=self.device)  # reused: fresh large tensors cost page faults
+        for i, C in enumerate(self._C):
+            Y = torch.matmul(u, C, out=buffer[: size * C.shape[1]].view(size, -1))
+            Y = Y.view(size * self.R, -1)  # (B R, 2χr): rows (record, r)
+            p = torch.linalg.vector_norm(Y, dim=1).square_().view(size, self.R)  # (B, R)
+            totals[i] = p.sum(1)
+            if given is not None:
+                r = given[i]
             else:
-                threshold = (uniform[:, i] * totals[:, i]).unsqueeze(1)
+                threshold = (uniform[i] * totals[i]).unsqueeze(1)
                 r = (p.cumsum(1) < threshold).sum(1).clamp_(max=self.R - 1)
-                sampled[:, i] = r
-            chosen[:, i] = p_r = p[rows, r]
-            u = Y.view(size, 2, self.R, -1)[rows, :, r, :].reshape(size, -1)  # (B, 2χr)
+                sampled[i] = r
+            chosen[i] = p_r = p.gather(1, r.unsqueeze(1)).squeeze(1)
+            u = Y.index_select(0, offsets + r)  # (B, 2χr)
             u *= torch.where(p_r > 0, p_r, 1.0).rsqrt().unsqueeze(1)
         totals = torch.where(totals > 0, totals, 1.0)
-        log_p = torch.log(chosen).sum(1) - torch.log(totals).sum(1)
-        return (sampled if uniform is not None else refined), log_p
+        log_p = torch.log(chosen).sum(0) - torch.log(totals).sum(0)
+        return (sampled.T.contiguous() if given is None else refined), log_p
 
     def _mixed_pass(self, a: torch.Tensor) -> torch.Tensor:
-        """ln P(a) = Σ_i ln Tr E_{i+1} with unit-trace environments, records grouped by outcome."""
+        """ln P(a) = Σ ln Tr E (traces taken every few sites), records grouped by outcome.
+
+        Rows are reordered at each site so that each outcome's records are contiguous; ``order``
+        remembers the original row of every current row.
+        """
         size = a.shape[0]
-        order = torch.arange(size, device=self.device)  # original row of each current row
+        a = a.T.contiguous()  # (L, B)
+        order = torch.arange(size, device=self.device)
         log_p = torch.zeros(size, dtype=torch.float64, device=self.device)
-        if self.tables:
-            state = torch.ones((size, 1), dtype=torch.float64, device=self.device)  # x, χ_0² = 1
+        if self.tables:  # two buffers: the state lives in the first, regrouped into the second
+            width = max(c * c for c in self.chi)
+            home, spare = (torch.empty(size * width, dtype=torch.float64, device=self.device)
+                           for _ in range(2))
+            state = home[:size].view(size, 1).fill_(1.0)  # x, χ_0² = 1 coordinate
         else:
             state = torch.ones((size, 1, 1), dtype=torch.complex128, device=self.device)  # E
         for i in range(self.L):
-            outcome = a[order, i]
+            outcome = a[i, order]
             permutation = torch.argsort(outcome, stable=True)
             order, log_p = order[permutation], log_p[permutation]
-            state = state.index_select(0, permutation)
             counts = torch.bincount(outcome[permutation], minlength=self.K).tolist()
             if self.tables:
-                state, trace = self._table_step(i, state, counts)
+                state = self._table_step(i, state, permutation, counts, home, spare)
             else:
-                state, trace = self._dense_step(i, state, counts)
-            log_p += torch.log(trace)
-            state /= torch.where(trace > 0, trace, 1.0).view(-1, *[1] * (state.ndim - 1))
+                state = self._dense_step(i, state.index_select(0, permutation), counts)
+            if (i + 1) % _RENORMALISE == 0 or i == self.L - 1:
+                trace = self._trace_of(i + 1, state)
+                log_p += torch.log(trace)
+                state /= torch.where(trace > 0, trace, 1.0).view(-1, *[1] * (state.ndim - 1))
         result = torch.empty_like(log_p)
         result[order] = log_p
         return result
 
+    def _trace_of(self, bond: int, state: torch.Tensor) -> torch.Tensor:
+        if self.tables:
+            return state[:, self._trace[bond]].sum(1)
+        return torch.diagonal(state, dim1=1, dim2=2).real.sum(1)
+
     def _table_step(
-        self, i: int, x: torch.Tensor, counts: list[int]
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        out = torch.empty((x.shape[0], self.chi[i + 1] ** 2), dtype=x.dtype, device=self.device)
+        self, i: int, x: torch.Tensor, permutation: torch.Tensor, counts: list[int],
+        home: torch.Tensor, spare: torch.Tensor,
+    ) -> torch.Tensor:
+        size = x.shape[0]
+        grouped = torch.index_select(x, 0, permutation, out=spare[: x.numel()].view(x.shape))
+        out = home[: size * self.chi[i + 1] ** 2].view(size, -1)  # (B, χr²), overwrites x
         start = 0
         for k, count in enumerate(counts):
             if count:
                 stop = start + count
-                torch.matmul(x[start:stop], self._T[i][k], out=out[start:stop])  # (n_k, χr²)
+                torch.matmul(grouped[start:stop], self._T[i][k], out=out[start:stop])
                 start = stop
-        return out, out[:, self._trace[i + 1]].sum(1)
+        return out
 
-    def _dense_step(
-        self, i: int, E: torch.Tensor, counts: list[int]
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def _dense_step(self, i: int, E: torch.Tensor, counts: list[int]) -> torch.Tensor:
         chi_l, chi_r = self.chi[i], self.chi[i + 1]
         stacked, weighted = self._dense[i]
         out = torch.empty((E.shape[0], chi_r, chi_r), dtype=E.dtype, device=self.device)
@@ -273,7 +294,7 @@ class MPSDistribution:
                 X_dagger = X.permute(0, 3, 2, 1).conj().reshape(count * chi_r, 2 * chi_l)
                 out[start:stop] = (X_dagger @ stacked).view(count, chi_r, chi_r)
                 start = stop
-        return out, torch.diagonal(out, dim1=1, dim2=2).real.sum(1)
+        return out
 
 
 def _table_bytes(chi: list[int], K: int) -> int:
