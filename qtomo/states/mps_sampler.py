@@ -19,13 +19,14 @@ parent_r samples the POVM, and the conditional state stays a row vector u (χ_i,
 
     E_0 = 1,   E_{i+1} = Σ_{st} (M_{a_i})_st B_i^{s†} E_i B_i^t,   P(a_0 … a_i) = Tr E_{i+1}
 
-normalised to unit trace at each site (the logs of the traces add up to ln P(a)). A Hermitian
+normalised to unit trace every 8 sites (the logs of the traces add up to ln P(a)). A Hermitian
 χ×χ matrix has χ² real coordinates (Re E_pq for p ≤ q, Im E_pq for p < q), and the update is
 real-linear in them: x' = x T_{i,a_i} with T_{i,k} a real (χ_i², χ_{i+1}²) matrix fixed per site
 and outcome. Records are grouped by outcome at each site, so the pass is K large matrix products
-per site with inner dimension χ² — close to the float64 matrix-product peak, and real even for
-complex MPS. The tables take K Σ_i χ_i² χ_{i+1}² floats; above 512 MiB, or for χ > 32, the pass
-keeps dense complex environments instead (two products per site with inner dimensions χ, 2χ).
+per site with inner dimension χ², close to the float64 matrix-product peak. Both passes use real
+float64 arithmetic only, for real and complex MPS alike. The tables take K Σ_i χ_i² χ_{i+1}²
+floats; above 512 MiB, or for χ > 32, the pass keeps dense complex environments instead (two
+products per site with inner dimensions χ and 2χ).
 
 Example:
     >>> import torch
@@ -85,7 +86,6 @@ class MPSDistribution:
         self.povm, self.L, self.K = povm, len(tensors), povm.K
         self.device = torch.device(device)
         self.chi = [1] + [B.shape[2] for B in tensors]  # χ_0 … χ_L
-        self.real = all(not np.any(B.imag) for B in tensors)
         vectors, parent = povm.rank_one_vectors()  # (R, 2), (R,)
         self.R = len(parent)
         self._parent = torch.as_tensor(parent, device=self.device)
@@ -99,9 +99,10 @@ class MPSDistribution:
             self._C.append(torch.as_tensor(block.reshape(2 * B.shape[0], -1), device=self.device))
         self.rank_one = self.R == self.K  # every element rank one: parent is a permutation
         self._refined = torch.empty(self.K, dtype=torch.int64, device=self.device)
+        per_record = 8 * (4 * self.L + 4 * self.R * max(self.chi))  # sampling pass
+        self.tables = False  # rank-one POVMs need no mixed pass
         if self.rank_one:
             self._refined[self._parent] = torch.arange(self.R, device=self.device)
-            per_record = 16 * 8 * max(self.chi)
         else:
             self.tables = _table_bytes(self.chi, self.K) <= _TABLE_BUDGET and max(
                 self.chi
@@ -111,10 +112,10 @@ class MPSDistribution:
                            for B in tensors]  # (K, χ_i², χ_{i+1}²) each
                 self._trace = [torch.as_tensor(_diagonal_coordinates(c), device=self.device)
                                for c in self.chi]
-                per_record = 3 * 8 * max(self.chi) ** 2
+                per_record += 2 * 8 * max(self.chi) ** 2
             else:
                 self._dense = [_dense_factors(B, povm.elements, self.device) for B in tensors]
-                per_record = 6 * 16 * max(self.chi) ** 2
+                per_record += 6 * 16 * max(self.chi) ** 2
         self.chunk_size = chunk_size or int(np.clip(_CHUNK_BYTES // per_record, 256, 2**16))
 
     def __repr__(self) -> str:
