@@ -22,8 +22,12 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 install: $(STAMP)
 
+# simulate → fit → evaluate on the critical L = 8 TFIM (a few minutes on a 2-core CPU)
 demo: install
 	$(BIN)/qtomo simulate --state tfim --L 8 --h 1 --samples 100000 --out $(DEMO_DATA)
+	$(BIN)/qtomo fit --model gru --data $(DEMO_DATA) --epochs 4 --out $(DEMO_MODEL)
+	$(BIN)/qtomo evaluate --model $(DEMO_MODEL) --data $(DEMO_DATA) --samples 20000 \
+		--json runs/demo_evaluation.json --plot runs/demo_evaluation.png
 
 test: install
 	$(BIN)/ruff check qtomo tests benchmarks
@@ -33,7 +37,8 @@ test-slow: install
 	$(BIN)/python -m pytest -m slow tests
 
 bench: install
-	$(BIN)/python benchmarks/exact_sampling.py
+	for script in exact_sampling mps_sampling training sampling evaluate sample_efficiency; do \
+		$(BIN)/python benchmarks/$$script.py || exit 1; done
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

@@ -4,14 +4,10 @@ import json
 import os
 
 import pytest
-import torch
 
 from qtomo.cli import main
 from qtomo.models import load_checkpoint
 from qtomo.simulate import simulate
-
-# Small networks: one intra-op thread is much faster than two competing ones on a busy machine.
-torch.set_num_threads(1)
 
 QUICK = ["--epochs", "2", "--batch-size", "128", "--hidden", "16", "--device", "cpu"]
 

@@ -10,9 +10,6 @@ from qtomo.models import build, load, load_checkpoint, save_checkpoint
 from qtomo.models.autoregressive import AutoregressiveModel
 from qtomo.povm import enumerate_outcomes
 
-# Small networks: one intra-op thread is much faster than two competing ones on a busy machine.
-torch.set_num_threads(1)
-
 AUTOREGRESSIVE = ["rnn", "gru", "lstm", "transformer"]
 SMALL = {"rnn": {"hidden": 16}, "gru": {"hidden": 16}, "lstm": {"hidden": 16},
          "transformer": {"d_model": 16, "heads": 2}}

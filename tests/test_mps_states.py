@@ -125,6 +125,13 @@ def test_parity_gap_against_dense_spectrum():
         )
 
 
+def test_negative_field_odd_chain_is_the_parity_odd_ground_state():
+    state = tfim_mps(7, h=-0.6, svd_min=0.0, energy_tol=1e-13)
+    energies, vectors = np.linalg.eigh(dense_tfim(7, 1.0, -0.6))
+    assert abs(np.vdot(vectors[:, 0], contract(state.mps))) == pytest.approx(1.0, abs=1e-10)
+    assert state.expectation(dict.fromkeys(range(7), "X")) == pytest.approx(-1.0, abs=1e-10)
+
+
 def test_ordered_phase_warning_is_stored():
     state = tfim_mps(40, h=0.3)
     assert "parity gap" in state.attrs["warning"]

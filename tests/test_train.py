@@ -20,8 +20,6 @@ from qtomo.train import TrainOptions, _Rows, fit
 
 FAST = dict(epochs=3, batch_size=128, warmup=20)
 
-# Small networks: one intra-op thread is much faster than two competing ones on a busy machine.
-torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="module")

@@ -75,13 +75,14 @@ class SelfAttention(nn.Module):
         q, k, v = self.qkv(x).view(B, T, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
         if cache is None:  # teacher forcing: q, k, v each (B, heads, T, d_head)
             y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-        else:
+        else:  # one query against the cache; plain matmuls beat SDPA's kernel setup on CPU
             keys, values = cache  # (B, heads, L, d_head) each
             keys[:, :, filled:filled + 1] = k
             values[:, :, filled:filled + 1] = v
             # the newest site may see every cached one, so no mask
-            y = F.scaled_dot_product_attention(q, keys[:, :, :filled + 1],
-                                               values[:, :, :filled + 1])
+            scores = q @ keys[:, :, :filled + 1].transpose(2, 3)  # (B, heads, 1, filled + 1)
+            weights = torch.softmax(scores * q.shape[-1] ** -0.5, dim=-1)
+            y = weights @ values[:, :, :filled + 1]  # (B, heads, 1, d_head)
         return self.out(y.transpose(1, 2).reshape(B, T, d))  # (B, T, d)
 
 

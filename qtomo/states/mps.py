@@ -155,16 +155,17 @@ def _expectation(tensors: Sequence[np.ndarray], string: dict[int, str]) -> float
     return float(G[0, 0].real)
 
 
-def _even_projection(
-    tensors: Sequence[np.ndarray], svd_min: float
+def _parity_projection(
+    tensors: Sequence[np.ndarray], parity: int, svd_min: float
 ) -> tuple[list[np.ndarray], float]:
-    """(1 + Π)|φ⟩ normalised, Π = ⊗X, as a right-canonical MPS; also the largest discarded λ².
+    """(1 + πΠ)|φ⟩ normalised, Π = ⊗X, as a right-canonical MPS; also the largest discarded λ².
 
-    The sum φ + Πφ is the direct sum of the two MPS (bond dimension 2χ); a left-to-right QR
+    The sum φ + πΠφ is the direct sum of the two MPS (bond dimension 2χ); a left-to-right QR
     sweep and a right-to-left SVD sweep bring it back to right-canonical form, dropping Schmidt
     values while their discarded weight stays ≤ svd_min.
     """
     flipped = [B[:, ::-1, :] for B in tensors]
+    flipped[0] = parity * flipped[0]
     L = len(tensors)
     summed = []
     for i, (B, F) in enumerate(zip(tensors, flipped, strict=True)):
@@ -288,11 +289,12 @@ def tfim_mps(
 ) -> MPSState:
     """Ground state of H = −J Σ Z_i Z_{i+1} − h Σ X_i by two-site DMRG (TeNPy), as an MPS.
 
-    DMRG starts from |+…+⟩ (Π = ⊗X_i = +1), and H commutes with Π. In the ordered phase h < J
-    the open chain's even and odd levels are split only by ≈ 2J(1 − h²/J²)(h/J)^L, and the
+    H commutes with Π = ⊗X_i, and DMRG starts from |+…+⟩ (|−…−⟩ for h < 0), in the sector of
+    the ground state: π = ⟨Π⟩ = +1 (for h < 0: (−1)^L, as ⊗Z_i maps h to −h). In the ordered
+    phase |h| < J the open chain's two sectors are split only by ≈ 2J(1 − h²/J²)(h/J)^L, and the
     sweeps may drift to a symmetry-broken state φ of that doublet; the result is then replaced
-    by (1 + Π)φ, normalised and recompressed, so the state returned is the parity-even ground
-    state (⟨ΠX⟩ = 1 checked to 1e-6) in every phase.
+    by (1 + πΠ)φ, normalised and recompressed, so the state returned is the ground state of
+    parity π (checked to 1e-6) in every phase — for h > 0 the parity-even one.
     When that splitting (:func:`parity_gap`) is below the energy resolution
     energy_tol · max(|E|, 1), the choice rests on symmetry alone and ``attrs["warning"]`` says
     so (``qtomo simulate`` prints it and stores it in the file).
@@ -314,7 +316,7 @@ def tfim_mps(
     Raises:
         QtomoError: for bad parameters.
         ConvergenceError: when DMRG has not reached energy_tol after 60 sweeps (the message names
-            the last relative energy change), or no parity-even state results.
+            the last relative energy change), or no state of the ground-state parity results.
 
     Example:
         >>> state = tfim_mps(12, h=1.0)
@@ -339,16 +341,17 @@ def tfim_mps(
             f"DMRG did not converge in {_MAX_SWEEPS} sweeps: relative energy change {change:.2e} "
             f"> energy_tol {energy_tol:.1e}; raise chi_max ({chi_max}) or energy_tol"
         )
+    target = _ground_parity(L, h)
     parity = _expectation(tensors, dict.fromkeys(range(L), "X"))
-    if abs(parity - 1) > _PARITY_TOL:
+    if abs(parity - target) > _PARITY_TOL:
         # Near-degenerate parity sectors let the sweeps drift to a symmetry-broken state φ of
-        # the ground-state doublet; (1 + Π)φ is then the parity-even ground state.
-        tensors, discarded = _even_projection(tensors, svd_min)
+        # the ground-state doublet; (1 + πΠ)φ is then the ground state of parity π.
+        tensors, discarded = _parity_projection(tensors, target, svd_min)
         truncation_error = max(truncation_error, discarded)
         parity = _expectation(tensors, dict.fromkeys(range(L), "X"))
-        if abs(parity - 1) > _PARITY_TOL:
+        if abs(parity - target) > _PARITY_TOL:
             raise ConvergenceError(
-                f"DMRG found no parity-even ground state: ⟨ΠX⟩ = {parity:.8f}, expected 1"
+                f"DMRG found no ground state of parity {target:+d}: ⟨ΠX⟩ = {parity:.8f}"
             )
     attrs = {
         "state": "tfim", "J": float(J), "h": float(h), "boundary": boundary,
@@ -361,15 +364,21 @@ def tfim_mps(
     if gap < resolution:
         attrs["warning"] = (
             f"parity gap {gap:.1e} is below the DMRG energy resolution {resolution:.1e}: "
-            f"the parity-even ground state (⟨ΠX⟩ = {parity:.10f}) was selected by symmetry"
+            f"the ground state of parity ⟨ΠX⟩ = {parity:.10f} was selected by symmetry"
         )
     return state
+
+
+def _ground_parity(L: int, h: float) -> int:
+    """π = ⟨ΠX⟩ of the ground state: +1 for h ≥ 0, and (−1)^L for h < 0 (⊗Z maps h to −h)."""
+    return 1 if h >= 0 or L % 2 == 0 else -1
 
 
 def _run_dmrg(
     hamiltonian: TFIM, chi_max: int, svd_min: float, energy_tol: float
 ) -> tuple[list[np.ndarray], list[float], float]:
-    """Two-site DMRG from |+…+⟩; returns (B tensors, energy after each sweep, last max λ² cut)."""
+    """Two-site DMRG from |±…±⟩ (sign of h); returns (B tensors, energy after each sweep, last
+    largest discarded λ²)."""
     # TeNPy is imported here: it is slow to load and only this function needs it.
     from tenpy.algorithms.dmrg import TwoSiteDMRGEngine
     from tenpy.models.model import CouplingMPOModel
@@ -388,9 +397,9 @@ def _run_dmrg(
     model = _IsingZZ(
         {"L": L, "lattice": "Chain", "bc_MPS": "finite", "bc_x": hamiltonian.boundary}
     )
-    plus = np.array([1.0, 1.0]) / np.sqrt(2)
+    start = np.array([1.0, 1.0 if hamiltonian.h >= 0 else -1.0]) / np.sqrt(2)
     psi = MPS.from_product_state(
-        model.lat.mps_sites(), [plus] * L, bc="finite", unit_cell_width=1
+        model.lat.mps_sites(), [start] * L, bc="finite", unit_cell_width=1
     )
     options = {
         "trunc_params": {"chi_max": chi_max, "trunc_cut": math.sqrt(svd_min), "svd_min": 1e-14},
