@@ -186,8 +186,9 @@ def describe(checkpoint: Checkpoint) -> str:
              f"  L = {config['L']}, K = {config['K']}, povm = {config['povm']}"]
     data = config.get("data") or {}
     if data:
+        (train_start, train_stop), (val_start, val_stop) = data["train_rows"], data["val_rows"]
         lines.append(f"  data: {data.get('path')} ({data.get('n_records')} records; train rows "
-                     f"{data.get('train_rows')}, validation rows {data.get('val_rows')})")
+                     f"[{train_start}, {train_stop}), validation rows [{val_start}, {val_stop}))")
     training = config.get("training") or {}
     if "best_val_nll" in training:
         lines.append(f"  training: {training.get('epochs_run')} epochs, best validation NLL "
