@@ -129,15 +129,16 @@ def outcome_blocks(L: int, K: int, rows: int = _BLOCK) -> Iterator[tuple[int, np
 def model_probabilities(model, *, batch_size: int = _BLOCK, quiet: bool = True) -> np.ndarray:
     """Q(a) for all K^L records, evaluated in batches without gradients.
 
-    An autoregressive model (one with ``conditionals``, SPEC §3) is evaluated on the K^(L-1)
-    prefixes only: one teacher-forced pass over a_0 … a_{L-2} (last site a placeholder) gives
-    ln q(a_i | a_<i) for every i, and the last site's conditional covers all K completions,
-    ln Q(a) = Σ_{i<L-1} ln q(a_i | a_<i) + ln q(a_{L-1} | a_<L-1) — K times less work than
-    ``log_prob`` of every record, which is used for any other model.
+    An autoregressive model (one with ``enumerate_log_probs``, see
+    :meth:`qtomo.models.autoregressive.AutoregressiveModel.enumerate_log_probs`) is walked down
+    its tree of prefixes, one cached step per prefix: Σ_i K^i ≈ K^L / (K − 1) one-site steps
+    instead of L K^L site evaluations for ``log_prob`` of every record, which is used for any
+    other model.
 
     Args:
         model: anything with the model interface (``L``, ``K``, ``log_prob``).
-        batch_size: records per forward pass.
+        batch_size: records per forward pass (per step of an autoregressive model, at most
+            batch_size / K prefixes, each completed by K outcomes).
         quiet: no progress bar.
 
     Returns:
@@ -151,17 +152,11 @@ def model_probabilities(model, *, batch_size: int = _BLOCK, quiet: bool = True) 
     L, K = model.L, model.K
     probabilities = np.empty(K**L)
     with progress_bar(probabilities.size, "enumerate", quiet=quiet, unit="rec") as bar:
-        if hasattr(model, "conditionals"):
-            device = model_device(model)
-            for start, prefixes in outcome_blocks(L - 1, K, max(1, batch_size // K)):
-                a = torch.as_tensor(np.hstack([prefixes, np.zeros((len(prefixes), 1), int)]),
-                                    device=device)  # (b, L), last site a placeholder
-                with torch.no_grad():
-                    conditionals = model.conditionals(a).double()  # (b, L, K)
-                head = conditionals[:, :-1].gather(2, a[:, :-1, None]).sum((1, 2))  # (b,)
-                log_q = head[:, None] + conditionals[:, -1]  # (b, K): completions k = 0..K-1
-                probabilities[start * K:(start + len(prefixes)) * K] = (
-                    log_q.exp().reshape(-1).cpu().numpy())
+        if hasattr(model, "enumerate_log_probs"):
+            start = 0
+            for log_q in model.enumerate_log_probs(block=max(1, batch_size // K)):  # (b,)
+                probabilities[start:start + log_q.numel()] = log_q.exp().cpu().numpy()
+                start += log_q.numel()
                 bar.update(log_q.numel())
         else:
             for start, block in outcome_blocks(L, K, batch_size):

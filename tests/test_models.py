@@ -15,10 +15,10 @@ SMALL = {"rnn": {"hidden": 16}, "gru": {"hidden": 16}, "lstm": {"hidden": 16},
          "transformer": {"d_model": 16, "heads": 2}}
 
 
-def peaked(name: str, L: int, scale: float = 8.0) -> AutoregressiveModel:
+def peaked(name: str, L: int, scale: float = 8.0, K: int = 4) -> AutoregressiveModel:
     """A small model whose conditionals are far from uniform (output layer scaled by ``scale``)."""
     torch.manual_seed(0)
-    model = build(name, L=L, K=4, **SMALL[name])
+    model = build(name, L=L, K=K, **SMALL[name])
     with torch.no_grad():
         model.head.weight.mul_(scale)
         model.head.bias.normal_(0.0, 1.0)
@@ -32,6 +32,24 @@ def test_probabilities_sum_to_one_by_enumeration(name):
     with torch.no_grad():
         total = torch.logsumexp(model.log_prob(a).double(), 0).exp().item()
     assert abs(total - 1.0) < 1e-5
+
+
+@pytest.mark.parametrize("name", AUTOREGRESSIVE)
+@pytest.mark.parametrize("K", [4, 6])
+@pytest.mark.parametrize("cache", [True, False])
+def test_tree_enumeration_equals_log_prob_of_every_record(name, K, cache):
+    """The prefix-tree walk (blocks of 7 prefixes) against one teacher-forced pass per record."""
+    model = peaked(name, L=5, K=K)
+    if not cache:  # the default step and state of the base class
+        model.step = lambda previous, state: AutoregressiveModel.step(model, previous, state)
+        model.select_state = lambda state, index: AutoregressiveModel.select_state(
+            model, state, index)
+    walked = torch.cat(list(model.enumerate_log_probs(block=7)))  # (K^5,)
+    with torch.no_grad():
+        forced = model.log_prob(torch.from_numpy(enumerate_outcomes(5, K))).double()  # (K^5,)
+    assert walked.dtype == torch.float64 and walked.shape == (K**5,)
+    assert torch.allclose(walked, forced, atol=1e-5, rtol=0)
+    assert abs(torch.logsumexp(walked, 0).exp().item() - 1.0) < 1e-6
 
 
 @pytest.mark.parametrize("name", AUTOREGRESSIVE)

@@ -15,7 +15,10 @@ where row i may depend only on a_<i. Everything else is derived here once:
 - :meth:`~AutoregressiveModel.sample` is exact ancestral sampling of n records at once, one
   :meth:`~AutoregressiveModel.step` per site. The default ``step`` recomputes the whole prefix
   (O(L²) work); families override it with their cache (hidden state of a recurrent network,
-  keys and values of a Transformer) so that a step costs one site.
+  keys and values of a Transformer) so that a step costs one site;
+- :meth:`~AutoregressiveModel.enumerate_log_probs` gives ln Q of all K^L records (small L) by a
+  walk down the tree of prefixes, one ``step`` per node, continuing a prefix's state into its K
+  children with :meth:`~AutoregressiveModel.select_state` (which a family overrides with ``step``).
 
 The input of site i is the previous outcome a_{i-1}, embedded; site 0 sees a start token, the
 extra symbol K (see :func:`shift_right`).
@@ -23,6 +26,7 @@ extra symbol K (see :func:`shift_right`).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -101,6 +105,71 @@ class AutoregressiveModel(QtomoModel):
         placeholder = torch.zeros_like(previous)[:, None]  # (n, 1), never read by causality
         logits = self.logits(torch.cat([drawn, placeholder], dim=1))[:, -1]  # (n, K)
         return logits, drawn
+
+    def select_state(self, state: Any, index: torch.Tensor) -> Any:
+        """The state of the batch rows ``index`` of a state returned by :meth:`step`.
+
+        Args:
+            state: a state of a batch of n prefixes, as returned by :meth:`step`.
+            index: LongTensor (m,) of rows in 0..n-1; rows may repeat, so that one prefix can
+                be continued by several outcomes.
+
+        Returns:
+            the state of the m prefixes ``index``, independent of ``state`` (a copy). This
+            default indexes the outcomes drawn so far, (n, l), the state of the default
+            :meth:`step`; families that override ``step`` override this too.
+        """
+        return state.index_select(0, index)  # (m, l)
+
+    @torch.no_grad()
+    def enumerate_log_probs(self, block: int = 2**14) -> Iterator[torch.Tensor]:
+        """ln Q(a) of all K^L records, by a walk down the tree of prefixes.
+
+        The prefixes a_<i are the nodes at depth i; one :meth:`step` of a batch of them gives
+        ln q(· | a_<i), hence ln Q of all their K children at once, and :meth:`select_state`
+        hands each child its parent's state. The walk is breadth-first within a batch of at
+        most ``block`` nodes and depth-first over batches: Σ_i K^i ≈ K^L / (K − 1) one-site
+        steps in all (instead of L K^(L-1) site evaluations for teacher forcing of every
+        prefix), with at most ``block`` states per depth in memory.
+
+        Args:
+            block: most prefixes per step (≥ 1); the records yielded at once are ≤ K·block.
+
+        Yields:
+            float64 Tensors (b,) on the model's device, in order: concatenated, they are the
+            (K^L,) ln Q(a) in :func:`qtomo.povm.enumerate_outcomes` order (index Σ_i a_i
+            K^(L-1-i)).
+
+        Example:
+            >>> from qtomo.models import build
+            >>> from qtomo.povm import enumerate_outcomes
+            >>> model = build("gru", L=3, K=4, hidden=8)
+            >>> log_q = torch.cat(list(model.enumerate_log_probs(block=5)))  # (4**3,)
+            >>> round(log_q.exp().sum().item(), 6)
+            1.0
+            >>> a = torch.from_numpy(enumerate_outcomes(3, 4))  # (64, 3)
+            >>> torch.allclose(log_q.float(), model.log_prob(a), atol=1e-6)
+            True
+        """
+        start = torch.full((1,), self.K, dtype=torch.long, device=self.device)  # (1,)
+        head = torch.zeros(1, dtype=torch.float64, device=self.device)  # ln Q of the root
+        yield from self._subtree(start, None, head, 0, max(1, block))
+
+    def _subtree(self, previous: torch.Tensor, state: Any, head: torch.Tensor, depth: int,
+                 block: int) -> Iterator[torch.Tensor]:
+        """ln Q of the records below b nodes at ``depth``: previous (b,), head = ln Q (b,)."""
+        logits, state = self.step(previous, state)  # (b, K)
+        log_q = head[:, None] + F.log_softmax(logits.float(), dim=-1).double()  # (b, K)
+        if depth == self.L - 1:
+            yield log_q.reshape(-1)  # (b K,)
+            return
+        parents = max(1, block // self.K)  # so that a batch of children holds ≤ block nodes
+        outcomes = torch.arange(self.K, device=previous.device)  # (K,)
+        for lo in range(0, log_q.shape[0], parents):
+            rows = torch.arange(lo, min(lo + parents, log_q.shape[0]), device=previous.device)
+            yield from self._subtree(outcomes.repeat(rows.numel()),  # (m K,)
+                                     self.select_state(state, rows.repeat_interleave(self.K)),
+                                     log_q[rows].reshape(-1), depth + 1, block)  # (m K,)
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None, *,

@@ -73,6 +73,12 @@ class RecurrentModel(AutoregressiveModel):
         h, state = self.core(x, state)  # (n, 1, hidden)
         return self.head(h[:, 0]), state  # (n, K)
 
+    def select_state(self, state: object, index: torch.Tensor) -> object:
+        """Rows ``index`` (m,) of the hidden states (layers, n, hidden) (and cells, LSTM)."""
+        if isinstance(state, tuple):  # LSTM: (h, c)
+            return tuple(s.index_select(1, index) for s in state)
+        return state.index_select(1, index)  # (layers, m, hidden)
+
 
 class RNNModel(RecurrentModel):
     """Elman cells, h_i = tanh(W x_i + U h_{i-1} + b)."""

@@ -153,3 +153,9 @@ class TransformerModel(AutoregressiveModel):
         sites = torch.full((1,), filled, dtype=torch.long, device=previous.device)  # (1,)
         logits = self._decode(previous[:, None], sites, caches, filled)  # (n, 1, K)
         return logits[:, 0], (caches, filled + 1)
+
+    def select_state(self, state: Cache, index: torch.Tensor) -> Cache:
+        """Rows ``index`` (m,) of every layer's keys and values, (m, heads, L, d_head) each."""
+        caches, filled = state
+        return [(keys.index_select(0, index), values.index_select(0, index))
+                for keys, values in caches], filled
