@@ -36,7 +36,7 @@ def test_fit_uses_newest_dataset_and_default_output(workdir, capsys):
     assert main(["info", "runs/tfim_L3_gru.pt"]) == 0
     info = capsys.readouterr().out
     assert "qtomo checkpoint, model gru (hidden=16, layers=2)" in info
-    assert "train rows [0, 2700], validation rows [2700, 3000]" in info
+    assert "train rows [0, 2700), validation rows [2700, 3000))" in info
 
 
 def test_fit_transformer_then_resume_for_more_epochs(workdir, capsys):
