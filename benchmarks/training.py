@@ -1,4 +1,4 @@
-"""Training and sampling throughput of the autoregressive families at L = 50 (issue 4).
+"""Training throughput of every family and sampling throughput of the autoregressive ones, L = 50.
 
 For each family and batch size B, one training step is forward + backward + AdamW on a batch of
 random records (throughput does not depend on the values). Reported:
@@ -7,15 +7,16 @@ random records (throughput does not depend on the values). Reported:
 - achieved GFLOP/s of the matrix products, from the standard count per record-site
   6 N_mm + 12 n_layers L d (N_mm = weights of the matrix products, embeddings excluded: 2 FLOPs per
   weight forward, 4 backward; the second term is the attention scores and the weighted sum of a
-  Transformer of width d, forward and backward, without causal savings), as a fraction of the peak
-  of a large float32 matrix product measured in the same run on the same device and threads;
+  Transformer of width d, forward and backward, without causal savings; the flow applies its
+  weights once per record, 6 N_mm / L per record-site, and trains on its bound), as a fraction of
+  the peak of a large float32 matrix product measured in the same run, same device and threads;
 - sampling throughput (records/s) with the family's cache (hidden state, keys/values) and with
   the uncached step that recomputes the prefix at every site, and their ratio (target ≥ 10).
 
 Usage::
 
     python benchmarks/training.py [--device auto] [--threads N] [--batch-sizes 256 1024 4096]
-        [--families rnn gru lstm transformer] [--samples 1000] [--quick]
+        [--families rnn gru lstm transformer flow] [--samples 1000] [--quick]
 
 Writes a table to stdout and ``benchmarks/results/training_<device>.json``.
 """
@@ -33,6 +34,7 @@ from torch import nn
 
 from qtomo.device import resolve_device
 from qtomo.models import build
+from qtomo.models.autoregressive import AutoregressiveModel
 
 L, K = 50, 4
 RESULTS = Path(__file__).parent / "results"
@@ -63,9 +65,11 @@ def matmul_peak(device: torch.device, min_time: float) -> float:
 
 
 def flops_per_record_site(model: nn.Module) -> float:
-    """6 N_mm + 12 n_layers L d (see the module docstring)."""
+    """6 N_mm + 12 n_layers L d (see the module docstring); 6 N_mm / L for the flow."""
     n_mm = sum(p.numel() for module in model.modules() if not isinstance(module, nn.Embedding)
                for p in module.parameters(recurse=False) if p.dim() == 2)
+    if not isinstance(model, AutoregressiveModel):
+        return 6.0 * n_mm / model.L  # one pass of the weights per record, not per site
     attention = 0
     if model.family == "transformer":
         attention = 12 * model.config.layers * model.L * model.config.d_model
@@ -90,7 +94,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
-    parser.add_argument("--families", nargs="+", default=["rnn", "gru", "lstm", "transformer"])
+    parser.add_argument("--families", nargs="+",
+                        default=["rnn", "gru", "lstm", "transformer", "flow"])
     parser.add_argument("--batch-sizes", nargs="+", type=int, default=None,
                         help="default 256 1024 4096 (CPU), 1024 8192 65536 (GPU)")
     parser.add_argument("--samples", type=int, default=None,
@@ -130,6 +135,8 @@ def main() -> None:
     sampling = []
     for family in args.families:
         model = build(family, L=L, K=K).to(device).eval()
+        if not isinstance(model, AutoregressiveModel):
+            continue  # one parallel pass: no cache to compare (see benchmarks/sampling.py)
         rates = {}
         for cache in (True, False):
             seconds = timed(lambda m=model, c=cache: m.sample(n_samples, cache=c), device,
