@@ -69,8 +69,9 @@ def fidelity_at(dataset, n: int, test: tuple[int, int], args, out: Path) -> dict
     batch = min(args.batch_size, int(0.9 * n))
     epochs = max(1, math.ceil(args.steps / math.ceil(0.9 * n / batch)))
     options = TrainOptions(epochs=epochs, batch_size=batch, lr=args.lr,
-                           weight_decay=args.weight_decay, patience=args.patience)
-    torch.manual_seed(0)
+                           weight_decay=args.weight_decay, patience=args.patience, ema=args.ema,
+                           seed=args.seed)
+    torch.manual_seed(args.seed)
     model = build(args.model, L=dataset.L, K=dataset.K, **args.hp)
     started = time.perf_counter()
     result = fit(model, head, options, out=out, device=args.device, quiet=True)
@@ -127,6 +128,8 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--weight-decay", type=float, default=0.0)
     parser.add_argument("--patience", type=int, default=10)
+    parser.add_argument("--ema", type=float, default=0.0, help="weight-average decay (0 = off)")
+    parser.add_argument("--seed", type=int, default=0, help="initialisation and shuffling")
     parser.add_argument("--jobs", type=int, default=2, help="L values trained in parallel")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per job")
     parser.add_argument("--device", default="cpu")

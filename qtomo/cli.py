@@ -201,6 +201,8 @@ def _add_fit_parser(subparsers) -> None:
         ("--clip", _finite_float, "gradient-norm clip (0 = off)"),
         ("--val-fraction", _finite_float, "share of rows (the last ones) held out"),
         ("--patience", int, "stop after this many epochs without improvement (0 = never)"),
+        ("--ema", _finite_float, "decay of a moving average of the weights, validated and "
+                                 "saved (0 = off)"),
     ):
         name = flag[2:].replace("-", "_")
         train_options.add_argument(flag, type=kind, default=None,

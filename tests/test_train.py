@@ -1,6 +1,7 @@
 """The trainer: quality against the exact TFIM distribution, resume, errors, streaming, DDP."""
 
 import json
+import math
 import os
 import socket
 
@@ -16,7 +17,7 @@ from qtomo.models import build, load_checkpoint
 from qtomo.povm import enumerate_outcomes, get_povm
 from qtomo.simulate import simulate
 from qtomo.states.exact import tfim_ground_state
-from qtomo.train import TrainOptions, _Rows, fit
+from qtomo.train import TrainOptions, _Average, _Rows, fit
 
 FAST = dict(epochs=3, batch_size=128, warmup=20)
 
@@ -78,8 +79,9 @@ def test_files_history_and_split(tfim4, tmp_path):
     assert torch.equal(best.model.log_prob(a), result.model.log_prob(a))
 
 
-def test_resume_reproduces_the_uninterrupted_run(tfim4, tmp_path, monkeypatch):
-    options = dict(FAST, epochs=4)
+@pytest.mark.parametrize("ema", [0.0, 0.99])
+def test_resume_reproduces_the_uninterrupted_run(tfim4, tmp_path, monkeypatch, ema):
+    options = dict(FAST, epochs=4, ema=ema)
     whole = train("gru", tfim4, tmp_path / "whole.pt", **options)
 
     write_history = qtomo.train._write_history
@@ -101,6 +103,35 @@ def test_resume_reproduces_the_uninterrupted_run(tfim4, tmp_path, monkeypatch):
     assert [{k: v for k, v in row.items() if k != "time_s"} for row in resumed.history] == strip
     for key, value in whole.model.state_dict().items():
         assert torch.equal(value, resumed.model.state_dict()[key])
+
+
+def test_weight_average_closed_form():
+    """Constant weights c from θ_0: θ̄_t = c + (θ_0 − c) Π_{s ≤ t} min(decay, (1 + s)/(10 + s))."""
+    torch.manual_seed(0)
+    model = build("gru", L=3, K=4, hidden=4, layers=1)
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    average = _Average(model, decay=0.9)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.fill_(0.5)
+    for t in range(1, 41):
+        average.update(model, t)
+    kept = math.prod(min(0.9, (1 + t) / (10 + t)) for t in range(1, 41))
+    for key, mean in average.model.state_dict().items():
+        torch.testing.assert_close(mean, 0.5 + (start[key] - 0.5) * kept, rtol=0, atol=1e-6)
+
+
+def test_weight_average_is_what_is_validated_and_kept(tfim4, tmp_path):
+    result = train("gru", tfim4, tmp_path / "m.pt", **dict(FAST, ema=0.99))
+    best, last = load_checkpoint(result.checkpoint), load_checkpoint(result.last)
+    assert result.best_epoch == 3  # the average of a short run improves every epoch
+    for key, value in best.model.state_dict().items():
+        assert torch.equal(value, last.trainer["average"][key])
+        assert not torch.equal(value, last.model.state_dict()[key])  # the raw weights
+    a = torch.from_numpy(tfim4.outcomes(18_000, 20_000)).long()
+    with torch.no_grad():
+        val_nll = -best.model.log_prob(a).double().mean().item()
+    assert val_nll == pytest.approx(result.best_val_nll, abs=1e-6)
 
 
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tfim4, tmp_path, monkeypatch):
@@ -127,6 +158,8 @@ def test_bad_input(tfim4, tmp_path):
         fit(build("gru", L=4, K=4), tfim4, TrainOptions(batch_size=20_000), out=tmp_path / "m.pt")
     with pytest.raises(QtomoError, match="training option val_fraction must be in"):
         TrainOptions(val_fraction=0.0)
+    with pytest.raises(QtomoError, match="training option ema must be 0 or in"):
+        TrainOptions(ema=1.0)
     assert list(tmp_path.iterdir()) == []  # nothing written
     other = read_dataset(simulate("tfim", 3, samples=2_000, out=tmp_path / "L3.h5", quiet=True))
     train("gru", other, tmp_path / "L3.pt", epochs=1)
