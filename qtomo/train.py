@@ -250,8 +250,9 @@ class _Average:
 
         θ̄ ← d θ̄ + (1 − d) θ    after optimizer step t,   d = min(decay, (1 + t) / (10 + t))
 
-    (the ramp lets the average forget the initial weights within the first steps). Integer
-    buffers are copied. ``model`` is the copy: validate it, save it.
+    (the ramp lets the average forget the initial weights within the first steps, and sets d
+    alone for the first ≈ 9 / (1 − decay) steps). Integer buffers are copied. ``model`` is the
+    copy: validate it, save it.
     """
 
     def __init__(self, model: QtomoModel, decay: float) -> None:
@@ -429,8 +430,8 @@ def _fit(model: QtomoModel, dataset: Dataset, options: TrainOptions, *, out: Pat
         model.load_state_dict(state.model.state_dict())
         if average:
             if trainer.get("average") is None:
-                raise CheckpointError(f"{state.path} holds no weight average; resume it "
-                                      "without ema (or with its own options)")
+                raise CheckpointError(f"{state.path} holds no weight average (its run had "
+                                      "ema = 0); resume it with ema = 0")
             average.model.load_state_dict(trainer["average"])
         optimizer.load_state_dict(trainer["optimizer"])
         scheduler.load_state_dict(trainer["scheduler"])
