@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from qtomo.errors import ConvergenceError, QtomoError
-from qtomo.states.mps import MPSState, ghz_mps, parity_gap, product_mps, tfim_mps
+from qtomo.states.hamiltonians import TFIM
+from qtomo.states.mps import MPSState, ghz_mps, product_mps, tfim_mps
 from tests.physics import X, Z, dense_tfim, site_operator
 
 
@@ -120,7 +121,7 @@ def test_parity_gap_against_dense_spectrum():
             eigenvalues, basis = np.linalg.eigh(parity)
             block = basis[:, eigenvalues * sign > 0]
             sectors.append(np.linalg.eigvalsh(block.conj().T @ H @ block)[0])
-        assert parity_gap(L, 1.0, h, boundary) == pytest.approx(
+        assert TFIM(L, 1.0, h, boundary).parity_gap() == pytest.approx(
             abs(sectors[1] - sectors[0]), abs=1e-10
         )
 

@@ -34,7 +34,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-import scipy.linalg
 import torch
 
 from qtomo.errors import ConvergenceError, QtomoError
@@ -43,7 +42,7 @@ from qtomo.states.exact import single_qubit_state
 from qtomo.states.hamiltonians import TFIM
 from qtomo.states.mps_sampler import MPSDistribution
 
-__all__ = ["MPSState", "ghz_mps", "parity_gap", "product_mps", "tfim_mps"]
+__all__ = ["MPSState", "ghz_mps", "product_mps", "tfim_mps"]
 
 _CANONICAL_TOL = 1e-8
 _PARITY_TOL = 1e-6
@@ -254,30 +253,6 @@ def product_mps(L: int, state: str | Sequence[complex] = "+") -> MPSState:
     return MPSState((phi.reshape(1, 2, 1),) * L, {"state": "product", "product_state": label})
 
 
-def parity_gap(L: int, J: float = 1.0, h: float = 1.0, boundary: str = "open") -> float:
-    """Energy splitting of the lowest parity-even and parity-odd states (free fermions, |J|, |h|).
-
-    Open chain: ε_min = 2 σ_min(A), A the L×L bidiagonal matrix A_ii = h, A_{i,i+1} = J (the
-    edge mode, ≈ 2J(1 − h²/J²)(h/J)^L for h < J). Periodic chain: E_R − E_NS with
-    E_NS = −Σ_n √(J² + h² − 2Jh cos(π(2n+1)/L)) and
-    E_R = −Σ_{n≠0} √(J² + h² − 2Jh cos(2πn/L)) − (J − h).
-
-    Example:
-        >>> round(parity_gap(8, h=0.5, boundary="periodic"), 10)
-        0.0014558475
-    """
-    J, h = abs(J), abs(h)
-    if boundary == "open":
-        off_diagonal = np.empty(2 * L - 1)
-        off_diagonal[0::2], off_diagonal[1::2] = h, J
-        singular = scipy.linalg.eigvalsh_tridiagonal(np.zeros(2 * L), off_diagonal)
-        return float(2 * np.abs(singular).min())
-    n = np.arange(L)
-    even = -np.sqrt(J**2 + h**2 - 2 * J * h * np.cos(np.pi * (2 * n + 1) / L)).sum()
-    odd = -np.sqrt(J**2 + h**2 - 2 * J * h * np.cos(2 * np.pi * n[1:] / L)).sum() - (J - h)
-    return float(abs(odd - even))
-
-
 def tfim_mps(
     L: int,
     J: float = 1.0,
@@ -295,7 +270,7 @@ def tfim_mps(
     sweeps may drift to a symmetry-broken state φ of that doublet; the result is then replaced
     by (1 + πΠ)φ, normalised and recompressed, so the state returned is the ground state of
     parity π (checked to 1e-6) in every phase — for h > 0 the parity-even one.
-    When that splitting (:func:`parity_gap`) is below the energy resolution
+    When that splitting (:meth:`TFIM.parity_gap`) is below the energy resolution
     energy_tol · max(|E|, 1), the choice rests on symmetry alone and ``attrs["warning"]`` says
     so (``qtomo simulate`` prints it and stores it in the file).
 
@@ -359,7 +334,7 @@ def tfim_mps(
         "truncation_error": float(truncation_error),
     }
     state = MPSState(tensors, attrs, hamiltonian)
-    gap = parity_gap(L, J, h, boundary)
+    gap = hamiltonian.parity_gap()
     resolution = energy_tol * max(abs(energies[-1]), 1.0)
     if gap < resolution:
         attrs["warning"] = (
