@@ -297,13 +297,12 @@ def _read_mps(group: h5py.Group, L: int, fail) -> list[np.ndarray]:
     if sorted(group.keys()) != sorted(names):
         raise fail(f"/reference/mps must hold B_0 … B_{L - 1}")
     tensors = [group[name][()] for name in names]
-    left = 1
-    for i, tensor in enumerate(tensors):
-        if tensor.ndim != 3 or tensor.shape[:2] != (left, 2):
-            raise fail(f"/reference/mps/B_{i} must have shape ({left}, 2, χ); got {tensor.shape}")
-        left = tensor.shape[2]
-    if left != 1:
-        raise fail(f"/reference/mps/B_{L - 1} must end in bond dimension 1; got {left}")
+    from qtomo.states.mps import check_mps_shapes  # torch is imported only for MPS references
+
+    try:
+        check_mps_shapes(tensors, L)
+    except QtomoError as error:
+        raise fail(f"/reference/mps: {error}") from None
     return [np.asarray(t, dtype=np.complex128) for t in tensors]
 
 

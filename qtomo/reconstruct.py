@@ -60,6 +60,7 @@ from qtomo.errors import QtomoError
 from qtomo.metrics import Estimate, log_prob_batched, model_device
 from qtomo.povm import POVM, enumerate_outcomes, invert_probabilities
 from qtomo.progress import progress_bar
+from qtomo.states.mps import check_mps_shapes
 
 __all__ = [
     "RECONSTRUCT_MAX_L",
@@ -611,16 +612,6 @@ def model_observables(model, povm: POVM, *, samples: int = 100_000, exact: bool 
 # --------------------------------------------------------------------------- pure-state fidelity
 
 
-def _check_mps(mps: Sequence[np.ndarray], L: int) -> None:
-    if len(mps) != L:
-        raise QtomoError(f"the target MPS has {len(mps)} tensors; expected L = {L}")
-    for i, tensor in enumerate(mps):
-        left = 1 if i == 0 else mps[i - 1].shape[2]
-        right = 1 if i == L - 1 else tensor.shape[2]
-        if tensor.ndim != 3 or tensor.shape != (left, 2, right):
-            raise QtomoError(f"MPS tensor {i} has shape {tensor.shape}; expected ({left}, 2, χ)")
-
-
 def mps_to_vector(mps: Sequence[np.ndarray]) -> np.ndarray:
     """The dense ψ (2^L,) complex128 of an MPS of tensors (χ_l, 2, χ_r), qubit 0 most significant.
 
@@ -687,7 +678,7 @@ def pure_state_overlaps(records: np.ndarray | torch.Tensor, mps: Sequence[np.nda
         4.0
     """
     records = torch.as_tensor(np.asarray(records) if not torch.is_tensor(records) else records)
-    _check_mps(mps, records.shape[1])
+    check_mps_shapes(mps, records.shape[1])
     device = torch.device(device)
     tensors = [torch.as_tensor(np.asarray(B), dtype=torch.complex128, device=device) for B in mps]
     duals = torch.tensor(povm.duals, dtype=torch.complex128, device=device)  # (K, 2, 2)
@@ -723,7 +714,7 @@ def mps_fidelity(model, mps: Sequence[np.ndarray], povm: POVM, *, samples: int =
     """
     if samples < 2:
         raise QtomoError(f"Monte Carlo estimates need at least 2 samples; got {samples}")
-    _check_mps(mps, model.L)
+    check_mps_shapes(mps, model.L)
     device = model_device(model)
     values = []
     with progress_bar(samples, "fidelity", quiet=quiet, unit="rec") as bar:

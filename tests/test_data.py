@@ -107,3 +107,13 @@ def test_writer_rejects_bad_chunks_and_leaves_nothing(tmp_path):
             write_dataset(target, povm=povm, attrs=attrs, n_records=2, chunks=chunks,
                           reference={})
         assert list(tmp_path.iterdir()) == []
+
+
+def test_broken_reference_mps_is_rejected(tmp_path):
+    ghz = simulate("ghz", 4, povm="pauli6", samples=10, out=tmp_path / "ghz.h5", quiet=True)
+    assert [t.shape for t in read_dataset(ghz).reference["mps"]] == [
+        (1, 2, 2), (2, 2, 2), (2, 2, 2), (2, 2, 1)]
+    bad = _copy_and_edit(ghz, tmp_path / "bad.h5",
+                         _replace("reference/mps/B_2", np.zeros((3, 2, 2), dtype=complex)))
+    with pytest.raises(DataFormatError, match=r"/reference/mps: MPS tensor 2 must have shape"):
+        read_dataset(bad)

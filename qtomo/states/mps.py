@@ -42,7 +42,7 @@ from qtomo.states.exact import single_qubit_state
 from qtomo.states.hamiltonians import TFIM
 from qtomo.states.mps_sampler import MPSDistribution
 
-__all__ = ["MPSState", "ghz_mps", "product_mps", "tfim_mps"]
+__all__ = ["MPSState", "check_mps_shapes", "ghz_mps", "product_mps", "tfim_mps"]
 
 _CANONICAL_TOL = 1e-8
 _PARITY_TOL = 1e-6
@@ -204,21 +204,35 @@ def _transfer(G: np.ndarray, B: np.ndarray, op: np.ndarray | None = None) -> np.
     return np.einsum("asb,asd->bd", B.conj(), GB)
 
 
-def _check_right_canonical(tensors: Sequence[np.ndarray]) -> None:
+def check_mps_shapes(tensors: Sequence[np.ndarray], L: int | None = None) -> None:
+    """Check that tensors chain as (1, 2, χ_1), (χ_1, 2, χ_2), …, (χ_{L−1}, 2, 1); any gauge.
+
+    Args:
+        tensors: the MPS tensors, qubit 0 first.
+        L: the number of tensors expected, if known.
+
+    Raises:
+        QtomoError: naming the first tensor that breaks the chain.
+    """
+    if L is not None and len(tensors) != L:
+        raise QtomoError(f"the MPS has {len(tensors)} tensors; expected L = {L}")
     if len(tensors) < 1:
         raise QtomoError("an MPS needs at least one tensor; got none")
     left = 1
     for i, B in enumerate(tensors):
-        if B.ndim != 3 or B.shape[0] != left or B.shape[1] != 2:
-            raise QtomoError(
-                f"MPS tensor {i} must have shape ({left}, 2, χ); got {B.shape}"
-            )
+        if B.ndim != 3 or B.shape[:2] != (left, 2):
+            raise QtomoError(f"MPS tensor {i} must have shape ({left}, 2, χ); got {B.shape}")
         left = B.shape[2]
+    if left != 1:
+        raise QtomoError(f"the last MPS tensor must have right bond dimension 1; got {left}")
+
+
+def _check_right_canonical(tensors: Sequence[np.ndarray]) -> None:
+    check_mps_shapes(tensors)
+    for i, B in enumerate(tensors):
         identity = np.einsum("asb,csb->ac", B, B.conj())
         if not np.allclose(identity, np.eye(B.shape[0]), atol=_CANONICAL_TOL):
             raise QtomoError(f"MPS tensor {i} is not right-canonical (Σ_s B^s B^s† ≠ 1)")
-    if left != 1:
-        raise QtomoError(f"the last MPS tensor must have right bond dimension 1; got {left}")
 
 
 def ghz_mps(L: int) -> MPSState:
