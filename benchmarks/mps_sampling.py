@@ -25,8 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import resource
 import subprocess
 import sys
@@ -36,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from common import best_time, machine, matmul_peak_gflops
 
 from qtomo.povm import get_povm
 from qtomo.states.mps import tfim_mps
@@ -43,20 +42,6 @@ from qtomo.states.mps_sampler import MPSDistribution
 
 RESULTS = Path(__file__).parent / "results" / "mps_sampling.json"
 STREAM_CHUNK = 100_000
-
-
-def matmul_peak(n: int, repeats: int = 3) -> float:
-    """Best GFLOP/s of a float64 (n, n) @ (n, n) product."""
-    a, b = torch.randn(n, n, dtype=torch.float64), torch.randn(n, n, dtype=torch.float64)
-    a @ b
-    best = min(_timed(lambda: a @ b) for _ in range(repeats))
-    return 2 * n**3 / best / 1e9
-
-
-def _timed(function) -> float:
-    start = time.perf_counter()
-    function()
-    return time.perf_counter() - start
 
 
 def streamed(dist: MPSDistribution, n: int, seed: int = 0) -> float:
@@ -132,16 +117,14 @@ def main(argv: list[str] | None = None) -> dict:
     baseline_records = args.baseline_records or (20 if args.quick else 200)
 
     results: dict = {
-        "machine": {"platform": platform.platform(), "processor": platform.processor(),
-                    "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-                    "load_average": os.getloadavg(), "torch": torch.__version__},
+        "machine": machine(),
         "L": args.L, "h": args.h, "records": records,
     }
     start = time.perf_counter()
     state = tfim_mps(args.L, h=args.h)
     results["dmrg_seconds"] = time.perf_counter() - start
     results["bond_dimensions"] = state.bond_dimensions
-    results["matmul_peak_gflops"] = matmul_peak(1024 if args.quick else 2048)
+    results["matmul_peak_gflops"] = matmul_peak_gflops(torch.float64, 1024 if args.quick else 2048)
 
     rows = []
     for name in ("pauli4", "pauli6", "tetra"):
@@ -150,7 +133,7 @@ def main(argv: list[str] | None = None) -> dict:
         row = {"povm": name, "seconds": seconds, "records_per_s": records / seconds}
         if not dist.rank_one:
             a = dist.sample(min(records, 200_000), torch.Generator().manual_seed(1))
-            log_seconds = _timed(lambda a=a, dist=dist: dist.log_prob(a))
+            log_seconds = best_time(lambda a=a, dist=dist: dist.log_prob(a), repeats=1)
             gflops = log_prob_flops(dist) * len(a) / log_seconds / 1e9
             row.update(log_prob_gflops=gflops,
                        log_prob_fraction_of_peak=gflops / results["matmul_peak_gflops"],
@@ -196,7 +179,7 @@ def _print_table(results: dict) -> None:
     chi = max(results["bond_dimensions"])
     print(f"L = {results['L']}, h = {results['h']}, χ_max = {chi}, "
           f"DMRG {results['dmrg_seconds']:.1f} s, torch threads "
-          f"{results['machine']['torch_threads']}, load {results['machine']['load_average']}")
+          f"{results['machine']['threads']}, load {results['machine']['load_average']}")
     print(f"float64 matmul peak: {results['matmul_peak_gflops']:.1f} GFLOP/s")
     print(f"{'POVM':8} {'records':>10} {'seconds':>9} {'records/s':>11} {'lp GFLOP/s':>11} "
           f"{'of peak':>8}")

@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 
 import torch
+from common import matmul_peak_gflops
 from torch import nn
 
 from qtomo.device import resolve_device
@@ -55,13 +56,6 @@ def timed(fn, device: torch.device, min_time: float, min_repeats: int = 3) -> fl
         repeats += 1
     synchronize(device)
     return (time.perf_counter() - start) / repeats
-
-
-def matmul_peak(device: torch.device, min_time: float) -> float:
-    """GFLOP/s of an n×n float32 (TF32 off) matrix product, n = 1024 on CPU, 8192 on GPU."""
-    n = 8192 if device.type == "cuda" else 1024
-    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
-    return 2 * n**3 / timed(lambda: a @ b, device, min_time) / 1e9
 
 
 def flops_per_record_site(model: nn.Module) -> float:
@@ -111,7 +105,7 @@ def main() -> None:
     min_time = 0.5 if args.quick else 2.0
     torch.manual_seed(0)
 
-    peak = matmul_peak(device, min_time)
+    peak = matmul_peak_gflops(torch.float32, 8192 if gpu else 1024, device)
     name = torch.cuda.get_device_name(device) if gpu else platform.processor() or "cpu"
     print(f"device {device} ({name}), {torch.get_num_threads()} threads, torch "
           f"{torch.__version__}; float32 matmul peak {peak:.1f} GFLOP/s")
