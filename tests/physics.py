@@ -27,3 +27,8 @@ def dense_born(rho: np.ndarray, elements: np.ndarray, outcomes) -> np.ndarray:
     """Tr(M_a ρ) with M_a built as an explicit Kronecker product, one record at a time."""
     return np.array([np.trace(reduce(np.kron, [elements[k] for k in a]) @ rho).real
                      for a in outcomes])
+
+
+def dense_from_mps(tensors) -> np.ndarray:
+    """Dense ψ (2^L,) from MPS tensors (χ_l, 2, χ_r), qubit 0 most significant."""
+    return reduce(lambda psi, B: np.tensordot(psi, B, axes=([-1], [0])), tensors).reshape(-1)

@@ -1,7 +1,6 @@
 """The batched MPS sampler against the dense Born rule, closed forms and χ² tests."""
 
 import itertools
-from functools import reduce
 
 import numpy as np
 import pytest
@@ -13,7 +12,7 @@ from qtomo.povm import POVM_NAMES, get_povm
 from qtomo.states import mps_sampler
 from qtomo.states.mps import MPSState, ghz_mps, product_mps, tfim_mps
 from qtomo.states.mps_sampler import MPSDistribution
-from tests.physics import dense_tfim
+from tests.physics import dense_from_mps, dense_tfim
 
 
 def random_mps(L: int, chi: int, seed: int, real: bool = False) -> list[np.ndarray]:
@@ -27,11 +26,6 @@ def random_mps(L: int, chi: int, seed: int, real: bool = False) -> list[np.ndarr
         Q = np.linalg.qr(M.conj().T)[0].conj().T  # (χl, 2χr), Q Q† = 1
         tensors.append(Q.reshape(dims[i], 2, dims[i + 1]))
     return tensors
-
-
-def contract(tensors) -> np.ndarray:
-    """Dense ψ with one axis per qubit, (2,)*L, from MPS tensors."""
-    return reduce(lambda p, B: np.tensordot(p, B, axes=([-1], [0])), tensors)[0, ..., 0]
 
 
 def dense_born_table(psi: np.ndarray, elements) -> np.ndarray:
@@ -69,7 +63,7 @@ def test_log_prob_equals_dense_born_rule_for_every_outcome(povm_name, real):
     povm = get_povm(povm_name)
     L = 8 if povm.K == 4 else 6
     tensors = random_mps(L, chi=4, seed=3, real=real)
-    truth = dense_born_table(contract(tensors), povm.elements)
+    truth = dense_born_table(dense_from_mps(tensors).reshape((2,) * L), povm.elements)
     assert truth.sum() == pytest.approx(1.0, abs=1e-12)
     records = torch.as_tensor(np.array(list(itertools.product(range(povm.K), repeat=L))))
     log_p = MPSDistribution(tensors, povm).log_prob(records).numpy()

@@ -8,12 +8,7 @@ import pytest
 from qtomo.errors import ConvergenceError, QtomoError
 from qtomo.states.hamiltonians import TFIM
 from qtomo.states.mps import MPSState, ghz_mps, product_mps, tfim_mps
-from tests.physics import X, Z, dense_tfim, site_operator
-
-
-def contract(tensors) -> np.ndarray:
-    """Dense ψ (2^L,) from MPS tensors, qubit 0 most significant."""
-    return reduce(lambda psi, B: np.tensordot(psi, B, axes=([-1], [0])), tensors).reshape(-1)
+from tests.physics import X, Z, dense_from_mps, dense_tfim, site_operator
 
 
 def dense_ground_state(L: int, J: float, h: float, periodic: bool = False) -> np.ndarray:
@@ -68,7 +63,7 @@ def test_tfim_mps_matches_exact_diagonalisation(L, h, boundary):
     # no truncation: an error ε in discarded weight moves long-range correlators by ~√ε
     state = tfim_mps(L, J=1.0, h=h, boundary=boundary, svd_min=0.0, energy_tol=1e-13)
     exact = dense_ground_state(L, 1.0, h, periodic=boundary == "periodic")
-    psi = contract(state.mps)
+    psi = dense_from_mps(state.mps)
     assert abs(np.vdot(exact, psi)) == pytest.approx(1.0, abs=1e-12)
     references, truth = state.references(), dense_references(exact, L)
     for key in ("X", "Z", "XX", "ZZ", "entropy"):
@@ -129,7 +124,7 @@ def test_parity_gap_against_dense_spectrum():
 def test_negative_field_odd_chain_is_the_parity_odd_ground_state():
     state = tfim_mps(7, h=-0.6, svd_min=0.0, energy_tol=1e-13)
     energies, vectors = np.linalg.eigh(dense_tfim(7, 1.0, -0.6))
-    assert abs(np.vdot(vectors[:, 0], contract(state.mps))) == pytest.approx(1.0, abs=1e-10)
+    assert abs(np.vdot(vectors[:, 0], dense_from_mps(state.mps))) == pytest.approx(1.0, abs=1e-10)
     assert state.expectation(dict.fromkeys(range(7), "X")) == pytest.approx(-1.0, abs=1e-10)
 
 
@@ -140,7 +135,7 @@ def test_ordered_phase_warning_is_stored():
 
 
 def test_ghz_mps_is_the_ghz_vector_with_closed_form_references():
-    psi = contract(ghz_mps(6).mps)
+    psi = dense_from_mps(ghz_mps(6).mps)
     expected = np.zeros(64)
     expected[[0, 63]] = 1 / np.sqrt(2)
     np.testing.assert_allclose(psi, expected, atol=1e-15)
