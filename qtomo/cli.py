@@ -8,6 +8,7 @@ any other exception is an internal failure (traceback, exit status 1).
 from __future__ import annotations
 
 import argparse
+import decimal
 import math
 import sys
 import warnings
@@ -30,9 +31,11 @@ class _Parser(argparse.ArgumentParser):
         raise QtomoError(message)
 
 
-def _common_options(parser: argparse.ArgumentParser) -> None:
+def _common_options(parser: argparse.ArgumentParser, resumable: bool = False) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bars or chatter")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--seed", type=_integer(0, _SEED_MAX), default=None if resumable else 0,
+                        help="random seed (default 0" + ("; with --resume, the run's)"
+                                                         if resumable else ")"))
     parser.add_argument("--device", default="auto",
                         help="auto (CUDA when present), cpu, cuda or cuda:N (default auto)")
 
@@ -47,14 +50,33 @@ def _finite_float(text: str) -> float:
     return value
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(float(text)) if "e" in text.lower() else int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
+_SEED_MAX = 2**63 - 1
+_COUNT_MAX = 2**62
+
+
+def _integer(low: int, high: int = _COUNT_MAX) -> Callable[[str], int]:
+    """An argparse type for an integer in low..high, written as digits or in exact scientific
+    notation (``100000``, ``1e5``; not ``1.5``, ``1e400``, ``nan``)."""
+    limit = "2^62" if high == _COUNT_MAX else "2^63-1" if high == _SEED_MAX else str(high)
+    expected = {1: "a positive integer", 0: "an integer >= 0"}.get(low, f"an integer >= {low}")
+    expected = f"{expected} (at most {limit})"
+
+    def parse(text: str) -> int:
+        try:
+            number = decimal.Decimal(text.strip().replace("_", ""))
+        except decimal.InvalidOperation:
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+        # compare as Decimals: int() of 1e400000000 would take minutes
+        if not number.is_finite() or number != number.to_integral_value() or not (
+                low <= number <= high):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+        return int(number)
+
+    parse.__name__ = "integer"  # argparse names the type in its messages
+    return parse
+
+
+_positive_int = _integer(1)
 
 
 # --- simulate -------------------------------------------------------------------------------
@@ -80,7 +102,7 @@ def _add_simulate_parser(subparsers) -> None:
                         help=f"number of records N (default {DEFAULT_SAMPLES})")
     parser.add_argument("--method", choices=METHODS, default="auto",
                         help="exact, mps, or auto = exact up to the exact limit (default auto)")
-    parser.add_argument("--chi-max", type=int, default=None,
+    parser.add_argument("--chi-max", type=_positive_int, default=None,
                         help="MPS bond-dimension cap for DMRG")
     parser.add_argument("--out", type=Path, default=None,
                         help="output file (default data/<state>_L<L>[_h<h>]_<povm>.h5)")
@@ -189,7 +211,7 @@ def _add_fit_parser(subparsers) -> None:
     for name, per_family in hyperparameter_defaults().items():
         families = ", ".join(f"{family} {default}" for family, default in per_family.items())
         model_options.add_argument(f"--{name.replace('_', '-')}", dest=f"hp_{name}",
-                                   type=int, default=None, metavar="N",
+                                   type=_integer(0), default=None, metavar="N",
                                    help=f"(default: {families})")
     train_options = parser.add_argument_group("training options")
     for flag, kind, help_text in (
@@ -197,10 +219,10 @@ def _add_fit_parser(subparsers) -> None:
         ("--batch-size", _positive_int, "records per step (global under torchrun)"),
         ("--lr", _finite_float, "peak learning rate of AdamW"),
         ("--weight-decay", _finite_float, "AdamW weight decay"),
-        ("--warmup", int, "linear warm-up steps"),
+        ("--warmup", _integer(0), "linear warm-up steps"),
         ("--clip", _finite_float, "gradient-norm clip (0 = off)"),
         ("--val-fraction", _finite_float, "share of rows (the last ones) held out"),
-        ("--patience", int, "stop after this many epochs without improvement (0 = never)"),
+        ("--patience", _integer(0), "stop after this many epochs without improvement (0 = never)"),
         ("--ema", _finite_float, "decay of a moving average of the weights, validated and "
                                  "saved (0 = off)"),
     ):
@@ -213,7 +235,7 @@ def _add_fit_parser(subparsers) -> None:
                                help="no bf16 autocast on CUDA")
     train_options.add_argument("--compile", action="store_true", default=None,
                                help="wrap the objective in torch.compile")
-    _common_options(parser)
+    _common_options(parser, resumable=True)
 
 
 def _newest_dataset() -> Path:
@@ -237,7 +259,6 @@ def _run_fit(args: argparse.Namespace) -> int:
     given_options = {field.name: getattr(args, field.name)
                      for field in dataclasses.fields(TrainOptions)
                      if getattr(args, field.name, None) is not None}
-    given_options["seed"] = args.seed
     data, resumed = args.data, None
     if args.resume is not None:
         resumed = load_checkpoint(resume_path(args.resume))
@@ -259,7 +280,7 @@ def _run_fit(args: argparse.Namespace) -> int:
         family, hp = args.model or "gru", given_hp
         options = TrainOptions(**given_options)
         out = args.out or Path("runs") / f"{dataset.path.stem}_{family}.pt"
-    torch.manual_seed(args.seed)
+    torch.manual_seed(options.seed)
     model = build(family, L=dataset.L, K=dataset.K, **hp)
     result = fit(model, dataset, options, out=out, resume=args.resume, device=args.device,
                  quiet=args.quiet)
@@ -298,6 +319,7 @@ def _add_evaluate_parser(subparsers) -> None:
 def _run_evaluate(args: argparse.Namespace) -> int:
     import torch
 
+    from qtomo.atomic import check_writable
     from qtomo.data import read_dataset
     from qtomo.device import resolve_device
     from qtomo.evaluate import evaluate, format_report, write_json
@@ -307,6 +329,9 @@ def _run_evaluate(args: argparse.Namespace) -> int:
 
     if args.plot is not None:
         check_plot_path(args.plot)
+    for output in (args.json, args.plot):
+        if output is not None:
+            check_writable(output)
     torch.manual_seed(args.seed)  # flows draw their importance samples from the global RNG
     checkpoint = load_checkpoint(args.model, map_location=resolve_device(args.device))
     data = args.data

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from qtomo.atomic import check_writable
 from qtomo.data import write_dataset
 from qtomo.device import resolve_device
 from qtomo.errors import QtomoError
@@ -114,7 +115,7 @@ def simulate(
             f"the exact method handles L <= {limit} for POVM {povm!r} (K = {measurement.K}); "
             f"got L = {L}; use --method mps"
         )
-    target = Path(out) if out is not None else default_output(state, L, h, povm)
+    target = check_writable(out if out is not None else default_output(state, L, h, povm))
 
     built = _build_state(state, L, J, h, boundary, product_state, method, chi_max)
     sampler_device = resolve_device(device) if method == "mps" else torch.device("cpu")

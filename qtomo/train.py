@@ -57,7 +57,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from qtomo.atomic import atomic_output
+from qtomo.atomic import atomic_output, check_writable
 from qtomo.data import Dataset
 from qtomo.device import resolve_device
 from qtomo.errors import CheckpointError, ConvergenceError, QtomoError
@@ -109,6 +109,15 @@ class TrainOptions:
     chunk_records: int = 2**18
 
     def __post_init__(self) -> None:
+        for option in dataclasses.fields(self):
+            value, kind = getattr(self, option.name), option.type
+            ok = (isinstance(value, bool) if kind == "bool"
+                  else isinstance(value, str) if kind == "str"
+                  else not isinstance(value, bool) and isinstance(
+                      value, int if kind == "int" else int | float))
+            if not ok:
+                raise QtomoError(f"training option {option.name} must be of type {kind}; got "
+                                 f"{value!r}")
         checks = [("epochs", self.epochs >= 1, ">= 1"),
                   ("batch_size", self.batch_size >= 1, ">= 1"),
                   ("lr", 0 < self.lr < math.inf, "> 0"),
@@ -117,6 +126,7 @@ class TrainOptions:
                   ("warmup", self.warmup >= 0, ">= 0"), ("clip", 0 <= self.clip < math.inf, ">= 0"),
                   ("val_fraction", 0 < self.val_fraction < 1, "in (0, 1)"),
                   ("patience", self.patience >= 0, ">= 0"),
+                  ("seed", 0 <= self.seed < 2**63, "in 0..2^63-1"),
                   ("ema", self.ema == 0 or 0.5 <= self.ema < 1, "0 or in [0.5, 1)"),
                   ("resident_bytes", self.resident_bytes >= 0, ">= 0"),
                   ("chunk_records", self.chunk_records >= 1, ">= 1")]
@@ -400,6 +410,9 @@ def _fit(model: QtomoModel, dataset: Dataset, options: TrainOptions, *, out: Pat
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         torch.cuda.set_device(device)
     best_path, last_path, history_path = run_paths(out)
+    if rank == 0:  # fail now rather than after the first epoch
+        for path in (best_path, last_path, history_path):
+            check_writable(path)
     data = _provenance(dataset, train_rows, val_rows)
 
     model.to(device)
@@ -427,17 +440,43 @@ def _fit(model: QtomoModel, dataset: Dataset, options: TrainOptions, *, out: Pat
         state = load_checkpoint(resume_path(resume), map_location="cpu")
         _check_resume(state, model, dataset, data)
         trainer = state.trainer
-        model.load_state_dict(state.model.state_dict())
-        if average:
-            if trainer.get("average") is None:
-                raise CheckpointError(f"{state.path} holds no weight average (its run had "
-                                      "ema = 0); resume it with ema = 0")
-            average.model.load_state_dict(trainer["average"])
-        optimizer.load_state_dict(trainer["optimizer"])
-        scheduler.load_state_dict(trainer["scheduler"])
-        torch.set_rng_state(trainer["rng"]["cpu"])
-        if device.type == "cuda" and trainer["rng"]["cuda"] is not None:
-            torch.cuda.set_rng_state(trainer["rng"]["cuda"], device)
+        if (trainer["average"] is None) != (average is None):
+            stored = state.config["training"].get("options", {}).get("ema")
+            raise CheckpointError(f"{state.path} was trained with ema = {stored}; resume it "
+                                  f"with that ema (got {options.ema})")
+        try:
+            if trainer["best"]["state_dict"] is not None:  # loaded to check it; replaced below
+                evaluated.load_state_dict(trainer["best"]["state_dict"])
+            model.load_state_dict(state.model.state_dict())
+            if average:
+                average.model.load_state_dict(trainer["average"])
+            optimizer.load_state_dict(trainer["optimizer"])
+            for parameter, moments in optimizer.state.items():
+                for name, value in moments.items():
+                    if name != "step" and (not isinstance(value, torch.Tensor)
+                                           or value.shape != parameter.shape
+                                           or not bool(torch.isfinite(value).all())):
+                        raise ValueError(f"optimizer state {name} does not match a parameter "
+                                         f"of shape {tuple(parameter.shape)}")
+            scheduler.load_state_dict(trainer["scheduler"])
+            if isinstance(scheduler.last_epoch, bool) or not isinstance(
+                    scheduler.last_epoch, int) or scheduler.last_epoch < 0:
+                raise ValueError(f"scheduler step {scheduler.last_epoch!r} is not a count")
+            torch.set_rng_state(trainer["rng"]["cpu"])
+            if device.type == "cuda" and trainer["rng"]["cuda"] is not None:
+                torch.cuda.set_rng_state(trainer["rng"]["cuda"], device)
+        except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as error:
+            reason = str(error).strip().splitlines()[0] if str(error).strip() else type(
+                error).__name__
+            raise CheckpointError(f"{state.path}: trainer state does not fit the model "
+                                  f"({reason})") from None
+        # Options given now apply for real: the optimiser and the schedule restored above
+        # carry the stored lr and weight decay, so set the current ones (a no-op when unchanged).
+        factor = _lr_lambda(options, options.epochs * steps_per_epoch)
+        scheduler.base_lrs = [options.lr] * len(optimizer.param_groups)
+        for group in optimizer.param_groups:
+            group.update(initial_lr=options.lr, weight_decay=options.weight_decay,
+                         lr=options.lr * factor(scheduler.last_epoch))
         epoch, bad_epochs, history = trainer["epoch"], trainer["bad_epochs"], trainer["history"]
         best = trainer["best"]
         if not quiet:
@@ -458,7 +497,7 @@ def _fit(model: QtomoModel, dataset: Dataset, options: TrainOptions, *, out: Pat
         epoch += 1
         started = time.perf_counter()
         model.train()
-        order = torch.Generator().manual_seed(options.seed * 1_000_003 + epoch)
+        order = torch.Generator().manual_seed((options.seed * 1_000_003 + epoch) % 2**64)
         totals = torch.zeros(2, dtype=torch.float64, device=device)  # Σ NLL, Σ rows
         bar = progress_bar(steps_per_epoch, f"epoch {epoch}/{options.epochs}", quiet=quiet,
                            unit="batch")

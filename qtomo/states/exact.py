@@ -28,7 +28,7 @@ import scipy.sparse.linalg as sla
 import torch
 
 from qtomo.errors import QtomoError
-from qtomo.povm import PAULI, POVM, born_probabilities
+from qtomo.povm import PAULI, POVM, born_probabilities, check_outcomes
 from qtomo.states.hamiltonians import TFIM
 
 __all__ = [
@@ -213,9 +213,15 @@ class ExactDistribution:
         self._powers = self.K ** torch.arange(self.L - 1, -1, -1, dtype=torch.int64)
 
     def log_prob(self, a: torch.Tensor) -> torch.Tensor:
-        """ln P(a) for a LongTensor (B, L); returns (B,) float64 on a's device."""
-        index = torch.as_tensor(a).to("cpu", torch.int64) @ self._powers
-        return self._log_table[index].to(torch.as_tensor(a).device)
+        """ln P(a) for a LongTensor (B, L); returns (B,) float64 on a's device.
+
+        Raises:
+            QtomoError: for a wrong shape or dtype, or outcomes outside 0..K−1.
+        """
+        a = torch.as_tensor(a)
+        check_outcomes(a, self.L, self.K, self.povm.name)
+        index = a.to("cpu", torch.int64) @ self._powers
+        return self._log_table[index].to(a.device)
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """n records drawn from P; LongTensor (n, L) on the CPU."""

@@ -49,7 +49,7 @@ import numpy as np
 import torch
 
 from qtomo.errors import QtomoError
-from qtomo.povm import POVM
+from qtomo.povm import POVM, check_outcomes
 
 __all__ = ["MPSDistribution"]
 
@@ -147,17 +147,7 @@ class MPSDistribution:
             QtomoError: for a wrong shape or outcomes outside 0..K−1.
         """
         a = torch.as_tensor(a)
-        if a.ndim != 2 or a.shape[1] != self.L or a.dtype.is_floating_point:
-            raise QtomoError(
-                f"outcomes must be an integer tensor of shape (B, {self.L}); got {tuple(a.shape)} "
-                f"{a.dtype}"
-            )
-        if a.numel() and (int(a.min()) < 0 or int(a.max()) >= self.K):
-            row = int(((a < 0) | (a >= self.K)).any(1).nonzero()[0, 0])
-            raise QtomoError(
-                f"outcomes must lie in 0..{self.K - 1} for POVM {self.povm.name!r}; got "
-                f"{a[row].tolist()} in row {row}"
-            )
+        check_outcomes(a, self.L, self.K, self.povm.name)
         chunks = [self._log_prob_chunk(a[start:start + self.chunk_size].to(self.device))
                   for start in range(0, a.shape[0], self.chunk_size)]
         result = torch.cat(chunks) if chunks else torch.zeros(0, dtype=torch.float64)
