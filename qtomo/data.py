@@ -97,17 +97,18 @@ def write_dataset(
     L = root["L"]
     reference = {name: check_reference(name, value, L) for name, value in reference.items()}
     target = Path(path)
-    with atomic_output(target) as temporary, h5py.File(temporary, "w") as file:
+    # No chunk cache: rows go to disk as whole HDF5 chunks when written, so a full disk fails
+    # that write; dirty cached chunks that cannot be flushed make h5py crash at exit instead.
+    with atomic_output(target) as temporary, h5py.File(temporary, "w", rdcc_nbytes=0) as file:
         file.attrs.update(root)
         chunk_rows = int(min(n_records, max(1, 2**20 // L)))
         outcomes = file.create_dataset(
             "outcomes", (n_records, L), dtype=np.uint8, chunks=(chunk_rows, L),
             compression="gzip", compression_opts=1,
         )
-        log_prob = file.create_dataset(
-            "log_prob", (n_records,), dtype=np.float64, chunks=(min(n_records, 2**16),)
-        )
-        row = 0
+        log_prob = file.create_dataset("log_prob", (n_records,), dtype=np.float64,
+                                       chunks=(chunk_rows,))
+        row, written, pending = 0, 0, []  # rows received, rows on disk, rows not yet on disk
         with progress_bar(n_records, f"writing {target.name}", quiet=quiet, unit="rec") as bar:
             for chunk_outcomes, chunk_log_prob in chunks:
                 chunk_outcomes, chunk_log_prob = np.asarray(chunk_outcomes), np.asarray(
@@ -115,9 +116,16 @@ def write_dataset(
                 rows = _check_chunk(chunk_outcomes, chunk_log_prob, L, povm, row)
                 if row + rows > n_records:
                     raise QtomoError(f"more than the announced {n_records} records were written")
-                outcomes[row : row + rows] = chunk_outcomes
-                log_prob[row : row + rows] = chunk_log_prob
+                pending.append((chunk_outcomes, chunk_log_prob))
                 row += rows
+                if row - written >= chunk_rows or row == n_records:
+                    block = np.concatenate([p[0] for p in pending])  # (b, L)
+                    block_log_prob = np.concatenate([p[1] for p in pending])  # (b,)
+                    size = len(block) if row == n_records else len(block) // chunk_rows * chunk_rows
+                    outcomes[written : written + size] = block[:size]
+                    log_prob[written : written + size] = block_log_prob[:size]
+                    written += size
+                    pending = [(block[size:], block_log_prob[size:])]
                 bar.update(rows)
         if row != n_records:
             raise QtomoError(f"{row} records were written; expected n_records = {n_records}")

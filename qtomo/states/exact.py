@@ -51,6 +51,8 @@ _MAX_TABLE = 2**24
 _SAMPLE_CHUNK = 2**18
 
 _S = 1 / np.sqrt(2)
+#: parity sectors whose lowest energies differ by at most this are a tie (parity +1 wins)
+_TIE = 1e-12
 SINGLE_QUBIT_STATES: dict[str, tuple[complex, complex]] = {
     "0": (1, 0),
     "1": (0, 1),
@@ -250,7 +252,11 @@ def tfim_ground_state(
     H commutes with Π = ⊗X_i, so it is diagonalised separately on the Π = ±1 subspaces (spanned
     by (|s⟩ ± |s̄⟩)/√2); the lower sector wins and, within 1e-12 of a tie (h = 0, or the
     ordered phase's exponentially small splitting), the parity-even state, the limit of the
-    open chain's ground state as h → 0⁺.
+    open chain's ground state as h → 0⁺. A tie is reported in ``attrs["warning"]`` (as on the
+    MPS path; ``qtomo simulate`` prints it and stores it in the file).
+
+    Raises:
+        QtomoError: for bad parameters, L beyond the exact limit, or J = h = 0 (H = 0).
 
     Example:
         >>> state = tfim_ground_state(6, h=1.0)
@@ -258,6 +264,7 @@ def tfim_ground_state(
         True
     """
     hamiltonian = TFIM(L, J, h, boundary)
+    hamiltonian.check_ground_state_defined()
     _check_exact_L(L)
     D = 2**L
     half = np.arange(D // 2)
@@ -274,10 +281,18 @@ def tfim_ground_state(
         else:
             start = np.ones(sector.shape[0])
             energies, vectors = sla.eigsh(sector, k=1, which="SA", v0=start, tol=1e-14)
-        candidates.append((energies[0] - 1e-12 * (parity > 0), basis @ vectors[:, 0]))
+        candidates.append((energies[0] - _TIE * (parity > 0), basis @ vectors[:, 0]))
     psi = min(candidates, key=lambda pair: pair[0])[1].astype(np.complex128)
     psi /= np.linalg.norm(psi)
     attrs = {"state": "tfim", "J": float(J), "h": float(h), "boundary": boundary}
+    gap = abs(candidates[0][0] + _TIE - candidates[1][0])
+    if gap <= _TIE:
+        parity = np.real(np.vdot(psi[::-1], psi))  # ⟨ψ|ΠX|ψ⟩: ΠX flips every bit
+        attrs["warning"] = (
+            f"parity gap {gap:.1e} is below the resolution {_TIE:.0e} of the exact "
+            f"diagonalisation: the ground state of parity ⟨ΠX⟩ = {parity:.10f} was selected by "
+            f"symmetry"
+        )
     return ExactState(psi, attrs, hamiltonian)
 
 

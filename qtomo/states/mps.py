@@ -314,6 +314,7 @@ def tfim_mps(
         True
     """
     hamiltonian = TFIM(L, J, h, boundary)
+    hamiltonian.check_ground_state_defined()
     if isinstance(chi_max, bool) or not isinstance(chi_max, (int, np.integer)) or chi_max < 1:
         raise QtomoError(f"chi_max must be an integer >= 1; got {chi_max!r}")
     if not (math.isfinite(svd_min) and 0 <= svd_min < 1):
