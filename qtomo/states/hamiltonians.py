@@ -59,8 +59,8 @@ class TFIM:
             raise QtomoError(f"TFIM needs L >= 2 qubits; got L = {self.L}")
         for name in ("J", "h"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | float | np.integer
-                                                          | np.floating) or not math.isfinite(value):
+            real = isinstance(value, int | float | np.integer | np.floating)
+            if isinstance(value, bool) or not real or not math.isfinite(value):
                 raise QtomoError(f"TFIM parameter {name} must be finite; got {value}")
         if self.boundary not in BOUNDARIES:
             raise QtomoError(
