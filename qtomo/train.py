@@ -339,6 +339,37 @@ def _check_resume(trainer_checkpoint, model: QtomoModel, dataset: Dataset,
                               f"run's {config['data'].get('val_rows')}; use its val_fraction")
 
 
+def _restore_optimizer(optimizer: torch.optim.Optimizer, stored: dict[str, Any]) -> None:
+    """Load the AdamW moments of a checkpoint; the hyperparameters (lr, betas, weight decay, …)
+    stay those this run was built with.
+
+    Raises:
+        ValueError, KeyError, TypeError: for state that does not fit the parameters (the caller
+            turns them into one CheckpointError line).
+    """
+    own = [{key: value for key, value in group.items() if key != "params"}
+           for group in optimizer.param_groups]
+    optimizer.load_state_dict(stored)
+    for group, settings in zip(optimizer.param_groups, own, strict=True):
+        group.update(settings)
+    for parameter, moments in optimizer.state.items():
+        if set(moments) != {"step", "exp_avg", "exp_avg_sq"}:
+            raise ValueError(f"optimizer state holds {sorted(moments)}; expected exp_avg, "
+                             "exp_avg_sq, step")
+        step = moments["step"]
+        if not (isinstance(step, torch.Tensor) and step.ndim == 0 and bool(step >= 0)
+                and bool(torch.isfinite(step))):
+            raise ValueError(f"optimizer step {step!r} is not a count")
+        for name in ("exp_avg", "exp_avg_sq"):
+            value = moments[name]
+            if not (isinstance(value, torch.Tensor) and value.shape == parameter.shape
+                    and bool(torch.isfinite(value).all())):
+                raise ValueError(f"optimizer state {name} does not fit a parameter of shape "
+                                 f"{tuple(parameter.shape)}")
+        if bool((moments["exp_avg_sq"] < 0).any()):
+            raise ValueError("optimizer state exp_avg_sq holds negative values")
+
+
 def _write_history(path: Path, history: list[dict[str, float]], summary: dict[str, Any]) -> None:
     with atomic_output(path) as tmp:
         tmp.write_text(json.dumps({**summary, "epochs": history}, indent=1) + "\n")
@@ -450,18 +481,10 @@ def _fit(model: QtomoModel, dataset: Dataset, options: TrainOptions, *, out: Pat
             model.load_state_dict(state.model.state_dict())
             if average:
                 average.model.load_state_dict(trainer["average"])
-            optimizer.load_state_dict(trainer["optimizer"])
-            for parameter, moments in optimizer.state.items():
-                for name, value in moments.items():
-                    if name != "step" and (not isinstance(value, torch.Tensor)
-                                           or value.shape != parameter.shape
-                                           or not bool(torch.isfinite(value).all())):
-                        raise ValueError(f"optimizer state {name} does not match a parameter "
-                                         f"of shape {tuple(parameter.shape)}")
-            scheduler.load_state_dict(trainer["scheduler"])
-            if isinstance(scheduler.last_epoch, bool) or not isinstance(
-                    scheduler.last_epoch, int) or scheduler.last_epoch < 0:
-                raise ValueError(f"scheduler step {scheduler.last_epoch!r} is not a count")
+            _restore_optimizer(optimizer, trainer["optimizer"])
+            step = trainer["scheduler"].get("last_epoch")
+            if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+                raise ValueError(f"scheduler step {step!r} is not a count")
             torch.set_rng_state(trainer["rng"]["cpu"])
             if device.type == "cuda" and trainer["rng"]["cuda"] is not None:
                 torch.cuda.set_rng_state(trainer["rng"]["cuda"], device)
@@ -470,13 +493,12 @@ def _fit(model: QtomoModel, dataset: Dataset, options: TrainOptions, *, out: Pat
                 error).__name__
             raise CheckpointError(f"{state.path}: trainer state does not fit the model "
                                   f"({reason})") from None
-        # Options given now apply for real: the optimiser and the schedule restored above
-        # carry the stored lr and weight decay, so set the current ones (a no-op when unchanged).
+        # The schedule is this run's (options given now apply for real: lr, weight decay,
+        # epochs, warm-up), at the step reached; the same as the stored one when unchanged.
+        scheduler.last_epoch = step
         factor = _lr_lambda(options, options.epochs * steps_per_epoch)
-        scheduler.base_lrs = [options.lr] * len(optimizer.param_groups)
         for group in optimizer.param_groups:
-            group.update(initial_lr=options.lr, weight_decay=options.weight_decay,
-                         lr=options.lr * factor(scheduler.last_epoch))
+            group["lr"] = options.lr * factor(step)
         epoch, bad_epochs, history = trainer["epoch"], trainer["bad_epochs"], trainer["history"]
         best = trainer["best"]
         if not quiet:

@@ -78,6 +78,11 @@ SCHEMA = {
         "rng": {"cpu": "tensor", "cuda": ("or none", "tensor")},
     }),
 }
+#: what resuming reads besides the trainer state: the run's data and options
+RESUMABLE = {"config": {"data": {"path": "text", "n_records": "integer", "train_rows": _ROWS,
+                                 "val_rows": _ROWS, "*": "any"},
+                        "training": {"options": "mapping", "*": "any"}, "*": "any"},
+             "*": "any"}
 _LEAVES = {
     "integer": lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
     "number": lambda v: isinstance(v, int | float) and not isinstance(v, bool),
@@ -257,6 +262,8 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
                               f"this qtomo reads version {VERSION}")
     try:
         check_schema(payload)
+        if payload.get("trainer") is not None:
+            check_schema(payload, RESUMABLE)
         _check_finite(payload)
         config = payload["config"]
         model = build(config["family"], L=config["L"], K=config["K"], **config["hyperparameters"])
