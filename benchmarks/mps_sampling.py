@@ -11,12 +11,18 @@ Measures, in one run on one machine:
   environment per record (numpy), speed-up per record;
 - peak resident memory of a child process that streams N = 10^7 records at L = 50 to an HDF5
   file with :func:`qtomo.simulate.simulate`;
-- on CUDA (when present): 10^7 records at L = 100.
+- on CUDA (when present): 10^7 records at L = 100;
+- the accuracy of the stored ln P against the truncation ``svd_min`` (issue 14): for each cutoff,
+  DMRG time, χ_max, ``pauli4`` records/s with exact ln P, and the largest and mean
+  |ln P_cutoff(a) − ln P_ref(a)| over records drawn from the truncated state, where ln P_ref comes
+  from an independent DMRG with no cutoff (χ ≤ 256, energy_tol 1e-13), for the ordered L = 37,
+  h = 0.9 chain and the critical L = 50 chain.
 
 Usage::
 
     python benchmarks/mps_sampling.py            # full run (the 10^7-record memory run is long)
     python benchmarks/mps_sampling.py --quick    # smaller N everywhere
+    python benchmarks/mps_sampling.py --only-accuracy   # just the svd_min table
 
 Prints a table and writes ``benchmarks/results/mps_sampling.json``.
 """
@@ -79,6 +85,31 @@ def baseline(tensors: list[np.ndarray], elements: np.ndarray, n: int, seed: int 
     return time.perf_counter() - start
 
 
+def accuracy(L: int, h: float, cutoffs: list[float], n: int, throughput_records: int) -> list[dict]:
+    """Per-record ln P error and cost of each DMRG cutoff svd_min (see the module docstring)."""
+    pauli4 = get_povm("pauli4")
+    start = time.perf_counter()
+    reference = tfim_mps(L, h=h, chi_max=256, svd_min=0.0, energy_tol=1e-13)
+    reference_seconds = time.perf_counter() - start
+    truth = reference.distribution(pauli4)
+    rows = []
+    for svd_min in cutoffs:
+        start = time.perf_counter()
+        state = tfim_mps(L, h=h, svd_min=svd_min)
+        dmrg_seconds = time.perf_counter() - start
+        dist = state.distribution(pauli4)
+        a, log_p = dist.sample_with_log_prob(n, torch.Generator().manual_seed(2))
+        error = (log_p - truth.log_prob(a)).abs()
+        seconds = streamed(dist, throughput_records)
+        rows.append({"L": L, "h": h, "svd_min": svd_min, "chi_max": max(state.bond_dimensions),
+                     "truncation_error": state.attrs["truncation_error"],
+                     "dmrg_seconds": dmrg_seconds, "records_per_s": throughput_records / seconds,
+                     "max_abs_dlnP": float(error.max()), "mean_abs_dlnP": float(error.mean()),
+                     "records": n, "reference_chi_max": max(reference.bond_dimensions),
+                     "reference_seconds": reference_seconds})
+    return rows
+
+
 def memory_child(L: int, n: int, device: str) -> None:
     """Stream n records at L to a temporary HDF5 file through qtomo.simulate; print peak RSS."""
     from qtomo.simulate import simulate
@@ -102,6 +133,13 @@ def main(argv: list[str] | None = None) -> dict:
                         help="records of the memory run (default 10^7; 0 skips it)")
     parser.add_argument("--baseline-records", type=int, help="records of the baseline run")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--only-accuracy", action="store_true", help="only the svd_min table")
+    parser.add_argument("--accuracy-states", nargs="*", default=None, metavar="L:h",
+                        help="chains of the svd_min table (default 37:0.9 50:1; quick: 20:0.9)")
+    parser.add_argument("--cutoffs", type=float, nargs="*",
+                        default=[1e-10, 1e-11, 1e-12, 1e-13, 1e-14], help="svd_min values")
+    parser.add_argument("--accuracy-records", type=int,
+                        help="records per cutoff for the ln P error (default 2000; quick 200)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--memory-child", nargs=3, metavar=("L", "N", "DEVICE"),
                         help=argparse.SUPPRESS)
@@ -120,6 +158,19 @@ def main(argv: list[str] | None = None) -> dict:
         "machine": machine(),
         "L": args.L, "h": args.h, "records": records,
     }
+    states = args.accuracy_states or (["20:0.9"] if args.quick else ["37:0.9", "50:1"])
+    accuracy_records = args.accuracy_records or (200 if args.quick else 2000)
+    results["accuracy"] = [
+        row for text in states for row in accuracy(
+            int(text.split(":")[0]), float(text.split(":")[1]), args.cutoffs, accuracy_records,
+            2_000 if args.quick else 100_000)]
+    if args.only_accuracy:
+        _print_accuracy(results["accuracy"])
+        args.out = args.out.with_name("mps_accuracy.json")
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(results, indent=2))
+        print(f"wrote {args.out}")
+        return results
     start = time.perf_counter()
     state = tfim_mps(args.L, h=args.h)
     results["dmrg_seconds"] = time.perf_counter() - start
@@ -169,10 +220,22 @@ def main(argv: list[str] | None = None) -> dict:
                            "bond_dimensions": gpu_state.bond_dimensions}
 
     _print_table(results)
+    _print_accuracy(results["accuracy"])
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2))
     print(f"wrote {args.out}")
     return results
+
+
+def _print_accuracy(rows: list[dict]) -> None:
+    print("per-record ln P error against a DMRG without cutoff (pauli4 records of the truncated "
+          "state)")
+    print(f"{'L':>3} {'h':>5} {'svd_min':>8} {'χ_max':>5} {'DMRG s':>7} {'records/s':>10} "
+          f"{'max|ΔlnP|':>10} {'mean|ΔlnP|':>11}")
+    for row in rows:
+        print(f"{row['L']:>3} {row['h']:>5g} {row['svd_min']:>8.0e} {row['chi_max']:>5} "
+              f"{row['dmrg_seconds']:>7.1f} {row['records_per_s']:>10.0f} "
+              f"{row['max_abs_dlnP']:>10.2e} {row['mean_abs_dlnP']:>11.2e}")
 
 
 def _print_table(results: dict) -> None:

@@ -352,8 +352,11 @@ def _restore_optimizer(optimizer: torch.optim.Optimizer, stored: dict[str, Any])
     optimizer.load_state_dict(stored)
     for group, settings in zip(optimizer.param_groups, own, strict=True):
         group.update(settings)
+    parameters = [p for group in optimizer.param_groups for p in group["params"]]
+    if not set(optimizer.state) <= set(parameters):
+        raise ValueError("optimizer state names parameters the model does not have")
     for parameter, moments in optimizer.state.items():
-        if set(moments) != {"step", "exp_avg", "exp_avg_sq"}:
+        if not isinstance(moments, dict) or set(moments) != {"step", "exp_avg", "exp_avg_sq"}:
             raise ValueError(f"optimizer state holds {sorted(moments)}; expected exp_avg, "
                              "exp_avg_sq, step")
         step = moments["step"]
