@@ -30,6 +30,7 @@ Prints a table and writes ``benchmarks/results/mps_sampling.json``.
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import resource
 import subprocess
@@ -45,6 +46,8 @@ from common import best_time, machine, matmul_peak_gflops
 from qtomo.povm import get_povm
 from qtomo.states.mps import tfim_mps
 from qtomo.states.mps_sampler import MPSDistribution
+
+DEFAULT_SVD_MIN = inspect.signature(tfim_mps).parameters["svd_min"].default
 
 RESULTS = Path(__file__).parent / "results" / "mps_sampling.json"
 STREAM_CHUNK = 100_000
@@ -110,14 +113,14 @@ def accuracy(L: int, h: float, cutoffs: list[float], n: int, throughput_records:
     return rows
 
 
-def memory_child(L: int, n: int, device: str) -> None:
+def memory_child(L: int, n: int, device: str, svd_min: float) -> None:
     """Stream n records at L to a temporary HDF5 file through qtomo.simulate; print peak RSS."""
     from qtomo.simulate import simulate
 
     with tempfile.TemporaryDirectory() as folder:
         start = time.perf_counter()
         simulate("tfim", L, samples=n, method="mps", out=Path(folder) / "bench.h5", quiet=True,
-                 device=device)
+                 device=device, svd_min=svd_min)
         seconds = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
     print(json.dumps({"peak_rss_bytes": peak, "seconds": seconds}))
@@ -141,11 +144,14 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--accuracy-records", type=int,
                         help="records per cutoff for the ln P error (default 2000; quick 200)")
     parser.add_argument("--out", type=Path, default=RESULTS)
-    parser.add_argument("--memory-child", nargs=3, metavar=("L", "N", "DEVICE"),
+    parser.add_argument("--svd-min", type=float, default=DEFAULT_SVD_MIN,
+                        help="DMRG cutoff of the throughput and memory runs (default: qtomo's)")
+    parser.add_argument("--memory-child", nargs=4, metavar=("L", "N", "DEVICE", "SVD_MIN"),
                         help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.memory_child:
-        memory_child(int(args.memory_child[0]), int(args.memory_child[1]), args.memory_child[2])
+        memory_child(int(args.memory_child[0]), int(args.memory_child[1]), args.memory_child[2],
+                     float(args.memory_child[3]))
         return {}
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -156,7 +162,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     results: dict = {
         "machine": machine(),
-        "L": args.L, "h": args.h, "records": records,
+        "L": args.L, "h": args.h, "records": records, "svd_min": args.svd_min,
     }
     states = args.accuracy_states or (["20:0.9"] if args.quick else ["37:0.9", "50:1"])
     accuracy_records = args.accuracy_records or (200 if args.quick else 2000)
@@ -172,7 +178,7 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"wrote {args.out}")
         return results
     start = time.perf_counter()
-    state = tfim_mps(args.L, h=args.h)
+    state = tfim_mps(args.L, h=args.h, svd_min=args.svd_min)
     results["dmrg_seconds"] = time.perf_counter() - start
     results["bond_dimensions"] = state.bond_dimensions
     results["matmul_peak_gflops"] = matmul_peak_gflops(torch.float64, 1024 if args.quick else 2048)
@@ -203,13 +209,14 @@ def main(argv: list[str] | None = None) -> dict:
 
     if memory_records:
         child = subprocess.run(
-            [sys.executable, __file__, "--memory-child", str(args.L), str(memory_records), "cpu"],
+            [sys.executable, __file__, "--memory-child", str(args.L), str(memory_records), "cpu",
+             str(args.svd_min)],
             capture_output=True, text=True, check=True,
         )
         results["memory"] = {"records": memory_records, **json.loads(child.stdout.splitlines()[-1])}
 
     if torch.cuda.is_available():
-        gpu_state = tfim_mps(100, h=1.0)
+        gpu_state = tfim_mps(100, h=1.0, svd_min=args.svd_min)
         gpu_records = 100_000 if args.quick else 10_000_000
         dist = gpu_state.distribution(pauli4, device="cuda")
         streamed(dist, STREAM_CHUNK)  # warm-up
@@ -240,7 +247,8 @@ def _print_accuracy(rows: list[dict]) -> None:
 
 def _print_table(results: dict) -> None:
     chi = max(results["bond_dimensions"])
-    print(f"L = {results['L']}, h = {results['h']}, χ_max = {chi}, "
+    print(f"L = {results['L']}, h = {results['h']}, svd_min = {results['svd_min']:g}, "
+          f"χ_max = {chi}, "
           f"DMRG {results['dmrg_seconds']:.1f} s, torch threads "
           f"{results['machine']['threads']}, load {results['machine']['load_average']}")
     print(f"float64 matmul peak: {results['matmul_peak_gflops']:.1f} GFLOP/s")

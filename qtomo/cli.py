@@ -104,6 +104,9 @@ def _add_simulate_parser(subparsers) -> None:
                         help="exact, mps, or auto = exact up to the exact limit (default auto)")
     parser.add_argument("--chi-max", type=_positive_int, default=None,
                         help="MPS bond-dimension cap for DMRG")
+    parser.add_argument("--svd-min", type=_finite_float, default=None,
+                        help="discarded weight allowed per DMRG truncation; sets the accuracy of "
+                             "the stored ln P (see the README's MPS section)")
     parser.add_argument("--out", type=Path, default=None,
                         help="output file (default data/<state>_L<L>[_h<h>]_<povm>.h5)")
     _common_options(parser)
@@ -116,8 +119,8 @@ def _run_simulate(args: argparse.Namespace) -> int:
     path = simulate(
         args.state, args.L, J=args.J, h=args.h, boundary=args.boundary,
         product_state=args.product_state, povm=args.povm, samples=args.samples,
-        method=args.method, chi_max=args.chi_max, seed=args.seed, device=args.device,
-        out=args.out, quiet=args.quiet,
+        method=args.method, chi_max=args.chi_max, svd_min=args.svd_min, seed=args.seed,
+        device=args.device, out=args.out, quiet=args.quiet,
     )
     if not args.quiet:
         print(f"wrote {path}")

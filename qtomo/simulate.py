@@ -64,6 +64,7 @@ def simulate(
     samples: int = DEFAULT_SAMPLES,
     method: str = "auto",
     chi_max: int | None = None,
+    svd_min: float | None = None,
     seed: int = 0,
     device: str | torch.device = "auto",
     out: str | os.PathLike | None = None,
@@ -79,6 +80,8 @@ def simulate(
         povm: POVM name (``pauli4``, ``pauli6``, ``tetra``).
         samples: N ≥ 1 records.
         method: ``auto``, ``exact`` or ``mps``.
+        svd_min: discarded weight allowed per DMRG truncation (MPS path; default of
+            :func:`qtomo.states.mps.tfim_mps`, which sets the accuracy of the stored ln P).
         chi_max: MPS bond-dimension cap for DMRG (MPS path; default of
             :func:`qtomo.states.mps.tfim_mps` when None).
         seed: seeds the sampler (and DMRG's initial state choice is deterministic).
@@ -117,7 +120,7 @@ def simulate(
         )
     target = check_writable(out if out is not None else default_output(state, L, h, povm))
 
-    built = _build_state(state, L, J, h, boundary, product_state, method, chi_max)
+    built = _build_state(state, L, J, h, boundary, product_state, method, chi_max, svd_min)
     sampler_device = resolve_device(device) if method == "mps" else torch.device("cpu")
     if built.attrs.get("warning"):
         warnings.warn(built.attrs["warning"], SimulationWarning, stacklevel=2)
@@ -140,7 +143,7 @@ def simulate(
                          chunks=chunks(), reference=reference, quiet=quiet)
 
 
-def _build_state(state, L, J, h, boundary, product_state, method, chi_max):
+def _build_state(state, L, J, h, boundary, product_state, method, chi_max, svd_min):
     if method == "exact":
         if state == "tfim":
             return exact.tfim_ground_state(L, J, h, boundary)
@@ -150,7 +153,8 @@ def _build_state(state, L, J, h, boundary, product_state, method, chi_max):
     from qtomo.states import mps  # TeNPy is imported only when the MPS path is used
 
     if state == "tfim":
-        options = {} if chi_max is None else {"chi_max": chi_max}
+        options = {key: value for key, value in (("chi_max", chi_max), ("svd_min", svd_min))
+                   if value is not None}
         return mps.tfim_mps(L, J, h, boundary=boundary, **options)
     if state == "ghz":
         return mps.ghz_mps(L)
