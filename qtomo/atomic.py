@@ -14,6 +14,7 @@ import contextlib
 import glob
 import os
 import re
+import shutil
 import stat
 import tempfile
 import warnings
@@ -22,7 +23,7 @@ from pathlib import Path
 
 from qtomo.errors import QtomoError
 
-__all__ = ["atomic_output", "check_writable", "describe_leftover", "leftovers"]
+__all__ = ["atomic_output", "check_space", "check_writable", "describe_leftover", "leftovers"]
 
 _TAG = ".qtomo-partial-"
 _LEFTOVER = re.compile(r"^\.(?P<target>.+)" + re.escape(_TAG) + r"(?P<pid>\d+)-[^/]+$")
@@ -64,6 +65,25 @@ def check_writable(path: str | os.PathLike) -> Path:
     elif not os.access(existing, os.W_OK | os.X_OK):
         raise QtomoError(f"cannot write {target}: no permission to create folders in {existing}")
     return target
+
+
+def check_space(path: str | os.PathLike, needed: int, what: str) -> None:
+    """Raise QtomoError if the disk holding ``path`` (or its nearest existing folder) has fewer
+    than ``needed`` bytes free: a write that must fail is refused before the work.
+
+    Example:
+        >>> check_space("out.h5", 2**80, "the ln P column")
+        Traceback (most recent call last):
+        ...
+        qtomo.errors.QtomoError: cannot write out.h5: the ln P column needs ... GiB; the disk ...
+    """
+    folder = Path(path).parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    free = shutil.disk_usage(folder).free
+    if needed > free:
+        raise QtomoError(f"cannot write {path}: {what} needs {needed / 2**30:.3g} GiB; the disk "
+                         f"has {free / 2**30:.3g} GiB free")
 
 
 @contextlib.contextmanager

@@ -138,10 +138,13 @@ def _add_info_parser(subparsers) -> None:
 
 
 def _run_info(args: argparse.Namespace) -> int:
+    from qtomo.atomic import describe_leftover
     from qtomo.data import read_dataset
 
     if not args.path.is_file():
-        raise QtomoError(f"{args.path}: no such file")
+        raise QtomoError(f"{args.path}: {'a folder' if args.path.is_dir() else 'no such file'}")
+    if describe_leftover(args.path) is not None:
+        raise QtomoError(f"{args.path}: {describe_leftover(args.path)}")
     if h5py.is_hdf5(args.path):
         _print_dataset(read_dataset(args.path))
         return 0

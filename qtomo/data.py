@@ -40,7 +40,7 @@ import h5py
 import numpy as np
 
 import qtomo
-from qtomo.atomic import atomic_output, describe_leftover
+from qtomo.atomic import atomic_output, check_space, describe_leftover
 from qtomo.errors import DataFormatError, QtomoError
 from qtomo.povm import POVM, POVM_NAMES, check_outcomes, get_povm
 from qtomo.progress import progress_bar
@@ -97,6 +97,7 @@ def write_dataset(
     L = root["L"]
     reference = {name: check_reference(name, value, L) for name, value in reference.items()}
     target = Path(path)
+    check_space(target, 8 * n_records, "the ln P column alone (8 bytes per record)")
     # No chunk cache: rows go to disk as whole HDF5 chunks when written, so a full disk fails
     # that write; dirty cached chunks that cannot be flushed make h5py crash at exit instead.
     with atomic_output(target) as temporary, h5py.File(temporary, "w", rdcc_nbytes=0) as file:

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from qtomo.atomic import check_writable
+from qtomo.atomic import check_space, check_writable
 from qtomo.data import write_dataset
 from qtomo.device import resolve_device
 from qtomo.errors import QtomoError
@@ -119,6 +119,7 @@ def simulate(
             f"got L = {L}; use --method mps"
         )
     target = check_writable(out if out is not None else default_output(state, L, h, povm))
+    check_space(target, 8 * samples, "the ln P column alone (8 bytes per record)")
 
     built = _build_state(state, L, J, h, boundary, product_state, method, chi_max, svd_min)
     sampler_device = resolve_device(device) if method == "mps" else torch.device("cpu")

@@ -525,11 +525,13 @@ def _dead_pid() -> int:
 
 def test_leftovers_are_named_described_and_reported(tmp_path, capsys):
     leftover = tmp_path / f".d.h5.qtomo-partial-{_dead_pid()}-ab12cd34"
-    leftover.write_bytes(b"\x89HDF\r\n\x1a\n half a file")
+    leftover.write_bytes(b"")
     assert leftovers(tmp_path / "d.h5") == [leftover] and leftovers(tmp_path / "e.h5") == []
-    assert main(["info", str(leftover)]) == 2
-    one_line_error(capsys, "an unfinished temporary file that qtomo process",
-                   "(no longer running) left while writing", "d.h5; it is incomplete: delete it")
+    for content in (b"\x89HDF\r\n\x1a\n half a file", b"PK\x03\x04 half a checkpoint", b""):
+        leftover.write_bytes(content)
+        assert main(["info", str(leftover)]) == 2
+        one_line_error(capsys, "an unfinished temporary file that qtomo process",
+                       "(no longer running) left while writing", "d.h5; it is incomplete: delete it")
     assert main(["simulate", "--state", "product", "--L", "2", "--samples", "5", "--out",
                  str(tmp_path / "d.h5"), "--quiet"]) == 0
     err = capsys.readouterr().err
@@ -603,3 +605,10 @@ def test_default_mps_log_probabilities_meet_1e_5_at_L37():
     mps = tfim_mps(37, h=0.9).distribution(pauli4)
     a, log_p = mps.sample_with_log_prob(1000, torch.Generator().manual_seed(0))
     assert float((log_p - reference.distribution(pauli4).log_prob(a)).abs().max()) < 1e-5
+
+
+def test_a_dataset_larger_than_the_free_disk_is_refused_before_the_work(tmp_path, capsys):
+    assert main(["simulate", "--L", "3", "--samples", str(2**61), "--out",
+                 str(tmp_path / "huge.h5"), "--quiet"]) == 2
+    one_line_error(capsys, "the ln P column alone (8 bytes per record) needs", "GiB free")
+    assert list(tmp_path.iterdir()) == []
