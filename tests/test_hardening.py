@@ -531,7 +531,8 @@ def test_leftovers_are_named_described_and_reported(tmp_path, capsys):
         leftover.write_bytes(content)
         assert main(["info", str(leftover)]) == 2
         one_line_error(capsys, "an unfinished temporary file that qtomo process",
-                       "(no longer running) left while writing", "d.h5; it is incomplete: delete it")
+                       "(no longer running) left while writing",
+                       "d.h5; it is incomplete: delete it")
     assert main(["simulate", "--state", "product", "--L", "2", "--samples", "5", "--out",
                  str(tmp_path / "d.h5"), "--quiet"]) == 0
     err = capsys.readouterr().err
