@@ -260,7 +260,7 @@ def _run_fit(args: argparse.Namespace) -> int:
         options = TrainOptions(**given_options)
         out = args.out or Path("runs") / f"{dataset.path.stem}_{family}.pt"
     torch.manual_seed(args.seed)
-    model = build(family, L=dataset.L, K=dataset.K, **hp)
+    model = build(family, L=dataset.L, K=dataset.K, povm=dataset.povm, **hp)
     result = fit(model, dataset, options, out=out, resume=args.resume, device=args.device,
                  quiet=args.quiet)
     if not args.quiet:
