@@ -13,7 +13,11 @@ figure are made from it in :mod:`qtomo.report`. What it computes, each in its ow
   ``/reference/psi``) above;
 - **observables** (:mod:`qtomo.observables`) ⟨X_i⟩, ⟨Z_i⟩, ⟨X_iX_j⟩, ⟨Z_iZ_j⟩, the TFIM energy and
   any Pauli strings, from the model (exact sums or Monte Carlo) and from the measured records
-  alone (model-free, over all N records), beside the dataset's reference values.
+  alone (model-free, over all N records), beside the dataset's reference values;
+- for a **physical model** (:class:`~qtomo.distribution.PhysicalState`: ``mps``, ``lpdo``) the
+  state itself is contracted instead (README "Physical model families"): the fidelity exactly at
+  any L, the observables without Monte Carlo error, ρ straight from the tensors for small L, and
+  the entanglement entropy at every bond beside ``/reference/entropy``.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from qtomo.data import Dataset
 from qtomo.distribution import (
     ENUMERATE_MAX_L,
     Distribution,
+    PhysicalState,
     distribution_device,
     enumerate_probabilities,
 )
@@ -46,6 +51,7 @@ from qtomo.observables import (
     parse_pauli_string,
 )
 from qtomo.reconstruct import (
+    ContractedFidelity,
     FidelityWarning,
     QuantumFidelity,
     Reconstruction,
@@ -54,10 +60,17 @@ from qtomo.reconstruct import (
     mps_fidelity,
 )
 from qtomo.states.exact import expectation_pauli_string
-from qtomo.states.hamiltonians import hamiltonian_from_attrs
-from qtomo.states.mps import mps_to_vector, vector_to_mps
+from qtomo.states.hamiltonians import TFIM, hamiltonian_from_attrs
+from qtomo.states.mps import (
+    mps_to_vector,
+    pauli_expectation,
+    pure_state_fidelity,
+    state_density_matrix,
+    state_references,
+    vector_to_mps,
+)
 
-__all__ = ["METHODS", "EnsembleEvaluation", "Evaluation", "ObservableComparison",
+__all__ = ["METHODS", "EnsembleEvaluation", "Entanglement", "Evaluation", "ObservableComparison",
            "ensemble_checkpoints", "evaluate", "evaluate_ensemble", "unseen_rows", "z_score"]
 
 #: ``auto`` = exact sums for L ≤ ENUMERATE_MAX_L, Monte Carlo above
@@ -183,6 +196,23 @@ def z_score(entry: dict) -> float | list | None:
 
 
 @dataclass(frozen=True)
+class Entanglement:
+    """Von Neumann entanglement entropy S_b = −Σ λ² ln λ² (nats) at each bond b | b+1 of a pure
+    physical model's state, beside the dataset's ``/reference/entropy`` (None without one)."""
+
+    model: np.ndarray
+    reference: np.ndarray | None
+
+    def as_dict(self) -> dict:
+        """``{"model": [L−1], "reference": [L−1] or None, "max_abs_difference"}``."""
+        reference = None if self.reference is None else np.asarray(self.reference, float)
+        return {"model": np.asarray(self.model, float).tolist(),
+                "reference": None if reference is None else reference.tolist(),
+                "max_abs_difference": None if reference is None or reference.size == 0
+                else float(np.abs(self.model - reference).max())}
+
+
+@dataclass(frozen=True)
 class Evaluation:
     """Everything :func:`evaluate` computes, typed; :meth:`as_dict` gives the JSON of
     ``qtomo evaluate --json`` (README "Evaluation and reconstruction").
@@ -196,21 +226,24 @@ class Evaluation:
         model: summary of the model (family, L, K, POVM, ``log_prob`` exact or estimate, …).
         data: summary of the dataset (path, L, K, POVM, N, state parameters).
         warnings: what the reader of the numbers must know.
+        entanglement: the bond entropies of a pure physical model's state, else None.
     """
 
     classical: ClassicalMetrics
     test_rows: tuple[int, int]
-    fidelity: QuantumFidelity | SampledFidelity | None
+    fidelity: QuantumFidelity | SampledFidelity | ContractedFidelity | None
     reconstruction: Reconstruction | None
     observables: ObservableComparison
     model: dict[str, Any]
     data: dict[str, Any]
     warnings: tuple[str, ...] = field(default=())
+    entanglement: Entanglement | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready dict: ``nll``, ``kl``, ``classical_fidelity``, ``quantum_fidelity``,
         ``observables``, ``n_test``, ``model``, ``data``, ``entropy``, ``test_rows``,
-        ``density_matrix`` (small L) and ``warnings``; every estimate ``{"value", "stderr"}``."""
+        ``density_matrix`` (small L), ``entanglement_entropy`` (pure physical models) and
+        ``warnings``; every estimate ``{"value", "stderr"}``."""
         report = {**self.classical.as_dict(),
                   "quantum_fidelity": None if self.fidelity is None else self.fidelity.as_dict(),
                   "observables": self.observables.as_dict(),
@@ -218,6 +251,8 @@ class Evaluation:
         if self.reconstruction is not None:
             exact_fidelity = self.fidelity if isinstance(self.fidelity, QuantumFidelity) else None
             report["density_matrix"] = self.reconstruction.diagnostics(exact_fidelity)
+        if self.entanglement is not None:
+            report["entanglement_entropy"] = self.entanglement.as_dict()
         report["warnings"] = list(self.warnings)
         return report
 
@@ -282,9 +317,13 @@ def evaluate(model: Checkpoint | Distribution, dataset: Dataset, *,
     if psi is None and "mps" in reference and exact:
         psi = mps_to_vector(reference["mps"])
 
-    fidelity: QuantumFidelity | SampledFidelity | None = None
+    fidelity: QuantumFidelity | SampledFidelity | ContractedFidelity | None = None
     reconstruction = None
-    if exact:
+    entanglement = None
+    if isinstance(model, PhysicalState):
+        fidelity, reconstruction, model_obs, entanglement = _physical_state_figures(
+            model.tensors(), reference, psi, hamiltonian, strings, dense=exact)
+    elif exact:
         probabilities = enumerate_probabilities(model, batch_size=batch_size, quiet=quiet)
         reconstruction = density_matrix(probabilities, povm)
         if psi is not None:
@@ -331,7 +370,39 @@ def evaluate(model: Checkpoint | Distribution, dataset: Dataset, *,
               **{key: plain(value) for key, value in dataset.attrs.items()
                  if key in _DATA_ATTRS}},
         warnings=tuple(notes),
+        entanglement=entanglement,
     )
+
+
+def _physical_state_figures(
+    tensors: list[np.ndarray], reference: dict[str, Any], psi: np.ndarray | None,
+    hamiltonian: TFIM | None, strings: dict[str, dict[int, str]], *, dense: bool,
+) -> tuple[QuantumFidelity | ContractedFidelity | None, Reconstruction | None, Observables,
+           Entanglement | None]:
+    """Fidelity, ρ (if ``dense``), observables and bond entropies of a physical model's state,
+    all by contraction of its tensors (no Monte Carlo error)."""
+    values = state_references(tensors, hamiltonian)
+
+    def exact(value) -> Estimate:
+        value = np.asarray(value, dtype=np.float64)
+        return Estimate._wrap(value, np.zeros_like(value))
+
+    observables = Observables(
+        X=exact(values["X"]), Z=exact(values["Z"]), XX=exact(values["XX"]),
+        ZZ=exact(values["ZZ"]), energy=None if hamiltonian is None else exact(values["energy"]),
+        strings={text: exact(pauli_expectation(tensors, string))
+                 for text, string in strings.items()},
+        n_samples=None)
+    reconstruction = Reconstruction(state_density_matrix(tensors)) if dense else None
+    fidelity: QuantumFidelity | ContractedFidelity | None = None
+    if reconstruction is not None and psi is not None:
+        fidelity = reconstruction.fidelity(psi)
+    elif "mps" in reference or psi is not None:
+        target = reference["mps"] if "mps" in reference else vector_to_mps(psi)
+        fidelity = ContractedFidelity(pure_state_fidelity(target, tensors))
+    entanglement = (Entanglement(values["entropy"], reference.get("entropy"))
+                    if "entropy" in values else None)
+    return fidelity, reconstruction, observables, entanglement
 
 
 def _model_summary(model: Distribution, checkpoint: Checkpoint | None, povm_name) -> dict:
@@ -405,6 +476,8 @@ class EnsembleEvaluation:
                 value=mean("value"), physical=all(f.physical for f in fidelities),
                 min_eigenvalue=mean("min_eigenvalue"), projected=mean("projected"),
                 top_eigenvector=mean("top_eigenvector"))
+        elif all(isinstance(f, ContractedFidelity) for f in fidelities):
+            fidelity = ContractedFidelity(float(np.mean([f.value for f in fidelities])))
         elif all(isinstance(f, SampledFidelity) for f in fidelities):
             fidelity = SampledFidelity(_pool([f.estimate for f in fidelities]),
                                        fidelities[0].samples)

@@ -24,7 +24,7 @@ from qtomo.atomic import atomic_output
 from qtomo.errors import QtomoError
 from qtomo.evaluate import EnsembleEvaluation, Evaluation
 from qtomo.metrics import Estimate
-from qtomo.reconstruct import QuantumFidelity, SampledFidelity
+from qtomo.reconstruct import ContractedFidelity, QuantumFidelity, SampledFidelity
 
 __all__ = ["check_plot_path", "format_ensemble_report", "format_report", "plot_evaluation",
            "write_json"]
@@ -44,7 +44,9 @@ def _pm(estimate: Estimate | None, exact: bool = False) -> str:
     return f"{estimate.value:.6g} ± {estimate.stderr:.2g}"
 
 
-def _fidelity_cell(fidelity: QuantumFidelity | SampledFidelity) -> str:
+def _fidelity_cell(fidelity: QuantumFidelity | SampledFidelity | ContractedFidelity) -> str:
+    if isinstance(fidelity, ContractedFidelity):
+        return f"{fidelity.value:.6g} (exact, contracted)"
     if isinstance(fidelity, QuantumFidelity):
         text = f"{fidelity.value:.6g} (exact)"
         if not fidelity.physical:
@@ -72,6 +74,17 @@ def format_report(evaluation: Evaluation) -> str:
         rec = evaluation.reconstruction
         rows.append(("smallest eigenvalue of rho", f"{rec.min_eigenvalue:.3g}", "—", ">= 0"))
         rows.append(("purity Tr rho^2", f"{rec.purity:.6g}", "—", "<= 1"))
+    entanglement = evaluation.entanglement
+    if entanglement is not None and L > 1:
+        centre_bond = (L - 2) // 2
+        reference_entropy = entanglement.reference
+        rows.append((f"entanglement S at bond {centre_bond}|{centre_bond + 1} (nats)",
+                     f"{entanglement.model[centre_bond]:.6g} (exact)", "—",
+                     "—" if reference_entropy is None
+                     else f"{reference_entropy[centre_bond]:.6g}"))
+        difference = entanglement.as_dict()["max_abs_difference"]
+        if difference is not None:
+            rows.append(("  max over bonds |S_model − S_ref|", f"{difference:.3g}", "—", "0"))
     exact = observables.model.n_samples is None
     reference = observables.reference
     if observables.model.energy is not None:
@@ -100,7 +113,9 @@ def format_report(evaluation: Evaluation) -> str:
     lines.append(
         f"model: {evaluation.model['family']} (ln Q {evaluation.model['log_prob']}); "
         f"test records: {classical.n_test} (rows [{start}, {stop})); model observables: "
-        + ("exact sums over all K^L records" if samples is None else f"{samples} samples")
+        + ("exact, contracted from the state's tensors" if isinstance(
+            evaluation.fidelity, ContractedFidelity) or evaluation.entanglement is not None
+           else "exact sums over all K^L records" if samples is None else f"{samples} samples")
         + f"; data-only: {observables.data.n_samples} records")
     lines += [f"note: {warning}" for warning in evaluation.warnings]
     return "\n".join(lines)
@@ -218,8 +233,11 @@ def _series(axis, x: np.ndarray, model: Estimate, data: Estimate, reference, pic
                       label="data only" if side == "data" else side)
 
 
-def _fidelity_panel(axis, fidelity: QuantumFidelity | SampledFidelity) -> None:
-    if isinstance(fidelity, QuantumFidelity):
+def _fidelity_panel(axis, fidelity: QuantumFidelity | SampledFidelity | ContractedFidelity
+                    ) -> None:
+    if isinstance(fidelity, ContractedFidelity):
+        labels, values, errors = ["contracted"], [fidelity.value], [0.0]
+    elif isinstance(fidelity, QuantumFidelity):
         labels = ["as built", "closest\nphysical", "top\neigenvector"]
         values = [fidelity.value, fidelity.projected, fidelity.top_eigenvector]
         errors = [0.0, 0.0, 0.0]

@@ -597,7 +597,8 @@ def fit_ensemble(family: str, dataset: Dataset, options: TrainOptions | None = N
     for member in range(members):
         seed = options.seed + member
         torch.manual_seed(seed)
-        model = build(family, L=dataset.L, K=dataset.K, **(hyperparameters or {}))
+        model = build(family, L=dataset.L, K=dataset.K, povm=dataset.povm,
+                      **(hyperparameters or {}))
         if not quiet:
             print(f"ensemble member {member + 1}/{members} (seed {seed})")
         results.append(fit(model, dataset, dataclasses.replace(options, seed=seed),

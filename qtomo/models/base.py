@@ -17,7 +17,7 @@ and the trainer checks that the data were measured with it; for the networks ``p
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -34,6 +34,9 @@ class QtomoModel(nn.Module):
     exact_log_prob: ClassVar[bool] = True
     #: True when the constructor takes the POVM (``(L, K, config, povm)``): Q is a Born rule
     needs_povm: ClassVar[bool] = False
+    #: training options (fields of :class:`qtomo.train.TrainOptions`) that ``qtomo fit`` uses
+    #: for this family unless given on the command line
+    train_defaults: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, L: int, K: int) -> None:
         super().__init__()

@@ -43,7 +43,8 @@ from qtomo.states.hamiltonians import TFIM
 from qtomo.states.mps_sampler import MPSDistribution
 
 __all__ = ["MPSState", "check_mps_shapes", "ghz_mps", "mps_to_vector", "product_mps",
-           "pure_state_fidelity", "right_canonical", "tfim_mps", "vector_to_mps"]
+           "pauli_expectation", "pure_state_fidelity", "right_canonical", "state_density_matrix",
+           "state_references", "tfim_mps", "vector_to_mps"]
 
 _CANONICAL_TOL = 1e-8
 _PARITY_TOL = 1e-6
@@ -113,36 +114,99 @@ class MPSState:
 
         Cost O(L² χ³) for the correlation matrices (one sweep right of each site i).
         """
-        L = self.L
-        environments = [np.ones((1, 1), dtype=np.complex128)]  # G_0 … G_{L-1}
-        for B in self.tensors[:-1]:
-            environments.append(_transfer(environments[-1], B))
-        references: dict[str, np.ndarray | list[np.ndarray]] = {}
-        for letter in ("X", "Z"):
-            single = np.zeros(L)
-            pair = np.eye(L)
-            for i, (G, B) in enumerate(zip(environments, self.tensors, strict=True)):
-                F = _transfer(G, B, PAULI[letter])
-                single[i] = np.trace(F).real
-                for j in range(i + 1, L):
-                    pair[i, j] = pair[j, i] = np.trace(
-                        _transfer(F, self.tensors[j], PAULI[letter])
-                    ).real
-                    F = _transfer(F, self.tensors[j])
-            references[letter], references[letter * 2] = single, pair
-        references["entropy"] = np.array(
-            [spectrum_entropy(np.linalg.eigvalsh(G)) for G in environments[1:]], dtype=np.float64
-        ).reshape(L - 1)
-        if self.hamiltonian is not None:
-            H = self.hamiltonian
-            zz = sum(references["ZZ"][i, j] for i, j in H.bonds)
-            references["energy"] = np.float64(-H.J * zz - H.h * references["X"].sum())
+        references = state_references(self.tensors, self.hamiltonian)
         references["mps"] = self.mps
         return references
 
     def distribution(self, povm: POVM, device: str | torch.device = "cpu") -> MPSDistribution:
         """The POVM distribution P(a) = Tr(M_a |ψ⟩⟨ψ|), sampled and evaluated from the MPS."""
         return MPSDistribution(self.tensors, povm, device=device)
+
+
+def state_references(tensors: Sequence[np.ndarray],
+                     hamiltonian: TFIM | None = None) -> dict[str, np.ndarray]:
+    """⟨X_i⟩, ⟨Z_i⟩, ⟨X_iX_j⟩, ⟨Z_iZ_j⟩, bond entropies and ⟨H⟩ of an MPS or LPDO, exactly.
+
+    Contracted left to right with the environments G_0 = 1, G_{i+1} = Σ_{s,q} B^{s,q†} G_i
+    B^{s,q}; everything right of a site contracts to the identity, so the tensors must be
+    right-canonical and normalised (as :func:`right_canonical` and ``model.tensors()`` give).
+
+    Args:
+        tensors: L right-canonical tensors (χ_l, 2, χ_r) (pure state) or (χ_l, 2, κ, χ_r)
+            (LPDO, ρ = Tr_κ |X⟩⟨X|).
+        hamiltonian: the TFIM whose energy to report, or None.
+
+    Returns:
+        ``X``, ``Z``: (L,) float64; ``XX``, ``ZZ``: (L, L) float64 with unit diagonal;
+        ``entropy``: (L-1,) float64 S_b = −Σ λ² ln λ² (nats) across bond b | b+1, the
+        eigenvalues of G_{b+1} being the squared Schmidt values (pure states only: absent for
+        an LPDO, whose bond spectrum is that of the purification); ``energy``: ⟨H⟩ when a
+        Hamiltonian is given. Cost O(L² χ³).
+
+    Example:
+        >>> refs = state_references(ghz_mps(4).mps)
+        >>> round(float(refs["ZZ"][0, 3]), 12), round(float(refs["entropy"][1]), 10)
+        (1.0, 0.6931471806)
+    """
+    L = len(tensors)
+    environments = [np.ones((1, 1), dtype=np.complex128)]  # G_0 … G_{L-1}
+    for B in tensors[:-1]:
+        environments.append(_transfer(environments[-1], B))
+    references: dict[str, np.ndarray] = {}
+    for letter in ("X", "Z"):
+        single = np.zeros(L)
+        pair = np.eye(L)
+        for i, (G, B) in enumerate(zip(environments, tensors, strict=True)):
+            F = _transfer(G, B, PAULI[letter])
+            single[i] = np.trace(F).real
+            for j in range(i + 1, L):
+                pair[i, j] = pair[j, i] = np.trace(_transfer(F, tensors[j], PAULI[letter])).real
+                F = _transfer(F, tensors[j])
+        references[letter], references[letter * 2] = single, pair
+    if all(np.ndim(B) == 3 for B in tensors):
+        references["entropy"] = np.array(
+            [spectrum_entropy(np.linalg.eigvalsh(G)) for G in environments[1:]], dtype=np.float64
+        ).reshape(L - 1)
+    if hamiltonian is not None:
+        zz = sum(references["ZZ"][i, j] for i, j in hamiltonian.bonds)
+        references["energy"] = np.float64(-hamiltonian.J * zz
+                                          - hamiltonian.h * references["X"].sum())
+    return references
+
+
+def pauli_expectation(tensors: Sequence[np.ndarray], string: dict[int, str]) -> float:
+    """⟨⊗_i σ_i⟩ = Tr(ρ ⊗_i σ_i) / Tr ρ for a Pauli string {site: "X" | "Y" | "Z"}, exactly.
+
+    Args:
+        tensors: an MPS (χ_l, 2, χ_r) or LPDO (χ_l, 2, κ, χ_r) in any gauge and norm.
+        string: sites not named carry the identity.
+
+    Example:
+        >>> round(pauli_expectation(ghz_mps(5).mps, {0: "Y", 1: "Y", 2: "X", 3: "X", 4: "X"}), 12)
+        -1.0
+    """
+    return _expectation(tensors, string) / _expectation(tensors, {})
+
+
+def state_density_matrix(tensors: Sequence[np.ndarray]) -> np.ndarray:
+    """ρ = Tr_κ |X⟩⟨X| / Tr(…) (2^L, 2^L) complex128 of an MPS or LPDO, qubit 0 most significant.
+
+    Dense: for small L only (2^L × κ^L amplitudes of the purification are formed).
+
+    Example:
+        >>> rho = state_density_matrix(ghz_mps(2).mps)
+        >>> rho.real.round(3).tolist()[0]
+        [0.5, 0.0, 0.0, 0.5]
+    """
+    X = np.ones((1, 1, 1), dtype=np.complex128)  # (2^i, κ^i, χ_i)
+    for B in tensors:
+        B = np.asarray(B, dtype=np.complex128)
+        B = B.reshape(B.shape[0], 2, -1, B.shape[-1])  # (χl, 2, κ, χr)
+        X = np.einsum("pkc,csqd->pskqd", X, B)
+        X = X.reshape(X.shape[0] * 2, X.shape[2] * B.shape[2], B.shape[3])
+    X = X[:, :, 0]  # (2^L, κ^L)
+    rho = X @ X.conj().T
+    return rho / np.trace(rho).real
 
 
 def _expectation(tensors: Sequence[np.ndarray], string: dict[int, str]) -> float:
@@ -195,11 +259,15 @@ def _parity_projection(
 
 
 def _transfer(G: np.ndarray, B: np.ndarray, op: np.ndarray | None = None) -> np.ndarray:
-    """G' = Σ_{st} O_st B^{s†} G B^t; (χ_l, χ_l) → (χ_r, χ_r); O = 1 when op is None."""
-    GB = np.einsum("ac,ctd->atd", G, B)  # (χl, 2, χr)
+    """G' = Σ_{st,q} O_st B^{s,q†} G B^{t,q}; (χ_l, χ_l) → (χ_r, χ_r); O = 1 when op is None.
+
+    B is an MPS tensor (χ_l, 2, χ_r) or an LPDO tensor (χ_l, 2, κ, χ_r), whose Kraus leg q is
+    traced."""
+    B = B.reshape(B.shape[0], 2, -1, B.shape[-1])  # (χl, 2, κ, χr)
+    GB = np.einsum("ac,ctqd->atqd", G, B)
     if op is not None:
-        GB = np.einsum("st,atd->asd", op, GB)
-    return np.einsum("asb,asd->bd", B.conj(), GB)
+        GB = np.einsum("st,atqd->asqd", op, GB)
+    return np.einsum("asqb,asqd->bd", B.conj(), GB)
 
 
 def right_canonical(tensors: Sequence[np.ndarray]) -> list[np.ndarray]:
