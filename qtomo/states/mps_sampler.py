@@ -127,7 +127,8 @@ def _log_trace(tensors: Sequence[torch.Tensor], elements: torch.Tensor,
         weighted = torch.einsum("kst,ctqd->cksqd", elements, A).reshape(chi_l, -1)
         X = (E.reshape(-1, chi_l) @ weighted).view(size, chi_l, len(elements), -1)
         X = X[rows, :, a[:, i]]  # (B, χl, 2κχr): E W^s for the record's outcome
-        X = X.reshape(size, 2 * chi_l, -1).transpose(0, 1).reshape(2 * chi_l, -1)  # ((a s), (B q d))
+        # rows (a, s), columns (record, q, d)
+        X = X.reshape(size, 2 * chi_l, -1).transpose(0, 1).reshape(2 * chi_l, -1)
         # Σ_{a s} conj(A[a, s, q, b]) X[(a s), (n q' d)], then the trace over q = q'
         Y = (A.reshape(2 * chi_l, -1).conj().T @ X).view(kappa, chi_r, size, kappa, chi_r)
         E = Y.diagonal(dim1=0, dim2=3).sum(-1).transpose(0, 1)  # (B, χr, χr)
