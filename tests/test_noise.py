@@ -285,6 +285,7 @@ def test_noisy_mps_references_match_dense_values():
                                                     abs=1e-12)
             assert ref["XX"][j, i] == pytest.approx(dense_expectation(rho, {i: X, j: X}, L),
                                                     abs=1e-12)
+    assert float(ref["purity"]) == pytest.approx(np.trace(rho @ rho).real, abs=1e-12)
     assert all(np.array_equal(a, b) for a, b in zip(ref["mps"], tensors, strict=True))
 
 
