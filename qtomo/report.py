@@ -63,7 +63,10 @@ def format_report(evaluation: Evaluation) -> str:
             ("classical fidelity F_c", _pm(classical.classical_fidelity), "—", "1")]
     fidelity = evaluation.fidelity
     if fidelity is not None:
-        rows.append(("quantum fidelity <psi|rho|psi>", _fidelity_cell(fidelity), "—", "1"))
+        mixed = isinstance(fidelity, QuantumFidelity) and fidelity.target == "mixed"
+        label = "quantum fidelity F(rho, sigma), mixed target" if mixed else \
+            "quantum fidelity <psi|rho|psi>"
+        rows.append((label, _fidelity_cell(fidelity), "—", "1"))
         if isinstance(fidelity, QuantumFidelity):
             rows.append(("  closest physical state (SGS)", f"{fidelity.projected:.6g}", "—", "1"))
             rows.append(("  top eigenvector of rho", f"{fidelity.top_eigenvector:.6g}", "—", "1"))

@@ -347,3 +347,58 @@ def test_reader_rejects_a_bad_channel_attribute(noisy_tfim4, tmp_path):
         file.attrs["dephasing"] = 2.0
     with pytest.raises(QtomoError, match="dephasing must be a probability in"):
         read_dataset(copy)
+
+
+# -- evaluation against the mixed target -------------------------------------------------------
+
+@pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")  # the pure model's KL is inf
+def test_evaluate_truth_against_noisy_exact_file(tmp_path):
+    from qtomo.evaluate import evaluate
+
+    channel = {"depolarizing": 0.2, "amplitude_damping": 0.1}
+    dataset = read_dataset(simulate("ghz", 3, povm="pauli6", samples=3000, out=tmp_path / "g.h5",
+                                    quiet=True, **channel))
+    sigma = dataset.reference["rho"]
+    truth = noisy_state(ExactState(dense_from_mps(
+        dataset.reference["mps"])), LocalNoise(**channel)).distribution(dataset.povm)
+    report = evaluate(truth, dataset, pauli_strings=["X0 Y1 Y2"]).as_dict()
+    fidelity = report["quantum_fidelity"]
+    assert fidelity["target"] == "mixed" and fidelity["physical"]
+    assert fidelity["value"] == pytest.approx(1, abs=1e-6)
+    for name in ("X", "Z", "XX", "ZZ"):
+        entry = report["observables"][name]
+        assert np.allclose(entry["model"]["value"], entry["reference"], atol=1e-10), name
+    string = report["observables"]["strings"]["X0 Y1 Y2"]
+    assert string["reference"] == pytest.approx(dense_expectation(sigma, {0: X, 1: Y, 2: Y}, 3),
+                                                abs=1e-12)
+    assert string["model"]["value"] == pytest.approx(string["reference"], abs=1e-10)
+    assert report["data"]["depolarizing"] == 0.2
+    # the noiseless GHZ state as the model: F(|ψ⟩⟨ψ|, σ) = ⟨ψ|σ|ψ⟩, not 1
+    pure = evaluate(ExactState(dense_from_mps(dataset.reference["mps"])).distribution(
+        dataset.povm), dataset).as_dict()["quantum_fidelity"]
+    psi = dense_from_mps(dataset.reference["mps"])
+    assert pure["value"] == pytest.approx(np.vdot(psi, sigma @ psi).real, abs=1e-6)
+    assert pure["value"] < 0.8
+
+
+def test_evaluate_noisy_mps_file_small_and_large_L(tmp_path):
+    from qtomo.evaluate import evaluate
+
+    noise = LocalNoise(dephasing=0.1)
+    small = read_dataset(simulate("tfim", 5, samples=2000, method="mps", dephasing=0.1,
+                                  out=tmp_path / "s.h5", quiet=True))
+    truth = NoisyMPSState(MPSState(small.reference["mps"]), noise).distribution(small.povm)
+    report = evaluate(truth, small).as_dict()
+    assert report["quantum_fidelity"]["target"] == "mixed"
+    assert report["quantum_fidelity"]["value"] == pytest.approx(1, abs=1e-6)
+    assert abs(report["kl"]["value"]) < 1e-10
+    large = read_dataset(simulate("ghz", 12, samples=2000, dephasing=0.1, out=tmp_path / "l.h5",
+                                  quiet=True))
+    truth = NoisyMPSState(MPSState(large.reference["mps"]), noise).distribution(large.povm)
+    evaluation = evaluate(truth, large, samples=2000)
+    assert evaluation.fidelity is None
+    assert any("mixed" in note for note in evaluation.warnings)
+    zz = evaluation.as_dict()["observables"]["ZZ"]  # dephasing leaves GHZ's Z_iZ_j = 1
+    assert np.allclose(zz["reference"], 1.0)
+    deviation = np.abs(np.asarray(zz["model"]["value"]) - 1.0)
+    assert np.all(deviation <= 4 * np.asarray(zz["model"]["stderr"]) + 1e-12)  # Monte Carlo

@@ -103,16 +103,24 @@ def _check_exact_L(L: int) -> None:
 
 
 def expectation_pauli_string(psi: np.ndarray, string: Mapping[int, str]) -> float:
-    """⟨ψ|⊗_i σ_i|ψ⟩ for a Pauli string {site: "X" | "Y" | "Z"} (real part; exact for Hermitian).
+    """⟨ψ|⊗_i σ_i|ψ⟩, or Tr(ρ ⊗_i σ_i) for a density matrix, for a Pauli string
+    {site: "X" | "Y" | "Z"} (real part; exact for Hermitian).
 
     Args:
-        psi: (2^L,) complex, normalised.
+        psi: (2^L,) complex, normalised, or a (2^L, 2^L) density matrix.
         string: sites to Pauli letters; unnamed sites carry the identity.
+
+    Example:
+        >>> rho = np.diag([0.5, 0, 0, 0.5]).astype(complex)      # (|00⟩⟨00| + |11⟩⟨11|)/2
+        >>> expectation_pauli_string(rho, {0: "Z", 1: "Z"})
+        1.0
     """
-    L = sites_from_size(psi.size, 2, "amplitudes")
-    phi = psi.reshape((2,) * L)
+    L = sites_from_size(psi.shape[0], 2, "amplitudes")
+    phi = psi.reshape((2,) * (L * psi.ndim))  # a density matrix: ket axes first
     for site, letter in string.items():
         phi = np.moveaxis(np.tensordot(PAULI[letter], phi, axes=([1], [site])), 0, site)
+    if psi.ndim == 2:
+        return float(np.trace(phi.reshape(psi.shape)).real)
     return float(np.vdot(psi, phi.reshape(-1)).real)
 
 

@@ -240,8 +240,15 @@ class NoisyMPSState:
         return np.float64(F.reshape(-1)[0].real)
 
     def distribution(self, povm: POVM, device: str | torch.device = "cpu") -> MPSDistribution:
-        """P(a) = Tr[ρ ⊗ M_{a_i}] = ⟨ψ|⊗E†(M_{a_i})|ψ⟩, sampled and evaluated from the MPS."""
-        return MPSDistribution(self.pure.tensors, self.noise.heisenberg_povm(povm), device=device)
+        """P(a) = Tr[ρ ⊗ M_{a_i}] = ⟨ψ|⊗E†(M_{a_i})|ψ⟩, sampled and evaluated from the MPS.
+
+        The sampler measures E†(M_k); its ``povm`` attribute names the physical POVM M, whose
+        outcomes the records are (so the truth can stand in for a model of the dataset).
+        """
+        distribution = MPSDistribution(self.pure.tensors, self.noise.heisenberg_povm(povm),
+                                       device=device)
+        distribution.povm = povm
+        return distribution
 
 
 def noisy_state(state: ExactState | MPSState, noise: LocalNoise):
