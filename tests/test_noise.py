@@ -9,7 +9,6 @@ import pytest
 import torch
 from scipy import stats
 
-from qtomo.cli import main
 from qtomo.data import read_dataset
 from qtomo.errors import QtomoError
 from qtomo.povm import get_povm
@@ -318,27 +317,6 @@ def test_mps_file_keeps_the_noiseless_state_and_the_channel(tmp_path):
 
 # -- bad input ---------------------------------------------------------------------------------
 
-@pytest.mark.parametrize(
-    "argv, message",
-    [
-        (["--depolarizing", "1.5"], "depolarizing must be a probability in [0, 1]; got 1.5"),
-        (["--depolarizing", "-0.1"], "depolarizing must be a probability in [0, 1]"),
-        (["--dephasing", "nan"], "dephasing must be a probability in [0, 1]; got nan"),
-        (["--amplitude-damping", "inf"], "amplitude_damping must be a probability"),
-        (["--amplitude-damping", "x"], "invalid float value"),
-        (["--L", "11", "--method", "exact", "--depolarizing", "0.1"],
-         "handles L <= 10 for POVM 'pauli4' (K = 4) with a noise channel"),
-    ],
-)
-def test_bad_noise_input_exits_2_without_output(argv, message, tmp_path, capsys):
-    out = tmp_path / "out.h5"
-    base = ["simulate", "--L", "4", "--samples", "10", "--out", str(out), "--quiet"]
-    assert main(base + argv) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("qtomo: error:") and message in err and "\n" not in err
-    assert list(tmp_path.iterdir()) == []
-
-
 def test_reader_rejects_a_bad_channel_attribute(noisy_tfim4, tmp_path):
     path, _ = noisy_tfim4
     copy = tmp_path / "bad.h5"
@@ -402,3 +380,14 @@ def test_evaluate_noisy_mps_file_small_and_large_L(tmp_path):
     assert np.allclose(zz["reference"], 1.0)
     deviation = np.abs(np.asarray(zz["model"]["value"]) - 1.0)
     assert np.all(deviation <= 4 * np.asarray(zz["model"]["stderr"]) + 1e-12)  # Monte Carlo
+
+
+def test_info_names_the_channel_and_the_purity(noisy_tfim4, capsys):
+    from qtomo.cli import main
+
+    path, _ = noisy_tfim4
+    assert main(["info", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert ("noise     amplitude_damping 0.25, dephasing 0.15, depolarizing 0.1 on every qubit"
+            in out)
+    assert "purity    Tr ρ² = " in out

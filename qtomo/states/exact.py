@@ -231,7 +231,7 @@ class MixedState:
 
     @property
     def L(self) -> int:
-        return int(self.rho.shape[0]).bit_length() - 1
+        return sites_from_size(self.rho.shape[0], 2, "rows of a density matrix")
 
     def references(self) -> dict[str, np.ndarray]:
         """Energy Tr(Hρ) (if H), X, Z (L,), ZZ, XX (L, L), purity Tr ρ² and rho itself.
