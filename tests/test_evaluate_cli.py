@@ -1,4 +1,4 @@
-"""``evaluate`` and ``qtomo evaluate``: truth as the model, SPEC §4 keys, files, bad input."""
+"""``evaluate`` and ``qtomo evaluate``: truth as the model, the JSON keys, files, bad input."""
 
 import json
 
