@@ -417,7 +417,7 @@ class EnsembleEvaluation:
             fidelity = QuantumFidelity(
                 value=mean("value"), physical=all(f.physical for f in fidelities),
                 min_eigenvalue=mean("min_eigenvalue"), projected=mean("projected"),
-                top_eigenvector=mean("top_eigenvector"))
+                top_eigenvector=mean("top_eigenvector"), target=fidelities[0].target)
         elif all(isinstance(f, SampledFidelity) for f in fidelities):
             fidelity = SampledFidelity(_pool([f.estimate for f in fidelities]),
                                        fidelities[0].samples)
