@@ -290,6 +290,6 @@ def test_recovers_a_random_chi2_state_from_1e5_records(tmp_path):
     dataset = read_dataset(path)
     torch.manual_seed(0)
     model = build("mps", L=L, K=4, povm=povm, chi=2)
-    result = fit(model, dataset, TrainOptions(epochs=10, batch_size=1024, lr=1e-2),
-                 out=tmp_path / "m.pt", device="cpu", quiet=True)
+    result = fit(model, dataset, TrainOptions(**model.train_defaults), out=tmp_path / "m.pt",
+                 device="cpu", quiet=True)
     assert pure_state_fidelity(target, result.model.tensors()) >= 0.999

@@ -42,9 +42,9 @@ from qtomo.states.exact import single_qubit_state, spectrum_entropy
 from qtomo.states.hamiltonians import TFIM
 from qtomo.states.mps_sampler import MPSDistribution
 
-__all__ = ["MPSState", "check_mps_shapes", "ghz_mps", "mps_to_vector", "product_mps",
-           "pauli_expectation", "pure_state_fidelity", "right_canonical", "state_density_matrix",
-           "state_references", "tfim_mps", "vector_to_mps"]
+__all__ = ["MPSState", "check_mps_shapes", "correlations", "ghz_mps", "mps_to_vector",
+           "pauli_expectation", "product_mps", "pure_state_fidelity", "right_canonical",
+           "state_density_matrix", "state_references", "tfim_mps", "vector_to_mps"]
 
 _CANONICAL_TOL = 1e-8
 _PARITY_TOL = 1e-6
@@ -104,7 +104,7 @@ class MPSState:
         return _expectation(self.tensors, string)
 
     def references(self) -> dict[str, np.ndarray | list[np.ndarray]]:
-        """Reference values of SPEC §2 computed from the MPS.
+        """Reference values (README "The dataset file") computed from the MPS.
 
         Returns:
             ``X``, ``Z``: (L,) float64 ⟨X_i⟩, ⟨Z_i⟩; ``ZZ``, ``XX``: (L, L) float64
@@ -114,7 +114,8 @@ class MPSState:
 
         Cost O(L² χ³) for the correlation matrices (one sweep right of each site i).
         """
-        references = state_references(self.tensors, self.hamiltonian)
+        references: dict[str, np.ndarray | list[np.ndarray]] = state_references(
+            self.tensors, self.hamiltonian)
         references["mps"] = self.mps
         return references
 
@@ -123,13 +124,65 @@ class MPSState:
         return MPSDistribution(self.tensors, povm, device=device)
 
 
+def correlations(
+    tensors: Sequence[np.ndarray], operators: dict[str, np.ndarray], hamiltonian: TFIM | None = None
+) -> dict[str, np.ndarray]:
+    """⟨O_i⟩ and ⟨O_i O_j⟩ (i ≠ j; diagonal 1) of a right-canonical MPS or LPDO for each named O.
+
+    With operators {"X": X, "Z": Z} these are the references ⟨X_i⟩, ⟨X_i X_j⟩, ⟨Z_i⟩, ⟨Z_i Z_j⟩;
+    with the Heisenberg-picture operators {"X": E†(X), "Z": E†(Z)} of a local channel E they are
+    the noisy state's (README "Noisy states"). The diagonal is 1 because σ_i² = 1 holds in any
+    state (it is not ⟨O_i O_i⟩ for O = E†(σ)). With a TFIM also ``energy`` = −J Σ_bonds ⟨Z_iZ_j⟩
+    − h Σ ⟨X_i⟩ (needs "X" and "Z"). Cost O(L² χ³) per operator. Everything right of a site
+    contracts to the identity, so the tensors must be right-canonical and normalised (as
+    :func:`right_canonical` and a physical model's ``tensors()`` give).
+
+    Args:
+        tensors: L right-canonical tensors (χ_i, 2, χ_{i+1}), or LPDO tensors
+            (χ_i, 2, κ, χ_{i+1}) of ρ = Tr_κ |X⟩⟨X| (README "Physical model families").
+        operators: name → (2, 2) complex operator.
+        hamiltonian: the TFIM whose energy to add, or None.
+
+    Returns:
+        name → (L,) float64 and name*2 → (L, L) float64 (real parts), and maybe ``energy``.
+
+    Example:
+        >>> refs = correlations(ghz_mps(4).tensors, {"Z": PAULI["Z"], "X": PAULI["X"]})
+        >>> [round(float(refs[name][0, 3]), 12) for name in ("ZZ", "XX")]
+        [1.0, 0.0]
+    """
+    L = len(tensors)
+    environments = _environments(tensors)
+    references: dict[str, np.ndarray] = {}
+    for name, op in operators.items():
+        single = np.zeros(L)
+        pair = np.eye(L)
+        for i, (G, B) in enumerate(zip(environments, tensors, strict=True)):
+            F = _transfer(G, B, op)
+            single[i] = np.trace(F).real
+            for j in range(i + 1, L):
+                pair[i, j] = pair[j, i] = np.trace(_transfer(F, tensors[j], op)).real
+                F = _transfer(F, tensors[j])
+        references[name], references[name * 2] = single, pair
+    if hamiltonian is not None:
+        H = hamiltonian
+        zz = sum(references["ZZ"][i, j] for i, j in H.bonds)
+        references["energy"] = np.float64(-H.J * zz - H.h * references["X"].sum())
+    return references
+
+
+def _environments(tensors: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """Left environments G_0 = 1, G_{i+1} = Σ_{s,q} B^{s,q†} G_i B^{s,q}: G_0 … G_{L−1}."""
+    environments = [np.ones((1, 1), dtype=np.complex128)]
+    for B in tensors[:-1]:
+        environments.append(_transfer(environments[-1], B))
+    return environments
+
+
 def state_references(tensors: Sequence[np.ndarray],
                      hamiltonian: TFIM | None = None) -> dict[str, np.ndarray]:
-    """⟨X_i⟩, ⟨Z_i⟩, ⟨X_iX_j⟩, ⟨Z_iZ_j⟩, bond entropies and ⟨H⟩ of an MPS or LPDO, exactly.
-
-    Contracted left to right with the environments G_0 = 1, G_{i+1} = Σ_{s,q} B^{s,q†} G_i
-    B^{s,q}; everything right of a site contracts to the identity, so the tensors must be
-    right-canonical and normalised (as :func:`right_canonical` and ``model.tensors()`` give).
+    """⟨X_i⟩, ⟨Z_i⟩, ⟨X_iX_j⟩, ⟨Z_iZ_j⟩ (:func:`correlations`), bond entropies and ⟨H⟩ of a
+    right-canonical, normalised MPS or LPDO, exactly.
 
     Args:
         tensors: L right-canonical tensors (χ_l, 2, χ_r) (pure state) or (χ_l, 2, κ, χ_r)
@@ -148,29 +201,11 @@ def state_references(tensors: Sequence[np.ndarray],
         >>> round(float(refs["ZZ"][0, 3]), 12), round(float(refs["entropy"][1]), 10)
         (1.0, 0.6931471806)
     """
-    L = len(tensors)
-    environments = [np.ones((1, 1), dtype=np.complex128)]  # G_0 … G_{L-1}
-    for B in tensors[:-1]:
-        environments.append(_transfer(environments[-1], B))
-    references: dict[str, np.ndarray] = {}
-    for letter in ("X", "Z"):
-        single = np.zeros(L)
-        pair = np.eye(L)
-        for i, (G, B) in enumerate(zip(environments, tensors, strict=True)):
-            F = _transfer(G, B, PAULI[letter])
-            single[i] = np.trace(F).real
-            for j in range(i + 1, L):
-                pair[i, j] = pair[j, i] = np.trace(_transfer(F, tensors[j], PAULI[letter])).real
-                F = _transfer(F, tensors[j])
-        references[letter], references[letter * 2] = single, pair
+    references = correlations(tensors, {"X": PAULI["X"], "Z": PAULI["Z"]}, hamiltonian)
     if all(np.ndim(B) == 3 for B in tensors):
         references["entropy"] = np.array(
-            [spectrum_entropy(np.linalg.eigvalsh(G)) for G in environments[1:]], dtype=np.float64
-        ).reshape(L - 1)
-    if hamiltonian is not None:
-        zz = sum(references["ZZ"][i, j] for i, j in hamiltonian.bonds)
-        references["energy"] = np.float64(-hamiltonian.J * zz
-                                          - hamiltonian.h * references["X"].sum())
+            [spectrum_entropy(np.linalg.eigvalsh(G)) for G in _environments(tensors)[1:]],
+            dtype=np.float64).reshape(len(tensors) - 1)
     return references
 
 
