@@ -17,18 +17,20 @@ reference state ψ:
 
 Cases: ``tfim10`` (TFIM L = 10, h = 1, ``pauli4``), ``ghz8`` (GHZ L = 8, ``pauli6``), ``tfim50``
 (TFIM L = 50 from DMRG, ``mps`` only; also max |Δ⟨X_i⟩| and max_r |Δ⟨Z_0 Z_r⟩| against the
-reference), ``tfim100`` (the same at L = 100, with ``--records 100000``). A noisy-state case for
-``lpdo`` waits for noisy simulation in ``qtomo simulate``; ``lpdo`` runs on the pure cases here.
+reference), ``tfim100`` (the same at L = 100, with ``--records 100000``), ``tfim8_noisy`` (TFIM
+L = 8 under local depolarizing noise p = 0.05, the case for ``lpdo``: Uhlmann fidelity
+(Tr √(√σ ρ √σ))² to the noisy σ, dense).
 
 The peers' published numbers on the same record budget (QuCumber and NetKet RBMs, measured on this
 project's machine, medians of 3 seeds; GHZ at L = 10 from Pauli + Z shots) are printed beside.
 
 Usage::
 
-    python benchmarks/physical.py [--cases tfim10 ghz8 tfim50] [--families mps gru transformer]
+    python benchmarks/physical.py [--cases tfim10 ghz8 tfim50 tfim8_noisy]
+        [--families mps lpdo gru transformer]
         [--records 1000 3000 10000 30000 100000] [--chis 2 4] [--complex] [--quick]
 
-``--quick`` (a smoke test): N = 1 000 only, cases tfim10 and ghz8, 3 epochs. Prints a table and
+``--quick`` (a smoke test): N = 1 000 only, the small cases, 3 epochs. Prints a table and
 writes ``benchmarks/results/physical.json`` (``physical_quick.json`` with ``--quick``).
 """
 
@@ -48,14 +50,20 @@ from common import report
 from qtomo.data import Dataset, read_dataset
 from qtomo.distribution import PhysicalState, enumerate_probabilities
 from qtomo.models import build, family_classes
-from qtomo.reconstruct import density_matrix
+from qtomo.reconstruct import Reconstruction, density_matrix
 from qtomo.simulate import simulate
-from qtomo.states.mps import pure_state_fidelity, state_references, vector_to_mps
+from qtomo.states.mps import (
+    pure_state_fidelity,
+    state_density_matrix,
+    state_references,
+    vector_to_mps,
+)
 from qtomo.train import TrainOptions, fit
 
-#: (state, L, POVM) per case
-CASES = {"tfim10": ("tfim", 10, "pauli4"), "ghz8": ("ghz", 8, "pauli6"),
-         "tfim50": ("tfim", 50, "pauli4"), "tfim100": ("tfim", 100, "pauli4")}
+#: (state, L, POVM, depolarizing p) per case
+CASES = {"tfim10": ("tfim", 10, "pauli4", 0.0), "ghz8": ("ghz", 8, "pauli6", 0.0),
+         "tfim8_noisy": ("tfim", 8, "pauli4", 0.05),
+         "tfim50": ("tfim", 50, "pauli4", 0.0), "tfim100": ("tfim", 100, "pauli4", 0.0)}
 PHYSICAL = ("mps", "lpdo")
 #: measured peers, /work/shared/notes/measured-baselines.md (first table): case → text
 PEERS = {
@@ -90,6 +98,11 @@ def train(family: str, hp: dict, head: Dataset, args, out: Path):
 def state_figures(model, dataset: Dataset) -> dict:
     """Quantum fidelity to the reference (and, for physical models at large L, observables)."""
     reference = dataset.reference
+    if "rho" in reference:  # a noisy state: Uhlmann fidelity to the mixed σ, dense
+        rho = (Reconstruction(state_density_matrix(model.tensors()))
+               if isinstance(model, PhysicalState) else
+               density_matrix(enumerate_probabilities(model), dataset.povm))
+        return {"fidelity": rho.fidelity(reference["rho"]).value}
     if isinstance(model, PhysicalState):
         target = reference["mps"] if "mps" in reference else vector_to_mps(reference["psi"])
         tensors = model.tensors()
@@ -108,10 +121,10 @@ def state_figures(model, dataset: Dataset) -> dict:
 
 
 def run_case(case: str, args, folder: Path) -> list[dict]:
-    state, L, povm = CASES[case]
+    state, L, povm, depolarizing = CASES[case]
     records = [n for n in args.records if n <= args.max_records]
-    path = simulate(state, L, povm=povm, samples=max(records), seed=args.seed, device="cpu",
-                    out=folder / f"{case}.h5", quiet=True)
+    path = simulate(state, L, povm=povm, samples=max(records), depolarizing=depolarizing,
+                    seed=args.seed, device="cpu", out=folder / f"{case}.h5", quiet=True)
     dataset = read_dataset(path)
     rows = []
     for family in args.families:
@@ -156,7 +169,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.records, args.epochs = [1_000], 3
-        args.cases = [case for case in args.cases if case in ("tfim10", "ghz8")]
+        args.cases = [case for case in args.cases if CASES[case][1] <= 10]
     torch.set_num_threads(1)
     rows = []
     with tempfile.TemporaryDirectory() as folder:
