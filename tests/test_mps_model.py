@@ -290,6 +290,7 @@ def test_recovers_a_random_chi2_state_from_1e5_records(tmp_path):
     dataset = read_dataset(path)
     torch.manual_seed(0)
     model = build("mps", L=L, K=4, povm=povm, chi=2)
-    result = fit(model, dataset, TrainOptions(**model.train_defaults), out=tmp_path / "m.pt",
-                 device="cpu", quiet=True)
+    # at 10^5 records the last digits come from the decaying learning rate, not early stopping
+    options = TrainOptions(**{**model.train_defaults, "epochs": 15, "patience": 0})
+    result = fit(model, dataset, options, out=tmp_path / "m.pt", device="cpu", quiet=True)
     assert pure_state_fidelity(target, result.model.tensors()) >= 0.999

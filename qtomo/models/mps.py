@@ -16,8 +16,8 @@ Parameters are float64 tensors, the real and imaginary parts in a trailing axis 
 tensors with ``real=1``, the prior of states with real amplitudes, as the TFIM and GHZ ground
 states); ``after_step`` rescales every tensor to unit norm, which leaves Q unchanged (Q is
 normalised by Tr ρ) and keeps the tensors well conditioned. Initialisation: the product state
-|+…+⟩ in the first bond and Kraus channel of every tensor plus Gaussian noise of relative size
-``noise`` elsewhere (README "Physical model families" for the measurements behind it).
+|+…+⟩ in the first bond and Kraus channel of every tensor plus Gaussian noise of total relative
+size 0.3 (README "Physical model families" for the measurements behind it).
 
 ``tensors()`` gives the state back: the normalised, right-canonical tensors as numpy complex128
 arrays (the public contract of SPEC §3); ``sample`` is the exact batched sampler
