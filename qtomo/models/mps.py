@@ -90,7 +90,7 @@ class LPDOModel(QtomoModel):
         >>> from qtomo.povm import enumerate_outcomes, get_povm
         >>> model = LPDOModel(3, 4, LPDOConfig(chi=2, kraus=2), get_povm("pauli4"))
         >>> a = torch.from_numpy(enumerate_outcomes(3, 4))
-        >>> round(float(model.log_prob(a).exp().sum()), 12)
+        >>> round(float(model.log_prob(a).detach().exp().sum()), 12)
         1.0
         >>> [B.shape for B in model.tensors()]
         [(1, 2, 2, 2), (2, 2, 2, 2), (2, 2, 2, 1)]
@@ -166,7 +166,7 @@ class MPSModel(LPDOModel):
     Example (χ = 1 starts at |+…+⟩, up to the noise; for pauli4 Q(1, 1) ≈ (1/3)²):
         >>> from qtomo.povm import get_povm
         >>> model = MPSModel(2, 4, MPSConfig(chi=1, real=1), get_povm("pauli4"))
-        >>> bool(abs(model.log_prob(torch.tensor([[1, 1]])).exp() - 1 / 9) < 0.02)
+        >>> bool(abs(model.log_prob(torch.tensor([[1, 1]])).detach().exp() - 1 / 9) < 0.02)
         True
         >>> [B.shape for B in model.tensors()]
         [(1, 2, 1), (1, 2, 1)]
