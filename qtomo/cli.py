@@ -135,10 +135,17 @@ def _print_dataset(dataset) -> None:
                             "truncation_error") if key in attrs)
     print(f"dataset   {dataset.path}")
     print(f"format    {attrs['format']} v{attrs['version']} (qtomo {attrs.get('qtomo_version')})")
-    print(f"state     {attrs['state']}" + (f" ({parameters})" if parameters else ""))
-    print(f"qubits    L = {dataset.L}, method {attrs['method']}, seed {attrs['seed']}")
+    print(f"source    {attrs['source']}")
+    if "state" in attrs:
+        print(f"state     {attrs['state']}" + (f" ({parameters})" if parameters else ""))
+    print(f"qubits    L = {dataset.L}" + "".join(f", {key} {attrs[key]}" for key in
+                                                  ("method", "seed") if key in attrs))
     print(f"POVM      {dataset.povm.name} (K = {dataset.K})")
+    if "readout_error" in attrs:
+        print(f"readout   P(read 1|0), P(read 0|1) = {attrs['readout_error']} (in the POVM)")
     print(f"records   N = {dataset.n_records}")
+    if not dataset.has_log_prob:
+        print("ln P      none (measured data): no KL or classical fidelity can be computed")
     if dataset.has_log_prob:
         log_prob = dataset.log_prob(0, min(dataset.n_records, 10**6))
         entropy = -log_prob.mean()
@@ -330,6 +337,77 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- import / export ------------------------------------------------------------------------
+
+def _add_import_parser(subparsers) -> None:
+    from qtomo.formats import FORMATS, GENMODEL_POVMS
+
+    parser = subparsers.add_parser(
+        "import", help="bring another tool's measurement files into a qtomo dataset",
+        description="Read Pauli-basis shots (or genmodel POVM records) written by another tool "
+                    "and write them as pauli6 records, without exact ln P (README 'Measured "
+                    "data'). Formats: " + ", ".join(FORMATS) + ".")
+    parser.add_argument("format", help="input format: " + ", ".join(FORMATS))
+    parser.add_argument("files", nargs="+", type=Path, metavar="FILE",
+                        help="input file(s): qucumber SAMPLES BASES; genmodel DATA [INDEX "
+                             "TENSOR]; the others one file")
+    parser.add_argument("--out", type=Path, required=True, help="dataset to write (.h5)")
+    parser.add_argument("--povm", default=None, help="genmodel only: their POVM name, one of "
+                        + ", ".join(GENMODEL_POVMS))
+    parser.add_argument("--readout-error", type=_finite_float, nargs=2, default=None,
+                        metavar=("E0", "E1"),
+                        help="P(read 1 | 0) and P(read 0 | 1), each in [0, 0.5): store the POVM "
+                             "actually measured, so that inversion undoes the readout error")
+    parser.add_argument("--allow-biased-bases", action="store_true",
+                        help="keep bases that fail the uniform-bases test (a warning is stored)")
+    parser.add_argument("--tfim-sign-map", action="store_true",
+                        help="genmodel only: map their +ZZ+X TFIM state and Pauli records to "
+                             "our -ZZ-X convention")
+    parser.add_argument("--no-shuffle", dest="shuffle", action="store_false",
+                        help="keep the files' row order (default: rows permuted with --seed)")
+    _common_options(parser)
+
+
+def _run_import(args: argparse.Namespace) -> int:
+    from qtomo.data import read_dataset
+    from qtomo.formats import import_records
+
+    path = import_records(args.format, args.files, args.out, povm=args.povm,
+                          readout_error=args.readout_error,
+                          allow_biased_bases=args.allow_biased_bases,
+                          tfim_sign_map=args.tfim_sign_map, shuffle=args.shuffle, seed=args.seed,
+                          quiet=args.quiet)
+    if not args.quiet:
+        print(f"wrote {path}")
+        _print_dataset(read_dataset(path))
+    return 0
+
+
+def _add_export_parser(subparsers) -> None:
+    from qtomo.formats import EXPORT_FORMATS
+
+    parser = subparsers.add_parser(
+        "export", help="write a pauli6 dataset's records in another tool's format",
+        description="Write the records of a pauli6 dataset as Pauli-basis shots in another "
+                    "tool's format (the exact inverse of qtomo import). Formats: "
+                    + ", ".join(EXPORT_FORMATS) + ".")
+    parser.add_argument("format", help="output format: " + ", ".join(EXPORT_FORMATS))
+    parser.add_argument("dataset", type=Path, help="qtomo dataset (.h5) of pauli6 records")
+    parser.add_argument("--out", type=Path, required=True,
+                        help="output file (qucumber: the samples; the bases go to "
+                             "<stem>_bases<suffix> beside it)")
+    _common_options(parser)
+
+
+def _run_export(args: argparse.Namespace) -> int:
+    from qtomo.formats import export_records
+
+    written = export_records(args.format, args.dataset, args.out)
+    if not args.quiet:
+        print("wrote " + ", ".join(map(str, written)))
+    return 0
+
+
 # --- main -----------------------------------------------------------------------------------
 
 COMMANDS: dict[str, tuple[Callable, Callable[[argparse.Namespace], int]]] = {
@@ -337,6 +415,8 @@ COMMANDS: dict[str, tuple[Callable, Callable[[argparse.Namespace], int]]] = {
     "info": (_add_info_parser, _run_info),
     "fit": (_add_fit_parser, _run_fit),
     "evaluate": (_add_evaluate_parser, _run_evaluate),
+    "import": (_add_import_parser, _run_import),
+    "export": (_add_export_parser, _run_export),
 }
 
 

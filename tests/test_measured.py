@@ -1,15 +1,27 @@
 """Measured data: datasets without truth, importers/exporters, bases test, readout errors."""
 
 import json
+import os
+from functools import reduce
+from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
+from scipy.stats import chisquare
 
 from qtomo.cli import main
 from qtomo.data import read_dataset, write_dataset
 from qtomo.errors import QtomoError
-from qtomo.povm import get_povm
+from qtomo.formats import (
+    EXPORT_FORMATS,
+    bases_uniformity,
+    export_records,
+    genmodel_tfim_sign_map,
+    import_records,
+    read_genmodel_mps,
+)
+from qtomo.povm import born_probabilities, get_povm
 
 
 def _imported(path, outcomes, povm="pauli6", **attrs):
@@ -62,3 +74,285 @@ def test_writer_refuses_chunks_mixing_log_prob_and_none(tmp_path):
                       attrs={"L": 2, "source": "imported:test"}, n_records=4, chunks=chunks,
                       reference={})
     assert list(tmp_path.iterdir()) == []
+
+
+# --- importers against shots drawn here from an exact state, in each tool's own layout --------
+
+
+L_SHOTS, N_SHOTS = 3, 30_000
+_S = 1 / np.sqrt(2)
+# rows = ⟨eigenvalue +1|, ⟨eigenvalue −1| of the measured Pauli: measuring in a basis is U then Z
+ROTATION = {"Z": np.eye(2), "X": np.array([[_S, _S], [_S, -_S]]),
+            "Y": np.array([[_S, -1j * _S], [_S, 1j * _S]])}
+
+
+@pytest.fixture(scope="module")
+def shots():
+    """Uniform random bases and bits drawn from |U ψ|² for a random 3-qubit ψ (no symmetry)."""
+    rng = np.random.default_rng(7)
+    psi = rng.normal(size=2**L_SHOTS) + 1j * rng.normal(size=2**L_SHOTS)
+    psi /= np.linalg.norm(psi)
+    bases = rng.choice(list("XYZ"), size=(N_SHOTS, L_SHOTS))
+    bits = np.zeros((N_SHOTS, L_SHOTS), dtype=int)
+    settings, inverse = np.unique(bases, axis=0, return_inverse=True)
+    for s, setting in enumerate(settings):
+        rows = np.flatnonzero(inverse.reshape(-1) == s)
+        amplitudes = reduce(np.kron, [ROTATION[b] for b in setting]) @ psi
+        index = rng.choice(2**L_SHOTS, size=rows.size, p=np.abs(amplitudes) ** 2)
+        bits[rows] = (index[:, None] >> np.arange(L_SHOTS - 1, -1, -1)) & 1  # qubit 0 = MSB
+    return psi, bases, bits
+
+
+def _pauli6_chi2(dataset_path, psi):
+    """p-value of the imported records against P(a) = Tr(M_a |ψ⟩⟨ψ|) over all 6^L cells."""
+    records = read_dataset(dataset_path).outcomes().astype(np.int64)
+    index = records @ (6 ** np.arange(L_SHOTS - 1, -1, -1))
+    expected = born_probabilities(np.outer(psi, psi.conj()), get_povm("pauli6")) * len(records)
+    return chisquare(np.bincount(index, minlength=6**L_SHOTS), expected).pvalue
+
+
+def _write_layout(fmt, bases, bits, folder):
+    """The files each tool writes, built here from the layout descriptions (README)."""
+    if fmt == "pauli-shots":
+        np.savez(folder / "shots.npz", bases=bases, bits=bits)
+        return [folder / "shots.npz"]
+    if fmt == "pauli-shots-integer":
+        np.savez(folder / "shots.npz", bases=np.searchsorted(list("XYZ"), bases), bits=bits)
+        return [folder / "shots.npz"]
+    if fmt == "qucumber":
+        np.savetxt(folder / "samples.txt", bits.astype(float))  # QuCumber reads floats
+        np.savetxt(folder / "bases.txt", bases, fmt="%s")
+        return [folder / "samples.txt", folder / "bases.txt"]
+    if fmt == "qiskit-counts":
+        counts = {}
+        for b, r in zip(bases, bits, strict=True):
+            label, key = "".join(b[::-1]), "".join(map(str, r[::-1]))  # rightmost = qubit 0
+            counts.setdefault(label, {}).setdefault(key, 0)
+            counts[label][key] += 1
+        (folder / "counts.json").write_text(json.dumps(counts))
+        return [folder / "counts.json"]
+    if fmt == "netket":
+        np.savez(folder / "qsr.npz", sigma=1 - 2 * bits, bases=["".join(b) for b in bases])
+        return [folder / "qsr.npz"]
+    if fmt == "aqt":  # |0⟩,|+⟩,|+i⟩,|1⟩,|−⟩,|−i⟩
+        np.save(folder / "aqt.npy", 3 * bits + np.vectorize({"Z": 0, "X": 1, "Y": 2}.get)(bases))
+        return [folder / "aqt.npy"]
+    if fmt == "genmodel":  # Pauli: |+⟩,|−⟩,|+i⟩,|−i⟩,|0⟩,|1⟩
+        np.savetxt(folder / "data.txt", 2 * np.searchsorted(list("XYZ"), bases) + bits, fmt="%d")
+        return [folder / "data.txt"]
+    raise AssertionError(fmt)
+
+
+LAYOUTS = ["pauli-shots", "pauli-shots-integer", "qucumber", "qiskit-counts", "netket", "aqt",
+           "genmodel"]
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_importer_records_follow_the_born_rule(layout, shots, tmp_path):
+    psi, bases, bits = shots
+    files = _write_layout(layout, bases, bits, tmp_path)
+    fmt = "pauli-shots" if layout == "pauli-shots-integer" else layout
+    out = import_records(fmt, files, tmp_path / "in.h5",
+                         povm="Pauli" if fmt == "genmodel" else None)
+    dataset = read_dataset(out)
+    assert (dataset.n_records, dataset.L, dataset.povm) == (N_SHOTS, L_SHOTS, get_povm("pauli6"))
+    assert dataset.attrs["source"] == f"imported:{fmt}" and not dataset.has_log_prob
+    assert _pauli6_chi2(out, psi) > 1e-4
+
+
+def test_the_born_rule_check_has_power(shots, tmp_path):
+    """Reading qiskit's strings big-endian (the classic mistake) is caught by the χ² test."""
+    psi, bases, bits = shots
+    files = _write_layout("qiskit-counts", bases[:, ::-1], bits[:, ::-1], tmp_path)
+    assert _pauli6_chi2(import_records("qiskit-counts", files, tmp_path / "x.h5"), psi) < 1e-10
+
+
+@pytest.mark.parametrize("povm, ours", [("4Pauli", "pauli4"), ("Tetra", "tetra")])
+def test_genmodel_pauli4_and_tetra_records(povm, ours, shots, tmp_path):
+    """Their 4Pauli and Tetra elements, written here from their definitions, equal ours."""
+    psi = shots[0]
+    s = np.sqrt(2)
+    if povm == "4Pauli":
+        first = [np.diag([1, 0]) / 3, np.ones((2, 2)) / 6, np.array([[1, -1j], [1j, 1]]) / 6]
+        elements = np.array([*first, np.eye(2) - sum(first)])
+    else:
+        bloch = [(0, 0, 1), (2 * s / 3, 0, -1 / 3), (-s / 3, np.sqrt(2 / 3), -1 / 3),
+                 (-s / 3, -np.sqrt(2 / 3), -1 / 3)]
+        sigma = [np.array([[0, 1], [1, 0]]), np.array([[0, -1j], [1j, 0]]), np.diag([1, -1])]
+        elements = np.array([(np.eye(2) + sum(c * p for c, p in zip(v, sigma, strict=True))) / 4
+                             for v in bloch])
+    P = born_probabilities(np.outer(psi, psi.conj()), get_povm(ours))
+    assert np.allclose(get_povm(ours).elements, elements)
+    index = np.random.default_rng(1).choice(P.size, size=20_000, p=P)
+    records = (index[:, None] // 4 ** np.arange(L_SHOTS - 1, -1, -1)) % 4
+    np.savetxt(tmp_path / "data.txt", records, fmt="%d")
+    out = import_records("genmodel", [tmp_path / "data.txt"], tmp_path / "g.h5", povm=povm,
+                         shuffle=False)
+    dataset = read_dataset(out)
+    assert dataset.povm == get_povm(ours) and np.array_equal(dataset.outcomes(), records)
+
+
+# --- genmodel MPS files ---------------------------------------------------------------------
+
+def _write_genmodel_mps(tensors, folder):
+    """index.txt / tensor.txt in POVM_GENMODEL's layout: 1-based non-zero entries, legs
+    (right, phys) first, (right, phys, left) bulk, (phys, left) last, blank line between."""
+    L = len(tensors)
+    blocks = [tensors[0][0].T] + [B.transpose(2, 1, 0) for B in tensors[1:-1]] \
+        + [tensors[-1][:, :, 0].T]
+    index_lines, tensor_lines = [], []
+    for block in blocks:
+        assert np.allclose(block.imag, 0)
+        nonzero = np.argwhere(block.real != 0)
+        index_lines.append(f"{block.ndim}\t{len(nonzero)}\t" + "   ".join(map(str, block.shape)))
+        tensor_lines += [" ".join(str(i + 1) for i in entry)
+                         + f"\t{float(block.real[tuple(entry)])!r}" for entry in nonzero] + [""]
+    (folder / "index.txt").write_text("\n".join(index_lines) + "\n")
+    (folder / "tensor.txt").write_text("\n".join(tensor_lines[:-1]) + "\n")
+    assert len(index_lines) == L
+    return folder / "index.txt", folder / "tensor.txt"
+
+
+def _their_tfim_state(tensors):
+    """Our −ΣZZ − ΣX ground state mapped to theirs (+ΣZZ + ΣX): Z on every site, then X on odd
+    sites, inverted (Z X per odd site), and a non-canonical gauge on one bond."""
+    Z, X = np.diag([1.0, -1.0]), np.array([[0.0, 1.0], [1.0, 0.0]])
+    theirs = [np.einsum("st,atb->asb", Z @ X if i % 2 else Z, B) for i, B in enumerate(tensors)]
+    gauge = np.diag(np.linspace(0.5, 2.0, theirs[3].shape[2]))
+    theirs[3] = np.einsum("asb,bc->asc", theirs[3], gauge)
+    theirs[4] = np.einsum("cb,bsd->csd", np.linalg.inv(gauge), theirs[4])
+    return [B.real.astype(float) for B in theirs]
+
+
+def test_genmodel_mps_sign_map_gives_our_tfim_energy(tmp_path):
+    """Their layout written here from our DMRG state (their real L = 50 file is not shipped:
+    see test_genmodel_real_tfim_file); the map brings back the free-fermion energy."""
+    from qtomo.states.hamiltonians import TFIM
+    from qtomo.states.mps import MPSState, tfim_mps
+
+    L = 20
+    ours = tfim_mps(L).mps
+    index, tensor = _write_genmodel_mps(_their_tfim_state(ours), tmp_path)
+    read = read_genmodel_mps(index, tensor)
+    theirs = MPSState(read).references()  # right-canonical and normalised, or MPSState refuses
+    assert np.all(theirs["X"] < 0) and np.all(np.diag(theirs["ZZ"], 1) < 0)
+    mapped = MPSState(genmodel_tfim_sign_map(read)[0], hamiltonian=TFIM(L)).references()
+    exact = TFIM(L).free_fermion_ground_energy()
+    assert abs(float(mapped["energy"]) - exact) < 2e-4 * abs(exact)
+    assert np.all(mapped["X"] > 0) and np.all(np.diag(mapped["ZZ"], 1) > 0)
+
+
+@pytest.mark.skipif("QTOMO_GENMODEL_MPS" not in os.environ,
+                    reason="set QTOMO_GENMODEL_MPS to POVM_GENMODEL's "
+                           "data/training_data_1D_TFIM_model/Matrix_product_state folder")
+def test_genmodel_real_tfim_file():
+    from qtomo.states.hamiltonians import TFIM
+    from qtomo.states.mps import MPSState
+
+    folder = Path(os.environ["QTOMO_GENMODEL_MPS"])
+    tensors, _ = genmodel_tfim_sign_map(read_genmodel_mps(folder / "index.txt",
+                                                          folder / "tensor.txt"))
+    H = TFIM(len(tensors))
+    energy = float(MPSState(tensors, hamiltonian=H).references()["energy"])
+    assert abs(energy - H.free_fermion_ground_energy()) < 2e-4 * abs(
+        H.free_fermion_ground_energy())
+
+
+def test_genmodel_import_with_mps_relabels_records_consistently(shots, tmp_path):
+    """Records of their state ψ, mapped with the MPS, follow the Born rule of the mapped MPS."""
+    from qtomo.reconstruct import mps_to_vector, vector_to_mps
+
+    psi, bases, bits = shots
+    real_psi = np.abs(psi) * np.sign(psi.real)  # their files hold real tensors
+    real_psi /= np.linalg.norm(real_psi)
+    rng = np.random.default_rng(3)
+    P = born_probabilities(np.outer(real_psi, real_psi), get_povm("pauli6"))
+    index = rng.choice(P.size, size=N_SHOTS, p=P)
+    ours = (index[:, None] // 6 ** np.arange(L_SHOTS - 1, -1, -1)) % 6
+    their_order = np.array([4, 5, 0, 1, 2, 3])  # ours → theirs (|+⟩,|−⟩,|+i⟩,|−i⟩,|0⟩,|1⟩)
+    np.savetxt(tmp_path / "data.txt", their_order[ours], fmt="%d")
+    mps_files = _write_genmodel_mps(vector_to_mps(real_psi.astype(complex)), tmp_path)
+    out = import_records("genmodel", [tmp_path / "data.txt", *mps_files], tmp_path / "g.h5",
+                         povm="Pauli", tfim_sign_map=True)
+    mapped = mps_to_vector(read_dataset(out).reference["mps"])
+    assert abs(abs(np.vdot(mapped, real_psi)) - 1) > 0.01  # the map changed the state
+    assert _pauli6_chi2(out, mapped) > 1e-4
+    with pytest.raises(QtomoError, match="Pauli \\(pauli6\\) POVM only"):
+        np.savetxt(tmp_path / "tetra.txt", ours % 4, fmt="%d")
+        import_records("genmodel", [tmp_path / "tetra.txt", *mps_files], tmp_path / "t.h5",
+                       povm="Tetra", tfim_sign_map=True)
+
+
+# --- uniform bases ----------------------------------------------------------------------------
+
+def test_uniform_bases_test(shots, tmp_path):
+    _, bases, bits = shots
+    codes = np.vectorize({"Z": 0, "X": 1, "Y": 2}.get)(bases)
+    assert bases_uniformity(codes)["uniform"]
+    # NetKet's QSR example draws X, Y with probability 1/L each: refused, the worst site named
+    rng = np.random.default_rng(0)
+    skewed = rng.choice(list("XYZ"), size=bases.shape, p=[0.25, 0.25, 0.5])
+    np.savez(tmp_path / "s.npz", bases=skewed, bits=bits)
+    with pytest.raises(QtomoError, match=r"site \d has χ² = .*--allow-biased-bases"):
+        import_records("pauli-shots", [tmp_path / "s.npz"], tmp_path / "s.h5")
+    assert not (tmp_path / "s.h5").exists()
+    # uniform per site but the same basis on every qubit: the pair test names a pair
+    same = np.repeat(bases[:, :1], L_SHOTS, axis=1)
+    np.savez(tmp_path / "p.npz", bases=same, bits=bits)
+    with pytest.raises(QtomoError, match=r"pair \(\d, \d\)"):
+        import_records("pauli-shots", [tmp_path / "p.npz"], tmp_path / "p.h5")
+    with pytest.warns(UserWarning, match="not uniform"):
+        out = import_records("pauli-shots", [tmp_path / "p.npz"], tmp_path / "p.h5",
+                             allow_biased_bases=True)
+    assert "not uniform" in read_dataset(out).attrs["warning"]
+
+
+def test_every_setting_with_equal_shots_passes():
+    settings = (np.arange(3**4)[:, None] // 3 ** np.arange(3, -1, -1)) % 3
+    result = bases_uniformity(np.repeat(settings, 5, axis=0))
+    assert result["uniform"] and result["chi2"] == 0
+
+
+# --- exporters: exact inverses ----------------------------------------------------------------
+
+@pytest.mark.parametrize("fmt", EXPORT_FORMATS)
+def test_export_then_import_gives_the_records_back(fmt, shots, tmp_path):
+    _, bases, bits = shots
+    dataset = import_records("pauli-shots", _write_layout("pauli-shots", bases, bits, tmp_path),
+                             tmp_path / "d.h5")
+    written = export_records(fmt, dataset, tmp_path / "out.txt")
+    again = read_dataset(import_records(fmt, written, tmp_path / "again.h5", shuffle=False))
+    first = read_dataset(dataset).outcomes()
+    if fmt == "qiskit-counts":  # counts keep the multiset, not the order
+        assert np.array_equal(np.unique(first, axis=0, return_counts=True)[1],
+                              np.unique(again.outcomes(), axis=0, return_counts=True)[1])
+        assert np.array_equal(np.unique(first, axis=0), np.unique(again.outcomes(), axis=0))
+    else:
+        assert np.array_equal(again.outcomes(), first)
+
+
+@pytest.mark.parametrize("layout", ["pauli-shots", "qucumber", "qiskit-counts", "netket", "aqt"])
+def test_import_then_export_gives_the_files_back(layout, shots, tmp_path):
+    _, bases, bits = shots
+    (tmp_path / "in").mkdir()
+    files = _write_layout(layout, bases[:500], bits[:500], tmp_path / "in")
+    dataset = import_records(layout, files, tmp_path / "d.h5", shuffle=False)
+    written = export_records(layout, dataset, tmp_path / files[0].name)
+    for original, copy in zip(files, written, strict=True):
+        if original.suffix == ".json":
+            assert json.loads(copy.read_text()) == json.loads(original.read_text())
+        elif original.suffix == ".txt":
+            assert np.array_equal(np.loadtxt(copy, dtype=str), np.loadtxt(original, dtype=str)) \
+                or np.array_equal(np.loadtxt(copy), np.loadtxt(original))
+        elif original.suffix == ".npy":
+            assert np.array_equal(np.load(copy), np.load(original))
+        else:
+            with np.load(copy) as a, np.load(original) as b:
+                assert sorted(a.files) == sorted(b.files)
+                assert all(np.array_equal(a[key], b[key]) for key in a.files)
+
+
+def test_export_refuses_other_povms(tmp_path):
+    path = _imported(tmp_path / "t.h5", [[0, 3]], povm="tetra")
+    with pytest.raises(QtomoError, match="export needs pauli6 records"):
+        export_records("qucumber", path, tmp_path / "x.txt")
