@@ -82,6 +82,11 @@ def _add_simulate_parser(subparsers) -> None:
                         help="exact, mps, or auto = exact up to the exact limit (default auto)")
     parser.add_argument("--chi-max", type=int, default=None,
                         help="MPS bond-dimension cap for DMRG")
+    parser.add_argument("--readout-error", type=_finite_float, nargs=2, default=None,
+                        metavar=("E0", "E1"),
+                        help="with --povm pauli6: flip read bits, P(read 1 | 0) = E0 and "
+                             "P(read 0 | 1) = E1, each in [0, 0.5); the file stores the POVM "
+                             "actually measured")
     parser.add_argument("--out", type=Path, default=None,
                         help="output file (default data/<state>_L<L>[_h<h>]_<povm>.h5)")
     _common_options(parser)
@@ -94,7 +99,8 @@ def _run_simulate(args: argparse.Namespace) -> int:
     path = simulate(
         args.state, args.L, J=args.J, h=args.h, boundary=args.boundary,
         product_state=args.product_state, povm=args.povm, samples=args.samples,
-        method=args.method, chi_max=args.chi_max, seed=args.seed, device=args.device,
+        method=args.method, chi_max=args.chi_max, readout_error=args.readout_error,
+        seed=args.seed, device=args.device,
         out=args.out, quiet=args.quiet,
     )
     if not args.quiet:

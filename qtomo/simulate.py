@@ -24,7 +24,7 @@ import torch
 from qtomo.data import write_dataset
 from qtomo.device import resolve_device
 from qtomo.errors import QtomoError
-from qtomo.povm import get_povm
+from qtomo.povm import get_povm, readout_povm
 from qtomo.states import exact
 
 __all__ = ["DEFAULT_SAMPLES", "METHODS", "STATES", "SimulationWarning", "default_output",
@@ -63,6 +63,7 @@ def simulate(
     samples: int = DEFAULT_SAMPLES,
     method: str = "auto",
     chi_max: int | None = None,
+    readout_error: tuple[float, float] | None = None,
     seed: int = 0,
     device: str | torch.device = "auto",
     out: str | os.PathLike | None = None,
@@ -80,6 +81,9 @@ def simulate(
         method: ``auto``, ``exact`` or ``mps``.
         chi_max: MPS bond-dimension cap for DMRG (MPS path; default of
             :func:`qtomo.states.mps.tfim_mps` when None).
+        readout_error: (e0, e1) = (P(read 1 | 0), P(read 0 | 1)) of every qubit's bit, for
+            ``povm="pauli6"``: the records are those of :func:`qtomo.povm.readout_povm`, which
+            the file stores (README "Measured data"); the references stay the state's.
         seed: seeds the sampler (and DMRG's initial state choice is deterministic).
         device: sampler device for the MPS path (``auto`` = CUDA when present).
         out: output file; default :func:`default_output`.
@@ -106,6 +110,11 @@ def simulate(
     if chi_max is not None and chi_max < 1:
         raise QtomoError(f"--chi-max must be at least 1; got {chi_max}")
     measurement = get_povm(povm)
+    if readout_error is not None:
+        if povm != "pauli6":
+            raise QtomoError(f"--readout-error flips the bits of Pauli-basis shots and needs "
+                             f"--povm pauli6; got {povm}")
+        measurement = readout_povm(*readout_error)
     limit = exact.exact_limit(measurement.K)
     if method == "auto":
         method = "exact" if L <= limit else "mps"
@@ -134,7 +143,8 @@ def simulate(
         from qtomo.states.mps import ghz_mps
 
         reference["mps"] = ghz_mps(L).references()["mps"]
-    attrs = {**built.attrs, "L": L, "seed": seed, "method": method}
+    attrs = {**built.attrs, "L": L, "seed": seed, "method": method,
+             "readout_error": None if readout_error is None else [float(e) for e in readout_error]}
     return write_dataset(target, povm=measurement, attrs=attrs, n_records=samples,
                          chunks=chunks(), reference=reference, quiet=quiet)
 

@@ -356,3 +356,79 @@ def test_export_refuses_other_povms(tmp_path):
     path = _imported(tmp_path / "t.h5", [[0, 3]], povm="tetra")
     with pytest.raises(QtomoError, match="export needs pauli6 records"):
         export_records("qucumber", path, tmp_path / "x.txt")
+
+
+# --- readout errors -------------------------------------------------------------------------
+
+E0, E1 = 0.05, 0.12
+
+
+def test_readout_povm_duals_undo_the_readout_error_exactly(shots):
+    """Exact distribution of a known ψ under readout errors: the true duals give Tr(ρ O) to
+    1e-12, the ideal pauli6 duals are visibly off."""
+    from qtomo.povm import readout_povm
+    from qtomo.reconstruct import density_matrix, exact_observables
+
+    psi = shots[0]
+    rho = np.outer(psi, psi.conj())
+    measured = readout_povm(E0, E1)
+    P = born_probabilities(rho, measured)
+    # independent: flip each read bit of the ideal records with the readout probabilities
+    flip = np.array([[1 - E0, E1], [E0, 1 - E1]])  # [read, true]
+    ideal = born_probabilities(rho, get_povm("pauli6")).reshape((3, 2) * L_SHOTS)
+    for site in range(L_SHOTS):
+        ideal = np.moveaxis(np.tensordot(flip, ideal, axes=([1], [2 * site + 1])), 0,
+                            2 * site + 1)
+    assert np.allclose(P, ideal.reshape(-1), atol=1e-15)
+    assert np.allclose(density_matrix(P, measured).rho, rho, atol=1e-12)
+    z_true = [np.vdot(psi, site_z(site) @ psi).real for site in range(L_SHOTS)]
+    assert np.allclose(exact_observables(P, measured).Z.value, z_true, atol=1e-12)
+    ignored = exact_observables(P, get_povm("pauli6")).Z.value
+    assert np.allclose(ignored, (1 - E0 - E1) * np.array(z_true) + (E1 - E0), atol=1e-12)
+
+
+def site_z(site):
+    return reduce(np.kron, [np.diag([1.0, -1.0]) if i == site else np.eye(2)
+                            for i in range(L_SHOTS)])
+
+
+@pytest.fixture(scope="module")
+def readout_file(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("readout")
+    path = folder / "tfim_readout.h5"
+    assert main(["simulate", "--state", "tfim", "--L", "4", "--povm", "pauli6", "--samples",
+                 "200000", "--readout-error", str(E0), str(E1), "--out", str(path),
+                 "--quiet"]) == 0
+    return path
+
+
+def _z_scores(dataset, povm, reference):
+    from qtomo.reconstruct import estimate_observables
+
+    estimate = estimate_observables(dataset.outcomes(), povm)
+    return np.concatenate([(estimate.X.value - reference["X"]) / estimate.X.stderr,
+                           (estimate.Z.value - reference["Z"]) / estimate.Z.stderr])
+
+
+def test_simulated_readout_error_is_undone_by_the_stored_povm(readout_file):
+    from qtomo.povm import readout_povm
+
+    dataset = read_dataset(readout_file)
+    assert dataset.povm == readout_povm(E0, E1) and dataset.attrs["readout_error"] == [E0, E1]
+    assert dataset.has_log_prob  # simulated: exact ln P under the POVM actually measured
+    assert np.max(np.abs(_z_scores(dataset, dataset.povm, dataset.reference))) < 4.5
+    ignored = _z_scores(dataset, get_povm("pauli6"), dataset.reference)
+    assert np.max(np.abs(ignored)) > 10
+
+
+def test_imported_readout_error_is_stored_and_undone(readout_file, tmp_path):
+    """The raw bits of the corrupted records, exported and re-imported with --readout-error."""
+    shots_file = export_records("pauli-shots", readout_file, tmp_path / "raw.npz")
+    out = tmp_path / "lab.h5"
+    assert main(["import", "pauli-shots", str(shots_file[0]), "--out", str(out),
+                 "--readout-error", str(E0), str(E1), "--quiet"]) == 0
+    lab = read_dataset(out)
+    assert lab.povm == read_dataset(readout_file).povm and not lab.has_log_prob
+    truth = read_dataset(readout_file).reference  # the lab file has none
+    assert np.max(np.abs(_z_scores(lab, lab.povm, truth))) < 4.5
+    assert np.max(np.abs(_z_scores(lab, get_povm("pauli6"), truth))) > 10
