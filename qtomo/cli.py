@@ -243,6 +243,7 @@ def _run_fit(args: argparse.Namespace) -> int:
 
     from qtomo.data import read_dataset
     from qtomo.models import build, load_checkpoint
+    from qtomo.models.checkpoint import training_data_path
     from qtomo.train import TrainOptions, fit, resume_path, run_output
 
     given_hp = {key[3:]: value for key, value in vars(args).items()
@@ -254,7 +255,7 @@ def _run_fit(args: argparse.Namespace) -> int:
     data, resumed = args.data, None
     if args.resume is not None:
         resumed = load_checkpoint(resume_path(args.resume))
-        data = data or Path(resumed.config["data"]["path"])
+        data = data or training_data_path(resumed)
     elif data is None:
         data = _newest_dataset()
         if not args.quiet:
@@ -315,6 +316,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     from qtomo.device import resolve_device
     from qtomo.evaluate import evaluate, format_report, write_json
     from qtomo.models import load_checkpoint
+    from qtomo.models.checkpoint import training_data_path
     from qtomo.plots import check_plot_path, plot_evaluation
     from qtomo.train import run_paths
 
@@ -324,7 +326,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     checkpoint = load_checkpoint(args.model, map_location=resolve_device(args.device))
     data = args.data
     if data is None:
-        data = (checkpoint.config.get("data") or {}).get("path")
+        data = training_data_path(checkpoint)
         if data is None:
             raise QtomoError(f"{args.model} records no training dataset; give --data")
         if not args.quiet:

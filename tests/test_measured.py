@@ -432,3 +432,32 @@ def test_imported_readout_error_is_stored_and_undone(readout_file, tmp_path):
     truth = read_dataset(readout_file).reference  # the lab file has none
     assert np.max(np.abs(_z_scores(lab, lab.povm, truth))) < 4.5
     assert np.max(np.abs(_z_scores(lab, get_povm("pauli6"), truth))) > 10
+
+
+# --- portable checkpoints -------------------------------------------------------------------
+
+QUICK_FIT = ["--epochs", "1", "--batch-size", "128", "--hidden", "8", "--device", "cpu",
+             "--quiet"]
+
+
+def test_evaluate_finds_the_dataset_after_the_folder_moved(tmp_path, capsys):
+    from qtomo.models import load_checkpoint
+    from qtomo.simulate import simulate
+
+    project = tmp_path / "project"
+    simulate("ghz", 3, povm="pauli6", samples=2000, out=project / "data" / "g.h5", quiet=True)
+    assert main(["fit", "--data", str(project / "data" / "g.h5"), "--out",
+                 str(project / "runs" / "g.pt"), *QUICK_FIT]) == 0
+    data = load_checkpoint(project / "runs" / "g.pt").config["data"]
+    assert data["relative_path"] == os.path.join("..", "data", "g.h5")
+    moved = project.rename(tmp_path / "elsewhere")
+    assert main(["evaluate", "--model", str(moved / "runs" / "g.pt"), "--samples", "200",
+                 "--json", str(moved / "e.json")]) == 0
+    assert "using the training dataset " + str(moved / "runs" / ".." / "data" / "g.h5") \
+        in capsys.readouterr().out
+    report = json.loads((moved / "e.json").read_text())
+    assert report["test_rows"] == load_checkpoint(moved / "runs" / "g.pt").config["data"][
+        "val_rows"]  # recognised as the training file: only unseen rows are tested
+    (moved / "data" / "g.h5").unlink()
+    assert main(["evaluate", "--model", str(moved / "runs" / "g.pt")]) == 2
+    assert "give --data" in capsys.readouterr().err
