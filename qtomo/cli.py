@@ -303,7 +303,8 @@ def _add_evaluate_parser(subparsers) -> None:
                              "small L (default auto)")
     parser.add_argument("--pauli", action="append", default=[], metavar="STRING",
                         help="extra Pauli string to estimate, e.g. 'X0 Z3 Z4' (repeatable)")
-    parser.add_argument("--json", type=Path, default=None, help="write the figures as JSON here")
+    parser.add_argument("--json", type=Path, default=None,
+                        help="write the figures as JSON here ('-': standard output, no table)")
     parser.add_argument("--plot", type=Path, default=None,
                         help="write the correlation / training figure here (.png, .pdf, .svg)")
     _common_options(parser)
@@ -314,12 +315,13 @@ def _run_evaluate(args: argparse.Namespace) -> int:
 
     from qtomo.data import read_dataset
     from qtomo.device import resolve_device
-    from qtomo.evaluate import evaluate, format_report, write_json
+    from qtomo.evaluate import evaluate
     from qtomo.models import load_checkpoint
     from qtomo.models.checkpoint import training_data_path
-    from qtomo.plots import check_plot_path, plot_evaluation
+    from qtomo.report import check_plot_path, format_report, plot_evaluation, write_json
     from qtomo.train import run_paths
 
+    to_stdout = args.json is not None and str(args.json) == "-"  # then the JSON is the output
     if args.plot is not None:
         check_plot_path(args.plot)
     torch.manual_seed(args.seed)  # flows draw their importance samples from the global RNG
@@ -329,17 +331,18 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         data = training_data_path(checkpoint)
         if data is None:
             raise QtomoError(f"{args.model} records no training dataset; give --data")
-        if not args.quiet:
+        if not (args.quiet or to_stdout):
             print(f"using the training dataset {data}")
-    report = evaluate(checkpoint, read_dataset(data), samples=args.samples, method=args.method,
-                      pauli_strings=args.pauli, seed=args.seed, quiet=args.quiet)
+    evaluation = evaluate(checkpoint, read_dataset(data), samples=args.samples,
+                          method=args.method, pauli_strings=args.pauli, seed=args.seed,
+                          quiet=args.quiet)
     written = []
     if args.json is not None:
-        written.append(write_json(report, args.json))
+        written.append(write_json(evaluation, args.json))
     if args.plot is not None:
-        written.append(plot_evaluation(report, args.plot, history=run_paths(args.model)[2]))
-    if not args.quiet:
-        print(format_report(report))
+        written.append(plot_evaluation(evaluation, args.plot, history=run_paths(args.model)[2]))
+    if not (args.quiet or to_stdout):
+        print(format_report(evaluation))
         for path in written:
             print(f"wrote {path}")
     return 0

@@ -42,7 +42,7 @@ def write_checkpoint(path, dataset, *, L=L, povm="pauli4", train_rows=(0, 3000))
 
 
 def test_truth_as_model_exact(dataset, truth):
-    report = evaluate(truth, dataset, pauli_strings=["X0 Z1 X3"])
+    report = evaluate(truth, dataset, pauli_strings=["X0 Z1 X3"]).as_dict()
     assert report["kl"]["value"] == 0 and report["kl"]["stderr"] == 0
     assert abs(report["classical_fidelity"]["value"] - 1) < 1e-12
     fidelity = report["quantum_fidelity"]
@@ -61,7 +61,7 @@ def test_truth_as_model_exact(dataset, truth):
 
 
 def test_truth_as_model_monte_carlo(dataset, truth):
-    report = evaluate(truth, dataset, method="monte-carlo", samples=20_000, seed=1)
+    report = evaluate(truth, dataset, method="monte-carlo", samples=20_000, seed=1).as_dict()
     assert report["kl"]["value"] == 0
     fidelity = report["quantum_fidelity"]
     assert fidelity["method"] == "monte-carlo"
@@ -79,7 +79,7 @@ def test_mps_truth_as_model(tmp_path, method):
                     out=tmp_path / "ghz.h5", quiet=True)
     dataset = read_dataset(path)
     truth = ghz_mps(5).distribution(get_povm("pauli6"))
-    report = evaluate(truth, dataset, method=method, samples=5000, seed=2)
+    report = evaluate(truth, dataset, method=method, samples=5000, seed=2).as_dict()
     assert abs(report["kl"]["value"]) < 1e-10 and report["kl"]["stderr"] < 1e-10
     fidelity = report["quantum_fidelity"]
     assert fidelity["method"] == method
@@ -130,7 +130,7 @@ def test_cli_writes_table_json_and_plot(dataset, tmp_path, capsys):
 def test_flow_probabilities_are_reported_as_estimates(dataset):
     torch.manual_seed(0)
     flow = build("flow", L=L, K=4)
-    report = evaluate(flow, dataset, method="monte-carlo", samples=50, rows=(0, 50))
+    report = evaluate(flow, dataset, method="monte-carlo", samples=50, rows=(0, 50)).as_dict()
     assert report["model"]["log_prob"] == "estimate"
     assert any("estimate" in warning for warning in report["warnings"])
 
@@ -183,3 +183,17 @@ def test_exact_evaluation_above_the_limit_is_refused(tmp_path):
     model = build("gru", L=big, K=4, hidden=4, layers=1)
     with pytest.raises(QtomoError, match="needs L <= 10"):
         evaluate(model, read_dataset(path), method="exact")
+
+
+def test_cli_json_to_stdout_has_every_documented_key(dataset, tmp_path, capsys):
+    checkpoint = write_checkpoint(tmp_path / "m.pt", dataset)
+    status = main(["evaluate", "--model", str(checkpoint), "--data", str(dataset.path),
+                   "--json", "-", "--device", "cpu"])
+    assert status == 0
+    report = json.loads(capsys.readouterr().out)  # stdout holds the JSON alone
+    assert set(report["quantum_fidelity"]) >= {"value", "physical", "min_eigenvalue",
+                                                "projected"}
+    assert set(report["density_matrix"]) >= {"trace", "min_eigenvalue", "purity", "negativity",
+                                              "top_eigenvector_fidelity"}
+    assert 0 <= report["quantum_fidelity"]["projected"] <= 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.pt"]
