@@ -57,14 +57,16 @@ from qtomo.states.exact import expectation_pauli_string
 from qtomo.states.hamiltonians import hamiltonian_from_attrs
 from qtomo.states.mps import mps_to_vector, vector_to_mps
 
-__all__ = ["METHODS", "Evaluation", "ObservableComparison", "evaluate", "unseen_rows"]
+__all__ = ["METHODS", "Evaluation", "ObservableComparison", "evaluate", "model_data_z",
+           "unseen_rows"]
 
 #: ``auto`` = exact sums for L ≤ ENUMERATE_MAX_L, Monte Carlo above
 METHODS = ("auto", "exact", "monte-carlo")
 DEFAULT_SAMPLES = 100_000
 _CHUNK = 2**16
 #: the attributes of a dataset repeated in an evaluation's ``data`` summary
-_DATA_ATTRS = ("state", "J", "h", "boundary", "method", "seed", "chi_max")
+_DATA_ATTRS = ("state", "J", "h", "boundary", "method", "seed", "chi_max", "source",
+               "readout_error")
 
 
 def unseen_rows(dataset: Dataset, config: dict | None) -> tuple[int, int]:
@@ -109,6 +111,23 @@ def _check_compatible(model: Distribution, povm_name: str | None, dataset: Datas
         raise CheckpointError(f"model does not match {dataset.path}: {', '.join(problems)}")
 
 
+def model_data_z(model: Estimate, data: Estimate) -> float | np.ndarray:
+    """z = (model − data) / √(σ_model² + σ_data²): how far the model's observable is from the
+    data-only estimate in joint standard errors (NaN where both are exact).
+
+    The data-only estimate uses every record, the model was fitted to most of them: the two are
+    correlated, so |z| ≲ 2 means "consistent", not "independently confirmed".
+
+    Example:
+        >>> float(model_data_z(Estimate(1.0, 0.3), Estimate(0.5, 0.4)))
+        1.0
+    """
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = (np.asarray(model.value) - np.asarray(data.value)) / np.hypot(model.stderr,
+                                                                           data.stderr)
+    return float(z) if np.ndim(z) == 0 else z
+
+
 @dataclass(frozen=True)
 class ObservableComparison:
     """The same observables from the model, from the data alone, and of the reference state.
@@ -126,13 +145,16 @@ class ObservableComparison:
     reference: dict[str, Any]
 
     def as_dict(self) -> dict:
-        """``{name: {"model", "data", "reference"}}`` for X, Z, XX, ZZ, energy and each string,
-        plus ``method``, ``model_samples``, ``data_records``."""
+        """``{name: {"model", "data", "reference", "z"}}`` for X, Z, XX, ZZ, energy and each
+        string (``z``: :func:`model_data_z`), plus ``method``, ``model_samples``,
+        ``data_records``."""
         def side_by_side(model: Estimate | None, data: Estimate | None, reference) -> dict:
+            z = None if model is None or data is None else model_data_z(model, data)
             return {"model": None if model is None else model.as_dict(),
                     "data": None if data is None else data.as_dict(),
                     "reference": None if reference is None
-                    else np.asarray(reference, dtype=float).tolist()}
+                    else np.asarray(reference, dtype=float).tolist(),
+                    "z": None if z is None else np.asarray(z).tolist()}
 
         report = {name: side_by_side(getattr(self.model, name), getattr(self.data, name),
                                      self.reference.get(name))
@@ -201,7 +223,8 @@ def evaluate(model: Checkpoint | Distribution, dataset: Dataset, *,
             check, the rows not trained on and the provenance), or any :class:`Distribution`
             (an optional ``povm`` attribute is checked), e.g. the truth
             :class:`~qtomo.states.exact.ExactDistribution`.
-        dataset: the measured state (:func:`qtomo.data.read_dataset`), with ``/log_prob``.
+        dataset: the measured state (:func:`qtomo.data.read_dataset`); without ``/log_prob``
+            (measured data) KL and F_c are left out, without a reference state the fidelity.
         samples: model samples for Monte Carlo observables and fidelity.
         method: ``"auto"`` (exact for L ≤ ENUMERATE_MAX_L), ``"exact"`` or ``"monte-carlo"``.
         pauli_strings: extra observables such as ``"X0 Z3 Z4"``.
@@ -214,7 +237,7 @@ def evaluate(model: Checkpoint | Distribution, dataset: Dataset, *,
         :class:`Evaluation`.
 
     Raises:
-        QtomoError: model and data disagree on L, K or POVM; no ``/log_prob``; bad Pauli
+        QtomoError: model and data disagree on L, K or POVM; bad Pauli
             string; ``method="exact"`` above the limit; unknown method.
     """
     checkpoint = model if isinstance(model, Checkpoint) else None
@@ -227,9 +250,6 @@ def evaluate(model: Checkpoint | Distribution, dataset: Dataset, *,
     if method not in METHODS:
         raise QtomoError(f"unknown evaluation method {method!r}; expected one of "
                          f"{', '.join(METHODS)}")
-    if not dataset.has_log_prob:
-        raise QtomoError(f"{dataset.path} has no /log_prob (exact ln P of each record); the "
-                         f"classical metrics need it")
     exact = method == "exact" or (method == "auto" and dataset.L <= ENUMERATE_MAX_L)
     if exact and dataset.L > ENUMERATE_MAX_L:
         raise QtomoError(f"exact evaluation enumerates K^L records and needs L <= "
@@ -237,6 +257,10 @@ def evaluate(model: Checkpoint | Distribution, dataset: Dataset, *,
     strings = {text: parse_pauli_string(text, dataset.L) for text in pauli_strings}  # fail early
     test_rows = rows if rows is not None else unseen_rows(dataset, config)
     notes: list[str] = []
+    if not dataset.has_log_prob:
+        notes.append("measured data (no exact ln P per record): KL(P||Q) and the classical "
+                     "fidelity are left out; the NLL is the model's cross-entropy on held-out "
+                     "rows, and model vs data-only observables (z column) show what it learned")
     exact_log_prob = bool(model.exact_log_prob)
     if not exact_log_prob:
         notes.append("this model's ln Q is an estimate (not exact): NLL, KL, F_c and the exact "

@@ -22,13 +22,13 @@ from matplotlib.ticker import MaxNLocator
 
 from qtomo.atomic import atomic_output
 from qtomo.errors import QtomoError
-from qtomo.evaluate import Evaluation
+from qtomo.evaluate import Evaluation, model_data_z
 from qtomo.metrics import Estimate
 from qtomo.reconstruct import QuantumFidelity, SampledFidelity
 
 __all__ = ["check_plot_path", "format_report", "plot_evaluation", "write_json"]
 
-_HEADER = ("quantity", "model", "data only", "reference")
+_HEADER = ("quantity", "model", "data only", "reference", "z (model - data)")
 _STYLES = {"model": ("C0", "o"), "data": ("C1", "s")}
 
 
@@ -41,6 +41,11 @@ def _pm(estimate: Estimate | None, exact: bool = False) -> str:
     if exact:
         return f"{estimate.value:.6g} (exact)"
     return f"{estimate.value:.6g} ± {estimate.stderr:.2g}"
+
+
+def _z(model: Estimate, data: Estimate) -> str:
+    z = model_data_z(model, data)
+    return "—" if not np.isfinite(z) else f"{z:+.2f}"
 
 
 def _fidelity_cell(fidelity: QuantumFidelity | SampledFidelity) -> str:
@@ -58,9 +63,10 @@ def format_report(evaluation: Evaluation) -> str:
     classical, observables = evaluation.classical, evaluation.observables
     L = evaluation.data["L"]
     rows = [("NLL = E_P[-ln Q] (nats)", _pm(classical.nll), "—",
-             f"H(P) = {_pm(classical.entropy)}"),
-            ("KL(P||Q) (nats)", _pm(classical.kl), "—", "0"),
-            ("classical fidelity F_c", _pm(classical.classical_fidelity), "—", "1")]
+             "—" if classical.entropy is None else f"H(P) = {_pm(classical.entropy)}")]
+    if classical.kl is not None:  # only from exact ln P, never estimated without it
+        rows += [("KL(P||Q) (nats)", _pm(classical.kl), "—", "0"),
+                 ("classical fidelity F_c", _pm(classical.classical_fidelity), "—", "1")]
     fidelity = evaluation.fidelity
     if fidelity is not None:
         rows.append(("quantum fidelity <psi|rho|psi>", _fidelity_cell(fidelity), "—", "1"))
@@ -77,7 +83,8 @@ def format_report(evaluation: Evaluation) -> str:
         energy = reference.get("energy")
         rows.append(("energy <H>", _pm(observables.model.energy, exact),
                      _pm(observables.data.energy),
-                     "—" if energy is None else f"{float(energy):.10g}"))
+                     "—" if energy is None else f"{float(energy):.10g}",
+                     _z(observables.model.energy, observables.data.energy)))
     centre = (L - 1) // 2
     picks = [(f"<X_{centre}>", "X", centre), (f"<Z_{centre}>", "Z", centre)]
     if L > 1:
@@ -86,14 +93,18 @@ def format_report(evaluation: Evaluation) -> str:
                   (f"<Z_0 Z_{L - 1}>", "ZZ", (0, L - 1))]
     for label, name, index in picks:
         value = reference.get(name)
-        rows.append((label, _pm(getattr(observables.model, name)[index], exact),
-                     _pm(getattr(observables.data, name)[index]),
-                     "—" if value is None else f"{np.asarray(value)[index]:.6g}"))
+        model, data = getattr(observables.model, name)[index], getattr(observables.data,
+                                                                       name)[index]
+        rows.append((label, _pm(model, exact), _pm(data),
+                     "—" if value is None else f"{np.asarray(value)[index]:.6g}",
+                     _z(model, data)))
     strings = reference.get("strings", {})
     for text, estimate in observables.model.strings.items():
-        rows.append((f"<{text}>", _pm(estimate, exact), _pm(observables.data.strings[text]),
-                     "—" if text not in strings else f"{strings[text]:.6g}"))
-    widths = [max(len(row[i]) for row in rows + [_HEADER]) for i in range(4)]
+        data = observables.data.strings[text]
+        rows.append((f"<{text}>", _pm(estimate, exact), _pm(data),
+                     "—" if text not in strings else f"{strings[text]:.6g}", _z(estimate, data)))
+    rows = [row if len(row) == len(_HEADER) else (*row, "") for row in rows]
+    widths = [max(len(row[i]) for row in rows + [_HEADER]) for i in range(len(_HEADER))]
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
              for row in [_HEADER, *rows]]
     samples = observables.model.n_samples
@@ -240,8 +251,9 @@ def plot_evaluation(evaluation: Evaluation, path: str | os.PathLike,
         axis, epoch = axes["training"], [row["epoch"] for row in epochs]
         axis.plot(epoch, [row["train_nll"] for row in epochs], "C0-", label="train NLL")
         axis.plot(epoch, [row["val_nll"] for row in epochs], "C1-", label="validation NLL")
-        axis.axhline(evaluation.classical.entropy.value, color="k", ls="--", lw=1,
-                     label="entropy H(P) (test)")
+        if evaluation.classical.entropy is not None:
+            axis.axhline(evaluation.classical.entropy.value, color="k", ls="--", lw=1,
+                         label="entropy H(P) (test)")
         axis.set(xlabel="epoch", ylabel="nats per record", title="training")
         axis.xaxis.set_major_locator(MaxNLocator(integer=True))
         axis.legend(fontsize="small")

@@ -461,3 +461,50 @@ def test_evaluate_finds_the_dataset_after_the_folder_moved(tmp_path, capsys):
     (moved / "data" / "g.h5").unlink()
     assert main(["evaluate", "--model", str(moved / "runs" / "g.pt")]) == 2
     assert "give --data" in capsys.readouterr().err
+
+
+# --- the worked example: QuCumber files → import → fit → evaluate → export --------------------
+
+EXAMPLE = Path(__file__).parent / "data"
+
+
+def test_worked_example_import_fit_evaluate_export(tmp_path, capsys):
+    from qtomo.states.exact import tfim_ground_state
+
+    samples, bases = EXAMPLE / "tfim4_samples.txt", EXAMPLE / "tfim4_samples_bases.txt"
+    data = tmp_path / "lab.h5"
+    assert main(["import", "qucumber", str(samples), str(bases), "--out", str(data),
+                 "--quiet"]) == 0
+    dataset = read_dataset(data)
+    assert (dataset.n_records, dataset.L, dataset.povm.name) == (2000, 4, "pauli6")
+    truth = tfim_ground_state(4).references()
+    from qtomo.observables import estimate_observables
+
+    observed = estimate_observables(dataset.outcomes(), dataset.povm)
+    for name in ("X", "Z", "ZZ"):  # the committed shots are shots of the TFIM ground state
+        off = np.abs(getattr(observed, name).value - truth[name])
+        assert np.all(off <= 4 * getattr(observed, name).stderr + 1e-12), name
+
+    run = tmp_path / "runs" / "lab.pt"
+    assert main(["fit", "--data", str(data), "--out", str(run), *QUICK_FIT]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", "--model", str(run), "--json", str(tmp_path / "e.json")]) == 0
+    table = capsys.readouterr().out
+    assert "quantum fidelity" not in table  # no reference state: no fidelity
+    assert "smallest eigenvalue of rho" in table and "z (model - data)" in table
+    report = json.loads((tmp_path / "e.json").read_text())
+    assert "kl" not in report and "classical_fidelity" not in report
+    assert report["quantum_fidelity"] is None and report["n_test"] == 200  # held-out rows
+    assert report["nll"]["stderr"] > 0 and np.isfinite(report["nll"]["value"])
+    assert report["data"]["source"] == "imported:qucumber"
+    assert len(report["observables"]["X"]["z"]) == 4
+    assert set(report["density_matrix"]) >= {"trace", "min_eigenvalue", "purity"}
+
+    written = export_records("qucumber", data, tmp_path / "back.txt")
+    def shots_of(samples_file, bases_file):
+        return sorted(tuple(bits) + tuple(letters) for bits, letters in zip(
+            np.loadtxt(samples_file, dtype=int).tolist(),
+            np.loadtxt(bases_file, dtype=str).tolist(), strict=True))
+
+    # import shuffles the rows; the multiset of shots comes back unchanged
+    assert shots_of(*written) == shots_of(samples, bases)
