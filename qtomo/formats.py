@@ -206,14 +206,20 @@ def _integers(path: Path, rows: list[list[str]], what: str) -> np.ndarray:
 
 def _load_arrays(path: Path, keys: Sequence[str]) -> list[np.ndarray]:
     try:
-        with np.load(path, allow_pickle=False) as archive:
-            missing = [key for key in keys if key not in archive.files]
-            if missing:
-                raise QtomoError(f"{path}: missing array(s) {', '.join(missing)}; found "
-                                 f"{', '.join(archive.files) or 'none'}")
-            return [archive[key] for key in keys]
+        archive = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError) as error:
         raise QtomoError(f"{path}: not a readable .npz archive ({error})") from None
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise QtomoError(f"{path}: not a readable .npz archive (a single array)")
+    with archive:
+        missing = [key for key in keys if key not in archive.files]
+        if missing:
+            raise QtomoError(f"{path}: missing array(s) {', '.join(missing)}; found "
+                             f"{', '.join(archive.files) or 'none'}")
+        try:
+            return [archive[key] for key in keys]
+        except (OSError, ValueError, EOFError) as error:
+            raise QtomoError(f"{path}: not a readable .npz archive ({error})") from None
 
 
 def _nonempty(array: np.ndarray, path: Path) -> np.ndarray:
@@ -365,6 +371,9 @@ def _read_aqt(files: Sequence[Path]) -> Records:
         records = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError) as error:
         raise QtomoError(f"{path}: not a readable .npy array ({error})") from None
+    if not isinstance(records, np.ndarray):
+        records.close()
+        raise QtomoError(f"{path}: expected a .npy array of records; got an .npz archive")
     return Records(_relabel(_nonempty(records, path), _AQT_TO_OURS, path, "aqt"),
                    get_povm("pauli6"))
 

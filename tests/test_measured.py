@@ -508,3 +508,91 @@ def test_worked_example_import_fit_evaluate_export(tmp_path, capsys):
 
     # import shuffles the rows; the multiset of shots comes back unchanged
     assert shots_of(*written) == shots_of(samples, bases)
+
+
+# --- bad input: one line, exit 2, no file left ------------------------------------------------
+
+GOOD_BITS, GOOD_BASES = "0 1 1\n1 0 0\n", "X Y Z\nZ Z X\n"
+
+
+@pytest.mark.parametrize("samples, bases, extra, message", [
+    (GOOD_BITS, "X Y W\nZ Z X\n", [], "basis letters must be X, Y or Z; got 'W' in row 0"),
+    ("0 1 2\n1 0 0\n", GOOD_BASES, [], "bits must be 0 or 1; got 2 in row 0, qubit 2"),
+    ("0 1 1\n1 0\n", GOOD_BASES, [], "rows of different lengths: row 0 has 3 entries, row 1"),
+    ("", GOOD_BASES, [], "empty file"),
+    ("0 1 1\n", GOOD_BASES, [], "2 rows of 3 bases; the samples file has 1 rows"),
+    (GOOD_BITS, GOOD_BASES, ["--readout-error", "0.5", "0.1"], "must lie in [0, 0.5); got 0.5"),
+    (GOOD_BITS, GOOD_BASES, ["--readout-error", "-0.01", "0"], "must lie in [0, 0.5)"),
+    (GOOD_BITS, GOOD_BASES, ["--readout-error", "nan", "0"], "expected a finite number"),
+    (GOOD_BITS, GOOD_BASES, ["--povm", "Tetra"], "--povm and --tfim-sign-map apply to genmodel"),
+])
+def test_bad_qucumber_input(samples, bases, extra, message, tmp_path, capsys):
+    (tmp_path / "s.txt").write_text(samples)
+    (tmp_path / "b.txt").write_text(bases)
+    out = tmp_path / "out" / "x.h5"
+    status = main(["import", "qucumber", str(tmp_path / "s.txt"), str(tmp_path / "b.txt"),
+                   "--out", str(out), *extra])
+    err = capsys.readouterr().err
+    assert status == 2 and err.startswith("qtomo: error: ") and err.count("\n") == 1
+    assert message in err
+    assert not out.exists() and not list(tmp_path.glob("out/.*tmp"))
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["import", "csv", "x.txt", "--out", "x.h5"], "unknown import format 'csv'; expected one of"),
+    (["export", "aqtt", "x.h5", "--out", "x.npy"], "unknown export format 'aqtt'"),
+    (["export", "genmodel", "x.h5", "--out", "x.txt"], "unknown export format 'genmodel'"),
+    (["import", "qucumber", "a.txt", "--out", "x.h5"], "format qucumber reads 2 file(s); got 1"),
+    (["import", "genmodel", "data.txt", "--out", "x.h5"], "genmodel records need --povm"),
+    (["import", "genmodel", "data.txt", "--povm", "Trine", "--out", "x.h5"],
+     "one of 4Pauli, Tetra, Pauli"),
+    (["import", "netket", "missing.npz", "--out", "x.h5"], "missing.npz: no such file"),
+    (["simulate", "--L", "3", "--povm", "pauli4", "--readout-error", "0.1", "0.1", "--out",
+      "x.h5"], "needs --povm pauli6"),
+    (["simulate", "--L", "3", "--povm", "pauli6", "--readout-error", "0.6", "0.1", "--out",
+      "x.h5"], "must lie in [0, 0.5)"),
+])
+def test_bad_import_export_arguments(argv, message, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data.txt").write_text("0 1\n2 3\n")
+    (tmp_path / "a.txt").write_text("0 1\n")
+    status = main(argv)
+    err = capsys.readouterr().err
+    assert status == 2 and err.count("\n") == 1 and message in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt", "data.txt"]
+
+
+@pytest.mark.parametrize("content, message", [
+    ({"XZ": {"01": 3, "1": 2}}, "bitstring '1' has 1 bits; its basis label 'XZ' has 2"),
+    ({"XZ": {"01": 3}, "Z": {"1": 1}}, "basis label 'Z' has 1 qubits; the first label has 2"),
+    ({"XQ": {"01": 3}}, "basis letters must be X, Y or Z; got 'Q'"),
+    ({"XZ": {"0a": 3}}, "must hold only 0 and 1"),
+    ({"XZ": {"01": -1}}, "non-negative integer; got -1"),
+    ({}, "non-empty JSON object"),
+    ({"XZ": {"01": 0}}, "empty; expected at least one record"),
+])
+def test_bad_qiskit_counts(content, message, tmp_path, capsys):
+    (tmp_path / "c.json").write_text(json.dumps(content))
+    status = main(["import", "qiskit-counts", str(tmp_path / "c.json"), "--out",
+                   str(tmp_path / "x.h5")])
+    err = capsys.readouterr().err
+    assert status == 2 and err.count("\n") == 1 and message in err, err
+    assert not (tmp_path / "x.h5").exists()
+
+
+def test_bad_array_files(tmp_path, capsys):
+    np.savez(tmp_path / "n.npz", sigma=np.array([[1, 0]]), bases=np.array(["XZ"]))
+    np.savez(tmp_path / "m.npz", sigma=np.array([[1, -1]]), bases=np.array(["XZY"]))
+    np.savez(tmp_path / "p.npz", bases=np.array([["X", "Z"]]))
+    np.save(tmp_path / "a.npy", np.array([[0, 6]]))
+    np.save(tmp_path / "e.npy", np.zeros((0, 3), dtype=int))
+    for fmt, name, message in [("netket", "n.npz", "sigma must be +1 or -1; got 0"),
+                               ("netket", "m.npz", "has 3 letters; sigma has L = 2"),
+                               ("pauli-shots", "p.npz", "missing array(s) bits"),
+                               ("aqt", "a.npy", "aqt outcomes must lie in 0..5; got 6"),
+                               ("aqt", "e.npy", "empty"),
+                               ("pauli-shots", "a.npy", "not a readable .npz")]:
+        status = main(["import", fmt, str(tmp_path / name), "--out", str(tmp_path / "x.h5")])
+        err = capsys.readouterr().err
+        assert status == 2 and err.count("\n") == 1 and message in err, (name, err)
+    assert not (tmp_path / "x.h5").exists()
