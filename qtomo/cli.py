@@ -290,9 +290,11 @@ def _add_evaluate_parser(subparsers) -> None:
 
     parser = subparsers.add_parser(
         "evaluate", help="compare a trained model with the measured state",
-        description="NLL, KL(P||Q) and classical fidelity on the rows the model was not trained "
-                    "on; quantum fidelity and observables (X, Z, ZZ, XX, energy) from the model "
-                    "and from the data alone, beside the dataset's reference values.")
+        description="NLL, and where the records carry exact ln P also KL(P||Q) and the "
+                    "classical fidelity, on the rows the model was not trained on; quantum "
+                    "fidelity (given a reference state) and observables (X, Z, ZZ, XX, energy) "
+                    "from the model and from the data alone, with their z-scores, beside the "
+                    "dataset's reference values.")
     parser.add_argument("--model", type=Path, required=True, help="checkpoint (.pt)")
     parser.add_argument("--data", type=Path, default=None,
                         help="dataset (default: the one the checkpoint was trained on)")

@@ -174,15 +174,21 @@ def bases_uniformity(codes: np.ndarray) -> dict:
 
 # --- text and array helpers -----------------------------------------------------------------
 
-def _rows(path: Path) -> list[list[str]]:
-    """Whitespace-separated tokens per non-empty line; refuses an empty file, ragged rows."""
+def _rows_ragged(path: Path) -> list[list[str]]:
+    """Whitespace-separated tokens per non-empty line; refuses an empty file."""
     try:
         text = path.read_text()
     except (OSError, UnicodeDecodeError) as error:
         raise QtomoError(f"{path}: cannot read it as text ({error})") from None
     rows = [line.split() for line in text.splitlines() if line.strip()]
     if not rows:
-        raise QtomoError(f"{path}: empty file; expected one record per line")
+        raise QtomoError(f"{path}: empty file; expected one entry per line")
+    return rows
+
+
+def _rows(path: Path) -> list[list[str]]:
+    """:func:`_rows_ragged`, refusing rows of different lengths."""
+    rows = _rows_ragged(path)
     width = len(rows[0])
     for number, row in enumerate(rows):
         if len(row) != width:
@@ -483,16 +489,6 @@ def read_genmodel_mps(index: str | os.PathLike, tensor: str | os.PathLike) -> li
 
     check_mps_shapes(tensors)
     return _right_canonical(tensors)
-
-
-def _rows_ragged(path: Path) -> list[list[str]]:
-    try:
-        rows = [line.split() for line in path.read_text().splitlines() if line.strip()]
-    except (OSError, UnicodeDecodeError) as error:
-        raise QtomoError(f"{path}: cannot read it as text ({error})") from None
-    if not rows:
-        raise QtomoError(f"{path}: empty file")
-    return rows
 
 
 def _right_canonical(tensors: list[np.ndarray]) -> list[np.ndarray]:
