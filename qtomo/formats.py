@@ -186,26 +186,43 @@ def _rows_ragged(path: Path) -> list[list[str]]:
     return rows
 
 
-def _rows(path: Path) -> list[list[str]]:
-    """:func:`_rows_ragged`, refusing rows of different lengths."""
-    rows = _rows_ragged(path)
+def _table(path: Path, numbers: bool) -> np.ndarray:
+    """A whitespace text table (one row per non-empty line) as float64 or str (n, L).
+
+    numpy's C reader takes the files of millions of rows; a file it refuses is re-read line by
+    line to name the first bad row.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "input contained no data"
+            table = np.loadtxt(path, dtype=np.float64 if numbers else str, ndmin=2)
+    except (ValueError, OSError, UnicodeDecodeError):
+        table = None
+    if table is not None and table.size:
+        return table
+    rows = _rows_ragged(path)  # an empty or unreadable file fails here
     width = len(rows[0])
     for number, row in enumerate(rows):
         if len(row) != width:
             raise QtomoError(f"{path}: rows of different lengths: row 0 has {width} entries, "
                              f"row {number} has {len(row)}")
-    return rows
+    for number, row in enumerate(rows):
+        for column, token in enumerate(row):
+            try:
+                float(token)
+            except ValueError:
+                raise QtomoError(f"{path}: entries must be numbers; got {token!r} in row "
+                                 f"{number}, column {column}") from None
+    raise QtomoError(f"{path}: not a table of {'numbers' if numbers else 'letters'}")
 
 
-def _integers(path: Path, rows: list[list[str]], what: str) -> np.ndarray:
-    """Tokens as integers; floats such as 1.0 or 0.000e+00 (np.savetxt) are accepted."""
-    try:
-        values = np.array(rows, dtype=np.float64)
-    except ValueError:
-        raise QtomoError(f"{path}: {what} must be numbers") from None
-    if not np.all(np.isfinite(values) & (values == np.round(values))):
-        row, column = np.argwhere(~(np.isfinite(values) & (values == np.round(values))))[0]
-        raise QtomoError(f"{path}: {what} must be integers; got {rows[row][column]!r} in row "
+def _integers(path: Path, values: np.ndarray, what: str) -> np.ndarray:
+    """Numbers as integers; floats such as 1.0 or 0.000e+00 (np.savetxt) are accepted."""
+    values = np.asarray(values, dtype=np.float64)
+    bad = ~(np.isfinite(values) & (values == np.round(values)))
+    if np.any(bad):
+        row, column = np.argwhere(bad)[0]
+        raise QtomoError(f"{path}: {what} must be integers; got {values[row, column]} in row "
                          f"{row}, column {column}")
     return values.astype(np.int64)
 
@@ -266,8 +283,8 @@ def _write_pauli_shots(outcomes: np.ndarray, out: Path) -> list[Path]:
 
 def _read_qucumber(files: Sequence[Path]) -> Records:
     samples_path, bases_path = files
-    bits = _integers(samples_path, _rows(samples_path), "samples")
-    bases = np.array(_rows(bases_path))
+    bits = _integers(samples_path, _table(samples_path, numbers=True), "samples")
+    bases = _table(bases_path, numbers=False)
     if bases.shape != bits.shape:
         raise QtomoError(f"{bases_path}: {bases.shape[0]} rows of {bases.shape[1]} bases; the "
                          f"samples file has {bits.shape[0]} rows of {bits.shape[1]} bits")
@@ -418,7 +435,8 @@ def _read_genmodel(files: Sequence[Path], povm: str | None = None,
                          f"tensor.txt; got {len(files)} files")
     ours, mapping = GENMODEL_POVMS[povm]
     path = files[0]
-    outcomes = _relabel(_integers(path, _rows(path), "outcomes"), mapping, path, povm)
+    outcomes = _relabel(_integers(path, _table(path, numbers=True), "outcomes"), mapping, path,
+                        povm)
     reference = {}
     if len(files) == 3:
         tensors = read_genmodel_mps(files[1], files[2])
@@ -452,8 +470,13 @@ def read_genmodel_mps(index: str | os.PathLike, tensor: str | os.PathLike) -> li
         QtomoError: for files that do not follow that layout.
     """
     index, tensor = Path(index), Path(tensor)
-    header = _integers(index, [row[:2] for row in _rows_ragged(index)], "index entries")
-    dims = [[int(value) for value in row[2:]] for row in _rows_ragged(index)]
+    lines = _rows_ragged(index)
+    try:
+        header = [(int(row[0]), int(row[1])) for row in lines]
+        dims = [[int(value) for value in row[2:]] for row in lines]
+    except (ValueError, IndexError):
+        raise QtomoError(f"{index}: each line must hold integers: rank, number of non-zero "
+                         f"entries, dimensions") from None
     entries = _rows_ragged(tensor)
     if len(dims) < 2:
         raise QtomoError(f"{index}: an MPS needs at least two tensors; got {len(dims)}")
@@ -621,6 +644,10 @@ def import_records(
             outside [0, 0.5) or on records that are not Pauli-basis shots.
     """
     spec = _format(fmt)
+    if readout_error is not None:  # checked before any file is read
+        if len(readout_error) != 2:
+            raise QtomoError(f"readout_error must be (e0, e1); got {readout_error!r}")
+        corrupted = readout_povm(*readout_error)
     paths = [Path(file) for file in files]
     if len(paths) not in spec.files:
         raise QtomoError(f"format {fmt} reads {' or '.join(map(str, spec.files))} file(s); got "
@@ -640,7 +667,7 @@ def import_records(
         if not spec.pauli_shots and measured.name != "pauli6":
             raise QtomoError(f"readout errors apply to Pauli-basis shots (pauli6); these records "
                              f"are {measured.name}")
-        measured = readout_povm(*readout_error)
+        measured = corrupted
         attrs["readout_error"] = [float(e) for e in readout_error]
     if measured.name.startswith("pauli6"):
         test = bases_uniformity(outcomes // 2)

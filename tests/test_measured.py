@@ -260,7 +260,7 @@ def test_genmodel_real_tfim_file():
 
 def test_genmodel_import_with_mps_relabels_records_consistently(shots, tmp_path):
     """Records of their state ψ, mapped with the MPS, follow the Born rule of the mapped MPS."""
-    from qtomo.reconstruct import mps_to_vector, vector_to_mps
+    from qtomo.states.mps import mps_to_vector, vector_to_mps
 
     psi, bases, bits = shots
     real_psi = np.abs(psi) * np.sign(psi.real)  # their files hold real tensors
@@ -366,8 +366,9 @@ E0, E1 = 0.05, 0.12
 def test_readout_povm_duals_undo_the_readout_error_exactly(shots):
     """Exact distribution of a known ψ under readout errors: the true duals give Tr(ρ O) to
     1e-12, the ideal pauli6 duals are visibly off."""
+    from qtomo.observables import exact_observables
     from qtomo.povm import readout_povm
-    from qtomo.reconstruct import density_matrix, exact_observables
+    from qtomo.reconstruct import density_matrix
 
     psi = shots[0]
     rho = np.outer(psi, psi.conj())
@@ -403,7 +404,7 @@ def readout_file(tmp_path_factory):
 
 
 def _z_scores(dataset, povm, reference):
-    from qtomo.reconstruct import estimate_observables
+    from qtomo.observables import estimate_observables
 
     estimate = estimate_observables(dataset.outcomes(), povm)
     return np.concatenate([(estimate.X.value - reference["X"]) / estimate.X.stderr,
