@@ -626,3 +626,25 @@ def test_a_model_trained_on_readout_corrupted_records_recovers_the_state(tmp_pat
         assert np.max(np.abs(getattr(undone, name).value - truth[name])) < 0.05, name
     assert np.max(np.abs(ignored.Z.value - truth["Z"])) > 0.1  # (1 − e0 − e1)⟨Z⟩ + e1 − e0
     assert np.max(np.abs(ignored.X.value - truth["X"])) > 0.1
+
+
+def test_an_ensemble_on_measured_data_reports_no_kl(tmp_path, capsys):
+    import torch
+
+    from qtomo.models import build, save_checkpoint
+
+    data = tmp_path / "lab.h5"
+    import_records("qucumber", [EXAMPLE / "tfim4_samples.txt", EXAMPLE / "tfim4_samples_bases.txt"],
+                   data)
+    paths = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        model = build("gru", L=4, K=6, hidden=8, layers=1)
+        paths.append(str(save_checkpoint(tmp_path / f"m{seed}.pt", model, povm="pauli6")))
+    assert main(["evaluate", "--model", *paths, "--data", str(data), "--plot",
+                 str(tmp_path / "e.png"), "--json", str(tmp_path / "e.json")]) == 0
+    table = capsys.readouterr().out
+    assert "NLL" in table and not [line for line in table.splitlines()
+                                    if line.startswith(("KL", "classical fidelity"))]
+    report = json.loads((tmp_path / "e.json").read_text())
+    assert "kl" not in report and report["nll"]["spread"] > 0
