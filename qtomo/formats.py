@@ -3,7 +3,7 @@
 A Pauli-basis shot measures qubit i in basis b_i ∈ {X, Y, Z} and reads bit r_i, with r = 0 the
 eigenvalue +1 of the measured Pauli. It is the ``pauli6`` record
 
-    a_i = 2·{Z: 0, X: 1, Y: 2}[b_i] + r_i        (0, 1, +, −, +i, −i: SPEC order)
+    a_i = 2·{Z: 0, X: 1, Y: 2}[b_i] + r_i        (0, 1, +, −, +i, −i: README "Conventions")
 
 when every qubit's basis is drawn uniformly and independently; :func:`bases_uniformity` tests
 that. Formats (one reader and, where it exists, one writer each; qubit 0 first unless stated):
