@@ -89,6 +89,15 @@ def _add_simulate_parser(subparsers) -> None:
                              "actually measured")
     parser.add_argument("--out", type=Path, default=None,
                         help="output file (default data/<state>_L<L>[_h<h>]_<povm>.h5)")
+    noise = parser.add_argument_group(
+        "noise", "a channel on every qubit after the state is prepared, in the order amplitude "
+                 "damping, dephasing, depolarizing (README \"Noisy states\")")
+    noise.add_argument("--depolarizing", type=float, default=0.0, metavar="p",
+                       help="ρ → (1 − p) ρ + p Tr_i(ρ) ⊗ 1/2 (default 0)")
+    noise.add_argument("--dephasing", type=float, default=0.0, metavar="q",
+                       help="Z with probability q (default 0)")
+    noise.add_argument("--amplitude-damping", type=float, default=0.0, metavar="γ",
+                       help="decay |1⟩ → |0⟩ with probability γ (default 0)")
     _common_options(parser)
 
 
@@ -99,7 +108,9 @@ def _run_simulate(args: argparse.Namespace) -> int:
     path = simulate(
         args.state, args.L, J=args.J, h=args.h, boundary=args.boundary,
         product_state=args.product_state, povm=args.povm, samples=args.samples,
-        method=args.method, chi_max=args.chi_max, readout_error=args.readout_error,
+        method=args.method, chi_max=args.chi_max, depolarizing=args.depolarizing,
+        dephasing=args.dephasing, amplitude_damping=args.amplitude_damping,
+        readout_error=args.readout_error,
         seed=args.seed, device=args.device,
         out=args.out, quiet=args.quiet,
     )
@@ -147,6 +158,8 @@ def _print_dataset(dataset) -> None:
     print(f"qubits    L = {dataset.L}" + "".join(f", {key} {attrs[key]}" for key in
                                                   ("method", "seed") if key in attrs))
     print(f"POVM      {dataset.povm.name} (K = {dataset.K})")
+    if dataset.noise.active:
+        print(f"noise     {dataset.noise} on every qubit")
     if "readout_error" in attrs:
         print(f"readout   P(read 1|0), P(read 0|1) = {attrs['readout_error']} (in the POVM)")
     print(f"records   N = {dataset.n_records}")
@@ -159,6 +172,8 @@ def _print_dataset(dataset) -> None:
         print(f"entropy   H(P) ≈ {entropy:.6f} ± {error:.6f} nats (mean −ln P over "
               f"{log_prob.size} records)")
     reference = dataset.reference
+    if "purity" in reference:
+        print(f"purity    Tr ρ² = {float(reference['purity']):.10f}")
     if "energy" in reference:
         print(f"energy    E = {float(reference['energy']):.10f} "
               f"(E/L = {float(reference['energy']) / dataset.L:.10f})")

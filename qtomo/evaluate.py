@@ -10,7 +10,9 @@ figure are made from it in :mod:`qtomo.report`. What it computes, each in its ow
 - **quantum fidelity** (:mod:`qtomo.reconstruct`) to the reference state: ⟨ψ|ρ|ψ⟩ with ρ built
   explicitly for L ≤ :data:`~qtomo.distribution.ENUMERATE_MAX_L` (with its diagnostics and the
   closest physical state), Monte Carlo E_Q[⟨ψ|Q_a|ψ⟩] through ``/reference/mps`` (or
-  ``/reference/psi``) above;
+  ``/reference/psi``) above. For a noisy dataset the target is the mixed state σ
+  (``/reference/rho``, or ⊗E applied to the noiseless reference): Uhlmann's (Tr √(√σ ρ √σ))²,
+  for L ≤ ENUMERATE_MAX_L only;
 - **observables** (:mod:`qtomo.observables`) ⟨X_i⟩, ⟨Z_i⟩, ⟨X_iX_j⟩, ⟨Z_iZ_j⟩, the TFIM energy and
   any Pauli strings, from the model (exact sums or Monte Carlo) and from the measured records
   alone (model-free, over all N records), beside the dataset's reference values.
@@ -65,8 +67,8 @@ METHODS = ("auto", "exact", "monte-carlo")
 DEFAULT_SAMPLES = 100_000
 _CHUNK = 2**16
 #: the attributes of a dataset repeated in an evaluation's ``data`` summary
-_DATA_ATTRS = ("state", "J", "h", "boundary", "method", "seed", "chi_max", "source",
-               "readout_error")
+_DATA_ATTRS = ("state", "J", "h", "boundary", "method", "seed", "chi_max", "depolarizing",
+               "dephasing", "amplitude_damping", "source", "readout_error")
 
 
 def unseen_rows(dataset: Dataset, config: dict | None) -> tuple[int, int]:
@@ -281,17 +283,21 @@ def evaluate(model: Checkpoint | Distribution, dataset: Dataset, *,
                                   batch_size=batch_size)
     hamiltonian = hamiltonian_from_attrs(dataset.attrs, dataset.L)
     reference = dataset.reference
-    psi = reference.get("psi")
-    if psi is None and "mps" in reference and exact:
-        psi = mps_to_vector(reference["mps"])
+    noise = dataset.noise
+    target = reference.get("psi")  # a vector, or the density matrix of a noisy state
+    if target is None and "mps" in reference and exact:
+        target = mps_to_vector(reference["mps"])
+    if noise.active and exact:  # the target is the noisy ρ (README "Noisy states")
+        target = reference["rho"] if "rho" in reference else (
+            None if target is None else noise.apply(np.outer(target, target.conj())))
 
     fidelity: QuantumFidelity | SampledFidelity | None = None
     reconstruction = None
     if exact:
         probabilities = enumerate_probabilities(model, batch_size=batch_size, quiet=quiet)
         reconstruction = density_matrix(probabilities, povm)
-        if psi is not None:
-            fidelity = reconstruction.fidelity(psi)
+        if target is not None:
+            fidelity = reconstruction.fidelity(target)
             if not fidelity.physical:
                 notes.append(f"ρ_model has a negative eigenvalue ({fidelity.min_eigenvalue:.3g}):"
                              f" the fidelity {fidelity.value:.6g} is not that of a state; the "
@@ -303,7 +309,13 @@ def evaluate(model: Checkpoint | Distribution, dataset: Dataset, *,
         model_obs = model_observables(model, povm, samples=samples, hamiltonian=hamiltonian,
                                       pauli_strings=pauli_strings, batch_size=batch_size,
                                       generator=generator, quiet=quiet)
-        mps = reference.get("mps") or (None if psi is None else vector_to_mps(psi))
+        mps = None if noise.active else (
+            reference.get("mps") or (None if target is None else vector_to_mps(target)))
+        if noise.active:
+            notes.append(f"the measured state is mixed ({noise} on every qubit): a Monte Carlo "
+                         f"fidelity needs a pure target, so none is given above L = "
+                         f"{ENUMERATE_MAX_L}; reduced states of blocks of the noisy state come "
+                         f"from qtomo.states.noise.noisy_reduced_state")
         if mps is not None:
             with warnings.catch_warnings():  # reported below, in the notes
                 warnings.simplefilter("ignore", FidelityWarning)
@@ -318,8 +330,8 @@ def evaluate(model: Checkpoint | Distribution, dataset: Dataset, *,
         hamiltonian=hamiltonian, pauli_strings=pauli_strings)
     references = {name: reference[name] for name in ("X", "Z", "XX", "ZZ", "energy")
                   if name in reference}
-    if psi is not None:
-        references["strings"] = {text: expectation_pauli_string(psi, string)
+    if target is not None:
+        references["strings"] = {text: expectation_pauli_string(target, string)
                                  for text, string in strings.items()}
 
     return Evaluation(
@@ -407,7 +419,7 @@ class EnsembleEvaluation:
             fidelity = QuantumFidelity(
                 value=mean("value"), physical=all(f.physical for f in fidelities),
                 min_eigenvalue=mean("min_eigenvalue"), projected=mean("projected"),
-                top_eigenvector=mean("top_eigenvector"))
+                top_eigenvector=mean("top_eigenvector"), target=fidelities[0].target)
         elif all(isinstance(f, SampledFidelity) for f in fidelities):
             fidelity = SampledFidelity(_pool([f.estimate for f in fidelities]),
                                        fidelities[0].samples)
