@@ -194,24 +194,34 @@ def masked_expectation(model: AutoregressiveModel, tables: Tables, *, samples: i
 
 
 @torch.no_grad()
-def exact_product_expectation(model: AutoregressiveModel, tables: Tables, *,
-                              block: int = 2**14) -> complex:
+def exact_product_expectation(model: AutoregressiveModel, tables: Tables | list[Tables], *,
+                              block: int = 2**14) -> complex | list[complex]:
     """Σ_a Q(a) Π_i f_i(a_i) over all K^L records, streamed from the model's tree walk
     (:meth:`~qtomo.models.autoregressive.AutoregressiveModel.enumerate_log_probs`), so the K^L
     table is never held (L = 10 with K = 6 is 6·10^7 records).
 
+    Args:
+        model: autoregressive model.
+        tables: {site: (K,) complex f_i}, or a list of them (one walk for all).
+        block: prefixes per step of the walk.
+
     Returns:
-        complex (Python).
+        complex, or a list of them for a list of tables.
     """
-    _check(model, tables)
+    several = isinstance(tables, list)
+    operators = tables if several else [tables]
+    for item in operators:
+        _check(model, item)
     powers = model.K ** np.arange(model.L - 1, -1, -1, dtype=np.int64)
-    total, start = 0j, 0
+    totals, start = [0j] * len(operators), 0
     for log_q in model.enumerate_log_probs(block=block):  # (b,) consecutive records
         index = np.arange(start, start + log_q.numel(), dtype=np.int64)
         records = (index[:, None] // powers) % model.K  # (b, L)
-        total += complex(log_q.exp().cpu().numpy() @ product_values(records, tables))
+        weights = log_q.exp().cpu().numpy()
+        totals = [total + complex(weights @ product_values(records, item))
+                  for total, item in zip(totals, operators, strict=True)]
         start += log_q.numel()
-    return total
+    return totals if several else totals[0]
 
 
 def ghz_fidelity(model: AutoregressiveModel, povm: POVM, *, samples: int = 100_000,
@@ -235,10 +245,8 @@ def ghz_fidelity(model: AutoregressiveModel, povm: POVM, *, samples: int = 100_0
     """
     zeros, ones, coherence = (operator_tables(povm, ops) for ops in ghz_operators(model.L))
     if exact:
-        value = (0.5 * (exact_product_expectation(model, zeros)
-                        + exact_product_expectation(model, ones))
-                 + exact_product_expectation(model, coherence)).real
-        return Estimate(float(value), 0.0)
+        p0, p1, rho01 = exact_product_expectation(model, [zeros, ones, coherence])
+        return Estimate(float((0.5 * (p0 + p1) + rho01).real), 0.0)
     parts = [masked_expectation(model, tables, samples=samples, batch_size=batch_size,
                                 generator=generator) for tables in (zeros, ones, coherence)]
     value = 0.5 * (parts[0].value + parts[1].value) + parts[2].value

@@ -115,3 +115,18 @@ def test_evaluate_uses_masked_sampling_for_ghz_and_strings(tmp_path):
     string = report["observables"]["strings"]["X0 X1 X2 X3 X4 X5"]
     assert abs(string["model"]["value"] - 1) < 1e-9  # masked sampling is exact here
     assert string["data"]["stderr"] > 0.1  # the plain estimate over 3000 records is not
+
+
+@pytest.mark.parametrize("L", [4, 6])
+def test_incoherent_ghz_mixture_classical_fidelity_closed_form(L):
+    """F_c of (|0…0⟩⟨0…0| + |1…1⟩⟨1…1|)/2 against GHZ with pauli6, by exact enumeration, is
+    (1 − (2 − √2)/4 · (2/3)^L)² (README "Benchmarks"), while its quantum fidelity is ½."""
+    from qtomo.povm import born_probabilities
+
+    povm = get_povm("pauli6")
+    psi = ghz_state(L).psi
+    mixture = np.zeros((2**L, 2**L), dtype=complex)
+    mixture[0, 0] = mixture[-1, -1] = 0.5
+    p, m = (born_probabilities(rho, povm) for rho in (np.outer(psi, psi.conj()), mixture))
+    assert abs(np.sum(np.sqrt(p * m)) ** 2 - (1 - (2 - np.sqrt(2)) / 4 * (2 / 3) ** L) ** 2) < 1e-12
+    assert abs(np.vdot(psi, mixture @ psi).real - 0.5) < 1e-12
