@@ -25,11 +25,12 @@ from matplotlib.ticker import MaxNLocator
 from qtomo.atomic import atomic_output
 from qtomo.blocks import BlockFigures, ReducedState
 from qtomo.errors import QtomoError
-from qtomo.evaluate import Evaluation
+from qtomo.evaluate import EnsembleEvaluation, Evaluation
 from qtomo.metrics import Estimate
 from qtomo.reconstruct import QuantumFidelity, SampledFidelity
 
-__all__ = ["check_plot_path", "format_report", "plot_evaluation", "write_json"]
+__all__ = ["check_plot_path", "format_ensemble_report", "format_report", "plot_evaluation",
+           "write_json"]
 
 _HEADER = ("quantity", "model", "data only", "reference")
 _STYLES = {"model": ("C0", "o"), "data": ("C1", "s")}
@@ -97,9 +98,7 @@ def format_report(evaluation: Evaluation) -> str:
         rows.append((f"<{text}>", _pm(estimate, exact), _pm(observables.data.strings[text]),
                      "—" if text not in strings else f"{strings[text]:.6g}"))
     rows += _block_rows(evaluation.reduced_states)
-    widths = [max(len(row[i]) for row in rows + [_HEADER]) for i in range(4)]
-    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-             for row in [_HEADER, *rows]]
+    lines = _table(_HEADER, rows)
     samples = observables.model.n_samples
     start, stop = evaluation.test_rows
     lines.append(
@@ -161,10 +160,74 @@ def _block_rows(states: tuple[ReducedState, ...]) -> list[tuple[str, str, str, s
     return rows
 
 
+def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    return ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+            for row in [header, *rows]]
+
+
+def format_ensemble_report(ensemble: EnsembleEvaluation) -> str:
+    """The table of an ensemble: quantity, mean over the members, their spread (the standard
+    deviation over members), the Monte Carlo error of the mean, data-only ± err, z, reference."""
+    report = ensemble.as_dict()
+    L = report["data"]["L"]
+
+    def number(value, digits: str = ".6g") -> str:
+        return "—" if value is None else format(float(value), digits)
+
+    def row(label: str, entry: dict | None, index=None, data: dict | None = None,
+            z=None, reference=None) -> tuple[str, ...]:
+        def pick(value):
+            return value if index is None or value is None else np.asarray(value)[index]
+
+        cells = ["—", "—", "—"] if entry is None else [
+            number(pick(entry["value"])), number(pick(entry.get("spread")), ".2g"),
+            number(pick(entry["stderr"]), ".2g")]
+        data_cell = "—" if data is None else (f"{number(pick(data['value']))} ± "
+                                              f"{number(pick(data['stderr']), '.2g')}")
+        return (label, *cells, data_cell, number(pick(z), ".2f"), number(pick(reference)))
+
+    rows = [row("NLL (nats)", report["nll"]), row("KL(P||Q) (nats)", report["kl"]),
+            row("classical fidelity F_c", report["classical_fidelity"])]
+    fidelity = report["quantum_fidelity"]
+    if fidelity is not None:
+        rows.append(row("quantum fidelity <psi|rho|psi>", fidelity, reference=1.0))
+        if "projected" in fidelity:
+            rows.append(("  closest physical state (SGS)", number(fidelity["projected"]),
+                         number(fidelity.get("projected_spread"), ".2g"), "—", "—", "—", "1"))
+    observables = report["observables"]
+    if observables["energy"] is not None:
+        energy = observables["energy"]
+        rows.append(row("energy <H>", energy["model"], data=energy["data"], z=energy["z"],
+                        reference=energy["reference"]))
+    centre = (L - 1) // 2
+    picks = [(f"<X_{centre}>", "X", centre), (f"<Z_{centre}>", "Z", centre)]
+    if L > 1:
+        picks += [(f"<Z_{centre} Z_{centre + 1}>", "ZZ", (centre, centre + 1)),
+                  (f"<Z_0 Z_{L - 1}>", "ZZ", (0, L - 1))]
+    for label, name, index in picks:
+        entry = observables[name]
+        rows.append(row(label, entry["model"], index, entry["data"], entry["z"],
+                        entry["reference"]))
+    for text, entry in observables["strings"].items():
+        rows.append(row(f"<{text}>", entry["model"], None, entry["data"], entry["z"],
+                        entry["reference"]))
+    lines = _table(("quantity", "ensemble mean", "spread", "MC error", "data only", "z",
+                    "reference"), rows)
+    ensemble_info = report["ensemble"]
+    lines.append(f"ensemble of {ensemble_info['members']} {report['model']['family']} models "
+                 f"({'bootstrap resamples' if ensemble_info['bootstrap'] else 'seeds'}); "
+                 f"spread = standard deviation over the members; z = (model − data) / "
+                 f"√(spread² + errors²)")
+    lines += [f"note: {warning}" for warning in report["warnings"]]
+    return "\n".join(lines)
+
+
 # --------------------------------------------------------------------------- JSON
 
 
-def write_json(evaluation: Evaluation, path: str | os.PathLike) -> Path | None:
+def write_json(evaluation: Evaluation | EnsembleEvaluation,
+               path: str | os.PathLike) -> Path | None:
     """Write ``evaluation.as_dict()`` as JSON, atomically (temporary file + rename); ``"-"``
     writes to standard output instead and returns None."""
     text = json.dumps(evaluation.as_dict(), indent=1, allow_nan=True) + "\n"
@@ -282,7 +345,7 @@ def _strings_panel(axis, evaluation: Evaluation) -> None:
         axis.plot(x, [references.get(text, np.nan) for text in texts], "k_", ms=14,
                   label="reference")
     axis.set_xticks(x, texts, fontsize="small", rotation=30)
-    axis.set(ylabel="expectation value", title="Pauli strings")
+    axis.set(ylabel="expectation value", title="Pauli strings", xlim=(-0.5, len(texts) - 0.5))
     axis.legend(fontsize="small")
 
 

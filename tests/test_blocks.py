@@ -198,3 +198,17 @@ def test_cli_blocks_option(dataset, tmp_path, capsys):
     assert main(["evaluate", "--model", str(checkpoint), "--data", str(dataset.path),
                  "--blocks", "2,9", "--device", "cpu"]) == 2
     assert "block size '9' must be an integer in 1..4" in capsys.readouterr().err
+
+
+def test_ensembles_pool_the_block_figures(dataset, target):
+    from qtomo.evaluate import evaluate_ensemble
+
+    truths = [tfim_ground_state(L, h=h).distribution(get_povm("pauli4")) for h in (0.8, 1.2)]
+    ensemble = evaluate_ensemble(truths, dataset, blocks=(2,))
+    separate = [evaluate(truth, dataset, blocks=(2,)) for truth in truths]
+    for index, state in enumerate(ensemble.combined().reduced_states):
+        values = [member.reduced_states[index].model.fidelity.value for member in separate]
+        assert abs(state.model.fidelity.value - np.mean(values)) < 1e-12
+        assert abs(state.model.fidelity.stderr - np.std(values, ddof=1)) < 1e-12  # the spread
+    entry = ensemble.as_dict()["reduced_states"][0]
+    assert {"value", "stderr", "spread"} <= set(entry["fidelity"]) and entry["sites"] == [0, 1]
