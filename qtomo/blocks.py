@@ -108,6 +108,9 @@ def block_sites(L: int, sizes: Sequence[int], max_blocks: int = MAX_BLOCKS) -> l
     at most ``max_blocks`` of them; beyond, starts 0, d, 2d, … with d = ⌈(L−k+1)/max_blocks⌉,
     and the last block (ending at site L−1) always included.
 
+    Raises:
+        QtomoError: for a size outside 1..min(L, MAX_BLOCK_SIZE).
+
     Example:
         >>> block_sites(4, (2, 3))
         [(0, 1), (1, 2), (2, 3), (0, 1, 2), (1, 2, 3)]
@@ -116,6 +119,9 @@ def block_sites(L: int, sizes: Sequence[int], max_blocks: int = MAX_BLOCKS) -> l
     """
     blocks = []
     for k in sizes:
+        if not 1 <= k <= min(L, MAX_BLOCK_SIZE):
+            raise QtomoError(f"block size {k} must be an integer in 1..{min(L, MAX_BLOCK_SIZE)} "
+                             f"(L = {L})")
         positions = L - k + 1
         stride = -(-positions // max_blocks)
         starts = sorted(set(range(0, positions, stride)) | {positions - 1})

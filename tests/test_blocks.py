@@ -17,6 +17,7 @@ from qtomo.blocks import (
 )
 from qtomo.cli import main
 from qtomo.data import read_dataset
+from qtomo.errors import QtomoError
 from qtomo.evaluate import evaluate
 from qtomo.povm import get_povm
 from qtomo.reconstruct import project_to_physical, uhlmann_fidelity
@@ -185,6 +186,11 @@ def test_mps_reference_gives_the_same_targets(dataset, target):
     from_mps = target_reduced_states({"mps": vector_to_mps(target.psi, canonical="right")}, blocks)
     for block in blocks:
         assert np.allclose(from_psi[block], from_mps[block], atol=1e-12)
+
+
+def test_bad_block_sizes_are_refused(dataset, target):
+    with pytest.raises(QtomoError, match="block size 7 must be an integer in 1..4"):
+        evaluate(target.distribution(get_povm("pauli4")), dataset, blocks=(2, 7))
 
 
 def test_cli_blocks_option(dataset, tmp_path, capsys):
