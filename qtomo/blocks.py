@@ -51,6 +51,7 @@ from qtomo.metrics import Estimate
 from qtomo.povm import POVM, sites_from_size
 from qtomo.reconstruct import simplex_projection, uhlmann_fidelity
 from qtomo.states.mps import check_mps_shapes
+from qtomo.states.noise import LocalNoise, noisy_reduced_state
 
 __all__ = [
     "BLOCK_SIZES",
@@ -179,14 +180,22 @@ def _marginal(probabilities: np.ndarray, K: int, block: Block) -> np.ndarray:
 # --------------------------------------------------------------------------- targets
 
 
-def target_reduced_states(reference: Mapping, blocks: Sequence[Block]) -> dict[Block, np.ndarray]:
-    """σ_A of the target for every block, from a dataset's ``reference``: ``rho`` (a noisy
-    state's density matrix, partial trace), else ``psi`` (ρ_A = Σ_rest ψ ψ*), else ``mps``
-    (contracted with left and right environments, O(L χ³) for all blocks; any gauge, normalised
-    here); {} without any.
+def target_reduced_states(reference: Mapping, blocks: Sequence[Block],
+                          noise: LocalNoise | None = None) -> dict[Block, np.ndarray]:
+    """σ_A of the target for every block, from a dataset's ``reference``: ``rho`` (the noisy
+    state's density matrix, partial trace), else ``psi`` (ρ_A = Σ_rest ψ ψ*), else the
+    right-canonical ``mps`` (:func:`qtomo.states.noise.noisy_reduced_state`, O(L χ³) per block,
+    the dense state never built), followed by the local channel ``noise`` where the MPS is the
+    noiseless state of a noisy dataset (README "Noisy states"); {} without any.
 
     Returns:
         {block: (2^k, 2^k) complex128, unit trace}.
+
+    Example:
+        >>> from qtomo.states.mps import ghz_mps
+        >>> rho = target_reduced_states({"mps": ghz_mps(30).mps}, [(10, 11)])[(10, 11)]
+        >>> np.round(rho.real.diagonal(), 12).tolist()
+        [0.5, 0.0, 0.0, 0.5]
     """
     if not blocks:
         return {}
@@ -196,7 +205,9 @@ def target_reduced_states(reference: Mapping, blocks: Sequence[Block]) -> dict[B
         return {block: _vector_reduced_state(np.asarray(reference["psi"]), block)
                 for block in blocks}
     if "mps" in reference:
-        return mps_reduced_states(reference["mps"], blocks)
+        check_mps_shapes(reference["mps"])
+        channel = noise if noise is not None and noise.active else None
+        return {block: noisy_reduced_state(reference["mps"], block, channel) for block in blocks}
     return {}
 
 
@@ -213,47 +224,6 @@ def _partial_trace(rho: np.ndarray, block: Block) -> np.ndarray:
     shape = (2**s, 2**k, 2 ** (L - s - k))
     reduced = np.einsum("xsyxty->st", rho.astype(np.complex128).reshape(shape + shape))
     return reduced / np.trace(reduced).real
-
-
-def mps_reduced_states(mps: Sequence[np.ndarray], blocks: Sequence[Block]) -> dict[Block,
-                                                                                  np.ndarray]:
-    """ρ_A[σ, τ] = Tr(X_A[σ, τ] R) of an MPS, never the dense state.
-
-    G_0 = 1, G_{i+1} = Σ_s B_i^{s†} G_i B_i^s (left), R_L = 1, R_i = Σ_s B_i^s R_{i+1} B_i^{s†}
-    (right); across the block X[σs, τt] = Σ B^{t†} X[σ, τ] B^s starting from G_s.
-
-    Args:
-        mps: L tensors (χ_l, 2, χ_r) complex (any gauge).
-        blocks: contiguous blocks of sites.
-
-    Returns:
-        {block: (2^k, 2^k) complex128 with unit trace}.
-
-    Example:
-        >>> from qtomo.states.mps import ghz_mps
-        >>> rho = mps_reduced_states(ghz_mps(30).mps, [(10, 11)])[(10, 11)]
-        >>> np.round(rho.real.diagonal(), 12).tolist()
-        [0.5, 0.0, 0.0, 0.5]
-    """
-    check_mps_shapes(mps)
-    tensors = [np.asarray(B, dtype=np.complex128) for B in mps]
-    left = [np.ones((1, 1), dtype=np.complex128)]
-    for B in tensors:
-        left.append(np.einsum("xsq,xy,ysr->qr", B.conj(), left[-1], B))
-    right = [np.ones((1, 1), dtype=np.complex128)]
-    for B in reversed(tensors):
-        right.append(np.einsum("xsr,rq,ysq->xy", B, right[-1], B.conj()))
-    right.reverse()  # right[i]: everything from site i on
-    states = {}
-    for block in blocks:
-        X = left[block[0]][None, None]  # (d, d, χ, χ): ket σ, bra τ, bra bond q, ket bond r
-        for i in block:
-            X = np.einsum("abqr,qtQ,rsR->asbtQR", X, tensors[i].conj(), tensors[i])
-            d = X.shape[0] * 2
-            X = X.reshape(d, d, *X.shape[4:])
-        rho = np.einsum("abqr,rq->ab", X, right[block[-1] + 1])
-        states[block] = rho / np.trace(rho).real
-    return states
 
 
 # --------------------------------------------------------------------------- figures

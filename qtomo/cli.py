@@ -84,6 +84,15 @@ def _add_simulate_parser(subparsers) -> None:
                         help="MPS bond-dimension cap for DMRG")
     parser.add_argument("--out", type=Path, default=None,
                         help="output file (default data/<state>_L<L>[_h<h>]_<povm>.h5)")
+    noise = parser.add_argument_group(
+        "noise", "a channel on every qubit after the state is prepared, in the order amplitude "
+                 "damping, dephasing, depolarizing (README \"Noisy states\")")
+    noise.add_argument("--depolarizing", type=float, default=0.0, metavar="p",
+                       help="ρ → (1 − p) ρ + p Tr_i(ρ) ⊗ 1/2 (default 0)")
+    noise.add_argument("--dephasing", type=float, default=0.0, metavar="q",
+                       help="Z with probability q (default 0)")
+    noise.add_argument("--amplitude-damping", type=float, default=0.0, metavar="γ",
+                       help="decay |1⟩ → |0⟩ with probability γ (default 0)")
     _common_options(parser)
 
 
@@ -94,7 +103,9 @@ def _run_simulate(args: argparse.Namespace) -> int:
     path = simulate(
         args.state, args.L, J=args.J, h=args.h, boundary=args.boundary,
         product_state=args.product_state, povm=args.povm, samples=args.samples,
-        method=args.method, chi_max=args.chi_max, seed=args.seed, device=args.device,
+        method=args.method, chi_max=args.chi_max, depolarizing=args.depolarizing,
+        dephasing=args.dephasing, amplitude_damping=args.amplitude_damping,
+        seed=args.seed, device=args.device,
         out=args.out, quiet=args.quiet,
     )
     if not args.quiet:
@@ -138,6 +149,8 @@ def _print_dataset(dataset) -> None:
     print(f"state     {attrs['state']}" + (f" ({parameters})" if parameters else ""))
     print(f"qubits    L = {dataset.L}, method {attrs['method']}, seed {attrs['seed']}")
     print(f"POVM      {dataset.povm.name} (K = {dataset.K})")
+    if dataset.noise.active:
+        print(f"noise     {dataset.noise} on every qubit")
     print(f"records   N = {dataset.n_records}")
     if dataset.has_log_prob:
         log_prob = dataset.log_prob(0, min(dataset.n_records, 10**6))
@@ -146,6 +159,8 @@ def _print_dataset(dataset) -> None:
         print(f"entropy   H(P) ≈ {entropy:.6f} ± {error:.6f} nats (mean −ln P over "
               f"{log_prob.size} records)")
     reference = dataset.reference
+    if "purity" in reference:
+        print(f"purity    Tr ρ² = {float(reference['purity']):.10f}")
     if "energy" in reference:
         print(f"energy    E = {float(reference['energy']):.10f} "
               f"(E/L = {float(reference['energy']) / dataset.L:.10f})")

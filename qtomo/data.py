@@ -10,6 +10,7 @@ Layout::
     /reference/energy    float64 ()        /reference/X, /reference/Z    float64 (L,)
     /reference/ZZ, /XX   float64 (L, L)    /reference/entropy            float64 (L-1,)
     /reference/psi       complex128 (2^L,) (exact path)
+    /reference/rho       complex128 (2^L, 2^L), /reference/purity float64 () (exact path, noise)
     /reference/mps/B_i   complex128 (χ_l, 2, χ_r), right-canonical (MPS path and GHZ)
 
 Files are written under a temporary name and renamed when complete, and are read and validated in
@@ -50,6 +51,7 @@ FORMAT = "qtomo.povm-dataset"
 VERSION = 1
 READ_CHUNK = 2**18
 _REQUIRED_ATTRS = ("state", "L", "povm", "seed", "method")
+_CHANNELS = ("amplitude_damping", "dephasing", "depolarizing")  # qtomo.states.noise.CHANNELS
 
 
 def write_dataset(
@@ -154,6 +156,7 @@ class Dataset:
         n_records: N.  has_log_prob: whether ``/log_prob`` is present.
         attrs: the root attributes as Python values.
         reference: ``/reference`` arrays; ``"mps"`` is a list of (χl, 2, χr) tensors.
+        noise: the local channel of the root attributes (``noise.active`` is False without one).
     """
 
     path: Path
@@ -164,6 +167,13 @@ class Dataset:
     has_log_prob: bool
     attrs: dict
     reference: dict
+
+    @property
+    def noise(self):
+        """The channel on every qubit, a :class:`qtomo.states.noise.LocalNoise`."""
+        from qtomo.states.noise import LocalNoise  # torch is imported only when asked
+
+        return LocalNoise.from_attrs(self.attrs)
 
     def outcomes(self, start: int = 0, stop: int | None = None) -> np.ndarray:
         """Records ``start:stop``; uint8 (n, L)."""
@@ -226,6 +236,14 @@ def _validated(path: Path, file: h5py.File) -> Dataset:
     if not isinstance(L, int) or L < 1:
         raise fail(f"attribute L must be a positive integer; got {L!r}")
 
+    if any(name in attrs for name in _CHANNELS):
+        from qtomo.states.noise import LocalNoise
+
+        try:
+            LocalNoise.from_attrs(attrs)
+        except QtomoError as error:
+            raise fail(f"root attribute {error}") from None
+
     if "povm/elements" not in file:
         raise fail("missing /povm/elements")
     elements = file["povm/elements"]
@@ -273,6 +291,8 @@ _REFERENCE_SHAPES = {
     "XX": lambda L: (L, L),
     "entropy": lambda L: (L - 1,),
     "psi": lambda L: (2**L,),
+    "rho": lambda L: (2**L, 2**L),
+    "purity": lambda L: (),
 }
 
 

@@ -10,7 +10,9 @@ figure are made from it in :mod:`qtomo.report`. What it computes, each in its ow
 - **quantum fidelity** (:mod:`qtomo.reconstruct`) to the reference state: ⟨ψ|ρ|ψ⟩ with ρ built
   explicitly for L ≤ :data:`~qtomo.distribution.ENUMERATE_MAX_L` (with its diagnostics and the
   closest physical state), Monte Carlo E_Q[⟨ψ|Q_a|ψ⟩] through ``/reference/mps`` (or
-  ``/reference/psi``) above;
+  ``/reference/psi``) above. For a noisy dataset the target is the mixed state σ
+  (``/reference/rho``, or ⊗E applied to the noiseless reference): Uhlmann's (Tr √(√σ ρ √σ))²,
+  for L ≤ ENUMERATE_MAX_L only;
 - **observables** (:mod:`qtomo.observables`) ⟨X_i⟩, ⟨Z_i⟩, ⟨X_iX_j⟩, ⟨Z_iZ_j⟩, the TFIM energy and
   any Pauli strings, from the model (exact sums or Monte Carlo) and from the measured records
   alone (model-free, over all N records), beside the dataset's reference values. For an
@@ -83,7 +85,8 @@ METHODS = ("auto", "exact", "monte-carlo")
 DEFAULT_SAMPLES = 100_000
 _CHUNK = 2**16
 #: the attributes of a dataset repeated in an evaluation's ``data`` summary
-_DATA_ATTRS = ("state", "J", "h", "boundary", "method", "seed", "chi_max")
+_DATA_ATTRS = ("state", "J", "h", "boundary", "method", "seed", "chi_max", "depolarizing",
+               "dephasing", "amplitude_damping")
 
 
 def unseen_rows(dataset: Dataset, config: dict | None) -> tuple[int, int]:
@@ -304,17 +307,21 @@ def evaluate(model: Checkpoint | Distribution, dataset: Dataset, *,
                                   batch_size=batch_size)
     hamiltonian = hamiltonian_from_attrs(dataset.attrs, dataset.L)
     reference = dataset.reference
-    psi = reference.get("psi")
-    if psi is None and "mps" in reference and exact:
-        psi = mps_to_vector(reference["mps"])
+    noise = dataset.noise
+    target = reference.get("psi")  # a vector, or the density matrix of a noisy state
+    if target is None and "mps" in reference and exact:
+        target = mps_to_vector(reference["mps"])
+    if noise.active and exact:  # the target is the noisy ρ (README "Noisy states")
+        target = reference["rho"] if "rho" in reference else (
+            None if target is None else noise.apply(np.outer(target, target.conj())))
 
     fidelity: QuantumFidelity | SampledFidelity | None = None
     reconstruction = None
     if exact:
         probabilities = enumerate_probabilities(model, batch_size=batch_size, quiet=quiet)
         reconstruction = density_matrix(probabilities, povm)
-        if psi is not None:
-            fidelity = reconstruction.fidelity(psi)
+        if target is not None:
+            fidelity = reconstruction.fidelity(target)
             if not fidelity.physical:
                 notes.append(f"ρ_model has a negative eigenvalue ({fidelity.min_eigenvalue:.3g}):"
                              f" the fidelity {fidelity.value:.6g} is not that of a state; the "
@@ -333,7 +340,13 @@ def evaluate(model: Checkpoint | Distribution, dataset: Dataset, *,
         if autoregressive and strings:
             model_obs = _masked_strings(model, povm, model_obs, strings, samples, batch_size,
                                         generator)
-        mps = reference.get("mps") or (None if psi is None else vector_to_mps(psi))
+        mps = None if noise.active else (
+            reference.get("mps") or (None if target is None else vector_to_mps(target)))
+        if noise.active:
+            notes.append(f"the measured state is mixed ({noise} on every qubit): a Monte Carlo "
+                         f"fidelity needs a pure target, so none is given above L = "
+                         f"{ENUMERATE_MAX_L}; the reduced states of blocks compare with the "
+                         f"noisy state's")
         if autoregressive and dataset.attrs.get("state") == "ghz" and mps is not None:
             fidelity = SampledFidelity(ghz_fidelity(model, povm, samples=samples,
                                                     batch_size=batch_size, generator=generator),
@@ -353,8 +366,8 @@ def evaluate(model: Checkpoint | Distribution, dataset: Dataset, *,
     states = _reduced_states(block_list, povm, dataset, model_blocks, samples, seed)
     references = {name: reference[name] for name in ("X", "Z", "XX", "ZZ", "energy")
                   if name in reference}
-    if psi is not None:
-        references["strings"] = {text: expectation_pauli_string(psi, string)
+    if target is not None:
+        references["strings"] = {text: expectation_pauli_string(target, string)
                                  for text, string in strings.items()}
 
     return Evaluation(
@@ -386,27 +399,26 @@ def _masked_strings(model: AutoregressiveModel, povm, observables: Observables,
 
 def _reduced_states(blocks: list, povm, dataset: Dataset, model_blocks: BlockCounts | np.ndarray,
                     samples: int, seed: int) -> tuple[ReducedState, ...]:
-    """Block figures of the model, of the data alone and, when the model side is sampled and
-    the target is a pure state, of as many exact samples of the target (the projection's bias
-    at that N; drawn through the reference MPS)."""
+    """Block figures of the model, of the data alone and, when the model side is sampled, of
+    as many exact samples of the target (the projection's bias at that N), drawn through the
+    reference MPS (measured with E†(M_k) for a noisy state, README "Noisy states")."""
     if not blocks:
         return ()
-    reference = dataset.reference
+    reference, noise = dataset.reference, dataset.noise
     data = BlockCounts.from_records((outcomes for outcomes, _ in dataset.iter_chunks(_CHUNK)),
                                     blocks, dataset.K)
     exact_samples = None
-    if isinstance(model_blocks, BlockCounts) and "rho" not in reference:
-        mps = reference.get("mps")
-        if mps is None and "psi" in reference:
-            mps = vector_to_mps(reference["psi"], canonical="right")  # the sampler's form
-        if mps is not None:
-            truth = MPSDistribution(mps, povm)
-            generator = torch.Generator().manual_seed(seed + 1)
-            exact_samples = BlockCounts.from_records(
-                sample_batches(truth, samples, _CHUNK, generator), blocks, dataset.K)
+    mps = reference.get("mps")
+    if mps is None and "psi" in reference:
+        mps = vector_to_mps(reference["psi"], canonical="right")  # the sampler's form
+    if isinstance(model_blocks, BlockCounts) and mps is not None:
+        truth = MPSDistribution(mps, noise.heisenberg_povm(povm) if noise.active else povm)
+        generator = torch.Generator().manual_seed(seed + 1)
+        exact_samples = BlockCounts.from_records(
+            sample_batches(truth, samples, _CHUNK, generator), blocks, dataset.K)
     return reduced_states(blocks, povm, model=model_blocks, data=data,
                           exact_samples=exact_samples,
-                          targets=target_reduced_states(reference, blocks), seed=seed)
+                          targets=target_reduced_states(reference, blocks, noise), seed=seed)
 
 
 def _model_summary(model: Distribution, checkpoint: Checkpoint | None, povm_name) -> dict:
@@ -479,7 +491,7 @@ class EnsembleEvaluation:
             fidelity = QuantumFidelity(
                 value=mean("value"), physical=all(f.physical for f in fidelities),
                 min_eigenvalue=mean("min_eigenvalue"), projected=mean("projected"),
-                top_eigenvector=mean("top_eigenvector"))
+                top_eigenvector=mean("top_eigenvector"), target=fidelities[0].target)
         elif all(isinstance(f, SampledFidelity) for f in fidelities):
             fidelity = SampledFidelity(_pool([f.estimate for f in fidelities]),
                                        fidelities[0].samples, fidelities[0].method)

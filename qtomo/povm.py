@@ -63,6 +63,9 @@ class POVM:
         name: registry name (``"pauli4"``, ``"pauli6"``, ``"tetra"``) or a user label.
         elements: (K, 2, 2) complex128, Hermitian, positive semidefinite, summing to the
             identity and spanning the 2×2 operators (informationally complete).
+        require_complete: check informational completeness (default). False admits the
+            Heisenberg-picture POVMs E†(M_k) of strong noise (README "Noisy states"), which a
+            sampler may measure but whose duals do not invert Born's rule.
 
     Raises:
         QtomoError: if any of the conditions above fails; the message names it.
@@ -72,12 +75,13 @@ class POVM:
 
     name: str
     elements: np.ndarray
+    require_complete: bool = field(default=True, repr=False)
     overlap: np.ndarray = field(init=False, repr=False)
     duals: np.ndarray = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         elements = np.array(self.elements, dtype=np.complex128)
-        _validate_elements(self.name, elements)
+        _validate_elements(self.name, elements, self.require_complete)
         overlap = np.einsum("aij,bji->ab", elements, elements).real  # (K, K)
         duals = np.einsum("ab,bij->aij", np.linalg.pinv(overlap), elements)  # (K, 2, 2)
         for array in (elements, overlap, duals):
@@ -154,7 +158,7 @@ class POVM:
         return np.array(vectors, dtype=np.complex128), np.array(parent, dtype=np.int64)
 
 
-def _validate_elements(name: str, elements: np.ndarray) -> None:
+def _validate_elements(name: str, elements: np.ndarray, require_complete: bool = True) -> None:
     if elements.ndim != 3 or elements.shape[1:] != (2, 2) or elements.shape[0] < 4:
         raise QtomoError(
             f"POVM {name!r} must have elements of shape (K, 2, 2) with K >= 4; "
@@ -170,7 +174,7 @@ def _validate_elements(name: str, elements: np.ndarray) -> None:
     if not np.allclose(elements.sum(axis=0), np.eye(2), atol=1e-9):
         raise QtomoError(f"POVM {name!r} elements do not sum to the identity")
     overlap = np.einsum("aij,bji->ab", elements, elements).real
-    if np.linalg.matrix_rank(overlap, tol=1e-9) != 4:
+    if require_complete and np.linalg.matrix_rank(overlap, tol=1e-9) != 4:
         raise QtomoError(
             f"POVM {name!r} is not informationally complete: its overlap matrix has rank "
             f"{np.linalg.matrix_rank(overlap, tol=1e-9)}, expected 4"

@@ -147,6 +147,7 @@ class QuantumFidelity:
         projected: the fidelity of the closest physical state (:func:`project_to_physical`).
         top_eigenvector: the fidelity of ρ's eigenvector of largest eigenvalue (the pure-state
             estimate).
+        target: ``"pure"`` (a vector ψ) or ``"mixed"`` (a density matrix σ, e.g. a noisy state).
     """
 
     value: float
@@ -154,11 +155,13 @@ class QuantumFidelity:
     min_eigenvalue: float
     projected: float
     top_eigenvector: float
+    target: str = "pure"
 
     def as_dict(self) -> dict:
-        """JSON-ready: ``{"value", "stderr": 0.0, "method": "exact", "physical", …}``."""
+        """JSON-ready: ``{"value", "stderr": 0.0, "method": "exact", "physical", …, "target"}``."""
         return {"value": self.value, "stderr": 0.0, "method": "exact", "physical": self.physical,
-                "min_eigenvalue": self.min_eigenvalue, "projected": self.projected}
+                "min_eigenvalue": self.min_eigenvalue, "projected": self.projected,
+                "target": self.target}
 
 
 def _hermitian_part(rho: np.ndarray) -> np.ndarray:
@@ -277,7 +280,8 @@ class Reconstruction:
         return QuantumFidelity(value, self.is_physical, self.min_eigenvalue,
                                min(max(projected, 0.0), 1.0),
                                min(max(_fidelity_value(np.outer(top, top.conj()), target), 0.0),
-                                   1.0))
+                                   1.0),
+                               "mixed" if target.ndim == 2 else "pure")
 
     def diagnostics(self, fidelity: QuantumFidelity | None = None) -> dict:
         """JSON-ready ``{"trace", "hermiticity_error", "min_eigenvalue", "purity", "negativity",

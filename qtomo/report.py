@@ -47,6 +47,12 @@ def _pm(estimate: Estimate | None, exact: bool = False) -> str:
     return f"{estimate.value:.6g} ± {estimate.stderr:.2g}"
 
 
+def _fidelity_label(mixed: bool) -> str:
+    """Uhlmann's F(ρ, σ) for a mixed target (a noisy dataset), ⟨ψ|ρ|ψ⟩ for a pure one."""
+    return ("quantum fidelity F(rho, sigma), mixed target" if mixed
+            else "quantum fidelity <psi|rho|psi>")
+
+
 def _fidelity_cell(fidelity: QuantumFidelity | SampledFidelity) -> str:
     if isinstance(fidelity, QuantumFidelity):
         text = f"{fidelity.value:.6g} (exact)"
@@ -67,7 +73,8 @@ def format_report(evaluation: Evaluation) -> str:
             ("classical fidelity F_c", _pm(classical.classical_fidelity), "—", "1")]
     fidelity = evaluation.fidelity
     if fidelity is not None:
-        rows.append(("quantum fidelity <psi|rho|psi>", _fidelity_cell(fidelity), "—", "1"))
+        mixed = isinstance(fidelity, QuantumFidelity) and fidelity.target == "mixed"
+        rows.append((_fidelity_label(mixed), _fidelity_cell(fidelity), "—", "1"))
         if isinstance(fidelity, QuantumFidelity):
             rows.append(("  closest physical state (SGS)", f"{fidelity.projected:.6g}", "—", "1"))
             rows.append(("  top eigenvector of rho", f"{fidelity.top_eigenvector:.6g}", "—", "1"))
@@ -191,7 +198,8 @@ def format_ensemble_report(ensemble: EnsembleEvaluation) -> str:
             row("classical fidelity F_c", report["classical_fidelity"])]
     fidelity = report["quantum_fidelity"]
     if fidelity is not None:
-        rows.append(row("quantum fidelity <psi|rho|psi>", fidelity, reference=1.0))
+        rows.append(row(_fidelity_label(fidelity.get("target") == "mixed"), fidelity,
+                        reference=1.0))
         if "projected" in fidelity:
             rows.append(("  closest physical state (SGS)", number(fidelity["projected"]),
                          number(fidelity.get("projected_spread"), ".2g"), "—", "—", "—", "1"))

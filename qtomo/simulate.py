@@ -9,6 +9,11 @@
 Methods: ``exact`` (dense ψ and the full table of K^L probabilities, L ≤ :func:`exact_limit`),
 ``mps`` (TeNPy DMRG for the TFIM, exact bond-dimension-2 MPS for GHZ, bond dimension 1 for
 product states; batched ancestral sampling), and ``auto`` = exact up to the limit, MPS above.
+
+Noise (``depolarizing``, ``dephasing``, ``amplitude_damping``; :mod:`qtomo.states.noise`) acts on
+every qubit after the state is prepared: the exact path applies it to the dense ρ (L ≤
+:data:`~qtomo.states.noise.NOISY_EXACT_MAX_L`), the MPS path measures the pure MPS with the
+Heisenberg-picture POVM E†(M_k). All parameters 0 is the pure state, file for file.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from qtomo.device import resolve_device
 from qtomo.errors import QtomoError
 from qtomo.povm import get_povm
 from qtomo.states import exact
+from qtomo.states.noise import NOISY_EXACT_MAX_L, LocalNoise, noisy_state
 
 __all__ = ["DEFAULT_SAMPLES", "METHODS", "STATES", "SimulationWarning", "default_output",
            "simulate"]
@@ -63,6 +69,9 @@ def simulate(
     samples: int = DEFAULT_SAMPLES,
     method: str = "auto",
     chi_max: int | None = None,
+    depolarizing: float = 0.0,
+    dephasing: float = 0.0,
+    amplitude_damping: float = 0.0,
     seed: int = 0,
     device: str | torch.device = "auto",
     out: str | os.PathLike | None = None,
@@ -80,6 +89,9 @@ def simulate(
         method: ``auto``, ``exact`` or ``mps``.
         chi_max: MPS bond-dimension cap for DMRG (MPS path; default of
             :func:`qtomo.states.mps.tfim_mps` when None).
+        depolarizing, dephasing, amplitude_damping: the local channel on every qubit, each in
+            [0, 1] (:class:`qtomo.states.noise.LocalNoise`); stored as root attributes when any
+            is non-zero.
         seed: seeds the sampler (and DMRG's initial state choice is deterministic).
         device: sampler device for the MPS path (``auto`` = CUDA when present).
         out: output file; default :func:`default_output`.
@@ -89,8 +101,9 @@ def simulate(
         Path of the dataset written (atomically).
 
     Raises:
-        QtomoError: impossible parameters, an L beyond the exact limit with ``method="exact"``,
-            an output folder that cannot be written.
+        QtomoError: impossible parameters (a channel parameter outside [0, 1] or NaN), an L
+            beyond the exact limit with ``method="exact"`` (with noise:
+            min(exact_limit(K), NOISY_EXACT_MAX_L)), an output folder that cannot be written.
     """
     if state not in STATES:
         raise QtomoError(f"unknown state {state!r}; expected one of {', '.join(STATES)}")
@@ -105,18 +118,24 @@ def simulate(
             raise QtomoError(f"{name} must be finite; got {value}")
     if chi_max is not None and chi_max < 1:
         raise QtomoError(f"--chi-max must be at least 1; got {chi_max}")
+    channel = LocalNoise(depolarizing, dephasing, amplitude_damping)
     measurement = get_povm(povm)
     limit = exact.exact_limit(measurement.K)
+    if channel.active:
+        limit = min(limit, NOISY_EXACT_MAX_L)
     if method == "auto":
         method = "exact" if L <= limit else "mps"
     if method == "exact" and L > limit:
+        what = " with a noise channel (dense 2^L × 2^L ρ)" if channel.active else ""
         raise QtomoError(
-            f"the exact method handles L <= {limit} for POVM {povm!r} (K = {measurement.K}); "
-            f"got L = {L}; use --method mps"
+            f"the exact method handles L <= {limit} for POVM {povm!r} (K = {measurement.K})"
+            f"{what}; got L = {L}; use --method mps"
         )
     target = Path(out) if out is not None else default_output(state, L, h, povm)
 
-    built = _build_state(state, L, J, h, boundary, product_state, method, chi_max)
+    built = noisy_state(
+        _build_state(state, L, J, h, boundary, product_state, method, chi_max), channel
+    )
     sampler_device = resolve_device(device) if method == "mps" else torch.device("cpu")
     if built.attrs.get("warning"):
         warnings.warn(built.attrs["warning"], SimulationWarning, stacklevel=2)

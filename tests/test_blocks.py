@@ -11,7 +11,6 @@ import torch
 from qtomo.blocks import (
     BlockCounts,
     block_sites,
-    mps_reduced_states,
     reduced_states,
     target_reduced_states,
 )
@@ -24,6 +23,7 @@ from qtomo.reconstruct import project_to_physical, uhlmann_fidelity
 from qtomo.simulate import simulate
 from qtomo.states.exact import tfim_ground_state
 from qtomo.states.mps import vector_to_mps
+from qtomo.states.noise import LocalNoise
 from tests.physics import dense_from_mps
 
 L = 6
@@ -41,22 +41,25 @@ def target():
     return tfim_ground_state(L, h=0.8)
 
 
-def test_mps_reduced_states_equal_dense_partial_traces():
+def test_target_reduced_states_equal_dense_partial_traces():
     rng = np.random.default_rng(0)
-    chi = [1, 2, 3, 4, 3, 2, 1]  # a random MPS in no canonical form, not normalised
-    mps = [rng.normal(size=(chi[i], 2, chi[i + 1])) + 1j * rng.normal(size=(chi[i], 2, chi[i + 1]))
-           for i in range(L)]
-    psi = dense_from_mps(mps)
+    psi = rng.normal(size=2**L) + 1j * rng.normal(size=2**L)
     psi /= np.linalg.norm(psi)
+    mps = vector_to_mps(psi, canonical="right")
+    assert np.allclose(dense_from_mps(mps), psi)
     blocks = block_sites(L, (1, 2, 3))
-    states = mps_reduced_states(mps, blocks)
+    noise = LocalNoise(depolarizing=0.2, amplitude_damping=0.1)
+    sources = {"mps": target_reduced_states({"mps": mps}, blocks),
+               "psi": target_reduced_states({"psi": psi}, blocks),
+               "rho": target_reduced_states({"rho": np.outer(psi, psi.conj())}, blocks)}
+    noisy_mps = target_reduced_states({"mps": mps}, blocks, noise)
+    noisy_rho = target_reduced_states({"rho": noise.apply(np.outer(psi, psi.conj()))}, blocks)
     for block in blocks:
-        assert np.allclose(states[block], dense_partial_trace(psi, block, L), atol=1e-12)
-    from_psi = target_reduced_states({"psi": psi}, blocks)
-    from_rho = target_reduced_states({"rho": np.outer(psi, psi.conj())}, blocks)
-    for block in blocks:
-        assert np.allclose(from_psi[block], states[block], atol=1e-12)
-        assert np.allclose(from_rho[block], states[block], atol=1e-12)
+        dense = dense_partial_trace(psi, block, L)
+        for name, states in sources.items():
+            assert np.allclose(states[block], dense, atol=1e-12), name
+        assert np.allclose(noisy_mps[block], noisy_rho[block], atol=1e-12)
+        assert not np.allclose(noisy_mps[block], dense, atol=1e-3)
 
 
 def test_batched_uhlmann_fidelity_equals_qutip():
@@ -218,3 +221,21 @@ def test_ensembles_pool_the_block_figures(dataset, target):
         assert abs(state.model.fidelity.stderr - np.std(values, ddof=1)) < 1e-12  # the spread
     entry = ensemble.as_dict()["reduced_states"][0]
     assert {"value", "stderr", "spread"} <= set(entry["fidelity"]) and entry["sites"] == [0, 1]
+
+
+def test_noisy_mps_dataset_compares_with_the_noisy_reduced_states(tmp_path):
+    """A noisy dataset on the MPS path: targets and exact samples are those of the noisy state,
+    so the truth as the model agrees with its exact samples, and the data alone too."""
+    from qtomo.states.mps import tfim_mps
+    from qtomo.states.noise import noisy_state
+
+    noise = LocalNoise(depolarizing=0.3)
+    path = simulate("tfim", 12, h=0.8, samples=4000, seed=1, method="mps", depolarizing=0.3,
+                    device="cpu", out=tmp_path / "noisy.h5", quiet=True)
+    dataset = read_dataset(path)
+    truth = noisy_state(tfim_mps(12, h=0.8), noise).distribution(get_povm("pauli4"))
+    states = evaluate(truth, dataset, method="monte-carlo", samples=4000, blocks=(2,))
+    for state in states.reduced_states:
+        model, exact = state.model.fidelity, state.exact_samples.fidelity
+        assert abs(model.value - exact.value) < 4 * np.hypot(model.stderr, exact.stderr)
+        assert state.data.fidelity.value > 0.9  # noiseless blocks: 0.81-0.86 to the noisy ones
