@@ -360,10 +360,16 @@ def evaluate(model: Checkpoint | Distribution, dataset: Dataset, *,
         if fidelity is not None and not fidelity.reliable:
             notes.append(f"Monte Carlo quantum fidelity {fidelity.estimate} has a relative "
                          f"error above 10 %; treat it as unreliable")
-    data_obs = estimate_observables(
-        (outcomes for outcomes, _ in dataset.iter_chunks(_CHUNK)), povm,
-        hamiltonian=hamiltonian, pauli_strings=pauli_strings)
-    states = _reduced_states(block_list, povm, dataset, model_blocks, samples, seed)
+    data_blocks = BlockCounts(block_list, dataset.K)
+
+    def records():  # one pass over the file feeds the observables and the block counts
+        for outcomes, _ in dataset.iter_chunks(_CHUNK):
+            data_blocks.add(outcomes)
+            yield outcomes
+
+    data_obs = estimate_observables(records(), povm, hamiltonian=hamiltonian,
+                                    pauli_strings=pauli_strings)
+    states = _reduced_states(block_list, povm, dataset, model_blocks, data_blocks, samples, seed)
     references = {name: reference[name] for name in ("X", "Z", "XX", "ZZ", "energy")
                   if name in reference}
     if target is not None:
@@ -398,15 +404,13 @@ def _masked_strings(model: AutoregressiveModel, povm, observables: Observables,
 
 
 def _reduced_states(blocks: list, povm, dataset: Dataset, model_blocks: BlockCounts | np.ndarray,
-                    samples: int, seed: int) -> tuple[ReducedState, ...]:
+                    data: BlockCounts, samples: int, seed: int) -> tuple[ReducedState, ...]:
     """Block figures of the model, of the data alone and, when the model side is sampled, of
     as many exact samples of the target (the projection's bias at that N), drawn through the
     reference MPS (measured with E†(M_k) for a noisy state, README "Noisy states")."""
     if not blocks:
         return ()
     reference, noise = dataset.reference, dataset.noise
-    data = BlockCounts.from_records((outcomes for outcomes, _ in dataset.iter_chunks(_CHUNK)),
-                                    blocks, dataset.K)
     exact_samples = None
     mps = reference.get("mps")
     if mps is None and "psi" in reference:
