@@ -343,6 +343,9 @@ def _add_evaluate_parser(subparsers) -> None:
                              "small L (default auto)")
     parser.add_argument("--pauli", action="append", default=[], metavar="STRING",
                         help="extra Pauli string to estimate, e.g. 'X0 Z3 Z4' (repeatable)")
+    parser.add_argument("--blocks", default="2,3", metavar="SIZES",
+                        help="sizes of the contiguous blocks whose reduced states are compared, "
+                             "comma-separated, or 'none' (default 2,3)")
     parser.add_argument("--json", type=Path, default=None,
                         help="write the figures as JSON here ('-': standard output, no table)")
     parser.add_argument("--plot", type=Path, default=None,
@@ -353,6 +356,7 @@ def _add_evaluate_parser(subparsers) -> None:
 def _run_evaluate(args: argparse.Namespace) -> int:
     import torch
 
+    from qtomo.blocks import parse_block_sizes
     from qtomo.data import read_dataset
     from qtomo.device import resolve_device
     from qtomo.evaluate import ensemble_checkpoints, evaluate, evaluate_ensemble
@@ -381,9 +385,10 @@ def _run_evaluate(args: argparse.Namespace) -> int:
             raise QtomoError(f"{paths[0]} records no training dataset; give --data")
         if not (args.quiet or to_stdout):
             print(f"using the training dataset {data}")
-    options = {"samples": args.samples, "method": args.method, "pauli_strings": args.pauli,
-               "seed": args.seed, "quiet": args.quiet}
     dataset = read_dataset(data)
+    options = {"samples": args.samples, "method": args.method, "pauli_strings": args.pauli,
+               "seed": args.seed, "quiet": args.quiet,
+               "blocks": parse_block_sizes(args.blocks, dataset.L)}
     if len(checkpoints) > 1:
         ensemble = evaluate_ensemble(checkpoints, dataset, **options)
         evaluation, table, history = ensemble, format_ensemble_report(ensemble), None

@@ -493,6 +493,7 @@ def test_worked_example_import_fit_evaluate_export(tmp_path, capsys):
     table = capsys.readouterr().out
     assert "quantum fidelity" not in table  # no reference state: no fidelity
     assert "smallest eigenvalue of rho" in table and "z (model - data)" in table
+    assert "2-site Renyi-2 entropy" in table and "block fidelity" not in table
     report = json.loads((tmp_path / "e.json").read_text())
     assert "kl" not in report and "classical_fidelity" not in report
     assert report["quantum_fidelity"] is None and report["n_test"] == 200  # held-out rows
