@@ -15,7 +15,11 @@ figure are made from it in :mod:`qtomo.report`. What it computes, each in its ow
   for L ≤ ENUMERATE_MAX_L only;
 - **observables** (:mod:`qtomo.observables`) ⟨X_i⟩, ⟨Z_i⟩, ⟨X_iX_j⟩, ⟨Z_iZ_j⟩, the TFIM energy and
   any Pauli strings, from the model (exact sums or Monte Carlo) and from the measured records
-  alone (model-free, over all N records), beside the dataset's reference values;
+  alone (model-free, over all N records), beside the dataset's reference values. For an
+  autoregressive model above the exact limit the Pauli strings, and the fidelity of a GHZ
+  target, use masked ancestral sampling (:mod:`qtomo.products`);
+- **reduced states of blocks** (:mod:`qtomo.blocks`) of k contiguous sites at any L, from the
+  model, the data alone and exact samples of the target, against the target's reduced state;
 - for a **physical model** (:class:`~qtomo.distribution.PhysicalState`: ``mps``, ``lpdo``) the
   state itself is contracted instead (README "Physical model families"): the fidelity exactly at
   any L, the observables without Monte Carlo error, ρ straight from the tensors for small L, and
@@ -24,6 +28,7 @@ figure are made from it in :mod:`qtomo.report`. What it computes, each in its ow
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import warnings
 from collections.abc import Sequence
@@ -34,6 +39,15 @@ from typing import Any
 import numpy as np
 import torch
 
+from qtomo.blocks import (
+    BLOCK_SIZES,
+    BlockCounts,
+    BlockFigures,
+    ReducedState,
+    block_sites,
+    reduced_states,
+    target_reduced_states,
+)
 from qtomo.data import Dataset
 from qtomo.distribution import (
     ENUMERATE_MAX_L,
@@ -41,9 +55,11 @@ from qtomo.distribution import (
     PhysicalState,
     distribution_device,
     enumerate_probabilities,
+    sample_batches,
 )
 from qtomo.errors import CheckpointError, QtomoError
 from qtomo.metrics import ClassicalMetrics, Estimate, classical_metrics
+from qtomo.models.autoregressive import AutoregressiveModel
 from qtomo.models.checkpoint import Checkpoint, plain
 from qtomo.observables import (
     Observables,
@@ -52,6 +68,7 @@ from qtomo.observables import (
     model_observables,
     parse_pauli_string,
 )
+from qtomo.products import ghz_fidelity, masked_expectation, operator_tables, pauli_operators
 from qtomo.reconstruct import (
     ContractedFidelity,
     FidelityWarning,
@@ -71,6 +88,7 @@ from qtomo.states.mps import (
     state_references,
     vector_to_mps,
 )
+from qtomo.states.mps_sampler import MPSDistribution
 
 __all__ = ["METHODS", "EnsembleEvaluation", "Entanglement", "Evaluation", "ObservableComparison",
            "ensemble_checkpoints", "evaluate", "evaluate_ensemble", "unseen_rows", "z_score"]
@@ -81,7 +99,7 @@ DEFAULT_SAMPLES = 100_000
 _CHUNK = 2**16
 #: the attributes of a dataset repeated in an evaluation's ``data`` summary
 _DATA_ATTRS = ("state", "J", "h", "boundary", "method", "seed", "chi_max", "depolarizing",
-               "dephasing", "amplitude_damping")
+               "dephasing", "amplitude_damping", "source", "readout_error")
 
 
 def unseen_rows(dataset: Dataset, config: dict | None) -> tuple[int, int]:
@@ -229,6 +247,7 @@ class Evaluation:
         model: summary of the model (family, L, K, POVM, ``log_prob`` exact or estimate, …).
         data: summary of the dataset (path, L, K, POVM, N, state parameters).
         warnings: what the reader of the numbers must know.
+        reduced_states: the blocks' reduced states (model, data alone, exact samples).
         entanglement: the bond entropies of a pure physical model's state, else None.
     """
 
@@ -240,13 +259,14 @@ class Evaluation:
     model: dict[str, Any]
     data: dict[str, Any]
     warnings: tuple[str, ...] = field(default=())
+    reduced_states: tuple[ReducedState, ...] = field(default=())
     entanglement: Entanglement | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready dict: ``nll``, ``kl``, ``classical_fidelity``, ``quantum_fidelity``,
         ``observables``, ``n_test``, ``model``, ``data``, ``entropy``, ``test_rows``,
-        ``density_matrix`` (small L), ``entanglement_entropy`` (pure physical models) and
-        ``warnings``; every estimate ``{"value", "stderr"}``."""
+        ``density_matrix`` (small L), ``reduced_states``, ``entanglement_entropy`` (pure
+        physical models) and ``warnings``; every estimate ``{"value", "stderr"}``."""
         report = {**self.classical.as_dict(),
                   "quantum_fidelity": None if self.fidelity is None else self.fidelity.as_dict(),
                   "observables": self.observables.as_dict(),
@@ -254,6 +274,7 @@ class Evaluation:
         if self.reconstruction is not None:
             exact_fidelity = self.fidelity if isinstance(self.fidelity, QuantumFidelity) else None
             report["density_matrix"] = self.reconstruction.diagnostics(exact_fidelity)
+        report["reduced_states"] = [state.as_dict() for state in self.reduced_states]
         if self.entanglement is not None:
             report["entanglement_entropy"] = self.entanglement.as_dict()
         report["warnings"] = list(self.warnings)
@@ -263,7 +284,8 @@ class Evaluation:
 def evaluate(model: Checkpoint | Distribution, dataset: Dataset, *,
              samples: int = DEFAULT_SAMPLES, method: str = "auto",
              pauli_strings: Sequence[str] = (), rows: tuple[int, int] | None = None,
-             seed: int = 0, batch_size: int = _CHUNK, quiet: bool = True) -> Evaluation:
+             seed: int = 0, batch_size: int = _CHUNK, quiet: bool = True,
+             blocks: Sequence[int] = BLOCK_SIZES) -> Evaluation:
     """Classical metrics, quantum fidelity and observables of a model against a dataset.
 
     Args:
@@ -271,7 +293,8 @@ def evaluate(model: Checkpoint | Distribution, dataset: Dataset, *,
             check, the rows not trained on and the provenance), or any :class:`Distribution`
             (an optional ``povm`` attribute is checked), e.g. the truth
             :class:`~qtomo.states.exact.ExactDistribution`.
-        dataset: the measured state (:func:`qtomo.data.read_dataset`), with ``/log_prob``.
+        dataset: the measured state (:func:`qtomo.data.read_dataset`); without ``/log_prob``
+            (measured data) KL and F_c are left out, without a reference state the fidelity.
         samples: model samples for Monte Carlo observables and fidelity.
         method: ``"auto"`` (exact for L ≤ ENUMERATE_MAX_L), ``"exact"`` or ``"monte-carlo"``.
         pauli_strings: extra observables such as ``"X0 Z3 Z4"``.
@@ -279,12 +302,14 @@ def evaluate(model: Checkpoint | Distribution, dataset: Dataset, *,
         seed: seed of the model's sampling generator.
         batch_size: records per forward pass / per sampling call.
         quiet: no progress bars.
+        blocks: sizes k of the contiguous blocks whose reduced states are compared
+            (:func:`qtomo.blocks.block_sites`; () for none).
 
     Returns:
         :class:`Evaluation`.
 
     Raises:
-        QtomoError: model and data disagree on L, K or POVM; no ``/log_prob``; bad Pauli
+        QtomoError: model and data disagree on L, K or POVM; bad Pauli
             string; ``method="exact"`` above the limit; unknown method.
     """
     checkpoint = model if isinstance(model, Checkpoint) else None
@@ -297,16 +322,18 @@ def evaluate(model: Checkpoint | Distribution, dataset: Dataset, *,
     if method not in METHODS:
         raise QtomoError(f"unknown evaluation method {method!r}; expected one of "
                          f"{', '.join(METHODS)}")
-    if not dataset.has_log_prob:
-        raise QtomoError(f"{dataset.path} has no /log_prob (exact ln P of each record); the "
-                         f"classical metrics need it")
     exact = method == "exact" or (method == "auto" and dataset.L <= ENUMERATE_MAX_L)
     if exact and dataset.L > ENUMERATE_MAX_L:
         raise QtomoError(f"exact evaluation enumerates K^L records and needs L <= "
                          f"{ENUMERATE_MAX_L}; got L = {dataset.L} (use --method monte-carlo)")
     strings = {text: parse_pauli_string(text, dataset.L) for text in pauli_strings}  # fail early
+    block_list = block_sites(dataset.L, blocks)
     test_rows = rows if rows is not None else unseen_rows(dataset, config)
     notes: list[str] = []
+    if not dataset.has_log_prob:
+        notes.append("measured data (no exact ln P per record): KL(P||Q) and the classical "
+                     "fidelity are left out; the NLL is the model's cross-entropy on held-out "
+                     "rows, and model vs data-only observables (z column) show what it learned")
     exact_log_prob = bool(model.exact_log_prob)
     if not exact_log_prob:
         notes.append("this model's ln Q is an estimate (not exact): NLL, KL, F_c and the exact "
@@ -333,6 +360,11 @@ def evaluate(model: Checkpoint | Distribution, dataset: Dataset, *,
         fidelity, reconstruction, model_obs, entanglement = _physical_state_figures(
             model.tensors(), target, pure, reference.get("entropy"), hamiltonian, strings,
             dense=exact)
+        # the blocks' reduced states from exact samples of the model (its sampler is cheap)
+        generator = torch.Generator(device=distribution_device(model)).manual_seed(seed)
+        model_blocks = BlockCounts.from_records(
+            sample_batches(model, samples, _CHUNK, generator) if block_list else (),
+            block_list, dataset.K)
     elif exact:
         probabilities = enumerate_probabilities(model, batch_size=batch_size, quiet=quiet)
         reconstruction = density_matrix(probabilities, povm)
@@ -344,30 +376,48 @@ def evaluate(model: Checkpoint | Distribution, dataset: Dataset, *,
                              f"closest physical state has {fidelity.projected:.6g}")
         model_obs = exact_observables(probabilities, povm, hamiltonian=hamiltonian,
                                       pauli_strings=pauli_strings)
+        model_blocks: BlockCounts | np.ndarray = probabilities
     else:
         generator = torch.Generator(device=distribution_device(model)).manual_seed(seed)
+        model_blocks = BlockCounts(block_list, dataset.K)
         model_obs = model_observables(model, povm, samples=samples, hamiltonian=hamiltonian,
                                       pauli_strings=pauli_strings, batch_size=batch_size,
-                                      generator=generator, quiet=quiet)
+                                      generator=generator, quiet=quiet,
+                                      on_batch=model_blocks.add)
+        autoregressive = isinstance(model, AutoregressiveModel)
+        if autoregressive and strings:
+            model_obs = _masked_strings(model, povm, model_obs, strings, samples, batch_size,
+                                        generator)
         mps = None if noise.active else (
             reference.get("mps") or (None if target is None else vector_to_mps(target)))
         if noise.active:
             notes.append(f"the measured state is mixed ({noise} on every qubit): a Monte Carlo "
                          f"fidelity needs a pure target, so none is given above L = "
-                         f"{ENUMERATE_MAX_L}; reduced states of blocks of the noisy state come "
-                         f"from qtomo.states.noise.noisy_reduced_state")
-        if mps is not None:
+                         f"{ENUMERATE_MAX_L}; the reduced states of blocks compare with the "
+                         f"noisy state's")
+        if autoregressive and dataset.attrs.get("state") == "ghz" and mps is not None:
+            fidelity = SampledFidelity(ghz_fidelity(model, povm, samples=samples,
+                                                    batch_size=batch_size, generator=generator),
+                                       samples, method="masked")
+        elif mps is not None:
             with warnings.catch_warnings():  # reported below, in the notes
                 warnings.simplefilter("ignore", FidelityWarning)
                 estimate = mps_fidelity(model, mps, povm, samples=samples, generator=generator,
                                         quiet=quiet)
             fidelity = SampledFidelity(estimate, samples)
-            if not fidelity.reliable:
-                notes.append(f"Monte Carlo quantum fidelity {estimate} has a relative error "
-                             f"above 10 %; treat it as unreliable")
-    data_obs = estimate_observables(
-        (outcomes for outcomes, _ in dataset.iter_chunks(_CHUNK)), povm,
-        hamiltonian=hamiltonian, pauli_strings=pauli_strings)
+        if fidelity is not None and not fidelity.reliable:
+            notes.append(f"Monte Carlo quantum fidelity {fidelity.estimate} has a relative "
+                         f"error above 10 %; treat it as unreliable")
+    data_blocks = BlockCounts(block_list, dataset.K)
+
+    def records():  # one pass over the file feeds the observables and the block counts
+        for outcomes, _ in dataset.iter_chunks(_CHUNK):
+            data_blocks.add(outcomes)
+            yield outcomes
+
+    data_obs = estimate_observables(records(), povm, hamiltonian=hamiltonian,
+                                    pauli_strings=pauli_strings)
+    states = _reduced_states(block_list, povm, dataset, model_blocks, data_blocks, samples, seed)
     references = {name: reference[name] for name in ("X", "Z", "XX", "ZZ", "energy")
                   if name in reference}
     if target is not None:
@@ -386,6 +436,7 @@ def evaluate(model: Checkpoint | Distribution, dataset: Dataset, *,
               **{key: plain(value) for key, value in dataset.attrs.items()
                  if key in _DATA_ATTRS}},
         warnings=tuple(notes),
+        reduced_states=states,
         entanglement=entanglement,
     )
 
@@ -424,6 +475,39 @@ def _physical_state_figures(
     entanglement = (Entanglement(values["entropy"], reference_entropy)
                     if "entropy" in values else None)
     return fidelity, reconstruction, observables, entanglement
+
+
+def _masked_strings(model: AutoregressiveModel, povm, observables: Observables,
+                    strings: dict[str, dict[int, str]], samples: int, batch_size: int,
+                    generator: torch.Generator) -> Observables:
+    """The model's Pauli strings re-estimated by masked ancestral sampling (lower variance)."""
+    masked = {text: masked_expectation(model, operator_tables(povm, pauli_operators(string)),
+                                       samples=samples, batch_size=batch_size,
+                                       generator=generator)
+              for text, string in strings.items()}
+    return dataclasses.replace(observables, strings=masked)
+
+
+def _reduced_states(blocks: list, povm, dataset: Dataset, model_blocks: BlockCounts | np.ndarray,
+                    data: BlockCounts, samples: int, seed: int) -> tuple[ReducedState, ...]:
+    """Block figures of the model, of the data alone and, when the model side is sampled, of
+    as many exact samples of the target (the projection's bias at that N), drawn through the
+    reference MPS (measured with E†(M_k) for a noisy state, README "Noisy states")."""
+    if not blocks:
+        return ()
+    reference, noise = dataset.reference, dataset.noise
+    exact_samples = None
+    mps = reference.get("mps")
+    if mps is None and "psi" in reference:
+        mps = vector_to_mps(reference["psi"], canonical="right")  # the sampler's form
+    if isinstance(model_blocks, BlockCounts) and mps is not None:
+        truth = MPSDistribution(mps, noise.heisenberg_povm(povm) if noise.active else povm)
+        generator = torch.Generator().manual_seed(seed + 1)
+        exact_samples = BlockCounts.from_records(
+            sample_batches(truth, samples, _CHUNK, generator), blocks, dataset.K)
+    return reduced_states(blocks, povm, model=model_blocks, data=data,
+                          exact_samples=exact_samples,
+                          targets=target_reduced_states(reference, blocks, noise), seed=seed)
 
 
 def _model_summary(model: Distribution, checkpoint: Checkpoint | None, povm_name) -> dict:
@@ -501,7 +585,7 @@ class EnsembleEvaluation:
             fidelity = ContractedFidelity(float(np.mean([f.value for f in fidelities])))
         elif all(isinstance(f, SampledFidelity) for f in fidelities):
             fidelity = SampledFidelity(_pool([f.estimate for f in fidelities]),
-                                       fidelities[0].samples)
+                                       fidelities[0].samples, fidelities[0].method)
         models = [member.observables.model for member in self.members]
         observables = Observables(
             **{name: _pool([getattr(m, name) for m in models]) for name in ("X", "Z", "XX", "ZZ")},
@@ -510,8 +594,9 @@ class EnsembleEvaluation:
             strings={text: _pool([m.strings[text] for m in models])
                      for text in first.observables.model.strings},
             n_samples=first.observables.model.n_samples)
-        classical = ClassicalMetrics(
-            **{name: _pool([getattr(member.classical, name) for member in self.members])
+        classical = ClassicalMetrics(  # KL, F_c and H(P) are None for measured data
+            **{name: None if getattr(first.classical, name) is None
+               else _pool([getattr(member.classical, name) for member in self.members])
                for name in ("nll", "kl", "classical_fidelity", "entropy")},
             n_test=first.classical.n_test)
         return Evaluation(classical, first.test_rows, fidelity, None,
@@ -519,7 +604,8 @@ class EnsembleEvaluation:
                                                first.observables.reference),
                           {**first.model, "family": f"{first.model['family']} ensemble of "
                                                     f"{len(self.members)}"},
-                          first.data, tuple(sorted({w for m in self.members for w in m.warnings})))
+                          first.data, tuple(sorted({w for m in self.members for w in m.warnings})),
+                          _pool_reduced_states([member.reduced_states for member in self.members]))
 
     def as_dict(self) -> dict[str, Any]:
         report = _combine([member.as_dict() for member in self.members])
@@ -532,6 +618,23 @@ class EnsembleEvaluation:
                               "bootstrap": all(bool(o.get("bootstrap")) for o in options)}
         report["warnings"] = sorted({w for member in self.members for w in member.warnings})
         return report
+
+
+def _pool_reduced_states(members: list[tuple[ReducedState, ...]]) -> tuple[ReducedState, ...]:
+    """Block by block, the members' model figures pooled as by :func:`_pool` (the data and
+    exact-sample sides are the same for every member: same records, same seed)."""
+    def pooled(figures: list[BlockFigures]) -> BlockFigures:
+        def estimate(name: str) -> Estimate | None:
+            if getattr(figures[0], name) is None:
+                return None
+            return _pool([getattr(f, name) for f in figures])
+
+        return BlockFigures(estimate("fidelity"), estimate("trace_distance"),
+                            float(np.mean([f.min_eigenvalue for f in figures])),
+                            estimate("renyi2"), figures[0].samples)
+
+    return tuple(dataclasses.replace(states[0], model=pooled([s.model for s in states]))
+                 for states in zip(*members, strict=True))
 
 
 def _pool(estimates: list[Estimate]) -> Estimate:

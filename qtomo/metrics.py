@@ -150,21 +150,25 @@ class ClassicalMetrics:
     """NLL, KL(P‖Q), F_c of a model and the entropy H(P), over ``n_test`` test records a ~ P.
 
     Attributes:
-        nll: E_P[−ln Q] (nats per record).
-        kl: E_P[ln P − ln Q], the forward divergence.
-        classical_fidelity: (E_P[√(Q/P)])².
-        entropy: E_P[−ln P], the floor of the NLL (NLL − H = KL record by record).
+        nll: E_P[−ln Q] (nats per record), the held-out cross-entropy.
+        kl: E_P[ln P − ln Q], the forward divergence; None for measured records (no exact ln P).
+        classical_fidelity: (E_P[√(Q/P)])²; None for measured records.
+        entropy: E_P[−ln P], the floor of the NLL (NLL − H = KL record by record); None for
+            measured records.
         n_test: the number of test records.
     """
 
     nll: Estimate
-    kl: Estimate
-    classical_fidelity: Estimate
-    entropy: Estimate
+    kl: Estimate | None
+    classical_fidelity: Estimate | None
+    entropy: Estimate | None
     n_test: int
 
     def as_dict(self) -> dict:
-        """``{"nll", "kl" (with its direction), "classical_fidelity", "entropy", "n_test"}``."""
+        """``{"nll", "kl" (with its direction), "classical_fidelity", "entropy", "n_test"}``;
+        without exact ln P only ``nll`` and ``n_test``."""
+        if self.kl is None:
+            return {"nll": self.nll.as_dict(), "n_test": self.n_test}
         return {"nll": self.nll.as_dict(),
                 "kl": {**self.kl.as_dict(), "direction": "KL(P||Q) = E_P[ln P - ln Q]"},
                 "classical_fidelity": self.classical_fidelity.as_dict(),
@@ -180,7 +184,9 @@ def classical_metrics(model: Distribution, chunks: Iterable[tuple[np.ndarray, np
     Args:
         model: the model Q (model interface).
         chunks: iterable of ``(outcomes (b, L) ints, log_p (b,) float64)`` test records a ~ P
-            with their exact ln P, e.g. ``dataset.iter_chunks(size, start, stop)``.
+            with their exact ln P, e.g. ``dataset.iter_chunks(size, start, stop)``; measured
+            records have ``log_p = None`` in every chunk, and then only the NLL is computed
+            (KL and F_c need exact ln P and are never estimated without it).
         batch_size: rows per forward pass.
 
     Returns:
@@ -202,11 +208,18 @@ def classical_metrics(model: Distribution, chunks: Iterable[tuple[np.ndarray, np
     """
     log_p_parts, log_q_parts = [], []
     for outcomes, log_p in chunks:
-        log_p_parts.append(np.asarray(log_p, dtype=np.float64))
+        log_p_parts.append(None if log_p is None else np.asarray(log_p, dtype=np.float64))
         log_q_parts.append(log_prob_batched(model, outcomes, batch_size=batch_size))
-    if not log_p_parts:
+    if not log_q_parts:
         raise QtomoError("no test records: the classical metrics need at least one")
-    log_p, log_q = np.concatenate(log_p_parts), np.concatenate(log_q_parts)
+    log_q = np.concatenate(log_q_parts)
+    known = [part is not None for part in log_p_parts]
+    if not any(known):
+        return ClassicalMetrics(nll=nll(log_q), kl=None, classical_fidelity=None, entropy=None,
+                                n_test=int(log_q.shape[0]))
+    if not all(known):
+        raise QtomoError("test records with and without exact ln P; expected one or the other")
+    log_p = np.concatenate(log_p_parts)
     return ClassicalMetrics(nll=nll(log_q), kl=kl_divergence(log_p, log_q),
                             classical_fidelity=classical_fidelity(log_p, log_q),
                             entropy=Estimate.from_samples(-log_p), n_test=int(log_p.shape[0]))

@@ -29,7 +29,7 @@ import torch
 from qtomo.data import write_dataset
 from qtomo.device import resolve_device
 from qtomo.errors import QtomoError
-from qtomo.povm import get_povm
+from qtomo.povm import get_povm, readout_povm
 from qtomo.states import exact
 from qtomo.states.noise import NOISY_EXACT_MAX_L, LocalNoise, noisy_state
 
@@ -72,6 +72,7 @@ def simulate(
     depolarizing: float = 0.0,
     dephasing: float = 0.0,
     amplitude_damping: float = 0.0,
+    readout_error: tuple[float, float] | None = None,
     seed: int = 0,
     device: str | torch.device = "auto",
     out: str | os.PathLike | None = None,
@@ -92,6 +93,9 @@ def simulate(
         depolarizing, dephasing, amplitude_damping: the local channel on every qubit, each in
             [0, 1] (:class:`qtomo.states.noise.LocalNoise`); stored as root attributes when any
             is non-zero.
+        readout_error: (e0, e1) = (P(read 1 | 0), P(read 0 | 1)) of every qubit's bit, for
+            ``povm="pauli6"``: the records are those of :func:`qtomo.povm.readout_povm`, which
+            the file stores (README "Measured data"); the references stay the state's.
         seed: seeds the sampler (and DMRG's initial state choice is deterministic).
         device: sampler device for the MPS path (``auto`` = CUDA when present).
         out: output file; default :func:`default_output`.
@@ -120,6 +124,11 @@ def simulate(
         raise QtomoError(f"--chi-max must be at least 1; got {chi_max}")
     channel = LocalNoise(depolarizing, dephasing, amplitude_damping)
     measurement = get_povm(povm)
+    if readout_error is not None:
+        if povm != "pauli6":
+            raise QtomoError(f"--readout-error flips the bits of Pauli-basis shots and needs "
+                             f"--povm pauli6; got {povm}")
+        measurement = readout_povm(*readout_error)
     limit = exact.exact_limit(measurement.K)
     if channel.active:
         limit = min(limit, NOISY_EXACT_MAX_L)
@@ -153,7 +162,8 @@ def simulate(
         from qtomo.states.mps import ghz_mps
 
         reference["mps"] = ghz_mps(L).references()["mps"]
-    attrs = {**built.attrs, "L": L, "seed": seed, "method": method}
+    attrs = {**built.attrs, "L": L, "seed": seed, "method": method,
+             "readout_error": None if readout_error is None else [float(e) for e in readout_error]}
     return write_dataset(target, povm=measurement, attrs=attrs, n_records=samples,
                          chunks=chunks(), reference=reference, quiet=quiet)
 

@@ -438,8 +438,14 @@ def mps_to_vector(mps: Sequence[np.ndarray]) -> np.ndarray:
     return psi.reshape(-1)
 
 
-def vector_to_mps(psi: np.ndarray) -> list[np.ndarray]:
-    """An exact MPS of ψ (2^L,) by successive SVDs: left-canonical, only zero weights dropped.
+def vector_to_mps(psi: np.ndarray, canonical: str = "left") -> list[np.ndarray]:
+    """An exact MPS of ψ (2^L,) by successive SVDs, only zero weights dropped.
+
+    Args:
+        psi: (2^L,) complex.
+        canonical: ``"left"`` (SVDs from qubit 0 on) or ``"right"`` (Σ_s B^s B^s† = 1, the
+            form :class:`~qtomo.states.mps_sampler.MPSDistribution` samples from: the left form
+            of the mirrored state, mirrored back).
 
     Returns:
         L tensors (χ_l, 2, χ_r) complex128 with χ_l = 1 first and χ_r = 1 last.
@@ -448,9 +454,17 @@ def vector_to_mps(psi: np.ndarray) -> list[np.ndarray]:
         >>> psi = np.random.default_rng(0).normal(size=16).astype(complex)
         >>> bool(np.allclose(mps_to_vector(vector_to_mps(psi)), psi))
         True
+        >>> B = vector_to_mps(psi / np.linalg.norm(psi), canonical="right")
+        >>> bool(np.allclose(mps_to_vector(B), psi / np.linalg.norm(psi)))
+        True
     """
     psi = np.asarray(psi, dtype=np.complex128)
     L = sites_from_size(psi.size, 2, "amplitudes")
+    if canonical == "right":
+        mirrored = psi.reshape((2,) * L).transpose(tuple(range(L - 1, -1, -1))).reshape(-1)
+        return [B.transpose(2, 1, 0) for B in reversed(vector_to_mps(mirrored))]
+    if canonical != "left":
+        raise QtomoError(f"canonical form {canonical!r} must be 'left' or 'right'")
     tensors, rest = [], psi.reshape(1, -1)
     for _ in range(L - 1):
         chi = rest.shape[0]
