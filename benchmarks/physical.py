@@ -26,7 +26,7 @@ project's machine, medians of 3 seeds; GHZ at L = 10 from Pauli + Z shots) are p
 
 Usage::
 
-    python benchmarks/physical.py [--cases tfim10 ghz8 tfim50 tfim8_noisy]
+    python benchmarks/physical.py [--cases tfim10 ghz8 tfim8_noisy tfim50]
         [--families mps lpdo gru transformer]
         [--records 1000 3000 10000 30000 100000] [--chis 2 4] [--complex] [--quick]
 
@@ -128,8 +128,8 @@ def run_case(case: str, args, folder: Path) -> list[dict]:
     dataset = read_dataset(path)
     rows = []
     for family in args.families:
-        if L > 10 and family not in PHYSICAL:
-            continue  # no exact ρ of a network at this L
+        if (L > 10 and family not in PHYSICAL) or (family == "lpdo" and not depolarizing):
+            continue  # no exact ρ of a network at this L; lpdo is for mixed states
         for n in records:
             head = dataclasses.replace(dataset, n_records=n)  # the trainer sees rows [0, n)
             candidates = []
@@ -153,8 +153,9 @@ def run_case(case: str, args, folder: Path) -> list[dict]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", nargs="+", choices=tuple(CASES),
-                        default=["tfim10", "ghz8", "tfim50"])
-    parser.add_argument("--families", nargs="+", default=["mps", "gru", "transformer"])
+                        default=["tfim10", "ghz8", "tfim8_noisy", "tfim50"])
+    parser.add_argument("--families", nargs="+", default=["mps", "lpdo", "gru", "transformer"],
+                        help="lpdo runs on the noisy cases only")
     parser.add_argument("--records", nargs="+", type=int,
                         default=[1_000, 3_000, 10_000, 30_000, 100_000])
     parser.add_argument("--max-records", type=int, default=100_000)
