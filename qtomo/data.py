@@ -1,16 +1,22 @@
-"""The one reader and the one writer of qtomo's dataset file (HDF5, format version 1, SPEC §2).
+"""The one reader and the one writer of qtomo's dataset file (HDF5, version 1).
 
 Layout::
 
-    /                    attrs: format="qtomo.povm-dataset", version=1, qtomo_version, state, L,
-                         povm, seed, method, and the state's parameters (J, h, boundary, …)
+    /                    attrs: format="qtomo.povm-dataset", version=1, qtomo_version, source, L,
+                         povm, and for simulated records state, seed, method and the state's
+                         parameters (J, h, boundary, …)
     /outcomes            uint8 (N, L), chunked, gzip-compressed; row = one record a_0 … a_{L-1}
-    /log_prob            float64 (N,), ln P(a) under the generating state
+    /log_prob            float64 (N,), ln P(a) under the generating state (simulated records)
     /povm/elements       complex128 (K, 2, 2)
     /reference/energy    float64 ()        /reference/X, /reference/Z    float64 (L,)
     /reference/ZZ, /XX   float64 (L, L)    /reference/entropy            float64 (L-1,)
     /reference/psi       complex128 (2^L,) (exact path)
+    /reference/rho       complex128 (2^L, 2^L), /reference/purity float64 () (exact path, noise)
     /reference/mps/B_i   complex128 (χ_l, 2, χ_r), right-canonical (MPS path and GHZ)
+
+Measured data (``source = "imported:<format>"``, README "Measured data") has no generating state:
+``/log_prob``, ``/reference`` and the attributes ``state``, ``seed``, ``method`` may be absent.
+A file without ``source`` is a simulated file of an earlier qtomo.
 
 Files are written under a temporary name and renamed when complete, and are read and validated in
 chunks of rows, so N = 10^7 records at L = 50 never sit in memory twice.
@@ -40,17 +46,46 @@ import h5py
 import numpy as np
 
 import qtomo
-from qtomo.atomic import atomic_output, check_space, describe_leftover
+from qtomo.atomic import atomic_output, describe_leftover
 from qtomo.errors import DataFormatError, QtomoError
 from qtomo.povm import POVM, POVM_NAMES, check_outcomes, get_povm
 from qtomo.progress import progress_bar
 
-__all__ = ["FORMAT", "VERSION", "Dataset", "read_dataset", "write_dataset"]
+__all__ = ["FORMAT", "VERSION", "Dataset", "check_source", "read_dataset", "write_dataset"]
 
 FORMAT = "qtomo.povm-dataset"
 VERSION = 1
 READ_CHUNK = 2**18
-_REQUIRED_ATTRS = ("state", "L", "povm", "seed", "method")
+_REQUIRED_ATTRS = ("L", "povm")
+_SIMULATED_ATTRS = ("state", "seed", "method")
+SIMULATED = "simulated"
+IMPORTED = "imported:"
+_CHANNELS = ("amplitude_damping", "dephasing", "depolarizing")  # qtomo.states.noise.CHANNELS
+
+
+def check_source(attrs: dict) -> str:
+    """The records' ``source`` (default ``"simulated"``), checked against the attributes it needs.
+
+    Simulated records carry ``state``, ``seed`` and ``method``; imported ones
+    (``"imported:<format>"``) need none of them.
+
+    Raises:
+        QtomoError: for another source, or a simulated file missing one of those attributes.
+
+    Example:
+        >>> check_source({"source": "imported:qucumber"})
+        'imported:qucumber'
+    """
+    source = attrs.get("source", SIMULATED)
+    if not isinstance(source, str) or not (
+            source == SIMULATED or (source.startswith(IMPORTED) and len(source) > len(IMPORTED))):
+        raise QtomoError(f"attribute source must be {SIMULATED!r} or '{IMPORTED}<format>'; "
+                         f"got {source!r}")
+    if source == SIMULATED:
+        missing = [key for key in _SIMULATED_ATTRS if key not in attrs]
+        if missing:
+            raise QtomoError(f"simulated records need the attribute(s) {', '.join(missing)}")
+    return source
 #: ln P(a) ≤ 0 up to rounding
 _LOG_PROB_MAX = 1e-9
 
@@ -70,10 +105,12 @@ def write_dataset(
     Args:
         path: target file; its folder is created if needed.
         povm: the POVM the records were measured with; stored in ``/povm/elements``.
-        attrs: root attributes beyond format/version/qtomo_version/povm (``state``, ``L``,
-            ``seed``, ``method`` and the state's parameters); None values are skipped.
+        attrs: root attributes beyond format/version/qtomo_version/povm: ``L``, ``source``
+            (default ``"simulated"``, which needs ``state``, ``seed``, ``method``) and the
+            state's parameters; None values are skipped.
         n_records: N, the total number of rows the chunks will deliver.
-        chunks: iterable of (outcomes (b, L) integer in 0..K-1, log_prob (b,) float64).
+        chunks: iterable of (outcomes (b, L) integer in 0..K-1, log_prob (b,) float64 or None);
+            ``/log_prob`` is written when the chunks carry it (all of them, or none).
         reference: name → array for ``/reference``; ``"mps"`` maps to a list of (χl, 2, χr)
             tensors written as ``/reference/mps/B_i``.
         quiet: no progress bar.
@@ -90,14 +127,17 @@ def write_dataset(
     """
     if isinstance(n_records, bool) or not isinstance(n_records, int | np.integer) or n_records < 1:
         raise QtomoError(f"a dataset needs an integer n_records >= 1; got {n_records!r}")
-    root = {"format": FORMAT, "version": VERSION, "qtomo_version": qtomo.__version__,
-            "povm": povm.name,
-            **{str(key): _plain(value) for key, value in attrs.items() if value is not None}}
+    own = {"format": FORMAT, "version": VERSION, "povm": povm.name}  # the writer's to set
+    given = {str(key): _plain(value) for key, value in attrs.items() if value is not None}
+    for key, value in own.items():
+        if key in given and given[key] != value:
+            raise QtomoError(f"attribute {key} is {value!r} for this file; got {given[key]!r}")
+    root = {"qtomo_version": qtomo.__version__, **given, **own}
     check_attrs(root)
+    root["source"] = check_source(root)
     L = root["L"]
     reference = {name: check_reference(name, value, L) for name, value in reference.items()}
     target = Path(path)
-    check_space(target, 8 * n_records, "the ln P column alone (8 bytes per record)")
     # No chunk cache: rows go to disk as whole HDF5 chunks when written, so a full disk fails
     # that write; dirty cached chunks that cannot be flushed make h5py crash at exit instead.
     with atomic_output(target) as temporary, h5py.File(temporary, "w", rdcc_nbytes=0) as file:
@@ -107,13 +147,20 @@ def write_dataset(
             "outcomes", (n_records, L), dtype=np.uint8, chunks=(chunk_rows, L),
             compression="gzip", compression_opts=1,
         )
-        log_prob = file.create_dataset("log_prob", (n_records,), dtype=np.float64,
-                                       chunks=(chunk_rows,))
+        log_prob = None
         row, written, pending = 0, 0, []  # rows received, rows on disk, rows not yet on disk
         with progress_bar(n_records, f"writing {target.name}", quiet=quiet, unit="rec") as bar:
             for chunk_outcomes, chunk_log_prob in chunks:
-                chunk_outcomes, chunk_log_prob = np.asarray(chunk_outcomes), np.asarray(
-                    chunk_log_prob)
+                chunk_outcomes = np.asarray(chunk_outcomes)
+                if row == 0 and chunk_log_prob is not None:
+                    log_prob = file.create_dataset("log_prob", (n_records,), dtype=np.float64,
+                                                   chunks=(chunk_rows,))
+                if (chunk_log_prob is None) != (log_prob is None):
+                    found = "lacks" if log_prob is not None else "has"
+                    raise QtomoError(f"chunk at row {row} {found} ln P; expected ln P in every "
+                                     f"chunk or in none")
+                chunk_log_prob = (np.zeros(chunk_outcomes.shape[:1]) if chunk_log_prob is None
+                                  else np.asarray(chunk_log_prob))  # zeros: shape check only
                 rows = _check_chunk(chunk_outcomes, chunk_log_prob, L, povm, row)
                 if row + rows > n_records:
                     raise QtomoError(f"more than the announced {n_records} records were written")
@@ -124,7 +171,8 @@ def write_dataset(
                     block_log_prob = np.concatenate([p[1] for p in pending])  # (b,)
                     size = len(block) if row == n_records else len(block) // chunk_rows * chunk_rows
                     outcomes[written : written + size] = block[:size]
-                    log_prob[written : written + size] = block_log_prob[:size]
+                    if log_prob is not None:
+                        log_prob[written : written + size] = block_log_prob[:size]
                     written += size
                     pending = [(block[size:], block_log_prob[size:])]
                 bar.update(rows)
@@ -226,18 +274,20 @@ def check_attrs(attrs: dict) -> None:
 
 _PAULI_BOUND = 1 + 1e-8
 _NORM_TOL = 1e-8
-#: the dense ψ (16 · 2^L bytes) is read for L ≤ 24 only; larger states are stored as MPS
-_PSI_MAX_L = 24
+#: the dense ψ (16 · 2^L bytes) is read for L ≤ 24 only, the dense ρ for L ≤ 12; larger states
+#: are stored as MPS
+_DENSE_MAX_L = {"psi": 24, "rho": 12}
 
 
 def check_reference(name: str, value, L: int):
     """A reference value checked and converted as stored: float64 or complex128 arrays, or for
     ``"mps"`` a list of complex128 tensors; other names pass unchanged.
 
-    Checks: the shape of the table in the module docstring; real values for everything but ψ
-    and the MPS; finite entries; |⟨X_i⟩|, |⟨Z_i⟩|, |⟨Z_iZ_j⟩|, |⟨X_iX_j⟩| ≤ 1 and bond entropies
-    ≥ 0 (to 1e-8); ‖ψ‖ = 1 (to 1e-8); MPS tensors that chain and are right-canonical, so that
-    ⟨ψ|ψ⟩ = 1 (:class:`~qtomo.states.mps.MPSState`).
+    Checks: the shape of the table in the module docstring; real values for everything but ψ, ρ
+    and the MPS; finite entries; |⟨X_i⟩|, |⟨Z_i⟩|, |⟨Z_iZ_j⟩|, |⟨X_iX_j⟩| ≤ 1, bond entropies
+    ≥ 0 and the purity in [0, 1] (to 1e-8); ‖ψ‖ = 1 (to 1e-8); ρ Hermitian with unit trace (to
+    1e-8); MPS tensors that chain and are right-canonical, so that ⟨ψ|ψ⟩ = 1
+    (:class:`~qtomo.states.mps.MPSState`).
 
     Raises:
         QtomoError: naming the reference and the problem.
@@ -262,7 +312,9 @@ def check_reference(name: str, value, L: int):
             raise QtomoError(f"/reference/mps: {error}") from None
     if name not in _REFERENCE_SHAPES:
         return value
-    array = _numeric(name, value, "fc" if name == "psi" else "fiu")
+    if L > _DENSE_MAX_L.get(name, L):
+        raise QtomoError(f"/reference/{name} is kept for L <= {_DENSE_MAX_L[name]}; got L = {L}")
+    array = _numeric(name, value, "fc" if name in _DENSE_MAX_L else "fiu")
     shape = _REFERENCE_SHAPES[name](L)
     if array.shape != shape:
         raise QtomoError(f"/reference/{name} must have shape {shape}; got {array.shape}")
@@ -271,6 +323,15 @@ def check_reference(name: str, value, L: int):
         if abs(norm - 1) > _NORM_TOL:
             raise QtomoError(f"/reference/psi must have norm 1; got {norm:.6g}")
         return array.astype(np.complex128)
+    if name == "rho":
+        trace = complex(np.trace(array))
+        if abs(trace - 1) > _NORM_TOL or not np.allclose(array, array.conj().T, rtol=0,
+                                                          atol=_NORM_TOL):
+            raise QtomoError(f"/reference/rho must be Hermitian with trace 1; got trace "
+                             f"{trace:.6g}")
+        return array.astype(np.complex128)
+    if name == "purity" and not -_NORM_TOL <= float(array) <= 1 + _NORM_TOL:
+        raise QtomoError(f"/reference/purity must lie in [0, 1]; got {float(array):.6g}")
     if name == "entropy" and array.size and array.min() < -_NORM_TOL:
         raise QtomoError(f"/reference/entropy must be >= 0; got {array.min():.6g}")
     if name in ("X", "Z", "XX", "ZZ") and array.size and np.abs(array).max() > _PAULI_BOUND:
@@ -302,8 +363,9 @@ class Dataset:
         path: the file.
         L: qubits per record.  K: outcomes per qubit.  povm: the stored POVM.
         n_records: N.  has_log_prob: whether ``/log_prob`` is present.
-        attrs: the root attributes as Python values.
+        attrs: the root attributes as Python values (``source`` filled in for older files).
         reference: ``/reference`` arrays; ``"mps"`` is a list of (χl, 2, χr) tensors.
+        noise: the local channel of the root attributes (``noise.active`` is False without one).
     """
 
     path: Path
@@ -325,6 +387,13 @@ class Dataset:
     def close(self) -> None:
         """Close the file; rows can no longer be read."""
         self.file.close()
+
+    @property
+    def noise(self):
+        """The channel on every qubit, a :class:`qtomo.states.noise.LocalNoise`."""
+        from qtomo.states.noise import LocalNoise  # torch is imported only when asked
+
+        return LocalNoise.from_attrs(self.attrs)
 
     def outcomes(self, start: int = 0, stop: int | None = None) -> np.ndarray:
         """Records ``start:stop``; uint8 (n, L)."""
@@ -376,9 +445,11 @@ def read_dataset(path: str | os.PathLike) -> Dataset:
     except QtomoError as error:
         file.close()
         raise DataFormatError(f"{path}: {error}") from None
-    except (KeyError, OSError, ValueError, TypeError, AttributeError) as error:
+    except (KeyError, OSError, ValueError, TypeError, AttributeError, RuntimeError) as error:
+        # h5py's errors for a damaged file (RuntimeError: "ran off end of input buffer", …)
         file.close()
-        raise DataFormatError(f"{path}: unreadable dataset ({error})") from None
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise DataFormatError(f"{path}: unreadable dataset ({reason})") from None
 
 
 def _validated(path: Path, file: h5py.File) -> Dataset:
@@ -392,6 +463,14 @@ def _validated(path: Path, file: h5py.File) -> Dataset:
     if attrs.get("version") != VERSION:
         raise fail(f"unsupported format version {attrs.get('version')!r}; expected {VERSION}")
     check_attrs(attrs)
+    attrs["source"] = check_source(attrs)
+    if any(name in attrs for name in _CHANNELS):
+        from qtomo.states.noise import LocalNoise
+
+        try:
+            LocalNoise.from_attrs(attrs)
+        except QtomoError as error:
+            raise fail(f"root attribute {error}") from None
     L = attrs["L"]
 
     elements = _dataset(file, "povm/elements", fail)
@@ -441,6 +520,8 @@ _REFERENCE_SHAPES = {
     "XX": lambda L: (L, L),
     "entropy": lambda L: (L - 1,),
     "psi": lambda L: (2**L,),
+    "rho": lambda L: (2**L, 2**L),
+    "purity": lambda L: (),
 }
 
 
@@ -456,8 +537,8 @@ def _read_reference(file: h5py.File, L: int, fail) -> dict:
             reference["mps"] = check_reference("mps", _read_mps(item, L, fail), L)
         elif name in _REFERENCE_SHAPES:
             shape = _REFERENCE_SHAPES[name](L)
-            if name == "psi" and L > _PSI_MAX_L:
-                raise fail(f"/reference/psi is kept for L <= {_PSI_MAX_L}; got L = {L}")
+            if L > _DENSE_MAX_L.get(name, L):
+                raise fail(f"/reference/{name} is kept for L <= {_DENSE_MAX_L[name]}; got L = {L}")
             if not isinstance(item, h5py.Dataset) or item.shape != shape:
                 found = item.shape if isinstance(item, h5py.Dataset) else "a group"
                 raise fail(f"/reference/{name} must have shape {shape}; got {found}")

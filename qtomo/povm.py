@@ -1,4 +1,4 @@
-"""Single-qubit informationally complete POVMs and their dual frames (SPEC §1).
+"""Single-qubit informationally complete POVMs and their dual frames (README "Conventions").
 
 A POVM is a set of K positive operators M_k (2×2, complex128) with Σ_k M_k = 1. Outcome k is
 stored as the integer k. Many-qubit elements are tensor products, M_a = ⊗_i M_{a_i}, with qubit 0
@@ -41,6 +41,8 @@ __all__ = [
     "enumerate_outcomes",
     "get_povm",
     "invert_probabilities",
+    "readout_povm",
+    "sites_from_size",
 ]
 
 _TOL = 1e-10
@@ -63,6 +65,9 @@ class POVM:
         name: registry name (``"pauli4"``, ``"pauli6"``, ``"tetra"``) or a user label.
         elements: (K, 2, 2) complex128, Hermitian, positive semidefinite, summing to the
             identity and spanning the 2×2 operators (informationally complete).
+        require_complete: check informational completeness (default). False admits the
+            Heisenberg-picture POVMs E†(M_k) of strong noise (README "Noisy states"), which a
+            sampler may measure but whose duals do not invert Born's rule.
 
     Raises:
         QtomoError: if any of the conditions above fails; the message names it.
@@ -72,12 +77,13 @@ class POVM:
 
     name: str
     elements: np.ndarray
+    require_complete: bool = field(default=True, repr=False)
     overlap: np.ndarray = field(init=False, repr=False)
     duals: np.ndarray = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         elements = np.array(self.elements, dtype=np.complex128)
-        _validate_elements(self.name, elements)
+        _validate_elements(self.name, elements, self.require_complete)
         overlap = np.einsum("aij,bji->ab", elements, elements).real  # (K, K)
         duals = np.einsum("ab,bij->aij", np.linalg.pinv(overlap), elements)  # (K, 2, 2)
         for array in (elements, overlap, duals):
@@ -154,7 +160,7 @@ class POVM:
         return np.array(vectors, dtype=np.complex128), np.array(parent, dtype=np.int64)
 
 
-def _validate_elements(name: str, elements: np.ndarray) -> None:
+def _validate_elements(name: str, elements: np.ndarray, require_complete: bool = True) -> None:
     if elements.ndim != 3 or elements.shape[1:] != (2, 2) or elements.shape[0] < 4:
         raise QtomoError(
             f"POVM {name!r} must have elements of shape (K, 2, 2) with K >= 4; "
@@ -170,7 +176,7 @@ def _validate_elements(name: str, elements: np.ndarray) -> None:
     if not np.allclose(elements.sum(axis=0), np.eye(2), atol=1e-9):
         raise QtomoError(f"POVM {name!r} elements do not sum to the identity")
     overlap = np.einsum("aij,bji->ab", elements, elements).real
-    if np.linalg.matrix_rank(overlap, tol=1e-9) != 4:
+    if require_complete and np.linalg.matrix_rank(overlap, tol=1e-9) != 4:
         raise QtomoError(
             f"POVM {name!r} is not informationally complete: its overlap matrix has rank "
             f"{np.linalg.matrix_rank(overlap, tol=1e-9)}, expected 4"
@@ -280,6 +286,50 @@ def _dtype_kind(a) -> str:
         return "O" if dtype is None else "f"
 
 
+READOUT_SUFFIX = "+readout"
+
+
+def readout_povm(e0: float, e1: float, base: str = "pauli6") -> POVM:
+    """The POVM a Pauli-basis experiment with readout errors actually measures.
+
+    Outcome 2b + r means "basis b, bit r read" (README "Measured data"). A bit flips on readout
+    with P(read 1 | 0) = e0, P(read 0 | 1) = e1, so per basis b
+
+        M'_{2b+r} = Σ_{r'} A_{r r'} M_{2b+r'},   A = [[1 − e0, e1], [e0, 1 − e1]],
+
+    still a POVM (A is column-stochastic) and informationally complete for e0 + e1 < 1; its
+    canonical duals undo the readout error in every dual-frame estimate.
+
+    Args:
+        e0, e1: flip probabilities, each in [0, 0.5).
+        base: the ideal POVM, ``"pauli6"`` (the one whose outcomes are basis and bit).
+
+    Returns:
+        A :class:`POVM` named ``"pauli6+readout"``.
+
+    Raises:
+        QtomoError: for an error outside [0, 0.5) or another base.
+
+    Example:
+        >>> povm = readout_povm(0.1, 0.0)
+        >>> rho = np.array([[1, 0], [0, 0]], dtype=complex)       # |0⟩: Z read as 1 w.p. 0.1
+        >>> np.round(povm.probabilities(rho)[:2], 6).tolist()
+        [0.3, 0.033333]
+        >>> round(float(povm.probabilities(rho) @ povm.dual_traces(PAULI["Z"]).real), 12)
+        1.0
+    """
+    if base != "pauli6":
+        raise QtomoError(f"readout errors act on the bits of Pauli-basis records; expected base "
+                         f"'pauli6', got {base!r}")
+    for name, value in (("e0 = P(read 1 | 0)", e0), ("e1 = P(read 0 | 1)", e1)):
+        if not (isinstance(value, (int, float, np.floating)) and 0 <= value < 0.5):
+            raise QtomoError(f"readout error {name} must lie in [0, 0.5); got {value!r}")
+    flips = np.array([[1 - e0, e1], [e0, 1 - e1]])  # A[read, true]
+    ideal = get_povm(base).elements.reshape(3, 2, 2, 2)  # (basis, bit, 2, 2)
+    elements = np.einsum("rt,btij->brij", flips, ideal).reshape(6, 2, 2)
+    return POVM(base + READOUT_SUFFIX, elements)
+
+
 def enumerate_outcomes(L: int, K: int) -> np.ndarray:
     """All K^L records in index order, index = Σ_i a_i K^(L-1-i) (qubit 0 most significant).
 
@@ -314,7 +364,7 @@ def born_probabilities(rho: np.ndarray, povm: POVM) -> np.ndarray:
         (1.0, 0.111111)
     """
     rho = np.asarray(rho, dtype=np.complex128)
-    L = _qubits(rho.shape[0])
+    L = sites_from_size(rho.shape[0], 2, "rows of a density matrix")
     work = rho.reshape(1, rho.shape[0], rho.shape[0])
     for _ in range(L):
         p, r = work.shape[0], work.shape[1] // 2
@@ -342,12 +392,7 @@ def invert_probabilities(probabilities: np.ndarray, povm: POVM) -> np.ndarray:
         True
     """
     probabilities = np.asarray(probabilities, dtype=np.float64)
-    L = round(np.log(probabilities.size) / np.log(povm.K))
-    if povm.K**L != probabilities.size:
-        raise QtomoError(
-            f"expected K^L = {povm.K}^L probabilities for POVM {povm.name!r}; "
-            f"got {probabilities.size}"
-        )
+    L = sites_from_size(probabilities.size, povm.K, f"probabilities for POVM {povm.name!r}")
     work = probabilities.astype(np.complex128).reshape(-1, 1, 1)
     for _ in range(L):
         # peel the last remaining outcome digit, prepend its qubit to the built operator
@@ -357,8 +402,23 @@ def invert_probabilities(probabilities: np.ndarray, povm: POVM) -> np.ndarray:
     return work[0]
 
 
-def _qubits(dimension: int) -> int:
-    L = int(dimension).bit_length() - 1
-    if dimension < 2 or 2**L != dimension:
-        raise QtomoError(f"expected a dimension 2^L with L >= 1; got {dimension}")
+def sites_from_size(size: int, base: int, what: str = "entries") -> int:
+    """L ≥ 1 with base^L = size: the qubits of a 2^L vector, or the sites of a K^L table.
+
+    Raises:
+        QtomoError: if ``size`` is not a power base^L with L ≥ 1.
+
+    Example:
+        >>> sites_from_size(4**5, 4), sites_from_size(8, 2)
+        (5, 3)
+        >>> sites_from_size(12, 2, "amplitudes")
+        Traceback (most recent call last):
+        ...
+        qtomo.errors.QtomoError: expected 2^L amplitudes with L >= 1; got 12
+    """
+    size, L = int(size), 0
+    while base ** (L + 1) <= size:
+        L += 1
+    if L < 1 or base**L != size:
+        raise QtomoError(f"expected {base}^L {what} with L >= 1; got {size}")
     return L

@@ -201,7 +201,10 @@ def test_dataset_reader_refuses_in_one_line_or_serves_checked_rows(dataset_bytes
         path.write_bytes(dataset_bytes[which])
         with h5py.File(path, "r+") as file:
             for edit in edits:
-                edit(file)
+                try:
+                    edit(file)
+                except (ValueError, TypeError, KeyError, OSError):
+                    pass  # an edit h5py cannot make here (a group under a dataset, …)
         data = bytearray(path.read_bytes())
         for position, mask in flips:
             data[int(position * (len(data) - 1))] ^= mask
@@ -309,6 +312,8 @@ def test_checkpoint_loader_refuses_in_one_line_or_gives_a_working_model(fuzz_run
         try:
             for key in path[:-1]:
                 parent = parent[key]
+            if not isinstance(parent, dict | list):
+                continue  # an earlier edit replaced the container
             if data.draw(st.booleans()) and isinstance(parent, dict):
                 parent.pop(path[-1], None)
             else:
@@ -329,8 +334,9 @@ def test_checkpoint_loader_refuses_in_one_line_or_gives_a_working_model(fuzz_run
             event("refused")
             return
         describe(checkpoint)  # what `qtomo info` prints
-        a = torch.randint(0, 4, (16, 3), generator=torch.Generator().manual_seed(0))
-        assert torch.isfinite(checkpoint.model.log_prob(a)).all()
+        model = checkpoint.model  # its config may describe another L or K than the run's
+        a = torch.randint(0, model.K, (16, model.L), generator=torch.Generator().manual_seed(0))
+        assert torch.isfinite(model.log_prob(a)).all()
         if checkpoint.trainer is not None:  # it must resume, or refuse in one line
             out = Path(folder) / "resumed.pt"
             shutil.copy(path, out.with_name("resumed.last.pt"))

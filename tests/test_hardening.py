@@ -199,7 +199,7 @@ def tiny_tmpfs(tmp_path):
 def test_full_disk_on_a_real_tmpfs(small, tiny_tmpfs):
     """In child processes, so that a crash at exit (h5py's, before) shows as its status."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    commands = [["simulate", "--L", "8", "--samples", "200000", "--out",
+    commands = [["simulate", "--L", "8", "--samples", "30000", "--out",  # ln P alone fits
                  str(tiny_tmpfs / "d.h5"), "--quiet"],
                 ["fit", "--data", str(small), "--out", str(tiny_tmpfs / "m.pt"), "--epochs", "1",
                  "--hidden", "200", "--device", "cpu", "--quiet"]]

@@ -1,4 +1,4 @@
-"""Checkpoint files (SPEC §3): one ``torch.save`` file holding only tensors and plain data.
+"""Checkpoint files (README "Checkpoint format"): one ``torch.save`` file of tensors and plain data.
 
 Layout of the saved dict (format version 1)::
 
@@ -9,7 +9,8 @@ Layout of the saved dict (format version 1)::
                    hyperparameters  dict of the family's config fields
                    L, K          qubits, outcomes per qubit
                    povm          POVM name of the training data
-                   data          provenance of the training data: path, n_records, attrs (the
+                   data          provenance of the training data: path (absolute),
+                                 relative_path (from the checkpoint's folder), n_records, attrs (the
                                  dataset's root attributes), train_rows and val_rows ([start,
                                  stop) row ranges: the rows trained on and the validation rows)
                    training      summary: epochs run, best epoch, best val NLL, options, …
@@ -46,6 +47,7 @@ from qtomo.atomic import atomic_output, describe_leftover
 from qtomo.errors import CheckpointError, QtomoError
 from qtomo.models.base import QtomoModel
 from qtomo.models.registry import build, hyperparameters
+from qtomo.povm import POVM
 
 FORMAT = "qtomo.checkpoint"
 VERSION = 1
@@ -62,7 +64,8 @@ SCHEMA = {
     "config": {
         "family": "text", "hyperparameters": {"*": "scalar"}, "L": "integer", "K": "integer",
         "povm": "text",
-        "data?": ("or empty", {"path?": "text", "n_records?": "integer", "attrs?": "mapping",
+        "data?": ("or empty", {"path?": "text", "relative_path?": "text",
+                               "n_records?": "integer", "attrs?": "mapping",
                                "train_rows": _ROWS, "val_rows": _ROWS, "*": "any"}),
         "training?": _TRAINING,
     },
@@ -149,7 +152,8 @@ def _check_finite(payload: dict) -> None:
               "trainer.best.state_dict": (trainer.get("best") or {}).get("state_dict")}
     for where, tensors in groups.items():
         for key, tensor in (tensors or {}).items():
-            if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            if (tensor.is_floating_point() or tensor.is_complex()) and not bool(
+                    torch.isfinite(tensor).all()):
                 raise QtomoError(f"{where}.{key} holds non-finite weights (NaN or inf)")
     for where, value in (("config.training.best_val_nll",
                           payload["config"].get("training", {}).get("best_val_nll")),
@@ -265,8 +269,12 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         if payload.get("trainer") is not None:
             check_schema(payload, RESUMABLE)
         _check_finite(payload)
-        config = payload["config"]
-        model = build(config["family"], L=config["L"], K=config["K"], **config["hyperparameters"])
+        config, state_dict = payload["config"], payload["state_dict"]
+        # a physical family keeps its POVM elements as a buffer; the networks need only the name
+        povm = (POVM(config["povm"], state_dict["povm_elements"].cpu().numpy())
+                if "povm_elements" in state_dict else config["povm"])
+        model = build(config["family"], L=config["L"], K=config["K"], povm=povm,
+                      **config["hyperparameters"])
         if "options" in config.get("training", {}):
             from qtomo.train import TrainOptions  # train imports this module
 
@@ -280,7 +288,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     except QtomoError as error:
         raise CheckpointError(f"{path}: {error}") from None
     try:
-        model.load_state_dict(payload["state_dict"])
+        model.load_state_dict(state_dict)
     except (RuntimeError, KeyError, TypeError) as error:
         lines = str(error).strip().splitlines()  # a heading, then one line per problem
         reason = lines[min(1, len(lines) - 1)].strip()
@@ -305,6 +313,27 @@ def load(path: str | Path, map_location: str | torch.device = "cpu") -> QtomoMod
         True
     """
     return load_checkpoint(path, map_location).model
+
+
+def training_data_path(checkpoint: Checkpoint) -> Path | None:
+    """The training dataset of a checkpoint: its recorded absolute path if that file exists,
+    else its path relative to the checkpoint's folder (a moved run folder); None if unrecorded.
+
+    Raises:
+        CheckpointError: if a path is recorded but the file is at neither place.
+    """
+    data = checkpoint.config.get("data") or {}
+    recorded = data.get("path")
+    relative = data.get("relative_path")
+    if recorded is None and relative is None:
+        return None
+    candidates = [Path(p) for p in (recorded,) if p is not None]
+    candidates += [checkpoint.path.parent / relative] if relative is not None else []
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    raise CheckpointError(f"{checkpoint.path}: its training dataset is at neither "
+                          f"{' nor '.join(map(str, candidates))}; give --data")
 
 
 def describe(checkpoint: Checkpoint) -> str:
