@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import typing
 from typing import Any
 
 from qtomo.errors import QtomoError
@@ -16,6 +17,7 @@ FAMILIES: dict[str, tuple[str, str, str]] = {
     "lstm": ("qtomo.models.rnn", "LSTMModel", "RecurrentConfig"),
     "transformer": ("qtomo.models.transformer", "TransformerModel", "TransformerConfig"),
     "flow": ("qtomo.models.flow", "ArgmaxFlow", "FlowConfig"),
+    "cnn": ("qtomo.models.cnn", "CNNModel", "CNNConfig"),
 }
 
 
@@ -38,7 +40,7 @@ def build(name: str, *, L: int, K: int, **hyperparameters: Any) -> QtomoModel:
 
     Args:
         name: a key of :data:`FAMILIES` (``"rnn"``, ``"gru"``, ``"lstm"``, ``"transformer"``,
-            ``"flow"``).
+            ``"flow"``, ``"cnn"``, …).
         L: qubits, ≥ 1. K: outcomes per qubit, ≥ 2.
         **hyperparameters: fields of the family's config dataclass; the rest keep their
             defaults.
@@ -63,6 +65,27 @@ def build(name: str, *, L: int, K: int, **hyperparameters: Any) -> QtomoModel:
 def hyperparameters(model: QtomoModel) -> dict[str, Any]:
     """The model's hyperparameters as a plain dict (what a checkpoint stores)."""
     return dataclasses.asdict(model.config)
+
+
+def hyperparameter_types() -> dict[str, type]:
+    """The Python type (``int``, ``float`` or ``str``) of every hyperparameter name, from the
+    config dataclasses' annotations (what ``qtomo fit`` parses each option as).
+
+    Raises:
+        QtomoError: two families annotate one name with different types (a registry bug: one
+            command-line option cannot parse both).
+
+    Example:
+        >>> hyperparameter_types()["hidden"]
+        <class 'int'>
+    """
+    types: dict[str, type] = {}
+    for name in FAMILIES:
+        for key, kind in typing.get_type_hints(config_class(name)).items():
+            if types.setdefault(key, kind) is not kind:
+                raise QtomoError(f"hyperparameter {key!r} of model {name!r} is {kind.__name__}; "
+                                 f"another family declares it {types[key].__name__}")
+    return types
 
 
 def hyperparameter_defaults() -> dict[str, dict[str, Any]]:
