@@ -69,3 +69,22 @@ def check_hyperparameter(family: str, name: str, value: object, *, low: float,
     ok_type = isinstance(value, int) if integer else isinstance(value, int | float)
     if isinstance(value, bool) or not ok_type or value < low or (high is not None and value > high):
         raise QtomoError(f"{family} hyperparameter {name} must be {kind} {bounds}; got {value!r}")
+
+
+def sample_categorical(logits: torch.Tensor,
+                       generator: torch.Generator | None = None) -> torch.Tensor:
+    """One draw per row of softmax(logits), by the Gumbel-max trick argmax_k(logits_k + g_k).
+
+    Args:
+        logits: float (…, K), unnormalised log-probabilities (log-softmax rows are fine).
+        generator: random source on the logits' device.
+
+    Returns:
+        LongTensor (…) in 0..K-1.
+
+    Example:
+        >>> sample_categorical(torch.tensor([[0.0, -torch.inf, -torch.inf]] * 3)).tolist()
+        [0, 0, 0]
+    """
+    u = torch.rand(logits.shape, generator=generator, device=logits.device)
+    return (logits - torch.log(-torch.log(u.clamp_min(1e-20)))).argmax(-1)

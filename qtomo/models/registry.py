@@ -18,6 +18,8 @@ FAMILIES: dict[str, tuple[str, str, str]] = {
     "transformer": ("qtomo.models.transformer", "TransformerModel", "TransformerConfig"),
     "flow": ("qtomo.models.flow", "ArgmaxFlow", "FlowConfig"),
     "cnn": ("qtomo.models.cnn", "CNNModel", "CNNConfig"),
+    "rbm": ("qtomo.models.rbm", "RBMModel", "RBMConfig"),
+    "vae": ("qtomo.models.vae", "VAEModel", "VAEConfig"),
 }
 
 
