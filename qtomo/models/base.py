@@ -6,6 +6,7 @@ A model is a normalised distribution Q(a) over POVM records a ∈ {0..K-1}^L::
     model.log_prob(a: LongTensor[B, L]) -> Tensor[B]  # ln Q(a)
     model.sample(n, generator=None) -> LongTensor[n, L]
     model.training_nll(a) -> Tensor[B]                # what the trainer minimises (default -ln Q)
+    model.train_step(a, optimizer, clip)              # optional: a family's own update (gan)
 
 Families hold their hyperparameters in a frozen dataclass ``model.config``; ``model.family`` is
 the registry name. Trainer, metrics and CLI use only this interface.
@@ -25,8 +26,10 @@ class QtomoModel(nn.Module):
     """Base class of all model families: a normalised distribution over (L,) records in 0..K-1."""
 
     family: ClassVar[str] = ""
-    #: True when ``log_prob`` is exact; False when it is an estimate (flows)
+    #: True when ``log_prob`` is exact; False when it is an estimate (flows, vae, large rbm)
     exact_log_prob: ClassVar[bool] = True
+    #: False for implicit models (``gan``) whose ``log_prob`` raises: samples only
+    has_log_prob: ClassVar[bool] = True
 
     def __init__(self, L: int, K: int) -> None:
         super().__init__()

@@ -81,7 +81,7 @@ class RBMConfig:
     hidden: int = 64
     gibbs_steps: int = 10
     contrastive: str = "pcd"
-    chains: int = 1024
+    chains: int = 256
     burn_in: int = 500
     thinning: int = 10
     ais_steps: int = 2000

@@ -20,6 +20,7 @@ FAMILIES: dict[str, tuple[str, str, str]] = {
     "cnn": ("qtomo.models.cnn", "CNNModel", "CNNConfig"),
     "rbm": ("qtomo.models.rbm", "RBMModel", "RBMConfig"),
     "vae": ("qtomo.models.vae", "VAEModel", "VAEConfig"),
+    "gan": ("qtomo.models.gan", "GANModel", "GANConfig"),
 }
 
 
