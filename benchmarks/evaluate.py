@@ -18,15 +18,11 @@ import torch
 from common import matmul_peak_gflops, report
 
 from qtomo.device import resolve_device
+from qtomo.distribution import enumerate_probabilities
 from qtomo.models import build
+from qtomo.observables import estimate_observables
 from qtomo.povm import get_povm
-from qtomo.reconstruct import (
-    FidelityWarning,
-    density_matrix,
-    estimate_observables,
-    model_probabilities,
-    mps_fidelity,
-)
+from qtomo.reconstruct import FidelityWarning, density_matrix, mps_fidelity
 from qtomo.states.exact import tfim_ground_state
 from qtomo.states.hamiltonians import TFIM
 from qtomo.states.mps import tfim_mps
@@ -42,7 +38,7 @@ def exact_rho(L: int, device: torch.device) -> dict:
     povm = get_povm("pauli4")
     torch.manual_seed(0)
     model = build("gru", L=L, K=4).to(device).eval()
-    probabilities, enumerate_s = _timed(lambda: model_probabilities(model))
+    probabilities, enumerate_s = _timed(lambda: enumerate_probabilities(model))
     reconstruction, invert_s = _timed(lambda: density_matrix(probabilities, povm))
     min_eigenvalue, eigen_s = _timed(lambda: reconstruction.min_eigenvalue)
     psi = tfim_ground_state(L).psi

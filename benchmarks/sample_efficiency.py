@@ -65,7 +65,8 @@ import torch
 from common import report
 
 from qtomo.data import read_dataset
-from qtomo.metrics import classical_fidelity, log_prob_batched
+from qtomo.distribution import log_prob_batched
+from qtomo.metrics import classical_fidelity
 from qtomo.models import build
 from qtomo.simulate import simulate
 from qtomo.train import TrainOptions, fit

@@ -210,6 +210,14 @@ def _add_fit_parser(subparsers) -> None:
         name = flag[2:].replace("-", "_")
         train_options.add_argument(flag, type=kind, default=None,
                                    help=f"{help_text} (default {getattr(defaults, name)})")
+    ensemble = parser.add_argument_group(
+        "ensembles", "several models of the same records, for error bars that include the "
+                     "finite data (see qtomo evaluate)")
+    ensemble.add_argument("--ensemble", type=_positive_int, default=None, metavar="M",
+                          help="train M >= 2 models into the folder --out (default "
+                               "runs/<data stem>_<model>_ensemble), seeds seed .. seed+M-1")
+    ensemble.add_argument("--bootstrap", action="store_true", default=None,
+                          help="each model trains on a bootstrap resample of the training rows")
     train_options.add_argument("--schedule", choices=SCHEDULES, default=None,
                                help=f"learning-rate schedule (default {defaults.schedule})")
     train_options.add_argument("--no-amp", dest="amp", action="store_false", default=None,
@@ -233,7 +241,7 @@ def _run_fit(args: argparse.Namespace) -> int:
 
     from qtomo.data import read_dataset
     from qtomo.models import build, load_checkpoint
-    from qtomo.train import TrainOptions, fit, resume_path, run_output
+    from qtomo.train import TrainOptions, fit, fit_ensemble, resume_path, run_output
 
     given_hp = {key[3:]: value for key, value in vars(args).items()
                 if key.startswith("hp_") and value is not None}
@@ -242,6 +250,10 @@ def _run_fit(args: argparse.Namespace) -> int:
                      if getattr(args, field.name, None) is not None}
     given_options["seed"] = args.seed
     data, resumed = args.data, None
+    if args.ensemble is not None and args.resume is not None:
+        raise QtomoError("--ensemble trains new models; it cannot be combined with --resume")
+    if args.bootstrap and args.ensemble is None:
+        raise QtomoError("--bootstrap resamples the rows of each ensemble member; give --ensemble")
     if args.resume is not None:
         resumed = load_checkpoint(resume_path(args.resume))
         data = data or Path(resumed.config["data"]["path"])
@@ -262,6 +274,15 @@ def _run_fit(args: argparse.Namespace) -> int:
         family, hp = args.model or "gru", given_hp
         options = TrainOptions(**given_options)
         out = args.out or Path("runs") / f"{dataset.path.stem}_{family}.pt"
+    if args.ensemble is not None:
+        folder = args.out or Path("runs") / f"{dataset.path.stem}_{family}_ensemble"
+        results = fit_ensemble(family, dataset, options, members=args.ensemble, out=folder,
+                               hyperparameters=hp, device=args.device, quiet=args.quiet)
+        if not args.quiet:
+            nll = ", ".join(f"{result.best_val_nll:.6f}" for result in results)
+            print(f"best validation NLL of the {len(results)} members: {nll}")
+            print(f"wrote {folder}/ (evaluate it with qtomo evaluate --model {folder})")
+        return 0
     torch.manual_seed(args.seed)
     model = build(family, L=dataset.L, K=dataset.K, **hp)
     result = fit(model, dataset, options, out=out, resume=args.resume, device=args.device,
@@ -282,7 +303,9 @@ def _add_evaluate_parser(subparsers) -> None:
         description="NLL, KL(P||Q) and classical fidelity on the rows the model was not trained "
                     "on; quantum fidelity and observables (X, Z, ZZ, XX, energy) from the model "
                     "and from the data alone, beside the dataset's reference values.")
-    parser.add_argument("--model", type=Path, required=True, help="checkpoint (.pt)")
+    parser.add_argument("--model", type=Path, required=True, nargs="+", metavar="PATH",
+                        help="checkpoint (.pt); several checkpoints, or the folder of "
+                             "qtomo fit --ensemble, are evaluated as an ensemble")
     parser.add_argument("--data", type=Path, default=None,
                         help="dataset (default: the one the checkpoint was trained on)")
     parser.add_argument("--samples", type=_positive_int, default=DEFAULT_SAMPLES,
@@ -292,7 +315,8 @@ def _add_evaluate_parser(subparsers) -> None:
                              "small L (default auto)")
     parser.add_argument("--pauli", action="append", default=[], metavar="STRING",
                         help="extra Pauli string to estimate, e.g. 'X0 Z3 Z4' (repeatable)")
-    parser.add_argument("--json", type=Path, default=None, help="write the figures as JSON here")
+    parser.add_argument("--json", type=Path, default=None,
+                        help="write the figures as JSON here ('-': standard output, no table)")
     parser.add_argument("--plot", type=Path, default=None,
                         help="write the correlation / training figure here (.png, .pdf, .svg)")
     _common_options(parser)
@@ -303,31 +327,48 @@ def _run_evaluate(args: argparse.Namespace) -> int:
 
     from qtomo.data import read_dataset
     from qtomo.device import resolve_device
-    from qtomo.evaluate import evaluate, format_report, write_json
+    from qtomo.evaluate import ensemble_checkpoints, evaluate, evaluate_ensemble
     from qtomo.models import load_checkpoint
-    from qtomo.plots import check_plot_path, plot_evaluation
+    from qtomo.report import (
+        check_plot_path,
+        format_ensemble_report,
+        format_report,
+        plot_evaluation,
+        write_json,
+    )
     from qtomo.train import run_paths
 
+    to_stdout = args.json is not None and str(args.json) == "-"  # then the JSON is the output
     if args.plot is not None:
         check_plot_path(args.plot)
     torch.manual_seed(args.seed)  # flows draw their importance samples from the global RNG
-    checkpoint = load_checkpoint(args.model, map_location=resolve_device(args.device))
+    paths = ensemble_checkpoints(args.model)
+    checkpoints = [load_checkpoint(path, map_location=resolve_device(args.device))
+                   for path in paths]
     data = args.data
     if data is None:
-        data = (checkpoint.config.get("data") or {}).get("path")
+        data = (checkpoints[0].config.get("data") or {}).get("path")
         if data is None:
-            raise QtomoError(f"{args.model} records no training dataset; give --data")
-        if not args.quiet:
+            raise QtomoError(f"{paths[0]} records no training dataset; give --data")
+        if not (args.quiet or to_stdout):
             print(f"using the training dataset {data}")
-    report = evaluate(checkpoint, read_dataset(data), samples=args.samples, method=args.method,
-                      pauli_strings=args.pauli, seed=args.seed, quiet=args.quiet)
+    options = {"samples": args.samples, "method": args.method, "pauli_strings": args.pauli,
+               "seed": args.seed, "quiet": args.quiet}
+    dataset = read_dataset(data)
+    if len(checkpoints) > 1:
+        ensemble = evaluate_ensemble(checkpoints, dataset, **options)
+        evaluation, table, history = ensemble, format_ensemble_report(ensemble), None
+        figure = ensemble.combined()
+    else:
+        evaluation = figure = evaluate(checkpoints[0], dataset, **options)
+        table, history = format_report(evaluation), run_paths(paths[0])[2]
     written = []
     if args.json is not None:
-        written.append(write_json(report, args.json))
+        written.append(write_json(evaluation, args.json))
     if args.plot is not None:
-        written.append(plot_evaluation(report, args.plot, history=run_paths(args.model)[2]))
-    if not args.quiet:
-        print(format_report(report))
+        written.append(plot_evaluation(figure, args.plot, history=history))
+    if not (args.quiet or to_stdout):
+        print(table)
         for path in written:
             print(f"wrote {path}")
     return 0

@@ -1,63 +1,71 @@
 """Evaluate a trained model against the dataset it models: the API behind ``qtomo evaluate``.
 
-:func:`evaluate` compares a model Q with the true distribution P of a dataset (SPEC §4, §5):
+:func:`evaluate` compares a model Q with the true distribution P of a dataset (README
+"Evaluation and reconstruction") and returns a typed :class:`Evaluation`; the text table, JSON and
+figure are made from it in :mod:`qtomo.report`. What it computes, each in its own module:
 
-- **classical metrics** on test records a ~ P that carry exact ln P(a): NLL = E_P[−ln Q],
-  KL(P‖Q) = E_P[ln P − ln Q], F_c = (E_P[√(Q/P)])², and the entropy H(P) = E_P[−ln P] (the
-  NLL floor; NLL − H = KL). Test records are the rows the model was not trained on: for a
-  checkpoint of this dataset its validation rows (also used to pick the best epoch, so slightly
-  optimistic), all rows for any other dataset or for a bare model;
-- **quantum fidelity** to the reference state: exact ⟨ψ|ρ|ψ⟩ with ρ built explicitly for
-  L ≤ :data:`~qtomo.reconstruct.RECONSTRUCT_MAX_L` (with the smallest eigenvalue of ρ), Monte
-  Carlo E_Q[⟨ψ|Q_a|ψ⟩] through ``/reference/mps`` (or ``/reference/psi``) above;
-- **observables** ⟨X_i⟩, ⟨Z_i⟩, ⟨X_iX_j⟩, ⟨Z_iZ_j⟩, the TFIM energy and any Pauli strings, from
-  the model (exact sums or Monte Carlo) and from the measured records alone (model-free,
-  classical-shadow style, over all N records), beside the dataset's reference values.
-
-The result is a JSON-ready dict; every estimate is ``{"value": …, "stderr": …}``.
+- **classical metrics** (:mod:`qtomo.metrics`) on test records a ~ P that carry exact ln P(a):
+  NLL, KL(P‖Q), F_c and the entropy H(P). Test records are the rows the model was not trained
+  on (:func:`unseen_rows`);
+- **quantum fidelity** (:mod:`qtomo.reconstruct`) to the reference state: ⟨ψ|ρ|ψ⟩ with ρ built
+  explicitly for L ≤ :data:`~qtomo.distribution.ENUMERATE_MAX_L` (with its diagnostics and the
+  closest physical state), Monte Carlo E_Q[⟨ψ|Q_a|ψ⟩] through ``/reference/mps`` (or
+  ``/reference/psi``) above;
+- **observables** (:mod:`qtomo.observables`) ⟨X_i⟩, ⟨Z_i⟩, ⟨X_iX_j⟩, ⟨Z_iZ_j⟩, the TFIM energy and
+  any Pauli strings, from the model (exact sums or Monte Carlo) and from the measured records
+  alone (model-free, over all N records), beside the dataset's reference values.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from qtomo.atomic import atomic_output
 from qtomo.data import Dataset
+from qtomo.distribution import (
+    ENUMERATE_MAX_L,
+    Distribution,
+    distribution_device,
+    enumerate_probabilities,
+)
 from qtomo.errors import CheckpointError, QtomoError
-from qtomo.metrics import Estimate, classical_metrics, model_device
+from qtomo.metrics import ClassicalMetrics, Estimate, classical_metrics
 from qtomo.models.checkpoint import Checkpoint, plain
-from qtomo.reconstruct import (
-    FIDELITY_WARN_RELATIVE,
-    RECONSTRUCT_MAX_L,
-    FidelityWarning,
+from qtomo.observables import (
     Observables,
-    density_matrix,
     estimate_observables,
     exact_observables,
     model_observables,
-    model_probabilities,
-    mps_fidelity,
-    mps_to_vector,
     parse_pauli_string,
-    vector_to_mps,
+)
+from qtomo.reconstruct import (
+    FidelityWarning,
+    QuantumFidelity,
+    Reconstruction,
+    SampledFidelity,
+    density_matrix,
+    mps_fidelity,
 )
 from qtomo.states.exact import expectation_pauli_string
-from qtomo.states.hamiltonians import TFIM
+from qtomo.states.hamiltonians import hamiltonian_from_attrs
+from qtomo.states.mps import mps_to_vector, vector_to_mps
 
-__all__ = ["METHODS", "evaluate", "format_report", "unseen_rows", "write_json"]
+__all__ = ["METHODS", "EnsembleEvaluation", "Evaluation", "ObservableComparison",
+           "ensemble_checkpoints", "evaluate", "evaluate_ensemble", "unseen_rows", "z_score"]
 
-#: ``auto`` = exact sums for L ≤ RECONSTRUCT_MAX_L, Monte Carlo above
+#: ``auto`` = exact sums for L ≤ ENUMERATE_MAX_L, Monte Carlo above
 METHODS = ("auto", "exact", "monte-carlo")
 DEFAULT_SAMPLES = 100_000
 _CHUNK = 2**16
+#: the attributes of a dataset repeated in an evaluation's ``data`` summary
+_DATA_ATTRS = ("state", "J", "h", "boundary", "method", "seed", "chi_max")
 
 
 def unseen_rows(dataset: Dataset, config: dict | None) -> tuple[int, int]:
@@ -93,7 +101,7 @@ def _same_path(recorded: str, path: Path) -> bool:
         return False
 
 
-def _check_compatible(model, povm_name: str | None, dataset: Dataset) -> None:
+def _check_compatible(model: Distribution, povm_name: str | None, dataset: Dataset) -> None:
     problems = [f"{name} = {getattr(model, name)} (data: {getattr(dataset, name)})"
                 for name in ("L", "K") if getattr(model, name) != getattr(dataset, name)]
     if povm_name is not None and povm_name != dataset.povm.name:
@@ -102,52 +110,132 @@ def _check_compatible(model, povm_name: str | None, dataset: Dataset) -> None:
         raise CheckpointError(f"model does not match {dataset.path}: {', '.join(problems)}")
 
 
-def _hamiltonian(dataset: Dataset) -> TFIM | None:
-    attrs = dataset.attrs
-    if attrs.get("state") != "tfim":
+@dataclass(frozen=True)
+class ObservableComparison:
+    """The same observables from the model, from the data alone, and of the reference state.
+
+    Attributes:
+        model: the model's estimates (exact sums: ``n_samples`` None and stderr 0).
+        data: the model-free estimates over the measured records.
+        reference: the dataset's exact values by name (``X``, ``Z`` (L,), ``XX``, ``ZZ`` (L, L),
+            ``energy``), and ``strings``: {text: value} for the requested Pauli strings; a name
+            is absent where the dataset has no reference.
+    """
+
+    model: Observables
+    data: Observables
+    reference: dict[str, Any]
+
+    def as_dict(self) -> dict:
+        """``{name: {"model", "data", "reference"}}`` for X, Z, XX, ZZ, energy and each string,
+        plus ``method``, ``model_samples``, ``data_records``."""
+        def side_by_side(model: Estimate | None, data: Estimate | None, reference) -> dict:
+            return {"model": None if model is None else model.as_dict(),
+                    "data": None if data is None else data.as_dict(),
+                    "reference": None if reference is None
+                    else np.asarray(reference, dtype=float).tolist()}
+
+        report = {name: side_by_side(getattr(self.model, name), getattr(self.data, name),
+                                     self.reference.get(name))
+                  for name in ("X", "Z", "XX", "ZZ")}
+        report["energy"] = (None if self.model.energy is None else
+                            side_by_side(self.model.energy, self.data.energy,
+                                         self.reference.get("energy")))
+        strings = self.reference.get("strings", {})
+        report["strings"] = {text: side_by_side(estimate, self.data.strings[text],
+                                                strings.get(text))
+                             for text, estimate in self.model.strings.items()}
+        for entry in _comparisons(report):
+            entry["z"] = z_score(entry)
+        report["method"] = "exact" if self.model.n_samples is None else "monte-carlo"
+        report["model_samples"] = self.model.n_samples
+        report["data_records"] = self.data.n_samples
+        return report
+
+
+def _comparisons(observables: dict) -> list[dict]:
+    """The ``{"model", "data", "reference"}`` entries of an observables report."""
+    entries = [observables[name] for name in ("X", "Z", "XX", "ZZ", "energy")
+               if observables.get(name) is not None]
+    return entries + list(observables["strings"].values())
+
+
+def z_score(entry: dict) -> float | list | None:
+    """(model − data) / √(σ_model² + s_model² + σ_data²) of one observables entry: how many
+    standard errors the model's value lies from the model-free one (σ: Monte Carlo errors, s: an
+    ensemble's ``spread``, 0 for one model); 0 where both are exact and equal (the diagonal of
+    XX and ZZ), None without a data-only estimate.
+
+    Example:
+        >>> z_score({"model": {"value": 1.0, "stderr": 0.0, "spread": 0.3},
+        ...          "data": {"value": 0.5, "stderr": 0.4}})
+        1.0
+    """
+    model, data = entry["model"], entry["data"]
+    if model is None or data is None:
         return None
-    return TFIM(dataset.L, float(attrs["J"]), float(attrs["h"]), str(attrs["boundary"]))
+    difference = np.asarray(model["value"], float) - np.asarray(data["value"], float)
+    scale = np.sqrt(np.asarray(model["stderr"], float) ** 2 + np.asarray(data["stderr"], float) ** 2
+                    + np.asarray(model.get("spread", 0.0), float) ** 2)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = np.where(scale > 0, difference / np.where(scale > 0, scale, 1.0), 0.0)
+    return z.tolist() if z.ndim else float(z)
 
 
-def _side_by_side(model: Estimate | None, data: Estimate | None, reference) -> dict:
-    return {
-        "model": None if model is None else model.as_dict(),
-        "data": None if data is None else data.as_dict(),
-        "reference": None if reference is None else np.asarray(reference, dtype=float).tolist(),
-    }
+@dataclass(frozen=True)
+class Evaluation:
+    """Everything :func:`evaluate` computes, typed; :meth:`as_dict` gives the JSON of
+    ``qtomo evaluate --json`` (README "Evaluation and reconstruction").
+
+    Attributes:
+        classical: NLL, KL, F_c, H(P) on the test rows.
+        test_rows: ``[start, stop)`` of the test records in the dataset.
+        fidelity: exact (small L) or Monte Carlo fidelity to the reference state; None without one.
+        reconstruction: the explicit ρ_model (small L), else None.
+        observables: model, data-only and reference observables.
+        model: summary of the model (family, L, K, POVM, ``log_prob`` exact or estimate, …).
+        data: summary of the dataset (path, L, K, POVM, N, state parameters).
+        warnings: what the reader of the numbers must know.
+    """
+
+    classical: ClassicalMetrics
+    test_rows: tuple[int, int]
+    fidelity: QuantumFidelity | SampledFidelity | None
+    reconstruction: Reconstruction | None
+    observables: ObservableComparison
+    model: dict[str, Any]
+    data: dict[str, Any]
+    warnings: tuple[str, ...] = field(default=())
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready dict: ``nll``, ``kl``, ``classical_fidelity``, ``quantum_fidelity``,
+        ``observables``, ``n_test``, ``model``, ``data``, ``entropy``, ``test_rows``,
+        ``density_matrix`` (small L) and ``warnings``; every estimate ``{"value", "stderr"}``."""
+        report = {**self.classical.as_dict(),
+                  "quantum_fidelity": None if self.fidelity is None else self.fidelity.as_dict(),
+                  "observables": self.observables.as_dict(),
+                  "model": self.model, "data": self.data, "test_rows": list(self.test_rows)}
+        if self.reconstruction is not None:
+            exact_fidelity = self.fidelity if isinstance(self.fidelity, QuantumFidelity) else None
+            report["density_matrix"] = self.reconstruction.diagnostics(exact_fidelity)
+        report["warnings"] = list(self.warnings)
+        return report
 
 
-def _observables_report(model: Observables, data: Observables, reference: dict, psi,
-                        pauli_strings: Sequence[str], L: int) -> dict:
-    report = {name: _side_by_side(getattr(model, name), getattr(data, name),
-                                  reference.get(name)) for name in ("X", "Z", "XX", "ZZ")}
-    report["energy"] = (None if model.energy is None
-                        else _side_by_side(model.energy, data.energy, reference.get("energy")))
-    report["strings"] = {
-        text: _side_by_side(model.strings[text], data.strings[text],
-                            None if psi is None
-                            else expectation_pauli_string(psi, parse_pauli_string(text, L)))
-        for text in pauli_strings
-    }
-    report["method"] = "exact" if model.n_samples is None else "monte-carlo"
-    report["model_samples"] = model.n_samples
-    report["data_records"] = data.n_samples
-    return report
-
-
-def evaluate(model, dataset: Dataset, *, samples: int = DEFAULT_SAMPLES, method: str = "auto",
+def evaluate(model: Checkpoint | Distribution, dataset: Dataset, *,
+             samples: int = DEFAULT_SAMPLES, method: str = "auto",
              pauli_strings: Sequence[str] = (), rows: tuple[int, int] | None = None,
-             seed: int = 0, batch_size: int = _CHUNK, quiet: bool = True) -> dict[str, Any]:
+             seed: int = 0, batch_size: int = _CHUNK, quiet: bool = True) -> Evaluation:
     """Classical metrics, quantum fidelity and observables of a model against a dataset.
 
     Args:
         model: a :class:`~qtomo.models.checkpoint.Checkpoint` (its config supplies the POVM
-            check, the rows not trained on and the provenance), a model, or any distribution
-            with the model interface (``L``, ``K``, ``log_prob``, ``sample``; an optional
-            ``povm`` is checked), e.g. the truth :class:`~qtomo.states.exact.ExactDistribution`.
+            check, the rows not trained on and the provenance), or any :class:`Distribution`
+            (an optional ``povm`` attribute is checked), e.g. the truth
+            :class:`~qtomo.states.exact.ExactDistribution`.
         dataset: the measured state (:func:`qtomo.data.read_dataset`), with ``/log_prob``.
         samples: model samples for Monte Carlo observables and fidelity.
-        method: ``"auto"`` (exact for L ≤ RECONSTRUCT_MAX_L), ``"exact"`` or ``"monte-carlo"``.
+        method: ``"auto"`` (exact for L ≤ ENUMERATE_MAX_L), ``"exact"`` or ``"monte-carlo"``.
         pauli_strings: extra observables such as ``"X0 Z3 Z4"``.
         rows: test rows ``[start, stop)`` for the classical metrics; default :func:`unseen_rows`.
         seed: seed of the model's sampling generator.
@@ -155,11 +243,7 @@ def evaluate(model, dataset: Dataset, *, samples: int = DEFAULT_SAMPLES, method:
         quiet: no progress bars.
 
     Returns:
-        JSON-ready dict with the keys of SPEC §4: ``nll``, ``kl``, ``classical_fidelity``,
-        ``quantum_fidelity`` (None without a reference state), ``observables`` (``X``, ``Z``,
-        ``XX``, ``ZZ``, ``energy``, ``strings``: each ``{"model", "data", "reference"}``),
-        ``n_test``, ``model``, ``data``; also ``entropy``, ``test_rows``, ``density_matrix``
-        (exact path: trace, Hermiticity error, smallest eigenvalue) and ``warnings``.
+        :class:`Evaluation`.
 
     Raises:
         QtomoError: model and data disagree on L, K or POVM; no ``/log_prob``; bad Pauli
@@ -178,90 +262,85 @@ def evaluate(model, dataset: Dataset, *, samples: int = DEFAULT_SAMPLES, method:
     if not dataset.has_log_prob:
         raise QtomoError(f"{dataset.path} has no /log_prob (exact ln P of each record); the "
                          f"classical metrics need it")
-    exact = method == "exact" or (method == "auto" and dataset.L <= RECONSTRUCT_MAX_L)
-    if exact and dataset.L > RECONSTRUCT_MAX_L:
+    exact = method == "exact" or (method == "auto" and dataset.L <= ENUMERATE_MAX_L)
+    if exact and dataset.L > ENUMERATE_MAX_L:
         raise QtomoError(f"exact evaluation enumerates K^L records and needs L <= "
-                         f"{RECONSTRUCT_MAX_L}; got L = {dataset.L} (use --method monte-carlo)")
-    for text in pauli_strings:
-        parse_pauli_string(text, dataset.L)  # fail before any expensive work
-    start, stop = rows if rows is not None else unseen_rows(dataset, config)
-    warnings_: list[str] = []
-    exact_log_prob = bool(getattr(model, "exact_log_prob", True))
+                         f"{ENUMERATE_MAX_L}; got L = {dataset.L} (use --method monte-carlo)")
+    strings = {text: parse_pauli_string(text, dataset.L) for text in pauli_strings}  # fail early
+    test_rows = rows if rows is not None else unseen_rows(dataset, config)
+    notes: list[str] = []
+    exact_log_prob = bool(model.exact_log_prob)
     if not exact_log_prob:
-        warnings_.append("this model's ln Q is an estimate (not exact): NLL, KL, F_c and the "
-                         "exact sums are estimates too")
+        notes.append("this model's ln Q is an estimate (not exact): NLL, KL, F_c and the exact "
+                     "sums are estimates too")
 
-    classical = classical_metrics(model, dataset.iter_chunks(_CHUNK, start, stop),
+    classical = classical_metrics(model, dataset.iter_chunks(_CHUNK, *test_rows),
                                   batch_size=batch_size)
-    hamiltonian = _hamiltonian(dataset)
+    hamiltonian = hamiltonian_from_attrs(dataset.attrs, dataset.L)
     reference = dataset.reference
     psi = reference.get("psi")
     if psi is None and "mps" in reference and exact:
         psi = mps_to_vector(reference["mps"])
-    generator = torch.Generator(device=model_device(model)).manual_seed(seed)
 
-    report: dict[str, Any] = {}
+    fidelity: QuantumFidelity | SampledFidelity | None = None
+    reconstruction = None
     if exact:
-        probabilities = model_probabilities(model, batch_size=batch_size, quiet=quiet)
+        probabilities = enumerate_probabilities(model, batch_size=batch_size, quiet=quiet)
         reconstruction = density_matrix(probabilities, povm)
-        report["density_matrix"] = {
-            "trace": reconstruction.trace,
-            "hermiticity_error": reconstruction.hermiticity_error,
-            "min_eigenvalue": reconstruction.min_eigenvalue,
-        }
-        fidelity = None if psi is None else reconstruction.fidelity(psi).as_dict()
-        if fidelity is not None and not fidelity["physical"]:
-            warnings_.append(f"ρ_model has a negative eigenvalue ({fidelity['min_eigenvalue']:.3g})"
-                             f": the fidelity {fidelity['value']:.6g} is not that of a state; the "
-                             f"nearest physical state has {fidelity['projected']:.6g}")
+        if psi is not None:
+            fidelity = reconstruction.fidelity(psi)
+            if not fidelity.physical:
+                notes.append(f"ρ_model has a negative eigenvalue ({fidelity.min_eigenvalue:.3g}):"
+                             f" the fidelity {fidelity.value:.6g} is not that of a state; the "
+                             f"closest physical state has {fidelity.projected:.6g}")
         model_obs = exact_observables(probabilities, povm, hamiltonian=hamiltonian,
                                       pauli_strings=pauli_strings)
     else:
+        generator = torch.Generator(device=distribution_device(model)).manual_seed(seed)
         model_obs = model_observables(model, povm, samples=samples, hamiltonian=hamiltonian,
                                       pauli_strings=pauli_strings, batch_size=batch_size,
                                       generator=generator, quiet=quiet)
         mps = reference.get("mps") or (None if psi is None else vector_to_mps(psi))
-        fidelity = None
         if mps is not None:
-            with warnings.catch_warnings():  # reported below, in the report's warnings
+            with warnings.catch_warnings():  # reported below, in the notes
                 warnings.simplefilter("ignore", FidelityWarning)
                 estimate = mps_fidelity(model, mps, povm, samples=samples, generator=generator,
                                         quiet=quiet)
-            fidelity = {**estimate.as_dict(), "method": "monte-carlo", "samples": samples}
-            if not estimate.relative_error <= FIDELITY_WARN_RELATIVE:
-                warnings_.append(f"Monte Carlo quantum fidelity {estimate} has a relative error "
-                                 f"above {FIDELITY_WARN_RELATIVE:g}; treat it as unreliable")
+            fidelity = SampledFidelity(estimate, samples)
+            if not fidelity.reliable:
+                notes.append(f"Monte Carlo quantum fidelity {estimate} has a relative error "
+                             f"above 10 %; treat it as unreliable")
     data_obs = estimate_observables(
         (outcomes for outcomes, _ in dataset.iter_chunks(_CHUNK)), povm,
         hamiltonian=hamiltonian, pauli_strings=pauli_strings)
+    references = {name: reference[name] for name in ("X", "Z", "XX", "ZZ", "energy")
+                  if name in reference}
+    if psi is not None:
+        references["strings"] = {text: expectation_pauli_string(psi, string)
+                                 for text, string in strings.items()}
 
-    return {
-        "nll": classical["nll"].as_dict(),
-        "kl": {**classical["kl"].as_dict(), "direction": "KL(P||Q) = E_P[ln P - ln Q]"},
-        "classical_fidelity": classical["classical_fidelity"].as_dict(),
-        "quantum_fidelity": fidelity,
-        "observables": _observables_report(model_obs, data_obs, reference, psi, pauli_strings,
-                                           dataset.L),
-        "n_test": classical["n_test"],
-        "model": _model_summary(model, checkpoint, povm_name, exact_log_prob),
-        "data": {"path": str(dataset.path), "L": dataset.L, "K": dataset.K,
-                 "povm": dataset.povm.name, "n_records": dataset.n_records,
-                 **{key: plain(value) for key, value in dataset.attrs.items()
-                    if key in ("state", "J", "h", "boundary", "method", "seed", "chi_max")}},
-        "entropy": classical["entropy"].as_dict(),
-        "test_rows": [start, stop],
-        **report,
-        "warnings": warnings_,
-    }
+    return Evaluation(
+        classical=classical,
+        test_rows=(int(test_rows[0]), int(test_rows[1])),
+        fidelity=fidelity,
+        reconstruction=reconstruction,
+        observables=ObservableComparison(model_obs, data_obs, references),
+        model=_model_summary(model, checkpoint, povm_name),
+        data={"path": str(dataset.path), "L": dataset.L, "K": dataset.K,
+              "povm": dataset.povm.name, "n_records": dataset.n_records,
+              **{key: plain(value) for key, value in dataset.attrs.items()
+                 if key in _DATA_ATTRS}},
+        warnings=tuple(notes),
+    )
 
 
-def _model_summary(model, checkpoint: Checkpoint | None, povm_name, exact_log_prob) -> dict:
+def _model_summary(model: Distribution, checkpoint: Checkpoint | None, povm_name) -> dict:
     summary = {
         "family": getattr(model, "family", type(model).__name__),
         "L": model.L,
         "K": model.K,
         "povm": povm_name,
-        "log_prob": "exact" if exact_log_prob else "estimate",
+        "log_prob": "exact" if model.exact_log_prob else "estimate",
     }
     if isinstance(model, torch.nn.Module):
         summary["parameters"] = sum(p.numel() for p in model.parameters())
@@ -272,79 +351,157 @@ def _model_summary(model, checkpoint: Checkpoint | None, povm_name, exact_log_pr
     return summary
 
 
-def write_json(report: dict, path: str | os.PathLike) -> Path:
-    """Write an :func:`evaluate` report as JSON, atomically (temporary file + rename)."""
-    path = Path(path)
-    with atomic_output(path) as tmp:
-        tmp.write_text(json.dumps(report, indent=1, allow_nan=True) + "\n")
-    return path
+# --------------------------------------------------------------------------- ensembles
 
 
-def _pm(estimate: dict | None, exact: bool = False) -> str:
-    if estimate is None:
-        return "—"
-    if exact:
-        return f"{estimate['value']:.6g} (exact)"
-    return f"{estimate['value']:.6g} ± {estimate['stderr']:.2g}"
+def ensemble_checkpoints(paths: Sequence[str | os.PathLike]) -> list[Path]:
+    """The checkpoint files of an ensemble: the paths given, or the best checkpoints
+    (``*.pt`` but not ``*.last.pt``) of a folder written by :func:`qtomo.train.fit_ensemble`.
+
+    Raises:
+        QtomoError: a path that does not exist, or a folder without checkpoints.
+    """
+    files: list[Path] = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            found = sorted(p for p in path.glob("*.pt") if not p.name.endswith(".last.pt"))
+            if not found:
+                raise QtomoError(f"{path}: no checkpoints (*.pt) in this folder")
+            files += found
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise QtomoError(f"{path}: no such checkpoint or folder")
+    return files
 
 
-def _element(entry: dict, side: str, index) -> dict | None:
-    if entry is None or entry[side] is None:
-        return None
-    value, stderr = (np.asarray(entry[side][key])[index] for key in ("value", "stderr"))
-    return {"value": float(value), "stderr": float(stderr)}
+@dataclass(frozen=True)
+class EnsembleEvaluation:
+    """The evaluations of several models of the same records (README "Ensembles").
+
+    :meth:`as_dict` has the layout of one :meth:`Evaluation.as_dict`, with every figure
+    replaced by its mean over the members: an estimate ``{"value", "stderr"}`` becomes
+    ``{"value": mean, "stderr": the Monte Carlo error of the mean, √Σσ_m² / M, "spread": the
+    standard deviation over the members}``; any other float figure x keeps the mean and gains
+    ``x_spread``. Observables carry ``z`` with the spread in the denominator. ``ensemble``
+    lists the members.
+    """
+
+    members: tuple[Evaluation, ...]
+    paths: tuple[str, ...]
+
+    def combined(self) -> Evaluation:
+        """One :class:`Evaluation` of the member means, each estimate's error the spread over
+        the members and the Monte Carlo error of the mean added in quadrature (for figures);
+        exact fidelities are averaged, ρ is not kept."""
+        first = self.members[0]
+        fidelities = [member.fidelity for member in self.members]
+        fidelity: QuantumFidelity | SampledFidelity | None = None
+        if all(isinstance(f, QuantumFidelity) for f in fidelities):
+            def mean(name: str) -> float:
+                return float(np.mean([getattr(f, name) for f in fidelities]))
+
+            fidelity = QuantumFidelity(
+                value=mean("value"), physical=all(f.physical for f in fidelities),
+                min_eigenvalue=mean("min_eigenvalue"), projected=mean("projected"),
+                top_eigenvector=mean("top_eigenvector"))
+        elif all(isinstance(f, SampledFidelity) for f in fidelities):
+            fidelity = SampledFidelity(_pool([f.estimate for f in fidelities]),
+                                       fidelities[0].samples)
+        models = [member.observables.model for member in self.members]
+        observables = Observables(
+            **{name: _pool([getattr(m, name) for m in models]) for name in ("X", "Z", "XX", "ZZ")},
+            energy=None if first.observables.model.energy is None
+            else _pool([m.energy for m in models]),
+            strings={text: _pool([m.strings[text] for m in models])
+                     for text in first.observables.model.strings},
+            n_samples=first.observables.model.n_samples)
+        classical = ClassicalMetrics(
+            **{name: _pool([getattr(member.classical, name) for member in self.members])
+               for name in ("nll", "kl", "classical_fidelity", "entropy")},
+            n_test=first.classical.n_test)
+        return Evaluation(classical, first.test_rows, fidelity, None,
+                          ObservableComparison(observables, first.observables.data,
+                                               first.observables.reference),
+                          {**first.model, "family": f"{first.model['family']} ensemble of "
+                                                    f"{len(self.members)}"},
+                          first.data, tuple(sorted({w for m in self.members for w in m.warnings})))
+
+    def as_dict(self) -> dict[str, Any]:
+        report = _combine([member.as_dict() for member in self.members])
+        for entry in _comparisons(report["observables"]):
+            entry["z"] = z_score(entry)
+        report["model"] = {**self.members[0].model, "path": None}
+        options = [(member.model.get("training") or {}).get("options") or {}
+                   for member in self.members]
+        report["ensemble"] = {"members": len(self.members), "paths": list(self.paths),
+                              "bootstrap": all(bool(o.get("bootstrap")) for o in options)}
+        report["warnings"] = sorted({w for member in self.members for w in member.warnings})
+        return report
 
 
-def format_report(report: dict) -> str:
-    """The human-readable table of an :func:`evaluate` report: quantity, model ± err,
-    data-only ± err, reference."""
-    L = report["data"]["L"]
-    rows = [("NLL = E_P[-ln Q] (nats)", _pm(report["nll"]), "—",
-             f"H(P) = {_pm(report['entropy'])}"),
-            ("KL(P||Q) (nats)", _pm(report["kl"]), "—", "0"),
-            ("classical fidelity F_c", _pm(report["classical_fidelity"]), "—", "1")]
-    fidelity = report["quantum_fidelity"]
-    if fidelity is not None:
-        text = _pm(fidelity, exact=fidelity["method"] == "exact")
-        if fidelity["method"] == "exact" and not fidelity["physical"]:
-            text += f" UNPHYSICAL (projected {fidelity['projected']:.6g})"
-        rows.append(("quantum fidelity <psi|rho|psi>", text, "—", "1"))
-    if "density_matrix" in report:
-        rows.append(("smallest eigenvalue of rho",
-                     f"{report['density_matrix']['min_eigenvalue']:.3g}", "—", ">= 0"))
-    observables = report["observables"]
-    exact = observables["method"] == "exact"
-    if observables["energy"] is not None:
-        energy = observables["energy"]
-        rows.append(("energy <H>", _pm(energy["model"], exact), _pm(energy["data"]),
-                     f"{energy['reference']:.10g}" if energy["reference"] is not None else "—"))
-    centre = (L - 1) // 2
-    picks = [(f"<X_{centre}>", "X", centre), (f"<Z_{centre}>", "Z", centre)]
-    if L > 1:
-        picks += [(f"<Z_{centre} Z_{centre + 1}>", "ZZ", (centre, centre + 1)),
-                  (f"<X_{centre} X_{centre + 1}>", "XX", (centre, centre + 1)),
-                  (f"<Z_0 Z_{L - 1}>", "ZZ", (0, L - 1))]
-    for label, name, index in picks:
-        entry = observables[name]
-        reference = entry["reference"]
-        rows.append((label, _pm(_element(entry, "model", index), exact),
-                     _pm(_element(entry, "data", index)),
-                     "—" if reference is None else f"{np.asarray(reference)[index]:.6g}"))
-    for text, entry in observables["strings"].items():
-        rows.append((f"<{text}>", _pm(entry["model"], exact), _pm(entry["data"]),
-                     "—" if entry["reference"] is None else f"{entry['reference']:.6g}"))
-    widths = [max(len(row[i]) for row in rows + [_HEADER]) for i in range(4)]
-    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-             for row in [_HEADER, *rows]]
-    samples = observables["model_samples"]
-    lines.append(
-        f"model: {report['model']['family']} (ln Q {report['model']['log_prob']}); "
-        f"test records: {report['n_test']} (rows [{report['test_rows'][0]}, "
-        f"{report['test_rows'][1]})); model observables: "
-        + ("exact sums over all K^L records" if samples is None else f"{samples} samples")
-        + f"; data-only: {observables['data_records']} records")
-    lines += [f"note: {warning}" for warning in report["warnings"]]
-    return "\n".join(lines)
+def _pool(estimates: list[Estimate]) -> Estimate:
+    """Mean of M member estimates ± √(spread² + Σσ_m²/M²): the spread over the members and the
+    Monte Carlo error of the mean in quadrature."""
+    values = np.asarray([e.value for e in estimates], dtype=float)
+    errors = np.asarray([e.stderr for e in estimates], dtype=float)
+    spread = np.std(values, axis=0, ddof=1)
+    return Estimate._wrap(values.mean(axis=0),
+                          np.sqrt(spread**2 + np.sum(errors**2, axis=0) / len(estimates) ** 2))
 
 
-_HEADER = ("quantity", "model", "data only", "reference")
+def _is_float_figure(column: list) -> bool:
+    if any(value is None or isinstance(value, bool) for value in column):
+        return False
+    try:
+        return np.asarray(column).dtype.kind == "f"
+    except ValueError:  # ragged
+        return False
+
+
+def _combine(column: list) -> Any:
+    """The member-wise mean of one figure (see :class:`EnsembleEvaluation`)."""
+    first = column[0]
+    if isinstance(first, dict):
+        combined: dict[str, Any] = {}
+        estimate = "value" in first and "stderr" in first
+        for key in first:
+            values = [member.get(key) for member in column]
+            combined[key] = _combine(values)
+            if key != "stderr" and _is_float_figure(values):
+                spread = np.std(np.asarray(values, dtype=float), axis=0, ddof=1)
+                combined["spread" if estimate and key == "value" else f"{key}_spread"] = (
+                    spread.tolist() if spread.ndim else float(spread))
+        if estimate and _is_float_figure([member["stderr"] for member in column]):
+            errors = np.asarray([member["stderr"] for member in column], dtype=float)
+            error = np.sqrt(np.sum(errors**2, axis=0)) / len(column)
+            combined["stderr"] = error.tolist() if error.ndim else float(error)
+        return combined
+    if isinstance(first, list) and first and all(isinstance(item, dict) for item in first):
+        return [_combine(list(items)) for items in zip(*column, strict=True)]
+    if _is_float_figure(column):
+        mean = np.mean(np.asarray(column, dtype=float), axis=0)
+        return mean.tolist() if mean.ndim else float(mean)
+    if isinstance(first, bool):
+        return all(column)
+    return first
+
+
+def evaluate_ensemble(checkpoints: Sequence[Checkpoint | Distribution], dataset: Dataset,
+                      **options: Any) -> EnsembleEvaluation:
+    """:func:`evaluate` every member on the same dataset with the same options and seed.
+
+    Args:
+        checkpoints: two or more checkpoints (or models) of the same L, K and POVM, e.g. the
+            folder of :func:`qtomo.train.fit_ensemble` through :func:`ensemble_checkpoints`.
+        dataset: as for :func:`evaluate`.
+        **options: the keyword arguments of :func:`evaluate`.
+
+    Raises:
+        QtomoError: fewer than two checkpoints, and everything :func:`evaluate` raises.
+    """
+    if len(checkpoints) < 2:
+        raise QtomoError(f"an ensemble needs at least 2 checkpoints; got {len(checkpoints)}")
+    members = tuple(evaluate(checkpoint, dataset, **options) for checkpoint in checkpoints)
+    return EnsembleEvaluation(members, tuple(str(getattr(member, "path", type(member).__name__))
+                                             for member in checkpoints))

@@ -26,17 +26,16 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
+from qtomo.distribution import Distribution, log_prob_batched
 from qtomo.errors import QtomoError
 
 __all__ = [
+    "ClassicalMetrics",
     "Estimate",
     "classical_fidelity",
     "classical_metrics",
     "kl_divergence",
-    "log_prob_batched",
-    "model_device",
     "nll",
 ]
 
@@ -146,38 +145,34 @@ def classical_fidelity(log_p: np.ndarray, log_q: np.ndarray) -> Estimate:
     return Estimate(mean**2, 2 * abs(mean) * stderr)
 
 
-def model_device(model) -> torch.device:
-    """The device a model's inputs must live on (CPU for parameter-free distributions)."""
-    try:
-        return torch.device(model.device)
-    except (AttributeError, StopIteration):
-        return torch.device("cpu")
+@dataclass(frozen=True)
+class ClassicalMetrics:
+    """NLL, KL(P‖Q), F_c of a model and the entropy H(P), over ``n_test`` test records a ~ P.
 
-
-def log_prob_batched(model, outcomes: np.ndarray | torch.Tensor, *,
-                     batch_size: int = 65536) -> np.ndarray:
-    """ln Q(a) of every row of ``outcomes``, evaluated in batches without gradients.
-
-    Args:
-        model: anything with the model interface (``log_prob(LongTensor (B, L)) -> (B,)``).
-        outcomes: (N, L) integer array or tensor of records in 0..K-1.
-        batch_size: rows per forward pass.
-
-    Returns:
-        (N,) float64 numpy array on the CPU.
+    Attributes:
+        nll: E_P[−ln Q] (nats per record).
+        kl: E_P[ln P − ln Q], the forward divergence.
+        classical_fidelity: (E_P[√(Q/P)])².
+        entropy: E_P[−ln P], the floor of the NLL (NLL − H = KL record by record).
+        n_test: the number of test records.
     """
-    device = model_device(model)
-    outcomes = torch.as_tensor(np.asarray(outcomes) if not torch.is_tensor(outcomes) else outcomes)
-    parts = []
-    with torch.no_grad():
-        for start in range(0, outcomes.shape[0], batch_size):
-            batch = outcomes[start:start + batch_size].to(device=device, dtype=torch.long)
-            parts.append(model.log_prob(batch).detach().to("cpu", torch.float64).numpy())
-    return np.concatenate(parts) if parts else np.zeros(0)
+
+    nll: Estimate
+    kl: Estimate
+    classical_fidelity: Estimate
+    entropy: Estimate
+    n_test: int
+
+    def as_dict(self) -> dict:
+        """``{"nll", "kl" (with its direction), "classical_fidelity", "entropy", "n_test"}``."""
+        return {"nll": self.nll.as_dict(),
+                "kl": {**self.kl.as_dict(), "direction": "KL(P||Q) = E_P[ln P - ln Q]"},
+                "classical_fidelity": self.classical_fidelity.as_dict(),
+                "entropy": self.entropy.as_dict(), "n_test": self.n_test}
 
 
-def classical_metrics(model, chunks: Iterable[tuple[np.ndarray, np.ndarray]], *,
-                      batch_size: int = 65536) -> dict[str, Estimate | int]:
+def classical_metrics(model: Distribution, chunks: Iterable[tuple[np.ndarray, np.ndarray]], *,
+                      batch_size: int = 65536) -> ClassicalMetrics:
     """NLL, KL(P‖Q), F_c of ``model`` and the entropy H(P) = E_P[-ln P] over test records.
 
     H(P) is the floor of the NLL: NLL − H(P) = KL(P‖Q) record by record.
@@ -189,20 +184,20 @@ def classical_metrics(model, chunks: Iterable[tuple[np.ndarray, np.ndarray]], *,
         batch_size: rows per forward pass.
 
     Returns:
-        ``{"nll", "kl", "classical_fidelity", "entropy"}`` as :class:`Estimate`, and
-        ``"n_test"``, the number of test records.
+        :class:`ClassicalMetrics`.
 
     Raises:
         QtomoError: if there are no test records.
 
     Example:
+        >>> import torch
         >>> class Uniform:                        # Q = 1/4 on two 2-outcome sites
         ...     L, K = 2, 2
         ...     def log_prob(self, a):
         ...         return torch.full((a.shape[0],), float(np.log(0.25)), dtype=torch.float64)
         >>> records = np.array([[0, 0], [1, 1]])
         >>> out = classical_metrics(Uniform(), [(records, np.log([0.5, 0.5]))])
-        >>> round(out["kl"].value, 6), round(out["classical_fidelity"].value, 6), out["n_test"]
+        >>> round(out.kl.value, 6), round(out.classical_fidelity.value, 6), out.n_test
         (0.693147, 0.5, 2)
     """
     log_p_parts, log_q_parts = [], []
@@ -212,10 +207,6 @@ def classical_metrics(model, chunks: Iterable[tuple[np.ndarray, np.ndarray]], *,
     if not log_p_parts:
         raise QtomoError("no test records: the classical metrics need at least one")
     log_p, log_q = np.concatenate(log_p_parts), np.concatenate(log_q_parts)
-    return {
-        "nll": nll(log_q),
-        "kl": kl_divergence(log_p, log_q),
-        "classical_fidelity": classical_fidelity(log_p, log_q),
-        "entropy": Estimate.from_samples(-log_p),
-        "n_test": int(log_p.shape[0]),
-    }
+    return ClassicalMetrics(nll=nll(log_q), kl=kl_divergence(log_p, log_q),
+                            classical_fidelity=classical_fidelity(log_p, log_q),
+                            entropy=Estimate.from_samples(-log_p), n_test=int(log_p.shape[0]))

@@ -40,6 +40,7 @@ __all__ = [
     "enumerate_outcomes",
     "get_povm",
     "invert_probabilities",
+    "sites_from_size",
 ]
 
 _TOL = 1e-10
@@ -263,7 +264,7 @@ def born_probabilities(rho: np.ndarray, povm: POVM) -> np.ndarray:
         (1.0, 0.111111)
     """
     rho = np.asarray(rho, dtype=np.complex128)
-    L = _qubits(rho.shape[0])
+    L = sites_from_size(rho.shape[0], 2, "rows of a density matrix")
     work = rho.reshape(1, rho.shape[0], rho.shape[0])
     for _ in range(L):
         p, r = work.shape[0], work.shape[1] // 2
@@ -291,12 +292,7 @@ def invert_probabilities(probabilities: np.ndarray, povm: POVM) -> np.ndarray:
         True
     """
     probabilities = np.asarray(probabilities, dtype=np.float64)
-    L = round(np.log(probabilities.size) / np.log(povm.K))
-    if povm.K**L != probabilities.size:
-        raise QtomoError(
-            f"expected K^L = {povm.K}^L probabilities for POVM {povm.name!r}; "
-            f"got {probabilities.size}"
-        )
+    L = sites_from_size(probabilities.size, povm.K, f"probabilities for POVM {povm.name!r}")
     work = probabilities.astype(np.complex128).reshape(-1, 1, 1)
     for _ in range(L):
         # peel the last remaining outcome digit, prepend its qubit to the built operator
@@ -306,8 +302,23 @@ def invert_probabilities(probabilities: np.ndarray, povm: POVM) -> np.ndarray:
     return work[0]
 
 
-def _qubits(dimension: int) -> int:
-    L = int(dimension).bit_length() - 1
-    if dimension < 2 or 2**L != dimension:
-        raise QtomoError(f"expected a dimension 2^L with L >= 1; got {dimension}")
+def sites_from_size(size: int, base: int, what: str = "entries") -> int:
+    """L ≥ 1 with base^L = size: the qubits of a 2^L vector, or the sites of a K^L table.
+
+    Raises:
+        QtomoError: if ``size`` is not a power base^L with L ≥ 1.
+
+    Example:
+        >>> sites_from_size(4**5, 4), sites_from_size(8, 2)
+        (5, 3)
+        >>> sites_from_size(12, 2, "amplitudes")
+        Traceback (most recent call last):
+        ...
+        qtomo.errors.QtomoError: expected 2^L amplitudes with L >= 1; got 12
+    """
+    size, L = int(size), 0
+    while base ** (L + 1) <= size:
+        L += 1
+    if L < 1 or base**L != size:
+        raise QtomoError(f"expected {base}^L {what} with L >= 1; got {size}")
     return L

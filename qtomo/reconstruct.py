@@ -1,170 +1,131 @@
-"""From a distribution over POVM records to quantum states and observables (SPEC §1, §5).
+"""From a distribution over POVM records to a density matrix, the closest state, fidelities.
 
-A model Q(a) over records a ∈ {0..K-1}^L (or the true P, or the measured data) defines the
-operator ρ = Σ_a Q(a) Q_a with Q_a = ⊗_i Q_{a_i} the dual frame of the POVM. Everything here is
-an expectation over records of a per-record estimator value.
+A distribution Q(a) over records a ∈ {0..K-1}^L (a model, or the truth) defines the operator
+ρ = Σ_a Q(a) Q_a with Q_a = ⊗_i Q_{a_i} the dual frame of the POVM (README "Conventions").
+Hermitian with trace Σ Q, it is positive only when Q is a Born distribution, which a learned
+network's Q need not be.
 
-**Product observables** O = ⊗_i O_i (Pauli strings)::
-
-    ⟨O⟩ = Σ_a Q(a) f_O(a),     f_O(a) = Π_i Tr(O_i Q_{a_i})
-
-- Monte Carlo over n records a^(k) ~ Q: ⟨O⟩ ≈ mean_k f_O(a^(k)) ± std_k f_O / √n.
-- Exact (small L): the sum over all K^L records with weights Q(a); stderr = 0.
-- Model-free: the same mean over the measured records (a classical-shadow-style estimate).
-
-A Pauli sum H = Σ_t c_t O_t (the TFIM energy) uses the per-record value e(a) = Σ_t c_t f_t(a),
-so its standard error includes every covariance between the terms. ⟨Z_i Z_i⟩ = ⟨X_i X_i⟩ = 1
-exactly (the diagonal of the correlation matrices).
+**Small L** (:func:`density_matrix`): ρ is built explicitly and diagonalised once
+(:class:`Reconstruction`); reported beside every fidelity are λ_min, the purity Tr ρ², the
+negativity Σ_{λ<0} |λ|, the fidelity of the closest physical state (the Smolin–Gambetta–Smith
+projection, :func:`project_to_physical`) and of the top eigenvector (the pure-state estimate).
 
 **Quantum fidelity to a pure target** |ψ⟩::
 
     F = ⟨ψ|ρ|ψ⟩ = E_Q[g(a)],   g(a) = ⟨ψ|⊗_i Q_{a_i}|ψ⟩
 
-- small L: ρ is built explicitly (:func:`density_matrix`) and F = ⟨ψ|ρ|ψ⟩; a mixed target σ uses
-  Uhlmann's F = (Tr √(√σ ρ √σ))² (qutip; about 1e-8 absolute for rank-deficient σ, ρ, from the
-  square roots of their zero eigenvalues). ρ need not be positive; a fidelity of a ρ with a negative
-  eigenvalue is reported with ``physical = False`` (it may then exceed 1), next to the fidelity
-  of the nearest physical state (negative eigenvalues clipped, trace renormalised).
+- small L: F = ⟨ψ|ρ|ψ⟩ from the built ρ; a mixed target σ uses Uhlmann's
+  F = (Tr √(√σ ρ √σ))² (qutip; about 1e-8 absolute for rank-deficient σ, ρ). A fidelity of a ρ
+  with a negative eigenvalue is reported with ``physical = False`` (it may then exceed 1).
 - any L: g(a) is contracted per sample through the target's MPS (:func:`pure_state_overlaps`);
   its variance can grow like 3^L, so a large relative error triggers a warning.
 
-Limits: the exact paths enumerate K^L records and hold a 2^L × 2^L matrix, L ≤
-:data:`RECONSTRUCT_MAX_L` (= 10, 4^10 ≈ 10^6 records); Monte Carlo has no limit on L.
+Limits: the explicit ρ needs the K^L table and a 2^L × 2^L matrix, L ≤
+:data:`qtomo.distribution.ENUMERATE_MAX_L`.
 
 Example:
     >>> from qtomo.povm import get_povm
     >>> from qtomo.states.exact import ghz_state
     >>> povm, state = get_povm("pauli4"), ghz_state(3)
-    >>> P = state.distribution(povm).probabilities
-    >>> rec = density_matrix(P, povm)
-    >>> round(rec.trace, 12), round(rec.fidelity(state.psi).value, 12)
-    (1.0, 1.0)
-    >>> obs = exact_observables(P, povm, pauli_strings=["X0 X1 X2"])
-    >>> round(obs.strings["X0 X1 X2"].value, 12), round(float(obs.ZZ.value[0, 2]), 12)
-    (1.0, 1.0)
+    >>> rec = density_matrix(state.distribution(povm).probabilities, povm)
+    >>> round(rec.trace, 12), round(rec.fidelity(state.psi).value, 12), round(rec.purity, 12)
+    (1.0, 1.0, 1.0)
 """
 
 from __future__ import annotations
 
-import itertools
-import re
 import warnings
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
 import torch
 
+from qtomo.distribution import (
+    Distribution,
+    check_enumerable,
+    distribution_device,
+    sample_batches,
+)
 from qtomo.errors import QtomoError
-from qtomo.metrics import Estimate, log_prob_batched, model_device
-from qtomo.povm import POVM, enumerate_outcomes, invert_probabilities
+from qtomo.metrics import Estimate
+from qtomo.povm import POVM, invert_probabilities, sites_from_size
 from qtomo.progress import progress_bar
 from qtomo.states.mps import check_mps_shapes
 
 __all__ = [
-    "RECONSTRUCT_MAX_L",
     "FidelityWarning",
-    "Observables",
     "QuantumFidelity",
     "Reconstruction",
+    "SampledFidelity",
     "density_matrix",
-    "estimate_observables",
-    "exact_observables",
-    "model_observables",
-    "model_probabilities",
     "mps_fidelity",
-    "mps_to_vector",
-    "outcome_blocks",
-    "parse_pauli_string",
     "project_to_physical",
     "pure_state_overlaps",
     "quantum_fidelity",
-    "vector_to_mps",
+    "simplex_projection",
 ]
 
-#: largest L of the exact paths (enumeration of K^L records, dense 2^L × 2^L ρ)
-RECONSTRUCT_MAX_L = 10
 #: eigenvalues above −PHYSICAL_TOL count as non-negative
 PHYSICAL_TOL = 1e-10
 #: relative standard error of a Monte Carlo fidelity above which a warning is issued
 FIDELITY_WARN_RELATIVE = 0.1
-_BLOCK = 2**16
 
 
 class FidelityWarning(UserWarning):
     """A Monte Carlo fidelity whose standard error is too large to trust."""
 
 
-# --------------------------------------------------------------------------- exact enumeration
+# --------------------------------------------------------------------------- closest state
 
 
-def _check_exact_size(L: int, what: str) -> None:
-    if L > RECONSTRUCT_MAX_L:
-        raise QtomoError(
-            f"{what} enumerates all K^L records and needs L <= {RECONSTRUCT_MAX_L}; got L = {L} "
-            f"(use the Monte Carlo estimators instead)"
-        )
+def simplex_projection(values: np.ndarray) -> np.ndarray:
+    """The point of the probability simplex {p ≥ 0, Σ p = 1} nearest ``values`` in the 2-norm.
 
-
-def outcome_blocks(L: int, K: int, rows: int = _BLOCK) -> Iterator[tuple[int, np.ndarray]]:
-    """All K^L records in :func:`qtomo.povm.enumerate_outcomes` order, in blocks.
-
-    Each block fixes a prefix of the leading qubits and runs over all suffixes, so no more than
-    max(rows, K) records are in memory at once.
-
-    Yields:
-        ``(start, outcomes)``: the index of the block's first record and an int64 (b, L) array.
-
-    Example:
-        >>> [(start, block.tolist()) for start, block in outcome_blocks(2, 2, rows=2)]
-        [(0, [[0, 0], [0, 1]]), (2, [[1, 0], [1, 1]])]
-    """
-    suffix_len = min(L, max(1, int(np.floor(np.log(rows) / np.log(K) + 1e-9))))
-    suffixes = enumerate_outcomes(suffix_len, K)  # (K^s, s)
-    for index, prefix in enumerate(enumerate_outcomes(L - suffix_len, K)):
-        head = np.broadcast_to(prefix, (suffixes.shape[0], prefix.size))
-        yield index * suffixes.shape[0], np.hstack([head, suffixes])
-
-
-def model_probabilities(model, *, batch_size: int = _BLOCK, quiet: bool = True) -> np.ndarray:
-    """Q(a) for all K^L records, evaluated in batches without gradients.
-
-    An autoregressive model (one with ``enumerate_log_probs``, see
-    :meth:`qtomo.models.autoregressive.AutoregressiveModel.enumerate_log_probs`) is walked down
-    its tree of prefixes, one cached step per prefix: Σ_i K^i ≈ K^L / (K − 1) one-site steps
-    instead of L K^L site evaluations for ``log_prob`` of every record, which is used for any
-    other model.
+    p_k = max(μ_k − θ, 0) with the one θ that makes Σ p = 1 (found from the sorted values, O(D)
+    after the sort). For values that sum to 1 this is the Smolin–Gambetta–Smith rule (PRL 108,
+    070502 (2012)): walk up from the most negative value, zero it, and spread its deficit evenly
+    over the rest while the smallest one left would turn negative.
 
     Args:
-        model: anything with the model interface (``L``, ``K``, ``log_prob``).
-        batch_size: records per forward pass (per step of an autoregressive model, at most
-            batch_size / K prefixes, each completed by K outcomes).
-        quiet: no progress bar.
+        values: (D,) float, e.g. the eigenvalues of a Hermitian ρ.
 
     Returns:
-        (K^L,) float64 in :func:`qtomo.povm.enumerate_outcomes` order. Σ Q = 1 up to the
-        model's float precision (flows: an estimate).
+        (D,) float64, non-negative, summing to 1, in the order of ``values``.
 
-    Raises:
-        QtomoError: for L > :data:`RECONSTRUCT_MAX_L`.
+    Example:
+        >>> simplex_projection(np.array([0.7, 0.4, -0.1])).round(12).tolist()
+        [0.65, 0.35, 0.0]
     """
-    _check_exact_size(model.L, "the exact model distribution")
-    L, K = model.L, model.K
-    probabilities = np.empty(K**L)
-    with progress_bar(probabilities.size, "enumerate", quiet=quiet, unit="rec") as bar:
-        if hasattr(model, "enumerate_log_probs"):
-            start = 0
-            for log_q in model.enumerate_log_probs(block=max(1, batch_size // K)):  # (b,)
-                probabilities[start:start + log_q.numel()] = log_q.exp().cpu().numpy()
-                start += log_q.numel()
-                bar.update(log_q.numel())
-        else:
-            for start, block in outcome_blocks(L, K, batch_size):
-                log_q = log_prob_batched(model, block, batch_size=batch_size)
-                probabilities[start:start + block.shape[0]] = np.exp(log_q)
-                bar.update(block.shape[0])
-    return probabilities
+    values = np.asarray(values, dtype=np.float64)
+    descending = np.sort(values)[::-1]
+    partial = np.cumsum(descending) - 1.0
+    count = np.arange(1, values.size + 1)
+    kept = np.flatnonzero(descending - partial / count > 0)[-1] + 1  # size of the support
+    theta = partial[kept - 1] / kept
+    return np.clip(values - theta, 0.0, None)
+
+
+def project_to_physical(rho: np.ndarray) -> np.ndarray:
+    """The density matrix closest to ρ in the 2-norm (Smolin–Gambetta–Smith).
+
+    Minimises ‖σ − H‖_F over density matrices σ (σ ≥ 0, Tr σ = 1), H = (ρ + ρ†)/2: the
+    minimiser has H's eigenvectors and the eigenvalues of :func:`simplex_projection`. Clipping
+    the negative eigenvalues and renormalising is *not* this minimiser (it keeps the excess
+    weight of the positive part).
+
+    Args:
+        rho: (D, D) complex.
+
+    Returns:
+        (D, D) complex128, positive semidefinite with unit trace.
+
+    Example:
+        >>> project_to_physical(np.diag([0.7, 0.4, -0.1])).real.round(12).diagonal().tolist()
+        [0.65, 0.35, 0.0]
+    """
+    return Reconstruction(np.asarray(rho, dtype=np.complex128)).projected().rho
 
 
 # --------------------------------------------------------------------------- density matrix
@@ -179,14 +140,16 @@ class QuantumFidelity:
         physical: whether ρ is positive semidefinite (smallest eigenvalue ≥ −1e-10); if not,
             ``value`` is not a fidelity of any state and may exceed 1.
         min_eigenvalue: smallest eigenvalue of the Hermitian part of ρ.
-        projected: the fidelity of the nearest physical state (see
-            :func:`project_to_physical`), always in [0, 1].
+        projected: the fidelity of the closest physical state (:func:`project_to_physical`).
+        top_eigenvector: the fidelity of ρ's eigenvector of largest eigenvalue (the pure-state
+            estimate).
     """
 
     value: float
     physical: bool
     min_eigenvalue: float
     projected: float
+    top_eigenvector: float
 
     def as_dict(self) -> dict:
         """JSON-ready: ``{"value", "stderr": 0.0, "method": "exact", "physical", …}``."""
@@ -211,8 +174,8 @@ def _fidelity_value(rho: np.ndarray, target: np.ndarray) -> float:
 class Reconstruction:
     """An explicitly built ρ = Σ_a Q(a) ⊗_i Q_{a_i} with its diagnostics.
 
-    The spectrum of the Hermitian part is computed once, on first use, and shared by
-    ``min_eigenvalue``, ``projected`` and ``fidelity``.
+    The spectrum of the Hermitian part is computed once, on first use, and shared by every
+    diagnostic, the projection and the fidelities.
 
     Attributes:
         rho: (D, D) complex128, D = 2^L, qubit 0 the most significant factor.
@@ -222,7 +185,7 @@ class Reconstruction:
 
     @property
     def L(self) -> int:
-        return int(self.rho.shape[0]).bit_length() - 1
+        return sites_from_size(self.rho.shape[0], 2, "rows of a density matrix")
 
     @property
     def trace(self) -> float:
@@ -252,17 +215,20 @@ class Reconstruction:
         """Positive semidefinite within 1e-10."""
         return self.min_eigenvalue >= -PHYSICAL_TOL
 
-    def projected(self) -> Reconstruction:
-        """The nearest physical state: negative eigenvalues set to 0, trace renormalised to 1.
+    @property
+    def purity(self) -> float:
+        """Tr ρ² = Σ λ² of the Hermitian part (> 1 is possible for an unphysical ρ)."""
+        return float(np.sum(self.eigenvalues**2))
 
-        Raises:
-            QtomoError: if ρ has no positive eigenvalue.
-        """
+    @property
+    def negativity(self) -> float:
+        """Σ_{λ<0} |λ|: the weight of the negative eigenvalues (0 for a physical ρ)."""
+        return float(-np.sum(np.clip(self.eigenvalues, None, 0.0)))
+
+    def projected(self) -> Reconstruction:
+        """The closest physical state in the 2-norm (see :func:`project_to_physical`)."""
         eigenvalues, vectors = self._spectrum
-        clipped = np.clip(eigenvalues, 0.0, None)
-        if clipped.sum() <= 0:
-            raise QtomoError("cannot project ρ to a physical state: it has no positive eigenvalue")
-        return Reconstruction((vectors * (clipped / clipped.sum())) @ vectors.conj().T)
+        return Reconstruction((vectors * simplex_projection(eigenvalues)) @ vectors.conj().T)
 
     def fidelity(self, target: np.ndarray) -> QuantumFidelity:
         """Fidelity to a target vector ψ (⟨ψ|ρ|ψ⟩) or density matrix σ ((Tr √(√σ ρ √σ))²).
@@ -278,34 +244,25 @@ class Reconstruction:
             )
         value = _fidelity_value(self.rho, target)
         projected = value if self.is_physical else _fidelity_value(self.projected().rho, target)
+        top = self._spectrum[1][:, -1]
         return QuantumFidelity(value, self.is_physical, self.min_eigenvalue,
-                               min(max(projected, 0.0), 1.0))
+                               min(max(projected, 0.0), 1.0),
+                               min(max(_fidelity_value(np.outer(top, top.conj()), target), 0.0),
+                                   1.0))
+
+    def diagnostics(self, fidelity: QuantumFidelity | None = None) -> dict:
+        """JSON-ready ``{"trace", "hermiticity_error", "min_eigenvalue", "purity", "negativity",
+        "top_eigenvector_fidelity"}`` (the last None without a target's fidelity)."""
+        return {"trace": self.trace, "hermiticity_error": self.hermiticity_error,
+                "min_eigenvalue": self.min_eigenvalue, "purity": self.purity,
+                "negativity": self.negativity,
+                "top_eigenvector_fidelity": None if fidelity is None else fidelity.top_eigenvector}
 
     def to_qobj(self):
         """ρ as a ``qutip.Qobj`` with dims [[2]*L, [2]*L]."""
         import qutip
 
         return qutip.Qobj(self.rho, dims=[[2] * self.L, [2] * self.L])
-
-
-def project_to_physical(rho: np.ndarray) -> np.ndarray:
-    """The physical state nearest ρ: Hermitian part, negative eigenvalues set to 0, trace 1.
-
-    Args:
-        rho: (D, D) complex.
-
-    Returns:
-        (D, D) complex128, positive semidefinite with unit trace.
-
-    Raises:
-        QtomoError: if ρ has no positive eigenvalue.
-
-    Example:
-        >>> project_to_physical(np.diag([1.2, -0.2])).real
-        array([[1., 0.],
-               [0., 0.]])
-    """
-    return Reconstruction(np.asarray(rho, dtype=np.complex128)).projected().rho
 
 
 def quantum_fidelity(rho: np.ndarray, target: np.ndarray) -> QuantumFidelity:
@@ -316,7 +273,8 @@ def quantum_fidelity(rho: np.ndarray, target: np.ndarray) -> QuantumFidelity:
         target: (D,) normalised state vector or (D, D) density matrix.
 
     Returns:
-        :class:`QuantumFidelity` with the flag ``physical`` and the projected fidelity.
+        :class:`QuantumFidelity` with the flag ``physical``, the fidelity of the closest physical
+        state and that of the top eigenvector.
 
     Raises:
         QtomoError: if the dimensions differ.
@@ -335,14 +293,14 @@ def density_matrix(probabilities: np.ndarray, povm: POVM) -> Reconstruction:
 
     Args:
         probabilities: (K^L,) float, Q over all records in enumeration order (see
-            :func:`model_probabilities`).
+            :func:`qtomo.distribution.enumerate_probabilities`).
         povm: the POVM of the records.
 
     Returns:
         :class:`Reconstruction`.
 
     Raises:
-        QtomoError: for a table that is not K^L long or L > :data:`RECONSTRUCT_MAX_L`.
+        QtomoError: for a table that is not K^L long or L > ENUMERATE_MAX_L.
 
     Example:
         >>> from qtomo.povm import get_povm
@@ -351,303 +309,28 @@ def density_matrix(probabilities: np.ndarray, povm: POVM) -> Reconstruction:
         (True, True)
     """
     probabilities = np.asarray(probabilities, dtype=np.float64)
-    _check_exact_size(int(round(np.log(max(probabilities.size, 1)) / np.log(povm.K))),
-                      "the exact density matrix")
+    check_enumerable(sites_from_size(probabilities.size, povm.K, "probabilities"),
+                     "the exact density matrix")
     return Reconstruction(invert_probabilities(probabilities, povm))
 
 
-# --------------------------------------------------------------------------- observables
-
-
-_TOKEN = re.compile(r"([A-Za-z]+)(\d+)")
-
-
-def parse_pauli_string(text: str, L: int) -> dict[int, str]:
-    """Parse a Pauli string such as ``"X0 Z3 Z4"`` into ``{site: letter}``.
-
-    Tokens are a letter X, Y or Z (either case) followed by a site 0..L-1, separated by spaces;
-    each site at most once; sites not named carry the identity.
-
-    Raises:
-        QtomoError: for an empty string, an unknown letter, a site ≥ L or a repeated site.
-
-    Example:
-        >>> parse_pauli_string("X0 z3 Z4", L=5)
-        {0: 'X', 3: 'Z', 4: 'Z'}
-        >>> parse_pauli_string("Z5", L=5)
-        Traceback (most recent call last):
-        ...
-        qtomo.errors.QtomoError: Pauli string 'Z5': site 5 is out of range for L = 5 (sites 0..4)
-    """
-    string: dict[int, str] = {}
-    tokens = text.split()
-    if not tokens:
-        raise QtomoError(f"Pauli string {text!r} is empty; expected tokens like 'X0 Z3'")
-    for token in tokens:
-        match = _TOKEN.fullmatch(token)
-        if match is None or match.group(1).upper() not in ("X", "Y", "Z"):
-            raise QtomoError(
-                f"Pauli string {text!r}: cannot read {token!r}; expected a letter X, Y or Z "
-                f"followed by a site, like 'Z3'"
-            )
-        site = int(match.group(2))
-        if site >= L:
-            raise QtomoError(
-                f"Pauli string {text!r}: site {site} is out of range for L = {L} "
-                f"(sites 0..{L - 1})"
-            )
-        if site in string:
-            raise QtomoError(f"Pauli string {text!r}: site {site} appears more than once")
-        string[site] = match.group(1).upper()
-    return string
+# --------------------------------------------------------------------------- any L: Monte Carlo
 
 
 @dataclass(frozen=True)
-class Observables:
-    """Pauli expectation values with standard errors (SPEC §5).
+class SampledFidelity:
+    """Monte Carlo F = E_Q[⟨ψ|⊗_i Q_{a_i}|ψ⟩] over ``samples`` model samples, ± one stderr."""
 
-    Attributes:
-        X, Z: (L,) estimates of ⟨X_i⟩, ⟨Z_i⟩.
-        XX, ZZ: (L, L) estimates of ⟨X_i X_j⟩, ⟨Z_i Z_j⟩ (diagonal exactly 1).
-        energy: estimate of ⟨H⟩ for the Hamiltonian given, else None.
-        strings: the requested Pauli strings, keyed by their text.
-        n_samples: records averaged (Monte Carlo), or None for exact sums (stderr = 0).
-    """
+    estimate: Estimate
+    samples: int
 
-    X: Estimate
-    Z: Estimate
-    XX: Estimate
-    ZZ: Estimate
-    energy: Estimate | None
-    strings: dict[str, Estimate]
-    n_samples: int | None
+    @property
+    def reliable(self) -> bool:
+        """Relative standard error at most :data:`FIDELITY_WARN_RELATIVE`."""
+        return bool(self.estimate.relative_error <= FIDELITY_WARN_RELATIVE)
 
-
-def _pauli_sum_values(records: np.ndarray, tables: dict[str, np.ndarray],
-                      terms: Sequence[tuple[float, dict[int, str]]]) -> np.ndarray:
-    """Per-record estimator e(a) = Σ_t c_t Π_{i∈t} Tr(σ_i Q_{a_i}) for records (B, L)."""
-    values = np.zeros(records.shape[0])
-    for coefficient, string in terms:
-        term = np.full(records.shape[0], float(coefficient))
-        for site, letter in string.items():
-            term *= tables[letter][records[:, site]]
-        values += term
-    return values
-
-
-class _Moments:
-    """Weighted sums Σ w f and Σ w f² of per-record estimator values, fed batch by batch."""
-
-    def __init__(self) -> None:
-        self.count = 0
-        self.first: dict[str, np.ndarray] = {}
-        self.second: dict[str, np.ndarray] = {}
-
-    def _add(self, name: str, first: np.ndarray, second: np.ndarray) -> None:
-        self.first[name] = self.first.get(name, 0.0) + first
-        self.second[name] = self.second.get(name, 0.0) + second
-
-    def add_values(self, name: str, values: np.ndarray, weights: np.ndarray) -> None:
-        """values (B,) or (B, L)."""
-        self._add(name, weights @ values, weights @ values**2)
-
-    def add_pairs(self, name: str, values: np.ndarray, weights: np.ndarray) -> None:
-        """Products f_i f_j of (B, L) single-site values: (L, L) sums."""
-        weighted = weights[:, None] * values  # (B, L)
-        squares = values**2
-        self._add(name, values.T @ weighted, squares.T @ (weights[:, None] * squares))
-
-    def estimate(self, name: str, exact: bool) -> Estimate:
-        """Exact: Σ_a Q(a) f(a), stderr 0. Monte Carlo: mean ± √(var / (n − 1))."""
-        first, second = np.asarray(self.first[name]), np.asarray(self.second[name])
-        if exact:
-            return Estimate._wrap(first, np.zeros_like(first))
-        mean = first / self.count
-        variance = np.clip(second / self.count - mean**2, 0.0, None)
-        stderr = np.sqrt(variance / (self.count - 1)) if self.count > 1 else np.full_like(
-            mean, np.inf)
-        return Estimate._wrap(mean, stderr)
-
-
-def _accumulate(batches: Iterable[tuple[np.ndarray, np.ndarray | None]], povm: POVM, L: int,
-                hamiltonian, pauli_strings: Sequence[str], exact: bool) -> Observables:
-    strings = {text: parse_pauli_string(text, L) for text in pauli_strings}
-    if hamiltonian is not None and hamiltonian.L != L:
-        raise QtomoError(f"the Hamiltonian has L = {hamiltonian.L}, the records L = {L}")
-    terms = hamiltonian.terms() if hamiltonian is not None else None
-    tables = povm.pauli_dual_traces()  # letter -> (K,) Tr(σ Q_k)
-    moments = _Moments()
-    for records, weights in batches:
-        records = np.asarray(records, dtype=np.intp)
-        if records.ndim != 2 or records.shape[1] != L:
-            raise QtomoError(f"records must have shape (N, {L}); got {records.shape}")
-        weights = np.ones(records.shape[0]) if weights is None else np.asarray(weights, float)
-        moments.count += records.shape[0]
-        x, z = tables["X"][records], tables["Z"][records]  # (B, L) each
-        moments.add_values("X", x, weights)
-        moments.add_values("Z", z, weights)
-        moments.add_pairs("XX", x, weights)
-        moments.add_pairs("ZZ", z, weights)
-        if terms is not None:
-            moments.add_values("energy", _pauli_sum_values(records, tables, terms), weights)
-        for text, string in strings.items():
-            moments.add_values(text, _pauli_sum_values(records, tables, [(1.0, string)]), weights)
-    if moments.count == 0:
-        raise QtomoError("no records to estimate observables from")
-    pairs = {}
-    for name in ("XX", "ZZ"):
-        value, stderr = moments.estimate(name, exact)
-        np.fill_diagonal(value, 1.0)  # σ² = 1, not the product of two single-site estimators
-        np.fill_diagonal(stderr, 0.0)
-        pairs[name] = Estimate(value, stderr)
-    return Observables(
-        X=moments.estimate("X", exact),
-        Z=moments.estimate("Z", exact),
-        XX=pairs["XX"],
-        ZZ=pairs["ZZ"],
-        energy=moments.estimate("energy", exact) if terms is not None else None,
-        strings={text: moments.estimate(text, exact) for text in strings},
-        n_samples=None if exact else moments.count,
-    )
-
-
-def estimate_observables(records: np.ndarray | Iterable[np.ndarray], povm: POVM, *,
-                         hamiltonian=None, pauli_strings: Sequence[str] = ()) -> Observables:
-    """Monte Carlo ⟨O⟩ ≈ mean_k f_O(a^(k)) ± stderr over given records (model samples or data).
-
-    Over the measured records this is the model-free (classical-shadow-style) estimate.
-
-    Args:
-        records: (N, L) integer array, or an iterable of (b, L) chunks, records in 0..K-1.
-        povm: the POVM of the records.
-        hamiltonian: optional Pauli sum with ``L`` and ``terms()`` -> [(c, {site: letter})]
-            (e.g. :class:`qtomo.states.hamiltonians.TFIM`) whose energy to estimate.
-        pauli_strings: texts like ``"X0 Z3 Z4"`` (see :func:`parse_pauli_string`).
-
-    Returns:
-        :class:`Observables` with ``n_samples = N``.
-
-    Raises:
-        QtomoError: for bad shapes, bad Pauli strings, or no records.
-
-    Example:
-        >>> from qtomo.povm import get_povm
-        >>> obs = estimate_observables(np.zeros((10, 2), int), get_povm("pauli6"))  # all |0⟩
-        >>> np.round(obs.Z.value, 12).tolist(), obs.Z.stderr.tolist()
-        ([3.0, 3.0], [0.0, 0.0])
-    """
-    chunks = iter([records] if isinstance(records, np.ndarray | torch.Tensor) else records)
-    first = next(chunks, None)
-    if first is None:
-        raise QtomoError("no records to estimate observables from")
-    first = _to_numpy(first)
-    batches = itertools.chain([(first, None)], ((_to_numpy(chunk), None) for chunk in chunks))
-    return _accumulate(batches, povm, first.shape[-1], hamiltonian, pauli_strings, exact=False)
-
-
-def _to_numpy(records: np.ndarray | torch.Tensor) -> np.ndarray:
-    return records.cpu().numpy() if torch.is_tensor(records) else np.asarray(records)
-
-
-def exact_observables(probabilities: np.ndarray, povm: POVM, *, hamiltonian=None,
-                      pauli_strings: Sequence[str] = ()) -> Observables:
-    """Exact ⟨O⟩ = Σ_a Q(a) f_O(a) over all K^L records (stderr 0).
-
-    Equal to Tr(ρ O) for ρ = :func:`density_matrix` of the same table.
-
-    Args:
-        probabilities: (K^L,) float, Q in enumeration order.
-        povm, hamiltonian, pauli_strings: as in :func:`estimate_observables`.
-    """
-    probabilities = np.asarray(probabilities, dtype=np.float64)
-    L = int(round(np.log(max(probabilities.size, 1)) / np.log(povm.K)))
-    if povm.K**L != probabilities.size:
-        raise QtomoError(f"expected K^L = {povm.K}^L probabilities; got {probabilities.size}")
-    _check_exact_size(L, "exact observables")
-    batches = ((block, probabilities[start:start + block.shape[0]])
-               for start, block in outcome_blocks(L, povm.K))
-    return _accumulate(batches, povm, L, hamiltonian, pauli_strings, exact=True)
-
-
-def _sample_batches(model, samples: int, batch_size: int,
-                    generator: torch.Generator | None) -> Iterator[torch.Tensor]:
-    with torch.no_grad():
-        for start in range(0, samples, batch_size):
-            yield model.sample(min(batch_size, samples - start), generator=generator)
-
-
-def model_observables(model, povm: POVM, *, samples: int = 100_000, exact: bool = False,
-                      hamiltonian=None, pauli_strings: Sequence[str] = (),
-                      batch_size: int = 16384, generator: torch.Generator | None = None,
-                      quiet: bool = True) -> Observables:
-    """Observables of a model: Monte Carlo over ``samples`` model samples, or exact sums.
-
-    Args:
-        model: anything with the model interface.
-        povm: the POVM the model's records belong to.
-        samples: number of records drawn (Monte Carlo).
-        exact: sum over all K^L records instead (L ≤ :data:`RECONSTRUCT_MAX_L`).
-        hamiltonian, pauli_strings: as in :func:`estimate_observables`.
-        batch_size: records drawn per call of ``model.sample``.
-        generator: torch generator for reproducible sampling (on the model's device).
-        quiet: no progress bar.
-    """
-    if exact:
-        return exact_observables(model_probabilities(model, quiet=quiet), povm,
-                                 hamiltonian=hamiltonian, pauli_strings=pauli_strings)
-    if samples < 2:
-        raise QtomoError(f"Monte Carlo estimates need at least 2 samples; got {samples}")
-    bar = progress_bar(samples, "sample", quiet=quiet, unit="rec")
-
-    def chunks():
-        for batch in _sample_batches(model, samples, batch_size, generator):
-            bar.update(batch.shape[0])
-            yield batch
-
-    with bar:
-        return estimate_observables(chunks(), povm, hamiltonian=hamiltonian,
-                                    pauli_strings=pauli_strings)
-
-
-# --------------------------------------------------------------------------- pure-state fidelity
-
-
-def mps_to_vector(mps: Sequence[np.ndarray]) -> np.ndarray:
-    """The dense ψ (2^L,) complex128 of an MPS of tensors (χ_l, 2, χ_r), qubit 0 most significant.
-
-    Example:
-        >>> ghz = [np.array([[[1, 0], [0, 1]]]) / 2**0.5, np.array([[[1], [0]], [[0], [1]]])]
-        >>> mps_to_vector(ghz).real.round(6).tolist()                 # (|00⟩ + |11⟩)/√2
-        [0.707107, 0.0, 0.0, 0.707107]
-    """
-    psi = np.ones((1, 1), dtype=np.complex128)  # (2^i, χ)
-    for tensor in mps:
-        psi = (psi @ tensor.reshape(tensor.shape[0], -1)).reshape(-1, tensor.shape[2])
-    return psi.reshape(-1)
-
-
-def vector_to_mps(psi: np.ndarray) -> list[np.ndarray]:
-    """An exact MPS of ψ (2^L,) by successive SVDs: left-canonical, only zero weights dropped.
-
-    Returns:
-        L tensors (χ_l, 2, χ_r) complex128 with χ_l = 1 first and χ_r = 1 last.
-
-    Example:
-        >>> psi = np.random.default_rng(0).normal(size=16).astype(complex)
-        >>> bool(np.allclose(mps_to_vector(vector_to_mps(psi)), psi))
-        True
-    """
-    psi = np.asarray(psi, dtype=np.complex128)
-    L = int(psi.size).bit_length() - 1
-    tensors, rest = [], psi.reshape(1, -1)
-    for _ in range(L - 1):
-        chi = rest.shape[0]
-        u, s, vh = np.linalg.svd(rest.reshape(2 * chi, -1), full_matrices=False)
-        keep = s > 1e-14 * s[0]
-        tensors.append(u[:, keep].reshape(chi, 2, -1))
-        rest = s[keep, None] * vh[keep]
-    tensors.append(rest.reshape(-1, 2, 1))
-    return tensors
+    def as_dict(self) -> dict:
+        return {**self.estimate.as_dict(), "method": "monte-carlo", "samples": self.samples}
 
 
 def pure_state_overlaps(records: np.ndarray | torch.Tensor, mps: Sequence[np.ndarray],
@@ -694,7 +377,8 @@ def pure_state_overlaps(records: np.ndarray | torch.Tensor, mps: Sequence[np.nda
     return np.concatenate(values) if values else np.zeros(0)
 
 
-def mps_fidelity(model, mps: Sequence[np.ndarray], povm: POVM, *, samples: int = 100_000,
+def mps_fidelity(model: Distribution, mps: Sequence[np.ndarray], povm: POVM, *,
+                 samples: int = 100_000,
                  batch_size: int = 8192, generator: torch.Generator | None = None,
                  quiet: bool = True) -> Estimate:
     """Monte Carlo F = ⟨ψ|ρ_model|ψ⟩ = E_Q[g(a)] over model samples, ± std(g)/√n.
@@ -715,10 +399,10 @@ def mps_fidelity(model, mps: Sequence[np.ndarray], povm: POVM, *, samples: int =
     if samples < 2:
         raise QtomoError(f"Monte Carlo estimates need at least 2 samples; got {samples}")
     check_mps_shapes(mps, model.L)
-    device = model_device(model)
+    device = distribution_device(model)
     values = []
     with progress_bar(samples, "fidelity", quiet=quiet, unit="rec") as bar:
-        for batch in _sample_batches(model, samples, batch_size, generator):
+        for batch in sample_batches(model, samples, batch_size, generator):
             values.append(pure_state_overlaps(batch, mps, povm, batch_size=batch_size,
                                               device=device))
             bar.update(batch.shape[0])

@@ -96,6 +96,9 @@ class TrainOptions:
         resident_bytes: keep the training rows on the device when they need at most this many
             bytes (L bytes per record); stream them from the file otherwise.
         chunk_records: rows per read when streaming.
+        bootstrap: train on a bootstrap resample of the training rows (as many draws with
+            replacement, seeded by ``seed``), the finite-data spread of an ensemble
+            (:func:`fit_ensemble`); needs the rows resident. Validation rows are never resampled.
     """
 
     epochs: int = 20
@@ -113,6 +116,7 @@ class TrainOptions:
     compile: bool = False
     resident_bytes: int = 4 * 2**30
     chunk_records: int = 2**18
+    bootstrap: bool = False
 
     def __post_init__(self) -> None:
         checks = [("epochs", self.epochs >= 1, ">= 1"),
@@ -203,16 +207,25 @@ class _Objective(nn.Module):
 
 
 class _Rows:
-    """Rows [start, stop) of a dataset served as LongTensor (b, L) batches on ``device``."""
+    """Rows [start, stop) of a dataset served as LongTensor (b, L) batches on ``device``; with
+    ``bootstrap_seed``, n rows drawn from them with replacement instead (resident only)."""
 
     def __init__(self, dataset: Dataset, rows: tuple[int, int], device: torch.device,
-                 options: TrainOptions) -> None:
+                 options: TrainOptions, bootstrap_seed: int | None = None) -> None:
         self.dataset, self.device = dataset, device
         self.start, self.stop = rows
         n = self.stop - self.start
         self.resident = n * dataset.L <= options.resident_bytes
+        if bootstrap_seed is not None and not self.resident:
+            raise QtomoError(f"a bootstrap resample needs the {n} training rows in memory "
+                             f"({n * dataset.L} bytes > resident_bytes = "
+                             f"{options.resident_bytes})")
         if self.resident:
-            self.data = torch.from_numpy(dataset.outcomes(self.start, self.stop)).to(device)
+            self.data = torch.from_numpy(dataset.outcomes(self.start, self.stop))
+            if bootstrap_seed is not None:
+                draws = torch.Generator().manual_seed(bootstrap_seed)
+                self.data = self.data[torch.randint(n, (n,), generator=draws).sort().values]
+            self.data = self.data.to(device)
             chunk = max(n, 1)
         else:  # whole batches per chunk, so only the last chunk ends in a short batch
             chunk = math.ceil(options.chunk_records / options.batch_size) * options.batch_size
@@ -417,7 +430,8 @@ def _fit(model: QtomoModel, dataset: Dataset, options: TrainOptions, *, out: Pat
         objective = torch.compile(objective)
     optimizer = torch.optim.AdamW(model.parameters(), lr=options.lr,
                                   weight_decay=options.weight_decay)
-    train = _Rows(dataset, train_rows, device, options)
+    train = _Rows(dataset, train_rows, device, options,
+                  bootstrap_seed=options.seed if options.bootstrap else None)
     val = _Rows(dataset, val_rows, device, options)
     steps_per_epoch = train.n_batches(options.batch_size, world)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -550,3 +564,52 @@ def _validation_nll(model: QtomoModel, val: _Rows, options: TrainOptions, autoca
                                    totals.new_tensor(a.shape[0])])
     _all_sum(totals, world)
     return (totals[0] / totals[1]).item()
+
+
+def fit_ensemble(family: str, dataset: Dataset, options: TrainOptions | None = None, *,
+                 members: int, out: str | Path, hyperparameters: dict[str, Any] | None = None,
+                 device: str | torch.device = "auto", quiet: bool = False) -> list[TrainResult]:
+    """Train ``members`` models of one family into the folder ``out`` (README "Ensembles").
+
+    Member m is ``out/member<m>.pt`` (with its ``.last.pt`` and history), built with
+    ``torch.manual_seed(seed + m)`` and trained with ``seed + m``; with ``options.bootstrap``
+    each also trains on its own bootstrap resample of the training rows. The spread of a figure
+    over the members estimates how much it depends on the initialisation (seeds) or on the finite
+    training data (bootstrap); :func:`qtomo.evaluate.evaluate_ensemble` reports it.
+
+    Args:
+        family: a registered model family.
+        dataset: the records (as for :func:`fit`).
+        options: training options; ``seed`` is the first member's.
+        members: number of models, ≥ 2.
+        out: the ensemble folder (created).
+        hyperparameters: the family's hyperparameters (defaults otherwise).
+        device, quiet: as for :func:`fit`.
+
+    Returns:
+        One :class:`TrainResult` per member.
+
+    Raises:
+        QtomoError: fewer than 2 members, an ``out`` that is a file, and everything :func:`fit`
+            raises.
+    """
+    from qtomo.models import build
+
+    options = options or TrainOptions()
+    if isinstance(members, bool) or not isinstance(members, int) or members < 2:
+        raise QtomoError(f"an ensemble needs an integer number of members >= 2; got {members!r}")
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise QtomoError(f"the ensemble output {out} is a file; expected a folder")
+    out.mkdir(parents=True, exist_ok=True)
+    results = []
+    for member in range(members):
+        seed = options.seed + member
+        torch.manual_seed(seed)
+        model = build(family, L=dataset.L, K=dataset.K, **(hyperparameters or {}))
+        if not quiet:
+            print(f"ensemble member {member + 1}/{members} (seed {seed})")
+        results.append(fit(model, dataset, dataclasses.replace(options, seed=seed),
+                           out=out / f"member{member:02d}.pt", device=device, quiet=quiet))
+    return results
+

@@ -42,7 +42,7 @@ def write_checkpoint(path, dataset, *, L=L, povm="pauli4", train_rows=(0, 3000))
 
 
 def test_truth_as_model_exact(dataset, truth):
-    report = evaluate(truth, dataset, pauli_strings=["X0 Z1 X3"])
+    report = evaluate(truth, dataset, pauli_strings=["X0 Z1 X3"]).as_dict()
     assert report["kl"]["value"] == 0 and report["kl"]["stderr"] == 0
     assert abs(report["classical_fidelity"]["value"] - 1) < 1e-12
     fidelity = report["quantum_fidelity"]
@@ -61,7 +61,7 @@ def test_truth_as_model_exact(dataset, truth):
 
 
 def test_truth_as_model_monte_carlo(dataset, truth):
-    report = evaluate(truth, dataset, method="monte-carlo", samples=20_000, seed=1)
+    report = evaluate(truth, dataset, method="monte-carlo", samples=20_000, seed=1).as_dict()
     assert report["kl"]["value"] == 0
     fidelity = report["quantum_fidelity"]
     assert fidelity["method"] == "monte-carlo"
@@ -79,7 +79,7 @@ def test_mps_truth_as_model(tmp_path, method):
                     out=tmp_path / "ghz.h5", quiet=True)
     dataset = read_dataset(path)
     truth = ghz_mps(5).distribution(get_povm("pauli6"))
-    report = evaluate(truth, dataset, method=method, samples=5000, seed=2)
+    report = evaluate(truth, dataset, method=method, samples=5000, seed=2).as_dict()
     assert abs(report["kl"]["value"]) < 1e-10 and report["kl"]["stderr"] < 1e-10
     fidelity = report["quantum_fidelity"]
     assert fidelity["method"] == method
@@ -130,7 +130,7 @@ def test_cli_writes_table_json_and_plot(dataset, tmp_path, capsys):
 def test_flow_probabilities_are_reported_as_estimates(dataset):
     torch.manual_seed(0)
     flow = build("flow", L=L, K=4)
-    report = evaluate(flow, dataset, method="monte-carlo", samples=50, rows=(0, 50))
+    report = evaluate(flow, dataset, method="monte-carlo", samples=50, rows=(0, 50)).as_dict()
     assert report["model"]["log_prob"] == "estimate"
     assert any("estimate" in warning for warning in report["warnings"])
 
@@ -183,3 +183,84 @@ def test_exact_evaluation_above_the_limit_is_refused(tmp_path):
     model = build("gru", L=big, K=4, hidden=4, layers=1)
     with pytest.raises(QtomoError, match="needs L <= 10"):
         evaluate(model, read_dataset(path), method="exact")
+
+
+def test_cli_json_to_stdout_has_every_documented_key(dataset, tmp_path, capsys):
+    checkpoint = write_checkpoint(tmp_path / "m.pt", dataset)
+    status = main(["evaluate", "--model", str(checkpoint), "--data", str(dataset.path),
+                   "--json", "-", "--device", "cpu"])
+    assert status == 0
+    report = json.loads(capsys.readouterr().out)  # stdout holds the JSON alone
+    assert set(report["quantum_fidelity"]) >= {"value", "physical", "min_eigenvalue",
+                                                "projected"}
+    assert set(report["density_matrix"]) >= {"trace", "min_eigenvalue", "purity", "negativity",
+                                              "top_eigenvector_fidelity"}
+    assert 0 <= report["quantum_fidelity"]["projected"] <= 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.pt"]
+
+
+def test_ensemble_spread_is_the_standard_deviation_over_members(tmp_path):
+    """Members with known ⟨Z_i⟩ = cos θ_m (product states, exact sums): spread = std(cos θ_m)."""
+    from qtomo.evaluate import evaluate_ensemble
+    from qtomo.report import format_ensemble_report
+    from qtomo.states.exact import product_state
+
+    L, povm = 3, get_povm("tetra")
+    path = simulate("product", L, product_state="0", povm="tetra", samples=2000, seed=0,
+                    device="cpu", out=tmp_path / "zero.h5", quiet=True)
+    dataset = read_dataset(path)
+    angles = np.array([0.1, 0.4, 0.7, 0.2])
+    members = [product_state(L, [np.cos(t / 2), np.sin(t / 2)]).distribution(povm)
+               for t in angles]
+    ensemble = evaluate_ensemble(members, dataset, method="exact")
+    report = ensemble.as_dict()
+    z_entry = report["observables"]["Z"]
+    assert np.allclose(z_entry["model"]["value"], np.cos(angles).mean(), atol=1e-10)
+    assert np.allclose(z_entry["model"]["spread"], np.std(np.cos(angles), ddof=1), atol=1e-10)
+    assert np.allclose(z_entry["model"]["stderr"], 0.0)  # exact sums: no Monte Carlo error
+    fidelity = report["quantum_fidelity"]  # |⟨0|θ⟩|^(2L) = cos^(2L)(θ/2)
+    assert abs(fidelity["value"] - np.mean(np.cos(angles / 2) ** (2 * L))) < 1e-10
+    assert abs(fidelity["spread"] - np.std(np.cos(angles / 2) ** (2 * L), ddof=1)) < 1e-10
+    data = z_entry["data"]
+    expected_z = (np.cos(angles).mean() - np.asarray(data["value"])) / np.sqrt(
+        np.std(np.cos(angles), ddof=1) ** 2 + np.asarray(data["stderr"]) ** 2)
+    assert np.allclose(z_entry["z"], expected_z)
+    assert report["ensemble"]["members"] == 4
+    assert "ensemble mean" in format_ensemble_report(ensemble)
+    combined = ensemble.combined()
+    assert np.allclose(combined.observables.model.Z.stderr, np.std(np.cos(angles), ddof=1))
+
+
+def test_cli_fits_and_evaluates_a_bootstrap_ensemble(dataset, tmp_path, capsys):
+    folder = tmp_path / "ensemble"
+    status = main(["fit", "--model", "gru", "--hidden", "8", "--layers", "1", "--data",
+                   str(dataset.path), "--epochs", "1", "--ensemble", "2", "--bootstrap",
+                   "--out", str(folder), "--quiet", "--device", "cpu"])
+    assert status == 0
+    members = sorted(p.name for p in folder.glob("member*.pt"))
+    assert members == ["member00.last.pt", "member00.pt", "member01.last.pt", "member01.pt"]
+    assert load_checkpoint(folder / "member01.pt").config["training"]["options"]["seed"] == 1
+    out_json = tmp_path / "ensemble.json"
+    status = main(["evaluate", "--model", str(folder), "--json", str(out_json), "--device",
+                   "cpu", "--plot", str(tmp_path / "ensemble.png")])
+    assert status == 0
+    assert "ensemble mean" in capsys.readouterr().out
+    report = json.loads(out_json.read_text())
+    assert report["ensemble"] == {"members": 2, "bootstrap": True,
+                                  "paths": [str(folder / "member00.pt"),
+                                            str(folder / "member01.pt")]}
+    assert report["kl"]["spread"] > 0 and "z" in report["observables"]["energy"]
+
+
+def test_bootstrap_rows_are_a_seeded_resample(dataset):
+    from qtomo.train import TrainOptions, _Rows
+
+    options = TrainOptions()
+    rows = [_Rows(dataset, (0, 3000), torch.device("cpu"), options, bootstrap_seed=seed).data
+            for seed in (5, 5, 6)]
+    assert torch.equal(rows[0], rows[1]) and not torch.equal(rows[0], rows[2])
+    original = {tuple(r) for r in dataset.outcomes(0, 3000).tolist()}
+    assert {tuple(r) for r in rows[0].tolist()} <= original
+    with pytest.raises(QtomoError, match="needs the 3000 training rows in memory"):
+        _Rows(dataset, (0, 3000), torch.device("cpu"), TrainOptions(resident_bytes=10),
+              bootstrap_seed=0)

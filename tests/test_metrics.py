@@ -4,18 +4,17 @@ import numpy as np
 import pytest
 import torch
 
+from qtomo.distribution import enumerate_probabilities, log_prob_batched
 from qtomo.errors import QtomoError
 from qtomo.metrics import (
     Estimate,
     classical_fidelity,
     classical_metrics,
     kl_divergence,
-    log_prob_batched,
     nll,
 )
 from qtomo.models import build
 from qtomo.povm import born_probabilities, get_povm
-from qtomo.reconstruct import model_probabilities
 from qtomo.states.exact import ExactDistribution, tfim_ground_state
 
 
@@ -58,12 +57,12 @@ def test_estimates_agree_with_exact_enumeration_within_four_sigma(truth_and_mode
         "nll": -np.sum(P[support] * np.log(Q[support])),
         "entropy": -np.sum(P[support] * np.log(P[support])),
     }
-    assert metrics["n_test"] == 20_000
+    assert metrics.n_test == 20_000
     for name, value in exact.items():
-        estimate = metrics[name]
+        estimate = getattr(metrics, name)
         assert 0 < estimate.stderr < 0.05, name
         assert abs(estimate.value - value) < 4 * estimate.stderr, name
-    assert abs(metrics["nll"].value - metrics["entropy"].value - metrics["kl"].value) < 1e-12
+    assert abs(metrics.nll.value - metrics.entropy.value - metrics.kl.value) < 1e-12
 
 
 def test_a_model_against_itself_has_zero_kl_and_unit_fidelity():
@@ -74,15 +73,15 @@ def test_a_model_against_itself_has_zero_kl_and_unit_fidelity():
         records = model.sample(3000, generator=torch.Generator().manual_seed(1))
         log_q = model.log_prob(records).double().numpy()
     metrics = classical_metrics(model, [(records.numpy(), log_q)])
-    assert abs(metrics["kl"].value) <= max(4 * metrics["kl"].stderr, 1e-12)
-    assert abs(metrics["classical_fidelity"].value - 1) < 1e-12
-    assert abs(metrics["nll"].value - metrics["entropy"].value) < 1e-12
+    assert abs(metrics.kl.value) <= max(4 * metrics.kl.stderr, 1e-12)
+    assert abs(metrics.classical_fidelity.value - 1) < 1e-12
+    assert abs(metrics.nll.value - metrics.entropy.value) < 1e-12
 
 
 def test_log_prob_batched_matches_the_enumerated_table():
     torch.manual_seed(0)
     model = build("gru", L=4, K=4, hidden=8, layers=1)
-    table = model_probabilities(model, batch_size=37)
+    table = enumerate_probabilities(model, batch_size=37)
     assert abs(table.sum() - 1) < 1e-5  # normalised by construction, in float32
     records = np.array([[0, 0, 0, 0], [3, 2, 1, 0], [1, 1, 3, 2]])
     index = records @ (4 ** np.arange(3, -1, -1))

@@ -6,23 +6,22 @@ import numpy as np
 import pytest
 import torch
 
+from qtomo.distribution import ENUMERATE_MAX_L, enumerate_probabilities, outcome_blocks
 from qtomo.errors import QtomoError
-from qtomo.povm import PAULI, POVM_NAMES, born_probabilities, get_povm
-from qtomo.reconstruct import (
-    RECONSTRUCT_MAX_L,
-    FidelityWarning,
-    density_matrix,
+from qtomo.observables import (
     estimate_observables,
     exact_observables,
     model_observables,
-    model_probabilities,
-    mps_fidelity,
-    outcome_blocks,
     parse_pauli_string,
+)
+from qtomo.povm import PAULI, POVM_NAMES, born_probabilities, get_povm
+from qtomo.reconstruct import (
+    FidelityWarning,
+    density_matrix,
+    mps_fidelity,
     project_to_physical,
     pure_state_overlaps,
     quantum_fidelity,
-    vector_to_mps,
 )
 from qtomo.states.exact import (
     ExactDistribution,
@@ -31,6 +30,7 @@ from qtomo.states.exact import (
     product_state,
     tfim_ground_state,
 )
+from qtomo.states.mps import vector_to_mps
 
 from .physics import site_operator
 
@@ -53,7 +53,7 @@ def dense_pauli(string: dict[int, str], L: int) -> np.ndarray:
 def test_exact_distribution_reconstructs_its_state(povm_name, make_state):
     povm, state = get_povm(povm_name), make_state()
     model = state.distribution(povm)  # the truth as "model"
-    rec = density_matrix(model_probabilities(model), povm)
+    rec = density_matrix(enumerate_probabilities(model), povm)
     assert np.abs(rec.rho - np.outer(state.psi, state.psi.conj())).max() < 1e-10
     assert abs(rec.trace - 1) < 1e-12 and rec.hermiticity_error < 1e-12
     assert rec.min_eigenvalue > -1e-10 and rec.is_physical
@@ -65,7 +65,7 @@ def test_exact_distribution_reconstructs_its_state(povm_name, make_state):
 def test_model_probabilities_follow_enumeration_order():
     povm = get_povm("pauli6")
     model = tfim_ground_state(3, h=0.7).distribution(povm)
-    assert np.allclose(model_probabilities(model, batch_size=7), model.probabilities, atol=0)
+    assert np.allclose(enumerate_probabilities(model, batch_size=7), model.probabilities, atol=0)
     blocks = list(outcome_blocks(3, 6, rows=36))
     assert [start for start, _ in blocks] == [0, 36, 72, 108, 144, 180]
     assert blocks[2][1][5].tolist() == [2, 0, 5]
@@ -95,14 +95,14 @@ def test_unphysical_reconstruction_is_flagged_and_projected():
 
 
 def test_exact_reconstruction_above_the_limit_is_refused():
-    L = RECONSTRUCT_MAX_L + 1
+    L = ENUMERATE_MAX_L + 1
 
     class Big:
         K = 4
 
     Big.L = L
-    with pytest.raises(QtomoError, match=f"L <= {RECONSTRUCT_MAX_L}"):
-        model_probabilities(Big())
+    with pytest.raises(QtomoError, match=f"L <= {ENUMERATE_MAX_L}"):
+        enumerate_probabilities(Big())
 
 
 @pytest.mark.parametrize("povm_name", POVM_NAMES)
@@ -222,3 +222,58 @@ def test_bad_pauli_strings_are_one_line_errors(text, message):
     with pytest.raises(QtomoError, match=message) as info:
         parse_pauli_string(text, 6)
     assert "\n" not in str(info.value)
+
+
+def _random_hermitian_unit_trace(rng, D: int, negative: float) -> np.ndarray:
+    """A Hermitian D × D matrix of unit trace with a negative eigenvalue of size ``negative``."""
+    vectors = np.linalg.qr(rng.normal(size=(D, D)) + 1j * rng.normal(size=(D, D)))[0]
+    eigenvalues = rng.dirichlet(np.ones(D - 1))
+    eigenvalues = np.append(eigenvalues * (1 + negative), -negative)
+    return (vectors * eigenvalues) @ vectors.conj().T
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_sgs_projection_is_the_constrained_minimum(seed):
+    """SGS against a brute-force minimisation of ‖σ − ρ‖_F over σ = A A†/Tr(A A†), 4×4."""
+    from scipy.optimize import minimize
+
+    rng = np.random.default_rng(seed)
+    rho = _random_hermitian_unit_trace(rng, 4, negative=0.15)
+    sgs = project_to_physical(rho)
+    assert np.linalg.eigvalsh(sgs).min() > -1e-12 and abs(np.trace(sgs) - 1) < 1e-12
+
+    def distance(x):
+        A = (x[:16] + 1j * x[16:]).reshape(4, 4)
+        sigma = A @ A.conj().T
+        return np.linalg.norm(sigma / np.trace(sigma).real - rho)
+
+    best = min(minimize(distance, rng.normal(size=32), method="BFGS",
+                        options={"gtol": 1e-10, "maxiter": 5000}).fun for _ in range(6))
+    assert np.linalg.norm(sgs - rho) <= best + 1e-6
+    assert best <= np.linalg.norm(sgs - rho) + 1e-4  # the search finds the same minimum
+    eigenvalues, vectors = np.linalg.eigh(rho)
+    clipped = np.clip(eigenvalues, 0, None)
+    clip_and_renormalise = (vectors * (clipped / clipped.sum())) @ vectors.conj().T
+    assert np.linalg.norm(clip_and_renormalise - rho) > np.linalg.norm(sgs - rho) + 1e-3
+
+
+def test_sgs_equals_the_simplex_projection_closed_form():
+    """diag(0.7, 0.4, −0.1): the deficit 0.1 is spread over the two positive eigenvalues."""
+    projected = project_to_physical(np.diag([0.7, 0.4, -0.1, 0.0]))
+    assert np.allclose(np.diag(projected).real, [0.65, 0.35, 0.0, 0.0], atol=1e-12)
+    # trace ≠ 1 (an estimated Q): the projection still lands on unit trace
+    assert np.allclose(np.diag(project_to_physical(np.diag([1.2, 0.0]))).real, [1.0, 0.0])
+
+
+def test_reconstruction_diagnostics_against_dense_values():
+    psi = tfim_ground_state(3).psi
+    rho = noisy_state(psi, 0.2, seed=3) + 0.05 * np.diag([1, -1, 1, -1, 1, -1, 1, -1])
+    rec = density_matrix(born_probabilities(rho, get_povm("tetra")), get_povm("tetra"))
+    eigenvalues, vectors = np.linalg.eigh(rho)
+    assert abs(rec.purity - np.trace(rho @ rho).real) < 1e-10
+    assert abs(rec.negativity - (-eigenvalues[eigenvalues < 0].sum())) < 1e-10
+    fidelity = rec.fidelity(psi)
+    top = vectors[:, -1]
+    assert abs(fidelity.top_eigenvector - abs(np.vdot(top, psi)) ** 2) < 1e-10
+    assert abs(fidelity.projected - np.vdot(psi, project_to_physical(rho) @ psi).real) < 1e-10
+    assert rec.diagnostics(fidelity)["top_eigenvector_fidelity"] == fidelity.top_eigenvector

@@ -28,7 +28,7 @@ import scipy.sparse.linalg as sla
 import torch
 
 from qtomo.errors import QtomoError
-from qtomo.povm import PAULI, POVM, born_probabilities
+from qtomo.povm import PAULI, POVM, born_probabilities, sites_from_size
 from qtomo.states.hamiltonians import TFIM
 
 __all__ = [
@@ -42,6 +42,7 @@ __all__ = [
     "ghz_state",
     "product_state",
     "single_qubit_state",
+    "spectrum_entropy",
     "tfim_ground_state",
 ]
 
@@ -107,7 +108,7 @@ def expectation_pauli_string(psi: np.ndarray, string: Mapping[int, str]) -> floa
         psi: (2^L,) complex, normalised.
         string: sites to Pauli letters; unnamed sites carry the identity.
     """
-    L = int(psi.size).bit_length() - 1
+    L = sites_from_size(psi.size, 2, "amplitudes")
     phi = psi.reshape((2,) * L)
     for site, letter in string.items():
         phi = np.moveaxis(np.tensordot(PAULI[letter], phi, axes=([1], [site])), 0, site)
@@ -120,13 +121,23 @@ def bond_entropies(psi: np.ndarray) -> np.ndarray:
     Returns:
         (L-1,) float64.
     """
-    L = int(psi.size).bit_length() - 1
-    entropies = np.zeros(L - 1)
-    for b in range(L - 1):
-        weights = np.linalg.svd(psi.reshape(2 ** (b + 1), -1), compute_uv=False) ** 2
-        weights = weights[weights > 1e-300]
-        entropies[b] = -np.sum(weights * np.log(weights))
-    return entropies
+    L = sites_from_size(psi.size, 2, "amplitudes")
+    return np.array([spectrum_entropy(np.linalg.svd(psi.reshape(2 ** (b + 1), -1),
+                                                    compute_uv=False) ** 2)
+                     for b in range(L - 1)], dtype=np.float64).reshape(L - 1)
+
+
+def spectrum_entropy(weights: np.ndarray) -> float:
+    """Von Neumann entropy −Σ_k w_k ln w_k (nats) of a spectrum (Schmidt weights λ², or the
+    eigenvalues of a density matrix); weights ≤ 1e-300 contribute 0.
+
+    Example:
+        >>> round(spectrum_entropy(np.array([0.5, 0.5, 0.0])), 12)      # ln 2
+        0.69314718056
+    """
+    weights = np.asarray(weights, dtype=np.float64)
+    weights = weights[weights > 1e-300]
+    return float(-np.sum(weights * np.log(weights)))
 
 
 @dataclass(frozen=True)
@@ -146,7 +157,7 @@ class ExactState:
 
     @property
     def L(self) -> int:
-        return int(self.psi.size).bit_length() - 1
+        return sites_from_size(self.psi.size, 2, "amplitudes")
 
     def references(self) -> dict[str, np.ndarray]:
         """Reference values of SPEC §2: energy (if H), X, Z (L,), ZZ, XX (L, L), entropy, psi."""
@@ -199,12 +210,9 @@ class ExactDistribution:
 
     def __init__(self, povm: POVM, probabilities: np.ndarray) -> None:
         probabilities = np.clip(np.asarray(probabilities, dtype=np.float64), 0.0, None)
-        L = round(np.log(probabilities.size) / np.log(povm.K))
-        if povm.K**L != probabilities.size or abs(probabilities.sum() - 1) > 1e-8:
-            raise QtomoError(
-                f"expected K^L = {povm.K}^L probabilities summing to 1; got {probabilities.size} "
-                f"summing to {probabilities.sum():.6g}"
-            )
+        L = sites_from_size(probabilities.size, povm.K, "probabilities")
+        if abs(probabilities.sum() - 1) > 1e-8:
+            raise QtomoError(f"expected probabilities summing to 1; got {probabilities.sum():.6g}")
         self.povm, self.L, self.K = povm, int(L), povm.K
         self.probabilities = probabilities
         with np.errstate(divide="ignore"):  # records of probability 0 get ln P = -inf

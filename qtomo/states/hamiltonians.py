@@ -22,7 +22,7 @@ import scipy.sparse as sp
 
 from qtomo.errors import QtomoError
 
-__all__ = ["BOUNDARIES", "TFIM", "PauliTerm"]
+__all__ = ["BOUNDARIES", "TFIM", "PauliTerm", "hamiltonian_from_attrs"]
 
 BOUNDARIES = ("open", "periodic")
 
@@ -149,3 +149,19 @@ class TFIM:
         even = -self._quasiparticle_energies("even").sum()
         odd = -self._quasiparticle_energies("odd").sum() - (abs(self.J) - abs(self.h))
         return float(abs(odd - even))
+
+
+def hamiltonian_from_attrs(attrs: dict, L: int) -> TFIM | None:
+    """The Hamiltonian a dataset's root attributes describe (``state``, ``J``, ``h``,
+    ``boundary``; README "The dataset file"), or None for a state without one (GHZ, product,
+    measured data).
+
+    Example:
+        >>> hamiltonian_from_attrs({"state": "tfim", "J": 1.0, "h": 0.5, "boundary": "open"}, 4)
+        TFIM(L=4, J=1.0, h=0.5, boundary='open')
+        >>> hamiltonian_from_attrs({"state": "ghz"}, 4) is None
+        True
+    """
+    if attrs.get("state") != "tfim":
+        return None
+    return TFIM(int(L), float(attrs["J"]), float(attrs["h"]), str(attrs["boundary"]))

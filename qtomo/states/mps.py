@@ -37,12 +37,13 @@ import numpy as np
 import torch
 
 from qtomo.errors import ConvergenceError, QtomoError
-from qtomo.povm import PAULI, POVM
-from qtomo.states.exact import single_qubit_state
+from qtomo.povm import PAULI, POVM, sites_from_size
+from qtomo.states.exact import single_qubit_state, spectrum_entropy
 from qtomo.states.hamiltonians import TFIM
 from qtomo.states.mps_sampler import MPSDistribution
 
-__all__ = ["MPSState", "check_mps_shapes", "ghz_mps", "product_mps", "tfim_mps"]
+__all__ = ["MPSState", "check_mps_shapes", "ghz_mps", "mps_to_vector", "product_mps", "tfim_mps",
+           "vector_to_mps"]
 
 _CANONICAL_TOL = 1e-8
 _PARITY_TOL = 1e-6
@@ -129,12 +130,9 @@ class MPSState:
                     ).real
                     F = _transfer(F, self.tensors[j])
             references[letter], references[letter * 2] = single, pair
-        entropy = np.zeros(L - 1)
-        for b, G in enumerate(environments[1:]):
-            weights = np.linalg.eigvalsh(G)
-            weights = weights[weights > 1e-300]
-            entropy[b] = -np.sum(weights * np.log(weights))
-        references["entropy"] = entropy
+        references["entropy"] = np.array(
+            [spectrum_entropy(np.linalg.eigvalsh(G)) for G in environments[1:]], dtype=np.float64
+        ).reshape(L - 1)
         if self.hamiltonian is not None:
             H = self.hamiltonian
             zz = sum(references["ZZ"][i, j] for i, j in H.bonds)
@@ -225,6 +223,44 @@ def check_mps_shapes(tensors: Sequence[np.ndarray], L: int | None = None) -> Non
         left = B.shape[2]
     if left != 1:
         raise QtomoError(f"the last MPS tensor must have right bond dimension 1; got {left}")
+
+
+def mps_to_vector(mps: Sequence[np.ndarray]) -> np.ndarray:
+    """The dense ψ (2^L,) complex128 of an MPS of tensors (χ_l, 2, χ_r), qubit 0 most significant.
+
+    Example:
+        >>> ghz = [np.array([[[1, 0], [0, 1]]]) / 2**0.5, np.array([[[1], [0]], [[0], [1]]])]
+        >>> mps_to_vector(ghz).real.round(6).tolist()                 # (|00⟩ + |11⟩)/√2
+        [0.707107, 0.0, 0.0, 0.707107]
+    """
+    psi = np.ones((1, 1), dtype=np.complex128)  # (2^i, χ)
+    for tensor in mps:
+        psi = (psi @ tensor.reshape(tensor.shape[0], -1)).reshape(-1, tensor.shape[2])
+    return psi.reshape(-1)
+
+
+def vector_to_mps(psi: np.ndarray) -> list[np.ndarray]:
+    """An exact MPS of ψ (2^L,) by successive SVDs: left-canonical, only zero weights dropped.
+
+    Returns:
+        L tensors (χ_l, 2, χ_r) complex128 with χ_l = 1 first and χ_r = 1 last.
+
+    Example:
+        >>> psi = np.random.default_rng(0).normal(size=16).astype(complex)
+        >>> bool(np.allclose(mps_to_vector(vector_to_mps(psi)), psi))
+        True
+    """
+    psi = np.asarray(psi, dtype=np.complex128)
+    L = sites_from_size(psi.size, 2, "amplitudes")
+    tensors, rest = [], psi.reshape(1, -1)
+    for _ in range(L - 1):
+        chi = rest.shape[0]
+        u, s, vh = np.linalg.svd(rest.reshape(2 * chi, -1), full_matrices=False)
+        keep = s > 1e-14 * s[0]
+        tensors.append(u[:, keep].reshape(chi, 2, -1))
+        rest = s[keep, None] * vh[keep]
+    tensors.append(rest.reshape(-1, 2, 1))
+    return tensors
 
 
 def _check_right_canonical(tensors: Sequence[np.ndarray]) -> None:

@@ -1,0 +1,325 @@
+"""What ``qtomo evaluate`` shows of an :class:`~qtomo.evaluate.Evaluation`: the text table, the
+JSON file and the figure (matplotlib, no pyplot state, Agg canvas).
+
+The figure's panels: ⟨Z_0 Z_r⟩ against r and ⟨X_i⟩ against i for the reference state, the model
+and the data alone (error bars: one standard error); the requested Pauli strings; the quantum
+fidelity (as built, of the closest physical state, of the top eigenvector); and, when the training
+history JSON written by :func:`qtomo.train.fit` exists, the training and validation NLL per epoch
+with the entropy H(P) of the test records (the floor the NLL approaches).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+from qtomo.atomic import atomic_output
+from qtomo.errors import QtomoError
+from qtomo.evaluate import EnsembleEvaluation, Evaluation
+from qtomo.metrics import Estimate
+from qtomo.reconstruct import QuantumFidelity, SampledFidelity
+
+__all__ = ["check_plot_path", "format_ensemble_report", "format_report", "plot_evaluation",
+           "write_json"]
+
+_HEADER = ("quantity", "model", "data only", "reference")
+_STYLES = {"model": ("C0", "o"), "data": ("C1", "s")}
+
+
+# --------------------------------------------------------------------------- text
+
+
+def _pm(estimate: Estimate | None, exact: bool = False) -> str:
+    if estimate is None:
+        return "—"
+    if exact:
+        return f"{estimate.value:.6g} (exact)"
+    return f"{estimate.value:.6g} ± {estimate.stderr:.2g}"
+
+
+def _fidelity_cell(fidelity: QuantumFidelity | SampledFidelity) -> str:
+    if isinstance(fidelity, QuantumFidelity):
+        text = f"{fidelity.value:.6g} (exact)"
+        if not fidelity.physical:
+            text += " UNPHYSICAL"
+        return text
+    return _pm(fidelity.estimate)
+
+
+def format_report(evaluation: Evaluation) -> str:
+    """The human-readable table of an evaluation: quantity, model ± err, data-only ± err,
+    reference; then the provenance line and the notes."""
+    classical, observables = evaluation.classical, evaluation.observables
+    L = evaluation.data["L"]
+    rows = [("NLL = E_P[-ln Q] (nats)", _pm(classical.nll), "—",
+             f"H(P) = {_pm(classical.entropy)}"),
+            ("KL(P||Q) (nats)", _pm(classical.kl), "—", "0"),
+            ("classical fidelity F_c", _pm(classical.classical_fidelity), "—", "1")]
+    fidelity = evaluation.fidelity
+    if fidelity is not None:
+        rows.append(("quantum fidelity <psi|rho|psi>", _fidelity_cell(fidelity), "—", "1"))
+        if isinstance(fidelity, QuantumFidelity):
+            rows.append(("  closest physical state (SGS)", f"{fidelity.projected:.6g}", "—", "1"))
+            rows.append(("  top eigenvector of rho", f"{fidelity.top_eigenvector:.6g}", "—", "1"))
+    if evaluation.reconstruction is not None:
+        rec = evaluation.reconstruction
+        rows.append(("smallest eigenvalue of rho", f"{rec.min_eigenvalue:.3g}", "—", ">= 0"))
+        rows.append(("purity Tr rho^2", f"{rec.purity:.6g}", "—", "<= 1"))
+    exact = observables.model.n_samples is None
+    reference = observables.reference
+    if observables.model.energy is not None:
+        energy = reference.get("energy")
+        rows.append(("energy <H>", _pm(observables.model.energy, exact),
+                     _pm(observables.data.energy),
+                     "—" if energy is None else f"{float(energy):.10g}"))
+    centre = (L - 1) // 2
+    picks = [(f"<X_{centre}>", "X", centre), (f"<Z_{centre}>", "Z", centre)]
+    if L > 1:
+        picks += [(f"<Z_{centre} Z_{centre + 1}>", "ZZ", (centre, centre + 1)),
+                  (f"<X_{centre} X_{centre + 1}>", "XX", (centre, centre + 1)),
+                  (f"<Z_0 Z_{L - 1}>", "ZZ", (0, L - 1))]
+    for label, name, index in picks:
+        value = reference.get(name)
+        rows.append((label, _pm(getattr(observables.model, name)[index], exact),
+                     _pm(getattr(observables.data, name)[index]),
+                     "—" if value is None else f"{np.asarray(value)[index]:.6g}"))
+    strings = reference.get("strings", {})
+    for text, estimate in observables.model.strings.items():
+        rows.append((f"<{text}>", _pm(estimate, exact), _pm(observables.data.strings[text]),
+                     "—" if text not in strings else f"{strings[text]:.6g}"))
+    lines = _table(_HEADER, rows)
+    samples = observables.model.n_samples
+    start, stop = evaluation.test_rows
+    lines.append(
+        f"model: {evaluation.model['family']} (ln Q {evaluation.model['log_prob']}); "
+        f"test records: {classical.n_test} (rows [{start}, {stop})); model observables: "
+        + ("exact sums over all K^L records" if samples is None else f"{samples} samples")
+        + f"; data-only: {observables.data.n_samples} records")
+    lines += [f"note: {warning}" for warning in evaluation.warnings]
+    return "\n".join(lines)
+
+
+def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    return ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+            for row in [header, *rows]]
+
+
+def format_ensemble_report(ensemble: EnsembleEvaluation) -> str:
+    """The table of an ensemble: quantity, mean over the members, their spread (the standard
+    deviation over members), the Monte Carlo error of the mean, data-only ± err, z, reference."""
+    report = ensemble.as_dict()
+    L = report["data"]["L"]
+
+    def number(value, digits: str = ".6g") -> str:
+        return "—" if value is None else format(float(value), digits)
+
+    def row(label: str, entry: dict | None, index=None, data: dict | None = None,
+            z=None, reference=None) -> tuple[str, ...]:
+        def pick(value):
+            return value if index is None or value is None else np.asarray(value)[index]
+
+        cells = ["—", "—", "—"] if entry is None else [
+            number(pick(entry["value"])), number(pick(entry.get("spread")), ".2g"),
+            number(pick(entry["stderr"]), ".2g")]
+        data_cell = "—" if data is None else (f"{number(pick(data['value']))} ± "
+                                              f"{number(pick(data['stderr']), '.2g')}")
+        return (label, *cells, data_cell, number(pick(z), ".2f"), number(pick(reference)))
+
+    rows = [row("NLL (nats)", report["nll"]), row("KL(P||Q) (nats)", report["kl"]),
+            row("classical fidelity F_c", report["classical_fidelity"])]
+    fidelity = report["quantum_fidelity"]
+    if fidelity is not None:
+        rows.append(row("quantum fidelity <psi|rho|psi>", fidelity, reference=1.0))
+        if "projected" in fidelity:
+            rows.append(("  closest physical state (SGS)", number(fidelity["projected"]),
+                         number(fidelity.get("projected_spread"), ".2g"), "—", "—", "—", "1"))
+    observables = report["observables"]
+    if observables["energy"] is not None:
+        energy = observables["energy"]
+        rows.append(row("energy <H>", energy["model"], data=energy["data"], z=energy["z"],
+                        reference=energy["reference"]))
+    centre = (L - 1) // 2
+    picks = [(f"<X_{centre}>", "X", centre), (f"<Z_{centre}>", "Z", centre)]
+    if L > 1:
+        picks += [(f"<Z_{centre} Z_{centre + 1}>", "ZZ", (centre, centre + 1)),
+                  (f"<Z_0 Z_{L - 1}>", "ZZ", (0, L - 1))]
+    for label, name, index in picks:
+        entry = observables[name]
+        rows.append(row(label, entry["model"], index, entry["data"], entry["z"],
+                        entry["reference"]))
+    for text, entry in observables["strings"].items():
+        rows.append(row(f"<{text}>", entry["model"], None, entry["data"], entry["z"],
+                        entry["reference"]))
+    lines = _table(("quantity", "ensemble mean", "spread", "MC error", "data only", "z",
+                    "reference"), rows)
+    ensemble_info = report["ensemble"]
+    lines.append(f"ensemble of {ensemble_info['members']} {report['model']['family']} models "
+                 f"({'bootstrap resamples' if ensemble_info['bootstrap'] else 'seeds'}); "
+                 f"spread = standard deviation over the members; z = (model − data) / "
+                 f"√(spread² + errors²)")
+    lines += [f"note: {warning}" for warning in report["warnings"]]
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- JSON
+
+
+def write_json(evaluation: Evaluation | EnsembleEvaluation,
+               path: str | os.PathLike) -> Path | None:
+    """Write ``evaluation.as_dict()`` as JSON, atomically (temporary file + rename); ``"-"``
+    writes to standard output instead and returns None."""
+    text = json.dumps(evaluation.as_dict(), indent=1, allow_nan=True) + "\n"
+    if str(path) == "-":
+        sys.stdout.write(text)
+        return None
+    path = Path(path)
+    with atomic_output(path) as tmp:
+        tmp.write_text(text)
+    return path
+
+
+# --------------------------------------------------------------------------- figure
+
+
+def check_plot_path(path: str | os.PathLike) -> str:
+    """The image format matplotlib will write for ``path``'s suffix.
+
+    Raises:
+        QtomoError: for a suffix it cannot write.
+
+    Example:
+        >>> check_plot_path("runs/eval.PNG")
+        'png'
+    """
+    suffix = Path(path).suffix.lstrip(".").lower()
+    formats = FigureCanvasAgg.get_supported_filetypes()
+    if suffix not in formats:
+        raise QtomoError(f"cannot write a plot to {path}: expected a suffix among "
+                         f"{', '.join('.' + name for name in sorted(formats))}")
+    return suffix
+
+
+def _series(axis, x: np.ndarray, model: Estimate, data: Estimate, reference, pick) -> None:
+    """Reference line, model and data error bars of one observable family."""
+    if reference is not None:
+        axis.plot(x, pick(np.asarray(reference)), "k-", lw=1.5, label="reference")
+    for offset, side, estimate in ((-0.08, "model", model), (0.08, "data", data)):
+        color, marker = _STYLES[side]
+        value, stderr = (pick(np.asarray(part)) for part in estimate)
+        axis.errorbar(x + offset, value, yerr=stderr, fmt=marker, color=color, ms=4, capsize=2,
+                      label="data only" if side == "data" else side)
+
+
+def _fidelity_panel(axis, fidelity: QuantumFidelity | SampledFidelity) -> None:
+    if isinstance(fidelity, QuantumFidelity):
+        labels = ["as built", "closest\nphysical", "top\neigenvector"]
+        values = [fidelity.value, fidelity.projected, fidelity.top_eigenvector]
+        errors = [0.0, 0.0, 0.0]
+    else:
+        labels = ["Monte Carlo"]
+        values, errors = [fidelity.estimate.value], [fidelity.estimate.stderr]
+    x = np.arange(len(values))
+    axis.bar(x, values, yerr=errors, color="C2", capsize=3)
+    axis.axhline(1.0, color="k", lw=1, ls="--")
+    axis.set_xticks(x, labels, fontsize="small")
+    axis.set(ylabel="fidelity to the reference", title="quantum fidelity",
+             ylim=(0, max(1.05, max(values) + 0.05)))
+
+
+def _strings_panel(axis, evaluation: Evaluation) -> None:
+    observables = evaluation.observables
+    texts = list(observables.model.strings)
+    x = np.arange(len(texts))
+    references = observables.reference.get("strings", {})
+    for offset, side in ((-0.1, "model"), (0.1, "data")):
+        color, marker = _STYLES[side]
+        estimates = [getattr(observables, side).strings[text] for text in texts]
+        axis.errorbar(x + offset, [e.value for e in estimates], [e.stderr for e in estimates],
+                      fmt=marker, color=color, ms=4, capsize=2,
+                      label="data only" if side == "data" else side)
+    if references:
+        axis.plot(x, [references.get(text, np.nan) for text in texts], "k_", ms=14,
+                  label="reference")
+    axis.set_xticks(x, texts, fontsize="small", rotation=30)
+    axis.set(ylabel="expectation value", title="Pauli strings", xlim=(-0.5, len(texts) - 0.5))
+    axis.legend(fontsize="small")
+
+
+def plot_evaluation(evaluation: Evaluation, path: str | os.PathLike,
+                    history: str | os.PathLike | None = None) -> Path:
+    """Write the evaluation figure, atomically.
+
+    Args:
+        evaluation: what :func:`qtomo.evaluate.evaluate` returned.
+        path: output file; the format follows its suffix (``.png``, ``.pdf``, ``.svg``, …).
+        history: the run's ``<stem>.history.json`` (see :func:`qtomo.train.run_paths`); the
+            training panel is drawn when it exists.
+
+    Returns:
+        The path written.
+
+    Raises:
+        QtomoError: for a suffix matplotlib cannot write, or an unreadable history file.
+    """
+    path = Path(path)
+    suffix = check_plot_path(path)
+    epochs = _read_history(history)
+    observables, data = evaluation.observables, evaluation.data
+    panels = ["correlations", "field"]
+    if observables.model.strings:
+        panels.append("strings")
+    if evaluation.fidelity is not None:
+        panels.append("fidelity")
+    if epochs:
+        panels.append("training")
+    figure = Figure(figsize=(4.2 * len(panels), 3.6), layout="constrained")
+    FigureCanvasAgg(figure)
+    axes = dict(zip(panels, np.atleast_1d(figure.subplots(1, len(panels))), strict=True))
+    L = data["L"]
+    reference = observables.reference
+    _series(axes["correlations"], np.arange(1, L), observables.model.ZZ, observables.data.ZZ,
+            reference.get("ZZ"), lambda matrix: matrix[0, 1:])
+    axes["correlations"].set(xlabel="distance r", ylabel=r"$\langle Z_0 Z_r\rangle$",
+                             title=r"correlations $\langle Z_0 Z_r\rangle$")
+    axes["correlations"].legend(fontsize="small")
+    _series(axes["field"], np.arange(L), observables.model.X, observables.data.X,
+            reference.get("X"), lambda vector: vector)
+    field_title = ("transverse field " if data.get("state") == "tfim" else "") + \
+        r"$\langle X_i\rangle$"
+    axes["field"].set(xlabel="site i", ylabel=r"$\langle X_i\rangle$", title=field_title)
+    if "strings" in axes:
+        _strings_panel(axes["strings"], evaluation)
+    if "fidelity" in axes:
+        _fidelity_panel(axes["fidelity"], evaluation.fidelity)
+    if "training" in axes:
+        axis, epoch = axes["training"], [row["epoch"] for row in epochs]
+        axis.plot(epoch, [row["train_nll"] for row in epochs], "C0-", label="train NLL")
+        axis.plot(epoch, [row["val_nll"] for row in epochs], "C1-", label="validation NLL")
+        axis.axhline(evaluation.classical.entropy.value, color="k", ls="--", lw=1,
+                     label="entropy H(P) (test)")
+        axis.set(xlabel="epoch", ylabel="nats per record", title="training")
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+        axis.legend(fontsize="small")
+    method = "exact" if observables.model.n_samples is None else "monte-carlo"
+    figure.suptitle(f"{data.get('state', 'measured data')}  L = {L}, {data['povm']}  —  model "
+                    f"{evaluation.model['family']}, observables {method}", fontsize="medium")
+    with atomic_output(path) as tmp:
+        figure.savefig(tmp, format=suffix, dpi=150)
+    return path
+
+
+def _read_history(history: str | os.PathLike | None) -> list[dict]:
+    if history is None or not Path(history).is_file():
+        return []
+    try:
+        return json.loads(Path(history).read_text())["epochs"]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise QtomoError(f"cannot read the training history {history}: {error}") from None
