@@ -36,7 +36,12 @@ from qtomo.distribution import (
     enumerate_probabilities,
 )
 from qtomo.errors import CheckpointError, QtomoError
-from qtomo.metrics import ClassicalMetrics, Estimate, classical_metrics
+from qtomo.metrics import (
+    ClassicalMetrics,
+    Estimate,
+    classical_metrics,
+    sampled_classical_metrics,
+)
 from qtomo.models.checkpoint import Checkpoint, plain
 from qtomo.observables import (
     Observables,
@@ -269,13 +274,32 @@ def evaluate(model: Checkpoint | Distribution, dataset: Dataset, *,
     strings = {text: parse_pauli_string(text, dataset.L) for text in pauli_strings}  # fail early
     test_rows = rows if rows is not None else unseen_rows(dataset, config)
     notes: list[str] = []
-    exact_log_prob = bool(model.exact_log_prob)
-    if not exact_log_prob:
+    family = getattr(model, "family", type(model).__name__)
+    sample_only = not getattr(model, "has_log_prob", True)
+    if sample_only and method == "exact":
+        raise QtomoError(f"the {family} model has no log_prob, and exact evaluation sums Q(a) "
+                         f"over all K^L records; use --method auto or monte-carlo")
+    exact = exact and not sample_only
+    if sample_only:
+        notes.append(f"the {family} model has no log_prob (samples only): skipped NLL, KL, "
+                     f"the exact ρ and its closest physical state; observables and the quantum "
+                     f"fidelity are Monte Carlo over {samples} samples")
+    elif not model.exact_log_prob:
         notes.append("this model's ln Q is an estimate (not exact): NLL, KL, F_c and the exact "
                      "sums are estimates too")
 
-    classical = classical_metrics(model, dataset.iter_chunks(_CHUNK, *test_rows),
-                                  batch_size=batch_size)
+    generator = torch.Generator(device=distribution_device(model)).manual_seed(seed)
+    if sample_only:
+        classical = sampled_classical_metrics(model, dataset.iter_chunks(_CHUNK, *test_rows),
+                                              samples=samples, generator=generator,
+                                              batch_size=batch_size)
+        notes.append(
+            f"F_c from a histogram of {samples} model samples (biased low by the finite "
+            f"histogram)" if classical.classical_fidelity is not None else
+            f"skipped F_c: a histogram over K^L = {dataset.K}^{dataset.L} records is too large")
+    else:
+        classical = classical_metrics(model, dataset.iter_chunks(_CHUNK, *test_rows),
+                                      batch_size=batch_size)
     hamiltonian = hamiltonian_from_attrs(dataset.attrs, dataset.L)
     reference = dataset.reference
     psi = reference.get("psi")
@@ -296,7 +320,6 @@ def evaluate(model: Checkpoint | Distribution, dataset: Dataset, *,
         model_obs = exact_observables(probabilities, povm, hamiltonian=hamiltonian,
                                       pauli_strings=pauli_strings)
     else:
-        generator = torch.Generator(device=distribution_device(model)).manual_seed(seed)
         model_obs = model_observables(model, povm, samples=samples, hamiltonian=hamiltonian,
                                       pauli_strings=pauli_strings, batch_size=batch_size,
                                       generator=generator, quiet=quiet)
@@ -340,7 +363,8 @@ def _model_summary(model: Distribution, checkpoint: Checkpoint | None, povm_name
         "L": model.L,
         "K": model.K,
         "povm": povm_name,
-        "log_prob": "exact" if model.exact_log_prob else "estimate",
+        "log_prob": ("none" if not getattr(model, "has_log_prob", True)
+                     else "exact" if model.exact_log_prob else "estimate"),
     }
     if isinstance(model, torch.nn.Module):
         summary["parameters"] = sum(p.numel() for p in model.parameters())
@@ -416,10 +440,12 @@ class EnsembleEvaluation:
             strings={text: _pool([m.strings[text] for m in models])
                      for text in first.observables.model.strings},
             n_samples=first.observables.model.n_samples)
+        columns = {name: [getattr(member.classical, name) for member in self.members]
+                   for name in ("nll", "kl", "classical_fidelity", "entropy")}
         classical = ClassicalMetrics(
-            **{name: _pool([getattr(member.classical, name) for member in self.members])
-               for name in ("nll", "kl", "classical_fidelity", "entropy")},
-            n_test=first.classical.n_test)
+            **{name: None if None in column else _pool(column)
+               for name, column in columns.items()},
+            n_test=first.classical.n_test, samples=first.classical.samples)
         return Evaluation(classical, first.test_rows, fidelity, None,
                           ObservableComparison(observables, first.observables.data,
                                                first.observables.reference),

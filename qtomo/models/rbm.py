@@ -78,7 +78,7 @@ class RBMConfig:
         QtomoError: for a value out of range.
     """
 
-    hidden: int = 64
+    hidden: int = 128
     gibbs_steps: int = 10
     contrastive: str = "pcd"
     chains: int = 256
