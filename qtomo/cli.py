@@ -1,4 +1,4 @@
-"""The ``qtomo`` command line: a thin layer that parses, calls the Python API and prints (SPEC §4).
+"""The ``qtomo`` command line (README "The pipeline"): parse, call the Python API, print.
 
 Every subcommand takes ``--quiet``, ``--seed`` and ``--device``. Bad input raises a
 :class:`qtomo.errors.QtomoError`, printed as one line ``qtomo: error: …`` with exit status 2;

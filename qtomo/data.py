@@ -1,4 +1,4 @@
-"""The one reader and the one writer of qtomo's dataset file (HDF5, format version 1, SPEC §2).
+"""The one reader and the one writer of qtomo's dataset file (HDF5, version 1).
 
 Layout::
 

@@ -14,7 +14,7 @@ class QtomoError(Exception):
 
 
 class DataFormatError(QtomoError):
-    """A dataset file that is missing, corrupt, foreign, or inconsistent with SPEC §2."""
+    """A dataset file that is missing, corrupt, foreign, or unlike README "The dataset file"."""
 
 
 class CheckpointError(QtomoError):

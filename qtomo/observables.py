@@ -101,7 +101,7 @@ def parse_pauli_string(text: str, L: int) -> dict[int, str]:
 
 @dataclass(frozen=True)
 class Observables:
-    """Pauli expectation values with standard errors (SPEC §5).
+    """Pauli expectation values with standard errors (README "Evaluation and reconstruction").
 
     Attributes:
         X, Z: (L,) estimates of ⟨X_i⟩, ⟨Z_i⟩.

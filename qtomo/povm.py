@@ -1,4 +1,4 @@
-"""Single-qubit informationally complete POVMs and their dual frames (SPEC §1).
+"""Single-qubit informationally complete POVMs and their dual frames (README "Conventions").
 
 A POVM is a set of K positive operators M_k (2×2, complex128) with Σ_k M_k = 1. Outcome k is
 stored as the integer k. Many-qubit elements are tensor products, M_a = ⊗_i M_{a_i}, with qubit 0

@@ -41,7 +41,7 @@ class SimulationWarning(UserWarning):
 
 
 def default_output(state: str, L: int, h: float, povm: str) -> Path:
-    """``data/<state>_L<L>[_h<h>]_<povm>.h5`` (the field only for the TFIM), as in SPEC §4.
+    """``data/<state>_L<L>[_h<h>]_<povm>.h5`` (``_h`` for the TFIM only; README "Simulating data").
 
     Example:
         >>> str(default_output("tfim", 50, 1.0, "pauli4"))

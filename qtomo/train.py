@@ -1,4 +1,4 @@
-"""Maximum-likelihood training of any model family on a dataset (``qtomo fit``, SPEC §4).
+"""Maximum-likelihood training of any model family on a dataset (``qtomo fit``, README "Training").
 
 The objective is the mean negative log-likelihood per record, minimised with AdamW::
 

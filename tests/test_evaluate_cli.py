@@ -1,4 +1,4 @@
-"""``evaluate`` and ``qtomo evaluate``: truth as the model, SPEC §4 keys, files, bad input."""
+"""``evaluate`` and ``qtomo evaluate``: truth as the model, the JSON keys, files, bad input."""
 
 import json
 
@@ -118,7 +118,7 @@ def test_cli_writes_table_json_and_plot(dataset, tmp_path, capsys):
     for key in ("nll", "kl", "classical_fidelity", "quantum_fidelity"):
         assert set(report[key]) >= {"value", "stderr"}
     for key in ("X", "Z", "ZZ", "energy"):
-        assert set(report["observables"][key]) == {"model", "data", "reference"}
+        assert set(report["observables"][key]) == {"model", "data", "reference", "z"}
         assert set(report["observables"][key]["model"]) == {"value", "stderr"}
     assert report["n_test"] == N - 3000 and report["test_rows"] == [3000, N]
     assert report["model"]["family"] == "gru" and report["model"]["log_prob"] == "exact"

@@ -1,4 +1,4 @@
-"""Checkpoint files (SPEC §3): one ``torch.save`` file holding only tensors and plain data.
+"""Checkpoint files (README "Checkpoint format"): one ``torch.save`` file of tensors and plain data.
 
 Layout of the saved dict (format version 1)::
 

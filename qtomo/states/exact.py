@@ -160,7 +160,8 @@ class ExactState:
         return sites_from_size(self.psi.size, 2, "amplitudes")
 
     def references(self) -> dict[str, np.ndarray]:
-        """Reference values of SPEC §2: energy (if H), X, Z (L,), ZZ, XX (L, L), entropy, psi."""
+        """Reference values (README "The dataset file"): energy (if H), X, Z (L,), ZZ, XX (L, L),
+        entropy, psi."""
         L, psi = self.L, self.psi
         probabilities = np.abs(psi) ** 2
         spins = 1 - 2 * ((np.arange(psi.size)[:, None] >> (L - 1 - np.arange(L))) & 1)  # (D, L)
@@ -196,7 +197,7 @@ class ExactState:
 
 
 class ExactDistribution:
-    """A tabulated distribution P over all K^L records, with the model interface of SPEC §3.
+    """A tabulated distribution P over all K^L records, with the model interface.
 
     Args:
         povm: the POVM the records belong to (sets K).

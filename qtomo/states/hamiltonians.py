@@ -1,4 +1,4 @@
-"""Spin Hamiltonians in qtomo's conventions (SPEC §1).
+"""Spin Hamiltonians in qtomo's conventions (README "Conventions").
 
 Basis: |s_0 s_1 … s_{L-1}⟩ with qubit 0 the most significant bit of the dense index,
 index = Σ s_i 2^(L-1-i); Z|0⟩ = |0⟩, Z|1⟩ = −|1⟩, X|s⟩ = |1−s⟩.

@@ -103,7 +103,7 @@ class MPSState:
         return _expectation(self.tensors, string)
 
     def references(self) -> dict[str, np.ndarray | list[np.ndarray]]:
-        """Reference values of SPEC §2 computed from the MPS.
+        """Reference values (README "The dataset file") computed from the MPS.
 
         Returns:
             ``X``, ``Z``: (L,) float64 ⟨X_i⟩, ⟨Z_i⟩; ``ZZ``, ``XX``: (L, L) float64

@@ -60,7 +60,7 @@ _RENORMALISE = 8  # sites between trace normalisations: a product of 8 condition
 
 
 class MPSDistribution:
-    """The POVM distribution P(a) = Tr(M_a |ψ⟩⟨ψ|) of an MPS, with the model interface of SPEC §3.
+    """The POVM distribution P(a) = Tr(M_a |ψ⟩⟨ψ|) of an MPS, with the model interface.
 
     Args:
         tensors: L right-canonical MPS tensors (χ_i, 2, χ_{i+1}), complex (see
