@@ -8,7 +8,7 @@ A family without a likelihood to minimise (``gan``) defines ``model.train_step(a
 clip)``, which makes its own update(s) with the trainer's optimizer and returns the figure to
 log; the trainer then calls it instead of the step above, and validates, keeps the best and
 stops early on ``training_nll`` as for every family (see the family's docstring for what that
-criterion is).
+criterion is). A family's ``optimizer_defaults`` (e.g. the GAN's Adam betas) are passed to AdamW.
 
 Data split: the dataset's first rows train, the LAST ``val_fraction`` of rows validate
 (``train_rows = [0, N - N_val)``, ``val_rows = [N - N_val, N)``, stored in the checkpoint so that
@@ -429,7 +429,8 @@ def _fit(model: QtomoModel, dataset: Dataset, options: TrainOptions, *, out: Pat
     if options.compile:
         objective = torch.compile(objective)
     optimizer = torch.optim.AdamW(model.parameters(), lr=options.lr,
-                                  weight_decay=options.weight_decay)
+                                  weight_decay=options.weight_decay,
+                                  **getattr(model, "optimizer_defaults", {}))
     train = _Rows(dataset, train_rows, device, options,
                   bootstrap_seed=options.seed if options.bootstrap else None)
     val = _Rows(dataset, val_rows, device, options)

@@ -38,6 +38,22 @@ def counts(a: torch.Tensor, K: int) -> np.ndarray:
     return np.bincount(index.numpy(), minlength=K**L)
 
 
+# --- cnn ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("L, kernel", [(1, 2), (2, 2), (6, 2), (9, 2), (10, 3), (50, 2)])
+def test_cnn_receptive_field_covers_every_earlier_site(L, kernel):
+    """k^m ≥ L, and the last site's conditional depends on the first outcome."""
+    torch.manual_seed(0)
+    model = build("cnn", L=L, K=4, channels=8, kernel=kernel, blocks=1).eval()
+    assert model.receptive_field >= L and model.dilations[-1] < max(L, 2)
+    if L > 1:
+        a = torch.randint(4, (8, L), generator=torch.Generator().manual_seed(1))
+        b = a.clone()
+        b[:, 0] = (b[:, 0] + 1) % 4
+        with torch.no_grad():
+            assert not torch.allclose(model.conditionals(a)[:, -1], model.conditionals(b)[:, -1])
+
+
 # --- rbm ------------------------------------------------------------------------------------
 
 def test_free_energy_is_the_sum_over_hidden_configurations():
@@ -264,6 +280,8 @@ def test_every_family_fits_and_resumes_from_the_command_line(tiny_data, tmp_path
         assert model.config.beta == 0.5 and isinstance(model.config.beta, float)
     if family == "gan":
         assert model.config.penalty == 5.5
+        trainer = torch.load(tmp_path / "gan.last.pt", weights_only=True)["trainer"]
+        assert list(trainer["optimizer"]["param_groups"][0]["betas"]) == [0.5, 0.9]
     assert torch.load(out, weights_only=True)["config"]["training"]["epochs_run"] == 2
 
 

@@ -30,6 +30,8 @@ class QtomoModel(nn.Module):
     exact_log_prob: ClassVar[bool] = True
     #: False for implicit models (``gan``) whose ``log_prob`` raises: samples only
     has_log_prob: ClassVar[bool] = True
+    #: keyword arguments of the trainer's AdamW that the family needs (``gan``: its betas)
+    optimizer_defaults: ClassVar[dict] = {}
 
     def __init__(self, L: int, K: int) -> None:
         super().__init__()
