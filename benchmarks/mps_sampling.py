@@ -11,7 +11,11 @@ Measures, in one run on one machine:
   environment per record (numpy), speed-up per record;
 - peak resident memory of a child process that streams N = 10^7 records at L = 50 to an HDF5
   file with :func:`qtomo.simulate.simulate`;
-- on CUDA (when present): 10^7 records at L = 100.
+- on CUDA (when present): 10^7 records at L = 100;
+- local noise (README "Noisy states"): the time of ``qtomo simulate --L 50 --depolarizing 0.05``
+  (DMRG, sampling with exact ln P, references, HDF5) over that of the pure run, and the sampler
+  alone per POVM with and without the channel (the noisy POVM E†(M_k) is rank two, so every POVM
+  takes the mixed ln P pass).
 
 Usage::
 
@@ -39,6 +43,7 @@ from common import best_time, machine, matmul_peak_gflops
 from qtomo.povm import get_povm
 from qtomo.states.mps import tfim_mps
 from qtomo.states.mps_sampler import MPSDistribution
+from qtomo.states.noise import LocalNoise, NoisyMPSState
 
 RESULTS = Path(__file__).parent / "results" / "mps_sampling.json"
 STREAM_CHUNK = 100_000
@@ -92,6 +97,33 @@ def memory_child(L: int, n: int, device: str) -> None:
     print(json.dumps({"peak_rss_bytes": peak, "seconds": seconds}))
 
 
+def simulate_seconds(L: int, n: int, **channel) -> float:
+    """Wall time of ``qtomo.simulate.simulate("tfim", L, samples=n, method="mps", **channel)``."""
+    from qtomo.simulate import simulate
+
+    with tempfile.TemporaryDirectory() as folder:
+        start = time.perf_counter()
+        simulate("tfim", L, samples=n, method="mps", out=Path(folder) / "bench.h5", quiet=True,
+                 device="cpu", **channel)
+        return time.perf_counter() - start
+
+
+def noise_ratios(state, records: int, simulate_records: int, L: int) -> dict:
+    """Noisy (depolarizing 0.05) over pure: the whole simulate command, and the sampler alone."""
+    pure_seconds = simulate_seconds(L, simulate_records)
+    noisy_seconds = simulate_seconds(L, simulate_records, depolarizing=0.05)
+    sampler = []
+    noisy = NoisyMPSState(state, LocalNoise(depolarizing=0.05))
+    for name in ("pauli4", "pauli6", "tetra"):
+        pure = streamed(state.distribution(get_povm(name)), records)
+        mixed = streamed(noisy.distribution(get_povm(name)), records)
+        sampler.append({"povm": name, "pure_seconds": pure, "noisy_seconds": mixed,
+                        "ratio": mixed / pure})
+    return {"depolarizing": 0.05, "simulate_records": simulate_records,
+            "simulate_pure_seconds": pure_seconds, "simulate_noisy_seconds": noisy_seconds,
+            "simulate_ratio": noisy_seconds / pure_seconds, "sampler": sampler}
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small N everywhere")
@@ -101,6 +133,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--memory-records", type=int,
                         help="records of the memory run (default 10^7; 0 skips it)")
     parser.add_argument("--baseline-records", type=int, help="records of the baseline run")
+    parser.add_argument("--noise-records", type=int,
+                        help="records of the noisy/pure simulate runs (default 10^6; 0 skips)")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--memory-child", nargs=3, metavar=("L", "N", "DEVICE"),
@@ -157,6 +191,11 @@ def main(argv: list[str] | None = None) -> dict:
         )
         results["memory"] = {"records": memory_records, **json.loads(child.stdout.splitlines()[-1])}
 
+    noise_records = (args.noise_records if args.noise_records is not None
+                     else 20_000 if args.quick else 1_000_000)
+    if noise_records:
+        results["noise"] = noise_ratios(state, records, noise_records, args.L)
+
     if torch.cuda.is_available():
         gpu_state = tfim_mps(100, h=1.0)
         gpu_records = 100_000 if args.quick else 10_000_000
@@ -195,6 +234,13 @@ def _print_table(results: dict) -> None:
         memory = results["memory"]
         print(f"memory run: {memory['records']} records in {memory['seconds']:.0f} s, "
               f"peak RSS {memory['peak_rss_bytes'] / 2**30:.2f} GiB")
+    if "noise" in results:
+        noise = results["noise"]
+        print(f"depolarizing {noise['depolarizing']}: simulate of {noise['simulate_records']} "
+              f"records {noise['simulate_noisy_seconds']:.1f} s against "
+              f"{noise['simulate_pure_seconds']:.1f} s pure (ratio "
+              f"{noise['simulate_ratio']:.2f}); sampler alone: " + ", ".join(
+                  f"{row['povm']} {row['ratio']:.2f}×" for row in noise["sampler"]))
     if "cuda" in results:
         cuda = results["cuda"]
         print(f"CUDA {cuda['device']}: L = 100, {cuda['records']} records in "

@@ -82,8 +82,22 @@ def _add_simulate_parser(subparsers) -> None:
                         help="exact, mps, or auto = exact up to the exact limit (default auto)")
     parser.add_argument("--chi-max", type=int, default=None,
                         help="MPS bond-dimension cap for DMRG")
+    parser.add_argument("--readout-error", type=_finite_float, nargs=2, default=None,
+                        metavar=("E0", "E1"),
+                        help="with --povm pauli6: flip read bits, P(read 1 | 0) = E0 and "
+                             "P(read 0 | 1) = E1, each in [0, 0.5); the file stores the POVM "
+                             "actually measured")
     parser.add_argument("--out", type=Path, default=None,
                         help="output file (default data/<state>_L<L>[_h<h>]_<povm>.h5)")
+    noise = parser.add_argument_group(
+        "noise", "a channel on every qubit after the state is prepared, in the order amplitude "
+                 "damping, dephasing, depolarizing (README \"Noisy states\")")
+    noise.add_argument("--depolarizing", type=float, default=0.0, metavar="p",
+                       help="ρ → (1 − p) ρ + p Tr_i(ρ) ⊗ 1/2 (default 0)")
+    noise.add_argument("--dephasing", type=float, default=0.0, metavar="q",
+                       help="Z with probability q (default 0)")
+    noise.add_argument("--amplitude-damping", type=float, default=0.0, metavar="γ",
+                       help="decay |1⟩ → |0⟩ with probability γ (default 0)")
     _common_options(parser)
 
 
@@ -94,7 +108,10 @@ def _run_simulate(args: argparse.Namespace) -> int:
     path = simulate(
         args.state, args.L, J=args.J, h=args.h, boundary=args.boundary,
         product_state=args.product_state, povm=args.povm, samples=args.samples,
-        method=args.method, chi_max=args.chi_max, seed=args.seed, device=args.device,
+        method=args.method, chi_max=args.chi_max, depolarizing=args.depolarizing,
+        dephasing=args.dephasing, amplitude_damping=args.amplitude_damping,
+        readout_error=args.readout_error,
+        seed=args.seed, device=args.device,
         out=args.out, quiet=args.quiet,
     )
     if not args.quiet:
@@ -135,10 +152,19 @@ def _print_dataset(dataset) -> None:
                             "truncation_error") if key in attrs)
     print(f"dataset   {dataset.path}")
     print(f"format    {attrs['format']} v{attrs['version']} (qtomo {attrs.get('qtomo_version')})")
-    print(f"state     {attrs['state']}" + (f" ({parameters})" if parameters else ""))
-    print(f"qubits    L = {dataset.L}, method {attrs['method']}, seed {attrs['seed']}")
+    print(f"source    {attrs['source']}")
+    if "state" in attrs:
+        print(f"state     {attrs['state']}" + (f" ({parameters})" if parameters else ""))
+    print(f"qubits    L = {dataset.L}" + "".join(f", {key} {attrs[key]}" for key in
+                                                  ("method", "seed") if key in attrs))
     print(f"POVM      {dataset.povm.name} (K = {dataset.K})")
+    if dataset.noise.active:
+        print(f"noise     {dataset.noise} on every qubit")
+    if "readout_error" in attrs:
+        print(f"readout   P(read 1|0), P(read 0|1) = {attrs['readout_error']} (in the POVM)")
     print(f"records   N = {dataset.n_records}")
+    if not dataset.has_log_prob:
+        print("ln P      none (measured data): no KL or classical fidelity can be computed")
     if dataset.has_log_prob:
         log_prob = dataset.log_prob(0, min(dataset.n_records, 10**6))
         entropy = -log_prob.mean()
@@ -146,6 +172,8 @@ def _print_dataset(dataset) -> None:
         print(f"entropy   H(P) ≈ {entropy:.6f} ± {error:.6f} nats (mean −ln P over "
               f"{log_prob.size} records)")
     reference = dataset.reference
+    if "purity" in reference:
+        print(f"purity    Tr ρ² = {float(reference['purity']):.10f}")
     if "energy" in reference:
         print(f"energy    E = {float(reference['energy']):.10f} "
               f"(E/L = {float(reference['energy']) / dataset.L:.10f})")
@@ -241,6 +269,7 @@ def _run_fit(args: argparse.Namespace) -> int:
 
     from qtomo.data import read_dataset
     from qtomo.models import build, load_checkpoint
+    from qtomo.models.checkpoint import training_data_path
     from qtomo.train import TrainOptions, fit, fit_ensemble, resume_path, run_output
 
     given_hp = {key[3:]: value for key, value in vars(args).items()
@@ -256,7 +285,7 @@ def _run_fit(args: argparse.Namespace) -> int:
         raise QtomoError("--bootstrap resamples the rows of each ensemble member; give --ensemble")
     if args.resume is not None:
         resumed = load_checkpoint(resume_path(args.resume))
-        data = data or Path(resumed.config["data"]["path"])
+        data = data or training_data_path(resumed)
     elif data is None:
         data = _newest_dataset()
         if not args.quiet:
@@ -300,9 +329,11 @@ def _add_evaluate_parser(subparsers) -> None:
 
     parser = subparsers.add_parser(
         "evaluate", help="compare a trained model with the measured state",
-        description="NLL, KL(P||Q) and classical fidelity on the rows the model was not trained "
-                    "on; quantum fidelity and observables (X, Z, ZZ, XX, energy) from the model "
-                    "and from the data alone, beside the dataset's reference values.")
+        description="NLL, and where the records carry exact ln P also KL(P||Q) and the "
+                    "classical fidelity, on the rows the model was not trained on; quantum "
+                    "fidelity (given a reference state) and observables (X, Z, ZZ, XX, energy) "
+                    "from the model and from the data alone, with their z-scores, beside the "
+                    "dataset's reference values.")
     parser.add_argument("--model", type=Path, required=True, nargs="+", metavar="PATH",
                         help="checkpoint (.pt); several checkpoints, or the folder of "
                              "qtomo fit --ensemble, are evaluated as an ensemble")
@@ -315,6 +346,9 @@ def _add_evaluate_parser(subparsers) -> None:
                              "small L (default auto)")
     parser.add_argument("--pauli", action="append", default=[], metavar="STRING",
                         help="extra Pauli string to estimate, e.g. 'X0 Z3 Z4' (repeatable)")
+    parser.add_argument("--blocks", default="2,3", metavar="SIZES",
+                        help="sizes of the contiguous blocks whose reduced states are compared, "
+                             "comma-separated, or 'none' (default 2,3)")
     parser.add_argument("--json", type=Path, default=None,
                         help="write the figures as JSON here ('-': standard output, no table)")
     parser.add_argument("--plot", type=Path, default=None,
@@ -325,10 +359,12 @@ def _add_evaluate_parser(subparsers) -> None:
 def _run_evaluate(args: argparse.Namespace) -> int:
     import torch
 
+    from qtomo.blocks import parse_block_sizes
     from qtomo.data import read_dataset
     from qtomo.device import resolve_device
     from qtomo.evaluate import ensemble_checkpoints, evaluate, evaluate_ensemble
     from qtomo.models import load_checkpoint
+    from qtomo.models.checkpoint import training_data_path
     from qtomo.report import (
         check_plot_path,
         format_ensemble_report,
@@ -347,14 +383,15 @@ def _run_evaluate(args: argparse.Namespace) -> int:
                    for path in paths]
     data = args.data
     if data is None:
-        data = (checkpoints[0].config.get("data") or {}).get("path")
+        data = training_data_path(checkpoints[0])
         if data is None:
             raise QtomoError(f"{paths[0]} records no training dataset; give --data")
         if not (args.quiet or to_stdout):
             print(f"using the training dataset {data}")
-    options = {"samples": args.samples, "method": args.method, "pauli_strings": args.pauli,
-               "seed": args.seed, "quiet": args.quiet}
     dataset = read_dataset(data)
+    options = {"samples": args.samples, "method": args.method, "pauli_strings": args.pauli,
+               "seed": args.seed, "quiet": args.quiet,
+               "blocks": parse_block_sizes(args.blocks, dataset.L)}
     if len(checkpoints) > 1:
         ensemble = evaluate_ensemble(checkpoints, dataset, **options)
         evaluation, table, history = ensemble, format_ensemble_report(ensemble), None
@@ -374,6 +411,77 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- import / export ------------------------------------------------------------------------
+
+def _add_import_parser(subparsers) -> None:
+    from qtomo.formats import FORMATS, GENMODEL_POVMS
+
+    parser = subparsers.add_parser(
+        "import", help="bring another tool's measurement files into a qtomo dataset",
+        description="Read Pauli-basis shots (or genmodel POVM records) written by another tool "
+                    "and write them as pauli6 records, without exact ln P (README 'Measured "
+                    "data'). Formats: " + ", ".join(FORMATS) + ".")
+    parser.add_argument("format", help="input format: " + ", ".join(FORMATS))
+    parser.add_argument("files", nargs="+", type=Path, metavar="FILE",
+                        help="input file(s): qucumber SAMPLES BASES; genmodel DATA [INDEX "
+                             "TENSOR]; the others one file")
+    parser.add_argument("--out", type=Path, required=True, help="dataset to write (.h5)")
+    parser.add_argument("--povm", default=None, help="genmodel only: their POVM name, one of "
+                        + ", ".join(GENMODEL_POVMS))
+    parser.add_argument("--readout-error", type=_finite_float, nargs=2, default=None,
+                        metavar=("E0", "E1"),
+                        help="P(read 1 | 0) and P(read 0 | 1), each in [0, 0.5): store the POVM "
+                             "actually measured, so that inversion undoes the readout error")
+    parser.add_argument("--allow-biased-bases", action="store_true",
+                        help="keep bases that fail the uniform-bases test (a warning is stored)")
+    parser.add_argument("--tfim-sign-map", action="store_true",
+                        help="genmodel only: map their +ZZ+X TFIM state and Pauli records to "
+                             "our -ZZ-X convention")
+    parser.add_argument("--no-shuffle", dest="shuffle", action="store_false",
+                        help="keep the files' row order (default: rows permuted with --seed)")
+    _common_options(parser)
+
+
+def _run_import(args: argparse.Namespace) -> int:
+    from qtomo.data import read_dataset
+    from qtomo.formats import import_records
+
+    path = import_records(args.format, args.files, args.out, povm=args.povm,
+                          readout_error=args.readout_error,
+                          allow_biased_bases=args.allow_biased_bases,
+                          tfim_sign_map=args.tfim_sign_map, shuffle=args.shuffle, seed=args.seed,
+                          quiet=args.quiet)
+    if not args.quiet:
+        print(f"wrote {path}")
+        _print_dataset(read_dataset(path))
+    return 0
+
+
+def _add_export_parser(subparsers) -> None:
+    from qtomo.formats import EXPORT_FORMATS
+
+    parser = subparsers.add_parser(
+        "export", help="write a pauli6 dataset's records in another tool's format",
+        description="Write the records of a pauli6 dataset as Pauli-basis shots in another "
+                    "tool's format (the exact inverse of qtomo import). Formats: "
+                    + ", ".join(EXPORT_FORMATS) + ".")
+    parser.add_argument("format", help="output format: " + ", ".join(EXPORT_FORMATS))
+    parser.add_argument("dataset", type=Path, help="qtomo dataset (.h5) of pauli6 records")
+    parser.add_argument("--out", type=Path, required=True,
+                        help="output file (qucumber: the samples; the bases go to "
+                             "<stem>_bases<suffix> beside it)")
+    _common_options(parser)
+
+
+def _run_export(args: argparse.Namespace) -> int:
+    from qtomo.formats import export_records
+
+    written = export_records(args.format, args.dataset, args.out)
+    if not args.quiet:
+        print("wrote " + ", ".join(map(str, written)))
+    return 0
+
+
 # --- main -----------------------------------------------------------------------------------
 
 COMMANDS: dict[str, tuple[Callable, Callable[[argparse.Namespace], int]]] = {
@@ -381,6 +489,8 @@ COMMANDS: dict[str, tuple[Callable, Callable[[argparse.Namespace], int]]] = {
     "info": (_add_info_parser, _run_info),
     "fit": (_add_fit_parser, _run_fit),
     "evaluate": (_add_evaluate_parser, _run_evaluate),
+    "import": (_add_import_parser, _run_import),
+    "export": (_add_export_parser, _run_export),
 }
 
 

@@ -2,15 +2,21 @@
 
 Layout::
 
-    /                    attrs: format="qtomo.povm-dataset", version=1, qtomo_version, state, L,
-                         povm, seed, method, and the state's parameters (J, h, boundary, …)
+    /                    attrs: format="qtomo.povm-dataset", version=1, qtomo_version, source, L,
+                         povm, and for simulated records state, seed, method and the state's
+                         parameters (J, h, boundary, …)
     /outcomes            uint8 (N, L), chunked, gzip-compressed; row = one record a_0 … a_{L-1}
-    /log_prob            float64 (N,), ln P(a) under the generating state
+    /log_prob            float64 (N,), ln P(a) under the generating state (simulated records)
     /povm/elements       complex128 (K, 2, 2)
     /reference/energy    float64 ()        /reference/X, /reference/Z    float64 (L,)
     /reference/ZZ, /XX   float64 (L, L)    /reference/entropy            float64 (L-1,)
     /reference/psi       complex128 (2^L,) (exact path)
+    /reference/rho       complex128 (2^L, 2^L), /reference/purity float64 () (exact path, noise)
     /reference/mps/B_i   complex128 (χ_l, 2, χ_r), right-canonical (MPS path and GHZ)
+
+Measured data (``source = "imported:<format>"``, README "Measured data") has no generating state:
+``/log_prob``, ``/reference`` and the attributes ``state``, ``seed``, ``method`` may be absent.
+A file without ``source`` is a simulated file of an earlier qtomo.
 
 Files are written under a temporary name and renamed when complete, and are read and validated in
 chunks of rows, so N = 10^7 records at L = 50 never sit in memory twice.
@@ -44,12 +50,41 @@ from qtomo.errors import DataFormatError, QtomoError
 from qtomo.povm import POVM, POVM_NAMES, get_povm
 from qtomo.progress import progress_bar
 
-__all__ = ["FORMAT", "VERSION", "Dataset", "read_dataset", "write_dataset"]
+__all__ = ["FORMAT", "VERSION", "Dataset", "check_source", "read_dataset", "write_dataset"]
 
 FORMAT = "qtomo.povm-dataset"
 VERSION = 1
 READ_CHUNK = 2**18
-_REQUIRED_ATTRS = ("state", "L", "povm", "seed", "method")
+_REQUIRED_ATTRS = ("L", "povm")
+_SIMULATED_ATTRS = ("state", "seed", "method")
+SIMULATED = "simulated"
+IMPORTED = "imported:"
+_CHANNELS = ("amplitude_damping", "dephasing", "depolarizing")  # qtomo.states.noise.CHANNELS
+
+
+def check_source(attrs: dict) -> str:
+    """The records' ``source`` (default ``"simulated"``), checked against the attributes it needs.
+
+    Simulated records carry ``state``, ``seed`` and ``method``; imported ones
+    (``"imported:<format>"``) need none of them.
+
+    Raises:
+        QtomoError: for another source, or a simulated file missing one of those attributes.
+
+    Example:
+        >>> check_source({"source": "imported:qucumber"})
+        'imported:qucumber'
+    """
+    source = attrs.get("source", SIMULATED)
+    if not isinstance(source, str) or not (
+            source == SIMULATED or (source.startswith(IMPORTED) and len(source) > len(IMPORTED))):
+        raise QtomoError(f"attribute source must be {SIMULATED!r} or '{IMPORTED}<format>'; "
+                         f"got {source!r}")
+    if source == SIMULATED:
+        missing = [key for key in _SIMULATED_ATTRS if key not in attrs]
+        if missing:
+            raise QtomoError(f"simulated records need the attribute(s) {', '.join(missing)}")
+    return source
 
 
 def write_dataset(
@@ -67,10 +102,12 @@ def write_dataset(
     Args:
         path: target file; its folder is created if needed.
         povm: the POVM the records were measured with; stored in ``/povm/elements``.
-        attrs: root attributes beyond format/version/qtomo_version/povm (``state``, ``L``,
-            ``seed``, ``method`` and the state's parameters); None values are skipped.
+        attrs: root attributes beyond format/version/qtomo_version/povm: ``L``, ``source``
+            (default ``"simulated"``, which needs ``state``, ``seed``, ``method``) and the
+            state's parameters; None values are skipped.
         n_records: N, the total number of rows the chunks will deliver.
-        chunks: iterable of (outcomes (b, L) integer in 0..K-1, log_prob (b,) float64).
+        chunks: iterable of (outcomes (b, L) integer in 0..K-1, log_prob (b,) float64 or None);
+            ``/log_prob`` is written when the chunks carry it (all of them, or none).
         reference: name → array for ``/reference``; ``"mps"`` maps to a list of (χl, 2, χr)
             tensors written as ``/reference/mps/B_i``.
         quiet: no progress bar.
@@ -83,6 +120,7 @@ def write_dataset(
             count different from ``n_records``, or a folder that cannot be written.
     """
     L = int(attrs["L"])
+    attrs = {**attrs, "source": check_source(attrs)}
     if n_records < 1:
         raise QtomoError(f"a dataset needs at least one record; got n_records = {n_records}")
     target = Path(path)
@@ -97,19 +135,27 @@ def write_dataset(
             "outcomes", (n_records, L), dtype=np.uint8, chunks=(chunk_rows, L),
             compression="gzip", compression_opts=1,
         )
-        log_prob = file.create_dataset(
-            "log_prob", (n_records,), dtype=np.float64, chunks=(min(n_records, 2**16),)
-        )
+        log_prob = None
         row = 0
         with progress_bar(n_records, f"writing {target.name}", quiet=quiet, unit="rec") as bar:
             for chunk_outcomes, chunk_log_prob in chunks:
                 chunk_outcomes = np.asarray(chunk_outcomes)
+                if row == 0 and chunk_log_prob is not None:
+                    log_prob = file.create_dataset("log_prob", (n_records,), dtype=np.float64,
+                                                   chunks=(min(n_records, 2**16),))
+                if (chunk_log_prob is None) != (log_prob is None):
+                    found = "lacks" if log_prob is not None else "has"
+                    raise QtomoError(f"chunk at row {row} {found} ln P; expected ln P in every "
+                                     f"chunk or in none")
+                if chunk_log_prob is None:
+                    chunk_log_prob = np.zeros(len(chunk_outcomes))  # shape check only
                 chunk_log_prob = np.asarray(chunk_log_prob, dtype=np.float64)
                 rows = _check_chunk(chunk_outcomes, chunk_log_prob, L, povm, row)
                 if row + rows > n_records:
                     raise QtomoError(f"more than the announced {n_records} records were written")
                 outcomes[row : row + rows] = chunk_outcomes
-                log_prob[row : row + rows] = chunk_log_prob
+                if log_prob is not None:
+                    log_prob[row : row + rows] = chunk_log_prob
                 row += rows
                 bar.update(rows)
         if row != n_records:
@@ -152,8 +198,9 @@ class Dataset:
         path: the file.
         L: qubits per record.  K: outcomes per qubit.  povm: the stored POVM.
         n_records: N.  has_log_prob: whether ``/log_prob`` is present.
-        attrs: the root attributes as Python values.
+        attrs: the root attributes as Python values (``source`` filled in for older files).
         reference: ``/reference`` arrays; ``"mps"`` is a list of (χl, 2, χr) tensors.
+        noise: the local channel of the root attributes (``noise.active`` is False without one).
     """
 
     path: Path
@@ -164,6 +211,13 @@ class Dataset:
     has_log_prob: bool
     attrs: dict
     reference: dict
+
+    @property
+    def noise(self):
+        """The channel on every qubit, a :class:`qtomo.states.noise.LocalNoise`."""
+        from qtomo.states.noise import LocalNoise  # torch is imported only when asked
+
+        return LocalNoise.from_attrs(self.attrs)
 
     def outcomes(self, start: int = 0, stop: int | None = None) -> np.ndarray:
         """Records ``start:stop``; uint8 (n, L)."""
@@ -222,9 +276,21 @@ def _validated(path: Path, file: h5py.File) -> Dataset:
     missing = [key for key in _REQUIRED_ATTRS if key not in attrs]
     if missing:
         raise fail(f"missing root attribute(s) {', '.join(missing)}")
+    try:
+        attrs["source"] = check_source(attrs)
+    except QtomoError as error:
+        raise fail(str(error)) from None
     L = attrs["L"]
     if not isinstance(L, int) or L < 1:
         raise fail(f"attribute L must be a positive integer; got {L!r}")
+
+    if any(name in attrs for name in _CHANNELS):
+        from qtomo.states.noise import LocalNoise
+
+        try:
+            LocalNoise.from_attrs(attrs)
+        except QtomoError as error:
+            raise fail(f"root attribute {error}") from None
 
     if "povm/elements" not in file:
         raise fail("missing /povm/elements")
@@ -273,6 +339,8 @@ _REFERENCE_SHAPES = {
     "XX": lambda L: (L, L),
     "entropy": lambda L: (L - 1,),
     "psi": lambda L: (2**L,),
+    "rho": lambda L: (2**L, 2**L),
+    "purity": lambda L: (),
 }
 
 

@@ -10,14 +10,21 @@ figure are made from it in :mod:`qtomo.report`. What it computes, each in its ow
 - **quantum fidelity** (:mod:`qtomo.reconstruct`) to the reference state: ⟨ψ|ρ|ψ⟩ with ρ built
   explicitly for L ≤ :data:`~qtomo.distribution.ENUMERATE_MAX_L` (with its diagnostics and the
   closest physical state), Monte Carlo E_Q[⟨ψ|Q_a|ψ⟩] through ``/reference/mps`` (or
-  ``/reference/psi``) above;
+  ``/reference/psi``) above. For a noisy dataset the target is the mixed state σ
+  (``/reference/rho``, or ⊗E applied to the noiseless reference): Uhlmann's (Tr √(√σ ρ √σ))²,
+  for L ≤ ENUMERATE_MAX_L only;
 - **observables** (:mod:`qtomo.observables`) ⟨X_i⟩, ⟨Z_i⟩, ⟨X_iX_j⟩, ⟨Z_iZ_j⟩, the TFIM energy and
   any Pauli strings, from the model (exact sums or Monte Carlo) and from the measured records
-  alone (model-free, over all N records), beside the dataset's reference values.
+  alone (model-free, over all N records), beside the dataset's reference values. For an
+  autoregressive model above the exact limit the Pauli strings, and the fidelity of a GHZ
+  target, use masked ancestral sampling (:mod:`qtomo.products`);
+- **reduced states of blocks** (:mod:`qtomo.blocks`) of k contiguous sites at any L, from the
+  model, the data alone and exact samples of the target, against the target's reduced state.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import warnings
 from collections.abc import Sequence
@@ -28,12 +35,22 @@ from typing import Any
 import numpy as np
 import torch
 
+from qtomo.blocks import (
+    BLOCK_SIZES,
+    BlockCounts,
+    BlockFigures,
+    ReducedState,
+    block_sites,
+    reduced_states,
+    target_reduced_states,
+)
 from qtomo.data import Dataset
 from qtomo.distribution import (
     ENUMERATE_MAX_L,
     Distribution,
     distribution_device,
     enumerate_probabilities,
+    sample_batches,
 )
 from qtomo.errors import CheckpointError, QtomoError
 from qtomo.metrics import (
@@ -42,6 +59,7 @@ from qtomo.metrics import (
     classical_metrics,
     sampled_classical_metrics,
 )
+from qtomo.models.autoregressive import AutoregressiveModel
 from qtomo.models.checkpoint import Checkpoint, plain
 from qtomo.observables import (
     Observables,
@@ -50,6 +68,7 @@ from qtomo.observables import (
     model_observables,
     parse_pauli_string,
 )
+from qtomo.products import ghz_fidelity, masked_expectation, operator_tables, pauli_operators
 from qtomo.reconstruct import (
     FidelityWarning,
     QuantumFidelity,
@@ -61,6 +80,7 @@ from qtomo.reconstruct import (
 from qtomo.states.exact import expectation_pauli_string
 from qtomo.states.hamiltonians import hamiltonian_from_attrs
 from qtomo.states.mps import mps_to_vector, vector_to_mps
+from qtomo.states.mps_sampler import MPSDistribution
 
 __all__ = ["METHODS", "EnsembleEvaluation", "Evaluation", "ObservableComparison",
            "ensemble_checkpoints", "evaluate", "evaluate_ensemble", "unseen_rows", "z_score"]
@@ -70,7 +90,8 @@ METHODS = ("auto", "exact", "monte-carlo")
 DEFAULT_SAMPLES = 100_000
 _CHUNK = 2**16
 #: the attributes of a dataset repeated in an evaluation's ``data`` summary
-_DATA_ATTRS = ("state", "J", "h", "boundary", "method", "seed", "chi_max")
+_DATA_ATTRS = ("state", "J", "h", "boundary", "method", "seed", "chi_max", "depolarizing",
+               "dephasing", "amplitude_damping", "source", "readout_error")
 
 
 def unseen_rows(dataset: Dataset, config: dict | None) -> tuple[int, int]:
@@ -201,6 +222,7 @@ class Evaluation:
         model: summary of the model (family, L, K, POVM, ``log_prob`` exact or estimate, …).
         data: summary of the dataset (path, L, K, POVM, N, state parameters).
         warnings: what the reader of the numbers must know.
+        reduced_states: the blocks' reduced states (model, data alone, exact samples).
     """
 
     classical: ClassicalMetrics
@@ -211,11 +233,13 @@ class Evaluation:
     model: dict[str, Any]
     data: dict[str, Any]
     warnings: tuple[str, ...] = field(default=())
+    reduced_states: tuple[ReducedState, ...] = field(default=())
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready dict: ``nll``, ``kl``, ``classical_fidelity``, ``quantum_fidelity``,
         ``observables``, ``n_test``, ``model``, ``data``, ``entropy``, ``test_rows``,
-        ``density_matrix`` (small L) and ``warnings``; every estimate ``{"value", "stderr"}``."""
+        ``density_matrix`` (small L), ``reduced_states`` and ``warnings``; every estimate
+        ``{"value", "stderr"}``."""
         report = {**self.classical.as_dict(),
                   "quantum_fidelity": None if self.fidelity is None else self.fidelity.as_dict(),
                   "observables": self.observables.as_dict(),
@@ -223,6 +247,7 @@ class Evaluation:
         if self.reconstruction is not None:
             exact_fidelity = self.fidelity if isinstance(self.fidelity, QuantumFidelity) else None
             report["density_matrix"] = self.reconstruction.diagnostics(exact_fidelity)
+        report["reduced_states"] = [state.as_dict() for state in self.reduced_states]
         report["warnings"] = list(self.warnings)
         return report
 
@@ -230,7 +255,8 @@ class Evaluation:
 def evaluate(model: Checkpoint | Distribution, dataset: Dataset, *,
              samples: int = DEFAULT_SAMPLES, method: str = "auto",
              pauli_strings: Sequence[str] = (), rows: tuple[int, int] | None = None,
-             seed: int = 0, batch_size: int = _CHUNK, quiet: bool = True) -> Evaluation:
+             seed: int = 0, batch_size: int = _CHUNK, quiet: bool = True,
+             blocks: Sequence[int] = BLOCK_SIZES) -> Evaluation:
     """Classical metrics, quantum fidelity and observables of a model against a dataset.
 
     Args:
@@ -238,7 +264,8 @@ def evaluate(model: Checkpoint | Distribution, dataset: Dataset, *,
             check, the rows not trained on and the provenance), or any :class:`Distribution`
             (an optional ``povm`` attribute is checked), e.g. the truth
             :class:`~qtomo.states.exact.ExactDistribution`.
-        dataset: the measured state (:func:`qtomo.data.read_dataset`), with ``/log_prob``.
+        dataset: the measured state (:func:`qtomo.data.read_dataset`); without ``/log_prob``
+            (measured data) KL and F_c are left out, without a reference state the fidelity.
         samples: model samples for Monte Carlo observables and fidelity.
         method: ``"auto"`` (exact for L ≤ ENUMERATE_MAX_L), ``"exact"`` or ``"monte-carlo"``.
         pauli_strings: extra observables such as ``"X0 Z3 Z4"``.
@@ -246,12 +273,14 @@ def evaluate(model: Checkpoint | Distribution, dataset: Dataset, *,
         seed: seed of the model's sampling generator.
         batch_size: records per forward pass / per sampling call.
         quiet: no progress bars.
+        blocks: sizes k of the contiguous blocks whose reduced states are compared
+            (:func:`qtomo.blocks.block_sites`; () for none).
 
     Returns:
         :class:`Evaluation`.
 
     Raises:
-        QtomoError: model and data disagree on L, K or POVM; no ``/log_prob``; bad Pauli
+        QtomoError: model and data disagree on L, K or POVM; bad Pauli
             string; ``method="exact"`` above the limit; unknown method.
     """
     checkpoint = model if isinstance(model, Checkpoint) else None
@@ -264,14 +293,12 @@ def evaluate(model: Checkpoint | Distribution, dataset: Dataset, *,
     if method not in METHODS:
         raise QtomoError(f"unknown evaluation method {method!r}; expected one of "
                          f"{', '.join(METHODS)}")
-    if not dataset.has_log_prob:
-        raise QtomoError(f"{dataset.path} has no /log_prob (exact ln P of each record); the "
-                         f"classical metrics need it")
     exact = method == "exact" or (method == "auto" and dataset.L <= ENUMERATE_MAX_L)
     if exact and dataset.L > ENUMERATE_MAX_L:
         raise QtomoError(f"exact evaluation enumerates K^L records and needs L <= "
                          f"{ENUMERATE_MAX_L}; got L = {dataset.L} (use --method monte-carlo)")
     strings = {text: parse_pauli_string(text, dataset.L) for text in pauli_strings}  # fail early
+    block_list = block_sites(dataset.L, blocks)
     test_rows = rows if rows is not None else unseen_rows(dataset, config)
     notes: list[str] = []
     family = getattr(model, "family", type(model).__name__)
@@ -280,11 +307,16 @@ def evaluate(model: Checkpoint | Distribution, dataset: Dataset, *,
         raise QtomoError(f"the {family} model has no log_prob, and exact evaluation sums Q(a) "
                          f"over all K^L records; use --method auto or monte-carlo")
     exact = exact and not sample_only
+    if not dataset.has_log_prob:
+        notes.append("measured data (no exact ln P per record): KL(P||Q) and the classical "
+                     "fidelity are left out; the NLL is the model's cross-entropy on held-out "
+                     "rows, and model vs data-only observables (z column) show what it learned")
+    exact_log_prob = bool(model.exact_log_prob)
     if sample_only:
         notes.append(f"the {family} model has no log_prob (samples only): skipped NLL, KL, "
                      f"the exact ρ and its closest physical state; observables and the quantum "
                      f"fidelity are Monte Carlo over {samples} samples")
-    elif not model.exact_log_prob:
+    elif not exact_log_prob:
         notes.append("this model's ln Q is an estimate (not exact): NLL, KL, F_c and the exact "
                      "sums are estimates too")
 
@@ -302,44 +334,72 @@ def evaluate(model: Checkpoint | Distribution, dataset: Dataset, *,
                                       batch_size=batch_size)
     hamiltonian = hamiltonian_from_attrs(dataset.attrs, dataset.L)
     reference = dataset.reference
-    psi = reference.get("psi")
-    if psi is None and "mps" in reference and exact:
-        psi = mps_to_vector(reference["mps"])
+    noise = dataset.noise
+    target = reference.get("psi")  # a vector, or the density matrix of a noisy state
+    if target is None and "mps" in reference and exact:
+        target = mps_to_vector(reference["mps"])
+    if noise.active and exact:  # the target is the noisy ρ (README "Noisy states")
+        target = reference["rho"] if "rho" in reference else (
+            None if target is None else noise.apply(np.outer(target, target.conj())))
 
     fidelity: QuantumFidelity | SampledFidelity | None = None
     reconstruction = None
     if exact:
         probabilities = enumerate_probabilities(model, batch_size=batch_size, quiet=quiet)
         reconstruction = density_matrix(probabilities, povm)
-        if psi is not None:
-            fidelity = reconstruction.fidelity(psi)
+        if target is not None:
+            fidelity = reconstruction.fidelity(target)
             if not fidelity.physical:
                 notes.append(f"ρ_model has a negative eigenvalue ({fidelity.min_eigenvalue:.3g}):"
                              f" the fidelity {fidelity.value:.6g} is not that of a state; the "
                              f"closest physical state has {fidelity.projected:.6g}")
         model_obs = exact_observables(probabilities, povm, hamiltonian=hamiltonian,
                                       pauli_strings=pauli_strings)
+        model_blocks: BlockCounts | np.ndarray = probabilities
     else:
+        model_blocks = BlockCounts(block_list, dataset.K)
         model_obs = model_observables(model, povm, samples=samples, hamiltonian=hamiltonian,
                                       pauli_strings=pauli_strings, batch_size=batch_size,
-                                      generator=generator, quiet=quiet)
-        mps = reference.get("mps") or (None if psi is None else vector_to_mps(psi))
-        if mps is not None:
+                                      generator=generator, quiet=quiet,
+                                      on_batch=model_blocks.add)
+        autoregressive = isinstance(model, AutoregressiveModel)
+        if autoregressive and strings:
+            model_obs = _masked_strings(model, povm, model_obs, strings, samples, batch_size,
+                                        generator)
+        mps = None if noise.active else (
+            reference.get("mps") or (None if target is None else vector_to_mps(target)))
+        if noise.active:
+            notes.append(f"the measured state is mixed ({noise} on every qubit): a Monte Carlo "
+                         f"fidelity needs a pure target, so none is given above L = "
+                         f"{ENUMERATE_MAX_L}; the reduced states of blocks compare with the "
+                         f"noisy state's")
+        if autoregressive and dataset.attrs.get("state") == "ghz" and mps is not None:
+            fidelity = SampledFidelity(ghz_fidelity(model, povm, samples=samples,
+                                                    batch_size=batch_size, generator=generator),
+                                       samples, method="masked")
+        elif mps is not None:
             with warnings.catch_warnings():  # reported below, in the notes
                 warnings.simplefilter("ignore", FidelityWarning)
                 estimate = mps_fidelity(model, mps, povm, samples=samples, generator=generator,
                                         quiet=quiet)
             fidelity = SampledFidelity(estimate, samples)
-            if not fidelity.reliable:
-                notes.append(f"Monte Carlo quantum fidelity {estimate} has a relative error "
-                             f"above 10 %; treat it as unreliable")
-    data_obs = estimate_observables(
-        (outcomes for outcomes, _ in dataset.iter_chunks(_CHUNK)), povm,
-        hamiltonian=hamiltonian, pauli_strings=pauli_strings)
+        if fidelity is not None and not fidelity.reliable:
+            notes.append(f"Monte Carlo quantum fidelity {fidelity.estimate} has a relative "
+                         f"error above 10 %; treat it as unreliable")
+    data_blocks = BlockCounts(block_list, dataset.K)
+
+    def records():  # one pass over the file feeds the observables and the block counts
+        for outcomes, _ in dataset.iter_chunks(_CHUNK):
+            data_blocks.add(outcomes)
+            yield outcomes
+
+    data_obs = estimate_observables(records(), povm, hamiltonian=hamiltonian,
+                                    pauli_strings=pauli_strings)
+    states = _reduced_states(block_list, povm, dataset, model_blocks, data_blocks, samples, seed)
     references = {name: reference[name] for name in ("X", "Z", "XX", "ZZ", "energy")
                   if name in reference}
-    if psi is not None:
-        references["strings"] = {text: expectation_pauli_string(psi, string)
+    if target is not None:
+        references["strings"] = {text: expectation_pauli_string(target, string)
                                  for text, string in strings.items()}
 
     return Evaluation(
@@ -354,7 +414,41 @@ def evaluate(model: Checkpoint | Distribution, dataset: Dataset, *,
               **{key: plain(value) for key, value in dataset.attrs.items()
                  if key in _DATA_ATTRS}},
         warnings=tuple(notes),
+        reduced_states=states,
     )
+
+
+def _masked_strings(model: AutoregressiveModel, povm, observables: Observables,
+                    strings: dict[str, dict[int, str]], samples: int, batch_size: int,
+                    generator: torch.Generator) -> Observables:
+    """The model's Pauli strings re-estimated by masked ancestral sampling (lower variance)."""
+    masked = {text: masked_expectation(model, operator_tables(povm, pauli_operators(string)),
+                                       samples=samples, batch_size=batch_size,
+                                       generator=generator)
+              for text, string in strings.items()}
+    return dataclasses.replace(observables, strings=masked)
+
+
+def _reduced_states(blocks: list, povm, dataset: Dataset, model_blocks: BlockCounts | np.ndarray,
+                    data: BlockCounts, samples: int, seed: int) -> tuple[ReducedState, ...]:
+    """Block figures of the model, of the data alone and, when the model side is sampled, of
+    as many exact samples of the target (the projection's bias at that N), drawn through the
+    reference MPS (measured with E†(M_k) for a noisy state, README "Noisy states")."""
+    if not blocks:
+        return ()
+    reference, noise = dataset.reference, dataset.noise
+    exact_samples = None
+    mps = reference.get("mps")
+    if mps is None and "psi" in reference:
+        mps = vector_to_mps(reference["psi"], canonical="right")  # the sampler's form
+    if isinstance(model_blocks, BlockCounts) and mps is not None:
+        truth = MPSDistribution(mps, noise.heisenberg_povm(povm) if noise.active else povm)
+        generator = torch.Generator().manual_seed(seed + 1)
+        exact_samples = BlockCounts.from_records(
+            sample_batches(truth, samples, _CHUNK, generator), blocks, dataset.K)
+    return reduced_states(blocks, povm, model=model_blocks, data=data,
+                          exact_samples=exact_samples,
+                          targets=target_reduced_states(reference, blocks, noise), seed=seed)
 
 
 def _model_summary(model: Distribution, checkpoint: Checkpoint | None, povm_name) -> dict:
@@ -428,10 +522,10 @@ class EnsembleEvaluation:
             fidelity = QuantumFidelity(
                 value=mean("value"), physical=all(f.physical for f in fidelities),
                 min_eigenvalue=mean("min_eigenvalue"), projected=mean("projected"),
-                top_eigenvector=mean("top_eigenvector"))
+                top_eigenvector=mean("top_eigenvector"), target=fidelities[0].target)
         elif all(isinstance(f, SampledFidelity) for f in fidelities):
             fidelity = SampledFidelity(_pool([f.estimate for f in fidelities]),
-                                       fidelities[0].samples)
+                                       fidelities[0].samples, fidelities[0].method)
         models = [member.observables.model for member in self.members]
         observables = Observables(
             **{name: _pool([getattr(m, name) for m in models]) for name in ("X", "Z", "XX", "ZZ")},
@@ -442,7 +536,7 @@ class EnsembleEvaluation:
             n_samples=first.observables.model.n_samples)
         columns = {name: [getattr(member.classical, name) for member in self.members]
                    for name in ("nll", "kl", "classical_fidelity", "entropy")}
-        classical = ClassicalMetrics(
+        classical = ClassicalMetrics(  # None where not computed (measured data, gan)
             **{name: None if None in column else _pool(column)
                for name, column in columns.items()},
             n_test=first.classical.n_test, samples=first.classical.samples)
@@ -451,7 +545,8 @@ class EnsembleEvaluation:
                                                first.observables.reference),
                           {**first.model, "family": f"{first.model['family']} ensemble of "
                                                     f"{len(self.members)}"},
-                          first.data, tuple(sorted({w for m in self.members for w in m.warnings})))
+                          first.data, tuple(sorted({w for m in self.members for w in m.warnings})),
+                          _pool_reduced_states([member.reduced_states for member in self.members]))
 
     def as_dict(self) -> dict[str, Any]:
         report = _combine([member.as_dict() for member in self.members])
@@ -464,6 +559,23 @@ class EnsembleEvaluation:
                               "bootstrap": all(bool(o.get("bootstrap")) for o in options)}
         report["warnings"] = sorted({w for member in self.members for w in member.warnings})
         return report
+
+
+def _pool_reduced_states(members: list[tuple[ReducedState, ...]]) -> tuple[ReducedState, ...]:
+    """Block by block, the members' model figures pooled as by :func:`_pool` (the data and
+    exact-sample sides are the same for every member: same records, same seed)."""
+    def pooled(figures: list[BlockFigures]) -> BlockFigures:
+        def estimate(name: str) -> Estimate | None:
+            if getattr(figures[0], name) is None:
+                return None
+            return _pool([getattr(f, name) for f in figures])
+
+        return BlockFigures(estimate("fidelity"), estimate("trace_distance"),
+                            float(np.mean([f.min_eigenvalue for f in figures])),
+                            estimate("renyi2"), figures[0].samples)
+
+    return tuple(dataclasses.replace(states[0], model=pooled([s.model for s in states]))
+                 for states in zip(*members, strict=True))
 
 
 def _pool(estimates: list[Estimate]) -> Estimate:

@@ -159,11 +159,15 @@ class ClassicalMetrics:
     """NLL, KL(P‖Q), F_c of a model and the entropy H(P), over ``n_test`` test records a ~ P.
 
     Attributes:
-        nll: E_P[−ln Q] (nats per record); None for a model without ``log_prob``.
-        kl: E_P[ln P − ln Q], the forward divergence; None without ``log_prob``.
+        nll: E_P[−ln Q] (nats per record), the held-out cross-entropy; None for a model
+            without ``log_prob`` (``gan``).
+        kl: E_P[ln P − ln Q], the forward divergence; None for measured records (no exact ln P)
+            or a model without ``log_prob``.
         classical_fidelity: (E_P[√(Q/P)])²; from a histogram of model samples for a model
-            without ``log_prob`` (``samples`` of them), None where K^L is too large for one.
-        entropy: E_P[−ln P], the floor of the NLL (NLL − H = KL record by record).
+            without ``log_prob`` (``samples`` of them); None for measured records, or where
+            K^L is too large for a histogram.
+        entropy: E_P[−ln P], the floor of the NLL (NLL − H = KL record by record); None for
+            measured records.
         n_test: the number of test records.
         samples: model samples behind a histogram F_c; None when Q came from ``log_prob``.
     """
@@ -171,14 +175,14 @@ class ClassicalMetrics:
     nll: Estimate | None
     kl: Estimate | None
     classical_fidelity: Estimate | None
-    entropy: Estimate
+    entropy: Estimate | None
     n_test: int
     samples: int | None = None
 
     def as_dict(self) -> dict:
         """``{"nll", "kl" (with its direction), "classical_fidelity", "entropy", "n_test"}``;
-        a figure that was not computed is absent, and a histogram F_c carries its ``method``
-        and ``samples``."""
+        a figure that was not computed is absent (without exact ln P only ``nll`` and
+        ``n_test``), and a histogram F_c carries its ``method`` and ``samples``."""
         report: dict = {}
         if self.nll is not None:
             report["nll"] = self.nll.as_dict()
@@ -188,7 +192,9 @@ class ClassicalMetrics:
             report["classical_fidelity"] = self.classical_fidelity.as_dict()
             if self.samples is not None:
                 report["classical_fidelity"].update(method="histogram", samples=self.samples)
-        return {**report, "entropy": self.entropy.as_dict(), "n_test": self.n_test}
+        if self.entropy is not None:
+            report["entropy"] = self.entropy.as_dict()
+        return {**report, "n_test": self.n_test}
 
 
 def classical_metrics(model: Distribution, chunks: Iterable[tuple[np.ndarray, np.ndarray]], *,
@@ -200,7 +206,9 @@ def classical_metrics(model: Distribution, chunks: Iterable[tuple[np.ndarray, np
     Args:
         model: the model Q (model interface).
         chunks: iterable of ``(outcomes (b, L) ints, log_p (b,) float64)`` test records a ~ P
-            with their exact ln P, e.g. ``dataset.iter_chunks(size, start, stop)``.
+            with their exact ln P, e.g. ``dataset.iter_chunks(size, start, stop)``; measured
+            records have ``log_p = None`` in every chunk, and then only the NLL is computed
+            (KL and F_c need exact ln P and are never estimated without it).
         batch_size: rows per forward pass.
 
     Returns:
@@ -222,11 +230,18 @@ def classical_metrics(model: Distribution, chunks: Iterable[tuple[np.ndarray, np
     """
     log_p_parts, log_q_parts = [], []
     for outcomes, log_p in chunks:
-        log_p_parts.append(np.asarray(log_p, dtype=np.float64))
+        log_p_parts.append(None if log_p is None else np.asarray(log_p, dtype=np.float64))
         log_q_parts.append(log_prob_batched(model, outcomes, batch_size=batch_size))
-    if not log_p_parts:
+    if not log_q_parts:
         raise QtomoError("no test records: the classical metrics need at least one")
-    log_p, log_q = np.concatenate(log_p_parts), np.concatenate(log_q_parts)
+    log_q = np.concatenate(log_q_parts)
+    known = [part is not None for part in log_p_parts]
+    if not any(known):
+        return ClassicalMetrics(nll=nll(log_q), kl=None, classical_fidelity=None, entropy=None,
+                                n_test=int(log_q.shape[0]))
+    if not all(known):
+        raise QtomoError("test records with and without exact ln P; expected one or the other")
+    log_p = np.concatenate(log_p_parts)
     return ClassicalMetrics(nll=nll(log_q), kl=kl_divergence(log_p, log_q),
                             classical_fidelity=classical_fidelity(log_p, log_q),
                             entropy=Estimate.from_samples(-log_p), n_test=int(log_p.shape[0]))
@@ -288,7 +303,8 @@ def sampled_classical_metrics(model: Distribution,
                               batch_size: int = 65536) -> ClassicalMetrics:
     """:class:`ClassicalMetrics` of a model without ``log_prob``: no NLL or KL; F_c from a
     histogram of ``samples`` model samples (:func:`histogram_classical_fidelity`) where
-    K^L ≤ :data:`HISTOGRAM_MAX_RECORDS`, else None; H(P) over the test records.
+    K^L ≤ :data:`HISTOGRAM_MAX_RECORDS`, else None; H(P) over the test records (nothing but
+    ``n_test`` for measured records, which carry no exact ln P).
 
     Args:
         model: a distribution that samples (its ``log_prob`` is never called).
@@ -303,6 +319,9 @@ def sampled_classical_metrics(model: Distribution,
     if not parts:
         raise QtomoError("no test records: the classical metrics need at least one")
     outcomes = np.concatenate([np.asarray(o) for o, _ in parts])
+    if any(lp is None for _, lp in parts):  # measured records: nothing without exact ln P
+        return ClassicalMetrics(nll=None, kl=None, classical_fidelity=None, entropy=None,
+                                n_test=int(outcomes.shape[0]))
     log_p = np.concatenate([np.asarray(lp, np.float64) for _, lp in parts])
     fidelity = None
     if model.K**model.L <= HISTOGRAM_MAX_RECORDS:

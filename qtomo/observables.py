@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -269,7 +269,8 @@ def model_observables(model: Distribution, povm: POVM, *, samples: int = 100_000
                       exact: bool = False,
                       hamiltonian: TFIM | None = None, pauli_strings: Sequence[str] = (),
                       batch_size: int = 16384, generator: torch.Generator | None = None,
-                      quiet: bool = True) -> Observables:
+                      quiet: bool = True,
+                      on_batch: Callable[[torch.Tensor], None] | None = None) -> Observables:
     """Observables of a model: Monte Carlo over ``samples`` model samples, or exact sums.
 
     Args:
@@ -281,6 +282,8 @@ def model_observables(model: Distribution, povm: POVM, *, samples: int = 100_000
         batch_size: records drawn per call of ``model.sample``.
         generator: torch generator for reproducible sampling (on the model's device).
         quiet: no progress bar.
+        on_batch: called with every batch of samples (b, L) as well, so that other estimators
+            (the reduced states of blocks) share the draws.
     """
     if exact:
         return exact_observables(enumerate_probabilities(model, quiet=quiet), povm,
@@ -292,6 +295,8 @@ def model_observables(model: Distribution, povm: POVM, *, samples: int = 100_000
     def chunks():
         for batch in sample_batches(model, samples, batch_size, generator):
             bar.update(batch.shape[0])
+            if on_batch is not None:
+                on_batch(batch)
             yield batch
 
     with bar:

@@ -40,6 +40,7 @@ __all__ = [
     "enumerate_outcomes",
     "get_povm",
     "invert_probabilities",
+    "readout_povm",
     "sites_from_size",
 ]
 
@@ -63,6 +64,9 @@ class POVM:
         name: registry name (``"pauli4"``, ``"pauli6"``, ``"tetra"``) or a user label.
         elements: (K, 2, 2) complex128, Hermitian, positive semidefinite, summing to the
             identity and spanning the 2×2 operators (informationally complete).
+        require_complete: check informational completeness (default). False admits the
+            Heisenberg-picture POVMs E†(M_k) of strong noise (README "Noisy states"), which a
+            sampler may measure but whose duals do not invert Born's rule.
 
     Raises:
         QtomoError: if any of the conditions above fails; the message names it.
@@ -72,12 +76,13 @@ class POVM:
 
     name: str
     elements: np.ndarray
+    require_complete: bool = field(default=True, repr=False)
     overlap: np.ndarray = field(init=False, repr=False)
     duals: np.ndarray = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         elements = np.array(self.elements, dtype=np.complex128)
-        _validate_elements(self.name, elements)
+        _validate_elements(self.name, elements, self.require_complete)
         overlap = np.einsum("aij,bji->ab", elements, elements).real  # (K, K)
         duals = np.einsum("ab,bij->aij", np.linalg.pinv(overlap), elements)  # (K, 2, 2)
         for array in (elements, overlap, duals):
@@ -154,7 +159,7 @@ class POVM:
         return np.array(vectors, dtype=np.complex128), np.array(parent, dtype=np.int64)
 
 
-def _validate_elements(name: str, elements: np.ndarray) -> None:
+def _validate_elements(name: str, elements: np.ndarray, require_complete: bool = True) -> None:
     if elements.ndim != 3 or elements.shape[1:] != (2, 2) or elements.shape[0] < 4:
         raise QtomoError(
             f"POVM {name!r} must have elements of shape (K, 2, 2) with K >= 4; "
@@ -170,7 +175,7 @@ def _validate_elements(name: str, elements: np.ndarray) -> None:
     if not np.allclose(elements.sum(axis=0), np.eye(2), atol=1e-9):
         raise QtomoError(f"POVM {name!r} elements do not sum to the identity")
     overlap = np.einsum("aij,bji->ab", elements, elements).real
-    if np.linalg.matrix_rank(overlap, tol=1e-9) != 4:
+    if require_complete and np.linalg.matrix_rank(overlap, tol=1e-9) != 4:
         raise QtomoError(
             f"POVM {name!r} is not informationally complete: its overlap matrix has rank "
             f"{np.linalg.matrix_rank(overlap, tol=1e-9)}, expected 4"
@@ -228,6 +233,50 @@ def get_povm(name: str) -> POVM:
     if name not in _REGISTRY:
         _REGISTRY[name] = POVM(name, _BUILDERS[name]())
     return _REGISTRY[name]
+
+
+READOUT_SUFFIX = "+readout"
+
+
+def readout_povm(e0: float, e1: float, base: str = "pauli6") -> POVM:
+    """The POVM a Pauli-basis experiment with readout errors actually measures.
+
+    Outcome 2b + r means "basis b, bit r read" (README "Measured data"). A bit flips on readout
+    with P(read 1 | 0) = e0, P(read 0 | 1) = e1, so per basis b
+
+        M'_{2b+r} = Σ_{r'} A_{r r'} M_{2b+r'},   A = [[1 − e0, e1], [e0, 1 − e1]],
+
+    still a POVM (A is column-stochastic) and informationally complete for e0 + e1 < 1; its
+    canonical duals undo the readout error in every dual-frame estimate.
+
+    Args:
+        e0, e1: flip probabilities, each in [0, 0.5).
+        base: the ideal POVM, ``"pauli6"`` (the one whose outcomes are basis and bit).
+
+    Returns:
+        A :class:`POVM` named ``"pauli6+readout"``.
+
+    Raises:
+        QtomoError: for an error outside [0, 0.5) or another base.
+
+    Example:
+        >>> povm = readout_povm(0.1, 0.0)
+        >>> rho = np.array([[1, 0], [0, 0]], dtype=complex)       # |0⟩: Z read as 1 w.p. 0.1
+        >>> np.round(povm.probabilities(rho)[:2], 6).tolist()
+        [0.3, 0.033333]
+        >>> round(float(povm.probabilities(rho) @ povm.dual_traces(PAULI["Z"]).real), 12)
+        1.0
+    """
+    if base != "pauli6":
+        raise QtomoError(f"readout errors act on the bits of Pauli-basis records; expected base "
+                         f"'pauli6', got {base!r}")
+    for name, value in (("e0 = P(read 1 | 0)", e0), ("e1 = P(read 0 | 1)", e1)):
+        if not (isinstance(value, (int, float, np.floating)) and 0 <= value < 0.5):
+            raise QtomoError(f"readout error {name} must lie in [0, 0.5); got {value!r}")
+    flips = np.array([[1 - e0, e1], [e0, 1 - e1]])  # A[read, true]
+    ideal = get_povm(base).elements.reshape(3, 2, 2, 2)  # (basis, bit, 2, 2)
+    elements = np.einsum("rt,btij->brij", flips, ideal).reshape(6, 2, 2)
+    return POVM(base + READOUT_SUFFIX, elements)
 
 
 def enumerate_outcomes(L: int, K: int) -> np.ndarray:

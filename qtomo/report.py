@@ -3,7 +3,9 @@ JSON file and the figure (matplotlib, no pyplot state, Agg canvas).
 
 The figure's panels: ⟨Z_0 Z_r⟩ against r and ⟨X_i⟩ against i for the reference state, the model
 and the data alone (error bars: one standard error); the requested Pauli strings; the quantum
-fidelity (as built, of the closest physical state, of the top eigenvector); and, when the training
+fidelity (as built, of the closest physical state, of the top eigenvector, or the Monte Carlo
+value with its band) with the block fidelities against the block's centre (model, data alone and
+exact samples of the target, error bars: bootstrap standard errors); and, when the training
 history JSON written by :func:`qtomo.train.fit` exists, the training and validation NLL per epoch
 with the entropy H(P) of the test records (the floor the NLL approaches).
 """
@@ -21,15 +23,16 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from qtomo.atomic import atomic_output
+from qtomo.blocks import BlockFigures, ReducedState
 from qtomo.errors import QtomoError
-from qtomo.evaluate import EnsembleEvaluation, Evaluation
+from qtomo.evaluate import EnsembleEvaluation, Evaluation, z_score
 from qtomo.metrics import Estimate
 from qtomo.reconstruct import QuantumFidelity, SampledFidelity
 
 __all__ = ["check_plot_path", "format_ensemble_report", "format_report", "plot_evaluation",
            "write_json"]
 
-_HEADER = ("quantity", "model", "data only", "reference")
+_HEADER = ("quantity", "model", "data only", "reference", "z (model - data)")
 _STYLES = {"model": ("C0", "o"), "data": ("C1", "s")}
 
 
@@ -42,6 +45,16 @@ def _pm(estimate: Estimate | None, exact: bool = False) -> str:
     if exact:
         return f"{estimate.value:.6g} (exact)"
     return f"{estimate.value:.6g} ± {estimate.stderr:.2g}"
+
+
+def _z(model: Estimate, data: Estimate) -> str:
+    return f"{z_score({'model': model.as_dict(), 'data': data.as_dict()}):+.2f}"
+
+
+def _fidelity_label(mixed: bool) -> str:
+    """Uhlmann's F(ρ, σ) for a mixed target (a noisy dataset), ⟨ψ|ρ|ψ⟩ for a pure one."""
+    return ("quantum fidelity F(rho, sigma), mixed target" if mixed
+            else "quantum fidelity <psi|rho|psi>")
 
 
 def _fidelity_cell(fidelity: QuantumFidelity | SampledFidelity) -> str:
@@ -59,12 +72,14 @@ def format_report(evaluation: Evaluation) -> str:
     classical, observables = evaluation.classical, evaluation.observables
     L = evaluation.data["L"]
     rows = [("NLL = E_P[-ln Q] (nats)", _pm(classical.nll), "—",
-             f"H(P) = {_pm(classical.entropy)}"),
-            ("KL(P||Q) (nats)", _pm(classical.kl), "—", "0"),
-            ("classical fidelity F_c", _pm(classical.classical_fidelity), "—", "1")]
+             "—" if classical.entropy is None else f"H(P) = {_pm(classical.entropy)}")]
+    if classical.kl is not None:  # only from exact ln P, never estimated without it
+        rows += [("KL(P||Q) (nats)", _pm(classical.kl), "—", "0"),
+                 ("classical fidelity F_c", _pm(classical.classical_fidelity), "—", "1")]
     fidelity = evaluation.fidelity
     if fidelity is not None:
-        rows.append(("quantum fidelity <psi|rho|psi>", _fidelity_cell(fidelity), "—", "1"))
+        mixed = isinstance(fidelity, QuantumFidelity) and fidelity.target == "mixed"
+        rows.append((_fidelity_label(mixed), _fidelity_cell(fidelity), "—", "1"))
         if isinstance(fidelity, QuantumFidelity):
             rows.append(("  closest physical state (SGS)", f"{fidelity.projected:.6g}", "—", "1"))
             rows.append(("  top eigenvector of rho", f"{fidelity.top_eigenvector:.6g}", "—", "1"))
@@ -78,7 +93,8 @@ def format_report(evaluation: Evaluation) -> str:
         energy = reference.get("energy")
         rows.append(("energy <H>", _pm(observables.model.energy, exact),
                      _pm(observables.data.energy),
-                     "—" if energy is None else f"{float(energy):.10g}"))
+                     "—" if energy is None else f"{float(energy):.10g}",
+                     _z(observables.model.energy, observables.data.energy)))
     centre = (L - 1) // 2
     picks = [(f"<X_{centre}>", "X", centre), (f"<Z_{centre}>", "Z", centre)]
     if L > 1:
@@ -87,14 +103,18 @@ def format_report(evaluation: Evaluation) -> str:
                   (f"<Z_0 Z_{L - 1}>", "ZZ", (0, L - 1))]
     for label, name, index in picks:
         value = reference.get(name)
-        rows.append((label, _pm(getattr(observables.model, name)[index], exact),
-                     _pm(getattr(observables.data, name)[index]),
-                     "—" if value is None else f"{np.asarray(value)[index]:.6g}"))
+        model, data = getattr(observables.model, name)[index], getattr(observables.data,
+                                                                       name)[index]
+        rows.append((label, _pm(model, exact), _pm(data),
+                     "—" if value is None else f"{np.asarray(value)[index]:.6g}",
+                     _z(model, data)))
     strings = reference.get("strings", {})
     for text, estimate in observables.model.strings.items():
-        rows.append((f"<{text}>", _pm(estimate, exact), _pm(observables.data.strings[text]),
-                     "—" if text not in strings else f"{strings[text]:.6g}"))
-    lines = _table(_HEADER, rows)
+        data = observables.data.strings[text]
+        rows.append((f"<{text}>", _pm(estimate, exact), _pm(data),
+                     "—" if text not in strings else f"{strings[text]:.6g}", _z(estimate, data)))
+    rows += _block_rows(evaluation.reduced_states)
+    lines = _table(_HEADER, [row if len(row) == len(_HEADER) else (*row, "") for row in rows])
     samples = observables.model.n_samples
     start, stop = evaluation.test_rows
     lines.append(
@@ -104,6 +124,56 @@ def format_report(evaluation: Evaluation) -> str:
         + f"; data-only: {observables.data.n_samples} records")
     lines += [f"note: {warning}" for warning in evaluation.warnings]
     return "\n".join(lines)
+
+
+def _block_cell(figures: BlockFigures | None, name: str) -> str:
+    estimate = None if figures is None else getattr(figures, name)
+    return _pm(estimate, figures is not None and figures.samples is None)
+
+
+def _span(state: ReducedState) -> str:
+    return f"sites {state.sites[0]}-{state.sites[-1]}"
+
+
+def _mean_fidelity(figures: list[BlockFigures | None]) -> str:
+    if figures[0] is None:
+        return "—"
+    return f"{np.mean([f.fidelity.value for f in figures]):.6g}"
+
+
+def _block_rows(states: tuple[ReducedState, ...]) -> list[tuple[str, str, str, str]]:
+    """Per block size: the worst and mean block fidelity, the worst trace distance, the smallest
+    λ_min and the centre block's Rényi-2 entropy (reference column: exact samples of the target
+    where the model side is sampled, else the exact value)."""
+    rows = []
+    for k in sorted({len(state.sites) for state in states}):
+        group = [state for state in states if len(state.sites) == k]
+        if group[0].model.fidelity is not None:
+            worst = min(group, key=lambda state: state.model.fidelity.value)
+            truth = worst.exact_samples
+            rows.append((f"{k}-site block fidelity, worst ({_span(worst)})",
+                         _block_cell(worst.model, "fidelity"), _block_cell(worst.data, "fidelity"),
+                         "1" if truth is None else f"exact samples {_pm(truth.fidelity)}"))
+            exact_mean = _mean_fidelity([state.exact_samples for state in group])
+            rows.append((f"{k}-site block fidelity, mean of {len(group)}",
+                         _mean_fidelity([state.model for state in group]),
+                         _mean_fidelity([state.data for state in group]),
+                         "1" if truth is None else f"exact samples {exact_mean}"))
+            far = max(group, key=lambda state: state.model.trace_distance.value)
+            rows.append((f"{k}-site trace distance, worst ({_span(far)})",
+                         _block_cell(far.model, "trace_distance"),
+                         _block_cell(far.data, "trace_distance"),
+                         "0" if far.exact_samples is None
+                         else f"exact samples {_pm(far.exact_samples.trace_distance)}"))
+        low = min(group, key=lambda state: state.model.min_eigenvalue)
+        rows.append((f"{k}-site smallest eigenvalue of rho_A ({_span(low)})",
+                     f"{low.model.min_eigenvalue:.3g}",
+                     "—" if low.data is None else f"{low.data.min_eigenvalue:.3g}", ">= 0"))
+        centre = group[len(group) // 2]
+        rows.append((f"{k}-site Renyi-2 entropy ({_span(centre)})",
+                     _block_cell(centre.model, "renyi2"), _block_cell(centre.data, "renyi2"),
+                     "—" if centre.reference_renyi2 is None else f"{centre.reference_renyi2:.6g}"))
+    return rows
 
 
 def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
@@ -133,11 +203,14 @@ def format_ensemble_report(ensemble: EnsembleEvaluation) -> str:
                                               f"{number(pick(data['stderr']), '.2g')}")
         return (label, *cells, data_cell, number(pick(z), ".2f"), number(pick(reference)))
 
-    rows = [row("NLL (nats)", report["nll"]), row("KL(P||Q) (nats)", report["kl"]),
-            row("classical fidelity F_c", report["classical_fidelity"])]
+    rows = [row("NLL (nats)", report["nll"])]
+    if "kl" in report:  # measured data have no exact ln P, hence no KL or F_c
+        rows += [row("KL(P||Q) (nats)", report["kl"]),
+                 row("classical fidelity F_c", report["classical_fidelity"])]
     fidelity = report["quantum_fidelity"]
     if fidelity is not None:
-        rows.append(row("quantum fidelity <psi|rho|psi>", fidelity, reference=1.0))
+        rows.append(row(_fidelity_label(fidelity.get("target") == "mixed"), fidelity,
+                        reference=1.0))
         if "projected" in fidelity:
             rows.append(("  closest physical state (SGS)", number(fidelity["projected"]),
                          number(fidelity.get("projected_spread"), ".2g"), "—", "—", "—", "1"))
@@ -218,13 +291,55 @@ def _series(axis, x: np.ndarray, model: Estimate, data: Estimate, reference, pic
                       label="data only" if side == "data" else side)
 
 
-def _fidelity_panel(axis, fidelity: QuantumFidelity | SampledFidelity) -> None:
+def _fidelity_panel(axis, fidelity: QuantumFidelity | SampledFidelity | None,
+                    states: tuple[ReducedState, ...]) -> None:
+    blocks = [state for state in states if state.model.fidelity is not None]
+    if not blocks:
+        _fidelity_bars(axis, fidelity)
+        return
+    # the whole state's fidelities as horizontal lines (a band for a Monte Carlo value) ...
+    lowest = 1.0
+    if isinstance(fidelity, QuantumFidelity):
+        for value, style, label in ((fidelity.value, "-", "state, as built"),
+                                    (fidelity.projected, "--", "state, closest physical"),
+                                    (fidelity.top_eigenvector, ":", "state, top eigenvector")):
+            axis.axhline(min(value, 1.0), color="C2", ls=style, lw=1.2, label=label)
+            lowest = min(lowest, value)
+    elif fidelity is not None:
+        value, stderr = fidelity.estimate
+        axis.axhline(value, color="C2", lw=1.2, label=f"state ({fidelity.method})")
+        axis.axhspan(value - stderr, value + stderr, color="C2", alpha=0.2)
+        lowest = min(lowest, value)
+    # ... and every block's fidelity against the block's centre, per block size
+    for k in sorted({len(state.sites) for state in blocks}):
+        group = [state for state in blocks if len(state.sites) == k]
+        centre = np.array([np.mean(state.sites) for state in group])
+        sides = [("model", [s.model for s in group], "C0"),
+                 ("data only", [s.data for s in group], "C1"),
+                 ("exact samples", [s.exact_samples for s in group], "0.5")]
+        marker = "o^sDv"[k % 5]
+        for offset, (label, figures, color) in zip((-0.1, 0.1, 0.0), sides, strict=True):
+            if figures[0] is None:
+                continue
+            values = np.array([f.fidelity.value for f in figures])
+            errors = np.array([f.fidelity.stderr for f in figures])
+            axis.errorbar(centre + offset, values, yerr=errors, fmt=marker, color=color, ms=3,
+                          capsize=1.5, lw=0.8, label=f"{k}-site blocks, {label}")
+            lowest = min(lowest, float(np.min(values - errors)))
+    axis.axhline(1.0, color="k", lw=1, ls="--")
+    axis.set(xlabel="block centre (site)", ylabel="fidelity to the reference",
+             title="quantum fidelity: state and blocks",
+             ylim=(max(0.0, lowest - 0.02), 1.01))
+    axis.legend(fontsize="x-small")
+
+
+def _fidelity_bars(axis, fidelity: QuantumFidelity | SampledFidelity) -> None:
     if isinstance(fidelity, QuantumFidelity):
         labels = ["as built", "closest\nphysical", "top\neigenvector"]
         values = [fidelity.value, fidelity.projected, fidelity.top_eigenvector]
         errors = [0.0, 0.0, 0.0]
     else:
-        labels = ["Monte Carlo"]
+        labels = [fidelity.method]
         values, errors = [fidelity.estimate.value], [fidelity.estimate.stderr]
     x = np.arange(len(values))
     axis.bar(x, values, yerr=errors, color="C2", capsize=3)
@@ -276,7 +391,8 @@ def plot_evaluation(evaluation: Evaluation, path: str | os.PathLike,
     panels = ["correlations", "field"]
     if observables.model.strings:
         panels.append("strings")
-    if evaluation.fidelity is not None:
+    if evaluation.fidelity is not None or any(
+            state.model.fidelity is not None for state in evaluation.reduced_states):
         panels.append("fidelity")
     if epochs:
         panels.append("training")
@@ -298,13 +414,14 @@ def plot_evaluation(evaluation: Evaluation, path: str | os.PathLike,
     if "strings" in axes:
         _strings_panel(axes["strings"], evaluation)
     if "fidelity" in axes:
-        _fidelity_panel(axes["fidelity"], evaluation.fidelity)
+        _fidelity_panel(axes["fidelity"], evaluation.fidelity, evaluation.reduced_states)
     if "training" in axes:
         axis, epoch = axes["training"], [row["epoch"] for row in epochs]
         axis.plot(epoch, [row["train_nll"] for row in epochs], "C0-", label="train NLL")
         axis.plot(epoch, [row["val_nll"] for row in epochs], "C1-", label="validation NLL")
-        axis.axhline(evaluation.classical.entropy.value, color="k", ls="--", lw=1,
-                     label="entropy H(P) (test)")
+        if evaluation.classical.entropy is not None:
+            axis.axhline(evaluation.classical.entropy.value, color="k", ls="--", lw=1,
+                         label="entropy H(P) (test)")
         axis.set(xlabel="epoch", ylabel="nats per record", title="training")
         axis.xaxis.set_major_locator(MaxNLocator(integer=True))
         axis.legend(fontsize="small")

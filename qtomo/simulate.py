@@ -9,6 +9,11 @@
 Methods: ``exact`` (dense ψ and the full table of K^L probabilities, L ≤ :func:`exact_limit`),
 ``mps`` (TeNPy DMRG for the TFIM, exact bond-dimension-2 MPS for GHZ, bond dimension 1 for
 product states; batched ancestral sampling), and ``auto`` = exact up to the limit, MPS above.
+
+Noise (``depolarizing``, ``dephasing``, ``amplitude_damping``; :mod:`qtomo.states.noise`) acts on
+every qubit after the state is prepared: the exact path applies it to the dense ρ (L ≤
+:data:`~qtomo.states.noise.NOISY_EXACT_MAX_L`), the MPS path measures the pure MPS with the
+Heisenberg-picture POVM E†(M_k). All parameters 0 is the pure state, file for file.
 """
 
 from __future__ import annotations
@@ -24,8 +29,9 @@ import torch
 from qtomo.data import write_dataset
 from qtomo.device import resolve_device
 from qtomo.errors import QtomoError
-from qtomo.povm import get_povm
+from qtomo.povm import get_povm, readout_povm
 from qtomo.states import exact
+from qtomo.states.noise import NOISY_EXACT_MAX_L, LocalNoise, noisy_state
 
 __all__ = ["DEFAULT_SAMPLES", "METHODS", "STATES", "SimulationWarning", "default_output",
            "simulate"]
@@ -63,6 +69,10 @@ def simulate(
     samples: int = DEFAULT_SAMPLES,
     method: str = "auto",
     chi_max: int | None = None,
+    depolarizing: float = 0.0,
+    dephasing: float = 0.0,
+    amplitude_damping: float = 0.0,
+    readout_error: tuple[float, float] | None = None,
     seed: int = 0,
     device: str | torch.device = "auto",
     out: str | os.PathLike | None = None,
@@ -80,6 +90,12 @@ def simulate(
         method: ``auto``, ``exact`` or ``mps``.
         chi_max: MPS bond-dimension cap for DMRG (MPS path; default of
             :func:`qtomo.states.mps.tfim_mps` when None).
+        depolarizing, dephasing, amplitude_damping: the local channel on every qubit, each in
+            [0, 1] (:class:`qtomo.states.noise.LocalNoise`); stored as root attributes when any
+            is non-zero.
+        readout_error: (e0, e1) = (P(read 1 | 0), P(read 0 | 1)) of every qubit's bit, for
+            ``povm="pauli6"``: the records are those of :func:`qtomo.povm.readout_povm`, which
+            the file stores (README "Measured data"); the references stay the state's.
         seed: seeds the sampler (and DMRG's initial state choice is deterministic).
         device: sampler device for the MPS path (``auto`` = CUDA when present).
         out: output file; default :func:`default_output`.
@@ -89,8 +105,9 @@ def simulate(
         Path of the dataset written (atomically).
 
     Raises:
-        QtomoError: impossible parameters, an L beyond the exact limit with ``method="exact"``,
-            an output folder that cannot be written.
+        QtomoError: impossible parameters (a channel parameter outside [0, 1] or NaN), an L
+            beyond the exact limit with ``method="exact"`` (with noise:
+            min(exact_limit(K), NOISY_EXACT_MAX_L)), an output folder that cannot be written.
     """
     if state not in STATES:
         raise QtomoError(f"unknown state {state!r}; expected one of {', '.join(STATES)}")
@@ -105,18 +122,29 @@ def simulate(
             raise QtomoError(f"{name} must be finite; got {value}")
     if chi_max is not None and chi_max < 1:
         raise QtomoError(f"--chi-max must be at least 1; got {chi_max}")
+    channel = LocalNoise(depolarizing, dephasing, amplitude_damping)
     measurement = get_povm(povm)
+    if readout_error is not None:
+        if povm != "pauli6":
+            raise QtomoError(f"--readout-error flips the bits of Pauli-basis shots and needs "
+                             f"--povm pauli6; got {povm}")
+        measurement = readout_povm(*readout_error)
     limit = exact.exact_limit(measurement.K)
+    if channel.active:
+        limit = min(limit, NOISY_EXACT_MAX_L)
     if method == "auto":
         method = "exact" if L <= limit else "mps"
     if method == "exact" and L > limit:
+        what = " with a noise channel (dense 2^L × 2^L ρ)" if channel.active else ""
         raise QtomoError(
-            f"the exact method handles L <= {limit} for POVM {povm!r} (K = {measurement.K}); "
-            f"got L = {L}; use --method mps"
+            f"the exact method handles L <= {limit} for POVM {povm!r} (K = {measurement.K})"
+            f"{what}; got L = {L}; use --method mps"
         )
     target = Path(out) if out is not None else default_output(state, L, h, povm)
 
-    built = _build_state(state, L, J, h, boundary, product_state, method, chi_max)
+    built = noisy_state(
+        _build_state(state, L, J, h, boundary, product_state, method, chi_max), channel
+    )
     sampler_device = resolve_device(device) if method == "mps" else torch.device("cpu")
     if built.attrs.get("warning"):
         warnings.warn(built.attrs["warning"], SimulationWarning, stacklevel=2)
@@ -134,7 +162,8 @@ def simulate(
         from qtomo.states.mps import ghz_mps
 
         reference["mps"] = ghz_mps(L).references()["mps"]
-    attrs = {**built.attrs, "L": L, "seed": seed, "method": method}
+    attrs = {**built.attrs, "L": L, "seed": seed, "method": method,
+             "readout_error": None if readout_error is None else [float(e) for e in readout_error]}
     return write_dataset(target, povm=measurement, attrs=attrs, n_records=samples,
                          chunks=chunks(), reference=reference, quiet=quiet)
 

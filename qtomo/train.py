@@ -321,9 +321,14 @@ def _lr_lambda(options: TrainOptions, total_steps: int):
     return factor
 
 
-def _provenance(dataset: Dataset, train: tuple[int, int], val: tuple[int, int]) -> dict[str, Any]:
-    return {"path": str(Path(dataset.path).resolve()), "n_records": dataset.n_records,
-            "attrs": dataset.attrs, "train_rows": list(train), "val_rows": list(val)}
+def _provenance(dataset: Dataset, train: tuple[int, int], val: tuple[int, int],
+                checkpoint_folder: Path) -> dict[str, Any]:
+    # the relative path lets evaluate find the dataset after the whole folder was moved
+    path = Path(dataset.path).resolve()
+    return {"path": str(path),
+            "relative_path": os.path.relpath(path, Path(checkpoint_folder).resolve()),
+            "n_records": dataset.n_records, "attrs": dataset.attrs, "train_rows": list(train),
+            "val_rows": list(val)}
 
 
 def _check_resume(trainer_checkpoint, model: QtomoModel, dataset: Dataset,
@@ -419,7 +424,7 @@ def _fit(model: QtomoModel, dataset: Dataset, options: TrainOptions, *, out: Pat
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         torch.cuda.set_device(device)
     best_path, last_path, history_path = run_paths(out)
-    data = _provenance(dataset, train_rows, val_rows)
+    data = _provenance(dataset, train_rows, val_rows, best_path.parent)
 
     model.to(device)
     objective: nn.Module = _Objective(model)

@@ -162,15 +162,21 @@ def test_cli_bad_options_exit_2(dataset, tmp_path, capsys, argv, message):
     assert not out_json.exists()  # nothing written on bad input
 
 
-def test_data_without_log_prob_is_rejected(dataset, tmp_path, capsys):
+def test_data_without_log_prob_gives_no_kl_or_classical_fidelity(dataset, tmp_path, capsys):
     stripped = tmp_path / "stripped.h5"
     stripped.write_bytes(dataset.path.read_bytes())
     with h5py.File(stripped, "r+") as file:
         del file["log_prob"]
     checkpoint = write_checkpoint(tmp_path / "m.pt", dataset)
-    status = main(["evaluate", "--model", str(checkpoint), "--data", str(stripped), "--quiet",
-                   "--device", "cpu"])
-    assert status == 2 and "no /log_prob" in capsys.readouterr().err
+    status = main(["evaluate", "--model", str(checkpoint), "--data", str(stripped),
+                   "--device", "cpu", "--json", str(tmp_path / "e.json")])
+    table = capsys.readouterr().out
+    rows = [line.split("  ")[0] for line in table.splitlines()]
+    assert status == 0 and "NLL = E_P[-ln Q] (nats)" in rows
+    assert not [row for row in rows if ("KL" in row or "F_c" in row) and "note" not in row]
+    assert "KL(P||Q) and the classical fidelity are left out" in table
+    report = json.loads((tmp_path / "e.json").read_text())
+    assert "kl" not in report and "classical_fidelity" not in report and "nll" in report
 
 
 def test_exact_evaluation_above_the_limit_is_refused(tmp_path):

@@ -65,6 +65,13 @@ def test_default_output_name(tmp_path, monkeypatch):
         (["--J", "inf"], "finite"),
         (["--L", "1"], "L >= 2"),
         (["--state", "product", "--product-state", "up"], "unknown single-qubit state"),
+        (["--depolarizing", "1.5"], "depolarizing must be a probability in [0, 1]; got 1.5"),
+        (["--depolarizing", "-0.1"], "depolarizing must be a probability in [0, 1]"),
+        (["--dephasing", "nan"], "dephasing must be a probability in [0, 1]; got nan"),
+        (["--amplitude-damping", "inf"], "amplitude_damping must be a probability"),
+        (["--amplitude-damping", "x"], "invalid float value"),
+        (["--L", "11", "--method", "exact", "--depolarizing", "0.1"],
+         "handles L <= 10 for POVM 'pauli4' (K = 4) with a noise channel"),
     ],
 )
 def test_simulate_bad_input_exits_2_without_output(argv, message, tmp_path, capsys):

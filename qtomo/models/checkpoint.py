@@ -9,7 +9,8 @@ Layout of the saved dict (format version 1)::
                    hyperparameters  dict of the family's config fields
                    L, K          qubits, outcomes per qubit
                    povm          POVM name of the training data
-                   data          provenance of the training data: path, n_records, attrs (the
+                   data          provenance of the training data: path (absolute),
+                                 relative_path (from the checkpoint's folder), n_records, attrs (the
                                  dataset's root attributes), train_rows and val_rows ([start,
                                  stop) row ranges: the rows trained on and the validation rows)
                    training      summary: epochs run, best epoch, best val NLL, options, …
@@ -174,6 +175,27 @@ def load(path: str | Path, map_location: str | torch.device = "cpu") -> QtomoMod
         True
     """
     return load_checkpoint(path, map_location).model
+
+
+def training_data_path(checkpoint: Checkpoint) -> Path | None:
+    """The training dataset of a checkpoint: its recorded absolute path if that file exists,
+    else its path relative to the checkpoint's folder (a moved run folder); None if unrecorded.
+
+    Raises:
+        CheckpointError: if a path is recorded but the file is at neither place.
+    """
+    data = checkpoint.config.get("data") or {}
+    recorded = data.get("path")
+    relative = data.get("relative_path")
+    if recorded is None and relative is None:
+        return None
+    candidates = [Path(p) for p in (recorded,) if p is not None]
+    candidates += [checkpoint.path.parent / relative] if relative is not None else []
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    raise CheckpointError(f"{checkpoint.path}: its training dataset is at neither "
+                          f"{' nor '.join(map(str, candidates))}; give --data")
 
 
 def describe(checkpoint: Checkpoint) -> str:

@@ -35,6 +35,7 @@ __all__ = [
     "EXACT_MAX_L",
     "ExactDistribution",
     "ExactState",
+    "MixedState",
     "SINGLE_QUBIT_STATES",
     "bond_entropies",
     "exact_limit",
@@ -102,16 +103,24 @@ def _check_exact_L(L: int) -> None:
 
 
 def expectation_pauli_string(psi: np.ndarray, string: Mapping[int, str]) -> float:
-    """⟨ψ|⊗_i σ_i|ψ⟩ for a Pauli string {site: "X" | "Y" | "Z"} (real part; exact for Hermitian).
+    """⟨ψ|⊗_i σ_i|ψ⟩, or Tr(ρ ⊗_i σ_i) for a density matrix, for a Pauli string
+    {site: "X" | "Y" | "Z"} (real part; exact for Hermitian).
 
     Args:
-        psi: (2^L,) complex, normalised.
+        psi: (2^L,) complex, normalised, or a (2^L, 2^L) density matrix.
         string: sites to Pauli letters; unnamed sites carry the identity.
+
+    Example:
+        >>> rho = np.diag([0.5, 0, 0, 0.5]).astype(complex)      # (|00⟩⟨00| + |11⟩⟨11|)/2
+        >>> expectation_pauli_string(rho, {0: "Z", 1: "Z"})
+        1.0
     """
-    L = sites_from_size(psi.size, 2, "amplitudes")
-    phi = psi.reshape((2,) * L)
+    L = sites_from_size(psi.shape[0], 2, "amplitudes")
+    phi = psi.reshape((2,) * (L * psi.ndim))  # a density matrix: ket axes first
     for site, letter in string.items():
         phi = np.moveaxis(np.tensordot(PAULI[letter], phi, axes=([1], [site])), 0, site)
+    if psi.ndim == 2:
+        return float(np.trace(phi.reshape(psi.shape)).real)
     return float(np.vdot(psi, phi.reshape(-1)).real)
 
 
@@ -163,19 +172,11 @@ class ExactState:
         """Reference values (README "The dataset file"): energy (if H), X, Z (L,), ZZ, XX (L, L),
         entropy, psi."""
         L, psi = self.L, self.psi
-        probabilities = np.abs(psi) ** 2
-        spins = 1 - 2 * ((np.arange(psi.size)[:, None] >> (L - 1 - np.arange(L))) & 1)  # (D, L)
         # the Hadamard transform H^{⊗L} makes X diagonal: ⟨X_i X_j⟩ = Σ |ψ̃_s|² x_i x_j
-        tilde = psi.reshape((2,) * L)
-        hadamard = np.array([[1, 1], [1, -1]]) * _S
-        for site in range(L):
-            tilde = np.moveaxis(np.tensordot(hadamard, tilde, axes=([1], [site])), 0, site)
-        x_probabilities = np.abs(tilde.reshape(-1)) ** 2
+        tilde = _hadamard_all(psi.reshape((2,) * L), range(L)).reshape(-1)
         references = {
-            "X": spins.T @ x_probabilities,
-            "Z": spins.T @ probabilities,
-            "ZZ": np.einsum("d,di,dj->ij", probabilities, spins, spins),
-            "XX": np.einsum("d,di,dj->ij", x_probabilities, spins, spins),
+            **_spin_moments(np.abs(psi) ** 2, "Z"),
+            **_spin_moments(np.abs(tilde) ** 2, "X"),
             "entropy": bond_entropies(psi),
             "psi": psi.copy(),
         }
@@ -187,13 +188,83 @@ class ExactState:
 
     def distribution(self, povm: POVM, device: str | torch.device = "cpu") -> ExactDistribution:
         """The exact POVM distribution P(a) = Tr(M_a |ψ⟩⟨ψ|) over all K^L records."""
-        if self.L > exact_limit(povm.K):
-            raise QtomoError(
-                f"the exact POVM table needs L <= {exact_limit(povm.K)} for POVM {povm.name!r} "
-                f"(K = {povm.K}); got L = {self.L}"
-            )
+        _check_table(self.L, povm)
         rho = np.outer(self.psi, self.psi.conj())
         return ExactDistribution(povm, born_probabilities(rho, povm))
+
+
+def _hadamard_all(tensor: np.ndarray, axes) -> np.ndarray:
+    """The Hadamard gate (|0⟩⟨+| + |1⟩⟨−|) applied to each listed axis of a (2, 2, …) tensor."""
+    hadamard = np.array([[1, 1], [1, -1]]) * _S
+    for axis in axes:
+        tensor = np.moveaxis(np.tensordot(hadamard, tensor, axes=([1], [axis])), 0, axis)
+    return tensor
+
+
+def _spin_moments(probabilities: np.ndarray, letter: str) -> dict[str, np.ndarray]:
+    """⟨σ_i⟩ (L,) and ⟨σ_i σ_j⟩ (L, L) from the distribution (D,) of σ's eigenbasis records."""
+    L = int(probabilities.size).bit_length() - 1
+    spins = 1 - 2 * ((np.arange(probabilities.size)[:, None] >> (L - 1 - np.arange(L))) & 1)
+    return {letter: spins.T @ probabilities,  # spins: (D, L), ±1
+            letter * 2: np.einsum("d,di,dj->ij", probabilities, spins, spins)}
+
+
+@dataclass(frozen=True)
+class MixedState:
+    """A mixed state of L qubits held as a dense density matrix (the noisy exact path).
+
+    Attributes:
+        rho: (2^L, 2^L) complex128, Hermitian, unit trace, positive semidefinite.
+        attrs: provenance for the dataset root (state, its parameters, the channel).
+        hamiltonian: the TFIM of the state before the noise, or None.
+
+    Example:
+        >>> rho = np.diag([0.5, 0, 0, 0.5]).astype(complex)    # (|00⟩⟨00| + |11⟩⟨11|)/2
+        >>> refs = MixedState(rho).references()
+        >>> [float(refs[name][0, 1]) for name in ("ZZ", "XX")], float(refs["purity"])
+        ([1.0, 0.0], 0.5)
+    """
+
+    rho: np.ndarray
+    attrs: dict = field(default_factory=dict)
+    hamiltonian: TFIM | None = None
+    method: str = field(default="exact", init=False)
+
+    @property
+    def L(self) -> int:
+        return sites_from_size(self.rho.shape[0], 2, "rows of a density matrix")
+
+    def references(self) -> dict[str, np.ndarray]:
+        """Energy Tr(Hρ) (if H), X, Z (L,), ZZ, XX (L, L), purity Tr ρ² and rho itself.
+
+        ⟨Z_i Z_j⟩ needs only diag ρ; ⟨X_i X_j⟩ the diagonal of H^{⊗L} ρ H^{⊗L}. The entanglement
+        entropy of a mixed state is not a block entropy, so ``entropy`` is absent.
+        """
+        L, rho = self.L, self.rho
+        tilde = _hadamard_all(rho.reshape((2,) * (2 * L)), range(2 * L)).reshape(rho.shape)
+        references = {
+            **_spin_moments(np.diagonal(rho).real.copy(), "Z"),
+            **_spin_moments(np.diagonal(tilde).real.copy(), "X"),
+            "purity": np.float64(np.vdot(rho, rho).real),  # Σ |ρ_st|² = Tr ρ² (ρ Hermitian)
+            "rho": rho.copy(),
+        }
+        if self.hamiltonian is not None:  # Tr(Hρ) = Σ_st H_st ρ_ts
+            H = self.hamiltonian.sparse_matrix()
+            references["energy"] = np.float64(H.multiply(rho.T).sum().real)
+        return references
+
+    def distribution(self, povm: POVM, device: str | torch.device = "cpu") -> ExactDistribution:
+        """The exact POVM distribution P(a) = Tr(M_a ρ) over all K^L records."""
+        _check_table(self.L, povm)
+        return ExactDistribution(povm, born_probabilities(self.rho, povm))
+
+
+def _check_table(L: int, povm: POVM) -> None:
+    if L > exact_limit(povm.K):
+        raise QtomoError(
+            f"the exact POVM table needs L <= {exact_limit(povm.K)} for POVM {povm.name!r} "
+            f"(K = {povm.K}); got L = {L}"
+        )
 
 
 class ExactDistribution:

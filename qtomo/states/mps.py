@@ -42,8 +42,8 @@ from qtomo.states.exact import single_qubit_state, spectrum_entropy
 from qtomo.states.hamiltonians import TFIM
 from qtomo.states.mps_sampler import MPSDistribution
 
-__all__ = ["MPSState", "check_mps_shapes", "ghz_mps", "mps_to_vector", "product_mps", "tfim_mps",
-           "vector_to_mps"]
+__all__ = ["MPSState", "check_mps_shapes", "correlations", "ghz_mps", "mps_to_vector",
+           "product_mps", "tfim_mps", "vector_to_mps"]
 
 _CANONICAL_TOL = 1e-8
 _PARITY_TOL = 1e-6
@@ -113,36 +113,67 @@ class MPSState:
 
         Cost O(L² χ³) for the correlation matrices (one sweep right of each site i).
         """
-        L = self.L
+        references: dict[str, np.ndarray | list[np.ndarray]] = correlations(
+            self.tensors, {"X": PAULI["X"], "Z": PAULI["Z"]}, self.hamiltonian
+        )
         environments = [np.ones((1, 1), dtype=np.complex128)]  # G_0 … G_{L-1}
         for B in self.tensors[:-1]:
             environments.append(_transfer(environments[-1], B))
-        references: dict[str, np.ndarray | list[np.ndarray]] = {}
-        for letter in ("X", "Z"):
-            single = np.zeros(L)
-            pair = np.eye(L)
-            for i, (G, B) in enumerate(zip(environments, self.tensors, strict=True)):
-                F = _transfer(G, B, PAULI[letter])
-                single[i] = np.trace(F).real
-                for j in range(i + 1, L):
-                    pair[i, j] = pair[j, i] = np.trace(
-                        _transfer(F, self.tensors[j], PAULI[letter])
-                    ).real
-                    F = _transfer(F, self.tensors[j])
-            references[letter], references[letter * 2] = single, pair
         references["entropy"] = np.array(
             [spectrum_entropy(np.linalg.eigvalsh(G)) for G in environments[1:]], dtype=np.float64
-        ).reshape(L - 1)
-        if self.hamiltonian is not None:
-            H = self.hamiltonian
-            zz = sum(references["ZZ"][i, j] for i, j in H.bonds)
-            references["energy"] = np.float64(-H.J * zz - H.h * references["X"].sum())
+        ).reshape(self.L - 1)
         references["mps"] = self.mps
         return references
 
     def distribution(self, povm: POVM, device: str | torch.device = "cpu") -> MPSDistribution:
         """The POVM distribution P(a) = Tr(M_a |ψ⟩⟨ψ|), sampled and evaluated from the MPS."""
         return MPSDistribution(self.tensors, povm, device=device)
+
+
+def correlations(
+    tensors: Sequence[np.ndarray], operators: dict[str, np.ndarray], hamiltonian: TFIM | None = None
+) -> dict[str, np.ndarray]:
+    """⟨O_i⟩ and ⟨O_i O_j⟩ (i ≠ j; diagonal 1) of a right-canonical MPS for each named O.
+
+    With operators {"X": X, "Z": Z} these are the references ⟨X_i⟩, ⟨X_i X_j⟩, ⟨Z_i⟩, ⟨Z_i Z_j⟩;
+    with the Heisenberg-picture operators {"X": E†(X), "Z": E†(Z)} of a local channel E they are
+    the noisy state's (README "Noisy states"). The diagonal is 1 because σ_i² = 1 holds in any
+    state (it is not ⟨O_i O_i⟩ for O = E†(σ)). With a TFIM also ``energy`` = −J Σ_bonds ⟨Z_iZ_j⟩
+    − h Σ ⟨X_i⟩ (needs "X" and "Z"). Cost O(L² χ³) per operator.
+
+    Args:
+        tensors: L right-canonical tensors (χ_i, 2, χ_{i+1}).
+        operators: name → (2, 2) complex operator.
+        hamiltonian: the TFIM whose energy to add, or None.
+
+    Returns:
+        name → (L,) float64 and name*2 → (L, L) float64 (real parts), and maybe ``energy``.
+
+    Example:
+        >>> refs = correlations(ghz_mps(4).tensors, {"Z": PAULI["Z"], "X": PAULI["X"]})
+        >>> [round(float(refs[name][0, 3]), 12) for name in ("ZZ", "XX")]
+        [1.0, 0.0]
+    """
+    L = len(tensors)
+    environments = [np.ones((1, 1), dtype=np.complex128)]  # G_0 … G_{L-1}
+    for B in tensors[:-1]:
+        environments.append(_transfer(environments[-1], B))
+    references: dict[str, np.ndarray] = {}
+    for name, op in operators.items():
+        single = np.zeros(L)
+        pair = np.eye(L)
+        for i, (G, B) in enumerate(zip(environments, tensors, strict=True)):
+            F = _transfer(G, B, op)
+            single[i] = np.trace(F).real
+            for j in range(i + 1, L):
+                pair[i, j] = pair[j, i] = np.trace(_transfer(F, tensors[j], op)).real
+                F = _transfer(F, tensors[j])
+        references[name], references[name * 2] = single, pair
+    if hamiltonian is not None:
+        H = hamiltonian
+        zz = sum(references["ZZ"][i, j] for i, j in H.bonds)
+        references["energy"] = np.float64(-H.J * zz - H.h * references["X"].sum())
+    return references
 
 
 def _expectation(tensors: Sequence[np.ndarray], string: dict[int, str]) -> float:
@@ -239,8 +270,14 @@ def mps_to_vector(mps: Sequence[np.ndarray]) -> np.ndarray:
     return psi.reshape(-1)
 
 
-def vector_to_mps(psi: np.ndarray) -> list[np.ndarray]:
-    """An exact MPS of ψ (2^L,) by successive SVDs: left-canonical, only zero weights dropped.
+def vector_to_mps(psi: np.ndarray, canonical: str = "left") -> list[np.ndarray]:
+    """An exact MPS of ψ (2^L,) by successive SVDs, only zero weights dropped.
+
+    Args:
+        psi: (2^L,) complex.
+        canonical: ``"left"`` (SVDs from qubit 0 on) or ``"right"`` (Σ_s B^s B^s† = 1, the
+            form :class:`~qtomo.states.mps_sampler.MPSDistribution` samples from: the left form
+            of the mirrored state, mirrored back).
 
     Returns:
         L tensors (χ_l, 2, χ_r) complex128 with χ_l = 1 first and χ_r = 1 last.
@@ -249,9 +286,17 @@ def vector_to_mps(psi: np.ndarray) -> list[np.ndarray]:
         >>> psi = np.random.default_rng(0).normal(size=16).astype(complex)
         >>> bool(np.allclose(mps_to_vector(vector_to_mps(psi)), psi))
         True
+        >>> B = vector_to_mps(psi / np.linalg.norm(psi), canonical="right")
+        >>> bool(np.allclose(mps_to_vector(B), psi / np.linalg.norm(psi)))
+        True
     """
     psi = np.asarray(psi, dtype=np.complex128)
     L = sites_from_size(psi.size, 2, "amplitudes")
+    if canonical == "right":
+        mirrored = psi.reshape((2,) * L).transpose(tuple(range(L - 1, -1, -1))).reshape(-1)
+        return [B.transpose(2, 1, 0) for B in reversed(vector_to_mps(mirrored))]
+    if canonical != "left":
+        raise QtomoError(f"canonical form {canonical!r} must be 'left' or 'right'")
     tensors, rest = [], psi.reshape(1, -1)
     for _ in range(L - 1):
         chi = rest.shape[0]

@@ -97,7 +97,8 @@ class MPSDistribution:
             C = np.einsum("rs,asc->arc", vectors.conj(), B)  # (χl, R, χr)
             block = np.stack([np.stack([C.real, C.imag], 2), np.stack([-C.imag, C.real], 2)])
             self._C.append(torch.as_tensor(block.reshape(2 * B.shape[0], -1), device=self.device))
-        self.rank_one = self.R == self.K  # every element rank one: parent is a permutation
+        # every element rank one (parent a permutation); a POVM with a zero element is not
+        self.rank_one = bool(np.array_equal(np.sort(parent), np.arange(self.K)))
         self._refined = torch.empty(self.K, dtype=torch.int64, device=self.device)
         per_record = 8 * (4 * self.L + 4 * self.R * max(self.chi))  # sampling pass
         self.tables = False  # rank-one POVMs need no mixed pass
