@@ -374,3 +374,24 @@ def test_cli_evaluates_a_gan_from_its_samples(tiny_data, tmp_path, capsys):
     assert "nll" not in report and report["classical_fidelity"]["method"] == "histogram"
     assert main(["evaluate", "--model", str(out), "--method", "exact", "--quiet"]) == 2
     assert capsys.readouterr().err.startswith("qtomo: error: the gan model has no log_prob")
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("family", ["cnn", "rbm", "vae", "gan"])
+def test_new_families_run_on_cuda(family):
+    torch.manual_seed(0)
+    model = build(family, L=4, K=4, **({"hidden": 16} if family != "cnn" else {})).to("cuda")
+    generator = torch.Generator("cuda").manual_seed(0)
+    a = model.sample(500, generator=generator)
+    assert a.device.type == "cuda" and a.shape == (500, 4)
+    if family == "gan":
+        optimizer = torch.optim.AdamW(model.parameters(), **model.optimizer_defaults)
+        assert torch.isfinite(model.train_step(a, optimizer, 1.0))
+        assert model.eval().training_nll(a).device.type == "cuda"
+        return
+    model.train()
+    model.training_nll(a).mean().backward()
+    with torch.no_grad():
+        log_q = model.eval().log_prob(torch.as_tensor(enumerate_outcomes(4, 4), device="cuda"))
+    assert log_q.device.type == "cuda"
+    assert log_q.double().exp().sum().item() == pytest.approx(1.0, abs=0.02)
