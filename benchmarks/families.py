@@ -5,9 +5,10 @@ Two datasets, simulated once into ``benchmarks/results/data/`` (seed 0):
 - TFIM L = 10, h = 1, ``pauli4``, 10^5 records (exact path);
 - GHZ L = 8, ``pauli6``, 5·10^3 records.
 
-Each family is built with its default hyperparameters, trained by :func:`qtomo.train.fit` with the
-recipe in :data:`RECIPES` (default training options otherwise: up to 20 epochs, early stopping
-after 5 without a better validation figure, the last 10 % of rows held out) and evaluated by
+Each family is built with its default hyperparameters, trained by :func:`qtomo.train.fit` with
+the family's ``train_defaults`` (what ``qtomo fit`` uses; default training options otherwise: up
+to 20 epochs, early stopping after 5 without a better validation figure, the last 10 % of rows
+held out) and evaluated by
 :func:`qtomo.evaluate.evaluate` on the held-out rows (exact sums over all K^L records where the
 family has a likelihood; from model samples for ``gan``). Reported per family and dataset:
 
@@ -52,16 +53,11 @@ from common import RESULTS, best_time, report
 from qtomo.data import read_dataset
 from qtomo.device import resolve_device
 from qtomo.evaluate import evaluate
-from qtomo.models import FAMILIES, build, load_checkpoint
+from qtomo.models import FAMILIES, build, family_classes, load_checkpoint
 from qtomo.reconstruct import QuantumFidelity
 from qtomo.simulate import simulate
 from qtomo.train import TrainOptions, fit
 
-#: training options per family where the defaults are not its recipe (README "Model families")
-RECIPES: dict[str, dict] = {
-    "rbm": {"lr": 1e-2},
-    "gan": {"lr": 1e-3, "ema": 0.999, "batch_size": 128},
-}
 #: (name, simulate arguments): the two datasets
 DATASETS = {
     "tfim10": {"state": "tfim", "L": 10, "h": 1.0, "povm": "pauli4", "samples": 100_000},
@@ -99,7 +95,8 @@ def sampling_rate(family: str, K: int, n: int, device: torch.device) -> float:
 def run(family: str, data_name: str, path: Path, *, quick: bool, samples: int, sample_n: int,
         method: str, device: torch.device, out: Path) -> dict:
     dataset = read_dataset(path)
-    options = TrainOptions(**{**RECIPES.get(family, {}), **({"epochs": 1} if quick else {})})
+    recipe = family_classes(family)[0].train_defaults  # what qtomo fit uses for the family
+    options = TrainOptions(**{**recipe, **({"epochs": 1} if quick else {})})
     torch.manual_seed(0)
     model = build(family, L=dataset.L, K=dataset.K)
     result = fit(model, dataset, options, out=out / f"{data_name}_{family}.pt", device=device,
@@ -161,7 +158,9 @@ def main() -> None:
                   json.dumps({k: v for k, v in row.items() if k in ("F_c", "KL")}), flush=True)
             rows.append(row)
     report("families_quick" if args.quick else "families", rows,
-           {"datasets": {name: specs[name] for name in args.data}, "recipes": RECIPES,
+           {"datasets": {name: specs[name] for name in args.data},
+            "recipes": {family: family_classes(family)[0].train_defaults
+                        for family in args.families},
             "device": str(device)})
 
 

@@ -6,7 +6,9 @@ interface"): a trained network, the truth of a dataset
 or a physical model family. The evaluation
 annotates its arguments with :class:`Distribution` instead of probing attributes; a distribution
 that can list all K^L probabilities faster than one ``log_prob`` per record (the autoregressive
-tree walk) also satisfies :class:`EnumerableDistribution`.
+tree walk) also satisfies :class:`EnumerableDistribution`; one that is the Born rule of an
+explicit tensor-network state (the ``mps`` and ``lpdo`` families) satisfies
+:class:`PhysicalState`, and the evaluation then contracts the state instead of sampling it.
 
 This module holds the operations every consumer shares: ``log_prob`` of many records in batches
 (:func:`log_prob_batched`), samples in batches (:func:`sample_batches`), the whole table Q(a) for
@@ -39,6 +41,7 @@ __all__ = [
     "ENUMERATE_MAX_L",
     "Distribution",
     "EnumerableDistribution",
+    "PhysicalState",
     "check_enumerable",
     "distribution_device",
     "enumerate_probabilities",
@@ -70,6 +73,17 @@ class Distribution(Protocol):
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """n records drawn from Q; LongTensor (n, L)."""
+        ...
+
+
+@runtime_checkable
+class PhysicalState(Distribution, Protocol):
+    """A distribution Q(a) = Tr(M_a ρ) of a state held as tensors (README "Physical model
+    families"): fidelities, observables and entanglement come from contracting them, exactly."""
+
+    def tensors(self) -> list[np.ndarray]:
+        """The normalised, right-canonical state: L complex128 arrays (χ_l, 2, χ_r) (pure) or
+        (χ_l, 2, κ, χ_r) (ρ = Tr_κ |X⟩⟨X|)."""
         ...
 
 

@@ -19,7 +19,11 @@ figure are made from it in :mod:`qtomo.report`. What it computes, each in its ow
   autoregressive model above the exact limit the Pauli strings, and the fidelity of a GHZ
   target, use masked ancestral sampling (:mod:`qtomo.products`);
 - **reduced states of blocks** (:mod:`qtomo.blocks`) of k contiguous sites at any L, from the
-  model, the data alone and exact samples of the target, against the target's reduced state.
+  model, the data alone and exact samples of the target, against the target's reduced state;
+- for a **physical model** (:class:`~qtomo.distribution.PhysicalState`: ``mps``, ``lpdo``) the
+  state itself is contracted instead (README "Physical model families"): the fidelity exactly at
+  any L, the observables without Monte Carlo error, ρ straight from the tensors for small L, and
+  the entanglement entropy at every bond beside ``/reference/entropy``.
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ from qtomo.data import Dataset
 from qtomo.distribution import (
     ENUMERATE_MAX_L,
     Distribution,
+    PhysicalState,
     distribution_device,
     enumerate_probabilities,
     sample_batches,
@@ -70,6 +75,7 @@ from qtomo.observables import (
 )
 from qtomo.products import ghz_fidelity, masked_expectation, operator_tables, pauli_operators
 from qtomo.reconstruct import (
+    ContractedFidelity,
     FidelityWarning,
     QuantumFidelity,
     Reconstruction,
@@ -78,11 +84,18 @@ from qtomo.reconstruct import (
     mps_fidelity,
 )
 from qtomo.states.exact import expectation_pauli_string
-from qtomo.states.hamiltonians import hamiltonian_from_attrs
-from qtomo.states.mps import mps_to_vector, vector_to_mps
+from qtomo.states.hamiltonians import TFIM, hamiltonian_from_attrs
+from qtomo.states.mps import (
+    mps_to_vector,
+    pauli_expectation,
+    pure_state_fidelity,
+    state_density_matrix,
+    state_references,
+    vector_to_mps,
+)
 from qtomo.states.mps_sampler import MPSDistribution
 
-__all__ = ["METHODS", "EnsembleEvaluation", "Evaluation", "ObservableComparison",
+__all__ = ["METHODS", "EnsembleEvaluation", "Entanglement", "Evaluation", "ObservableComparison",
            "ensemble_checkpoints", "evaluate", "evaluate_ensemble", "unseen_rows", "z_score"]
 
 #: ``auto`` = exact sums for L ≤ ENUMERATE_MAX_L, Monte Carlo above
@@ -209,6 +222,23 @@ def z_score(entry: dict) -> float | list | None:
 
 
 @dataclass(frozen=True)
+class Entanglement:
+    """Von Neumann entanglement entropy S_b = −Σ λ² ln λ² (nats) at each bond b | b+1 of a pure
+    physical model's state, beside the dataset's ``/reference/entropy`` (None without one)."""
+
+    model: np.ndarray
+    reference: np.ndarray | None
+
+    def as_dict(self) -> dict:
+        """``{"model": [L−1], "reference": [L−1] or None, "max_abs_difference"}``."""
+        reference = None if self.reference is None else np.asarray(self.reference, float)
+        return {"model": np.asarray(self.model, float).tolist(),
+                "reference": None if reference is None else reference.tolist(),
+                "max_abs_difference": None if reference is None or reference.size == 0
+                else float(np.abs(self.model - reference).max())}
+
+
+@dataclass(frozen=True)
 class Evaluation:
     """Everything :func:`evaluate` computes, typed; :meth:`as_dict` gives the JSON of
     ``qtomo evaluate --json`` (README "Evaluation and reconstruction").
@@ -223,23 +253,25 @@ class Evaluation:
         data: summary of the dataset (path, L, K, POVM, N, state parameters).
         warnings: what the reader of the numbers must know.
         reduced_states: the blocks' reduced states (model, data alone, exact samples).
+        entanglement: the bond entropies of a pure physical model's state, else None.
     """
 
     classical: ClassicalMetrics
     test_rows: tuple[int, int]
-    fidelity: QuantumFidelity | SampledFidelity | None
+    fidelity: QuantumFidelity | SampledFidelity | ContractedFidelity | None
     reconstruction: Reconstruction | None
     observables: ObservableComparison
     model: dict[str, Any]
     data: dict[str, Any]
     warnings: tuple[str, ...] = field(default=())
     reduced_states: tuple[ReducedState, ...] = field(default=())
+    entanglement: Entanglement | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready dict: ``nll``, ``kl``, ``classical_fidelity``, ``quantum_fidelity``,
         ``observables``, ``n_test``, ``model``, ``data``, ``entropy``, ``test_rows``,
-        ``density_matrix`` (small L), ``reduced_states`` and ``warnings``; every estimate
-        ``{"value", "stderr"}``."""
+        ``density_matrix`` (small L), ``reduced_states``, ``entanglement_entropy`` (pure
+        physical models) and ``warnings``; every estimate ``{"value", "stderr"}``."""
         report = {**self.classical.as_dict(),
                   "quantum_fidelity": None if self.fidelity is None else self.fidelity.as_dict(),
                   "observables": self.observables.as_dict(),
@@ -248,6 +280,8 @@ class Evaluation:
             exact_fidelity = self.fidelity if isinstance(self.fidelity, QuantumFidelity) else None
             report["density_matrix"] = self.reconstruction.diagnostics(exact_fidelity)
         report["reduced_states"] = [state.as_dict() for state in self.reduced_states]
+        if self.entanglement is not None:
+            report["entanglement_entropy"] = self.entanglement.as_dict()
         report["warnings"] = list(self.warnings)
         return report
 
@@ -342,9 +376,21 @@ def evaluate(model: Checkpoint | Distribution, dataset: Dataset, *,
         target = reference["rho"] if "rho" in reference else (
             None if target is None else noise.apply(np.outer(target, target.conj())))
 
-    fidelity: QuantumFidelity | SampledFidelity | None = None
+    fidelity: QuantumFidelity | SampledFidelity | ContractedFidelity | None = None
     reconstruction = None
-    if exact:
+    entanglement = None
+    if isinstance(model, PhysicalState):
+        pure = None if noise.active else (
+            reference.get("mps") or (None if target is None else vector_to_mps(target)))
+        fidelity, reconstruction, model_obs, entanglement = _physical_state_figures(
+            model.tensors(), target, pure, reference.get("entropy"), hamiltonian, strings,
+            dense=exact)
+        # the blocks' reduced states from exact samples of the model (its sampler is cheap)
+        generator = torch.Generator(device=distribution_device(model)).manual_seed(seed)
+        model_blocks = BlockCounts.from_records(
+            sample_batches(model, samples, _CHUNK, generator) if block_list else (),
+            block_list, dataset.K)
+    elif exact:
         probabilities = enumerate_probabilities(model, batch_size=batch_size, quiet=quiet)
         reconstruction = density_matrix(probabilities, povm)
         if target is not None:
@@ -415,7 +461,44 @@ def evaluate(model: Checkpoint | Distribution, dataset: Dataset, *,
                  if key in _DATA_ATTRS}},
         warnings=tuple(notes),
         reduced_states=states,
+        entanglement=entanglement,
     )
+
+
+def _physical_state_figures(
+    tensors: list[np.ndarray], target: np.ndarray | None, pure: list[np.ndarray] | None,
+    reference_entropy: np.ndarray | None, hamiltonian: TFIM | None,
+    strings: dict[str, dict[int, str]], *, dense: bool,
+) -> tuple[QuantumFidelity | ContractedFidelity | None, Reconstruction | None, Observables,
+           Entanglement | None]:
+    """Fidelity, ρ (if ``dense``), observables and bond entropies of a physical model's state,
+    all by contraction of its tensors (no Monte Carlo error).
+
+    ``target`` is the dense reference (vector, or density matrix of a noisy state) used with
+    ``dense``; ``pure`` the reference MPS contracted with the tensors otherwise (None for a noisy
+    dataset: no fidelity above the dense limit).
+    """
+    values = state_references(tensors, hamiltonian)
+
+    def exact(value) -> Estimate:
+        value = np.asarray(value, dtype=np.float64)
+        return Estimate._wrap(value, np.zeros_like(value))
+
+    observables = Observables(
+        X=exact(values["X"]), Z=exact(values["Z"]), XX=exact(values["XX"]),
+        ZZ=exact(values["ZZ"]), energy=None if hamiltonian is None else exact(values["energy"]),
+        strings={text: exact(pauli_expectation(tensors, string))
+                 for text, string in strings.items()},
+        n_samples=None)
+    reconstruction = Reconstruction(state_density_matrix(tensors)) if dense else None
+    fidelity: QuantumFidelity | ContractedFidelity | None = None
+    if reconstruction is not None:
+        fidelity = None if target is None else reconstruction.fidelity(target)
+    elif pure is not None:
+        fidelity = ContractedFidelity(pure_state_fidelity(pure, tensors))
+    entanglement = (Entanglement(values["entropy"], reference_entropy)
+                    if "entropy" in values else None)
+    return fidelity, reconstruction, observables, entanglement
 
 
 def _masked_strings(model: AutoregressiveModel, povm, observables: Observables,
@@ -523,6 +606,8 @@ class EnsembleEvaluation:
                 value=mean("value"), physical=all(f.physical for f in fidelities),
                 min_eigenvalue=mean("min_eigenvalue"), projected=mean("projected"),
                 top_eigenvector=mean("top_eigenvector"), target=fidelities[0].target)
+        elif all(isinstance(f, ContractedFidelity) for f in fidelities):
+            fidelity = ContractedFidelity(float(np.mean([f.value for f in fidelities])))
         elif all(isinstance(f, SampledFidelity) for f in fidelities):
             fidelity = SampledFidelity(_pool([f.estimate for f in fidelities]),
                                        fidelities[0].samples, fidelities[0].method)

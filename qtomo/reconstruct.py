@@ -20,6 +20,8 @@ projection, :func:`project_to_physical`) and of the top eigenvector (the pure-st
   with a negative eigenvalue is reported with ``physical = False`` (it may then exceed 1).
 - any L: g(a) is contracted per sample through the target's MPS (:func:`pure_state_overlaps`);
   its variance can grow like 3^L, so a large relative error triggers a warning.
+- a physical model (``mps``, ``lpdo``) holds its state: F is contracted exactly at any L
+  (:class:`ContractedFidelity`).
 
 Limits: the explicit ρ needs the K^L table and a 2^L × 2^L matrix, L ≤
 :data:`qtomo.distribution.ENUMERATE_MAX_L`.
@@ -58,6 +60,7 @@ from qtomo.states.mps import check_mps_shapes
 __all__ = [
     "FidelityWarning",
     "QuantumFidelity",
+    "ContractedFidelity",
     "Reconstruction",
     "SampledFidelity",
     "density_matrix",
@@ -369,6 +372,18 @@ class SampledFidelity:
 
     def as_dict(self) -> dict:
         return {**self.estimate.as_dict(), "method": self.method, "samples": self.samples}
+
+
+@dataclass(frozen=True)
+class ContractedFidelity:
+    """F = ⟨ψ|ρ|ψ⟩ of a physical model's state (ρ ≥ 0 by construction) to a pure target,
+    contracted exactly through both tensor networks at any L
+    (:func:`qtomo.states.mps.pure_state_fidelity`): no sampling error."""
+
+    value: float
+
+    def as_dict(self) -> dict:
+        return {"value": self.value, "stderr": 0.0, "method": "contraction", "physical": True}
 
 
 def pure_state_overlaps(records: np.ndarray | torch.Tensor, mps: Sequence[np.ndarray],

@@ -27,7 +27,7 @@ from qtomo.blocks import BlockFigures, ReducedState
 from qtomo.errors import QtomoError
 from qtomo.evaluate import EnsembleEvaluation, Evaluation, z_score
 from qtomo.metrics import Estimate
-from qtomo.reconstruct import QuantumFidelity, SampledFidelity
+from qtomo.reconstruct import ContractedFidelity, QuantumFidelity, SampledFidelity
 
 __all__ = ["check_plot_path", "format_ensemble_report", "format_report", "plot_evaluation",
            "write_json"]
@@ -57,7 +57,9 @@ def _fidelity_label(mixed: bool) -> str:
             else "quantum fidelity <psi|rho|psi>")
 
 
-def _fidelity_cell(fidelity: QuantumFidelity | SampledFidelity) -> str:
+def _fidelity_cell(fidelity: QuantumFidelity | SampledFidelity | ContractedFidelity) -> str:
+    if isinstance(fidelity, ContractedFidelity):
+        return f"{fidelity.value:.6g} (exact, contracted)"
     if isinstance(fidelity, QuantumFidelity):
         text = f"{fidelity.value:.6g} (exact)"
         if not fidelity.physical:
@@ -87,6 +89,17 @@ def format_report(evaluation: Evaluation) -> str:
         rec = evaluation.reconstruction
         rows.append(("smallest eigenvalue of rho", f"{rec.min_eigenvalue:.3g}", "—", ">= 0"))
         rows.append(("purity Tr rho^2", f"{rec.purity:.6g}", "—", "<= 1"))
+    entanglement = evaluation.entanglement
+    if entanglement is not None and L > 1:
+        centre_bond = (L - 2) // 2
+        reference_entropy = entanglement.reference
+        rows.append((f"entanglement S at bond {centre_bond}|{centre_bond + 1} (nats)",
+                     f"{entanglement.model[centre_bond]:.6g} (exact)", "—",
+                     "—" if reference_entropy is None
+                     else f"{reference_entropy[centre_bond]:.6g}"))
+        difference = entanglement.as_dict()["max_abs_difference"]
+        if difference is not None:
+            rows.append(("  max over bonds |S_model − S_ref|", f"{difference:.3g}", "—", "0"))
     exact = observables.model.n_samples is None
     reference = observables.reference
     if observables.model.energy is not None:
@@ -120,7 +133,9 @@ def format_report(evaluation: Evaluation) -> str:
     lines.append(
         f"model: {evaluation.model['family']} (ln Q {evaluation.model['log_prob']}); "
         f"test records: {classical.n_test} (rows [{start}, {stop})); model observables: "
-        + ("exact sums over all K^L records" if samples is None else f"{samples} samples")
+        + ("exact, contracted from the state's tensors" if isinstance(
+            evaluation.fidelity, ContractedFidelity) or evaluation.entanglement is not None
+           else "exact sums over all K^L records" if samples is None else f"{samples} samples")
         + f"; data-only: {observables.data.n_samples} records")
     lines += [f"note: {warning}" for warning in evaluation.warnings]
     return "\n".join(lines)
@@ -291,7 +306,7 @@ def _series(axis, x: np.ndarray, model: Estimate, data: Estimate, reference, pic
                       label="data only" if side == "data" else side)
 
 
-def _fidelity_panel(axis, fidelity: QuantumFidelity | SampledFidelity | None,
+def _fidelity_panel(axis, fidelity: QuantumFidelity | SampledFidelity | ContractedFidelity | None,
                     states: tuple[ReducedState, ...]) -> None:
     blocks = [state for state in states if state.model.fidelity is not None]
     if not blocks:
@@ -305,6 +320,9 @@ def _fidelity_panel(axis, fidelity: QuantumFidelity | SampledFidelity | None,
                                     (fidelity.top_eigenvector, ":", "state, top eigenvector")):
             axis.axhline(min(value, 1.0), color="C2", ls=style, lw=1.2, label=label)
             lowest = min(lowest, value)
+    elif isinstance(fidelity, ContractedFidelity):
+        axis.axhline(fidelity.value, color="C2", lw=1.2, label="state (contracted)")
+        lowest = min(lowest, fidelity.value)
     elif fidelity is not None:
         value, stderr = fidelity.estimate
         axis.axhline(value, color="C2", lw=1.2, label=f"state ({fidelity.method})")
@@ -333,8 +351,11 @@ def _fidelity_panel(axis, fidelity: QuantumFidelity | SampledFidelity | None,
     axis.legend(fontsize="x-small")
 
 
-def _fidelity_bars(axis, fidelity: QuantumFidelity | SampledFidelity) -> None:
-    if isinstance(fidelity, QuantumFidelity):
+def _fidelity_bars(axis, fidelity: QuantumFidelity | SampledFidelity | ContractedFidelity
+                   ) -> None:
+    if isinstance(fidelity, ContractedFidelity):
+        labels, values, errors = ["contracted"], [fidelity.value], [0.0]
+    elif isinstance(fidelity, QuantumFidelity):
         labels = ["as built", "closest\nphysical", "top\neigenvector"]
         values = [fidelity.value, fidelity.projected, fidelity.top_eigenvector]
         errors = [0.0, 0.0, 0.0]

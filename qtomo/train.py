@@ -413,6 +413,9 @@ def _fit(model: QtomoModel, dataset: Dataset, options: TrainOptions, *, out: Pat
     if (dataset.L, dataset.K) != (model.L, model.K):
         raise QtomoError(f"dataset {dataset.path} has L = {dataset.L}, K = {dataset.K}; the "
                          f"{model.family} model was built for L = {model.L}, K = {model.K}")
+    if model.povm is not None and model.povm != dataset.povm:
+        raise QtomoError(f"dataset {dataset.path} was measured with POVM {dataset.povm.name!r}; "
+                         f"the {model.family} model's Born rule uses {model.povm.name!r}")
     train_rows, val_rows = split_rows(dataset.n_records, options.val_fraction)
     n_train = train_rows[1] - train_rows[0]
     if n_train < max(options.batch_size, world) or val_rows[1] == val_rows[0]:
@@ -504,6 +507,7 @@ def _fit(model: QtomoModel, dataset: Dataset, options: TrainOptions, *, out: Pat
                 if options.clip:
                     nn.utils.clip_grad_norm_(model.parameters(), options.clip)
                 optimizer.step()
+            model.after_step()
             scheduler.step()
             if average:
                 average.update(model, scheduler.last_epoch)
@@ -612,7 +616,8 @@ def fit_ensemble(family: str, dataset: Dataset, options: TrainOptions | None = N
     for member in range(members):
         seed = options.seed + member
         torch.manual_seed(seed)
-        model = build(family, L=dataset.L, K=dataset.K, **(hyperparameters or {}))
+        model = build(family, L=dataset.L, K=dataset.K, povm=dataset.povm,
+                      **(hyperparameters or {}))
         if not quiet:
             print(f"ensemble member {member + 1}/{members} (seed {seed})")
         results.append(fit(model, dataset, dataclasses.replace(options, seed=seed),

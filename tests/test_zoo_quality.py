@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from qtomo.data import read_dataset
-from qtomo.models import build
+from qtomo.models import build, family_classes
 from qtomo.povm import enumerate_outcomes, get_povm
 from qtomo.simulate import simulate
 from qtomo.states.exact import tfim_ground_state
@@ -22,13 +22,8 @@ from qtomo.train import TrainOptions, fit
 
 pytestmark = pytest.mark.slow
 
-#: training options per family (the README recipe)
-RECIPES = {
-    "cnn": {"epochs": 3},
-    "rbm": {"epochs": 8, "lr": 1e-2},
-    "vae": {"epochs": 15},
-    "gan": {"epochs": 14, "lr": 1e-3, "ema": 0.999, "batch_size": 128},
-}
+#: epochs per family; the other training options are the family's ``train_defaults``
+EPOCHS = {"cnn": 3, "rbm": 8, "vae": 15, "gan": 14}
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +38,8 @@ def tfim6(tmp_path_factory):
 def trained(family, tfim6):
     dataset, _, folder = tfim6
     torch.manual_seed(0)
-    options = TrainOptions(**{"batch_size": 256, "patience": 0, **RECIPES[family]})
+    options = TrainOptions(**{**family_classes(family)[0].train_defaults, "patience": 0,
+                              "epochs": EPOCHS[family]})
     started = time.perf_counter()
     model = fit(build(family, L=6, K=4), dataset, options, out=folder / f"{family}.pt",
                 device="cpu", quiet=True).model

@@ -7,19 +7,24 @@ A model is a normalised distribution Q(a) over POVM records a ∈ {0..K-1}^L::
     model.sample(n, generator=None) -> LongTensor[n, L]
     model.training_nll(a) -> Tensor[B]                # what the trainer minimises (default -ln Q)
     model.train_step(a, optimizer, clip)              # optional: a family's own update (gan)
+    model.after_step()                                # the trainer calls it after each step
+    model.povm                                        # the POVM Q refers to, or None
 
 Families hold their hyperparameters in a frozen dataclass ``model.config``; ``model.family`` is
-the registry name. Trainer, metrics and CLI use only this interface.
+the registry name. Trainer, metrics and CLI use only this interface. Families whose Q is the Born
+rule of a state (``mps``, ``lpdo``) hold their POVM (``needs_povm``): ``build`` hands it to them
+and the trainer checks that the data were measured with it; for the networks ``povm`` is None.
 """
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
 from qtomo.errors import QtomoError
+from qtomo.povm import POVM
 
 
 class QtomoModel(nn.Module):
@@ -32,11 +37,17 @@ class QtomoModel(nn.Module):
     has_log_prob: ClassVar[bool] = True
     #: keyword arguments of the trainer's AdamW that the family needs (``gan``: its betas)
     optimizer_defaults: ClassVar[dict] = {}
+    #: True when the constructor takes the POVM (``(L, K, config, povm)``): Q is a Born rule
+    needs_povm: ClassVar[bool] = False
+    #: training options (fields of :class:`qtomo.train.TrainOptions`) that ``qtomo fit`` uses
+    #: for this family unless given on the command line
+    train_defaults: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, L: int, K: int) -> None:
         super().__init__()
         self.L = int(L)
         self.K = int(K)
+        self.povm: POVM | None = None
 
     def log_prob(self, a: torch.Tensor) -> torch.Tensor:
         """ln Q(a) for a LongTensor (B, L) of outcomes; returns (B,) float."""
@@ -49,6 +60,9 @@ class QtomoModel(nn.Module):
     def training_nll(self, a: torch.Tensor) -> torch.Tensor:
         """Per-record objective minimised by the trainer, (B,) float; -ln Q(a) by default."""
         return -self.log_prob(a)
+
+    def after_step(self) -> None:
+        """Called by the trainer after every optimizer step (e.g. to rescale tensors); no-op."""
 
     @property
     def device(self) -> torch.device:

@@ -39,6 +39,7 @@ from qtomo.atomic import atomic_output
 from qtomo.errors import CheckpointError, QtomoError
 from qtomo.models.base import QtomoModel
 from qtomo.models.registry import build, hyperparameters
+from qtomo.povm import POVM
 
 FORMAT = "qtomo.checkpoint"
 VERSION = 1
@@ -145,12 +146,19 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if not isinstance(config, dict) or any(key not in config for key in _CONFIG_KEYS):
         raise CheckpointError(f"{path} has no valid config; expected the keys "
                               f"{', '.join(_CONFIG_KEYS)}")
+    state_dict = payload.get("state_dict")
+    if not isinstance(state_dict, dict):
+        raise CheckpointError(f"{path} has no state_dict")
     try:
-        model = build(config["family"], L=config["L"], K=config["K"], **config["hyperparameters"])
+        # a physical family keeps its POVM elements as a buffer; the networks need only the name
+        povm = (POVM(config["povm"], state_dict["povm_elements"].cpu().numpy())
+                if "povm_elements" in state_dict else config["povm"])
+        model = build(config["family"], L=config["L"], K=config["K"], povm=povm,
+                      **config["hyperparameters"])
     except QtomoError as error:
         raise CheckpointError(f"{path}: {error}") from None
     try:
-        model.load_state_dict(payload["state_dict"])
+        model.load_state_dict(state_dict)
     except (RuntimeError, KeyError, TypeError) as error:
         lines = str(error).strip().splitlines()  # a heading, then one line per problem
         reason = lines[min(1, len(lines) - 1)].strip()

@@ -39,7 +39,7 @@ Q = P.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -111,6 +111,8 @@ class GANModel(QtomoModel):
     #: Adam's first-moment decay 0.5 and second 0.9 (Gulrajani et al.): with the default 0.9 the
     #: momentum carries the generator around the critic's moving optimum and F_c stalls near 0.97
     optimizer_defaults: ClassVar[dict] = {"betas": (0.5, 0.9)}
+    #: the moving average of the weights is what makes the oscillating iterates usable
+    train_defaults: ClassVar[dict[str, Any]] = {"lr": 1e-3, "ema": 0.999, "batch_size": 128}
 
     def __init__(self, L: int, K: int, config: GANConfig) -> None:
         super().__init__(L, K)

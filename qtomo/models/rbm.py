@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -120,6 +121,8 @@ class RBMModel(QtomoModel):
     """
 
     family = "rbm"
+    #: the default 3e-3 learns the correlations too slowly (README "Model families")
+    train_defaults: ClassVar[dict[str, Any]] = {"lr": 1e-2}
 
     def __init__(self, L: int, K: int, config: RBMConfig) -> None:
         super().__init__(L, K)

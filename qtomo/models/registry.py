@@ -9,6 +9,7 @@ from typing import Any
 
 from qtomo.errors import QtomoError
 from qtomo.models.base import QtomoModel, check_hyperparameter
+from qtomo.povm import POVM, get_povm
 
 #: family name -> (module, model class, config class); how to add one: see :mod:`qtomo.models`
 FAMILIES: dict[str, tuple[str, str, str]] = {
@@ -17,6 +18,8 @@ FAMILIES: dict[str, tuple[str, str, str]] = {
     "lstm": ("qtomo.models.rnn", "LSTMModel", "RecurrentConfig"),
     "transformer": ("qtomo.models.transformer", "TransformerModel", "TransformerConfig"),
     "flow": ("qtomo.models.flow", "ArgmaxFlow", "FlowConfig"),
+    "mps": ("qtomo.models.mps", "MPSModel", "MPSConfig"),
+    "lpdo": ("qtomo.models.mps", "LPDOModel", "LPDOConfig"),
     "cnn": ("qtomo.models.cnn", "CNNModel", "CNNConfig"),
     "rbm": ("qtomo.models.rbm", "RBMModel", "RBMConfig"),
     "vae": ("qtomo.models.vae", "VAEModel", "VAEConfig"),
@@ -38,13 +41,17 @@ def config_class(name: str) -> type:
     return family_classes(name)[1]
 
 
-def build(name: str, *, L: int, K: int, **hyperparameters: Any) -> QtomoModel:
+def build(name: str, *, L: int, K: int, povm: POVM | str | None = None,
+          **hyperparameters: Any) -> QtomoModel:
     """A freshly initialised model of family ``name`` for L qubits and K outcomes per qubit.
 
     Args:
         name: a key of :data:`FAMILIES` (``"rnn"``, ``"gru"``, ``"lstm"``, ``"transformer"``,
-            ``"flow"``, ``"cnn"``, …).
+            ``"flow"``, ``"mps"``, ``"lpdo"``, ``"cnn"``, …).
         L: qubits, ≥ 1. K: outcomes per qubit, ≥ 2.
+        povm: the POVM of the records (a :class:`~qtomo.povm.POVM` or a registered name);
+            needed by the physical families (``mps``, ``lpdo``), whose Q is the Born rule of
+            their state, and ignored by the others.
         **hyperparameters: fields of the family's config dataclass; the rest keep their
             defaults.
 
@@ -52,7 +59,8 @@ def build(name: str, *, L: int, K: int, **hyperparameters: Any) -> QtomoModel:
         The model (float32, on the CPU), with ``model.config`` its full hyperparameters.
 
     Raises:
-        QtomoError: unknown family, unknown hyperparameter, or a value out of range.
+        QtomoError: unknown family, unknown hyperparameter, a value out of range, or a
+            physical family without a POVM of K outcomes.
     """
     model_class, config = family_classes(name)
     check_hyperparameter(name, "L", L, low=1)
@@ -62,7 +70,16 @@ def build(name: str, *, L: int, K: int, **hyperparameters: Any) -> QtomoModel:
         if key not in known:
             raise QtomoError(f"unknown hyperparameter {key!r} for model {name!r}; "
                              f"expected one of: {', '.join(known)}")
-    return model_class(L, K, config(**hyperparameters))
+    if not model_class.needs_povm:
+        return model_class(L, K, config(**hyperparameters))
+    if povm is None:
+        raise QtomoError(f"model {name!r} is a quantum state and needs the POVM of the records "
+                         "(povm=…)")
+    povm = get_povm(povm) if isinstance(povm, str) else povm
+    if povm.K != K:
+        raise QtomoError(f"POVM {povm.name!r} has K = {povm.K} outcomes; the model was asked "
+                         f"for K = {K}")
+    return model_class(L, K, config(**hyperparameters), povm)
 
 
 def hyperparameters(model: QtomoModel) -> dict[str, Any]:
@@ -84,7 +101,9 @@ def hyperparameter_types() -> dict[str, type]:
     """
     types: dict[str, type] = {}
     for name in FAMILIES:
-        for key, kind in typing.get_type_hints(config_class(name)).items():
+        hints = typing.get_type_hints(config_class(name))  # also ClassVars: not fields
+        for key in (field.name for field in dataclasses.fields(config_class(name))):
+            kind = hints[key]
             if types.setdefault(key, kind) is not kind:
                 raise QtomoError(f"hyperparameter {key!r} of model {name!r} is {kind.__name__}; "
                                  f"another family declares it {types[key].__name__}")

@@ -43,7 +43,8 @@ from qtomo.states.hamiltonians import TFIM
 from qtomo.states.mps_sampler import MPSDistribution
 
 __all__ = ["MPSState", "check_mps_shapes", "correlations", "ghz_mps", "mps_to_vector",
-           "product_mps", "tfim_mps", "vector_to_mps"]
+           "pauli_expectation", "product_mps", "pure_state_fidelity", "right_canonical",
+           "state_density_matrix", "state_references", "tfim_mps", "vector_to_mps"]
 
 _CANONICAL_TOL = 1e-8
 _PARITY_TOL = 1e-6
@@ -113,15 +114,8 @@ class MPSState:
 
         Cost O(L² χ³) for the correlation matrices (one sweep right of each site i).
         """
-        references: dict[str, np.ndarray | list[np.ndarray]] = correlations(
-            self.tensors, {"X": PAULI["X"], "Z": PAULI["Z"]}, self.hamiltonian
-        )
-        environments = [np.ones((1, 1), dtype=np.complex128)]  # G_0 … G_{L-1}
-        for B in self.tensors[:-1]:
-            environments.append(_transfer(environments[-1], B))
-        references["entropy"] = np.array(
-            [spectrum_entropy(np.linalg.eigvalsh(G)) for G in environments[1:]], dtype=np.float64
-        ).reshape(self.L - 1)
+        references: dict[str, np.ndarray | list[np.ndarray]] = state_references(
+            self.tensors, self.hamiltonian)
         references["mps"] = self.mps
         return references
 
@@ -133,16 +127,19 @@ class MPSState:
 def correlations(
     tensors: Sequence[np.ndarray], operators: dict[str, np.ndarray], hamiltonian: TFIM | None = None
 ) -> dict[str, np.ndarray]:
-    """⟨O_i⟩ and ⟨O_i O_j⟩ (i ≠ j; diagonal 1) of a right-canonical MPS for each named O.
+    """⟨O_i⟩ and ⟨O_i O_j⟩ (i ≠ j; diagonal 1) of a right-canonical MPS or LPDO for each named O.
 
     With operators {"X": X, "Z": Z} these are the references ⟨X_i⟩, ⟨X_i X_j⟩, ⟨Z_i⟩, ⟨Z_i Z_j⟩;
     with the Heisenberg-picture operators {"X": E†(X), "Z": E†(Z)} of a local channel E they are
     the noisy state's (README "Noisy states"). The diagonal is 1 because σ_i² = 1 holds in any
     state (it is not ⟨O_i O_i⟩ for O = E†(σ)). With a TFIM also ``energy`` = −J Σ_bonds ⟨Z_iZ_j⟩
-    − h Σ ⟨X_i⟩ (needs "X" and "Z"). Cost O(L² χ³) per operator.
+    − h Σ ⟨X_i⟩ (needs "X" and "Z"). Cost O(L² χ³) per operator. Everything right of a site
+    contracts to the identity, so the tensors must be right-canonical and normalised (as
+    :func:`right_canonical` and a physical model's ``tensors()`` give).
 
     Args:
-        tensors: L right-canonical tensors (χ_i, 2, χ_{i+1}).
+        tensors: L right-canonical tensors (χ_i, 2, χ_{i+1}), or LPDO tensors
+            (χ_i, 2, κ, χ_{i+1}) of ρ = Tr_κ |X⟩⟨X| (README "Physical model families").
         operators: name → (2, 2) complex operator.
         hamiltonian: the TFIM whose energy to add, or None.
 
@@ -155,9 +152,7 @@ def correlations(
         [1.0, 0.0]
     """
     L = len(tensors)
-    environments = [np.ones((1, 1), dtype=np.complex128)]  # G_0 … G_{L-1}
-    for B in tensors[:-1]:
-        environments.append(_transfer(environments[-1], B))
+    environments = _environments(tensors)
     references: dict[str, np.ndarray] = {}
     for name, op in operators.items():
         single = np.zeros(L)
@@ -174,6 +169,79 @@ def correlations(
         zz = sum(references["ZZ"][i, j] for i, j in H.bonds)
         references["energy"] = np.float64(-H.J * zz - H.h * references["X"].sum())
     return references
+
+
+def _environments(tensors: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """Left environments G_0 = 1, G_{i+1} = Σ_{s,q} B^{s,q†} G_i B^{s,q}: G_0 … G_{L−1}."""
+    environments = [np.ones((1, 1), dtype=np.complex128)]
+    for B in tensors[:-1]:
+        environments.append(_transfer(environments[-1], B))
+    return environments
+
+
+def state_references(tensors: Sequence[np.ndarray],
+                     hamiltonian: TFIM | None = None) -> dict[str, np.ndarray]:
+    """⟨X_i⟩, ⟨Z_i⟩, ⟨X_iX_j⟩, ⟨Z_iZ_j⟩ (:func:`correlations`), bond entropies and ⟨H⟩ of a
+    right-canonical, normalised MPS or LPDO, exactly.
+
+    Args:
+        tensors: L right-canonical tensors (χ_l, 2, χ_r) (pure state) or (χ_l, 2, κ, χ_r)
+            (LPDO, ρ = Tr_κ |X⟩⟨X|).
+        hamiltonian: the TFIM whose energy to report, or None.
+
+    Returns:
+        ``X``, ``Z``: (L,) float64; ``XX``, ``ZZ``: (L, L) float64 with unit diagonal;
+        ``entropy``: (L-1,) float64 S_b = −Σ λ² ln λ² (nats) across bond b | b+1, the
+        eigenvalues of G_{b+1} being the squared Schmidt values (pure states only: absent for
+        an LPDO, whose bond spectrum is that of the purification); ``energy``: ⟨H⟩ when a
+        Hamiltonian is given. Cost O(L² χ³).
+
+    Example:
+        >>> refs = state_references(ghz_mps(4).mps)
+        >>> round(float(refs["ZZ"][0, 3]), 12), round(float(refs["entropy"][1]), 10)
+        (1.0, 0.6931471806)
+    """
+    references = correlations(tensors, {"X": PAULI["X"], "Z": PAULI["Z"]}, hamiltonian)
+    if all(np.ndim(B) == 3 for B in tensors):
+        references["entropy"] = np.array(
+            [spectrum_entropy(np.linalg.eigvalsh(G)) for G in _environments(tensors)[1:]],
+            dtype=np.float64).reshape(len(tensors) - 1)
+    return references
+
+
+def pauli_expectation(tensors: Sequence[np.ndarray], string: dict[int, str]) -> float:
+    """⟨⊗_i σ_i⟩ = Tr(ρ ⊗_i σ_i) / Tr ρ for a Pauli string {site: "X" | "Y" | "Z"}, exactly.
+
+    Args:
+        tensors: an MPS (χ_l, 2, χ_r) or LPDO (χ_l, 2, κ, χ_r) in any gauge and norm.
+        string: sites not named carry the identity.
+
+    Example:
+        >>> round(pauli_expectation(ghz_mps(5).mps, {0: "Y", 1: "Y", 2: "X", 3: "X", 4: "X"}), 12)
+        -1.0
+    """
+    return _expectation(tensors, string) / _expectation(tensors, {})
+
+
+def state_density_matrix(tensors: Sequence[np.ndarray]) -> np.ndarray:
+    """ρ = Tr_κ |X⟩⟨X| / Tr(…) (2^L, 2^L) complex128 of an MPS or LPDO, qubit 0 most significant.
+
+    Dense: for small L only (2^L × κ^L amplitudes of the purification are formed).
+
+    Example:
+        >>> rho = state_density_matrix(ghz_mps(2).mps)
+        >>> rho.real.round(3).tolist()[0]
+        [0.5, 0.0, 0.0, 0.5]
+    """
+    X = np.ones((1, 1, 1), dtype=np.complex128)  # (2^i, κ^i, χ_i)
+    for B in tensors:
+        B = np.asarray(B, dtype=np.complex128)
+        B = B.reshape(B.shape[0], 2, -1, B.shape[-1])  # (χl, 2, κ, χr)
+        X = np.einsum("pkc,csqd->pskqd", X, B)
+        X = X.reshape(X.shape[0] * 2, X.shape[2] * B.shape[2], B.shape[3])
+    X = X[:, :, 0]  # (2^L, κ^L)
+    rho = X @ X.conj().T
+    return rho / np.trace(rho).real
 
 
 def _expectation(tensors: Sequence[np.ndarray], string: dict[int, str]) -> float:
@@ -226,11 +294,111 @@ def _parity_projection(
 
 
 def _transfer(G: np.ndarray, B: np.ndarray, op: np.ndarray | None = None) -> np.ndarray:
-    """G' = Σ_{st} O_st B^{s†} G B^t; (χ_l, χ_l) → (χ_r, χ_r); O = 1 when op is None."""
-    GB = np.einsum("ac,ctd->atd", G, B)  # (χl, 2, χr)
+    """G' = Σ_{st,q} O_st B^{s,q†} G B^{t,q}; (χ_l, χ_l) → (χ_r, χ_r); O = 1 when op is None.
+
+    B is an MPS tensor (χ_l, 2, χ_r) or an LPDO tensor (χ_l, 2, κ, χ_r), whose Kraus leg q is
+    traced."""
+    B = B.reshape(B.shape[0], 2, -1, B.shape[-1])  # (χl, 2, κ, χr)
+    GB = np.einsum("ac,ctqd->atqd", G, B)
     if op is not None:
-        GB = np.einsum("st,atd->asd", op, GB)
-    return np.einsum("asb,asd->bd", B.conj(), GB)
+        GB = np.einsum("st,atqd->asqd", op, GB)
+    return np.einsum("asqb,asqd->bd", B.conj(), GB)
+
+
+def right_canonical(tensors: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """The same state, normalised and right-canonical: Σ_{s,q} B^{s,q} B^{s,q}† = 1 at each site.
+
+    One right-to-left sweep of QR decompositions (B_i reshaped (χ_i, 2κχ_{i+1}) = R Q with
+    orthonormal rows Q; R moves into B_{i−1}), then B_0 is divided by its norm. Works for MPS
+    tensors (χ_l, 2, χ_r) and purification tensors (χ_l, 2, κ, χ_r) alike (the legs after the
+    first are one block); the state, ⟨ψ|ψ⟩ = 1 aside, and every bond dimension χ_i ≤ 2κχ_{i+1}
+    are kept.
+
+    Args:
+        tensors: L complex tensors in any gauge, χ_0 = χ_L = 1, ⟨ψ|ψ⟩ > 0.
+
+    Returns:
+        L complex128 arrays of the input shapes (new copies).
+
+    Raises:
+        QtomoError: when the state is zero.
+
+    Example:
+        >>> tensors = right_canonical([3 * B for B in ghz_mps(4).mps])
+        >>> B = tensors[1]
+        >>> np.allclose(np.einsum("asb,csb->ac", B, B.conj()), np.eye(2))
+        True
+    """
+    out = [np.array(B, dtype=np.complex128) for B in tensors]
+    for i in range(len(out) - 1, 0, -1):
+        shape = out[i].shape
+        Q, R = np.linalg.qr(out[i].reshape(shape[0], -1).conj().T)  # B† = Q R, so B = R† Q†
+        out[i] = Q.conj().T.reshape(-1, *shape[1:])
+        out[i - 1] = np.tensordot(out[i - 1], R.conj().T, axes=([-1], [0]))
+    norm = np.linalg.norm(out[0])
+    if not np.isfinite(norm) or norm == 0:
+        raise QtomoError(f"the state has norm {norm}; cannot normalise it")
+    out[0] /= norm
+    return out
+
+
+def pure_state_fidelity(target: Sequence[np.ndarray], state: Sequence[np.ndarray]) -> float:
+    """F = ⟨ψ|ρ|ψ⟩ / (⟨ψ|ψ⟩ Tr ρ) of a pure target MPS ψ and an MPS or LPDO state, exactly.
+
+    For an MPS φ this is |⟨ψ|φ⟩|² / (⟨ψ|ψ⟩⟨φ|φ⟩); for an LPDO ρ = Tr_κ |X⟩⟨X| it is
+    Σ_q |⟨ψ|X_q⟩|² / Tr ρ. Contracted left to right with the environment
+    G[c, a, c', a'] = Σ_{prefix} v(c, a) v̄(c', a'), v the partial overlap ⟨ψ|X⟩ (a positive
+    matrix over (c, a)), divided by its trace at each site: O(L χ_ψ² χ² (χ_ψ + χ)) and no
+    under- or overflow at any L. Tr ρ and ⟨ψ|ψ⟩ are the same contraction of each with itself.
+
+    Args:
+        target: L tensors (χ_l, 2, χ_r), any gauge and norm (e.g. ``/reference/mps``).
+        state: L tensors (χ_l, 2, χ_r) or (χ_l, 2, κ, χ_r), any gauge and norm.
+
+    Returns:
+        F in [0, 1] (float).
+
+    Raises:
+        QtomoError: when the two lists have different lengths or break the bond chain.
+
+    Example (GHZ against |+…+⟩: ⟨GHZ|+…+⟩ = 2 · 2^(−L/2) / √2, so F = 2^(1−L)):
+        >>> round(pure_state_fidelity(ghz_mps(6).mps, product_mps(6, "+").mps) * 2**5, 12)
+        1.0
+    """
+    if len(target) != len(state):
+        raise QtomoError(f"the target MPS has L = {len(target)} tensors; the state has "
+                         f"L = {len(state)}")
+    check_mps_shapes([np.asarray(B) for B in target])
+    check_mps_shapes([_first_kraus_channel(np.asarray(B)) for B in state])
+    # Tr ρ = ⟨X|X⟩ with (qubit, Kraus) as one physical leg
+    flat = [np.asarray(B).reshape(B.shape[0], -1, B.shape[-1]) for B in state]
+    overlap = _log_overlap(target, state)
+    return float(np.exp(2 * overlap - _log_overlap(target, target) - _log_overlap(flat, flat)))
+
+
+def _first_kraus_channel(B: np.ndarray) -> np.ndarray:
+    """An MPS tensor (χ_l, 2, χ_r) of the shape of an MPS or purification tensor (for checks)."""
+    return B if B.ndim == 3 else B[:, :, 0, :]
+
+
+def _log_overlap(bra: Sequence[np.ndarray], ket: Sequence[np.ndarray]) -> float:
+    """½ ln Σ_q |⟨bra|ket_q⟩|² for an MPS bra (χ, d, χ) and an MPS or purified ket (Kraus legs
+    q): ket tensors (χ, d, χ) or (χ, d, κ, χ)."""
+    G = np.ones((1, 1, 1, 1), dtype=np.complex128)  # G[c, a, c', a']
+    log_value = 0.0
+    for P, X in zip(bra, ket, strict=True):
+        P = np.asarray(P, dtype=np.complex128)
+        X = np.asarray(X, dtype=np.complex128)
+        X = X.reshape(X.shape[0], P.shape[1], -1, X.shape[-1])  # (χl, d, κ, χr)
+        # unprimed legs carry v = ⟨bra|ket_q⟩ (conj P, X), primed legs v̄ (P, conj X)
+        half = np.einsum("caxy,cse,asqb->ebxyq", G, P.conj(), X, optimize=True)
+        G = np.einsum("ebxyq,xtf,ytqg->ebfg", half, P, X.conj(), optimize=True)
+        trace = np.einsum("ebeb->", G).real
+        if trace <= 0:
+            return -np.inf
+        log_value += np.log(trace)
+        G = G / trace
+    return 0.5 * log_value
 
 
 def check_mps_shapes(tensors: Sequence[np.ndarray], L: int | None = None) -> None:

@@ -1,8 +1,23 @@
-"""Batched POVM sampling and exact POVM log-probabilities from a right-canonical MPS.
+"""Batched POVM sampling and exact POVM log-probabilities of an MPS or a purified MPS.
 
-The MPS conventions are those of :mod:`qtomo.states.mps`: tensors B_i (χ_i, 2, χ_{i+1}),
-right-canonical (Σ_s B^s B^s† = 1), so the right environment of every bond is the identity and
-the marginal of the first i outcomes needs only a left environment.
+The MPS conventions are those of :mod:`qtomo.states.mps`: tensors B_i (χ_i, 2, χ_{i+1}). A
+locally purified density operator (LPDO, README "Physical model families") has tensors
+(χ_i, 2, κ, χ_{i+1}) whose third leg, the Kraus leg, is traced: ρ = Tr_κ |X⟩⟨X|; κ = 1 is an MPS.
+
+**The one exact contraction** (:func:`born_log_prob`, differentiable, any gauge, any norm)::
+
+    E_0 = 1,   E_{i+1} = Σ_{st,q} (M_{a_i})_st B_i^{s,q†} E_i B_i^{t,q},   P(a) = Tr E_L / Tr ρ
+
+with E (B, χ, χ) Hermitian positive, divided by its trace every 4 sites (the logs of the
+traces add up, so nothing under- or overflows), and Tr ρ the same contraction with M = 1. It is
+what the ``mps`` and ``lpdo`` model families train through, and the general ln P of
+:class:`MPSDistribution`; the two passes below are faster no-grad specialisations for
+right-canonical tensors, tested against it.
+
+For the sampler the tensors are right-canonical (Σ_{s,q} B^{s,q} B^{s,q}† = 1), so the right
+environment of every bond is the identity and the marginal of the first i outcomes needs only a
+left environment. A purified state is sampled as the pure state X measured with M_k ⊗ 1 on each
+site's (qubit, Kraus) legs: the refined rank-one outcomes below become pairs (r, q).
 
 **Sampling** (exact, ancestral, whole batch at once). Every POVM element is a sum of rank-one
 terms, M_k = Σ_{r: parent_r = k} v_r v_r† (:meth:`qtomo.povm.POVM.rank_one_vectors`; ``pauli4``
@@ -25,8 +40,8 @@ real-linear in them: x' = x T_{i,a_i} with T_{i,k} a real (χ_i², χ_{i+1}²) m
 and outcome. Records are grouped by outcome at each site, so the pass is K large matrix products
 per site with inner dimension χ², close to the float64 matrix-product peak. Both passes use real
 float64 arithmetic only, for real and complex MPS alike. The tables take K Σ_i χ_i² χ_{i+1}²
-floats; above 512 MiB, or for χ > 32, the pass keeps dense complex environments instead (two
-products per site with inner dimensions χ and 2χ).
+floats; above 512 MiB, for χ > 32, or for a purified state, ln P comes from
+:func:`born_log_prob` (two products per site with inner dimensions χ and 2κχ).
 
 Example:
     >>> import torch
@@ -51,12 +66,79 @@ import torch
 from qtomo.errors import QtomoError
 from qtomo.povm import POVM
 
-__all__ = ["MPSDistribution"]
+__all__ = ["MPSDistribution", "born_log_prob"]
 
 _TABLE_BUDGET = 512 * 2**20  # bytes of superoperator tables before the dense fallback
 _TABLE_MAX_CHI = 32
 _CHUNK_BYTES = 64 * 2**20  # working memory of one chunk of records
 _RENORMALISE = 8  # sites between trace normalisations: a product of 8 conditionals stays normal
+_RENORMALISE_GRADIENT = 4  # the same in born_log_prob, whose tensors may have any norm
+
+
+def born_log_prob(
+    tensors: Sequence[torch.Tensor], elements: torch.Tensor, a: torch.Tensor
+) -> torch.Tensor:
+    """ln P(a) = ln Tr(M_a ρ) − ln Tr ρ of an MPS (ρ = |ψ⟩⟨ψ|) or an LPDO (ρ = Tr_κ |X⟩⟨X|).
+
+    The contraction of the module docstring, exact and differentiable (autograd flows into the
+    tensors): the tensors need no gauge and no normalisation, and the environment is divided by
+    its trace every 4 sites, so L = 1000 sites neither under- nor overflow.
+
+    Args:
+        tensors: L complex tensors, (χ_i, 2, χ_{i+1}) or (χ_i, 2, κ, χ_{i+1}), χ_0 = χ_L = 1,
+            all on one device (real tensors are promoted to complex128).
+        elements: (K, 2, 2) complex128 POVM elements M_k, on the tensors' device.
+        a: LongTensor (B, L) of outcomes in 0..K−1 (not checked: callers check user input).
+
+    Returns:
+        float64 Tensor (B,) on the tensors' device; −inf for records of probability zero.
+
+    Example (GHZ, P(0…0) = (1/3)^L / 2 for ``pauli4``):
+        >>> from qtomo.povm import get_povm
+        >>> from qtomo.states.mps import ghz_mps
+        >>> tensors = [torch.as_tensor(B) for B in ghz_mps(6).mps]
+        >>> elements = torch.tensor(get_povm("pauli4").elements)
+        >>> log_p = born_log_prob(tensors, elements, torch.zeros(1, 6, dtype=torch.long))
+        >>> bool(abs(log_p[0] - (6 * np.log(1 / 3) - np.log(2))) < 1e-12)
+        True
+    """
+    identity = torch.eye(2, dtype=torch.float64, device=elements.device).to(elements.dtype)
+    log_norm = _log_trace(tensors, identity[None], a.new_zeros((1, a.shape[1])))  # (1,)
+    return _log_trace(tensors, elements, a) - log_norm
+
+
+def _log_trace(tensors: Sequence[torch.Tensor], elements: torch.Tensor,
+               a: torch.Tensor) -> torch.Tensor:
+    """ln Tr E_L of the module docstring, unnormalised, for records a (B, L).
+
+    Each site is two large matrix products rather than B small ones: E W_k for every outcome k
+    at once (K times the flops, which are few at small χ, and no per-record kernels), the
+    record's own outcome picked, then the contraction with A† over (bond, qubit) for all records.
+    """
+    size = a.shape[0]
+    one_hot = torch.nn.functional.one_hot(a, elements.shape[0]).to(torch.complex128)  # (B, L, K)
+    E = torch.ones((size, 1, 1), dtype=torch.complex128, device=elements.device)  # (B, 1, 1)
+    log_p = torch.zeros(size, dtype=torch.float64, device=elements.device)
+    for i, A in enumerate(tensors):
+        A = A.to(torch.complex128)
+        chi_l, chi_r = A.shape[0], A.shape[-1]
+        A = A.reshape(chi_l, 2, -1, chi_r)  # (χl, 2, κ, χr)
+        kappa = A.shape[2]
+        # W_k^s = Σ_t (M_k)_st A^t: rows c, columns (k, s, q, d)
+        weighted = torch.einsum("kst,ctqd->cksqd", elements, A).reshape(chi_l, -1)
+        X = (E.reshape(-1, chi_l) @ weighted).view(size, chi_l, len(elements), -1)
+        # (B, χl, 2κχr): E W^s for the record's outcome, picked by a mask (cheap to differentiate)
+        X = (X * one_hot[:, i, None, :, None]).sum(2)
+        # rows (a, s), columns (record, q, d)
+        X = X.reshape(size, 2 * chi_l, -1).transpose(0, 1).reshape(2 * chi_l, -1)
+        # Σ_{a s} conj(A[a, s, q, b]) X[(a s), (n q' d)], then the trace over q = q'
+        Y = (A.reshape(2 * chi_l, -1).conj().T @ X).view(kappa, chi_r, size, kappa, chi_r)
+        E = Y.diagonal(dim1=0, dim2=3).sum(-1).transpose(0, 1)  # (B, χr, χr)
+        if (i + 1) % _RENORMALISE_GRADIENT == 0 or i == len(tensors) - 1:
+            trace = E.diagonal(dim1=1, dim2=2).real.sum(-1)  # (B,)
+            log_p = log_p + torch.log(trace)
+            E = E * torch.where(trace > 0, trace.reciprocal(), 1.0)[:, None, None]
+    return log_p
 
 
 class MPSDistribution:
@@ -85,16 +167,24 @@ class MPSDistribution:
         tensors = [np.array(B, dtype=np.complex128) for B in tensors]  # writable copies
         self.povm, self.L, self.K = povm, len(tensors), povm.K
         self.device = torch.device(device)
-        self.chi = [1] + [B.shape[2] for B in tensors]  # χ_0 … χ_L
+        self.chi = [1] + [B.shape[-1] for B in tensors]  # χ_0 … χ_L
+        purified = [B.reshape(B.shape[0], 2, -1, B.shape[-1]) for B in tensors]  # (χl, 2, κ, χr)
+        kappa = {B.shape[2] for B in purified}
+        if len(kappa) != 1:
+            raise QtomoError(f"every tensor needs the same Kraus dimension κ; got {sorted(kappa)}")
+        self.kappa = kappa.pop()
+        self._tensors = [torch.as_tensor(B, device=self.device) for B in tensors]
+        self._elements = torch.tensor(povm.elements, device=self.device)
         vectors, parent = povm.rank_one_vectors()  # (R, 2), (R,)
-        self.R = len(parent)
-        self._parent = torch.as_tensor(parent, device=self.device)
+        # refined outcomes (r, q): v_r ⊗ e_q on the (qubit, Kraus) legs, parent_r reported
+        self.R = len(parent) * self.kappa
+        self._parent = torch.as_tensor(np.repeat(parent, self.kappa), device=self.device)
         # Y_r = u C_r with C_r = Σ_s conj(v_rs) B^s, all r in one real product:
         # [Re u, Im u] (B, 2χl) @ [[Re C, Im C], [−Im C, Re C]] = [Re Y_r, Im Y_r] for each r,
         # columns ordered (r, Re|Im, c) so that p(r) = Σ Y² sums contiguous blocks of 2χr
         self._C = []
-        for B in tensors:
-            C = np.einsum("rs,asc->arc", vectors.conj(), B)  # (χl, R, χr)
+        for B in purified:
+            C = np.einsum("rs,asqc->arqc", vectors.conj(), B).reshape(B.shape[0], self.R, -1)
             block = np.stack([np.stack([C.real, C.imag], 2), np.stack([-C.imag, C.real], 2)])
             self._C.append(torch.as_tensor(block.reshape(2 * B.shape[0], -1), device=self.device))
         # every element rank one (parent a permutation); a POVM with a zero element is not
@@ -105,23 +195,22 @@ class MPSDistribution:
         if self.rank_one:
             self._refined[self._parent] = torch.arange(self.R, device=self.device)
         else:
-            self.tables = _table_bytes(self.chi, self.K) <= _TABLE_BUDGET and max(
-                self.chi
-            ) <= _TABLE_MAX_CHI
+            self.tables = self.kappa == 1 and _table_bytes(self.chi, self.K) <= _TABLE_BUDGET \
+                and max(self.chi) <= _TABLE_MAX_CHI
             if self.tables:
                 self._T = [torch.as_tensor(_superoperator(B, povm.elements), device=self.device)
                            for B in tensors]  # (K, χ_i², χ_{i+1}²) each
                 self._trace = [torch.as_tensor(_diagonal_coordinates(c), device=self.device)
                                for c in self.chi]
                 per_record += 2 * 8 * max(self.chi) ** 2
-            else:
-                self._dense = [_dense_factors(B, povm.elements, self.device) for B in tensors]
-                per_record += 6 * 16 * max(self.chi) ** 2
+            else:  # born_log_prob: E, W_k gathered, X and Y per record
+                per_record += 16 * 6 * self.kappa**2 * max(self.chi) ** 2
         self.chunk_size = chunk_size or int(np.clip(_CHUNK_BYTES // per_record, 256, 2**16))
 
     def __repr__(self) -> str:
-        return (f"MPSDistribution(L={self.L}, povm={self.povm.name!r}, chi_max={max(self.chi)}, "
-                f"device={str(self.device)!r})")
+        kraus = f", kraus={self.kappa}" if self.kappa > 1 else ""
+        return (f"MPSDistribution(L={self.L}, povm={self.povm.name!r}, chi_max={max(self.chi)}"
+                f"{kraus}, device={str(self.device)!r})")
 
     # -- public interface -------------------------------------------------------------------
 
@@ -181,7 +270,7 @@ class MPSDistribution:
             refined, log_p = self._pure_pass(uniform=uniform)
             a = self._parent[refined]
             if with_log_prob and not self.rank_one:
-                log_p = self._mixed_pass(a)
+                log_p = self._log_prob_chunk(a)
             outcomes.append(a)
             log_probs.append(log_p)
         if not outcomes:
@@ -192,7 +281,9 @@ class MPSDistribution:
     def _log_prob_chunk(self, a: torch.Tensor) -> torch.Tensor:
         if self.rank_one:
             return self._pure_pass(refined=self._refined[a])[1]
-        return self._mixed_pass(a)
+        if self.tables:
+            return self._table_pass(a)
+        return born_log_prob(self._tensors, self._elements, a)
 
     def _pure_pass(
         self, uniform: torch.Tensor | None = None, refined: torch.Tensor | None = None
@@ -229,8 +320,9 @@ class MPSDistribution:
         log_p = torch.log(chosen).sum(0) - torch.log(totals).sum(0)
         return (sampled.T.contiguous() if given is None else refined), log_p
 
-    def _mixed_pass(self, a: torch.Tensor) -> torch.Tensor:
-        """ln P(a) = Σ ln Tr E (traces taken every few sites), records grouped by outcome.
+    def _table_pass(self, a: torch.Tensor) -> torch.Tensor:
+        """ln P(a) = Σ ln Tr E (traces taken every few sites) on the superoperator tables,
+        records grouped by outcome.
 
         Rows are reordered at each site so that each outcome's records are contiguous; ``order``
         remembers the original row of every current row.
@@ -239,34 +331,24 @@ class MPSDistribution:
         a = a.T.contiguous()  # (L, B)
         order = torch.arange(size, device=self.device)
         log_p = torch.zeros(size, dtype=torch.float64, device=self.device)
-        if self.tables:  # two buffers: the state lives in the first, regrouped into the second
-            width = max(c * c for c in self.chi)
-            home, spare = (torch.empty(size * width, dtype=torch.float64, device=self.device)
-                           for _ in range(2))
-            state = home[:size].view(size, 1).fill_(1.0)  # x, χ_0² = 1 coordinate
-        else:
-            state = torch.ones((size, 1, 1), dtype=torch.complex128, device=self.device)  # E
+        # two buffers: the state lives in the first, regrouped into the second
+        width = max(c * c for c in self.chi)
+        home, spare = (torch.empty(size * width, dtype=torch.float64, device=self.device)
+                       for _ in range(2))
+        state = home[:size].view(size, 1).fill_(1.0)  # x, χ_0² = 1 coordinate
         for i in range(self.L):
             outcome = a[i, order]
             permutation = torch.argsort(outcome, stable=True)
             order, log_p = order[permutation], log_p[permutation]
             counts = torch.bincount(outcome[permutation], minlength=self.K).tolist()
-            if self.tables:
-                state = self._table_step(i, state, permutation, counts, home, spare)
-            else:
-                state = self._dense_step(i, state.index_select(0, permutation), counts)
+            state = self._table_step(i, state, permutation, counts, home, spare)
             if (i + 1) % _RENORMALISE == 0 or i == self.L - 1:
-                trace = self._trace_of(i + 1, state)
+                trace = state[:, self._trace[i + 1]].sum(1)
                 log_p += torch.log(trace)
-                state /= torch.where(trace > 0, trace, 1.0).view(-1, *[1] * (state.ndim - 1))
+                state /= torch.where(trace > 0, trace, 1.0).unsqueeze(1)
         result = torch.empty_like(log_p)
         result[order] = log_p
         return result
-
-    def _trace_of(self, bond: int, state: torch.Tensor) -> torch.Tensor:
-        if self.tables:
-            return state[:, self._trace[bond]].sum(1)
-        return torch.diagonal(state, dim1=1, dim2=2).real.sum(1)
 
     def _table_step(
         self, i: int, x: torch.Tensor, permutation: torch.Tensor, counts: list[int],
@@ -282,22 +364,6 @@ class MPSDistribution:
                 torch.matmul(grouped[start:stop], self._T[i][k], out=out[start:stop])
                 start = stop
         return out
-
-    def _dense_step(self, i: int, E: torch.Tensor, counts: list[int]) -> torch.Tensor:
-        chi_l, chi_r = self.chi[i], self.chi[i + 1]
-        stacked, weighted = self._dense[i]
-        out = torch.empty((E.shape[0], chi_r, chi_r), dtype=E.dtype, device=self.device)
-        start = 0
-        for k, count in enumerate(counts):
-            if count:
-                stop = start + count
-                X = (E[start:stop].reshape(-1, chi_l) @ weighted[k]).view(count, chi_l, 2, chi_r)
-                # E' = Σ_s X^{s†} B^s (E' is Hermitian): rows (record, c), columns (s, l)
-                X_dagger = X.permute(0, 3, 2, 1).conj().reshape(count * chi_r, 2 * chi_l)
-                out[start:stop] = (X_dagger @ stacked).view(count, chi_r, chi_r)
-                start = stop
-        return out
-
 
 def _table_bytes(chi: list[int], K: int) -> int:
     return 8 * K * sum((left * right) ** 2 for left, right in zip(chi[:-1], chi[1:], strict=True))
@@ -340,12 +406,3 @@ def _superoperator(B: np.ndarray, elements: np.ndarray) -> np.ndarray:
     weighted = np.einsum("kst,ctd->kcsd", elements, B)  # B̃_k^s = Σ_t (M_k)_st B^t
     GB = np.einsum("jac,kcsd->kjasd", G, weighted)
     return _coordinates(np.einsum("asb,kjasd->kjbd", B.conj(), GB))
-
-
-def _dense_factors(
-    B: np.ndarray, elements: np.ndarray, device: torch.device
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """(B stacked (2χl, χr) with rows (s, l); B̃_k (K, χl, 2χr) with B̃_k^s = Σ_t (M_k)_st B^t)."""
-    stacked = B.transpose(1, 0, 2).reshape(2 * B.shape[0], B.shape[2])
-    weighted = np.einsum("kst,ctd->kcsd", elements, B).reshape(len(elements), B.shape[0], -1)
-    return torch.as_tensor(stacked, device=device), torch.as_tensor(weighted, device=device)

@@ -1,0 +1,181 @@
+"""Physical model families ``mps`` and ``lpdo``: a quantum state whose Born distribution is Q.
+
+Instead of a distribution over records, these families hold the state itself (README
+"Physical model families"), in the conventions of :mod:`qtomo.states.mps`::
+
+    mps:   ψ(s) = A_0^{s_0} A_1^{s_1} ⋯ A_{L-1}^{s_{L-1}},      A_i (χ_i, 2, χ_{i+1})
+    lpdo:  ρ = Tr_κ |X⟩⟨X|,  X(s, q) = A_0^{s_0 q_0} ⋯,          A_i (χ_i, 2, κ, χ_{i+1})
+    Q(a) = Tr(M_a ρ) / Tr ρ                                    (Born rule of the data's POVM)
+
+so ρ ≥ 0 by construction and ``kraus`` = κ = 1 is the ``mps`` family. ln Q of a batch is the
+exact, differentiable contraction :func:`qtomo.states.mps_sampler.born_log_prob` (the one the MPS
+sampler uses), and maximum likelihood runs through the ordinary trainer. Bond dimensions are
+χ_i = min(chi, d^i, d^(L−i)) with d = 2κ (larger bonds would be redundant).
+
+Parameters are float64 tensors, the real and imaginary parts in a trailing axis of 2 (real
+tensors with ``real=1``, the prior of states with real amplitudes, as the TFIM and GHZ ground
+states); ``after_step`` rescales every tensor to unit norm, which leaves Q unchanged (Q is
+normalised by Tr ρ) and keeps the tensors well conditioned. Initialisation: the product state
+|+…+⟩ in the first bond and Kraus channel of every tensor plus Gaussian noise of total relative
+size 0.3 (README "Physical model families" for the measurements behind it).
+
+``tensors()`` gives the state back: the normalised, right-canonical tensors as numpy complex128
+arrays (the public contract of SPEC §3); ``sample`` is the exact batched sampler
+:class:`~qtomo.states.mps_sampler.MPSDistribution` on them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from qtomo.models.base import QtomoModel, check_hyperparameter
+from qtomo.povm import POVM
+from qtomo.states.mps import right_canonical
+from qtomo.states.mps_sampler import MPSDistribution, born_log_prob
+
+_NOISE = 0.3  # relative size of the random part of the initial tensors
+
+
+@dataclass(frozen=True)
+class MPSConfig:
+    """Hyperparameters of the ``mps`` family.
+
+    Args:
+        chi: largest bond dimension χ (1..1024).
+        real: 1 for real tensors (states with real amplitudes), 0 for complex.
+    """
+
+    chi: int = 4
+    real: int = 0
+    kraus: ClassVar[int] = 1  # a pure state: not a hyperparameter
+
+    def __post_init__(self) -> None:
+        check_hyperparameter("mps", "chi", self.chi, low=1, high=1024)
+        check_hyperparameter("mps", "real", self.real, low=0, high=1)
+
+
+@dataclass(frozen=True)
+class LPDOConfig:
+    """Hyperparameters of the ``lpdo`` family.
+
+    Args:
+        chi: largest bond dimension χ (1..1024).
+        kraus: Kraus (purification) dimension κ per site (1..64); κ = 1 is a pure state.
+        real: 1 for real tensors, 0 for complex.
+    """
+
+    chi: int = 4
+    kraus: int = 2
+    real: int = 0
+
+    def __post_init__(self) -> None:
+        check_hyperparameter("lpdo", "chi", self.chi, low=1, high=1024)
+        check_hyperparameter("lpdo", "kraus", self.kraus, low=1, high=64)
+        check_hyperparameter("lpdo", "real", self.real, low=0, high=1)
+
+
+class LPDOModel(QtomoModel):
+    """ρ = Tr_κ |X⟩⟨X| as a locally purified MPS; Q(a) = Tr(M_a ρ) / Tr ρ exactly.
+
+    Args:
+        L: qubits; K: outcomes per qubit; config: :class:`LPDOConfig`; povm: the records' POVM
+            (K elements).
+
+    Example (a fresh model is normalised: Σ_a Q(a) = 1 over all 4^3 records):
+        >>> from qtomo.povm import enumerate_outcomes, get_povm
+        >>> model = LPDOModel(3, 4, LPDOConfig(chi=2, kraus=2), get_povm("pauli4"))
+        >>> a = torch.from_numpy(enumerate_outcomes(3, 4))
+        >>> round(float(model.log_prob(a).detach().exp().sum()), 12)
+        1.0
+        >>> [B.shape for B in model.tensors()]
+        [(1, 2, 2, 2), (2, 2, 2, 2), (2, 2, 2, 1)]
+    """
+
+    family = "lpdo"
+    needs_povm = True
+    #: measured on TFIM L = 10 and GHZ L = 8 (README "Physical model families")
+    train_defaults: ClassVar[dict[str, Any]] = {"lr": 3e-2, "batch_size": 1024, "ema": 0.9,
+                                                 "epochs": 50}
+
+    def __init__(self, L: int, K: int, config: LPDOConfig | MPSConfig, povm: POVM) -> None:
+        super().__init__(L, K)
+        self.config, self.povm = config, povm
+        self.kappa = config.kraus
+        d = 2 * self.kappa
+        self.chi = [min(config.chi, d**i, d ** (L - i)) for i in range(L + 1)]  # χ_0 … χ_L
+        self.register_buffer("povm_elements", torch.tensor(povm.elements))  # (K, 2, 2) c128
+        parts = () if config.real else (2,)  # complex: (re, im) in a trailing axis
+        sites = []
+        for i in range(L):
+            shape = (self.chi[i], 2, self.kappa, self.chi[i + 1], *parts)
+            A = _NOISE * torch.randn(shape, dtype=torch.float64) / np.sqrt(np.prod(shape[:4]))
+            plus = A[0, :, 0, 0, 0] if parts else A[0, :, 0, 0]  # real part of channel 0
+            plus.fill_(1 / np.sqrt(2))  # |+⟩
+            sites.append(nn.Parameter(A / A.norm()))
+        self.sites = nn.ParameterList(sites)
+
+    def site_tensors(self) -> list[torch.Tensor]:
+        """The tensors A_i as complex128 torch tensors (χ_i, 2, κ, χ_{i+1}), differentiable, in
+        the training gauge and norm (use :meth:`tensors` for the normalised state)."""
+        if self.config.real:
+            return [A.to(torch.complex128) for A in self.sites]
+        return [torch.view_as_complex(A) for A in self.sites]
+
+    def log_prob(self, a: torch.Tensor) -> torch.Tensor:
+        """ln Q(a) = ln Tr(M_a ρ) − ln Tr ρ for LongTensor a (B, L): float64 (B,), exact."""
+        return born_log_prob(self.site_tensors(), self.povm_elements, a)
+
+    @torch.no_grad()
+    def after_step(self) -> None:
+        """Rescale every tensor to unit Frobenius norm (Q is unchanged)."""
+        for A in self.sites:
+            A /= A.norm()
+
+    def tensors(self) -> list[np.ndarray]:
+        """The normalised state as right-canonical numpy complex128 tensors.
+
+        Returns:
+            L arrays (χ_i, 2, κ, χ_{i+1}) (``lpdo``) or (χ_i, 2, χ_{i+1}) (``mps``),
+            χ_0 = χ_L = 1, with Σ_{s,q} A^{s,q} A^{s,q}† = 1 at every site and Tr ρ = 1.
+        """
+        with torch.no_grad():
+            raw = [A.detach().cpu().numpy() for A in self.site_tensors()]
+        return [self._public_shape(A) for A in right_canonical(raw)]
+
+    def _public_shape(self, A: np.ndarray) -> np.ndarray:
+        return A
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """n records drawn exactly from Q (the batched MPS sampler on :meth:`tensors`);
+        LongTensor (n, L) on the model's device."""
+        return MPSDistribution(self.tensors(), self.povm, device=self.device).sample(n, generator)
+
+
+class MPSModel(LPDOModel):
+    """A pure state ψ as an MPS; Q(a) = ⟨ψ|M_a|ψ⟩ / ⟨ψ|ψ⟩ exactly (an LPDO with κ = 1).
+
+    Args:
+        L: qubits; K: outcomes per qubit; config: :class:`MPSConfig`; povm: the records' POVM.
+
+    Example (χ = 1 starts at |+…+⟩, up to the noise; for pauli4 Q(1, 1) ≈ (1/3)²):
+        >>> from qtomo.povm import get_povm
+        >>> model = MPSModel(2, 4, MPSConfig(chi=1, real=1), get_povm("pauli4"))
+        >>> bool(abs(model.log_prob(torch.tensor([[1, 1]])).detach().exp() - 1 / 9) < 0.02)
+        True
+        >>> [B.shape for B in model.tensors()]
+        [(1, 2, 1), (1, 2, 1)]
+    """
+
+    family = "mps"
+
+    def __init__(self, L: int, K: int, config: MPSConfig, povm: POVM) -> None:
+        super().__init__(L, K, config, povm)
+
+    def _public_shape(self, A: np.ndarray) -> np.ndarray:
+        return A.reshape(A.shape[0], 2, A.shape[-1])

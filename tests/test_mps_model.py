@@ -1,0 +1,296 @@
+"""The physical families ``mps`` and ``lpdo`` against dense states, enumeration and χ² tests."""
+
+import math
+from functools import reduce
+
+import numpy as np
+import pytest
+import scipy.stats
+import torch
+
+import qtomo.train
+from qtomo.cli import main
+from qtomo.data import read_dataset, write_dataset
+from qtomo.errors import QtomoError
+from qtomo.models import build, load_checkpoint
+from qtomo.povm import POVM_NAMES, enumerate_outcomes, get_povm
+from qtomo.simulate import simulate
+from qtomo.states.mps import ghz_mps, pure_state_fidelity, right_canonical
+from qtomo.states.mps_sampler import MPSDistribution, born_log_prob
+from qtomo.train import TrainOptions, fit
+from tests.physics import dense_born, dense_from_mps
+from tests.test_mps_sampler import random_mps
+
+FAST = dict(epochs=3, batch_size=128, warmup=20)
+
+
+def randomised(name: str, L: int, povm: str = "pauli4", seed: int = 0, **hp):
+    """A model whose tensors are all random (not near the product-state start)."""
+    torch.manual_seed(seed)
+    model = build(name, L=L, K=get_povm(povm).K, povm=povm, **hp)
+    with torch.no_grad():
+        for A in model.sites:
+            A.normal_()
+    return model
+
+
+def dense_rho(tensors) -> np.ndarray:
+    """ρ = Σ_q |X_q⟩⟨X_q| / Tr from MPS (χ, 2, χ) or purification (χ, 2, κ, χ) tensors."""
+    tensors = [B.reshape(B.shape[0], 2, -1, B.shape[-1]) for B in tensors]
+    X = reduce(lambda psi, B: np.tensordot(psi, B, axes=([-1], [0])), tensors)
+    L, kappa = len(tensors), tensors[0].shape[2]  # X axes: 1, s_0, q_0, s_1, q_1, …, 1
+    X = X.reshape([2, kappa] * L).transpose(list(range(0, 2 * L, 2)) + list(range(1, 2 * L, 2)))
+    X = X.reshape(2**L, -1)  # (2^L, κ^L)
+    rho = X @ X.conj().T
+    return rho / np.trace(rho).real
+
+
+@pytest.mark.parametrize("povm_name", POVM_NAMES)
+@pytest.mark.parametrize("name, hp", [("mps", dict(chi=3)), ("mps", dict(chi=3, real=1)),
+                                      ("lpdo", dict(chi=3, kraus=2))])
+def test_log_prob_is_the_dense_born_rule_of_tensors_and_sums_to_one(povm_name, name, hp):
+    L = 4
+    model = randomised(name, L, povm_name, **hp)
+    povm = get_povm(povm_name)
+    a = enumerate_outcomes(L, povm.K)  # (K^L, L)
+    with torch.no_grad():
+        log_q = model.log_prob(torch.from_numpy(a)).numpy()
+    truth = dense_born(dense_rho(model.tensors()), povm.elements, a)
+    np.testing.assert_allclose(np.exp(log_q), truth, rtol=1e-10, atol=1e-15)
+    assert abs(math.fsum(np.exp(log_q)) - 1) < 1e-12
+
+
+def test_tensors_are_normalised_right_canonical_and_gauge_independent():
+    model = randomised("mps", 5, chi=4)
+    a = torch.from_numpy(enumerate_outcomes(5, 4))
+    tensors = model.tensors()
+    assert [B.shape for B in tensors] == [(1, 2, 2), (2, 2, 4), (4, 2, 4), (4, 2, 2), (2, 2, 1)]
+    assert all(B.dtype == np.complex128 for B in tensors)
+    for B in tensors:
+        np.testing.assert_allclose(np.einsum("asb,csb->ac", B, B.conj()), np.eye(B.shape[0]),
+                                   atol=1e-12)
+    psi = dense_from_mps(tensors)
+    with torch.no_grad():
+        before = model.log_prob(a)
+        rng = np.random.default_rng(1)  # A_i → A_i G_i, A_{i+1} → G_i⁻¹ A_{i+1}, and a scale
+        for left, right in zip(model.sites[:-1], model.sites[1:], strict=True):
+            chi = left.shape[3]
+            G = rng.normal(size=(chi, chi)) + 1j * rng.normal(size=(chi, chi))
+            G = torch.from_numpy(G)
+            new_left = torch.einsum("asqb,bc->asqc", torch.view_as_complex(left), G)
+            new_right = torch.einsum("bc,csqd->bsqd", torch.linalg.inv(G),
+                                     torch.view_as_complex(right))
+            left.copy_(torch.view_as_real(new_left) * 7.0)
+            right.copy_(torch.view_as_real(new_right))
+        np.testing.assert_allclose(model.log_prob(a).numpy(), before.numpy(), atol=1e-10)
+    overlap = np.vdot(psi, dense_from_mps(model.tensors()))
+    assert abs(abs(overlap) - 1) < 1e-10
+
+
+def test_lpdo_density_matrix_is_positive_with_unit_trace():
+    model = randomised("lpdo", 4, chi=3, kraus=3)
+    rho = dense_rho(model.tensors())
+    eigenvalues = np.linalg.eigvalsh(rho)
+    assert eigenvalues.min() > -1e-13 and abs(eigenvalues.sum() - 1) < 1e-12
+    assert eigenvalues[-2] > 1e-3  # genuinely mixed
+    assert [B.shape for B in model.tensors()][:2] == [(1, 2, 3, 3), (3, 2, 3, 3)]
+
+
+def test_lpdo_with_one_kraus_channel_is_the_mps_family():
+    mps = randomised("mps", 5, chi=3)
+    lpdo = build("lpdo", L=5, K=4, povm="pauli4", chi=3, kraus=1)
+    lpdo.load_state_dict(mps.state_dict())
+    a = mps.sample(200, torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.equal(lpdo.log_prob(a), mps.log_prob(a))
+    np.testing.assert_array_equal(lpdo.tensors()[2][:, :, 0, :], mps.tensors()[2])
+
+
+@pytest.mark.parametrize("name, hp, povm", [("mps", dict(chi=2), "pauli4"),
+                                            ("lpdo", dict(chi=2, kraus=2), "pauli6")])
+def test_samples_follow_log_prob(name, hp, povm):
+    """χ² of 3·10^4 samples over all K^3 records against exp(log_prob)."""
+    model = randomised(name, 3, povm, seed=3, **hp)
+    K = model.K
+    a = model.sample(30_000, torch.Generator().manual_seed(5))
+    counts = np.bincount((a.numpy() * K ** np.arange(2, -1, -1)).sum(1), minlength=K**3)
+    with torch.no_grad():
+        p = model.log_prob(torch.from_numpy(enumerate_outcomes(3, K))).exp().numpy()
+    statistic = np.sum((counts - counts.sum() * p) ** 2 / (counts.sum() * p))
+    assert scipy.stats.chi2.sf(statistic, K**3 - 1) > 1e-3
+
+
+def test_gradients_match_finite_differences():
+    model = randomised("lpdo", 3, "tetra", chi=2, kraus=2)
+    elements = torch.tensor(get_povm("tetra").elements)
+    a = torch.from_numpy(enumerate_outcomes(3, 4))[::5]
+    parameters = [A.detach().clone().requires_grad_() for A in model.sites]
+
+    def objective(*sites):
+        return born_log_prob([torch.view_as_complex(A) for A in sites], elements, a)
+
+    assert torch.autograd.gradcheck(objective, parameters, eps=1e-6, atol=1e-7)
+
+
+def test_born_log_prob_agrees_with_the_sampler_fast_paths():
+    """Tables (pauli4) and the rank-one pass (pauli6) against the differentiable contraction."""
+    tensors = random_mps(12, chi=5, seed=2)
+    torch_tensors = [torch.from_numpy(B) for B in tensors]
+    for povm_name in ("pauli4", "pauli6"):
+        povm = get_povm(povm_name)
+        dist = MPSDistribution(tensors, povm)
+        a = dist.sample(300, torch.Generator().manual_seed(0))
+        np.testing.assert_allclose(
+            born_log_prob(torch_tensors, torch.tensor(povm.elements), a).numpy(),
+            dist.log_prob(a).numpy(), rtol=1e-11)
+
+
+def test_born_log_prob_is_finite_at_large_L():
+    """GHZ at L = 400 (any normalisation): ln P(0…0) = L ln(1/3) − ln 2 for pauli4."""
+    L = 400
+    tensors = [torch.from_numpy(5.0 * B) for B in ghz_mps(L).mps]
+    elements = torch.tensor(get_povm("pauli4").elements)
+    log_p = born_log_prob(tensors, elements, torch.zeros(1, L, dtype=torch.long))
+    assert abs(float(log_p[0]) - (L * math.log(1 / 3) - math.log(2))) < 1e-9
+
+
+@pytest.mark.parametrize("kraus", [None, 2])
+def test_pure_state_fidelity_equals_dense(kraus):
+    target = random_mps(6, chi=3, seed=7)
+    hp = dict(chi=3) if kraus is None else dict(chi=3, kraus=kraus)
+    model = randomised("mps" if kraus is None else "lpdo", 6, **hp)
+    psi = dense_from_mps(target)
+    expected = np.vdot(psi, dense_rho(model.tensors()) @ psi).real
+    scaled = [3.0 * B for B in model.tensors()]  # any norm
+    assert abs(pure_state_fidelity(target, scaled) - expected) < 1e-12
+    assert abs(pure_state_fidelity(target, target) - 1) < 1e-12
+    with pytest.raises(QtomoError, match="L = 5 tensors; the state has L = 6"):
+        pure_state_fidelity(target[:5], model.tensors())
+
+
+def test_right_canonical_keeps_the_state():
+    tensors = [2.0 * B for B in random_mps(5, chi=3, seed=1)]
+    psi = dense_from_mps(tensors)
+    canonical = right_canonical(tensors)
+    np.testing.assert_allclose(dense_from_mps(canonical) * np.linalg.norm(psi), psi, atol=1e-12)
+
+
+def test_after_step_rescales_without_changing_q():
+    model = randomised("mps", 4, chi=2)
+    a = torch.from_numpy(enumerate_outcomes(4, 4))[:50]
+    with torch.no_grad():
+        before = model.log_prob(a)
+        model.after_step()
+        assert all(abs(float(A.norm()) - 1) < 1e-12 for A in model.sites)
+        np.testing.assert_allclose(model.log_prob(a).numpy(), before.numpy(), atol=1e-12)
+
+
+@pytest.fixture(scope="module")
+def ghz4(tmp_path_factory):
+    path = tmp_path_factory.mktemp("data") / "ghz4.h5"
+    return read_dataset(simulate("ghz", 4, povm="pauli6", samples=4_000, out=path, seed=1,
+                                 quiet=True))
+
+
+def test_checkpoint_round_trip_and_resume(ghz4, tmp_path, monkeypatch):
+    def train(out):
+        torch.manual_seed(0)
+        model = build("lpdo", L=4, K=6, povm=ghz4.povm, chi=2, kraus=2)
+        return fit(model, ghz4, TrainOptions(**dict(FAST, epochs=4)), out=out, device="cpu",
+                   quiet=True)
+
+    whole = train(tmp_path / "whole.pt")
+    loaded = load_checkpoint(whole.checkpoint).model
+    a = whole.model.sample(100, torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.equal(loaded.log_prob(a), whole.model.log_prob(a))
+    assert loaded.povm == ghz4.povm
+    for mine, theirs in zip(loaded.tensors(), whole.model.tensors(), strict=True):
+        np.testing.assert_array_equal(mine, theirs)
+
+    write_history = qtomo.train._write_history
+
+    def killed_after_epoch_2(path, history, summary):
+        write_history(path, history, summary)
+        if len(history) == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(qtomo.train, "_write_history", killed_after_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        train(tmp_path / "cut.pt")
+    monkeypatch.undo()
+    torch.manual_seed(99)
+    resumed = fit(build("lpdo", L=4, K=6, povm="pauli6", chi=2, kraus=2), ghz4,
+                  TrainOptions(**dict(FAST, epochs=4)), out=tmp_path / "cut.pt",
+                  resume=tmp_path / "cut.pt", device="cpu", quiet=True)
+    for key, value in whole.model.state_dict().items():
+        assert torch.equal(value, resumed.model.state_dict()[key])
+
+
+def test_learns_ghz_coherence(ghz4, tmp_path):
+    torch.manual_seed(0)
+    model = build("mps", L=4, K=6, povm=ghz4.povm, chi=2)
+    result = fit(model, ghz4, TrainOptions(epochs=15, batch_size=256, lr=1e-2), out=tmp_path /
+                 "m.pt", device="cpu", quiet=True)
+    assert pure_state_fidelity(ghz_mps(4).mps, result.model.tensors()) > 0.97
+
+
+def test_bad_input(ghz4, tmp_path):
+    with pytest.raises(QtomoError, match="mps hyperparameter chi must be an integer in 1..1024"):
+        build("mps", L=4, K=4, povm="pauli4", chi=0)
+    with pytest.raises(QtomoError, match="lpdo hyperparameter kraus must be an integer in 1..64"):
+        build("lpdo", L=4, K=4, povm="pauli4", kraus=0)
+    with pytest.raises(QtomoError, match="needs the POVM"):
+        build("mps", L=4, K=4)
+    with pytest.raises(QtomoError, match="K = 6 outcomes; the model was asked for K = 4"):
+        build("mps", L=4, K=4, povm="pauli6")
+    with pytest.raises(QtomoError, match="unknown hyperparameter 'hidden' for model 'mps'"):
+        build("mps", L=4, K=4, povm="pauli4", hidden=3)
+    tetra = build("mps", L=4, K=6, povm="pauli6")
+    tetra.povm = get_povm("tetra")  # a model of another POVM with the same L, K
+    with pytest.raises(QtomoError, match="measured with POVM 'pauli6'"):
+        fit(tetra, ghz4, TrainOptions(**FAST), out=tmp_path / "m.pt", quiet=True)
+    assert not (tmp_path / "m.pt").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--model", "mps", "--chi", "0"], "mps hyperparameter chi must be an integer in 1..1024"),
+    (["--model", "lpdo", "--kraus", "0"], "lpdo hyperparameter kraus must be an integer"),
+    (["--model", "gru", "--chi", "4"], "unknown hyperparameter 'chi' for model 'gru'"),
+    (["--model", "mps", "--hidden", "4"], "unknown hyperparameter 'hidden' for model 'mps'"),
+])
+def test_cli_bad_input_is_one_line_exit_2(ghz4, tmp_path, monkeypatch, capsys, args, message):
+    monkeypatch.chdir(tmp_path)
+    assert main(["fit", "--quiet", "--data", str(ghz4.path), *args]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("qtomo: error: ") and message in err and err.count("\n") == 1
+    assert not (tmp_path / "runs").exists()
+
+
+def test_cli_fits_mps(ghz4, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["fit", "--quiet", "--data", str(ghz4.path), "--model", "mps", "--chi", "2",
+                 "--epochs", "2", "--device", "cpu", "--out", "m.pt"]) == 0
+    checkpoint = load_checkpoint("m.pt")
+    assert checkpoint.config["hyperparameters"] == {"chi": 2, "real": 0}
+    assert [B.shape for B in checkpoint.model.tensors()][:2] == [(1, 2, 2), (2, 2, 2)]
+
+
+@pytest.mark.slow
+def test_recovers_a_random_chi2_state_from_1e5_records(tmp_path):
+    """Records of a random complex χ = 2 MPS (L = 6, pauli4); fidelity of the fit ≥ 0.999."""
+    L, povm = 6, get_povm("pauli4")
+    target = random_mps(L, chi=2, seed=11)
+    a, log_p = MPSDistribution(target, povm).sample_with_log_prob(
+        100_000, torch.Generator().manual_seed(0))
+    path = write_dataset(tmp_path / "d.h5", povm=povm, attrs={"state": "random", "L": L,
+                         "seed": 0, "method": "mps"}, n_records=a.shape[0],
+                         chunks=[(a.numpy().astype(np.uint8), log_p.numpy())],
+                         reference={"mps": target})
+    dataset = read_dataset(path)
+    torch.manual_seed(0)
+    model = build("mps", L=L, K=4, povm=povm, chi=2)
+    # at 10^5 records the last digits come from the decaying learning rate, not early stopping
+    options = TrainOptions(**{**model.train_defaults, "epochs": 15, "patience": 0})
+    result = fit(model, dataset, options, out=tmp_path / "m.pt", device="cpu", quiet=True)
+    assert pure_state_fidelity(target, result.model.tensors()) >= 0.999
