@@ -475,10 +475,12 @@ def test_write_dataset_checks_its_inputs(tmp_path, attrs, chunk, reference, mess
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("family", ["rnn", "gru", "lstm", "transformer", "flow", "mps", "lpdo"])
+@pytest.mark.parametrize("family", ["rnn", "gru", "lstm", "transformer", "flow", "mps", "lpdo",
+                                    "cnn", "rbm", "vae"])
 def test_model_log_prob_rejects_bad_records(family):
     options = {"transformer": {"d_model": 8, "heads": 2}, "mps": {"povm": get_povm("pauli4")},
-               "lpdo": {"povm": get_povm("pauli4")}}.get(family, {"hidden": 8})
+               "lpdo": {"povm": get_povm("pauli4")}, "cnn": {}, "rbm": {},
+               "vae": {}}.get(family, {"hidden": 8})
     model = build(family, L=4, K=4, **options)
     for records, message in [(torch.zeros(2, 5, dtype=torch.long), "shape (B, 4)"),
                              (torch.zeros(2, 3, dtype=torch.long), "shape (B, 4)"),
