@@ -40,7 +40,7 @@ real-linear in them: x' = x T_{i,a_i} with T_{i,k} a real (χ_i², χ_{i+1}²) m
 and outcome. Records are grouped by outcome at each site, so the pass is K large matrix products
 per site with inner dimension χ², close to the float64 matrix-product peak. Both passes use real
 float64 arithmetic only, for real and complex MPS alike. The tables take K Σ_i χ_i² χ_{i+1}²
-floats; above 512 MiB, for χ > 32, or for a purified state, ln P comes from
+floats; above 1 GiB, for χ > 32, or for a purified state, ln P comes from
 :func:`born_log_prob` (two products per site with inner dimensions χ and 2κχ).
 
 Example:
@@ -68,7 +68,7 @@ from qtomo.povm import POVM, check_outcomes
 
 __all__ = ["MPSDistribution", "born_log_prob"]
 
-_TABLE_BUDGET = 512 * 2**20  # bytes of superoperator tables before the dense fallback
+_TABLE_BUDGET = 2**30  # bytes of superoperator tables before the dense fallback
 _TABLE_MAX_CHI = 32
 _CHUNK_BYTES = 64 * 2**20  # working memory of one chunk of records
 _RENORMALISE = 8  # sites between trace normalisations: a product of 8 conditionals stays normal
