@@ -433,6 +433,7 @@ def fit(model: QtomoModel, dataset: Dataset, options: TrainOptions | None = None
         >>> from qtomo.data import read_dataset
         >>> from qtomo.models import build
         >>> from qtomo.simulate import simulate
+        >>> _ = torch.manual_seed(0)                  # the initial weights
         >>> folder = tempfile.mkdtemp()
         >>> data = read_dataset(simulate("product", 2, product_state="0", samples=4000,
         ...                              out=f"{folder}/d.h5", quiet=True))
