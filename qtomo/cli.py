@@ -299,7 +299,14 @@ def _run_fit(args: argparse.Namespace) -> int:
     from qtomo.data import read_dataset
     from qtomo.models import build, family_classes, load_checkpoint
     from qtomo.models.checkpoint import training_data_path
-    from qtomo.train import TrainOptions, fit, fit_ensemble, resume_path, run_output
+    from qtomo.train import (
+        TrainOptions,
+        fit,
+        fit_ensemble,
+        resume_path,
+        run_output,
+        split_rows,
+    )
 
     given_hp = {key[3:]: value for key, value in vars(args).items()
                 if key.startswith("hp_") and value is not None}
@@ -329,8 +336,14 @@ def _run_fit(args: argparse.Namespace) -> int:
         out = args.out or run_output(resumed.path)
     else:
         family, hp = args.model or "gru", given_hp
-        # the family's own defaults (e.g. the physical families' lr, batch and averaging)
-        options = TrainOptions(**{**family_classes(family)[0].train_defaults, **given_options})
+        # the family's own defaults (e.g. the physical families' lr, batch and averaging); a
+        # default batch never exceeds the training rows of a small dataset
+        defaults = dict(family_classes(family)[0].train_defaults)
+        if "batch_size" in defaults:
+            val_fraction = given_options.get("val_fraction", TrainOptions.val_fraction)
+            n_train = split_rows(dataset.n_records, val_fraction)[0][1]
+            defaults["batch_size"] = max(1, min(defaults["batch_size"], n_train))
+        options = TrainOptions(**{**defaults, **given_options})
         out = args.out or Path("runs") / f"{dataset.path.stem}_{family}.pt"
     if args.ensemble is not None:
         folder = args.out or Path("runs") / f"{dataset.path.stem}_{family}_ensemble"
