@@ -1,7 +1,11 @@
-"""Shared test set-up: one torch thread, and GPU tests skip without CUDA."""
+"""Shared test set-up: one torch thread, GPU tests skip without CUDA, an interrupted training."""
+
+import contextlib
 
 import pytest
 import torch
+
+import qtomo.train
 
 # The test networks are small: one intra-op thread beats two competing ones, and keeps timings
 # steady on a busy 2-core machine.
@@ -15,3 +19,24 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture
+def interrupt_after(monkeypatch):
+    """``with interrupt_after(n):`` training stops with KeyboardInterrupt (as from Ctrl-C) right
+    after the files of epoch n are written; the trainer is restored on leaving the block."""
+
+    @contextlib.contextmanager
+    def armed(epochs: int):
+        write_history = qtomo.train._write_history
+
+        def killed(path, history, summary):
+            write_history(path, history, summary)
+            if len(history) == epochs:
+                raise KeyboardInterrupt
+
+        with monkeypatch.context() as patch:
+            patch.setattr(qtomo.train, "_write_history", killed)
+            yield
+
+    return armed

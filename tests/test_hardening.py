@@ -378,25 +378,17 @@ def test_mps_reference_must_be_normalised(tmp_path):
 
 # --- 6. resume --------------------------------------------------------------------------------
 
-def _interrupted(monkeypatch, argv, after=1):
+def _interrupted(interrupt_after, argv, after=1):
     """Run ``qtomo fit argv`` and kill it (KeyboardInterrupt) once ``after`` epochs are saved."""
-    write_history = qtomo.train._write_history
-
-    def killed(path, history, summary):
-        write_history(path, history, summary)
-        if len(history) == after:
-            raise KeyboardInterrupt
-
-    with monkeypatch.context() as patch:
-        patch.setattr(qtomo.train, "_write_history", killed)
+    with interrupt_after(after):
         assert main(["fit", *argv]) == 130
 
 
 def test_resume_without_seed_keeps_the_seed_and_equals_the_uninterrupted_run(
-        small, tmp_path, monkeypatch):
+        small, tmp_path, interrupt_after):
     common = ["--data", str(small), *TINY, "--seed", "7"]
     assert main(["fit", *common, "--out", str(tmp_path / "whole.pt")]) == 0
-    _interrupted(monkeypatch, [*common, "--out", str(tmp_path / "cut.pt")])
+    _interrupted(interrupt_after, [*common, "--out", str(tmp_path / "cut.pt")])
     torch.manual_seed(123)  # another global state: the resumed run must not depend on it
     assert main(["fit", "--resume", str(tmp_path / "cut.pt"), "--quiet", "--device", "cpu"]) == 0
     whole, cut = (load_checkpoint(tmp_path / name) for name in ("whole.last.pt", "cut.last.pt"))
@@ -408,10 +400,10 @@ def test_resume_without_seed_keeps_the_seed_and_equals_the_uninterrupted_run(
         assert torch.equal(value, cut.model.state_dict()[key]), key
 
 
-def test_options_given_on_resume_are_applied(small, tmp_path, monkeypatch):
+def test_options_given_on_resume_are_applied(small, tmp_path, interrupt_after):
     argv = ["--data", str(small), *TINY, "--schedule", "constant", "--warmup", "0",
             "--lr", "3e-3", "--weight-decay", "0", "--out", str(tmp_path / "m.pt")]
-    _interrupted(monkeypatch, argv)
+    _interrupted(interrupt_after, argv)
     assert main(["fit", "--resume", str(tmp_path / "m.pt"), "--lr", "1e-3", "--weight-decay",
                  "0.01", "--epochs", "3", "--quiet", "--device", "cpu"]) == 0
     last = load_checkpoint(tmp_path / "m.last.pt")
@@ -422,8 +414,9 @@ def test_options_given_on_resume_are_applied(small, tmp_path, monkeypatch):
     assert (options["lr"], options["epochs"], options["schedule"]) == (1e-3, 3, "constant")
 
 
-def test_resume_with_another_weight_average_is_refused(small, tmp_path, monkeypatch, capsys):
-    _interrupted(monkeypatch, ["--data", str(small), *TINY, "--out", str(tmp_path / "m.pt")])
+def test_resume_with_another_weight_average_is_refused(small, tmp_path, interrupt_after,
+                                                       capsys):
+    _interrupted(interrupt_after, ["--data", str(small), *TINY, "--out", str(tmp_path / "m.pt")])
     capsys.readouterr()
     assert main(["fit", "--resume", str(tmp_path / "m.pt"), "--ema", "0.9", "--quiet"]) == 2
     one_line_error(capsys, "was trained with ema = 0.0; resume it with that ema (got 0.9)")

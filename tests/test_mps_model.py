@@ -8,7 +8,6 @@ import pytest
 import scipy.stats
 import torch
 
-import qtomo.train
 from qtomo.cli import main
 from qtomo.data import read_dataset, write_dataset
 from qtomo.errors import QtomoError
@@ -192,7 +191,7 @@ def ghz4(tmp_path_factory):
                                  quiet=True))
 
 
-def test_checkpoint_round_trip_and_resume(ghz4, tmp_path, monkeypatch):
+def test_checkpoint_round_trip_and_resume(ghz4, tmp_path, interrupt_after):
     def train(out):
         torch.manual_seed(0)
         model = build("lpdo", L=4, K=6, povm=ghz4.povm, chi=2, kraus=2)
@@ -208,17 +207,8 @@ def test_checkpoint_round_trip_and_resume(ghz4, tmp_path, monkeypatch):
     for mine, theirs in zip(loaded.tensors(), whole.model.tensors(), strict=True):
         np.testing.assert_array_equal(mine, theirs)
 
-    write_history = qtomo.train._write_history
-
-    def killed_after_epoch_2(path, history, summary):
-        write_history(path, history, summary)
-        if len(history) == 2:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(qtomo.train, "_write_history", killed_after_epoch_2)
-    with pytest.raises(KeyboardInterrupt):
+    with interrupt_after(2), pytest.raises(KeyboardInterrupt):
         train(tmp_path / "cut.pt")
-    monkeypatch.undo()
     torch.manual_seed(99)
     resumed = fit(build("lpdo", L=4, K=6, povm="pauli6", chi=2, kraus=2), ghz4,
                   TrainOptions(**dict(FAST, epochs=4)), out=tmp_path / "cut.pt",

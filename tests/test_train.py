@@ -80,21 +80,12 @@ def test_files_history_and_split(tfim4, tmp_path):
 
 
 @pytest.mark.parametrize("ema", [0.0, 0.99])
-def test_resume_reproduces_the_uninterrupted_run(tfim4, tmp_path, monkeypatch, ema):
+def test_resume_reproduces_the_uninterrupted_run(tfim4, tmp_path, interrupt_after, ema):
     options = dict(FAST, epochs=4, ema=ema)
     whole = train("gru", tfim4, tmp_path / "whole.pt", **options)
 
-    write_history = qtomo.train._write_history
-
-    def killed_after_epoch_2(path, history, summary):
-        write_history(path, history, summary)
-        if len(history) == 2:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(qtomo.train, "_write_history", killed_after_epoch_2)
-    with pytest.raises(KeyboardInterrupt):
+    with interrupt_after(2), pytest.raises(KeyboardInterrupt):
         train("gru", tfim4, tmp_path / "cut.pt", **options)
-    monkeypatch.undo()
     torch.manual_seed(123)  # a different global state: resume must restore its own
     model = build("gru", L=4, K=4)
     resumed = fit(model, tfim4, TrainOptions(**options), out=tmp_path / "cut.pt",
