@@ -8,6 +8,7 @@ from qtomo.data import FORMAT, read_dataset, write_dataset
 from qtomo.errors import DataFormatError, QtomoError
 from qtomo.povm import get_povm
 from qtomo.simulate import simulate
+from tests.files import copy_and_edit, replace_item
 
 
 @pytest.fixture(scope="module")
@@ -41,18 +42,8 @@ def test_same_seed_same_records(small_file, tmp_path):
     assert np.array_equal(read_dataset(again).outcomes(), read_dataset(small_file).outcomes())
 
 
-def _copy_and_edit(source, target, edit):
-    target.write_bytes(source.read_bytes())
-    with h5py.File(target, "r+") as file:
-        edit(file)
-    return target
 
 
-def _replace(name, data):
-    def edit(file):
-        del file[name]
-        file.create_dataset(name, data=data)
-    return edit
 
 
 @pytest.mark.parametrize(
@@ -62,16 +53,16 @@ def _replace(name, data):
         (lambda f: f.attrs.__setitem__("version", 2), "unsupported format version 2"),
         (lambda f: f.attrs.__delitem__("L"), "missing root attribute"),
         (lambda f: f["outcomes"].__setitem__((7, 2), 4), "got 4 in row 7"),
-        (_replace("outcomes", np.zeros((10, 4), dtype=np.int64)), "must be uint8"),
-        (_replace("log_prob", np.full(5000, np.nan)), "ln P must be finite .*got nan in row 0"),
-        (_replace("log_prob", np.zeros(3)), r"must be float64 \(5000,\)"),
-        (_replace("povm/elements", get_povm("tetra").elements), "do not match"),
-        (_replace("reference/X", np.zeros(3)), "shape"),
+        (replace_item("outcomes", np.zeros((10, 4), dtype=np.int64)), "must be uint8"),
+        (replace_item("log_prob", np.full(5000, np.nan)), "ln P must be finite .*got nan in row 0"),
+        (replace_item("log_prob", np.zeros(3)), r"must be float64 \(5000,\)"),
+        (replace_item("povm/elements", get_povm("tetra").elements), "do not match"),
+        (replace_item("reference/X", np.zeros(3)), "shape"),
         (lambda f: f.__delitem__("outcomes"), "missing /outcomes"),
     ],
 )
 def test_invalid_files_are_rejected(small_file, tmp_path, edit, message):
-    bad = _copy_and_edit(small_file, tmp_path / "bad.h5", edit)
+    bad = copy_and_edit(small_file, tmp_path / "bad.h5", edit)
     with pytest.raises(DataFormatError, match=message) as info:
         read_dataset(bad)
     assert str(bad) in str(info.value) and "\n" not in str(info.value)
@@ -113,7 +104,7 @@ def test_broken_reference_mps_is_rejected(tmp_path):
     ghz = simulate("ghz", 4, povm="pauli6", samples=10, out=tmp_path / "ghz.h5", quiet=True)
     assert [t.shape for t in read_dataset(ghz).reference["mps"]] == [
         (1, 2, 2), (2, 2, 2), (2, 2, 2), (2, 2, 1)]
-    bad = _copy_and_edit(ghz, tmp_path / "bad.h5",
-                         _replace("reference/mps/B_2", np.zeros((3, 2, 2), dtype=complex)))
+    bad = copy_and_edit(ghz, tmp_path / "bad.h5",
+                         replace_item("reference/mps/B_2", np.zeros((3, 2, 2), dtype=complex)))
     with pytest.raises(DataFormatError, match=r"/reference/mps: MPS tensor 2 must have shape"):
         read_dataset(bad)

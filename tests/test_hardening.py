@@ -31,6 +31,7 @@ from qtomo.simulate import SimulationWarning, simulate
 from qtomo.states.exact import tfim_ground_state
 from qtomo.states.mps import ghz_mps, tfim_mps
 from qtomo.train import TrainOptions, fit
+from tests.files import copy_and_edit, replace_item
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--epochs", "2", "--batch-size", "128", "--hidden", "8", "--layers", "1",
@@ -302,18 +303,8 @@ def test_resume_from_an_optimizer_state_of_the_wrong_shape_is_one_line(run, smal
 
 # --- 5. dataset attributes and references -----------------------------------------------------
 
-def _edited(source, target, edit):
-    target.write_bytes(Path(source).read_bytes())
-    with h5py.File(target, "r+") as file:
-        edit(file)
-    return target
 
 
-def _replace(name, data):
-    def edit(file):
-        del file[name]
-        file.create_dataset(name, data=data)
-    return edit
 
 
 def _set(name, value):
@@ -330,17 +321,18 @@ BAD_FILES = {
     "seed a string": (_set("seed", "x"), "attribute seed must be an integer"),
     "method unknown": (_set("method", "dmrg"), "attribute method must be 'exact' or 'mps'"),
     "chi_max zero": (_set("chi_max", 0), "attribute chi_max must be an integer >= 1"),
-    "energy a string": (_replace("reference/energy", "low"), "/reference/energy must hold real"),
-    "energy complex": (_replace("reference/energy", 1j), "/reference/energy must hold real"),
-    "psi not normalised": (_replace("reference/psi", np.full(8, 1.0 + 0j)),
+    "energy a string": (replace_item("reference/energy", "low"),
+                        "/reference/energy must hold real"),
+    "energy complex": (replace_item("reference/energy", 1j), "/reference/energy must hold real"),
+    "psi not normalised": (replace_item("reference/psi", np.full(8, 1.0 + 0j)),
                            "/reference/psi must have norm 1; got 2.82843"),
-    "psi NaN": (_replace("reference/psi", np.full(8, np.nan + 0j)), "non-finite"),
-    "psi of the wrong length": (_replace("reference/psi", np.ones(4) / 2),
+    "psi NaN": (replace_item("reference/psi", np.full(8, np.nan + 0j)), "non-finite"),
+    "psi of the wrong length": (replace_item("reference/psi", np.ones(4) / 2),
                                 "/reference/psi must have shape (8,)"),
-    "ZZ above one": (_replace("reference/ZZ", np.full((3, 3), 3.0)), "outside [-1, 1]: 3"),
-    "X infinite": (_replace("reference/X", np.full(3, np.inf)), "non-finite"),
-    "entropy negative": (_replace("reference/entropy", -np.ones(2)), "must be >= 0"),
-    "reference not a group": (_replace("reference", np.zeros(3)), "/reference is not an HDF5"),
+    "ZZ above one": (replace_item("reference/ZZ", np.full((3, 3), 3.0)), "outside [-1, 1]: 3"),
+    "X infinite": (replace_item("reference/X", np.full(3, np.inf)), "non-finite"),
+    "entropy negative": (replace_item("reference/entropy", -np.ones(2)), "must be >= 0"),
+    "reference not a group": (replace_item("reference", np.zeros(3)), "/reference is not an HDF5"),
     "energy a group": (lambda f: (f.__delitem__("reference/energy"),
                                   f.create_group("reference/energy")),
                        "/reference/energy must have shape (); got a group"),
@@ -354,7 +346,7 @@ BAD_FILES = {
 @pytest.mark.parametrize("case", list(BAD_FILES))
 def test_dataset_attributes_and_references_are_checked(small, tmp_path, case):
     edit, message = BAD_FILES[case]
-    bad = _edited(small, tmp_path / "bad.h5", edit)
+    bad = copy_and_edit(small, tmp_path / "bad.h5", edit)
     with pytest.raises(DataFormatError) as info:
         read_dataset(bad)
     assert message in str(info.value) and str(bad) in str(info.value)
@@ -362,7 +354,7 @@ def test_dataset_attributes_and_references_are_checked(small, tmp_path, case):
 
 
 def test_absent_optional_items_are_fine(small, tmp_path):
-    bare = _edited(small, tmp_path / "bare.h5",
+    bare = copy_and_edit(small, tmp_path / "bare.h5",
                    lambda f: (f.__delitem__("reference"), f.__delitem__("log_prob")))
     dataset = read_dataset(bare)
     assert dataset.reference == {} and not dataset.has_log_prob
@@ -371,7 +363,7 @@ def test_absent_optional_items_are_fine(small, tmp_path):
 def test_mps_reference_must_be_normalised(tmp_path):
     path = simulate("ghz", 4, povm="pauli6", samples=10, out=tmp_path / "ghz.h5", quiet=True)
     scaled = 2 * read_dataset(path).reference["mps"][0]
-    bad = _edited(path, tmp_path / "bad.h5", _replace("reference/mps/B_0", scaled))
+    bad = copy_and_edit(path, tmp_path / "bad.h5", replace_item("reference/mps/B_0", scaled))
     with pytest.raises(DataFormatError, match="/reference/mps: MPS tensor 0 is not right-canon"):
         read_dataset(bad)
 
