@@ -324,21 +324,12 @@ def _run_fit(args: argparse.Namespace) -> int:
 
 # --- evaluate -------------------------------------------------------------------------------
 
-def _add_evaluate_parser(subparsers) -> None:
+def _evaluation_options(parser: argparse.ArgumentParser) -> None:
+    """--data, --samples, --method, --pauli, --blocks: shared by evaluate and compare."""
     from qtomo.evaluate import DEFAULT_SAMPLES, METHODS
 
-    parser = subparsers.add_parser(
-        "evaluate", help="compare a trained model with the measured state",
-        description="NLL, and where the records carry exact ln P also KL(P||Q) and the "
-                    "classical fidelity, on the rows the model was not trained on; quantum "
-                    "fidelity (given a reference state) and observables (X, Z, ZZ, XX, energy) "
-                    "from the model and from the data alone, with their z-scores, beside the "
-                    "dataset's reference values.")
-    parser.add_argument("--model", type=Path, required=True, nargs="+", metavar="PATH",
-                        help="checkpoint (.pt); several checkpoints, or the folder of "
-                             "qtomo fit --ensemble, are evaluated as an ensemble")
     parser.add_argument("--data", type=Path, default=None,
-                        help="dataset (default: the one the checkpoint was trained on)")
+                        help="dataset (default: the one the (first) checkpoint was trained on)")
     parser.add_argument("--samples", type=_positive_int, default=DEFAULT_SAMPLES,
                         help=f"model samples for Monte Carlo estimates (default {DEFAULT_SAMPLES})")
     parser.add_argument("--method", choices=METHODS, default="auto",
@@ -349,6 +340,20 @@ def _add_evaluate_parser(subparsers) -> None:
     parser.add_argument("--blocks", default="2,3", metavar="SIZES",
                         help="sizes of the contiguous blocks whose reduced states are compared, "
                              "comma-separated, or 'none' (default 2,3)")
+
+
+def _add_evaluate_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "evaluate", help="compare a trained model with the measured state",
+        description="NLL, and where the records carry exact ln P also KL(P||Q) and the "
+                    "classical fidelity, on the rows the model was not trained on; quantum "
+                    "fidelity (given a reference state) and observables (X, Z, ZZ, XX, energy) "
+                    "from the model and from the data alone, with their z-scores, beside the "
+                    "dataset's reference values.")
+    parser.add_argument("--model", type=Path, required=True, nargs="+", metavar="PATH",
+                        help="checkpoint (.pt); several checkpoints, or the folder of "
+                             "qtomo fit --ensemble, are evaluated as an ensemble")
+    _evaluation_options(parser)
     parser.add_argument("--json", type=Path, default=None,
                         help="write the figures as JSON here ('-': standard output, no table)")
     parser.add_argument("--plot", type=Path, default=None,
@@ -405,6 +410,85 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     if args.plot is not None:
         written.append(plot_evaluation(figure, args.plot, history=history))
     if not (args.quiet or to_stdout):
+        print(table)
+        for path in written:
+            print(f"wrote {path}")
+    return 0
+
+
+# --- compare --------------------------------------------------------------------------------
+
+def _add_compare_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "compare", help="evaluate several models on the same records, side by side",
+        description="Evaluate each model (as qtomo evaluate does) on the same dataset and test "
+                    "records and print one table with a column per model beside the data-only "
+                    "estimate and the exact value; optionally write each evaluation's JSON and "
+                    "one comparison figure (README 'Comparing models').")
+    parser.add_argument("--model", type=Path, action="append", required=True, metavar="PATH",
+                        help="checkpoint (.pt); give --model once per model, two or more")
+    parser.add_argument("--label", action="append", default=None, metavar="NAME",
+                        help="column title per --model, in order (default: the family names, "
+                             "or the checkpoint names when families repeat)")
+    _evaluation_options(parser)
+    parser.add_argument("--json", type=Path, action="append", default=None, metavar="PATH",
+                        help="write each model's evaluation JSON: one --json per --model, in "
+                             "order (default none)")
+    parser.add_argument("--plot", type=Path, default=None,
+                        help="write the comparison figure here (.png, .pdf, .svg; default none)")
+    _common_options(parser)
+
+
+def _run_compare(args: argparse.Namespace) -> int:
+    import torch
+
+    from qtomo.blocks import parse_block_sizes
+    from qtomo.data import read_dataset
+    from qtomo.device import resolve_device
+    from qtomo.evaluate import evaluate
+    from qtomo.models import load_checkpoint
+    from qtomo.models.checkpoint import training_data_path
+    from qtomo.report import check_plot_path, compare, plot_comparison, write_json
+    from qtomo.train import run_paths
+
+    paths = args.model
+    if len(paths) < 2:
+        raise QtomoError("qtomo compare needs two or more --model checkpoints (one model: "
+                         "qtomo evaluate)")
+    for option, given in (("--label", args.label), ("--json", args.json)):
+        if given is not None and len(given) != len(paths):
+            raise QtomoError(f"give {option} once per --model: {len(paths)} models, "
+                             f"{len(given)} {option}")
+    if args.plot is not None:
+        check_plot_path(args.plot)
+    checkpoints = [load_checkpoint(path, map_location=resolve_device(args.device))
+                   for path in paths]
+    labels = args.label
+    if labels is None:
+        labels = [checkpoint.config["family"] for checkpoint in checkpoints]
+        if len(set(labels)) < len(labels):
+            labels = [path.stem for path in paths]
+    data = args.data
+    if data is None:
+        data = training_data_path(checkpoints[0])
+        if data is None:
+            raise QtomoError(f"{paths[0]} records no training dataset; give --data")
+        if not args.quiet:
+            print(f"using the training dataset {data}")
+    dataset = read_dataset(data)
+    options = {"samples": args.samples, "method": args.method, "pauli_strings": args.pauli,
+               "quiet": args.quiet, "blocks": parse_block_sizes(args.blocks, dataset.L)}
+    evaluations = []
+    for checkpoint in checkpoints:
+        torch.manual_seed(args.seed)  # flows draw their importance samples from the global RNG
+        evaluations.append(evaluate(checkpoint, dataset, seed=args.seed, **options))
+    table = compare(evaluations, labels)  # checks the test records agree before writing
+    written = [write_json(evaluation, path)
+               for evaluation, path in zip(evaluations, args.json or [], strict=False)]
+    if args.plot is not None:
+        written.append(plot_comparison(evaluations, labels, args.plot,
+                                       histories=[run_paths(path)[2] for path in paths]))
+    if not args.quiet:
         print(table)
         for path in written:
             print(f"wrote {path}")
@@ -489,6 +573,7 @@ COMMANDS: dict[str, tuple[Callable, Callable[[argparse.Namespace], int]]] = {
     "info": (_add_info_parser, _run_info),
     "fit": (_add_fit_parser, _run_fit),
     "evaluate": (_add_evaluate_parser, _run_evaluate),
+    "compare": (_add_compare_parser, _run_compare),
     "import": (_add_import_parser, _run_import),
     "export": (_add_export_parser, _run_export),
 }

@@ -471,7 +471,9 @@ def _fit(model: QtomoModel, dataset: Dataset, options: TrainOptions, *, out: Pat
 
     def summary(stopped_early: bool) -> dict[str, Any]:
         return {"epochs_run": epoch, "best_epoch": best["epoch"], "best_val_nll": best["val_nll"],
-                "stopped_early": stopped_early, "options": dataclasses.asdict(options),
+                "stopped_early": stopped_early,
+                "time_s": sum(row["time_s"] for row in history),
+                "options": dataclasses.asdict(options),
                 "world_size": world, "device": str(device), "n_parameters":
                     sum(p.numel() for p in model.parameters())}
 
