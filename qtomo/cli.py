@@ -193,7 +193,7 @@ def _print_dataset(dataset) -> None:
 # --- fit ------------------------------------------------------------------------------------
 
 def _add_fit_parser(subparsers) -> None:
-    from qtomo.models import FAMILIES, hyperparameter_defaults
+    from qtomo.models import FAMILIES, hyperparameter_defaults, hyperparameter_types
     from qtomo.train import SCHEDULES, TrainOptions
 
     defaults = TrainOptions()
@@ -216,10 +216,13 @@ def _add_fit_parser(subparsers) -> None:
                         help="continue an interrupted run from its checkpoint (.pt or .last.pt)")
     model_options = parser.add_argument_group(
         "model hyperparameters", "each applies to the families named; defaults per family")
+    parse = {int: (int, "N"), float: (_finite_float, "X"), str: (str, "NAME")}
+    types = hyperparameter_types()
     for name, per_family in hyperparameter_defaults().items():
         families = ", ".join(f"{family} {default}" for family, default in per_family.items())
+        kind, metavar = parse[types[name]]
         model_options.add_argument(f"--{name.replace('_', '-')}", dest=f"hp_{name}",
-                                   type=int, default=None, metavar="N",
+                                   type=kind, default=None, metavar=metavar,
                                    help=f"(default: {families})")
     train_options = parser.add_argument_group("training options")
     for flag, kind, help_text in (

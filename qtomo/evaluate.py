@@ -58,7 +58,12 @@ from qtomo.distribution import (
     sample_batches,
 )
 from qtomo.errors import CheckpointError, QtomoError
-from qtomo.metrics import ClassicalMetrics, Estimate, classical_metrics
+from qtomo.metrics import (
+    ClassicalMetrics,
+    Estimate,
+    classical_metrics,
+    sampled_classical_metrics,
+)
 from qtomo.models.autoregressive import AutoregressiveModel
 from qtomo.models.checkpoint import Checkpoint, plain
 from qtomo.observables import (
@@ -330,17 +335,37 @@ def evaluate(model: Checkpoint | Distribution, dataset: Dataset, *,
     block_list = block_sites(dataset.L, blocks)
     test_rows = rows if rows is not None else unseen_rows(dataset, config)
     notes: list[str] = []
+    family = getattr(model, "family", type(model).__name__)
+    sample_only = not getattr(model, "has_log_prob", True)
+    if sample_only and method == "exact":
+        raise QtomoError(f"the {family} model has no log_prob, and exact evaluation sums Q(a) "
+                         f"over all K^L records; use --method auto or monte-carlo")
+    exact = exact and not sample_only
     if not dataset.has_log_prob:
         notes.append("measured data (no exact ln P per record): KL(P||Q) and the classical "
                      "fidelity are left out; the NLL is the model's cross-entropy on held-out "
                      "rows, and model vs data-only observables (z column) show what it learned")
     exact_log_prob = bool(model.exact_log_prob)
-    if not exact_log_prob:
+    if sample_only:
+        notes.append(f"the {family} model has no log_prob (samples only): skipped NLL, KL, "
+                     f"the exact ρ and its closest physical state; observables and the quantum "
+                     f"fidelity are Monte Carlo over {samples} samples")
+    elif not exact_log_prob:
         notes.append("this model's ln Q is an estimate (not exact): NLL, KL, F_c and the exact "
                      "sums are estimates too")
 
-    classical = classical_metrics(model, dataset.iter_chunks(_CHUNK, *test_rows),
-                                  batch_size=batch_size)
+    generator = torch.Generator(device=distribution_device(model)).manual_seed(seed)
+    if sample_only:
+        classical = sampled_classical_metrics(model, dataset.iter_chunks(_CHUNK, *test_rows),
+                                              samples=samples, generator=generator,
+                                              batch_size=batch_size)
+        notes.append(
+            f"F_c from a histogram of {samples} model samples (biased low by the finite "
+            f"histogram)" if classical.classical_fidelity is not None else
+            f"skipped F_c: a histogram over K^L = {dataset.K}^{dataset.L} records is too large")
+    else:
+        classical = classical_metrics(model, dataset.iter_chunks(_CHUNK, *test_rows),
+                                      batch_size=batch_size)
     hamiltonian = hamiltonian_from_attrs(dataset.attrs, dataset.L)
     reference = dataset.reference
     noise = dataset.noise
@@ -382,7 +407,6 @@ def evaluate(model: Checkpoint | Distribution, dataset: Dataset, *,
                                       pauli_strings=pauli_strings)
         model_blocks: BlockCounts | np.ndarray = probabilities
     else:
-        generator = torch.Generator(device=distribution_device(model)).manual_seed(seed)
         model_blocks = BlockCounts(block_list, dataset.K)
         model_obs = model_observables(model, povm, samples=samples, hamiltonian=hamiltonian,
                                       pauli_strings=pauli_strings, batch_size=batch_size,
@@ -520,7 +544,8 @@ def _model_summary(model: Distribution, checkpoint: Checkpoint | None, povm_name
         "L": model.L,
         "K": model.K,
         "povm": povm_name,
-        "log_prob": "exact" if model.exact_log_prob else "estimate",
+        "log_prob": ("none" if not getattr(model, "has_log_prob", True)
+                     else "exact" if model.exact_log_prob else "estimate"),
     }
     if isinstance(model, torch.nn.Module):
         summary["parameters"] = sum(p.numel() for p in model.parameters())
@@ -598,11 +623,12 @@ class EnsembleEvaluation:
             strings={text: _pool([m.strings[text] for m in models])
                      for text in first.observables.model.strings},
             n_samples=first.observables.model.n_samples)
-        classical = ClassicalMetrics(  # KL, F_c and H(P) are None for measured data
-            **{name: None if getattr(first.classical, name) is None
-               else _pool([getattr(member.classical, name) for member in self.members])
-               for name in ("nll", "kl", "classical_fidelity", "entropy")},
-            n_test=first.classical.n_test)
+        columns = {name: [getattr(member.classical, name) for member in self.members]
+                   for name in ("nll", "kl", "classical_fidelity", "entropy")}
+        classical = ClassicalMetrics(  # None where not computed (measured data, gan)
+            **{name: None if None in column else _pool(column)
+               for name, column in columns.items()},
+            n_test=first.classical.n_test, samples=first.classical.samples)
         return Evaluation(classical, first.test_rows, fidelity, None,
                           ObservableComparison(observables, first.observables.data,
                                                first.observables.reference),

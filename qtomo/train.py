@@ -4,6 +4,12 @@ The objective is the mean negative log-likelihood per record, minimised with Ada
 
     NLL(θ) = -(1/N) Σ_n ln Q_θ(a_n)          (``model.training_nll``: −ln Q, or −bound for flows)
 
+A family without a likelihood to minimise (``gan``) defines ``model.train_step(a, optimizer,
+clip)``, which makes its own update(s) with the trainer's optimizer and returns the figure to
+log; the trainer then calls it instead of the step above, and validates, keeps the best and
+stops early on ``training_nll`` as for every family (see the family's docstring for what that
+criterion is). A family's ``optimizer_defaults`` (e.g. the GAN's Adam betas) are passed to AdamW.
+
 Data split: the dataset's first rows train, the LAST ``val_fraction`` of rows validate
 (``train_rows = [0, N - N_val)``, ``val_rows = [N - N_val, N)``, stored in the checkpoint so that
 evaluation can use rows the model never saw). Schedule: linear warm-up over the first
@@ -431,7 +437,8 @@ def _fit(model: QtomoModel, dataset: Dataset, options: TrainOptions, *, out: Pat
     if options.compile:
         objective = torch.compile(objective)
     optimizer = torch.optim.AdamW(model.parameters(), lr=options.lr,
-                                  weight_decay=options.weight_decay)
+                                  weight_decay=options.weight_decay,
+                                  **getattr(model, "optimizer_defaults", {}))
     train = _Rows(dataset, train_rows, device, options,
                   bootstrap_seed=options.seed if options.bootstrap else None)
     val = _Rows(dataset, val_rows, device, options)
@@ -477,6 +484,10 @@ def _fit(model: QtomoModel, dataset: Dataset, options: TrainOptions, *, out: Pat
                 "world_size": world, "device": str(device), "n_parameters":
                     sum(p.numel() for p in model.parameters())}
 
+    own_step = getattr(model, "train_step", None)
+    if own_step is not None and world > 1:
+        raise QtomoError(f"the {model.family} model makes its own training step, which runs "
+                         f"in one process; got a world size of {world} (run without torchrun)")
     stopped_early = False
     while epoch < options.epochs and not stopped_early:
         epoch += 1
@@ -488,13 +499,16 @@ def _fit(model: QtomoModel, dataset: Dataset, options: TrainOptions, *, out: Pat
                            unit="batch")
         for step, a in enumerate(train.batches(options.batch_size, order, rank=rank,
                                                world=world)):
-            with autocast:
-                loss = objective(a)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if options.clip:
-                nn.utils.clip_grad_norm_(model.parameters(), options.clip)
-            optimizer.step()
+            if own_step is not None:  # a family that makes its own update (adversarial)
+                loss = own_step(a, optimizer, options.clip)
+            else:
+                with autocast:
+                    loss = objective(a)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if options.clip:
+                    nn.utils.clip_grad_norm_(model.parameters(), options.clip)
+                optimizer.step()
             model.after_step()
             scheduler.step()
             if average:

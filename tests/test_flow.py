@@ -15,7 +15,7 @@ from qtomo.cli import main
 from qtomo.data import read_dataset
 from qtomo.errors import QtomoError
 from qtomo.models import build, load
-from qtomo.models.flow import ArgmaxFlow, FlowConfig, coupling_masks
+from qtomo.models.flow import TRANSFORMS, ArgmaxFlow, FlowConfig, coupling_masks
 from qtomo.povm import enumerate_outcomes, get_povm
 from qtomo.simulate import simulate
 from qtomo.states.exact import tfim_ground_state
@@ -84,9 +84,10 @@ def test_masks_split_sites_and_couple_every_pair(L):
                 assert (sites[:, i] != sites[:, j]).any(), (i, j)
 
 
+@pytest.mark.parametrize("transform", TRANSFORMS)
 @pytest.mark.parametrize("L, K", [(3, 4), (1, 6)])
-def test_prior_flow_inverts_and_log_determinant_matches_autograd(L, K):
-    model = randomized(L, K)
+def test_prior_flow_inverts_and_log_determinant_matches_autograd(L, K, transform):
+    model = randomized(L, K, transform=transform)
     x = torch.randn(4, L * K, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
     transform = model.prior()
     z, ladj = transform.call_and_ladj(x)
@@ -114,6 +115,37 @@ def test_dequantizer_stays_in_the_cell_and_its_density_matches_autograd(L, K):
         _, logdet = torch.linalg.slogdet(jacobian(to_v, eps[b].flatten()))
         log_normal = -0.5 * (eps[b].square().sum() + L * K * math.log(2 * math.pi))
         assert log_q[b].item() == pytest.approx((log_normal - logdet).item(), abs=1e-9)
+
+
+def test_transform_variants_have_their_layers_and_jacobians():
+    """NICE couplings have unit Jacobian (only the final scaling changes volume); MAF layers
+    are autoregressive in the flat order (lower-triangular Jacobian, reversed every other)."""
+    x = torch.randn(3, 12, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
+    nice = randomized(3, 4, transform="additive").prior.transforms
+    for coupling in nice[:-1]:
+        assert torch.allclose(coupling().call_and_ladj(x)[1], torch.zeros(3, dtype=torch.float64))
+    maf = randomized(3, 4, transform="maf").prior.transforms
+    first, second = (jacobian(layer(), x[0]) for layer in maf[:2])
+    assert torch.equal(first, first.tril()) and torch.equal(second, second.triu())
+    assert first.tril(-1).abs().max() > 0  # not merely element-wise
+    with pytest.raises(QtomoError, match="transform must be one of affine, additive, maf; "
+                                         "got 'glow'"):
+        build("flow", L=3, K=4, transform="glow")
+
+
+@pytest.mark.parametrize("transform", TRANSFORMS)
+def test_every_variant_samples_and_is_normalised(transform):
+    torch.manual_seed(0)
+    model = build("flow", L=2, K=3, layers=2, hidden=16, transform=transform)
+    with torch.no_grad():  # away from the identity start, with a dequantiser still fitting it
+        for parameter in model.prior.parameters():
+            parameter.add_(0.1 * torch.randn_like(parameter))
+    every = torch.as_tensor(enumerate_outcomes(2, 3))
+    with torch.no_grad():
+        q = model.log_prob(every, samples=4096, generator=torch.Generator().manual_seed(6)).exp()
+    sampled = frequencies(model.sample(100000, generator=torch.Generator().manual_seed(7)), 3)
+    assert q.sum().item() == pytest.approx(1.0, abs=0.03)
+    assert 0.5 * np.abs(q.double().numpy() - sampled).sum() < 0.04  # total variation
 
 
 def test_bound_never_exceeds_estimate_on_the_same_draws():

@@ -38,9 +38,10 @@ from qtomo.models.registry import (
     config_class,
     family_classes,
     hyperparameter_defaults,
+    hyperparameter_types,
     hyperparameters,
 )
 
 __all__ = ["FAMILIES", "Checkpoint", "QtomoModel", "build", "config_class", "family_classes",
-           "hyperparameter_defaults", "hyperparameters", "load", "load_checkpoint",
-           "save_checkpoint"]
+           "hyperparameter_defaults", "hyperparameter_types", "hyperparameters", "load",
+           "load_checkpoint", "save_checkpoint"]

@@ -6,6 +6,7 @@ A model is a normalised distribution Q(a) over POVM records a ∈ {0..K-1}^L::
     model.log_prob(a: LongTensor[B, L]) -> Tensor[B]  # ln Q(a)
     model.sample(n, generator=None) -> LongTensor[n, L]
     model.training_nll(a) -> Tensor[B]                # what the trainer minimises (default -ln Q)
+    model.train_step(a, optimizer, clip)              # optional: a family's own update (gan)
     model.after_step()                                # the trainer calls it after each step
     model.povm                                        # the POVM Q refers to, or None
 
@@ -30,8 +31,12 @@ class QtomoModel(nn.Module):
     """Base class of all model families: a normalised distribution over (L,) records in 0..K-1."""
 
     family: ClassVar[str] = ""
-    #: True when ``log_prob`` is exact; False when it is an estimate (flows)
+    #: True when ``log_prob`` is exact; False when it is an estimate (flows, vae, large rbm)
     exact_log_prob: ClassVar[bool] = True
+    #: False for implicit models (``gan``) whose ``log_prob`` raises: samples only
+    has_log_prob: ClassVar[bool] = True
+    #: keyword arguments of the trainer's AdamW that the family needs (``gan``: its betas)
+    optimizer_defaults: ClassVar[dict] = {}
     #: True when the constructor takes the POVM (``(L, K, config, povm)``): Q is a Born rule
     needs_povm: ClassVar[bool] = False
     #: training options (fields of :class:`qtomo.train.TrainOptions`) that ``qtomo fit`` uses
@@ -83,3 +88,22 @@ def check_hyperparameter(family: str, name: str, value: object, *, low: float,
     ok_type = isinstance(value, int) if integer else isinstance(value, int | float)
     if isinstance(value, bool) or not ok_type or value < low or (high is not None and value > high):
         raise QtomoError(f"{family} hyperparameter {name} must be {kind} {bounds}; got {value!r}")
+
+
+def sample_categorical(logits: torch.Tensor,
+                       generator: torch.Generator | None = None) -> torch.Tensor:
+    """One draw per row of softmax(logits), by the Gumbel-max trick argmax_k(logits_k + g_k).
+
+    Args:
+        logits: float (…, K), unnormalised log-probabilities (log-softmax rows are fine).
+        generator: random source on the logits' device.
+
+    Returns:
+        LongTensor (…) in 0..K-1.
+
+    Example:
+        >>> sample_categorical(torch.tensor([[0.0, -torch.inf, -torch.inf]] * 3)).tolist()
+        [0, 0, 0]
+    """
+    u = torch.rand(logits.shape, generator=generator, device=logits.device)
+    return (logits - torch.log(-torch.log(u.clamp_min(1e-20)))).argmax(-1)

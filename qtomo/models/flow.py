@@ -29,9 +29,22 @@ dequantisation of integer codes because it needs no ordering of the K outcomes (
 labels are unordered), and the cell C(a) is exactly the set that maps to a, so sampling needs no
 rejection and no rounding.
 
-Transforms: both F and the dequantiser are zuko affine coupling transforms (RealNVP,
-:class:`zuko.flows.GeneralCouplingTransform`); the dequantiser receives the one-hot record as
-context. Coupling masks split whole sites (all K coordinates of a site on the same side): layer t
+Transforms: the dequantiser is a stack of zuko affine coupling transforms (RealNVP,
+:class:`zuko.flows.GeneralCouplingTransform`) that receives the one-hot record as context. The
+flow F of the continuous density p(v) is chosen by the hyperparameter ``transform``:
+
+- ``"affine"`` (default): affine coupling layers, RealNVP (Dinh et al. 2017),
+  v_B ↦ v_B e^{s(v_A)} + t(v_A);
+- ``"additive"``: additive coupling layers, NICE (Dinh et al. 2014), v_B ↦ v_B + t(v_A), each
+  of unit Jacobian, followed as in NICE (§3.3) by one learned diagonal scaling
+  v ↦ v e^{s} + t, the only volume change;
+- ``"maf"``: masked autoregressive layers, MAF (Papamakarios et al. 2017,
+  :class:`zuko.flows.MaskedAutoregressiveTransform`), v_j ↦ v_j e^{s_j(v_<j)} + t_j(v_<j)
+  in the flat order j = i·K + k, reversed every other layer. Density evaluation (training) is
+  one pass per layer; sampling inverts each layer in L·K sequential passes, so it is the
+  slowest of the three.
+
+Coupling masks split whole sites (all K coordinates of a site on the same side): layer t
 conditions on the sites whose bit ⌊t/2⌋ mod ⌈log2 L⌉ is 1 (t even) or 0 (t odd), so every pair of
 sites is coupled directly within 2⌈log2 L⌉ layers (the default 6 up to L = 8; beyond, pairs
 interact through the composition). A single site (L = 1) splits its K coordinates.
@@ -59,16 +72,19 @@ from typing import ClassVar
 import torch
 import torch.nn.functional as F
 from torch import nn
-from zuko.flows import GeneralCouplingTransform
+from zuko.flows import GeneralCouplingTransform, MaskedAutoregressiveTransform
 from zuko.flows.gaussianization import ElementWiseTransform
-from zuko.lazy import LazyComposedTransform
+from zuko.lazy import LazyComposedTransform, LazyTransform
+from zuko.transforms import AdditiveTransform
 
 from qtomo.errors import QtomoError
 from qtomo.models.base import QtomoModel, check_hyperparameter
 
-__all__ = ["ArgmaxFlow", "FlowConfig"]
+__all__ = ["TRANSFORMS", "ArgmaxFlow", "FlowConfig", "prior_layers"]
 
 _LOG_2PI = math.log(2 * math.pi)
+#: choices of ``FlowConfig.transform`` (module docstring)
+TRANSFORMS = ("affine", "additive", "maf")
 
 
 @dataclass(frozen=True)
@@ -82,6 +98,8 @@ class FlowConfig:
         dequant_layers: conditional coupling layers of the dequantiser q(u|a), after its
             conditional element-wise affine layer (0..256).
         importance_samples: default S of :meth:`ArgmaxFlow.log_prob` (1..2**20).
+        transform: layers of F: ``"affine"`` (RealNVP coupling), ``"additive"`` (NICE
+            coupling) or ``"maf"`` (masked autoregressive; module docstring).
 
     Raises:
         QtomoError: for a value out of range.
@@ -92,8 +110,12 @@ class FlowConfig:
     depth: int = 2
     dequant_layers: int = 2
     importance_samples: int = 64
+    transform: str = "affine"
 
     def __post_init__(self) -> None:
+        if self.transform not in TRANSFORMS:
+            raise QtomoError(f"flow hyperparameter transform must be one of "
+                             f"{', '.join(TRANSFORMS)}; got {self.transform!r}")
         check_hyperparameter("flow", "layers", self.layers, low=1, high=256)
         check_hyperparameter("flow", "hidden", self.hidden, low=1, high=8192)
         check_hyperparameter("flow", "depth", self.depth, low=1, high=16)
@@ -124,6 +146,29 @@ def coupling_masks(L: int, K: int, n: int) -> list[torch.Tensor]:
         side = (site >> ((t // 2) % bits)) & 1 == 1  # (L,)
         masks.append((side ^ bool(t % 2)).repeat_interleave(K))  # (L·K,)
     return masks
+
+
+def prior_layers(L: int, K: int, config: FlowConfig) -> list[LazyTransform]:
+    """The ``config.layers`` layers of F (v → z) of the chosen ``config.transform``.
+
+    Example:
+        >>> [type(t).__name__ for t in prior_layers(2, 2, FlowConfig(layers=2,
+        ...                                                          transform="additive"))]
+        ['GeneralCouplingTransform', 'GeneralCouplingTransform', 'ElementWiseTransform']
+    """
+    D = L * K
+    mlp = {"hidden_features": (config.hidden,) * config.depth}
+    if config.transform == "maf":
+        order = torch.arange(D)
+        return [MaskedAutoregressiveTransform(D, order=order if t % 2 == 0 else order.flip(0),
+                                              **mlp) for t in range(config.layers)]
+    if config.transform == "additive":
+        couplings = [GeneralCouplingTransform(D, mask=mask, univariate=AdditiveTransform,
+                                              shapes=((),), **mlp)
+                     for mask in coupling_masks(L, K, config.layers)]
+        return [*couplings, ElementWiseTransform(D)]
+    return [GeneralCouplingTransform(D, mask=mask, **mlp)
+            for mask in coupling_masks(L, K, config.layers)]
 
 
 class ArgmaxFlow(QtomoModel):
@@ -160,10 +205,7 @@ class ArgmaxFlow(QtomoModel):
         self.config = config
         D = self.L * self.K
         mlp = {"hidden_features": (config.hidden,) * config.depth}
-        self.prior = LazyComposedTransform(*(
-            GeneralCouplingTransform(D, mask=mask, **mlp)
-            for mask in coupling_masks(self.L, self.K, config.layers)
-        ))  # v → z
+        self.prior = LazyComposedTransform(*prior_layers(self.L, self.K, config))  # v → z
         self.dequantizer = LazyComposedTransform(
             ElementWiseTransform(D, context=D, **mlp),
             *(GeneralCouplingTransform(D, context=D, mask=mask, **mlp)
@@ -173,8 +215,12 @@ class ArgmaxFlow(QtomoModel):
             # Zero output layers start every transform at the identity (as in Glow): Q is uniform
             # and q(v|a) a thresholded standard normal, so the importance weights are tame at
             # step 0 and the first steps do not blow up.
-            nn.init.zeros_(transform.hyper[-1].weight)
-            nn.init.zeros_(transform.hyper[-1].bias)
+            if hasattr(transform, "hyper"):
+                nn.init.zeros_(transform.hyper[-1].weight)
+                nn.init.zeros_(transform.hyper[-1].bias)
+            else:  # NICE's unconditional scaling: its parameters are (ln scale, shift)
+                for phi in transform.phi:
+                    nn.init.zeros_(phi)
         self.register_buffer("eye", torch.eye(self.K), persistent=False)  # one-hot rows
 
     def log_density(self, v: torch.Tensor) -> torch.Tensor:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import typing
 from typing import Any
 
 from qtomo.errors import QtomoError
@@ -19,6 +20,10 @@ FAMILIES: dict[str, tuple[str, str, str]] = {
     "flow": ("qtomo.models.flow", "ArgmaxFlow", "FlowConfig"),
     "mps": ("qtomo.models.mps", "MPSModel", "MPSConfig"),
     "lpdo": ("qtomo.models.mps", "LPDOModel", "LPDOConfig"),
+    "cnn": ("qtomo.models.cnn", "CNNModel", "CNNConfig"),
+    "rbm": ("qtomo.models.rbm", "RBMModel", "RBMConfig"),
+    "vae": ("qtomo.models.vae", "VAEModel", "VAEConfig"),
+    "gan": ("qtomo.models.gan", "GANModel", "GANConfig"),
 }
 
 
@@ -42,7 +47,7 @@ def build(name: str, *, L: int, K: int, povm: POVM | str | None = None,
 
     Args:
         name: a key of :data:`FAMILIES` (``"rnn"``, ``"gru"``, ``"lstm"``, ``"transformer"``,
-            ``"flow"``, ``"mps"``, ``"lpdo"``).
+            ``"flow"``, ``"mps"``, ``"lpdo"``, ``"cnn"``, …).
         L: qubits, ≥ 1. K: outcomes per qubit, ≥ 2.
         povm: the POVM of the records (a :class:`~qtomo.povm.POVM` or a registered name);
             needed by the physical families (``mps``, ``lpdo``), whose Q is the Born rule of
@@ -80,6 +85,29 @@ def build(name: str, *, L: int, K: int, povm: POVM | str | None = None,
 def hyperparameters(model: QtomoModel) -> dict[str, Any]:
     """The model's hyperparameters as a plain dict (what a checkpoint stores)."""
     return dataclasses.asdict(model.config)
+
+
+def hyperparameter_types() -> dict[str, type]:
+    """The Python type (``int``, ``float`` or ``str``) of every hyperparameter name, from the
+    config dataclasses' annotations (what ``qtomo fit`` parses each option as).
+
+    Raises:
+        QtomoError: two families annotate one name with different types (a registry bug: one
+            command-line option cannot parse both).
+
+    Example:
+        >>> hyperparameter_types()["hidden"]
+        <class 'int'>
+    """
+    types: dict[str, type] = {}
+    for name in FAMILIES:
+        hints = typing.get_type_hints(config_class(name))  # also ClassVars: not fields
+        for key in (field.name for field in dataclasses.fields(config_class(name))):
+            kind = hints[key]
+            if types.setdefault(key, kind) is not kind:
+                raise QtomoError(f"hyperparameter {key!r} of model {name!r} is {kind.__name__}; "
+                                 f"another family declares it {types[key].__name__}")
+    return types
 
 
 def hyperparameter_defaults() -> dict[str, dict[str, Any]]:
