@@ -568,13 +568,14 @@ def compare(evaluations: Sequence[Evaluation], labels: Sequence[str]) -> str:
     def per_model(cell) -> list[str]:
         return [cell(evaluation) for evaluation in evaluations]
 
-    entropy = classical[0].entropy
+    entropy = next((c.entropy for c in classical if c.entropy is not None), None)
     rows = [("NLL = E_P[-ln Q] (nats)", *[_pm(c.nll) for c in classical], "—",
              "—" if entropy is None else f"H(P) = {_pm(entropy)}")]
-    if classical[0].kl is not None:
-        rows += [("KL(P||Q) (nats)", *[_pm(c.kl) for c in classical], "—", "0"),
-                 ("classical fidelity F_c", *[_pm(c.classical_fidelity) for c in classical],
-                  "—", "1")]
+    if any(c.kl is not None for c in classical):  # none for measured data or sample-only models
+        rows.append(("KL(P||Q) (nats)", *[_pm(c.kl) for c in classical], "—", "0"))
+    if any(c.classical_fidelity is not None for c in classical):
+        rows.append(("classical fidelity F_c", *[_pm(c.classical_fidelity) for c in classical],
+                     "—", "1"))
     if any(evaluation.fidelity is not None for evaluation in evaluations):
         mixed = any(isinstance(evaluation.fidelity, QuantumFidelity)
                     and evaluation.fidelity.target == "mixed" for evaluation in evaluations)
