@@ -15,19 +15,39 @@ import zipfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-import h5py
-import numpy as np
-
 from qtomo import __version__
 from qtomo.errors import QtomoError
-from qtomo.povm import POVM_NAMES
+
+# Only the chosen subcommand's arguments are built, and every heavy module (torch, numpy, h5py,
+# the models) is imported inside the function that needs it: `qtomo --help` and `qtomo
+# --version` answer without them.
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse that reports usage errors in qtomo's one-line form (exit 2)."""
+    """argparse that reports usage errors in qtomo's one-line form (exit 2) and shows every
+    option's default in its help."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> None:
         raise QtomoError(message)
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """Appends "(default X)", or "(default none)" for an option that is off unless given, to
+    an option's help, unless the help already names its default; flags, required options and
+    positional arguments are left as they are."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if ("default" in text or not action.option_strings or action.nargs == 0
+                or action.required or action.default is argparse.SUPPRESS):
+            return text
+        if action.default is None or action.default == []:
+            return text + " (default none)"
+        return text + " (default %(default)s)"
 
 
 def _common_options(parser: argparse.ArgumentParser) -> None:
@@ -60,10 +80,11 @@ def _positive_int(text: str) -> int:
 # --- simulate -------------------------------------------------------------------------------
 
 def _add_simulate_parser(subparsers) -> None:
+    from qtomo.povm import POVM_NAMES
     from qtomo.simulate import DEFAULT_SAMPLES, METHODS, STATES
 
     parser = subparsers.add_parser(
-        "simulate", help="sample POVM records of a quantum state into an HDF5 dataset",
+        "simulate", help=SUMMARIES["simulate"],
         description="Sample informationally complete POVM measurements of a state and write "
                     "them, with exact ln P of every record and reference values, to HDF5.")
     parser.add_argument("--state", choices=STATES, default="tfim", help="state (default tfim)")
@@ -81,7 +102,7 @@ def _add_simulate_parser(subparsers) -> None:
     parser.add_argument("--method", choices=METHODS, default="auto",
                         help="exact, mps, or auto = exact up to the exact limit (default auto)")
     parser.add_argument("--chi-max", type=int, default=None,
-                        help="MPS bond-dimension cap for DMRG")
+                        help="MPS bond-dimension cap for DMRG (default 64)")
     parser.add_argument("--readout-error", type=_finite_float, nargs=2, default=None,
                         metavar=("E0", "E1"),
                         help="with --povm pauli6: flip read bits, P(read 1 | 0) = E0 and "
@@ -123,13 +144,15 @@ def _run_simulate(args: argparse.Namespace) -> int:
 # --- info -----------------------------------------------------------------------------------
 
 def _add_info_parser(subparsers) -> None:
-    parser = subparsers.add_parser("info", help="describe a dataset or a checkpoint",
+    parser = subparsers.add_parser("info", help=SUMMARIES["info"],
                                    description="Describe what a dataset or checkpoint holds.")
     parser.add_argument("path", type=Path, help="dataset (.h5) or checkpoint file")
     _common_options(parser)
 
 
 def _run_info(args: argparse.Namespace) -> int:
+    import h5py
+
     from qtomo.data import read_dataset
 
     if not args.path.is_file():
@@ -146,6 +169,8 @@ def _run_info(args: argparse.Namespace) -> int:
 
 
 def _print_dataset(dataset) -> None:
+    import numpy as np
+
     attrs = dataset.attrs
     parameters = ", ".join(f"{key}={attrs[key]}" for key in
                            ("J", "h", "boundary", "product_state", "chi_max",
@@ -198,7 +223,7 @@ def _add_fit_parser(subparsers) -> None:
 
     defaults = TrainOptions()
     parser = subparsers.add_parser(
-        "fit", help="train a model on a dataset by maximum likelihood",
+        "fit", help=SUMMARIES["fit"],
         description="Train a model on POVM records (mean NLL, AdamW). Holds out the last "
                     "--val-fraction of rows, keeps the best checkpoint by validation NLL, writes "
                     "<out>.last.pt (resumable) and <out>.history.json beside it. The physical "
@@ -347,7 +372,7 @@ def _evaluation_options(parser: argparse.ArgumentParser) -> None:
 
 def _add_evaluate_parser(subparsers) -> None:
     parser = subparsers.add_parser(
-        "evaluate", help="compare a trained model with the measured state",
+        "evaluate", help=SUMMARIES["evaluate"],
         description="NLL, and where the records carry exact ln P also KL(P||Q) and the "
                     "classical fidelity, on the rows the model was not trained on; quantum "
                     "fidelity (given a reference state) and observables (X, Z, ZZ, XX, energy) "
@@ -423,7 +448,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
 
 def _add_compare_parser(subparsers) -> None:
     parser = subparsers.add_parser(
-        "compare", help="evaluate several models on the same records, side by side",
+        "compare", help=SUMMARIES["compare"],
         description="Evaluate each model (as qtomo evaluate does) on the same dataset and test "
                     "records and print one table with a column per model beside the data-only "
                     "estimate and the exact value; optionally write each evaluation's JSON and "
@@ -504,7 +529,7 @@ def _add_import_parser(subparsers) -> None:
     from qtomo.formats import FORMATS, GENMODEL_POVMS
 
     parser = subparsers.add_parser(
-        "import", help="bring another tool's measurement files into a qtomo dataset",
+        "import", help=SUMMARIES["import"],
         description="Read Pauli-basis shots (or genmodel POVM records) written by another tool "
                     "and write them as pauli6 records, without exact ln P (README 'Measured "
                     "data'). Formats: " + ", ".join(FORMATS) + ".")
@@ -548,7 +573,7 @@ def _add_export_parser(subparsers) -> None:
     from qtomo.formats import EXPORT_FORMATS
 
     parser = subparsers.add_parser(
-        "export", help="write a pauli6 dataset's records in another tool's format",
+        "export", help=SUMMARIES["export"],
         description="Write the records of a pauli6 dataset as Pauli-basis shots in another "
                     "tool's format (the exact inverse of qtomo import). Formats: "
                     + ", ".join(EXPORT_FORMATS) + ".")
@@ -571,6 +596,16 @@ def _run_export(args: argparse.Namespace) -> int:
 
 # --- main -----------------------------------------------------------------------------------
 
+SUMMARIES = {
+    "simulate": "sample POVM records of a quantum state into an HDF5 dataset",
+    "info": "describe a dataset or a checkpoint",
+    "fit": "train a model on a dataset by maximum likelihood",
+    "evaluate": "compare a trained model with the measured state",
+    "compare": "evaluate several models on the same records, side by side",
+    "import": "bring another tool's measurement files into a qtomo dataset",
+    "export": "write a pauli6 dataset's records in another tool's format",
+}
+
 COMMANDS: dict[str, tuple[Callable, Callable[[argparse.Namespace], int]]] = {
     "simulate": (_add_simulate_parser, _run_simulate),
     "info": (_add_info_parser, _run_info),
@@ -582,12 +617,21 @@ COMMANDS: dict[str, tuple[Callable, Callable[[argparse.Namespace], int]]] = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The ``qtomo`` parser. With ``argv``, only the subcommand it names (its first word that
+    is one) gets its arguments, and the others only their one-line summary, so that nothing
+    heavy is imported to parse it; without, every subcommand is built in full."""
     parser = _Parser(prog="qtomo", description="Neural-network quantum state tomography.")
     parser.add_argument("--version", action="version", version=f"qtomo {__version__}")
-    subparsers = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    for add_parser, _ in COMMANDS.values():
-        add_parser(subparsers)
+    subparsers = parser.add_subparsers(dest="command", required=True, parser_class=_Parser,
+                                       metavar="{" + ",".join(COMMANDS) + "}")
+    chosen = None if argv is None else next(
+        (word for word in argv if not word.startswith("-")), "")
+    for name, (add_parser, _) in COMMANDS.items():
+        if chosen is None or name == chosen:
+            add_parser(subparsers)
+        else:
+            subparsers.add_parser(name, help=SUMMARIES[name])
     return parser
 
 
@@ -598,7 +642,8 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``qtomo`` console script; returns the exit status."""
     try:
-        args = build_parser().parse_args(argv)
+        argv = sys.argv[1:] if argv is None else list(argv)
+        args = build_parser(argv).parse_args(argv)
         with warnings.catch_warnings():
             warnings.simplefilter("always", UserWarning)
             warnings.showwarning = _show_warning

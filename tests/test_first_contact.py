@@ -1,8 +1,16 @@
 """First contact: training in memory (no files), and the CLI's help and version."""
 
+import argparse
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
+from qtomo.cli import COMMANDS, build_parser, main
 from qtomo.data import read_dataset
 from qtomo.errors import QtomoError
 from qtomo.evaluate import evaluate
@@ -11,6 +19,7 @@ from qtomo.simulate import simulate
 from qtomo.train import TrainOptions, fit
 
 L, N = 3, 2000
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
@@ -38,3 +47,39 @@ def test_fit_in_memory_writes_nothing_and_matches_a_saved_run(dataset, tmp_path,
     with pytest.raises(QtomoError, match="resuming needs the run's files"):
         fit(build("gru", L=L, K=4, hidden=8), dataset, options, resume=saved.last,
             device="cpu", quiet=True)
+
+
+def _run_cli(*args: str) -> subprocess.CompletedProcess:
+    code = ("import sys, time; started = time.perf_counter()\n"
+            "from qtomo.cli import main\n"
+            "try:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+            "print('TORCH' if 'torch' in sys.modules else 'NO-TORCH', "
+            "'NUMPY' if 'numpy' in sys.modules else 'NO-NUMPY', "
+            "time.perf_counter() - started, file=sys.stderr)\n")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
+                          env=env, timeout=120)
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["--version"]])
+def test_help_and_version_do_not_import_torch(argv):
+    run = _run_cli(*argv)
+    marks = run.stderr.split()
+    assert marks[:2] == ["NO-TORCH", "NO-NUMPY"], run.stderr
+    assert ("qtomo 0.1.0" if argv == ["--version"] else "compare") in run.stdout
+
+
+@pytest.mark.parametrize("command", list(COMMANDS))
+def test_every_option_help_shows_its_default(command, capsys):
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    text = capsys.readouterr().out
+    parser = build_parser([command])
+    sub = next(action for action in parser._actions
+               if isinstance(action, argparse._SubParsersAction)).choices[command]
+    blocks = re.split(r"\n(?=  -)", text.split("options:", 1)[1])
+    for action in sub._actions:
+        if not action.option_strings or action.nargs == 0 or action.required:
+            continue
+        block = next(b for b in blocks if b.lstrip().startswith(action.option_strings[0] + " "))
+        assert "default" in block, (command, action.option_strings[0], block)
