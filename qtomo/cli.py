@@ -147,10 +147,14 @@ def _add_info_parser(subparsers) -> None:
     parser = subparsers.add_parser("info", help=SUMMARIES["info"],
                                    description="Describe what a dataset or checkpoint holds.")
     parser.add_argument("path", type=Path, help="dataset (.h5) or checkpoint file")
+    parser.add_argument("--json", action="store_true",
+                        help="print the description as one JSON object instead")
     _common_options(parser)
 
 
 def _run_info(args: argparse.Namespace) -> int:
+    import json
+
     import h5py
 
     from qtomo.data import read_dataset
@@ -158,61 +162,118 @@ def _run_info(args: argparse.Namespace) -> int:
     if not args.path.is_file():
         raise QtomoError(f"{args.path}: no such file")
     if h5py.is_hdf5(args.path):
-        _print_dataset(read_dataset(args.path))
-        return 0
-    if zipfile.is_zipfile(args.path):  # torch.save writes a zip archive
-        from qtomo.models.checkpoint import describe, load_checkpoint
+        dataset = read_dataset(args.path)
+        if not args.json:
+            _print_dataset(dataset)
+            return 0
+        summary = dataset_summary(dataset)
+    elif zipfile.is_zipfile(args.path):  # torch.save writes a zip archive
+        from qtomo.models.checkpoint import checkpoint_summary, describe, load_checkpoint
 
-        print(describe(load_checkpoint(args.path)))
-        return 0
-    raise QtomoError(f"{args.path}: neither a qtomo dataset (HDF5) nor a qtomo checkpoint")
+        checkpoint = load_checkpoint(args.path)
+        if not args.json:
+            print(describe(checkpoint))
+            return 0
+        summary = checkpoint_summary(checkpoint)
+    else:
+        raise QtomoError(f"{args.path}: neither a qtomo dataset (HDF5) nor a qtomo checkpoint")
+    print(json.dumps(summary, indent=1, allow_nan=True))
+    return 0
+
+
+_PARAMETERS = ("J", "h", "boundary", "product_state", "chi_max", "truncation_error")
+
+
+def dataset_summary(dataset) -> dict:
+    """What ``qtomo info`` says about a dataset, as plain JSON-ready values: ``kind``
+    (``"dataset"``), ``path``, ``format``, ``version``, ``qtomo_version``, ``source``, ``state``,
+    ``parameters``, ``L``, ``method``, ``seed``, ``povm``, ``K``, ``noise`` (the channel's three
+    parameters, or None), ``readout_error``, ``n_records``, ``log_prob`` (exact ln P stored),
+    ``entropy`` (H(P) ≈ mean −ln P over up to 10^6 records: ``value``, ``stderr``, ``records``;
+    None without ln P), ``reference`` (``purity``, ``energy``, ``X`` and ``Z`` as ``mean``,
+    ``min``, ``max``, ``bond_entropy`` as ``max``, ``middle``, ``mps_max_bond``: each only where
+    the file has it) and ``warning``."""
+    import numpy as np
+
+    from qtomo.models.checkpoint import plain
+
+    attrs = dataset.attrs
+    entropy = None
+    if dataset.has_log_prob:
+        log_prob = dataset.log_prob(0, min(dataset.n_records, 10**6))
+        entropy = {"value": float(-log_prob.mean()), "records": int(log_prob.size),
+                   "stderr": float(log_prob.std(ddof=1) / np.sqrt(log_prob.size))
+                   if log_prob.size > 1 else 0.0}
+    reference, described = dataset.reference, {}
+    for name in ("purity", "energy"):
+        if name in reference:
+            described[name] = float(reference[name])
+    for name in ("X", "Z"):
+        if name in reference:
+            values = np.asarray(reference[name], dtype=float)
+            described[name] = {"mean": float(values.mean()), "min": float(values.min()),
+                               "max": float(values.max())}
+    if "entropy" in reference and dataset.L > 1:
+        described["bond_entropy"] = {"max": float(reference["entropy"].max()), "middle": float(
+            reference["entropy"][(dataset.L - 1) // 2])}
+    if "mps" in reference:
+        described["mps_max_bond"] = int(max(t.shape[2] for t in reference["mps"]))
+    noise = dataset.noise
+    return plain({
+        "kind": "dataset", "path": str(dataset.path), "format": attrs["format"],
+        "version": attrs["version"], "qtomo_version": attrs.get("qtomo_version"),
+        "source": attrs["source"], "state": attrs.get("state"),
+        "parameters": {key: attrs[key] for key in _PARAMETERS if key in attrs},
+        "L": dataset.L, "method": attrs.get("method"), "seed": attrs.get("seed"),
+        "povm": dataset.povm.name, "K": dataset.K,
+        "noise": noise.attrs if noise.active else None,
+        "readout_error": attrs.get("readout_error"), "n_records": dataset.n_records,
+        "log_prob": bool(dataset.has_log_prob), "entropy": entropy, "reference": described,
+        "warning": attrs.get("warning") or None})
 
 
 def _print_dataset(dataset) -> None:
-    import numpy as np
-
-    attrs = dataset.attrs
-    parameters = ", ".join(f"{key}={attrs[key]}" for key in
-                           ("J", "h", "boundary", "product_state", "chi_max",
-                            "truncation_error") if key in attrs)
-    print(f"dataset   {dataset.path}")
-    print(f"format    {attrs['format']} v{attrs['version']} (qtomo {attrs.get('qtomo_version')})")
-    print(f"source    {attrs['source']}")
-    if "state" in attrs:
-        print(f"state     {attrs['state']}" + (f" ({parameters})" if parameters else ""))
-    print(f"qubits    L = {dataset.L}" + "".join(f", {key} {attrs[key]}" for key in
-                                                  ("method", "seed") if key in attrs))
-    print(f"POVM      {dataset.povm.name} (K = {dataset.K})")
-    if dataset.noise.active:
+    summary = dataset_summary(dataset)
+    parameters = ", ".join(f"{key}={value}" for key, value in summary["parameters"].items())
+    print(f"dataset   {summary['path']}")
+    print(f"format    {summary['format']} v{summary['version']} "
+          f"(qtomo {summary['qtomo_version']})")
+    print(f"source    {summary['source']}")
+    if summary["state"] is not None:
+        print(f"state     {summary['state']}" + (f" ({parameters})" if parameters else ""))
+    print(f"qubits    L = {summary['L']}" + "".join(
+        f", {key} {summary[key]}" for key in ("method", "seed") if summary[key] is not None))
+    print(f"POVM      {summary['povm']} (K = {summary['K']})")
+    if summary["noise"] is not None:
         print(f"noise     {dataset.noise} on every qubit")
-    if "readout_error" in attrs:
-        print(f"readout   P(read 1|0), P(read 0|1) = {attrs['readout_error']} (in the POVM)")
-    print(f"records   N = {dataset.n_records}")
-    if not dataset.has_log_prob:
+    if summary["readout_error"] is not None:
+        print(f"readout   P(read 1|0), P(read 0|1) = {dataset.attrs['readout_error']} "
+              "(in the POVM)")
+    print(f"records   N = {summary['n_records']}")
+    entropy = summary["entropy"]
+    if entropy is None:
         print("ln P      none (measured data): no KL or classical fidelity can be computed")
-    if dataset.has_log_prob:
-        log_prob = dataset.log_prob(0, min(dataset.n_records, 10**6))
-        entropy = -log_prob.mean()
-        error = log_prob.std(ddof=1) / np.sqrt(log_prob.size) if log_prob.size > 1 else 0.0
-        print(f"entropy   H(P) ≈ {entropy:.6f} ± {error:.6f} nats (mean −ln P over "
-              f"{log_prob.size} records)")
-    reference = dataset.reference
+    else:
+        print(f"entropy   H(P) ≈ {entropy['value']:.6f} ± {entropy['stderr']:.6f} nats (mean "
+              f"−ln P over {entropy['records']} records)")
+    reference = summary["reference"]
     if "purity" in reference:
-        print(f"purity    Tr ρ² = {float(reference['purity']):.10f}")
+        print(f"purity    Tr ρ² = {reference['purity']:.10f}")
     if "energy" in reference:
-        print(f"energy    E = {float(reference['energy']):.10f} "
-              f"(E/L = {float(reference['energy']) / dataset.L:.10f})")
+        print(f"energy    E = {reference['energy']:.10f} "
+              f"(E/L = {reference['energy'] / summary['L']:.10f})")
     for name in ("X", "Z"):
         if name in reference:
-            print(f"<{name}_i>     mean {reference[name].mean():+.6f}, "
-                  f"range [{reference[name].min():+.6f}, {reference[name].max():+.6f}]")
-    if "entropy" in reference and dataset.L > 1:
-        print(f"S_bond    max {reference['entropy'].max():.6f} nats (middle bond "
-              f"{reference['entropy'][(dataset.L - 1) // 2]:.6f})")
-    if "mps" in reference:
-        print(f"MPS       max bond dimension {max(t.shape[2] for t in reference['mps'])}")
-    if attrs.get("warning"):
-        print(f"warning   {attrs['warning']}")
+            values = reference[name]
+            print(f"<{name}_i>     mean {values['mean']:+.6f}, "
+                  f"range [{values['min']:+.6f}, {values['max']:+.6f}]")
+    if "bond_entropy" in reference:
+        print(f"S_bond    max {reference['bond_entropy']['max']:.6f} nats (middle bond "
+              f"{reference['bond_entropy']['middle']:.6f})")
+    if "mps_max_bond" in reference:
+        print(f"MPS       max bond dimension {reference['mps_max_bond']}")
+    if summary["warning"]:
+        print(f"warning   {summary['warning']}")
 
 
 # --- fit ------------------------------------------------------------------------------------

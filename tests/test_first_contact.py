@@ -1,6 +1,7 @@
 """First contact: training in memory (no files), and the CLI's help and version."""
 
 import argparse
+import json
 import os
 import re
 import subprocess
@@ -83,3 +84,34 @@ def test_every_option_help_shows_its_default(command, capsys):
             continue
         block = next(b for b in blocks if b.lstrip().startswith(action.option_strings[0] + " "))
         assert "default" in block, (command, action.option_strings[0], block)
+
+
+def test_info_json_describes_a_dataset_and_a_checkpoint(dataset, tmp_path, capsys):
+    assert main(["info", str(dataset.path), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["kind"] == "dataset" and summary["L"] == L and summary["K"] == 4
+    assert summary["povm"] == "pauli4" and summary["n_records"] == N and summary["log_prob"]
+    log_prob = dataset.log_prob(0, N)
+    assert summary["entropy"]["value"] == pytest.approx(-log_prob.mean(), rel=1e-12)
+    assert summary["entropy"]["records"] == N
+    assert summary["reference"]["energy"] == pytest.approx(float(dataset.reference["energy"]))
+    assert summary["reference"]["X"]["max"] == pytest.approx(dataset.reference["X"].max())
+    assert summary["state"] == "tfim" and summary["parameters"]["h"] == 1.0
+    assert summary["noise"] is None and summary["warning"] is None
+    assert main(["info", str(dataset.path)]) == 0  # the text form reads the same summary
+    text = capsys.readouterr().out
+    assert f"H(P) ≈ {summary['entropy']['value']:.6f}" in text and f"N = {N}" in text
+
+    torch.manual_seed(0)
+    result = fit(build("gru", L=L, K=4, hidden=8), dataset, TrainOptions(epochs=2),
+                 out=tmp_path / "m.pt", device="cpu", quiet=True)
+    for path, resumable in ((result.checkpoint, None), (result.last, 2)):
+        assert main(["info", str(path), "--json"]) == 0
+        summary = json.loads(capsys.readouterr().out)
+        assert summary["kind"] == "checkpoint" and summary["family"] == "gru"
+        assert summary["hyperparameters"]["hidden"] == 8 and summary["resumable_epoch"] == resumable
+        assert summary["data"]["val_rows"] == list(result.val_rows)
+        assert summary["training"]["time_s"] == pytest.approx(
+            sum(row["time_s"] for row in result.history))
+    assert main(["info", str(tmp_path / "m.history.json"), "--json"]) == 2
+    assert "neither a qtomo dataset" in capsys.readouterr().err
