@@ -15,12 +15,18 @@ Measures, in one run on one machine:
 - local noise (README "Noisy states"): the time of ``qtomo simulate --L 50 --depolarizing 0.05``
   (DMRG, sampling with exact ln P, references, HDF5) over that of the pure run, and the sampler
   alone per POVM with and without the channel (the noisy POVM E†(M_k) is rank two, so every POVM
-  takes the mixed ln P pass).
+  takes the mixed ln P pass);
+- the accuracy of the stored ln P against the truncation ``svd_min`` (issue 14): for each cutoff,
+  DMRG time, χ_max, ``pauli4`` records/s with exact ln P, and the largest and mean
+  |ln P_cutoff(a) − ln P_ref(a)| over records drawn from the truncated state, where ln P_ref comes
+  from an independent DMRG with no cutoff (χ ≤ 256, energy_tol 1e-13), for the ordered L = 37,
+  h = 0.9 chain and the critical L = 50 chain.
 
 Usage::
 
     python benchmarks/mps_sampling.py            # full run (the 10^7-record memory run is long)
     python benchmarks/mps_sampling.py --quick    # smaller N everywhere
+    python benchmarks/mps_sampling.py --only-accuracy   # just the svd_min table
 
 Prints a table and writes ``benchmarks/results/mps_sampling.json``.
 """
@@ -28,6 +34,7 @@ Prints a table and writes ``benchmarks/results/mps_sampling.json``.
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import resource
 import subprocess
@@ -44,6 +51,8 @@ from qtomo.povm import get_povm
 from qtomo.states.mps import tfim_mps
 from qtomo.states.mps_sampler import MPSDistribution
 from qtomo.states.noise import LocalNoise, NoisyMPSState
+
+DEFAULT_SVD_MIN = inspect.signature(tfim_mps).parameters["svd_min"].default
 
 RESULTS = Path(__file__).parent / "results" / "mps_sampling.json"
 STREAM_CHUNK = 100_000
@@ -84,14 +93,39 @@ def baseline(tensors: list[np.ndarray], elements: np.ndarray, n: int, seed: int 
     return time.perf_counter() - start
 
 
-def memory_child(L: int, n: int, device: str) -> None:
+def accuracy(L: int, h: float, cutoffs: list[float], n: int, throughput_records: int) -> list[dict]:
+    """Per-record ln P error and cost of each DMRG cutoff svd_min (see the module docstring)."""
+    pauli4 = get_povm("pauli4")
+    start = time.perf_counter()
+    reference = tfim_mps(L, h=h, chi_max=256, svd_min=0.0, energy_tol=1e-13)
+    reference_seconds = time.perf_counter() - start
+    truth = reference.distribution(pauli4)
+    rows = []
+    for svd_min in cutoffs:
+        start = time.perf_counter()
+        state = tfim_mps(L, h=h, svd_min=svd_min)
+        dmrg_seconds = time.perf_counter() - start
+        dist = state.distribution(pauli4)
+        a, log_p = dist.sample_with_log_prob(n, torch.Generator().manual_seed(2))
+        error = (log_p - truth.log_prob(a)).abs()
+        seconds = streamed(dist, throughput_records)
+        rows.append({"L": L, "h": h, "svd_min": svd_min, "chi_max": max(state.bond_dimensions),
+                     "truncation_error": state.attrs["truncation_error"],
+                     "dmrg_seconds": dmrg_seconds, "records_per_s": throughput_records / seconds,
+                     "max_abs_dlnP": float(error.max()), "mean_abs_dlnP": float(error.mean()),
+                     "records": n, "reference_chi_max": max(reference.bond_dimensions),
+                     "reference_seconds": reference_seconds})
+    return rows
+
+
+def memory_child(L: int, n: int, device: str, svd_min: float) -> None:
     """Stream n records at L to a temporary HDF5 file through qtomo.simulate; print peak RSS."""
     from qtomo.simulate import simulate
 
     with tempfile.TemporaryDirectory() as folder:
         start = time.perf_counter()
         simulate("tfim", L, samples=n, method="mps", out=Path(folder) / "bench.h5", quiet=True,
-                 device=device)
+                 device=device, svd_min=svd_min)
         seconds = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
     print(json.dumps({"peak_rss_bytes": peak, "seconds": seconds}))
@@ -136,12 +170,22 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--noise-records", type=int,
                         help="records of the noisy/pure simulate runs (default 10^6; 0 skips)")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--only-accuracy", action="store_true", help="only the svd_min table")
+    parser.add_argument("--accuracy-states", nargs="*", default=None, metavar="L:h",
+                        help="chains of the svd_min table (default 37:0.9 50:1; quick: 20:0.9)")
+    parser.add_argument("--cutoffs", type=float, nargs="*",
+                        default=[1e-10, 1e-11, 1e-12, 1e-13, 1e-14], help="svd_min values")
+    parser.add_argument("--accuracy-records", type=int,
+                        help="records per cutoff for the ln P error (default 2000; quick 200)")
     parser.add_argument("--out", type=Path, default=RESULTS)
-    parser.add_argument("--memory-child", nargs=3, metavar=("L", "N", "DEVICE"),
+    parser.add_argument("--svd-min", type=float, default=DEFAULT_SVD_MIN,
+                        help="DMRG cutoff of the throughput and memory runs (default: qtomo's)")
+    parser.add_argument("--memory-child", nargs=4, metavar=("L", "N", "DEVICE", "SVD_MIN"),
                         help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.memory_child:
-        memory_child(int(args.memory_child[0]), int(args.memory_child[1]), args.memory_child[2])
+        memory_child(int(args.memory_child[0]), int(args.memory_child[1]), args.memory_child[2],
+                     float(args.memory_child[3]))
         return {}
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -152,10 +196,23 @@ def main(argv: list[str] | None = None) -> dict:
 
     results: dict = {
         "machine": machine(),
-        "L": args.L, "h": args.h, "records": records,
+        "L": args.L, "h": args.h, "records": records, "svd_min": args.svd_min,
     }
+    states = args.accuracy_states or (["20:0.9"] if args.quick else ["37:0.9", "50:1"])
+    accuracy_records = args.accuracy_records or (200 if args.quick else 2000)
+    results["accuracy"] = [
+        row for text in states for row in accuracy(
+            int(text.split(":")[0]), float(text.split(":")[1]), args.cutoffs, accuracy_records,
+            2_000 if args.quick else 100_000)]
+    if args.only_accuracy:
+        _print_accuracy(results["accuracy"])
+        args.out = args.out.with_name("mps_accuracy.json")
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(results, indent=2))
+        print(f"wrote {args.out}")
+        return results
     start = time.perf_counter()
-    state = tfim_mps(args.L, h=args.h)
+    state = tfim_mps(args.L, h=args.h, svd_min=args.svd_min)
     results["dmrg_seconds"] = time.perf_counter() - start
     results["bond_dimensions"] = state.bond_dimensions
     results["matmul_peak_gflops"] = matmul_peak_gflops(torch.float64, 1024 if args.quick else 2048)
@@ -186,7 +243,8 @@ def main(argv: list[str] | None = None) -> dict:
 
     if memory_records:
         child = subprocess.run(
-            [sys.executable, __file__, "--memory-child", str(args.L), str(memory_records), "cpu"],
+            [sys.executable, __file__, "--memory-child", str(args.L), str(memory_records), "cpu",
+             str(args.svd_min)],
             capture_output=True, text=True, check=True,
         )
         results["memory"] = {"records": memory_records, **json.loads(child.stdout.splitlines()[-1])}
@@ -197,7 +255,7 @@ def main(argv: list[str] | None = None) -> dict:
         results["noise"] = noise_ratios(state, records, noise_records, args.L)
 
     if torch.cuda.is_available():
-        gpu_state = tfim_mps(100, h=1.0)
+        gpu_state = tfim_mps(100, h=1.0, svd_min=args.svd_min)
         gpu_records = 100_000 if args.quick else 10_000_000
         dist = gpu_state.distribution(pauli4, device="cuda")
         streamed(dist, STREAM_CHUNK)  # warm-up
@@ -208,15 +266,28 @@ def main(argv: list[str] | None = None) -> dict:
                            "bond_dimensions": gpu_state.bond_dimensions}
 
     _print_table(results)
+    _print_accuracy(results["accuracy"])
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2))
     print(f"wrote {args.out}")
     return results
 
 
+def _print_accuracy(rows: list[dict]) -> None:
+    print("per-record ln P error against a DMRG without cutoff (pauli4 records of the truncated "
+          "state)")
+    print(f"{'L':>3} {'h':>5} {'svd_min':>8} {'χ_max':>5} {'DMRG s':>7} {'records/s':>10} "
+          f"{'max|ΔlnP|':>10} {'mean|ΔlnP|':>11}")
+    for row in rows:
+        print(f"{row['L']:>3} {row['h']:>5g} {row['svd_min']:>8.0e} {row['chi_max']:>5} "
+              f"{row['dmrg_seconds']:>7.1f} {row['records_per_s']:>10.0f} "
+              f"{row['max_abs_dlnP']:>10.2e} {row['mean_abs_dlnP']:>11.2e}")
+
+
 def _print_table(results: dict) -> None:
     chi = max(results["bond_dimensions"])
-    print(f"L = {results['L']}, h = {results['h']}, χ_max = {chi}, "
+    print(f"L = {results['L']}, h = {results['h']}, svd_min = {results['svd_min']:g}, "
+          f"χ_max = {chi}, "
           f"DMRG {results['dmrg_seconds']:.1f} s, torch threads "
           f"{results['machine']['threads']}, load {results['machine']['load_average']}")
     print(f"float64 matmul peak: {results['matmul_peak_gflops']:.1f} GFLOP/s")

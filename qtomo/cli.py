@@ -8,6 +8,7 @@ any other exception is an internal failure (traceback, exit status 1).
 from __future__ import annotations
 
 import argparse
+import decimal
 import math
 import sys
 import warnings
@@ -50,9 +51,11 @@ class _HelpFormatter(argparse.HelpFormatter):
         return text + " (default %(default)s)"
 
 
-def _common_options(parser: argparse.ArgumentParser) -> None:
+def _common_options(parser: argparse.ArgumentParser, resumable: bool = False) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bars or chatter")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--seed", type=_integer(0, _SEED_MAX), default=None if resumable else 0,
+                        help="random seed (default 0" + ("; with --resume, the run's)"
+                                                         if resumable else ")"))
     parser.add_argument("--device", default="auto",
                         help="auto (CUDA when present), cpu, cuda or cuda:N (default auto)")
 
@@ -67,14 +70,33 @@ def _finite_float(text: str) -> float:
     return value
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(float(text)) if "e" in text.lower() else int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
+_SEED_MAX = 2**63 - 1
+_COUNT_MAX = 2**62
+
+
+def _integer(low: int, high: int = _COUNT_MAX) -> Callable[[str], int]:
+    """An argparse type for an integer in low..high, written as digits or in exact scientific
+    notation (``100000``, ``1e5``; not ``1.5``, ``1e400``, ``nan``)."""
+    limit = "2^62" if high == _COUNT_MAX else "2^63-1" if high == _SEED_MAX else str(high)
+    expected = {1: "a positive integer", 0: "an integer >= 0"}.get(low, f"an integer >= {low}")
+    expected = f"{expected} (at most {limit})"
+
+    def parse(text: str) -> int:
+        try:
+            number = decimal.Decimal(text.strip().replace("_", ""))
+        except decimal.InvalidOperation:
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+        # compare as Decimals: int() of 1e400000000 would take minutes
+        if not number.is_finite() or number != number.to_integral_value() or not (
+                low <= number <= high):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+        return int(number)
+
+    parse.__name__ = "integer"  # argparse names the type in its messages
+    return parse
+
+
+_positive_int = _integer(1)
 
 
 # --- simulate -------------------------------------------------------------------------------
@@ -101,8 +123,11 @@ def _add_simulate_parser(subparsers) -> None:
                         help=f"number of records N (default {DEFAULT_SAMPLES})")
     parser.add_argument("--method", choices=METHODS, default="auto",
                         help="exact, mps, or auto = exact up to the exact limit (default auto)")
-    parser.add_argument("--chi-max", type=int, default=None,
+    parser.add_argument("--chi-max", type=_positive_int, default=None,
                         help="MPS bond-dimension cap for DMRG (default 64)")
+    parser.add_argument("--svd-min", type=_finite_float, default=None,
+                        help="discarded weight allowed per DMRG truncation; sets the accuracy of "
+                             "the stored ln P (default 1e-14; see the README's MPS section)")
     parser.add_argument("--readout-error", type=_finite_float, nargs=2, default=None,
                         metavar=("E0", "E1"),
                         help="with --povm pauli6: flip read bits, P(read 1 | 0) = E0 and "
@@ -129,11 +154,10 @@ def _run_simulate(args: argparse.Namespace) -> int:
     path = simulate(
         args.state, args.L, J=args.J, h=args.h, boundary=args.boundary,
         product_state=args.product_state, povm=args.povm, samples=args.samples,
-        method=args.method, chi_max=args.chi_max, depolarizing=args.depolarizing,
-        dephasing=args.dephasing, amplitude_damping=args.amplitude_damping,
-        readout_error=args.readout_error,
-        seed=args.seed, device=args.device,
-        out=args.out, quiet=args.quiet,
+        method=args.method, chi_max=args.chi_max, svd_min=args.svd_min,
+        depolarizing=args.depolarizing, dephasing=args.dephasing,
+        amplitude_damping=args.amplitude_damping, readout_error=args.readout_error,
+        seed=args.seed, device=args.device, out=args.out, quiet=args.quiet,
     )
     if not args.quiet:
         print(f"wrote {path}")
@@ -157,10 +181,13 @@ def _run_info(args: argparse.Namespace) -> int:
 
     import h5py
 
+    from qtomo.atomic import describe_leftover
     from qtomo.data import read_dataset
 
     if not args.path.is_file():
-        raise QtomoError(f"{args.path}: no such file")
+        raise QtomoError(f"{args.path}: {'a folder' if args.path.is_dir() else 'no such file'}")
+    if describe_leftover(args.path) is not None:
+        raise QtomoError(f"{args.path}: {describe_leftover(args.path)}")
     if h5py.is_hdf5(args.path):
         dataset = read_dataset(args.path)
         if not args.json:
@@ -302,7 +329,7 @@ def _add_fit_parser(subparsers) -> None:
                         help="continue an interrupted run from its checkpoint (.pt or .last.pt)")
     model_options = parser.add_argument_group(
         "model hyperparameters", "each applies to the families named; defaults per family")
-    parse = {int: (int, "N"), float: (_finite_float, "X"), str: (str, "NAME")}
+    parse = {int: (_integer(0), "N"), float: (_finite_float, "X"), str: (str, "NAME")}
     types = hyperparameter_types()
     for name, per_family in hyperparameter_defaults().items():
         families = ", ".join(f"{family} {default}" for family, default in per_family.items())
@@ -316,10 +343,10 @@ def _add_fit_parser(subparsers) -> None:
         ("--batch-size", _positive_int, "records per step (global under torchrun)"),
         ("--lr", _finite_float, "peak learning rate of AdamW"),
         ("--weight-decay", _finite_float, "AdamW weight decay"),
-        ("--warmup", int, "linear warm-up steps"),
+        ("--warmup", _integer(0), "linear warm-up steps"),
         ("--clip", _finite_float, "gradient-norm clip (0 = off)"),
         ("--val-fraction", _finite_float, "share of rows (the last ones) held out"),
-        ("--patience", int, "stop after this many epochs without improvement (0 = never)"),
+        ("--patience", _integer(0), "stop after this many epochs without improvement (0 = never)"),
         ("--ema", _finite_float, "decay of a moving average of the weights, validated and "
                                  "saved (0 = off)"),
     ):
@@ -340,7 +367,7 @@ def _add_fit_parser(subparsers) -> None:
                                help="no bf16 autocast on CUDA")
     train_options.add_argument("--compile", action="store_true", default=None,
                                help="wrap the objective in torch.compile")
-    _common_options(parser)
+    _common_options(parser, resumable=True)
 
 
 def _newest_dataset() -> Path:
@@ -358,14 +385,20 @@ def _run_fit(args: argparse.Namespace) -> int:
     from qtomo.data import read_dataset
     from qtomo.models import build, family_classes, load_checkpoint
     from qtomo.models.checkpoint import training_data_path
-    from qtomo.train import TrainOptions, fit, fit_ensemble, resume_path, run_output
+    from qtomo.train import (
+        TrainOptions,
+        fit,
+        fit_ensemble,
+        resume_path,
+        run_output,
+        split_rows,
+    )
 
     given_hp = {key[3:]: value for key, value in vars(args).items()
                 if key.startswith("hp_") and value is not None}
     given_options = {field.name: getattr(args, field.name)
                      for field in dataclasses.fields(TrainOptions)
                      if getattr(args, field.name, None) is not None}
-    given_options["seed"] = args.seed
     data, resumed = args.data, None
     if args.ensemble is not None and args.resume is not None:
         raise QtomoError("--ensemble trains new models; it cannot be combined with --resume")
@@ -389,8 +422,14 @@ def _run_fit(args: argparse.Namespace) -> int:
         out = args.out or run_output(resumed.path)
     else:
         family, hp = args.model or "gru", given_hp
-        # the family's own defaults (e.g. the physical families' lr, batch and averaging)
-        options = TrainOptions(**{**family_classes(family)[0].train_defaults, **given_options})
+        # the family's own defaults (e.g. the physical families' lr, batch and averaging); a
+        # default batch never exceeds the training rows of a small dataset
+        defaults = dict(family_classes(family)[0].train_defaults)
+        if "batch_size" in defaults:
+            val_fraction = given_options.get("val_fraction", TrainOptions.val_fraction)
+            n_train = split_rows(dataset.n_records, val_fraction)[0][1]
+            defaults["batch_size"] = max(1, min(defaults["batch_size"], n_train))
+        options = TrainOptions(**{**defaults, **given_options})
         out = args.out or Path("runs") / f"{dataset.path.stem}_{family}.pt"
     if args.ensemble is not None:
         folder = args.out or Path("runs") / f"{dataset.path.stem}_{family}_ensemble"
@@ -401,7 +440,7 @@ def _run_fit(args: argparse.Namespace) -> int:
             print(f"best validation NLL of the {len(results)} members: {nll}")
             print(f"wrote {folder}/ (evaluate it with qtomo evaluate --model {folder})")
         return 0
-    torch.manual_seed(args.seed)
+    torch.manual_seed(options.seed)
     model = build(family, L=dataset.L, K=dataset.K, povm=dataset.povm, **hp)
     result = fit(model, dataset, options, out=out, resume=args.resume, device=args.device,
                  quiet=args.quiet)
@@ -453,6 +492,7 @@ def _add_evaluate_parser(subparsers) -> None:
 def _run_evaluate(args: argparse.Namespace) -> int:
     import torch
 
+    from qtomo.atomic import check_writable
     from qtomo.blocks import parse_block_sizes
     from qtomo.data import read_dataset
     from qtomo.device import resolve_device
@@ -471,6 +511,9 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     to_stdout = args.json is not None and str(args.json) == "-"  # then the JSON is the output
     if args.plot is not None:
         check_plot_path(args.plot)
+    for output in (None if to_stdout else args.json, args.plot):
+        if output is not None:
+            check_writable(output)
     torch.manual_seed(args.seed)  # flows draw their importance samples from the global RNG
     paths = ensemble_checkpoints(args.model)
     checkpoints = [load_checkpoint(path, map_location=resolve_device(args.device))

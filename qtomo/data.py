@@ -36,18 +36,19 @@ Example:
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import h5py
 import numpy as np
 
 import qtomo
-from qtomo.atomic import atomic_output
+from qtomo.atomic import atomic_output, describe_leftover
 from qtomo.errors import DataFormatError, QtomoError
-from qtomo.povm import POVM, POVM_NAMES, get_povm
+from qtomo.povm import POVM, POVM_NAMES, check_outcomes, get_povm
 from qtomo.progress import progress_bar
 
 __all__ = ["FORMAT", "VERSION", "Dataset", "check_source", "read_dataset", "write_dataset"]
@@ -85,6 +86,8 @@ def check_source(attrs: dict) -> str:
         if missing:
             raise QtomoError(f"simulated records need the attribute(s) {', '.join(missing)}")
     return source
+#: ln P(a) ≤ 0 up to rounding
+_LOG_PROB_MAX = 1e-9
 
 
 def write_dataset(
@@ -116,47 +119,62 @@ def write_dataset(
         The path written.
 
     Raises:
-        QtomoError: on a chunk of the wrong shape, outcomes out of range, non-finite ln P, a row
-            count different from ``n_records``, or a folder that cannot be written.
+        QtomoError: before anything is written, for attributes or references that
+            :func:`read_dataset` would refuse (a non-integer L, a TFIM without finite J and h, a
+            ψ of the wrong length or norm, …); then for a chunk that is not integer outcomes
+            (b, L) in 0..K−1 with real ln P (b,) that are finite and ≤ 0, a row count different
+            from ``n_records``, or a file that cannot be written.
     """
-    L = int(attrs["L"])
-    attrs = {**attrs, "source": check_source(attrs)}
-    if n_records < 1:
-        raise QtomoError(f"a dataset needs at least one record; got n_records = {n_records}")
+    if isinstance(n_records, bool) or not isinstance(n_records, int | np.integer) or n_records < 1:
+        raise QtomoError(f"a dataset needs an integer n_records >= 1; got {n_records!r}")
+    own = {"format": FORMAT, "version": VERSION, "povm": povm.name}  # the writer's to set
+    given = {str(key): _plain(value) for key, value in attrs.items() if value is not None}
+    for key, value in own.items():
+        if key in given and given[key] != value:
+            raise QtomoError(f"attribute {key} is {value!r} for this file; got {given[key]!r}")
+    root = {"qtomo_version": qtomo.__version__, **given, **own}
+    check_attrs(root)
+    root["source"] = check_source(root)
+    L = root["L"]
+    reference = {name: check_reference(name, value, L) for name, value in reference.items()}
     target = Path(path)
-    with atomic_output(target) as temporary, h5py.File(temporary, "w") as file:
-        file.attrs.update(
-            {"format": FORMAT, "version": VERSION, "qtomo_version": qtomo.__version__,
-             "povm": povm.name}
-        )
-        file.attrs.update({key: value for key, value in attrs.items() if value is not None})
+    # No chunk cache: rows go to disk as whole HDF5 chunks when written, so a full disk fails
+    # that write; dirty cached chunks that cannot be flushed make h5py crash at exit instead.
+    with atomic_output(target) as temporary, h5py.File(temporary, "w", rdcc_nbytes=0) as file:
+        file.attrs.update(root)
         chunk_rows = int(min(n_records, max(1, 2**20 // L)))
         outcomes = file.create_dataset(
             "outcomes", (n_records, L), dtype=np.uint8, chunks=(chunk_rows, L),
             compression="gzip", compression_opts=1,
         )
         log_prob = None
-        row = 0
+        row, written, pending = 0, 0, []  # rows received, rows on disk, rows not yet on disk
         with progress_bar(n_records, f"writing {target.name}", quiet=quiet, unit="rec") as bar:
             for chunk_outcomes, chunk_log_prob in chunks:
                 chunk_outcomes = np.asarray(chunk_outcomes)
                 if row == 0 and chunk_log_prob is not None:
                     log_prob = file.create_dataset("log_prob", (n_records,), dtype=np.float64,
-                                                   chunks=(min(n_records, 2**16),))
+                                                   chunks=(chunk_rows,))
                 if (chunk_log_prob is None) != (log_prob is None):
                     found = "lacks" if log_prob is not None else "has"
                     raise QtomoError(f"chunk at row {row} {found} ln P; expected ln P in every "
                                      f"chunk or in none")
-                if chunk_log_prob is None:
-                    chunk_log_prob = np.zeros(len(chunk_outcomes))  # shape check only
-                chunk_log_prob = np.asarray(chunk_log_prob, dtype=np.float64)
+                chunk_log_prob = (np.zeros(chunk_outcomes.shape[:1]) if chunk_log_prob is None
+                                  else np.asarray(chunk_log_prob))  # zeros: shape check only
                 rows = _check_chunk(chunk_outcomes, chunk_log_prob, L, povm, row)
                 if row + rows > n_records:
                     raise QtomoError(f"more than the announced {n_records} records were written")
-                outcomes[row : row + rows] = chunk_outcomes
-                if log_prob is not None:
-                    log_prob[row : row + rows] = chunk_log_prob
+                pending.append((chunk_outcomes, chunk_log_prob))
                 row += rows
+                if row - written >= chunk_rows or row == n_records:
+                    block = np.concatenate([p[0] for p in pending])  # (b, L)
+                    block_log_prob = np.concatenate([p[1] for p in pending])  # (b,)
+                    size = len(block) if row == n_records else len(block) // chunk_rows * chunk_rows
+                    outcomes[written : written + size] = block[:size]
+                    if log_prob is not None:
+                        log_prob[written : written + size] = block_log_prob[:size]
+                    written += size
+                    pending = [(block[size:], block_log_prob[size:])]
                 bar.update(rows)
         if row != n_records:
             raise QtomoError(f"{row} records were written; expected n_records = {n_records}")
@@ -167,32 +185,179 @@ def write_dataset(
                     file.create_dataset(f"reference/mps/B_{site}",
                                         data=np.asarray(tensor, dtype=np.complex128))
             else:
-                value = np.asarray(value)
-                dtype = np.complex128 if np.iscomplexobj(value) else np.float64
-                file.create_dataset(f"reference/{name}", data=value.astype(dtype))
+                file.create_dataset(f"reference/{name}", data=value)
     return target
 
 
 def _check_chunk(outcomes: np.ndarray, log_prob: np.ndarray, L: int, povm: POVM, row: int) -> int:
-    if outcomes.ndim != 2 or outcomes.shape[1] != L or log_prob.shape != outcomes.shape[:1]:
-        raise QtomoError(
-            f"expected outcomes (b, {L}) with log_prob (b,); got {outcomes.shape} and "
-            f"{log_prob.shape}"
-        )
-    if outcomes.size and (outcomes.min() < 0 or outcomes.max() >= povm.K):
-        bad = int(np.argwhere((outcomes < 0) | (outcomes >= povm.K))[0, 0])
-        raise QtomoError(
-            f"outcomes must lie in 0..{povm.K - 1} for POVM {povm.name!r}; got "
-            f"{outcomes[bad].max()} in row {row + bad}"
-        )
-    if not np.all(np.isfinite(log_prob)):
-        raise QtomoError(f"non-finite ln P near row {row}; records must have P(a) > 0")
+    check_outcomes(outcomes, L, povm.K, povm.name, first_row=row)
+    if log_prob.dtype.kind not in "fiu" or log_prob.shape != outcomes.shape[:1]:
+        raise QtomoError(f"expected real log_prob of shape ({outcomes.shape[0]},) beside outcomes "
+                         f"{outcomes.shape}; got {log_prob.dtype} {log_prob.shape}")
+    check_log_prob(log_prob, first_row=row)
     return outcomes.shape[0]
+
+
+def check_log_prob(log_prob: np.ndarray, first_row: int = 0) -> None:
+    """Raise QtomoError unless every ln P(a) is finite and ≤ 0 (P(a) in (0, 1], to 1e-9).
+
+    Example:
+        >>> check_log_prob(np.array([-1.0, 0.5]), first_row=4)
+        Traceback (most recent call last):
+        ...
+        qtomo.errors.QtomoError: ln P must be finite and <= 0 (0 < P <= 1); got 0.5 in row 5
+    """
+    bad = ~(np.isfinite(log_prob) & (log_prob <= _LOG_PROB_MAX))
+    if bad.any():
+        row = int(np.argmax(bad))
+        raise QtomoError(f"ln P must be finite and <= 0 (0 < P <= 1); got {log_prob[row]} in row "
+                         f"{first_row + row}")
+
+
+def _is_integer(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_real(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def check_attrs(attrs: dict) -> None:
+    """Raise QtomoError unless the root attributes a dataset uses have their types and values.
+
+    Required: ``L`` (integer ≥ 1), ``povm`` (text) and :data:`_REQUIRED_ATTRS`. Optional, checked
+    when present: ``state``, ``product_state``, ``qtomo_version``, ``warning``, ``source``
+    (text); ``seed`` (integer); ``method`` (``exact`` or ``mps``); ``J``, ``h`` (finite numbers);
+    ``boundary`` (``open`` or ``periodic``); ``chi_max`` (integer ≥ 1); ``truncation_error``,
+    ``svd_min``, ``energy_tol`` (finite, ≥ 0). A TFIM (``state = "tfim"``) needs ``J``, ``h`` and
+    ``boundary`` that make a valid :class:`~qtomo.states.hamiltonians.TFIM` of L qubits.
+
+    Args:
+        attrs: attribute name → Python value (as :func:`read_dataset` returns them).
+
+    Example:
+        >>> check_attrs({"L": 4, "povm": "pauli4", "state": "tfim", "seed": 0,
+        ...              "method": "exact", "J": 1.0, "h": "strong", "boundary": "open"})
+        Traceback (most recent call last):
+        ...
+        qtomo.errors.QtomoError: attribute h must be a finite number; got 'strong'
+    """
+    from qtomo.states.hamiltonians import BOUNDARIES, TFIM
+
+    missing = [key for key in ("L", "povm", *_REQUIRED_ATTRS) if key not in attrs]
+    if missing:
+        raise QtomoError(f"missing root attribute(s) {', '.join(dict.fromkeys(missing))}")
+    L = attrs["L"]
+    if not _is_integer(L) or L < 1:
+        raise QtomoError(f"attribute L must be a positive integer; got {L!r}")
+    checks = {
+        **dict.fromkeys(("povm", "state", "product_state", "qtomo_version", "warning", "source"),
+                        (lambda v: isinstance(v, str), "text")),
+        "seed": (_is_integer, "an integer"),
+        "method": (lambda v: v in ("exact", "mps"), "'exact' or 'mps'"),
+        "J": (_is_real, "a finite number"),
+        "h": (_is_real, "a finite number"),
+        "boundary": (lambda v: v in BOUNDARIES, f"one of {', '.join(BOUNDARIES)}"),
+        "chi_max": (lambda v: _is_integer(v) and v >= 1, "an integer >= 1"),
+        **dict.fromkeys(("truncation_error", "svd_min", "energy_tol"),
+                        (lambda v: _is_real(v) and v >= 0, "a finite number >= 0")),
+    }
+    for key, (ok, expected) in checks.items():
+        if key in attrs and not ok(attrs[key]):
+            raise QtomoError(f"attribute {key} must be {expected}; got {attrs[key]!r}")
+    if attrs.get("state") == "tfim":
+        missing = [key for key in ("J", "h", "boundary") if key not in attrs]
+        if missing:
+            raise QtomoError(f"a TFIM dataset needs the attribute(s) {', '.join(missing)}")
+        TFIM(L, attrs["J"], attrs["h"], attrs["boundary"])
+
+
+_PAULI_BOUND = 1 + 1e-8
+_NORM_TOL = 1e-8
+#: the dense ψ (16 · 2^L bytes) is read for L ≤ 24 only, the dense ρ for L ≤ 12; larger states
+#: are stored as MPS
+_DENSE_MAX_L = {"psi": 24, "rho": 12}
+
+
+def check_reference(name: str, value, L: int):
+    """A reference value checked and converted as stored: float64 or complex128 arrays, or for
+    ``"mps"`` a list of complex128 tensors; other names pass unchanged.
+
+    Checks: the shape of the table in the module docstring; real values for everything but ψ, ρ
+    and the MPS; finite entries; |⟨X_i⟩|, |⟨Z_i⟩|, |⟨Z_iZ_j⟩|, |⟨X_iX_j⟩| ≤ 1, bond entropies
+    ≥ 0 and the purity in [0, 1] (to 1e-8); ‖ψ‖ = 1 (to 1e-8); ρ Hermitian with unit trace (to
+    1e-8); MPS tensors that chain and are right-canonical, so that ⟨ψ|ψ⟩ = 1
+    (:class:`~qtomo.states.mps.MPSState`).
+
+    Raises:
+        QtomoError: naming the reference and the problem.
+
+    Example:
+        >>> check_reference("psi", np.array([1.0, 1.0, 0.0, 0.0]), 2)
+        Traceback (most recent call last):
+        ...
+        qtomo.errors.QtomoError: /reference/psi must have norm 1; got 1.41421
+    """
+    if name == "mps":
+        if isinstance(value, str) or not isinstance(value, list | tuple):
+            raise QtomoError(f"/reference/mps must be a list of L = {L} tensors")
+        if len(value) != L:
+            raise QtomoError(f"/reference/mps must hold L = {L} tensors; got {len(value)}")
+        tensors = [_numeric(f"mps/B_{i}", tensor, "fc") for i, tensor in enumerate(value)]
+        from qtomo.states.mps import MPSState  # torch is imported only for MPS references
+
+        try:
+            return MPSState(tensors).mps
+        except QtomoError as error:
+            raise QtomoError(f"/reference/mps: {error}") from None
+    if name not in _REFERENCE_SHAPES:
+        return value
+    if L > _DENSE_MAX_L.get(name, L):
+        raise QtomoError(f"/reference/{name} is kept for L <= {_DENSE_MAX_L[name]}; got L = {L}")
+    array = _numeric(name, value, "fc" if name in _DENSE_MAX_L else "fiu")
+    shape = _REFERENCE_SHAPES[name](L)
+    if array.shape != shape:
+        raise QtomoError(f"/reference/{name} must have shape {shape}; got {array.shape}")
+    if name == "psi":
+        norm = float(np.linalg.norm(array))
+        if abs(norm - 1) > _NORM_TOL:
+            raise QtomoError(f"/reference/psi must have norm 1; got {norm:.6g}")
+        return array.astype(np.complex128)
+    if name == "rho":
+        trace = complex(np.trace(array))
+        if abs(trace - 1) > _NORM_TOL or not np.allclose(array, array.conj().T, rtol=0,
+                                                          atol=_NORM_TOL):
+            raise QtomoError(f"/reference/rho must be Hermitian with trace 1; got trace "
+                             f"{trace:.6g}")
+        return array.astype(np.complex128)
+    if name == "purity" and not -_NORM_TOL <= float(array) <= 1 + _NORM_TOL:
+        raise QtomoError(f"/reference/purity must lie in [0, 1]; got {float(array):.6g}")
+    if name == "entropy" and array.size and array.min() < -_NORM_TOL:
+        raise QtomoError(f"/reference/entropy must be >= 0; got {array.min():.6g}")
+    if name in ("X", "Z", "XX", "ZZ") and array.size and np.abs(array).max() > _PAULI_BOUND:
+        raise QtomoError(f"/reference/{name} holds a Pauli expectation outside [-1, 1]: "
+                         f"{array.flat[np.abs(array).argmax()]:.6g}")
+    return array.astype(np.float64)
+
+
+def _numeric(name: str, value, kinds: str) -> np.ndarray:
+    """``value`` as a numpy array of one of the dtype ``kinds`` with finite entries."""
+    array = np.asarray(value)
+    if array.dtype.kind not in kinds:
+        expected = "complex or real" if "c" in kinds else "real"
+        raise QtomoError(f"/reference/{name} must hold {expected} numbers; got {array.dtype}")
+    if not np.all(np.isfinite(array)):
+        raise QtomoError(f"/reference/{name} holds non-finite values")
+    return array
 
 
 @dataclass(frozen=True)
 class Dataset:
     """A validated dataset file; rows are read from disk on demand.
+
+    The file stays open from :func:`read_dataset` until :meth:`close` (or the end of a ``with``
+    block, or garbage collection), so every row read comes from the file that was checked even
+    if its path is replaced meanwhile.
 
     Attributes:
         path: the file.
@@ -211,6 +376,17 @@ class Dataset:
     has_log_prob: bool
     attrs: dict
     reference: dict
+    file: h5py.File = field(repr=False, compare=False)
+
+    def __enter__(self) -> Dataset:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the file; rows can no longer be read."""
+        self.file.close()
 
     @property
     def noise(self):
@@ -221,30 +397,32 @@ class Dataset:
 
     def outcomes(self, start: int = 0, stop: int | None = None) -> np.ndarray:
         """Records ``start:stop``; uint8 (n, L)."""
-        with h5py.File(self.path, "r") as file:
-            return file["outcomes"][start:stop]
+        return self.file["outcomes"][start:stop]
 
     def log_prob(self, start: int = 0, stop: int | None = None) -> np.ndarray:
         """ln P of records ``start:stop`` under the generating state; float64 (n,)."""
         if not self.has_log_prob:
             raise DataFormatError(f"{self.path}: has no /log_prob (exact ln P of each record)")
-        with h5py.File(self.path, "r") as file:
-            return file["log_prob"][start:stop]
+        return self.file["log_prob"][start:stop]
 
     def iter_chunks(
         self, size: int = READ_CHUNK, start: int = 0, stop: int | None = None
     ) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
         """Yield (outcomes uint8 (b, L), log_prob float64 (b,) or None) over rows start:stop."""
         stop = self.n_records if stop is None else min(stop, self.n_records)
-        with h5py.File(self.path, "r") as file:
-            for begin in range(start, stop, size):
-                end = min(begin + size, stop)
-                log_prob = file["log_prob"][begin:end] if self.has_log_prob else None
-                yield file["outcomes"][begin:end], log_prob
+        for begin in range(start, stop, size):
+            end = min(begin + size, stop)
+            log_prob = self.file["log_prob"][begin:end] if self.has_log_prob else None
+            yield self.file["outcomes"][begin:end], log_prob
 
 
 def read_dataset(path: str | os.PathLike) -> Dataset:
-    """Open and validate a dataset file (format, version, shapes, dtypes, outcome range, ln P).
+    """Open and validate a dataset file; the returned :class:`Dataset` keeps it open.
+
+    Checked: format and version; the root attributes (:func:`check_attrs`); shapes and dtypes
+    of ``/outcomes``, ``/log_prob`` and ``/povm/elements``; the POVM itself; every outcome in
+    0..K−1 and every ln P finite and ≤ 0 (read in chunks); each reference
+    (:func:`check_reference`).
 
     Raises:
         DataFormatError: one line naming the file and the problem.
@@ -252,15 +430,26 @@ def read_dataset(path: str | os.PathLike) -> Dataset:
     path = Path(path)
     if not path.is_file():
         raise DataFormatError(f"{path}: no such dataset file")
+    leftover = describe_leftover(path)
+    if leftover is not None:
+        raise DataFormatError(f"{path}: {leftover}")
     try:
         file = h5py.File(path, "r")
     except OSError:
         raise DataFormatError(f"{path}: not a readable HDF5 file (truncated or foreign)") from None
     try:
-        with file:
-            return _validated(path, file)
-    except (KeyError, OSError, ValueError, TypeError) as error:
-        raise DataFormatError(f"{path}: unreadable dataset ({error})") from None
+        return _validated(path, file)
+    except DataFormatError:
+        file.close()
+        raise
+    except QtomoError as error:
+        file.close()
+        raise DataFormatError(f"{path}: {error}") from None
+    except (KeyError, OSError, ValueError, TypeError, AttributeError, RuntimeError) as error:
+        # h5py's errors for a damaged file (RuntimeError: "ran off end of input buffer", …)
+        file.close()
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise DataFormatError(f"{path}: unreadable dataset ({reason})") from None
 
 
 def _validated(path: Path, file: h5py.File) -> Dataset:
@@ -273,17 +462,8 @@ def _validated(path: Path, file: h5py.File) -> Dataset:
                    f"expected {FORMAT!r})")
     if attrs.get("version") != VERSION:
         raise fail(f"unsupported format version {attrs.get('version')!r}; expected {VERSION}")
-    missing = [key for key in _REQUIRED_ATTRS if key not in attrs]
-    if missing:
-        raise fail(f"missing root attribute(s) {', '.join(missing)}")
-    try:
-        attrs["source"] = check_source(attrs)
-    except QtomoError as error:
-        raise fail(str(error)) from None
-    L = attrs["L"]
-    if not isinstance(L, int) or L < 1:
-        raise fail(f"attribute L must be a positive integer; got {L!r}")
-
+    check_attrs(attrs)
+    attrs["source"] = check_source(attrs)
     if any(name in attrs for name in _CHANNELS):
         from qtomo.states.noise import LocalNoise
 
@@ -291,10 +471,9 @@ def _validated(path: Path, file: h5py.File) -> Dataset:
             LocalNoise.from_attrs(attrs)
         except QtomoError as error:
             raise fail(f"root attribute {error}") from None
+    L = attrs["L"]
 
-    if "povm/elements" not in file:
-        raise fail("missing /povm/elements")
-    elements = file["povm/elements"]
+    elements = _dataset(file, "povm/elements", fail)
     if elements.dtype != np.complex128 or elements.ndim != 3 or elements.shape[1:] != (2, 2):
         raise fail(f"/povm/elements must be complex128 (K, 2, 2); got {elements.dtype} "
                    f"{elements.shape}")
@@ -305,30 +484,32 @@ def _validated(path: Path, file: h5py.File) -> Dataset:
     if povm.name in POVM_NAMES and povm != get_povm(povm.name):
         raise fail(f"/povm/elements do not match the registered POVM {povm.name!r}")
 
-    if "outcomes" not in file:
-        raise fail("missing /outcomes")
-    outcomes = file["outcomes"]
+    outcomes = _dataset(file, "outcomes", fail)
     if outcomes.dtype != np.uint8 or outcomes.ndim != 2 or outcomes.shape[1] != L:
         raise fail(f"/outcomes must be uint8 (N, {L}); got {outcomes.dtype} {outcomes.shape}")
     n_records = outcomes.shape[0]
     if n_records < 1:
         raise fail("holds no records")
     has_log_prob = "log_prob" in file
-    if has_log_prob and (file["log_prob"].dtype != np.float64
-                         or file["log_prob"].shape != (n_records,)):
-        raise fail(f"/log_prob must be float64 ({n_records},); got {file['log_prob'].dtype} "
-                   f"{file['log_prob'].shape}")
+    log_prob = _dataset(file, "log_prob", fail) if has_log_prob else None
+    if has_log_prob and (log_prob.dtype != np.float64 or log_prob.shape != (n_records,)):
+        raise fail(f"/log_prob must be float64 ({n_records},); got {log_prob.dtype} "
+                   f"{log_prob.shape}")
     for begin in range(0, n_records, READ_CHUNK):
-        block = outcomes[begin : begin + READ_CHUNK]
-        if block.max() >= povm.K:
-            bad = int(np.argwhere(block >= povm.K)[0, 0])
-            raise fail(f"outcomes must lie in 0..{povm.K - 1} for POVM {povm.name!r}; got "
-                       f"{int(block[bad].max())} in row {begin + bad}")
-        if has_log_prob and not np.all(np.isfinite(file["log_prob"][begin : begin + READ_CHUNK])):
-            raise fail(f"/log_prob holds non-finite values in rows {begin}..")
+        check_outcomes(outcomes[begin : begin + READ_CHUNK], L, povm.K, povm.name,
+                       first_row=begin)
+        if has_log_prob:
+            check_log_prob(log_prob[begin : begin + READ_CHUNK], first_row=begin)
 
     return Dataset(path, L, povm.K, povm, n_records, has_log_prob, attrs,
-                   _read_reference(file, L, fail))
+                   _read_reference(file, L, fail), file)
+
+
+def _dataset(file: h5py.File, name: str, fail) -> h5py.Dataset:
+    item = file.get(name)
+    if not isinstance(item, h5py.Dataset):
+        raise fail(f"missing /{name}" if item is None else f"/{name} is not an HDF5 dataset")
+    return item
 
 
 _REFERENCE_SHAPES = {
@@ -349,29 +530,36 @@ def _read_reference(file: h5py.File, L: int, fail) -> dict:
     group = file.get("reference")
     if group is None:
         return reference
+    if not isinstance(group, h5py.Group):
+        raise fail("/reference is not an HDF5 group")
     for name, item in group.items():
         if name == "mps":
-            reference["mps"] = _read_mps(item, L, fail)
+            reference["mps"] = check_reference("mps", _read_mps(item, L, fail), L)
         elif name in _REFERENCE_SHAPES:
-            if item.shape != _REFERENCE_SHAPES[name](L):
-                raise fail(f"/reference/{name} must have shape {_REFERENCE_SHAPES[name](L)}; "
-                           f"got {item.shape}")
-            reference[name] = item[()]
+            shape = _REFERENCE_SHAPES[name](L)
+            if L > _DENSE_MAX_L.get(name, L):
+                raise fail(f"/reference/{name} is kept for L <= {_DENSE_MAX_L[name]}; got L = {L}")
+            if not isinstance(item, h5py.Dataset) or item.shape != shape:
+                found = item.shape if isinstance(item, h5py.Dataset) else "a group"
+                raise fail(f"/reference/{name} must have shape {shape}; got {found}")
+            reference[name] = check_reference(name, item[()], L)
     return reference
 
 
 def _read_mps(group: h5py.Group, L: int, fail) -> list[np.ndarray]:
     names = [f"B_{i}" for i in range(L)]
-    if sorted(group.keys()) != sorted(names):
-        raise fail(f"/reference/mps must hold B_0 … B_{L - 1}")
-    tensors = [group[name][()] for name in names]
+    if not isinstance(group, h5py.Group) or sorted(group.keys()) != sorted(names):
+        raise fail(f"/reference/mps must be a group holding B_0 … B_{L - 1}")
+    items = [group[name] for name in names]
+    if not all(isinstance(item, h5py.Dataset) for item in items):
+        raise fail(f"/reference/mps must hold the arrays B_0 … B_{L - 1}")
     from qtomo.states.mps import check_mps_shapes  # torch is imported only for MPS references
 
     try:
-        check_mps_shapes(tensors, L)
+        check_mps_shapes(items, L)  # from the shapes alone, before reading anything
     except QtomoError as error:
         raise fail(f"/reference/mps: {error}") from None
-    return [np.asarray(t, dtype=np.complex128) for t in tensors]
+    return [item[()] for item in items]
 
 
 def _plain(value):

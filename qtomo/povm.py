@@ -37,6 +37,7 @@ __all__ = [
     "POVM",
     "POVM_NAMES",
     "born_probabilities",
+    "check_outcomes",
     "enumerate_outcomes",
     "get_povm",
     "invert_probabilities",
@@ -233,6 +234,56 @@ def get_povm(name: str) -> POVM:
     if name not in _REGISTRY:
         _REGISTRY[name] = POVM(name, _BUILDERS[name]())
     return _REGISTRY[name]
+
+
+def check_outcomes(a, L: int | None, K: int, povm: str | None = None, *,
+                   first_row: int = 0) -> None:
+    """Check that ``a`` is an integer array of records (B, L) with every outcome in 0..K−1.
+
+    The one check of records shared by the dataset writer and reader, the MPS sampler and every
+    model's ``log_prob``.
+
+    Args:
+        a: numpy array or torch tensor (B, L) of an integer dtype (not bool, not float).
+        L: the record length expected, or None to accept any.
+        K: outcomes per qubit.
+        povm: POVM name for the message, if known.
+        first_row: row number of ``a[0]`` in a larger table, for the message.
+
+    Raises:
+        QtomoError: naming the dtype, the shape, or the first value out of range and its row.
+
+    Example:
+        >>> check_outcomes(np.array([[0, 3], [7, 1]]), 2, 4, "pauli4", first_row=10)
+        Traceback (most recent call last):
+        ...
+        qtomo.errors.QtomoError: outcomes must lie in 0..3 for POVM 'pauli4'; got 7 in row 11
+    """
+    shape = tuple(getattr(a, "shape", ()))
+    if _dtype_kind(a) not in "iu" or len(shape) != 2 or (L is not None and shape[1] != L):
+        expected = f"(B, {L})" if L is not None else "(B, L)"
+        dtype = str(getattr(a, "dtype", type(a).__name__)).removeprefix("torch.")
+        raise QtomoError(f"outcomes must be an integer array of shape {expected}; got {dtype} "
+                         f"{shape}")
+    if 0 in shape:
+        return
+    low, high = int(a.min()), int(a.max())
+    if low < 0 or high >= K:
+        bad = (a < 0) | (a >= K)
+        row, column = (int(index) for index in (np.argwhere(bad)[0] if isinstance(a, np.ndarray)
+                                                else bad.nonzero()[0]))
+        where = f" for POVM {povm!r}" if povm else ""
+        raise QtomoError(f"outcomes must lie in 0..{K - 1}{where}; got {int(a[row, column])} in "
+                         f"row {first_row + row}")
+
+
+def _dtype_kind(a) -> str:
+    """numpy's dtype kind ('i', 'u', 'f', 'b', …) of a numpy array or a torch tensor."""
+    dtype = getattr(a, "dtype", None)
+    try:
+        return np.dtype(str(dtype).removeprefix("torch.")).kind  # torch.int64 -> int64
+    except TypeError:  # no dtype, or one numpy lacks (bfloat16)
+        return "O" if dtype is None else "f"
 
 
 READOUT_SUFFIX = "+readout"

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from qtomo.atomic import check_space, check_writable
 from qtomo.data import write_dataset
 from qtomo.device import resolve_device
 from qtomo.errors import QtomoError
@@ -69,6 +70,7 @@ def simulate(
     samples: int = DEFAULT_SAMPLES,
     method: str = "auto",
     chi_max: int | None = None,
+    svd_min: float | None = None,
     depolarizing: float = 0.0,
     dephasing: float = 0.0,
     amplitude_damping: float = 0.0,
@@ -88,6 +90,8 @@ def simulate(
         povm: POVM name (``pauli4``, ``pauli6``, ``tetra``).
         samples: N ≥ 1 records.
         method: ``auto``, ``exact`` or ``mps``.
+        svd_min: discarded weight allowed per DMRG truncation (MPS path; default of
+            :func:`qtomo.states.mps.tfim_mps`, which sets the accuracy of the stored ln P).
         chi_max: MPS bond-dimension cap for DMRG (MPS path; default of
             :func:`qtomo.states.mps.tfim_mps` when None).
         depolarizing, dephasing, amplitude_damping: the local channel on every qubit, each in
@@ -140,10 +144,11 @@ def simulate(
             f"the exact method handles L <= {limit} for POVM {povm!r} (K = {measurement.K})"
             f"{what}; got L = {L}; use --method mps"
         )
-    target = Path(out) if out is not None else default_output(state, L, h, povm)
+    target = check_writable(out if out is not None else default_output(state, L, h, povm))
+    check_space(target, 8 * samples, "the ln P column alone (8 bytes per record)")
 
     built = noisy_state(
-        _build_state(state, L, J, h, boundary, product_state, method, chi_max), channel
+        _build_state(state, L, J, h, boundary, product_state, method, chi_max, svd_min), channel
     )
     sampler_device = resolve_device(device) if method == "mps" else torch.device("cpu")
     if built.attrs.get("warning"):
@@ -168,7 +173,7 @@ def simulate(
                          chunks=chunks(), reference=reference, quiet=quiet)
 
 
-def _build_state(state, L, J, h, boundary, product_state, method, chi_max):
+def _build_state(state, L, J, h, boundary, product_state, method, chi_max, svd_min):
     if method == "exact":
         if state == "tfim":
             return exact.tfim_ground_state(L, J, h, boundary)
@@ -178,7 +183,8 @@ def _build_state(state, L, J, h, boundary, product_state, method, chi_max):
     from qtomo.states import mps  # TeNPy is imported only when the MPS path is used
 
     if state == "tfim":
-        options = {} if chi_max is None else {"chi_max": chi_max}
+        options = {key: value for key, value in (("chi_max", chi_max), ("svd_min", svd_min))
+                   if value is not None}
         return mps.tfim_mps(L, J, h, boundary=boundary, **options)
     if state == "ghz":
         return mps.ghz_mps(L)

@@ -63,7 +63,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from qtomo.atomic import atomic_output
+from qtomo.atomic import atomic_output, check_writable
 from qtomo.data import Dataset
 from qtomo.device import resolve_device
 from qtomo.errors import CheckpointError, ConvergenceError, QtomoError
@@ -119,6 +119,15 @@ class TrainOptions:
     bootstrap: bool = False
 
     def __post_init__(self) -> None:
+        for option in dataclasses.fields(self):
+            value, kind = getattr(self, option.name), option.type
+            ok = (isinstance(value, bool) if kind == "bool"
+                  else isinstance(value, str) if kind == "str"
+                  else not isinstance(value, bool) and isinstance(
+                      value, int if kind == "int" else int | float))
+            if not ok:
+                raise QtomoError(f"training option {option.name} must be of type {kind}; got "
+                                 f"{value!r}")
         checks = [("epochs", self.epochs >= 1, ">= 1"),
                   ("batch_size", self.batch_size >= 1, ">= 1"),
                   ("lr", 0 < self.lr < math.inf, "> 0"),
@@ -127,6 +136,7 @@ class TrainOptions:
                   ("warmup", self.warmup >= 0, ">= 0"), ("clip", 0 <= self.clip < math.inf, ">= 0"),
                   ("val_fraction", 0 < self.val_fraction < 1, "in (0, 1)"),
                   ("patience", self.patience >= 0, ">= 0"),
+                  ("seed", 0 <= self.seed < 2**63, "in 0..2^63-1"),
                   ("ema", self.ema == 0 or 0.5 <= self.ema < 1, "0 or in [0.5, 1)"),
                   ("resident_bytes", self.resident_bytes >= 0, ">= 0"),
                   ("chunk_records", self.chunk_records >= 1, ">= 1")]
@@ -365,6 +375,40 @@ def _check_resume(trainer_checkpoint, model: QtomoModel, dataset: Dataset,
                               f"run's {config['data'].get('val_rows')}; use its val_fraction")
 
 
+def _restore_optimizer(optimizer: torch.optim.Optimizer, stored: dict[str, Any]) -> None:
+    """Load the AdamW moments of a checkpoint; the hyperparameters (lr, betas, weight decay, …)
+    stay those this run was built with.
+
+    Raises:
+        ValueError, KeyError, TypeError: for state that does not fit the parameters (the caller
+            turns them into one CheckpointError line).
+    """
+    own = [{key: value for key, value in group.items() if key != "params"}
+           for group in optimizer.param_groups]
+    optimizer.load_state_dict(stored)
+    for group, settings in zip(optimizer.param_groups, own, strict=True):
+        group.update(settings)
+    parameters = [p for group in optimizer.param_groups for p in group["params"]]
+    if not set(optimizer.state) <= set(parameters):
+        raise ValueError("optimizer state names parameters the model does not have")
+    for parameter, moments in optimizer.state.items():
+        if not isinstance(moments, dict) or set(moments) != {"step", "exp_avg", "exp_avg_sq"}:
+            raise ValueError(f"optimizer state holds {sorted(moments)}; expected exp_avg, "
+                             "exp_avg_sq, step")
+        step = moments["step"]
+        if not (isinstance(step, torch.Tensor) and step.ndim == 0 and bool(step >= 0)
+                and bool(torch.isfinite(step))):
+            raise ValueError(f"optimizer step {step!r} is not a count")
+        for name in ("exp_avg", "exp_avg_sq"):
+            value = moments[name]
+            if not (isinstance(value, torch.Tensor) and value.shape == parameter.shape
+                    and bool(torch.isfinite(value).all())):
+                raise ValueError(f"optimizer state {name} does not fit a parameter of shape "
+                                 f"{tuple(parameter.shape)}")
+        if bool((moments["exp_avg_sq"] < 0).any()):
+            raise ValueError("optimizer state exp_avg_sq holds negative values")
+
+
 def _write_history(path: Path, history: list[dict[str, float]], summary: dict[str, Any]) -> None:
     with atomic_output(path) as tmp:
         tmp.write_text(json.dumps({**summary, "epochs": history}, indent=1) + "\n")
@@ -403,6 +447,7 @@ def fit(model: QtomoModel, dataset: Dataset, options: TrainOptions | None = None
         >>> from qtomo.data import read_dataset
         >>> from qtomo.models import build
         >>> from qtomo.simulate import simulate
+        >>> _ = torch.manual_seed(0)                  # the initial weights
         >>> folder = tempfile.mkdtemp()
         >>> data = read_dataset(simulate("product", 2, product_state="0", samples=4000,
         ...                              out=f"{folder}/d.h5", quiet=True))
@@ -449,9 +494,12 @@ def _fit(model: QtomoModel, dataset: Dataset, options: TrainOptions, *, out: Pat
         raise QtomoError("resuming needs the run's files; give out= (an in-memory run writes "
                          "none)")
     best_path, last_path, history_path = run_paths(out) if out is not None else (None,) * 3
+    save = rank == 0 and out is not None
+    if save:  # fail now rather than after the first epoch
+        for path in (best_path, last_path, history_path):
+            check_writable(path)
     data = _provenance(dataset, train_rows, val_rows,
                        best_path.parent if best_path is not None else Path.cwd())
-    save = rank == 0 and out is not None
 
     model.to(device)
     objective: nn.Module = _Objective(model)
@@ -480,17 +528,34 @@ def _fit(model: QtomoModel, dataset: Dataset, options: TrainOptions, *, out: Pat
         state = load_checkpoint(resume_path(resume), map_location="cpu")
         _check_resume(state, model, dataset, data)
         trainer = state.trainer
-        model.load_state_dict(state.model.state_dict())
-        if average:
-            if trainer.get("average") is None:
-                raise CheckpointError(f"{state.path} holds no weight average (its run had "
-                                      "ema = 0); resume it with ema = 0")
-            average.model.load_state_dict(trainer["average"])
-        optimizer.load_state_dict(trainer["optimizer"])
-        scheduler.load_state_dict(trainer["scheduler"])
-        torch.set_rng_state(trainer["rng"]["cpu"])
-        if device.type == "cuda" and trainer["rng"]["cuda"] is not None:
-            torch.cuda.set_rng_state(trainer["rng"]["cuda"], device)
+        if (trainer["average"] is None) != (average is None):
+            stored = state.config["training"].get("options", {}).get("ema")
+            raise CheckpointError(f"{state.path} was trained with ema = {stored}; resume it "
+                                  f"with that ema (got {options.ema})")
+        try:
+            if trainer["best"]["state_dict"] is not None:  # loaded to check it; replaced below
+                evaluated.load_state_dict(trainer["best"]["state_dict"])
+            model.load_state_dict(state.model.state_dict())
+            if average:
+                average.model.load_state_dict(trainer["average"])
+            _restore_optimizer(optimizer, trainer["optimizer"])
+            step = trainer["scheduler"].get("last_epoch")
+            if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+                raise ValueError(f"scheduler step {step!r} is not a count")
+            torch.set_rng_state(trainer["rng"]["cpu"])
+            if device.type == "cuda" and trainer["rng"]["cuda"] is not None:
+                torch.cuda.set_rng_state(trainer["rng"]["cuda"], device)
+        except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as error:
+            reason = str(error).strip().splitlines()[0] if str(error).strip() else type(
+                error).__name__
+            raise CheckpointError(f"{state.path}: trainer state does not fit the model "
+                                  f"({reason})") from None
+        # The schedule is this run's (options given now apply for real: lr, weight decay,
+        # epochs, warm-up), at the step reached; the same as the stored one when unchanged.
+        scheduler.last_epoch = step
+        factor = _lr_lambda(options, options.epochs * steps_per_epoch)
+        for group in optimizer.param_groups:
+            group["lr"] = options.lr * factor(step)
         epoch, bad_epochs, history = trainer["epoch"], trainer["bad_epochs"], trainer["history"]
         best = trainer["best"]
         if not quiet:
@@ -517,7 +582,7 @@ def _fit(model: QtomoModel, dataset: Dataset, options: TrainOptions, *, out: Pat
         epoch += 1
         started = time.perf_counter()
         model.train()
-        order = torch.Generator().manual_seed(options.seed * 1_000_003 + epoch)
+        order = torch.Generator().manual_seed((options.seed * 1_000_003 + epoch) % 2**64)
         totals = torch.zeros(2, dtype=torch.float64, device=device)  # Σ NLL, Σ rows
         bar = progress_bar(steps_per_epoch, f"epoch {epoch}/{options.epochs}", quiet=quiet,
                            unit="batch")
@@ -546,7 +611,7 @@ def _fit(model: QtomoModel, dataset: Dataset, options: TrainOptions, *, out: Pat
         train_nll = (_all_sum(totals, world)[0] / totals[1]).item()
         val_nll = _validation_nll(evaluated, val, options, autocast, rank, world)
         if not (math.isfinite(train_nll) and math.isfinite(val_nll)):
-            kept = (f"kept {last_path} (epoch {epoch - 1})" if epoch > 1
+            kept = (f"kept {last_path} (epoch {epoch - 1})" if epoch > 1 and out is not None
                     else "no checkpoint was written")
             raise ConvergenceError(f"training NLL became {train_nll} (validation {val_nll}) in "
                                    f"epoch {epoch}; {kept}; try a smaller --lr")

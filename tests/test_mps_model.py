@@ -294,3 +294,14 @@ def test_recovers_a_random_chi2_state_from_1e5_records(tmp_path):
     options = TrainOptions(**{**model.train_defaults, "epochs": 15, "patience": 0})
     result = fit(model, dataset, options, out=tmp_path / "m.pt", device="cpu", quiet=True)
     assert pure_state_fidelity(target, result.model.tensors()) >= 0.999
+
+
+def test_cli_fits_mps_on_fewer_records_than_its_default_batch(tmp_path):
+    """The family's default batch (1024) is capped at the training rows of a small file."""
+    data = simulate("ghz", 3, povm="pauli6", samples=600, seed=0, device="cpu",
+                    out=tmp_path / "small.h5", quiet=True)
+    status = main(["fit", "--model", "mps", "--chi", "2", "--data", str(data), "--epochs", "1",
+                   "--out", str(tmp_path / "m.pt"), "--quiet", "--device", "cpu"])
+    assert status == 0
+    options = load_checkpoint(tmp_path / "m.pt").config["training"]["options"]
+    assert options["batch_size"] == 540  # 600 records, the last 60 held out

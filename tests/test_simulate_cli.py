@@ -88,7 +88,7 @@ def test_unwritable_output_folder(tmp_path, capsys):
     blocker.write_text("x")
     assert main(["simulate", "--L", "3", "--samples", "5", "--out", str(blocker / "x.h5"),
                  "--quiet"]) == 2
-    assert "cannot write to folder" in capsys.readouterr().err
+    assert "file is not a folder" in capsys.readouterr().err
 
 
 def test_info_bad_files(tfim8, tmp_path, capsys):

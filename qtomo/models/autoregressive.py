@@ -77,11 +77,20 @@ class AutoregressiveModel(QtomoModel):
         raise NotImplementedError
 
     def conditionals(self, a: torch.Tensor) -> torch.Tensor:
-        """ln q(a_i = k | a_<i) for records a (B, L): float32 Tensor (B, L, K), logsumexp_k = 0."""
+        """ln q(a_i = k | a_<i) for records a (B, L): float32 Tensor (B, L, K), logsumexp_k = 0.
+
+        Raises:
+            QtomoError: for records of the wrong shape or dtype, or outcomes out of range.
+        """
+        self.check_records(a)
         return F.log_softmax(self.logits(a).float(), dim=-1)  # (B, L, K)
 
     def log_prob(self, a: torch.Tensor) -> torch.Tensor:
-        """ln Q(a) = Σ_i ln q(a_i | a_<i) for LongTensor a (B, L): float32 (B,), one forward."""
+        """ln Q(a) = Σ_i ln q(a_i | a_<i) for LongTensor a (B, L): float32 (B,), one forward.
+
+        Raises:
+            QtomoError: for records of the wrong shape or dtype, or outcomes out of range.
+        """
         logq = self.conditionals(a)  # (B, L, K)
         return logq.gather(-1, a.unsqueeze(-1)).squeeze(-1).sum(-1)  # (B,)
 

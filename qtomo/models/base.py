@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from qtomo.errors import QtomoError
-from qtomo.povm import POVM
+from qtomo.povm import POVM, check_outcomes
 
 
 class QtomoModel(nn.Module):
@@ -56,6 +56,14 @@ class QtomoModel(nn.Module):
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """n independent records Q-distributed; LongTensor (n, L) on the model's device."""
         raise NotImplementedError
+
+    def check_records(self, a: torch.Tensor) -> None:
+        """Raise QtomoError unless ``a`` is an integer tensor (B, L) with outcomes in 0..K−1.
+
+        Every family calls this at the door of ``log_prob`` (and of what shares its pass), so
+        a record of the wrong length or an outcome out of range is one line, not a torch error.
+        """
+        check_outcomes(a, self.L, self.K)
 
     def training_nll(self, a: torch.Tensor) -> torch.Tensor:
         """Per-record objective minimised by the trainer, (B,) float; -ln Q(a) by default."""

@@ -21,10 +21,18 @@ Layout of the saved dict (format version 1)::
 Only tensors, dicts, lists, strings and numbers are stored, so ``torch.load(weights_only=True)``
 reads it without unpickling code. Files are written to a temporary name in the same folder and
 renamed, so a crash never leaves a half-written checkpoint.
+
+On load the whole structure is checked once against :data:`SCHEMA` (every field above that qtomo
+reads: its type, the row ranges, the trainer state of a ``.last.pt``) and every floating-point
+tensor must be finite, so that a crafted or damaged file is one :class:`CheckpointError` line
+naming the field, never a traceback later in ``fit``, ``evaluate`` or ``info``.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import io
+import math
 import pickle
 import zipfile
 from dataclasses import dataclass
@@ -35,7 +43,7 @@ import numpy as np
 import torch
 
 import qtomo
-from qtomo.atomic import atomic_output
+from qtomo.atomic import atomic_output, describe_leftover
 from qtomo.errors import CheckpointError, QtomoError
 from qtomo.models.base import QtomoModel
 from qtomo.models.registry import build, hyperparameters
@@ -43,7 +51,115 @@ from qtomo.povm import POVM
 
 FORMAT = "qtomo.checkpoint"
 VERSION = 1
-_CONFIG_KEYS = ("family", "hyperparameters", "L", "K", "povm")
+
+# A tiny schema language: a label names a leaf type; {"key": spec} is a mapping whose keys are
+# required ("key?" optional, "*" any other key); ("list", spec) a list, ("or none", spec) either.
+_ROWS = ("rows",)
+_TENSORS = {"*": "tensor"}
+_TRAINING = {"epochs_run?": "integer", "best_epoch?": "integer", "best_val_nll?": "number",
+             "stopped_early?": "bool", "options?": "mapping", "world_size?": "integer",
+             "device?": "text", "n_parameters?": "integer", "*": "any"}
+SCHEMA = {
+    "format": "text", "version": "integer", "qtomo_version?": "text",
+    "config": {
+        "family": "text", "hyperparameters": {"*": "scalar"}, "L": "integer", "K": "integer",
+        "povm": "text",
+        "data?": ("or empty", {"path?": "text", "relative_path?": "text",
+                               "n_records?": "integer", "attrs?": "mapping",
+                               "train_rows": _ROWS, "val_rows": _ROWS, "*": "any"}),
+        "training?": _TRAINING,
+    },
+    "state_dict": _TENSORS,
+    "trainer?": ("or none", {
+        "epoch": "integer", "bad_epochs": "integer",
+        "history": ("list", {"epoch": "integer", "train_nll": "number", "val_nll": "number",
+                             "lr": "number", "time_s": "number"}),
+        "best": {"epoch": "integer", "val_nll": "number", "state_dict": ("or none", _TENSORS)},
+        "optimizer": {"state": "mapping", "param_groups": ("list", "mapping")},
+        "scheduler": "mapping",
+        "average": ("or none", _TENSORS),
+        "rng": {"cpu": "tensor", "cuda": ("or none", "tensor")},
+    }),
+}
+#: what resuming reads besides the trainer state: the run's data and options
+RESUMABLE = {"config": {"data": {"path": "text", "n_records": "integer", "train_rows": _ROWS,
+                                 "val_rows": _ROWS, "*": "any"},
+                        "training": {"options": "mapping", "*": "any"}, "*": "any"},
+             "*": "any"}
+_LEAVES = {
+    "integer": lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
+    "number": lambda v: isinstance(v, int | float) and not isinstance(v, bool),
+    "text": lambda v: isinstance(v, str),
+    "bool": lambda v: isinstance(v, bool),
+    "scalar": lambda v: isinstance(v, int | float | str | bool),
+    "mapping": lambda v: isinstance(v, dict),
+    "tensor": lambda v: isinstance(v, torch.Tensor),
+    "rows": lambda v: (isinstance(v, list) and len(v) == 2
+                       and all(_LEAVES["integer"](x) for x in v) and v[0] <= v[1]),
+    "any": lambda v: True,
+}
+_EXPECTED = {"integer": "an integer >= 0", "number": "a number", "text": "text",
+             "bool": "true or false", "scalar": "a number or text", "mapping": "a mapping",
+             "tensor": "a tensor", "rows": "a row range [start, stop] with 0 <= start <= stop"}
+
+
+def check_schema(value: Any, spec: Any = None, where: str = "checkpoint") -> None:
+    """Raise QtomoError unless ``value`` matches ``spec`` (default :data:`SCHEMA`).
+
+    Example:
+        >>> check_schema({"epoch": "3"}, {"epoch": "integer"}, "trainer")
+        Traceback (most recent call last):
+        ...
+        qtomo.errors.QtomoError: trainer.epoch must be an integer >= 0; got '3'
+    """
+    spec = SCHEMA if spec is None else spec
+    if isinstance(spec, str):
+        if not _LEAVES[spec](value):
+            shown = repr(value) if len(repr(value)) <= 40 else type(value).__name__
+            raise QtomoError(f"{where} must be {_EXPECTED[spec]}; got {shown}")
+    elif isinstance(spec, dict):
+        if not isinstance(value, dict):
+            raise QtomoError(f"{where} must be a mapping; got {type(value).__name__}")
+        for key, item in spec.items():
+            name = key.rstrip("?")
+            if key != "*" and (name in value or not key.endswith("?")):
+                if name not in value:
+                    raise QtomoError(f"{where} lacks the field {name!r}")
+                check_schema(value[name], item, f"{where}.{name}")
+        if "*" in spec:
+            for name, item in value.items():
+                if f"{name}" not in spec and f"{name}?" not in spec:
+                    check_schema(item, spec["*"], f"{where}.{name}")
+    elif spec[0] == "list":
+        if not isinstance(value, list):
+            raise QtomoError(f"{where} must be a list; got {type(value).__name__}")
+        for index, item in enumerate(value):
+            check_schema(item, spec[1], f"{where}[{index}]")
+    elif spec[0] == "or none":
+        if value is not None:
+            check_schema(value, spec[1], where)
+    elif spec[0] == "or empty":
+        if value != {}:
+            check_schema(value, spec[1], where)
+    else:
+        check_schema(value, spec[0], where)
+
+
+def _check_finite(payload: dict) -> None:
+    """QtomoError naming the first floating-point tensor with a NaN or an infinity."""
+    trainer = payload.get("trainer") or {}
+    groups = {"state_dict": payload["state_dict"], "trainer.average": trainer.get("average"),
+              "trainer.best.state_dict": (trainer.get("best") or {}).get("state_dict")}
+    for where, tensors in groups.items():
+        for key, tensor in (tensors or {}).items():
+            if (tensor.is_floating_point() or tensor.is_complex()) and not bool(
+                    torch.isfinite(tensor).all()):
+                raise QtomoError(f"{where}.{key} holds non-finite weights (NaN or inf)")
+    for where, value in (("config.training.best_val_nll",
+                          payload["config"].get("training", {}).get("best_val_nll")),
+                         ("trainer.best.val_nll", (trainer.get("best") or {}).get("val_nll"))):
+        if value is not None and math.isnan(value):
+            raise QtomoError(f"{where} is NaN")
 
 
 @dataclass(frozen=True)
@@ -105,8 +221,10 @@ def save_checkpoint(path: str | Path, model: QtomoModel, *, povm: str,
         "state_dict": {key: tensor.detach().cpu() for key, tensor in model.state_dict().items()},
         "trainer": trainer,
     }
+    buffer = io.BytesIO()  # so that a failed write is a plain OSError (ENOSPC), not torch's
+    torch.save(payload, buffer)
     with atomic_output(path) as tmp:
-        torch.save(payload, tmp)
+        tmp.write_bytes(buffer.getbuffer())
     return path
 
 
@@ -122,11 +240,15 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
 
     Raises:
         CheckpointError: missing or unreadable file, not a qtomo checkpoint, an unknown version
-            or family, or a config that does not match the stored tensors.
+            or family, a field of the wrong type (:data:`SCHEMA`), non-finite weights, or a
+            config that does not match the stored tensors.
     """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
+    leftover = describe_leftover(path)
+    if leftover is not None:
+        raise CheckpointError(f"{path}: {leftover}")
     if not zipfile.is_zipfile(path):
         raise CheckpointError(f"{path} is not a qtomo checkpoint (not a torch.save archive)")
     try:
@@ -142,19 +264,27 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if payload.get("version") != VERSION:
         raise CheckpointError(f"{path} has checkpoint version {payload.get('version')!r}; "
                               f"this qtomo reads version {VERSION}")
-    config = payload.get("config")
-    if not isinstance(config, dict) or any(key not in config for key in _CONFIG_KEYS):
-        raise CheckpointError(f"{path} has no valid config; expected the keys "
-                              f"{', '.join(_CONFIG_KEYS)}")
-    state_dict = payload.get("state_dict")
-    if not isinstance(state_dict, dict):
-        raise CheckpointError(f"{path} has no state_dict")
     try:
+        check_schema(payload)
+        if payload.get("trainer") is not None:
+            check_schema(payload, RESUMABLE)
+        _check_finite(payload)
+        config, state_dict = payload["config"], payload["state_dict"]
         # a physical family keeps its POVM elements as a buffer; the networks need only the name
         povm = (POVM(config["povm"], state_dict["povm_elements"].cpu().numpy())
                 if "povm_elements" in state_dict else config["povm"])
         model = build(config["family"], L=config["L"], K=config["K"], povm=povm,
                       **config["hyperparameters"])
+        if "options" in config.get("training", {}):
+            from qtomo.train import TrainOptions  # train imports this module
+
+            known = {field.name for field in dataclasses.fields(TrainOptions)}
+            options = config["training"]["options"]
+            unknown = sorted(set(options) - known)
+            if unknown:
+                raise QtomoError(f"config.training.options has unknown option(s) "
+                                 f"{', '.join(unknown)}")
+            TrainOptions(**options)
     except QtomoError as error:
         raise CheckpointError(f"{path}: {error}") from None
     try:

@@ -263,9 +263,13 @@ class ArgmaxFlow(QtomoModel):
 
         Returns:
             (B, S) float; E_q[exp w] = Q(a) and E_q[w] ≤ ln Q(a).
+
+        Raises:
+            QtomoError: for bad records (:meth:`check_records`) or S < 1.
         """
-        if samples < 1:
-            raise QtomoError(f"importance samples must be ≥ 1; got {samples}")
+        self.check_records(a)
+        if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
+            raise QtomoError(f"importance samples must be an integer ≥ 1; got {samples!r}")
         B = a.shape[0]
         # Draws for one record are rows s·B + b, so memory is bounded by chunking over s.
         chunk = max(1, (1 << 16) // max(B, 1))
@@ -296,6 +300,9 @@ class ArgmaxFlow(QtomoModel):
 
         Returns:
             (B,) float on the model's device.
+
+        Raises:
+            QtomoError: for records of the wrong shape or dtype, or outcomes out of range.
         """
         S = self.config.importance_samples if samples is None else samples
         return torch.logsumexp(self.log_weights(a, S, generator), dim=-1) - math.log(S)

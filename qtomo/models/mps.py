@@ -127,7 +127,12 @@ class LPDOModel(QtomoModel):
         return [torch.view_as_complex(A) for A in self.sites]
 
     def log_prob(self, a: torch.Tensor) -> torch.Tensor:
-        """ln Q(a) = ln Tr(M_a ρ) − ln Tr ρ for LongTensor a (B, L): float64 (B,), exact."""
+        """ln Q(a) = ln Tr(M_a ρ) − ln Tr ρ for LongTensor a (B, L): float64 (B,), exact.
+
+        Raises:
+            QtomoError: for records of the wrong shape or dtype, or outcomes out of range.
+        """
+        self.check_records(a)
         return born_log_prob(self.site_tensors(), self.povm_elements, a)
 
     @torch.no_grad()

@@ -284,7 +284,11 @@ class RBMModel(QtomoModel):
 
         Returns:
             (B,) float; differentiable in the parameters through F only.
+
+        Raises:
+            QtomoError: for records of the wrong shape or dtype, or outcomes out of range.
         """
+        self.check_records(a)
         return -self.free_energy(a) - self.log_partition().value
 
     def training_nll(self, a: torch.Tensor) -> torch.Tensor:

@@ -146,9 +146,13 @@ class VAEModel(QtomoModel):
 
         Returns:
             (B, S) float; E_q[e^w] = Q(a) and E_q[w] ≤ ln Q(a).
+
+        Raises:
+            QtomoError: for bad records (:meth:`check_records`) or S < 1.
         """
-        if samples < 1:
-            raise QtomoError(f"importance samples must be ≥ 1; got {samples}")
+        self.check_records(a)
+        if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
+            raise QtomoError(f"importance samples must be an integer ≥ 1; got {samples!r}")
         mean, log_var = self.encode(a)  # (B, d) each
         std = (0.5 * log_var).exp()
         chunk = max(1, (1 << 16) // max(a.shape[0], 1))  # bounds the (s, B, L, K) decoder output

@@ -28,7 +28,7 @@ import scipy.sparse.linalg as sla
 import torch
 
 from qtomo.errors import QtomoError
-from qtomo.povm import PAULI, POVM, born_probabilities, sites_from_size
+from qtomo.povm import PAULI, POVM, born_probabilities, check_outcomes, sites_from_size
 from qtomo.states.hamiltonians import TFIM
 
 __all__ = [
@@ -53,6 +53,8 @@ _MAX_TABLE = 2**24
 _SAMPLE_CHUNK = 2**18
 
 _S = 1 / np.sqrt(2)
+#: parity sectors whose lowest energies differ by at most this are a tie (parity +1 wins)
+_TIE = 1e-12
 SINGLE_QUBIT_STATES: dict[str, tuple[complex, complex]] = {
     "0": (1, 0),
     "1": (0, 1),
@@ -293,9 +295,15 @@ class ExactDistribution:
         self._powers = self.K ** torch.arange(self.L - 1, -1, -1, dtype=torch.int64)
 
     def log_prob(self, a: torch.Tensor) -> torch.Tensor:
-        """ln P(a) for a LongTensor (B, L); returns (B,) float64 on a's device."""
-        index = torch.as_tensor(a).to("cpu", torch.int64) @ self._powers
-        return self._log_table[index].to(torch.as_tensor(a).device)
+        """ln P(a) for a LongTensor (B, L); returns (B,) float64 on a's device.
+
+        Raises:
+            QtomoError: for a wrong shape or dtype, or outcomes outside 0..K−1.
+        """
+        a = torch.as_tensor(a)
+        check_outcomes(a, self.L, self.K, self.povm.name)
+        index = a.to("cpu", torch.int64) @ self._powers
+        return self._log_table[index].to(a.device)
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """n records drawn from P; LongTensor (n, L) on the CPU."""
@@ -324,7 +332,11 @@ def tfim_ground_state(
     H commutes with Π = ⊗X_i, so it is diagonalised separately on the Π = ±1 subspaces (spanned
     by (|s⟩ ± |s̄⟩)/√2); the lower sector wins and, within 1e-12 of a tie (h = 0, or the
     ordered phase's exponentially small splitting), the parity-even state, the limit of the
-    open chain's ground state as h → 0⁺.
+    open chain's ground state as h → 0⁺. A tie is reported in ``attrs["warning"]`` (as on the
+    MPS path; ``qtomo simulate`` prints it and stores it in the file).
+
+    Raises:
+        QtomoError: for bad parameters, L beyond the exact limit, or J = h = 0 (H = 0).
 
     Example:
         >>> state = tfim_ground_state(6, h=1.0)
@@ -332,6 +344,7 @@ def tfim_ground_state(
         True
     """
     hamiltonian = TFIM(L, J, h, boundary)
+    hamiltonian.check_ground_state_defined()
     _check_exact_L(L)
     D = 2**L
     half = np.arange(D // 2)
@@ -348,10 +361,18 @@ def tfim_ground_state(
         else:
             start = np.ones(sector.shape[0])
             energies, vectors = sla.eigsh(sector, k=1, which="SA", v0=start, tol=1e-14)
-        candidates.append((energies[0] - 1e-12 * (parity > 0), basis @ vectors[:, 0]))
+        candidates.append((energies[0] - _TIE * (parity > 0), basis @ vectors[:, 0]))
     psi = min(candidates, key=lambda pair: pair[0])[1].astype(np.complex128)
     psi /= np.linalg.norm(psi)
     attrs = {"state": "tfim", "J": float(J), "h": float(h), "boundary": boundary}
+    gap = abs(candidates[0][0] + _TIE - candidates[1][0])
+    if gap <= _TIE:
+        parity = np.real(np.vdot(psi[::-1], psi))  # ⟨ψ|ΠX|ψ⟩: ΠX flips every bit
+        attrs["warning"] = (
+            f"parity gap {gap:.1e} is below the resolution {_TIE:.0e} of the exact "
+            f"diagonalisation: the ground state of parity ⟨ΠX⟩ = {parity:.10f} was selected by "
+            f"symmetry"
+        )
     return ExactState(psi, attrs, hamiltonian)
 
 

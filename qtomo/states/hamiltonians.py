@@ -59,7 +59,8 @@ class TFIM:
             raise QtomoError(f"TFIM needs L >= 2 qubits; got L = {self.L}")
         for name in ("J", "h"):
             value = getattr(self, name)
-            if not math.isfinite(value):
+            real = isinstance(value, int | float | np.integer | np.floating)
+            if isinstance(value, bool) or not real or not math.isfinite(value):
                 raise QtomoError(f"TFIM parameter {name} must be finite; got {value}")
         if self.boundary not in BOUNDARIES:
             raise QtomoError(
@@ -132,6 +133,19 @@ class TFIM:
                 f"L = {self.L}; expected J >= 0 or even L"
             )
         return -float(self._quasiparticle_energies().sum())
+
+    def check_ground_state_defined(self) -> None:
+        """Raise QtomoError for J = h = 0, where H = 0 and every state is a ground state.
+
+        Example:
+            >>> TFIM(4, J=0.0, h=0.0).check_ground_state_defined()
+            Traceback (most recent call last):
+            ...
+            qtomo.errors.QtomoError: J = h = 0 makes H = 0 and every state a ground state; ...
+        """
+        if self.J == 0 and self.h == 0:
+            raise QtomoError("J = h = 0 makes H = 0 and every state a ground state; give a "
+                             "nonzero J or h")
 
     def parity_gap(self) -> float:
         """Splitting of the lowest parity-even and parity-odd levels (free fermions, |J|, |h|).

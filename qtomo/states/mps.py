@@ -522,7 +522,7 @@ def tfim_mps(
     h: float = 1.0,
     boundary: str = "open",
     chi_max: int = 64,
-    svd_min: float = 1e-10,
+    svd_min: float = 1e-14,
     energy_tol: float = 1e-10,
 ) -> MPSState:
     """Ground state of H = −J Σ Z_i Z_{i+1} − h Σ X_i by two-site DMRG (TeNPy), as an MPS.
@@ -543,7 +543,8 @@ def tfim_mps(
         boundary: ``"open"`` or ``"periodic"`` (the periodic bond is a long-range MPO term).
         chi_max: largest bond dimension χ, at least 1.
         svd_min: largest discarded weight per truncation, Σ_discarded λ² ≤ svd_min (TeNPy's
-            ``trunc_cut`` = √svd_min); 1e-10 gives χ ≈ 15 at L = 50, h = J.
+            ``trunc_cut`` = √svd_min). The default 1e-14 keeps every record's ln P within 1e-5
+            of the untruncated state's (measured: README, MPS path); χ = 30 at L = 50, h = J.
         energy_tol: convergence when the relative energy change per sweep is below it.
 
     Returns:
@@ -563,12 +564,14 @@ def tfim_mps(
         True
     """
     hamiltonian = TFIM(L, J, h, boundary)
+    hamiltonian.check_ground_state_defined()
     if isinstance(chi_max, bool) or not isinstance(chi_max, (int, np.integer)) or chi_max < 1:
         raise QtomoError(f"chi_max must be an integer >= 1; got {chi_max!r}")
-    if not (math.isfinite(svd_min) and 0 <= svd_min < 1):
-        raise QtomoError(f"svd_min must lie in [0, 1); got {svd_min}")
-    if not (math.isfinite(energy_tol) and energy_tol > 0):
-        raise QtomoError(f"energy_tol must be a positive number; got {energy_tol}")
+    for name, value, ok in (("svd_min", svd_min, lambda v: 0 <= v < 1),
+                            ("energy_tol", energy_tol, lambda v: 0 < v < 1)):
+        if isinstance(value, bool) or not isinstance(value, int | float) or not ok(value):
+            interval = "[0, 1)" if name == "svd_min" else "(0, 1)"
+            raise QtomoError(f"{name} must lie in {interval}; got {value!r}")
     tensors, energies, truncation_error = _run_dmrg(
         hamiltonian, int(chi_max), svd_min, energy_tol
     )
