@@ -32,7 +32,7 @@ demo: install
 		--plot runs/demo_comparison.png
 
 test: install
-	$(BIN)/ruff check qtomo tests benchmarks
+	$(BIN)/ruff check qtomo tests benchmarks examples
 	$(BIN)/python -m pytest --doctest-modules qtomo tests
 
 test-slow: install
