@@ -8,7 +8,6 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.qtomo-installed
 
 DEMO_DATA := data/tfim_L8_h1_pauli4.h5
-DEMO_MODEL := runs/demo_gru.pt
 
 .PHONY: install demo test test-slow bench clean
 
@@ -22,15 +21,18 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 install: $(STAMP)
 
-# simulate → fit → evaluate on the critical L = 8 TFIM (a few minutes on a 2-core CPU)
+# simulate the critical L = 8 TFIM, fit a network (gru) and the physical mps family on the same
+# records, compare both on the same test records (a few minutes on a 2-core CPU)
 demo: install
-	$(BIN)/qtomo simulate --state tfim --L 8 --h 1 --samples 100000 --out $(DEMO_DATA)
-	$(BIN)/qtomo fit --model gru --data $(DEMO_DATA) --epochs 4 --out $(DEMO_MODEL)
-	$(BIN)/qtomo evaluate --model $(DEMO_MODEL) --data $(DEMO_DATA) --samples 20000 \
-		--json runs/demo_evaluation.json --plot runs/demo_evaluation.png
+	$(BIN)/qtomo simulate --state tfim --L 8 --h 1 --samples 200000 --out $(DEMO_DATA)
+	$(BIN)/qtomo fit --model gru --data $(DEMO_DATA) --epochs 4 --out runs/demo_gru.pt
+	$(BIN)/qtomo fit --model mps --data $(DEMO_DATA) --out runs/demo_mps.pt
+	$(BIN)/qtomo compare --model runs/demo_gru.pt --model runs/demo_mps.pt --data $(DEMO_DATA) \
+		--samples 20000 --json runs/demo_gru_evaluation.json --json runs/demo_mps_evaluation.json \
+		--plot runs/demo_comparison.png
 
 test: install
-	$(BIN)/ruff check qtomo tests benchmarks
+	$(BIN)/ruff check qtomo tests benchmarks examples
 	$(BIN)/python -m pytest --doctest-modules qtomo tests
 
 test-slow: install

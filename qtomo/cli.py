@@ -16,19 +16,39 @@ import zipfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-import h5py
-import numpy as np
-
 from qtomo import __version__
 from qtomo.errors import QtomoError
-from qtomo.povm import POVM_NAMES
+
+# Only the chosen subcommand's arguments are built, and every heavy module (torch, numpy, h5py,
+# the models) is imported inside the function that needs it: `qtomo --help` and `qtomo
+# --version` answer without them.
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse that reports usage errors in qtomo's one-line form (exit 2)."""
+    """argparse that reports usage errors in qtomo's one-line form (exit 2) and shows every
+    option's default in its help."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> None:
         raise QtomoError(message)
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """Appends "(default X)", or "(default none)" for an option that is off unless given, to
+    an option's help, unless the help already names its default; flags, required options and
+    positional arguments are left as they are."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if ("default" in text or not action.option_strings or action.nargs == 0
+                or action.required or action.default is argparse.SUPPRESS):
+            return text
+        if action.default is None or action.default == []:
+            return text + " (default none)"
+        return text + " (default %(default)s)"
 
 
 def _common_options(parser: argparse.ArgumentParser, resumable: bool = False) -> None:
@@ -82,10 +102,11 @@ _positive_int = _integer(1)
 # --- simulate -------------------------------------------------------------------------------
 
 def _add_simulate_parser(subparsers) -> None:
+    from qtomo.povm import POVM_NAMES
     from qtomo.simulate import DEFAULT_SAMPLES, METHODS, STATES
 
     parser = subparsers.add_parser(
-        "simulate", help="sample POVM records of a quantum state into an HDF5 dataset",
+        "simulate", help=SUMMARIES["simulate"],
         description="Sample informationally complete POVM measurements of a state and write "
                     "them, with exact ln P of every record and reference values, to HDF5.")
     parser.add_argument("--state", choices=STATES, default="tfim", help="state (default tfim)")
@@ -103,10 +124,10 @@ def _add_simulate_parser(subparsers) -> None:
     parser.add_argument("--method", choices=METHODS, default="auto",
                         help="exact, mps, or auto = exact up to the exact limit (default auto)")
     parser.add_argument("--chi-max", type=_positive_int, default=None,
-                        help="MPS bond-dimension cap for DMRG")
+                        help="MPS bond-dimension cap for DMRG (default 64)")
     parser.add_argument("--svd-min", type=_finite_float, default=None,
                         help="discarded weight allowed per DMRG truncation; sets the accuracy of "
-                             "the stored ln P (see the README's MPS section)")
+                             "the stored ln P (default 1e-14; see the README's MPS section)")
     parser.add_argument("--readout-error", type=_finite_float, nargs=2, default=None,
                         metavar=("E0", "E1"),
                         help="with --povm pauli6: flip read bits, P(read 1 | 0) = E0 and "
@@ -147,13 +168,19 @@ def _run_simulate(args: argparse.Namespace) -> int:
 # --- info -----------------------------------------------------------------------------------
 
 def _add_info_parser(subparsers) -> None:
-    parser = subparsers.add_parser("info", help="describe a dataset or a checkpoint",
+    parser = subparsers.add_parser("info", help=SUMMARIES["info"],
                                    description="Describe what a dataset or checkpoint holds.")
     parser.add_argument("path", type=Path, help="dataset (.h5) or checkpoint file")
+    parser.add_argument("--json", action="store_true",
+                        help="print the description as one JSON object instead")
     _common_options(parser)
 
 
 def _run_info(args: argparse.Namespace) -> int:
+    import json
+
+    import h5py
+
     from qtomo.atomic import describe_leftover
     from qtomo.data import read_dataset
 
@@ -162,59 +189,118 @@ def _run_info(args: argparse.Namespace) -> int:
     if describe_leftover(args.path) is not None:
         raise QtomoError(f"{args.path}: {describe_leftover(args.path)}")
     if h5py.is_hdf5(args.path):
-        _print_dataset(read_dataset(args.path))
-        return 0
-    if zipfile.is_zipfile(args.path):  # torch.save writes a zip archive
-        from qtomo.models.checkpoint import describe, load_checkpoint
+        dataset = read_dataset(args.path)
+        if not args.json:
+            _print_dataset(dataset)
+            return 0
+        summary = dataset_summary(dataset)
+    elif zipfile.is_zipfile(args.path):  # torch.save writes a zip archive
+        from qtomo.models.checkpoint import checkpoint_summary, describe, load_checkpoint
 
-        print(describe(load_checkpoint(args.path)))
-        return 0
-    raise QtomoError(f"{args.path}: neither a qtomo dataset (HDF5) nor a qtomo checkpoint")
+        checkpoint = load_checkpoint(args.path)
+        if not args.json:
+            print(describe(checkpoint))
+            return 0
+        summary = checkpoint_summary(checkpoint)
+    else:
+        raise QtomoError(f"{args.path}: neither a qtomo dataset (HDF5) nor a qtomo checkpoint")
+    print(json.dumps(summary, indent=1, allow_nan=True))
+    return 0
+
+
+_PARAMETERS = ("J", "h", "boundary", "product_state", "chi_max", "truncation_error")
+
+
+def dataset_summary(dataset) -> dict:
+    """What ``qtomo info`` says about a dataset, as plain JSON-ready values: ``kind``
+    (``"dataset"``), ``path``, ``format``, ``version``, ``qtomo_version``, ``source``, ``state``,
+    ``parameters``, ``L``, ``method``, ``seed``, ``povm``, ``K``, ``noise`` (the channel's three
+    parameters, or None), ``readout_error``, ``n_records``, ``log_prob`` (exact ln P stored),
+    ``entropy`` (H(P) ≈ mean −ln P over up to 10^6 records: ``value``, ``stderr``, ``records``;
+    None without ln P), ``reference`` (``purity``, ``energy``, ``X`` and ``Z`` as ``mean``,
+    ``min``, ``max``, ``bond_entropy`` as ``max``, ``middle``, ``mps_max_bond``: each only where
+    the file has it) and ``warning``."""
+    import numpy as np
+
+    from qtomo.models.checkpoint import plain
+
+    attrs = dataset.attrs
+    entropy = None
+    if dataset.has_log_prob:
+        log_prob = dataset.log_prob(0, min(dataset.n_records, 10**6))
+        entropy = {"value": float(-log_prob.mean()), "records": int(log_prob.size),
+                   "stderr": float(log_prob.std(ddof=1) / np.sqrt(log_prob.size))
+                   if log_prob.size > 1 else 0.0}
+    reference, described = dataset.reference, {}
+    for name in ("purity", "energy"):
+        if name in reference:
+            described[name] = float(reference[name])
+    for name in ("X", "Z"):
+        if name in reference:
+            values = np.asarray(reference[name], dtype=float)
+            described[name] = {"mean": float(values.mean()), "min": float(values.min()),
+                               "max": float(values.max())}
+    if "entropy" in reference and dataset.L > 1:
+        described["bond_entropy"] = {"max": float(reference["entropy"].max()), "middle": float(
+            reference["entropy"][(dataset.L - 1) // 2])}
+    if "mps" in reference:
+        described["mps_max_bond"] = int(max(t.shape[2] for t in reference["mps"]))
+    noise = dataset.noise
+    return plain({
+        "kind": "dataset", "path": str(dataset.path), "format": attrs["format"],
+        "version": attrs["version"], "qtomo_version": attrs.get("qtomo_version"),
+        "source": attrs["source"], "state": attrs.get("state"),
+        "parameters": {key: attrs[key] for key in _PARAMETERS if key in attrs},
+        "L": dataset.L, "method": attrs.get("method"), "seed": attrs.get("seed"),
+        "povm": dataset.povm.name, "K": dataset.K,
+        "noise": noise.attrs if noise.active else None,
+        "readout_error": attrs.get("readout_error"), "n_records": dataset.n_records,
+        "log_prob": bool(dataset.has_log_prob), "entropy": entropy, "reference": described,
+        "warning": attrs.get("warning") or None})
 
 
 def _print_dataset(dataset) -> None:
-    attrs = dataset.attrs
-    parameters = ", ".join(f"{key}={attrs[key]}" for key in
-                           ("J", "h", "boundary", "product_state", "chi_max",
-                            "truncation_error") if key in attrs)
-    print(f"dataset   {dataset.path}")
-    print(f"format    {attrs['format']} v{attrs['version']} (qtomo {attrs.get('qtomo_version')})")
-    print(f"source    {attrs['source']}")
-    if "state" in attrs:
-        print(f"state     {attrs['state']}" + (f" ({parameters})" if parameters else ""))
-    print(f"qubits    L = {dataset.L}" + "".join(f", {key} {attrs[key]}" for key in
-                                                  ("method", "seed") if key in attrs))
-    print(f"POVM      {dataset.povm.name} (K = {dataset.K})")
-    if dataset.noise.active:
+    summary = dataset_summary(dataset)
+    parameters = ", ".join(f"{key}={value}" for key, value in summary["parameters"].items())
+    print(f"dataset   {summary['path']}")
+    print(f"format    {summary['format']} v{summary['version']} "
+          f"(qtomo {summary['qtomo_version']})")
+    print(f"source    {summary['source']}")
+    if summary["state"] is not None:
+        print(f"state     {summary['state']}" + (f" ({parameters})" if parameters else ""))
+    print(f"qubits    L = {summary['L']}" + "".join(
+        f", {key} {summary[key]}" for key in ("method", "seed") if summary[key] is not None))
+    print(f"POVM      {summary['povm']} (K = {summary['K']})")
+    if summary["noise"] is not None:
         print(f"noise     {dataset.noise} on every qubit")
-    if "readout_error" in attrs:
-        print(f"readout   P(read 1|0), P(read 0|1) = {attrs['readout_error']} (in the POVM)")
-    print(f"records   N = {dataset.n_records}")
-    if not dataset.has_log_prob:
+    if summary["readout_error"] is not None:
+        print(f"readout   P(read 1|0), P(read 0|1) = {dataset.attrs['readout_error']} "
+              "(in the POVM)")
+    print(f"records   N = {summary['n_records']}")
+    entropy = summary["entropy"]
+    if entropy is None:
         print("ln P      none (measured data): no KL or classical fidelity can be computed")
-    if dataset.has_log_prob:
-        log_prob = dataset.log_prob(0, min(dataset.n_records, 10**6))
-        entropy = -log_prob.mean()
-        error = log_prob.std(ddof=1) / np.sqrt(log_prob.size) if log_prob.size > 1 else 0.0
-        print(f"entropy   H(P) ≈ {entropy:.6f} ± {error:.6f} nats (mean −ln P over "
-              f"{log_prob.size} records)")
-    reference = dataset.reference
+    else:
+        print(f"entropy   H(P) ≈ {entropy['value']:.6f} ± {entropy['stderr']:.6f} nats (mean "
+              f"−ln P over {entropy['records']} records)")
+    reference = summary["reference"]
     if "purity" in reference:
-        print(f"purity    Tr ρ² = {float(reference['purity']):.10f}")
+        print(f"purity    Tr ρ² = {reference['purity']:.10f}")
     if "energy" in reference:
-        print(f"energy    E = {float(reference['energy']):.10f} "
-              f"(E/L = {float(reference['energy']) / dataset.L:.10f})")
+        print(f"energy    E = {reference['energy']:.10f} "
+              f"(E/L = {reference['energy'] / summary['L']:.10f})")
     for name in ("X", "Z"):
         if name in reference:
-            print(f"<{name}_i>     mean {reference[name].mean():+.6f}, "
-                  f"range [{reference[name].min():+.6f}, {reference[name].max():+.6f}]")
-    if "entropy" in reference and dataset.L > 1:
-        print(f"S_bond    max {reference['entropy'].max():.6f} nats (middle bond "
-              f"{reference['entropy'][(dataset.L - 1) // 2]:.6f})")
-    if "mps" in reference:
-        print(f"MPS       max bond dimension {max(t.shape[2] for t in reference['mps'])}")
-    if attrs.get("warning"):
-        print(f"warning   {attrs['warning']}")
+            values = reference[name]
+            print(f"<{name}_i>     mean {values['mean']:+.6f}, "
+                  f"range [{values['min']:+.6f}, {values['max']:+.6f}]")
+    if "bond_entropy" in reference:
+        print(f"S_bond    max {reference['bond_entropy']['max']:.6f} nats (middle bond "
+              f"{reference['bond_entropy']['middle']:.6f})")
+    if "mps_max_bond" in reference:
+        print(f"MPS       max bond dimension {reference['mps_max_bond']}")
+    if summary["warning"]:
+        print(f"warning   {summary['warning']}")
 
 
 # --- fit ------------------------------------------------------------------------------------
@@ -225,7 +311,7 @@ def _add_fit_parser(subparsers) -> None:
 
     defaults = TrainOptions()
     parser = subparsers.add_parser(
-        "fit", help="train a model on a dataset by maximum likelihood",
+        "fit", help=SUMMARIES["fit"],
         description="Train a model on POVM records (mean NLL, AdamW). Holds out the last "
                     "--val-fraction of rows, keeps the best checkpoint by validation NLL, writes "
                     "<out>.last.pt (resumable) and <out>.history.json beside it. The physical "
@@ -366,21 +452,12 @@ def _run_fit(args: argparse.Namespace) -> int:
 
 # --- evaluate -------------------------------------------------------------------------------
 
-def _add_evaluate_parser(subparsers) -> None:
+def _evaluation_options(parser: argparse.ArgumentParser) -> None:
+    """--data, --samples, --method, --pauli, --blocks: shared by evaluate and compare."""
     from qtomo.evaluate import DEFAULT_SAMPLES, METHODS
 
-    parser = subparsers.add_parser(
-        "evaluate", help="compare a trained model with the measured state",
-        description="NLL, and where the records carry exact ln P also KL(P||Q) and the "
-                    "classical fidelity, on the rows the model was not trained on; quantum "
-                    "fidelity (given a reference state) and observables (X, Z, ZZ, XX, energy) "
-                    "from the model and from the data alone, with their z-scores, beside the "
-                    "dataset's reference values.")
-    parser.add_argument("--model", type=Path, required=True, nargs="+", metavar="PATH",
-                        help="checkpoint (.pt); several checkpoints, or the folder of "
-                             "qtomo fit --ensemble, are evaluated as an ensemble")
     parser.add_argument("--data", type=Path, default=None,
-                        help="dataset (default: the one the checkpoint was trained on)")
+                        help="dataset (default: the one the (first) checkpoint was trained on)")
     parser.add_argument("--samples", type=_positive_int, default=DEFAULT_SAMPLES,
                         help=f"model samples for Monte Carlo estimates (default {DEFAULT_SAMPLES})")
     parser.add_argument("--method", choices=METHODS, default="auto",
@@ -391,6 +468,20 @@ def _add_evaluate_parser(subparsers) -> None:
     parser.add_argument("--blocks", default="2,3", metavar="SIZES",
                         help="sizes of the contiguous blocks whose reduced states are compared, "
                              "comma-separated, or 'none' (default 2,3)")
+
+
+def _add_evaluate_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "evaluate", help=SUMMARIES["evaluate"],
+        description="NLL, and where the records carry exact ln P also KL(P||Q) and the "
+                    "classical fidelity, on the rows the model was not trained on; quantum "
+                    "fidelity (given a reference state) and observables (X, Z, ZZ, XX, energy) "
+                    "from the model and from the data alone, with their z-scores, beside the "
+                    "dataset's reference values.")
+    parser.add_argument("--model", type=Path, required=True, nargs="+", metavar="PATH",
+                        help="checkpoint (.pt); several checkpoints, or the folder of "
+                             "qtomo fit --ensemble, are evaluated as an ensemble")
+    _evaluation_options(parser)
     parser.add_argument("--json", type=Path, default=None,
                         help="write the figures as JSON here ('-': standard output, no table)")
     parser.add_argument("--plot", type=Path, default=None,
@@ -457,13 +548,92 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- compare --------------------------------------------------------------------------------
+
+def _add_compare_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "compare", help=SUMMARIES["compare"],
+        description="Evaluate each model (as qtomo evaluate does) on the same dataset and test "
+                    "records and print one table with a column per model beside the data-only "
+                    "estimate and the exact value; optionally write each evaluation's JSON and "
+                    "one comparison figure (README 'Comparing models').")
+    parser.add_argument("--model", type=Path, action="append", required=True, metavar="PATH",
+                        help="checkpoint (.pt); give --model once per model, two or more")
+    parser.add_argument("--label", action="append", default=None, metavar="NAME",
+                        help="column title per --model, in order (default: the family names, "
+                             "or the checkpoint names when families repeat)")
+    _evaluation_options(parser)
+    parser.add_argument("--json", type=Path, action="append", default=None, metavar="PATH",
+                        help="write each model's evaluation JSON: one --json per --model, in "
+                             "order (default none)")
+    parser.add_argument("--plot", type=Path, default=None,
+                        help="write the comparison figure here (.png, .pdf, .svg; default none)")
+    _common_options(parser)
+
+
+def _run_compare(args: argparse.Namespace) -> int:
+    import torch
+
+    from qtomo.blocks import parse_block_sizes
+    from qtomo.data import read_dataset
+    from qtomo.device import resolve_device
+    from qtomo.evaluate import evaluate
+    from qtomo.models import load_checkpoint
+    from qtomo.models.checkpoint import training_data_path
+    from qtomo.report import check_plot_path, compare, plot_comparison, write_json
+    from qtomo.train import run_paths
+
+    paths = args.model
+    if len(paths) < 2:
+        raise QtomoError("qtomo compare needs two or more --model checkpoints (one model: "
+                         "qtomo evaluate)")
+    for option, given in (("--label", args.label), ("--json", args.json)):
+        if given is not None and len(given) != len(paths):
+            raise QtomoError(f"give {option} once per --model: {len(paths)} models, "
+                             f"{len(given)} {option}")
+    if args.plot is not None:
+        check_plot_path(args.plot)
+    checkpoints = [load_checkpoint(path, map_location=resolve_device(args.device))
+                   for path in paths]
+    labels = args.label
+    if labels is None:
+        labels = [checkpoint.config["family"] for checkpoint in checkpoints]
+        if len(set(labels)) < len(labels):
+            labels = [path.stem for path in paths]
+    data = args.data
+    if data is None:
+        data = training_data_path(checkpoints[0])
+        if data is None:
+            raise QtomoError(f"{paths[0]} records no training dataset; give --data")
+        if not args.quiet:
+            print(f"using the training dataset {data}")
+    dataset = read_dataset(data)
+    options = {"samples": args.samples, "method": args.method, "pauli_strings": args.pauli,
+               "quiet": args.quiet, "blocks": parse_block_sizes(args.blocks, dataset.L)}
+    evaluations = []
+    for checkpoint in checkpoints:
+        torch.manual_seed(args.seed)  # flows draw their importance samples from the global RNG
+        evaluations.append(evaluate(checkpoint, dataset, seed=args.seed, **options))
+    table = compare(evaluations, labels)  # checks the test records agree before writing
+    written = [write_json(evaluation, path)
+               for evaluation, path in zip(evaluations, args.json or [], strict=False)]
+    if args.plot is not None:
+        written.append(plot_comparison(evaluations, labels, args.plot,
+                                       histories=[run_paths(path)[2] for path in paths]))
+    if not args.quiet:
+        print(table)
+        for path in written:
+            print(f"wrote {path}")
+    return 0
+
+
 # --- import / export ------------------------------------------------------------------------
 
 def _add_import_parser(subparsers) -> None:
     from qtomo.formats import FORMATS, GENMODEL_POVMS
 
     parser = subparsers.add_parser(
-        "import", help="bring another tool's measurement files into a qtomo dataset",
+        "import", help=SUMMARIES["import"],
         description="Read Pauli-basis shots (or genmodel POVM records) written by another tool "
                     "and write them as pauli6 records, without exact ln P (README 'Measured "
                     "data'). Formats: " + ", ".join(FORMATS) + ".")
@@ -507,7 +677,7 @@ def _add_export_parser(subparsers) -> None:
     from qtomo.formats import EXPORT_FORMATS
 
     parser = subparsers.add_parser(
-        "export", help="write a pauli6 dataset's records in another tool's format",
+        "export", help=SUMMARIES["export"],
         description="Write the records of a pauli6 dataset as Pauli-basis shots in another "
                     "tool's format (the exact inverse of qtomo import). Formats: "
                     + ", ".join(EXPORT_FORMATS) + ".")
@@ -530,22 +700,42 @@ def _run_export(args: argparse.Namespace) -> int:
 
 # --- main -----------------------------------------------------------------------------------
 
+SUMMARIES = {
+    "simulate": "sample POVM records of a quantum state into an HDF5 dataset",
+    "info": "describe a dataset or a checkpoint",
+    "fit": "train a model on a dataset by maximum likelihood",
+    "evaluate": "compare a trained model with the measured state",
+    "compare": "evaluate several models on the same records, side by side",
+    "import": "bring another tool's measurement files into a qtomo dataset",
+    "export": "write a pauli6 dataset's records in another tool's format",
+}
+
 COMMANDS: dict[str, tuple[Callable, Callable[[argparse.Namespace], int]]] = {
     "simulate": (_add_simulate_parser, _run_simulate),
     "info": (_add_info_parser, _run_info),
     "fit": (_add_fit_parser, _run_fit),
     "evaluate": (_add_evaluate_parser, _run_evaluate),
+    "compare": (_add_compare_parser, _run_compare),
     "import": (_add_import_parser, _run_import),
     "export": (_add_export_parser, _run_export),
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The ``qtomo`` parser. With ``argv``, only the subcommand it names (its first word that
+    is one) gets its arguments, and the others only their one-line summary, so that nothing
+    heavy is imported to parse it; without, every subcommand is built in full."""
     parser = _Parser(prog="qtomo", description="Neural-network quantum state tomography.")
     parser.add_argument("--version", action="version", version=f"qtomo {__version__}")
-    subparsers = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    for add_parser, _ in COMMANDS.values():
-        add_parser(subparsers)
+    subparsers = parser.add_subparsers(dest="command", required=True, parser_class=_Parser,
+                                       metavar="{" + ",".join(COMMANDS) + "}")
+    chosen = None if argv is None else next(
+        (word for word in argv if not word.startswith("-")), "")
+    for name, (add_parser, _) in COMMANDS.items():
+        if chosen is None or name == chosen:
+            add_parser(subparsers)
+        else:
+            subparsers.add_parser(name, help=SUMMARIES[name])
     return parser
 
 
@@ -556,7 +746,8 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``qtomo`` console script; returns the exit status."""
     try:
-        args = build_parser().parse_args(argv)
+        argv = sys.argv[1:] if argv is None else list(argv)
+        args = build_parser(argv).parse_args(argv)
         with warnings.catch_warnings():
             warnings.simplefilter("always", UserWarning)
             warnings.showwarning = _show_warning

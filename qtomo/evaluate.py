@@ -385,11 +385,15 @@ def evaluate(model: Checkpoint | Distribution, dataset: Dataset, *,
         fidelity, reconstruction, model_obs, entanglement = _physical_state_figures(
             model.tensors(), target, pure, reference.get("entropy"), hamiltonian, strings,
             dense=exact)
-        # the blocks' reduced states from exact samples of the model (its sampler is cheap)
-        generator = torch.Generator(device=distribution_device(model)).manual_seed(seed)
-        model_blocks = BlockCounts.from_records(
-            sample_batches(model, samples, _CHUNK, generator) if block_list else (),
-            block_list, dataset.K)
+        # the blocks' reduced states: from the exact table where it is enumerated (as for any
+        # model), else from exact samples of the model (its sampler is cheap)
+        if exact and block_list:
+            model_blocks = enumerate_probabilities(model, batch_size=batch_size, quiet=quiet)
+        else:
+            generator = torch.Generator(device=distribution_device(model)).manual_seed(seed)
+            model_blocks = BlockCounts.from_records(
+                sample_batches(model, samples, _CHUNK, generator) if block_list else (),
+                block_list, dataset.K)
     elif exact:
         probabilities = enumerate_probabilities(model, batch_size=batch_size, quiet=quiet)
         reconstruction = density_matrix(probabilities, povm)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -29,8 +30,8 @@ from qtomo.evaluate import EnsembleEvaluation, Evaluation, z_score
 from qtomo.metrics import Estimate
 from qtomo.reconstruct import ContractedFidelity, QuantumFidelity, SampledFidelity
 
-__all__ = ["check_plot_path", "format_ensemble_report", "format_report", "plot_evaluation",
-           "write_json"]
+__all__ = ["check_plot_path", "compare", "format_ensemble_report", "format_report",
+           "plot_comparison", "plot_evaluation", "training_time", "write_json"]
 
 _HEADER = ("quantity", "model", "data only", "reference", "z (model - data)")
 _STYLES = {"model": ("C0", "o"), "data": ("C1", "s")}
@@ -297,13 +298,21 @@ def check_plot_path(path: str | os.PathLike) -> str:
 
 def _series(axis, x: np.ndarray, model: Estimate, data: Estimate, reference, pick) -> None:
     """Reference line, model and data error bars of one observable family."""
+    _error_bars(axis, x, [("model", model, *_STYLES["model"]),
+                          ("data only", data, *_STYLES["data"])], reference, pick)
+
+
+def _error_bars(axis, x: np.ndarray, sides: list[tuple[str, Estimate, str, str]], reference,
+                pick) -> None:
+    """Reference line and one set of error bars per (label, estimate, colour, marker), spread
+    sideways by a little so that the bars do not hide each other."""
     if reference is not None:
         axis.plot(x, pick(np.asarray(reference)), "k-", lw=1.5, label="reference")
-    for offset, side, estimate in ((-0.08, "model", model), (0.08, "data", data)):
-        color, marker = _STYLES[side]
+    offsets = 0.16 * (np.arange(len(sides)) - (len(sides) - 1) / 2)
+    for offset, (label, estimate, color, marker) in zip(offsets, sides, strict=True):
         value, stderr = (pick(np.asarray(part)) for part in estimate)
         axis.errorbar(x + offset, value, yerr=stderr, fmt=marker, color=color, ms=4, capsize=2,
-                      label="data only" if side == "data" else side)
+                      label=label)
 
 
 def _fidelity_panel(axis, fidelity: QuantumFidelity | SampledFidelity | ContractedFidelity | None,
@@ -437,21 +446,31 @@ def plot_evaluation(evaluation: Evaluation, path: str | os.PathLike,
     if "fidelity" in axes:
         _fidelity_panel(axes["fidelity"], evaluation.fidelity, evaluation.reduced_states)
     if "training" in axes:
-        axis, epoch = axes["training"], [row["epoch"] for row in epochs]
-        axis.plot(epoch, [row["train_nll"] for row in epochs], "C0-", label="train NLL")
-        axis.plot(epoch, [row["val_nll"] for row in epochs], "C1-", label="validation NLL")
-        if evaluation.classical.entropy is not None:
-            axis.axhline(evaluation.classical.entropy.value, color="k", ls="--", lw=1,
-                         label="entropy H(P) (test)")
-        axis.set(xlabel="epoch", ylabel="nats per record", title="training")
-        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
-        axis.legend(fontsize="small")
+        _training_panel(axes["training"], [("", epochs, "C0", "C1")], evaluation.classical.entropy)
     method = "exact" if observables.model.n_samples is None else "monte-carlo"
     figure.suptitle(f"{data.get('state', 'measured data')}  L = {L}, {data['povm']}  —  model "
                     f"{evaluation.model['family']}, observables {method}", fontsize="medium")
     with atomic_output(path) as tmp:
         figure.savefig(tmp, format=suffix, dpi=150)
     return path
+
+
+def _training_panel(axis, runs: list[tuple[str, list[dict], str, str]],
+                    entropy: Estimate | None) -> None:
+    """Training (dashed when several runs share the panel) and validation NLL per epoch of each
+    (label, epochs, train colour, validation colour), with the test records' entropy H(P)."""
+    for label, epochs, train_color, val_color in runs:
+        epoch = [row["epoch"] for row in epochs]
+        prefix = f"{label} " if label else ""
+        axis.plot(epoch, [row["train_nll"] for row in epochs], color=train_color,
+                  ls="--" if len(runs) > 1 else "-", label=f"{prefix}train NLL")
+        axis.plot(epoch, [row["val_nll"] for row in epochs], color=val_color, ls="-",
+                  label=f"{prefix}validation NLL")
+    if entropy is not None:
+        axis.axhline(entropy.value, color="k", ls=":", lw=1, label="entropy H(P) (test)")
+    axis.set(xlabel="epoch", ylabel="nats per record", title="training")
+    axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axis.legend(fontsize="small")
 
 
 def _read_history(history: str | os.PathLike | None) -> list[dict]:
@@ -461,3 +480,278 @@ def _read_history(history: str | os.PathLike | None) -> list[dict]:
         return json.loads(Path(history).read_text())["epochs"]
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise QtomoError(f"cannot read the training history {history}: {error}") from None
+
+
+# --------------------------------------------------------------------------- comparison
+
+
+def _check_comparable(evaluations: Sequence[Evaluation], labels: Sequence[str]) -> None:
+    if len(evaluations) < 2 or len(labels) != len(evaluations):
+        raise QtomoError(f"a comparison needs two or more evaluations and one label each; got "
+                         f"{len(evaluations)} evaluations and {len(labels)} labels")
+    if len(set(labels)) != len(labels):
+        raise QtomoError(f"comparison labels must differ; got {', '.join(labels)}")
+    first = evaluations[0]
+    for label, evaluation in zip(labels[1:], evaluations[1:], strict=True):
+        if (evaluation.data.get("path"), evaluation.test_rows) != (first.data.get("path"),
+                                                                   first.test_rows):
+            raise QtomoError(f"{label} was evaluated on {evaluation.data.get('path')} rows "
+                             f"{list(evaluation.test_rows)}, {labels[0]} on "
+                             f"{first.data.get('path')} rows {list(first.test_rows)}; compare "
+                             "models on the same test records")
+
+
+def training_time(evaluation: Evaluation) -> float | None:
+    """Seconds of training behind the evaluated model (Σ of the per-epoch wall times recorded
+    in its checkpoint, across resumes), or None when the checkpoint records none.
+
+    Example:
+        >>> from types import SimpleNamespace
+        >>> training_time(SimpleNamespace(model={"training": {"time_s": 12.5}}))
+        12.5
+    """
+    seconds = (evaluation.model.get("training") or {}).get("time_s")
+    return None if seconds is None else float(seconds)
+
+
+def _raw_fidelity(fidelity) -> str:
+    return "—" if fidelity is None else _fidelity_cell(fidelity)
+
+
+def _physical_fidelity(fidelity) -> str:
+    """F of the closest physical state: the SGS projection of an explicit ρ; a physical model's
+    (contracted) value is its own."""
+    if isinstance(fidelity, QuantumFidelity):
+        return f"{fidelity.projected:.6g}"
+    if isinstance(fidelity, ContractedFidelity):
+        return f"{fidelity.value:.6g}"
+    return "—"
+
+
+def _min_eigenvalue(evaluation: Evaluation) -> str:
+    if isinstance(evaluation.fidelity, QuantumFidelity):
+        return f"{evaluation.fidelity.min_eigenvalue:.3g}"
+    if evaluation.reconstruction is not None:
+        return f"{evaluation.reconstruction.min_eigenvalue:.3g}"
+    if isinstance(evaluation.fidelity, ContractedFidelity):
+        return ">= 0 (by construction)"
+    return "—"
+
+
+def compare(evaluations: Sequence[Evaluation], labels: Sequence[str]) -> str:
+    """One table of several models evaluated on the same test records (README "Comparing
+    models"): a column per model, then the data-only estimate and the exact value.
+
+    Rows: NLL, KL and classical fidelity F_c; the quantum fidelity of ρ as built and of the
+    closest physical state, ρ's smallest eigenvalue λ_min; the energy and a few local
+    observables (model ± error beside the data-only estimate and the reference); the worst
+    and mean fidelity of the smallest blocks; parameters, epochs and training time.
+
+    Args:
+        evaluations: from :func:`qtomo.evaluate.evaluate`, all on the same dataset and test rows.
+        labels: one column title per evaluation (e.g. the family names), all different.
+
+    Returns:
+        The table as text, ending with the provenance line.
+
+    Raises:
+        QtomoError: fewer than two evaluations, a label count that differs, repeated labels,
+            or evaluations on different datasets or test rows.
+    """
+    _check_comparable(evaluations, labels)
+    first = evaluations[0]
+    classical = [evaluation.classical for evaluation in evaluations]
+    observables = first.observables
+    reference = observables.reference
+    L = first.data["L"]
+
+    def per_model(cell) -> list[str]:
+        return [cell(evaluation) for evaluation in evaluations]
+
+    entropy = next((c.entropy for c in classical if c.entropy is not None), None)
+    rows = [("NLL = E_P[-ln Q] (nats)", *[_pm(c.nll) for c in classical], "—",
+             "—" if entropy is None else f"H(P) = {_pm(entropy)}")]
+    if any(c.kl is not None for c in classical):  # none for measured data or sample-only models
+        rows.append(("KL(P||Q) (nats)", *[_pm(c.kl) for c in classical], "—", "0"))
+    if any(c.classical_fidelity is not None for c in classical):
+        rows.append(("classical fidelity F_c", *[_pm(c.classical_fidelity) for c in classical],
+                     "—", "1"))
+    if any(evaluation.fidelity is not None for evaluation in evaluations):
+        mixed = any(isinstance(evaluation.fidelity, QuantumFidelity)
+                    and evaluation.fidelity.target == "mixed" for evaluation in evaluations)
+        rows += [(_fidelity_label(mixed) + ", rho as built",
+                  *per_model(lambda e: _raw_fidelity(e.fidelity)), "—", "1"),
+                 ("  closest physical state", *per_model(lambda e: _physical_fidelity(e.fidelity)),
+                  "—", "1")]
+    rows.append(("smallest eigenvalue of rho", *per_model(_min_eigenvalue), "—", ">= 0"))
+
+    def observable_row(label: str, name: str, index=None) -> tuple[str, ...]:
+        def at(value):
+            return value if index is None else value[index]
+
+        value = reference.get(name)
+        return (label, *[_pm(at(getattr(e.observables.model, name)),
+                             e.observables.model.n_samples is None) for e in evaluations],
+                _pm(at(getattr(observables.data, name))),
+                "—" if value is None else f"{float(at(np.asarray(value))):.6g}")
+
+    if all(e.observables.model.energy is not None for e in evaluations):
+        rows.append(observable_row("energy <H>", "energy"))
+    centre = (L - 1) // 2
+    picks = [(f"<X_{centre}>", "X", centre)]
+    if L > 1:
+        picks += [(f"<Z_{centre} Z_{centre + 1}>", "ZZ", (centre, centre + 1)),
+                  (f"<X_{centre} X_{centre + 1}>", "XX", (centre, centre + 1)),
+                  (f"<Z_0 Z_{L - 1}>", "ZZ", (0, L - 1))]
+    rows += [observable_row(label, name, index) for label, name, index in picks]
+    rows += _block_comparison(evaluations)
+    rows.append(("parameters", *per_model(lambda e: str(e.model.get("parameters", "—"))),
+                 "—", "—"))
+    rows.append(("epochs (best)", *per_model(_epochs), "—", "—"))
+    rows.append(("training time", *per_model(
+        lambda e: "—" if training_time(e) is None else f"{training_time(e):.1f} s"), "—", "—"))
+    lines = _table(("quantity", *labels, "data only", "exact"), rows)
+    start, stop = first.test_rows
+    lines.append(f"test records: {classical[0].n_test} (rows [{start}, {stop}) of "
+                 f"{first.data.get('path')}); data-only: {observables.data.n_samples} records")
+    for label, evaluation in zip(labels, evaluations, strict=True):
+        lines += [f"note ({label}): {warning}" for warning in evaluation.warnings]
+    return "\n".join(lines)
+
+
+def _epochs(evaluation: Evaluation) -> str:
+    training = evaluation.model.get("training") or {}
+    if "epochs_run" not in training:
+        return "—"
+    return f"{training['epochs_run']} ({training['best_epoch']})"
+
+
+def _block_comparison(evaluations: Sequence[Evaluation]) -> list[tuple[str, ...]]:
+    """Worst and mean fidelity of the smallest blocks, per model (data only from the first)."""
+    states = [[s for s in e.reduced_states if s.model.fidelity is not None] for e in evaluations]
+    if not all(states):
+        return []
+    k = min(len(state.sites) for state in states[0])
+    groups = [[state for state in group if len(state.sites) == k] for group in states]
+    worst = [min(group, key=lambda state: state.model.fidelity.value) for group in groups]
+    data = groups[0][0].data is not None
+    return [(f"{k}-site block fidelity, worst", *[_block_cell(w.model, "fidelity") for w in worst],
+             _block_cell(min(groups[0], key=lambda s: s.data.fidelity.value).data, "fidelity")
+             if data else "—", "1"),
+            (f"{k}-site block fidelity, mean of {len(groups[0])}",
+             *[_mean_fidelity([state.model for state in group]) for group in groups],
+             _mean_fidelity([state.data for state in groups[0]]) if data else "—", "1")]
+
+
+_COMPARISON_STYLES = (("C0", "o"), ("C3", "D"), ("C2", "^"), ("C4", "v"), ("C5", "P"))
+_DATA_STYLE = ("0.45", "s")
+
+
+def _comparison_fidelity_panel(axis, evaluations: Sequence[Evaluation], labels: Sequence[str],
+                               styles) -> None:
+    """Each model's whole-state fidelity as a horizontal line (solid: the closest physical
+    state, dotted: ρ as built where it differs) and its smallest blocks' fidelities against the
+    block centre, beside the data alone's."""
+    lowest = 1.0
+    for evaluation, label, (color, _) in zip(evaluations, labels, styles, strict=True):
+        fidelity = evaluation.fidelity
+        if isinstance(fidelity, QuantumFidelity):
+            axis.axhline(fidelity.projected, color=color, lw=1.2,
+                         label=f"{label}: state" + ("" if fidelity.physical
+                                                    else ", closest physical"))
+            lowest = min(lowest, fidelity.projected)
+            if not fidelity.physical:
+                axis.axhline(min(fidelity.value, 1.0), color=color, lw=1.2, ls=":",
+                             label=f"{label}: state, rho as built (unphysical)")
+        elif isinstance(fidelity, ContractedFidelity | SampledFidelity):
+            value = (fidelity.value if isinstance(fidelity, ContractedFidelity)
+                     else fidelity.estimate.value)
+            axis.axhline(value, color=color, lw=1.2, label=f"{label}: state")
+            lowest = min(lowest, value)
+    groups = [[s for s in e.reduced_states if s.model.fidelity is not None] for e in evaluations]
+    if all(groups):
+        k = min(len(state.sites) for state in groups[0])
+        groups = [[state for state in group if len(state.sites) == k] for group in groups]
+        sides = [(f"{label}: {k}-site blocks", [s.model for s in group], *style)
+                 for label, group, style in zip(labels, groups, styles, strict=True)]
+        if groups[0][0].data is not None:
+            sides.append((f"data only: {k}-site blocks", [s.data for s in groups[0]],
+                          *_DATA_STYLE))
+        centre = np.array([np.mean(state.sites) for state in groups[0]])
+        offsets = 0.12 * (np.arange(len(sides)) - (len(sides) - 1) / 2)
+        for offset, (label, figures, color, marker) in zip(offsets, sides, strict=True):
+            values = np.array([f.fidelity.value for f in figures])
+            errors = np.array([f.fidelity.stderr for f in figures])
+            axis.errorbar(centre + offset, values, yerr=errors, fmt=marker, color=color, ms=3.5,
+                          capsize=1.5, lw=0.8, label=label)
+            lowest = min(lowest, float(np.min(values - errors)))
+    axis.axhline(1.0, color="k", lw=1, ls="--")
+    axis.set(xlabel="block centre (site)", ylabel="fidelity to the reference",
+             title="quantum fidelity: state and blocks", ylim=(max(0.0, lowest - 0.02), 1.005))
+    axis.legend(fontsize="x-small")
+
+
+def plot_comparison(evaluations: Sequence[Evaluation], labels: Sequence[str],
+                    path: str | os.PathLike,
+                    histories: Sequence[str | os.PathLike | None] | None = None) -> Path:
+    """Write the figure that compares several models on the same records, atomically.
+
+    Panels: ⟨Z_0 Z_r⟩ against r and ⟨X_i⟩ against i (each model, the data alone, the
+    reference; error bars one standard error); the quantum fidelity of each model's state and of
+    its smallest blocks (with the data alone's blocks); and, where histories are given, the
+    training (dashed) and validation (solid) NLL per epoch of each model with H(P).
+
+    Args:
+        evaluations: from :func:`qtomo.evaluate.evaluate`, all on the same test records.
+        labels: one legend label per evaluation.
+        path: output file; the format follows its suffix.
+        histories: each model's ``<stem>.history.json`` (:func:`qtomo.train.run_paths`) or
+            None; the training panel is drawn when one of them exists.
+
+    Returns:
+        The path written.
+
+    Raises:
+        QtomoError: as :func:`compare`; a suffix matplotlib cannot write; an unreadable history.
+    """
+    _check_comparable(evaluations, labels)
+    path = Path(path)
+    suffix = check_plot_path(path)
+    if len(evaluations) > len(_COMPARISON_STYLES):
+        raise QtomoError(f"a comparison figure shows at most {len(_COMPARISON_STYLES)} models; "
+                         f"got {len(evaluations)}")
+    styles = _COMPARISON_STYLES[:len(evaluations)]
+    runs = [_read_history(history) for history in (histories or [None] * len(evaluations))]
+    first = evaluations[0]
+    observables, L = first.observables, first.data["L"]
+    panels = ["correlations", "field", "fidelity"] + (["training"] if any(runs) else [])
+    figure = Figure(figsize=(4.4 * len(panels), 3.8), layout="constrained")
+    FigureCanvasAgg(figure)
+    axes = dict(zip(panels, figure.subplots(1, len(panels)), strict=True))
+
+    def sides(name: str) -> list[tuple[str, Estimate, str, str]]:
+        return ([(label, getattr(e.observables.model, name), *style)
+                 for e, label, style in zip(evaluations, labels, styles, strict=True)]
+                + [("data only", getattr(observables.data, name), *_DATA_STYLE)])
+
+    reference = observables.reference
+    _error_bars(axes["correlations"], np.arange(1, L), sides("ZZ"), reference.get("ZZ"),
+                lambda matrix: matrix[0, 1:])
+    axes["correlations"].set(xlabel="distance r", ylabel=r"$\langle Z_0 Z_r\rangle$",
+                             title=r"correlations $\langle Z_0 Z_r\rangle$")
+    axes["correlations"].legend(fontsize="small")
+    _error_bars(axes["field"], np.arange(L), sides("X"), reference.get("X"), lambda v: v)
+    axes["field"].set(xlabel="site i", ylabel=r"$\langle X_i\rangle$",
+                      title=r"$\langle X_i\rangle$")
+    _comparison_fidelity_panel(axes["fidelity"], evaluations, labels, styles)
+    if "training" in axes:
+        _training_panel(axes["training"],
+                        [(label, epochs, color, color) for label, epochs, (color, _)
+                         in zip(labels, runs, styles, strict=True) if epochs],
+                        first.classical.entropy)
+    figure.suptitle(f"{first.data.get('state', 'measured data')}  L = {L}, {first.data['povm']}, "
+                    f"{first.data.get('n_records', '?')} records  —  " + " vs ".join(labels),
+                    fontsize="medium")
+    with atomic_output(path) as tmp:
+        figure.savefig(tmp, format=suffix, dpi=150)
+    return path

@@ -148,17 +148,29 @@ class TrainOptions:
 
 @dataclass(frozen=True)
 class TrainResult:
-    """What :func:`fit` returns: the best ``model`` (eval mode), the files written and the
-    history (one dict per epoch: epoch, train_nll, val_nll, lr, time_s)."""
+    """What :func:`fit` returns.
+
+    Attributes:
+        model: the best model (by validation NLL), in eval mode.
+        checkpoint, last, history_path: the files written (:func:`run_paths`); None for an
+            in-memory run (``out=None``).
+        history: one dict per epoch: ``epoch``, ``train_nll``, ``val_nll``, ``lr``, ``time_s``.
+        best_epoch, best_val_nll: the epoch kept and its validation NLL.
+        stopped_early: whether early stopping ended the run.
+        val_rows: ``[start, stop)`` of the validation rows, the records the model never trained
+            on: ``evaluate(result.model, dataset, rows=result.val_rows)`` for an in-memory run
+            (a checkpoint carries them itself).
+    """
 
     model: QtomoModel
-    checkpoint: Path
-    last: Path
-    history_path: Path
+    checkpoint: Path | None
+    last: Path | None
+    history_path: Path | None
     history: list[dict[str, float]]
     best_epoch: int
     best_val_nll: float
     stopped_early: bool
+    val_rows: tuple[int, int]
 
 
 def run_paths(out: str | Path) -> tuple[Path, Path, Path]:
@@ -403,7 +415,8 @@ def _write_history(path: Path, history: list[dict[str, float]], summary: dict[st
 
 
 def fit(model: QtomoModel, dataset: Dataset, options: TrainOptions | None = None, *,
-        out: str | Path, resume: str | Path | None = None, device: str | torch.device = "auto",
+        out: str | Path | None = None, resume: str | Path | None = None,
+        device: str | torch.device = "auto",
         quiet: bool = False) -> TrainResult:
     """Train ``model`` by maximum likelihood on ``dataset``; keep the best by validation NLL.
 
@@ -412,7 +425,8 @@ def fit(model: QtomoModel, dataset: Dataset, options: TrainOptions | None = None
         dataset: from :func:`qtomo.data.read_dataset`; its L, K must match the model.
         options: :class:`TrainOptions` (defaults if ``None``).
         out: best checkpoint path; ``.last.pt`` and ``.history.json`` go beside it
-            (:func:`run_paths`).
+            (:func:`run_paths`). None trains in memory (a notebook): no file is written, and
+            ``result.model`` and ``result.history`` are all there is.
         resume: a checkpoint of an interrupted run (its ``.last.pt``, or the best checkpoint
             with a ``.last.pt`` beside it): model, optimizer, scheduler, RNG states, history and
             epoch are restored and training continues where it stopped.
@@ -441,18 +455,23 @@ def fit(model: QtomoModel, dataset: Dataset, options: TrainOptions | None = None
         ...              out=f"{folder}/m.pt", device="cpu", quiet=True)
         >>> abs(result.best_val_nll - 2.6594) < 0.05, result.checkpoint.name
         (True, 'm.pt')
+        >>> memory = fit(build("gru", L=2, K=4, hidden=8), data, TrainOptions(epochs=4),
+        ...              device="cpu", quiet=True)                  # in memory: no files
+        >>> memory.checkpoint is None, memory.val_rows
+        (True, (3600, 4000))
     """
     options = options or TrainOptions()
     rank, world, created_group = _distributed()
     try:
-        return _fit(model, dataset, options, out=Path(out), resume=resume, device=device,
+        return _fit(model, dataset, options, out=None if out is None else Path(out),
+                    resume=resume, device=device,
                     quiet=quiet or rank != 0, rank=rank, world=world)
     finally:
         if created_group:
             dist.destroy_process_group()
 
 
-def _fit(model: QtomoModel, dataset: Dataset, options: TrainOptions, *, out: Path,
+def _fit(model: QtomoModel, dataset: Dataset, options: TrainOptions, *, out: Path | None,
          resume: str | Path | None, device: str | torch.device, quiet: bool, rank: int,
          world: int) -> TrainResult:
     if (dataset.L, dataset.K) != (model.L, model.K):
@@ -471,11 +490,16 @@ def _fit(model: QtomoModel, dataset: Dataset, options: TrainOptions, *, out: Pat
     if world > 1 and device.type == "cuda":
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         torch.cuda.set_device(device)
-    best_path, last_path, history_path = run_paths(out)
-    if rank == 0:  # fail now rather than after the first epoch
+    if out is None and resume is not None:
+        raise QtomoError("resuming needs the run's files; give out= (an in-memory run writes "
+                         "none)")
+    best_path, last_path, history_path = run_paths(out) if out is not None else (None,) * 3
+    save = rank == 0 and out is not None
+    if save:  # fail now rather than after the first epoch
         for path in (best_path, last_path, history_path):
             check_writable(path)
-    data = _provenance(dataset, train_rows, val_rows, best_path.parent)
+    data = _provenance(dataset, train_rows, val_rows,
+                       best_path.parent if best_path is not None else Path.cwd())
 
     model.to(device)
     objective: nn.Module = _Objective(model)
@@ -543,7 +567,9 @@ def _fit(model: QtomoModel, dataset: Dataset, options: TrainOptions, *, out: Pat
 
     def summary(stopped_early: bool) -> dict[str, Any]:
         return {"epochs_run": epoch, "best_epoch": best["epoch"], "best_val_nll": best["val_nll"],
-                "stopped_early": stopped_early, "options": dataclasses.asdict(options),
+                "stopped_early": stopped_early,
+                "time_s": sum(row["time_s"] for row in history),
+                "options": dataclasses.asdict(options),
                 "world_size": world, "device": str(device), "n_parameters":
                     sum(p.numel() for p in model.parameters())}
 
@@ -585,7 +611,7 @@ def _fit(model: QtomoModel, dataset: Dataset, options: TrainOptions, *, out: Pat
         train_nll = (_all_sum(totals, world)[0] / totals[1]).item()
         val_nll = _validation_nll(evaluated, val, options, autocast, rank, world)
         if not (math.isfinite(train_nll) and math.isfinite(val_nll)):
-            kept = (f"kept {last_path} (epoch {epoch - 1})" if epoch > 1
+            kept = (f"kept {last_path} (epoch {epoch - 1})" if epoch > 1 and out is not None
                     else "no checkpoint was written")
             raise ConvergenceError(f"training NLL became {train_nll} (validation {val_nll}) in "
                                    f"epoch {epoch}; {kept}; try a smaller --lr")
@@ -602,7 +628,7 @@ def _fit(model: QtomoModel, dataset: Dataset, options: TrainOptions, *, out: Pat
             print(f"epoch {epoch:3d}  train NLL {train_nll:.6f}  val NLL {val_nll:.6f}  "
                   f"lr {history[-1]['lr']:.2e}  {history[-1]['time_s']:.1f}s"
                   + ("  best" if improved else ""))
-        if rank == 0:
+        if save:
             trainer = {"epoch": epoch, "bad_epochs": bad_epochs, "history": history,
                        "best": best, "optimizer": optimizer.state_dict(),
                        "scheduler": scheduler.state_dict(),
@@ -619,12 +645,13 @@ def _fit(model: QtomoModel, dataset: Dataset, options: TrainOptions, *, out: Pat
 
     model.load_state_dict(best["state_dict"])
     model.eval()
-    if rank == 0:  # final summary into the best checkpoint
+    if save:  # final summary into the best checkpoint
         save_checkpoint(best_path, model, povm=dataset.povm.name, data=data,
                         training=summary(stopped_early))
     return TrainResult(model=model, checkpoint=best_path, last=last_path,
                        history_path=history_path, history=history, best_epoch=best["epoch"],
-                       best_val_nll=best["val_nll"], stopped_early=stopped_early)
+                       best_val_nll=best["val_nll"], stopped_early=stopped_early,
+                       val_rows=(int(val_rows[0]), int(val_rows[1])))
 
 
 @torch.no_grad()

@@ -353,7 +353,24 @@ def describe(checkpoint: Checkpoint) -> str:
     if "best_val_nll" in training:
         lines.append(f"  training: {training.get('epochs_run')} epochs, best validation NLL "
                      f"{training.get('best_val_nll'):.6g} at epoch {training.get('best_epoch')}"
-                     + (", stopped early" if training.get("stopped_early") else ""))
+                     + (", stopped early" if training.get("stopped_early") else "")
+                     + (f", {training['time_s']:.1f} s" if "time_s" in training else ""))
     if checkpoint.trainer is not None:
         lines.append(f"  resumable from epoch {checkpoint.trainer['epoch']}")
     return "\n".join(lines)
+
+
+def checkpoint_summary(checkpoint: Checkpoint) -> dict[str, Any]:
+    """What ``qtomo info --json`` says about a checkpoint: ``kind`` (``"checkpoint"``),
+    ``path``, ``family``, ``hyperparameters``, ``L``, ``K``, ``povm``, ``n_parameters``,
+    ``data`` (provenance: path, records, train and validation rows, the dataset's attributes),
+    ``training`` (the summary ``fit`` stored: epochs, best epoch and NLL, ``time_s``, options …;
+    empty if none) and ``resumable_epoch`` (the ``.last.pt`` epoch, or None); plain values."""
+    config = checkpoint.config
+    return plain({
+        "kind": "checkpoint", "path": str(checkpoint.path), "family": config["family"],
+        "hyperparameters": config["hyperparameters"], "L": config["L"], "K": config["K"],
+        "povm": config["povm"],
+        "n_parameters": sum(p.numel() for p in checkpoint.model.parameters()),
+        "data": config.get("data") or {}, "training": config.get("training") or {},
+        "resumable_epoch": None if checkpoint.trainer is None else checkpoint.trainer["epoch"]})
