@@ -54,6 +54,7 @@ from qtomo.data import read_dataset
 from qtomo.device import resolve_device
 from qtomo.evaluate import evaluate
 from qtomo.models import FAMILIES, build, family_classes, load_checkpoint
+from qtomo.povm import POVM
 from qtomo.reconstruct import QuantumFidelity
 from qtomo.simulate import simulate
 from qtomo.train import TrainOptions, fit
@@ -78,10 +79,10 @@ def dataset_path(name: str, spec: dict, folder: Path) -> Path:
     return path
 
 
-def sampling_rate(family: str, K: int, n: int, device: torch.device) -> float:
+def sampling_rate(family: str, povm: POVM, n: int, device: torch.device) -> float:
     """Records/s of an untrained default model at L = 50 (best of 3 draws of n)."""
     torch.manual_seed(0)
-    model = build(family, L=50, K=K).to(device).eval()
+    model = build(family, L=50, K=povm.K, povm=povm).to(device).eval()
     generator = torch.Generator(device=device).manual_seed(0)
 
     def draw() -> None:
@@ -98,7 +99,7 @@ def run(family: str, data_name: str, path: Path, *, quick: bool, samples: int, s
     recipe = family_classes(family)[0].train_defaults  # what qtomo fit uses for the family
     options = TrainOptions(**{**recipe, **({"epochs": 1} if quick else {})})
     torch.manual_seed(0)
-    model = build(family, L=dataset.L, K=dataset.K)
+    model = build(family, L=dataset.L, K=dataset.K, povm=dataset.povm)
     result = fit(model, dataset, options, out=out / f"{data_name}_{family}.pt", device=device,
                  quiet=True)
     train_s = sum(epoch["time_s"] for epoch in result.history[:result.best_epoch])
@@ -122,7 +123,7 @@ def run(family: str, data_name: str, path: Path, *, quick: bool, samples: int, s
         "F_projected": f_value, "F_kind": f_kind,
         "max_dZZ": float(np.max(np.abs(zz_model - zz_exact))),
         "train_s": train_s, "epochs": len(result.history), "best_epoch": result.best_epoch,
-        "sample_per_s": sampling_rate(family, dataset.K, sample_n, device),
+        "sample_per_s": sampling_rate(family, dataset.povm, sample_n, device),
         "parameters": sum(p.numel() for p in result.model.parameters()),
     }
 
