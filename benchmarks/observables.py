@@ -44,7 +44,7 @@ from common import report
 
 from qtomo.data import read_dataset
 from qtomo.distribution import ENUMERATE_MAX_L
-from qtomo.models import build
+from qtomo.models import build, family_classes
 from qtomo.models.registry import FAMILIES
 from qtomo.observables import Observables, estimate_observables, model_observables
 from qtomo.simulate import simulate
@@ -66,12 +66,15 @@ def errors(observables: Observables, reference: dict, L: int) -> dict:
 def fitted_observables(family: str, dataset, n: int, args, out: Path) -> tuple[dict, float]:
     """Train ``family`` on the first n rows; its observables' errors and the training time."""
     head = dataclasses.replace(dataset, n_records=n)  # the trainer sees rows [0, n) only
-    batch = min(args.batch_size, int(0.9 * n))
+    # a family's own recipe (the physical families' lr, batch and averaging) over the defaults
+    recipe = {"batch_size": args.batch_size, "lr": args.lr, "ema": args.ema,
+              **family_classes(family)[0].train_defaults}
+    batch = min(recipe["batch_size"], int(0.9 * n))
     epochs = max(1, math.ceil(args.steps / math.ceil(0.9 * n / batch)))
-    options = TrainOptions(epochs=epochs, batch_size=batch, lr=args.lr, patience=args.patience,
-                           ema=args.ema, seed=args.seed)
+    options = TrainOptions(epochs=epochs, batch_size=batch, lr=recipe["lr"],
+                           patience=args.patience, ema=recipe["ema"], seed=args.seed)
     torch.manual_seed(args.seed)
-    model = build(family, L=dataset.L, K=dataset.K)
+    model = build(family, L=dataset.L, K=dataset.K, povm=dataset.povm)
     started = time.perf_counter()
     result = fit(model, head, options, out=out, device=args.device, quiet=True)
     seconds = time.perf_counter() - started
