@@ -66,7 +66,7 @@ def one_run(family: str, p: float, seed: int, args, folder: Path) -> dict:
     options = TrainOptions(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                            patience=args.patience, seed=seed)
     torch.manual_seed(seed)
-    model = build(family, L=L, K=dataset.K)
+    model = build(family, L=L, K=dataset.K, povm=dataset.povm)
     started = time.perf_counter()
     result = fit(model, dataset, options, out=folder / f"{family}_p{p}_s{seed}.pt",
                  device=args.device, quiet=True)

@@ -86,7 +86,7 @@ def fidelities_at(dataset, n: int, test: tuple[int, int], args, out: Path) -> di
                            weight_decay=args.weight_decay, patience=args.patience, ema=args.ema,
                            seed=args.seed)
     torch.manual_seed(args.seed)
-    model = build(args.model, L=dataset.L, K=dataset.K, **args.hp)
+    model = build(args.model, L=dataset.L, K=dataset.K, povm=dataset.povm, **args.hp)
     started = time.perf_counter()
     result = fit(model, head, options, out=out, device=args.device, quiet=True)
     trained = time.perf_counter() - started
