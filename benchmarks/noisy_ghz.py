@@ -66,7 +66,8 @@ def one_run(family: str, p: float, seed: int, args, folder: Path) -> dict:
     options = TrainOptions(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                            patience=args.patience, seed=seed)
     torch.manual_seed(seed)
-    model = build(family, L=L, K=dataset.K, povm=dataset.povm)
+    hyperparameters = {"kraus": args.kraus} if family == "lpdo" else {}
+    model = build(family, L=L, K=dataset.K, povm=dataset.povm, **hyperparameters)
     started = time.perf_counter()
     result = fit(model, dataset, options, out=folder / f"{family}_p{p}_s{seed}.pt",
                  device=args.device, quiet=True)
@@ -97,6 +98,9 @@ def main() -> None:
     parser.add_argument("--p", nargs="+", type=float, default=None,
                         help="depolarizing probabilities (default 0 0.1 0.2 0.3)")
     parser.add_argument("--seeds", type=int, default=None, help="seeds per point (default 10)")
+    parser.add_argument("--kraus", type=int, default=4,
+                        help="lpdo Kraus dimension (default 4: a local depolarizing channel has "
+                             "four Kraus operators)")
     parser.add_argument("--families", nargs="+", default=None,
                         help=f"default: those of {', '.join(WANTED)} in the registry")
     parser.add_argument("--records", type=int, default=RECORDS)
