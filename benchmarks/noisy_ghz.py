@@ -51,7 +51,7 @@ from qtomo.train import TrainOptions, fit
 
 #: Cha et al. (2022), AQT's quantum fidelity on the noisy 3-qubit GHZ state: p → (mean, std)
 AQT = {0.0: (0.961, 0.033), 0.1: (1.079, 0.052), 0.2: (0.985, 0.069), 0.3: (0.992, 0.038)}
-#: families compared; ``lpdo`` joins as soon as the registry has it
+#: families compared
 WANTED = ("gru", "transformer", "lpdo")
 L, POVM, RECORDS = 3, "pauli6", 3_000
 
