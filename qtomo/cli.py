@@ -542,10 +542,15 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     if args.plot is not None:
         written.append(plot_evaluation(figure, args.plot, history=history))
     if not (args.quiet or to_stdout):
-        print(table)
-        for path in written:
-            print(f"wrote {path}")
+        _print_table_and_files(table, written)
     return 0
+
+
+def _print_table_and_files(table: str, written: list) -> None:
+    """What evaluate and compare print: the table, then each file written."""
+    print(table)
+    for path in written:
+        print(f"wrote {path}")
 
 
 # --- compare --------------------------------------------------------------------------------
@@ -621,9 +626,7 @@ def _run_compare(args: argparse.Namespace) -> int:
         written.append(plot_comparison(evaluations, labels, args.plot,
                                        histories=[run_paths(path)[2] for path in paths]))
     if not args.quiet:
-        print(table)
-        for path in written:
-            print(f"wrote {path}")
+        _print_table_and_files(table, written)
     return 0
 
 
