@@ -48,7 +48,7 @@ import torch
 
 from qtomo.errors import QtomoError
 from qtomo.metrics import Estimate
-from qtomo.povm import POVM, sites_from_size
+from qtomo.povm import POVM, PerQubitPOVM, sites_from_size
 from qtomo.reconstruct import simplex_projection, uhlmann_fidelity
 from qtomo.states.mps import check_mps_shapes
 from qtomo.states.noise import LocalNoise, noisy_reduced_state
@@ -230,17 +230,17 @@ def _partial_trace(rho: np.ndarray, block: Block) -> np.ndarray:
 
 
 @lru_cache(maxsize=16)
-def _block_duals(povm: POVM, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """⊗_j Q_{b_j} (K^k, 2^k, 2^k) and the Gram table Tr(Q_b Q_b') (K^k, K^k) of a k-block."""
+def _block_duals(povm: POVM | PerQubitPOVM, block: Block) -> tuple[np.ndarray, np.ndarray]:
+    """⊗_j Q_{b_j} (K^k, 2^k, 2^k) and the Gram table Tr(Q_b Q_b') (K^k, K^k) of a k-block,
+    each factor the duals of that qubit's POVM."""
     duals = np.ones((1, 1, 1), dtype=np.complex128)
-    for _ in range(k):
-        duals = np.einsum("bij,kst->bkisjt", duals, povm.duals)
+    gram = np.ones((1, 1))
+    for site in block:
+        site_duals = povm.at(site).duals
+        duals = np.einsum("bij,kst->bkisjt", duals, site_duals)
         size = duals.shape[2] * 2
         duals = duals.reshape(-1, size, size)
-    single = np.einsum("kij,lji->kl", povm.duals, povm.duals).real  # Tr(Q_k Q_l)
-    gram = np.ones((1, 1))
-    for _ in range(k):
-        gram = np.kron(gram, single)
+        gram = np.kron(gram, np.einsum("kij,lji->kl", site_duals, site_duals).real)  # Tr(Q_k Q_l)
     return duals, gram
 
 
@@ -286,9 +286,10 @@ def _compare(rho: np.ndarray, target: np.ndarray | None) -> tuple[np.ndarray, np
     return fidelity, distance
 
 
-def _from_counts(counts: np.ndarray, povm: POVM, k: int, target: np.ndarray | None,
-                 rng: np.random.Generator, replicates: int) -> BlockFigures:
-    duals, gram = _block_duals(povm, k)
+def _from_counts(counts: np.ndarray, povm: POVM | PerQubitPOVM, block: Block,
+                 target: np.ndarray | None, rng: np.random.Generator,
+                 replicates: int) -> BlockFigures:
+    duals, gram = _block_duals(povm, block)
     n = int(counts.sum())
     if n < 2:
         raise QtomoError(f"a block estimate needs at least 2 records; got {n}")
@@ -310,9 +311,9 @@ def _from_counts(counts: np.ndarray, povm: POVM, k: int, target: np.ndarray | No
         renyi2=estimate(renyi2), samples=n)
 
 
-def _from_table(marginal: np.ndarray, povm: POVM, k: int,
+def _from_table(marginal: np.ndarray, povm: POVM | PerQubitPOVM, block: Block,
                 target: np.ndarray | None) -> BlockFigures:
-    duals, _ = _block_duals(povm, k)
+    duals, _ = _block_duals(povm, block)
     rho = np.einsum("b,bij->ij", marginal, duals)  # (d, d)
     compared = _compare(rho[None], target)
     hermitian = 0.5 * (rho + rho.conj().T)
@@ -387,16 +388,16 @@ def reduced_states(blocks: Sequence[Block], povm: POVM, *, model: BlockCounts | 
     targets = targets or {}
     out = []
     for block in blocks:
-        k, target = len(block), targets.get(block)
+        target = targets.get(block)
 
-        def from_counts(side: BlockCounts | None, block=block, k=k, target=target):
-            return None if side is None else _from_counts(side.counts[block], povm, k, target,
-                                                          rng, replicates)
+        def from_counts(side: BlockCounts | None, block=block, target=target):
+            return None if side is None else _from_counts(side.counts[block], povm, block,
+                                                          target, rng, replicates)
 
         if isinstance(model, BlockCounts):
             model_figures = from_counts(model)
         else:
-            model_figures = _from_table(_marginal(model, povm.K, block), povm, k, target)
+            model_figures = _from_table(_marginal(model, povm.K, block), povm, block, target)
         reference = None
         if target is not None:
             reference = float(-np.log(np.sum(np.linalg.eigvalsh(target) ** 2)))

@@ -70,6 +70,29 @@ def _finite_float(text: str) -> float:
     return value
 
 
+def _readout_option(parser: argparse.ArgumentParser, purpose: str) -> None:
+    parser.add_argument("--readout-error", nargs="+", default=None, metavar="E0 E1 | FILE",
+                        help=purpose + ": P(read 1 | 0) = E0 and P(read 0 | 1) = E1 on every "
+                             "qubit, each in [0, 0.5), or a text FILE with one line 'E0 E1' per "
+                             "qubit; the file stores the POVM actually measured")
+
+
+def _readout_errors(values: list[str] | None) -> list[float] | list[list[float]] | None:
+    """--readout-error E0 E1 as two numbers, --readout-error FILE as its (L, 2) table."""
+    if values is None:
+        return None
+    if len(values) == 1:
+        from qtomo.formats import read_readout_errors
+
+        return read_readout_errors(values[0]).tolist()
+    if len(values) != 2:
+        raise QtomoError(f"--readout-error takes E0 E1 or one FILE; got {len(values)} values")
+    try:
+        return [_finite_float(value) for value in values]
+    except argparse.ArgumentTypeError as error:
+        raise QtomoError(f"--readout-error: {error}") from None
+
+
 _SEED_MAX = 2**63 - 1
 _COUNT_MAX = 2**62
 
@@ -128,11 +151,7 @@ def _add_simulate_parser(subparsers) -> None:
     parser.add_argument("--svd-min", type=_finite_float, default=None,
                         help="discarded weight allowed per DMRG truncation; sets the accuracy of "
                              "the stored ln P (default 1e-14; see the README's MPS section)")
-    parser.add_argument("--readout-error", type=_finite_float, nargs=2, default=None,
-                        metavar=("E0", "E1"),
-                        help="with --povm pauli6: flip read bits, P(read 1 | 0) = E0 and "
-                             "P(read 0 | 1) = E1, each in [0, 0.5); the file stores the POVM "
-                             "actually measured")
+    _readout_option(parser, "with --povm pauli6: flip read bits")
     parser.add_argument("--out", type=Path, default=None,
                         help="output file (default data/<state>_L<L>[_h<h>]_<povm>.h5)")
     noise = parser.add_argument_group(
@@ -156,7 +175,8 @@ def _run_simulate(args: argparse.Namespace) -> int:
         product_state=args.product_state, povm=args.povm, samples=args.samples,
         method=args.method, chi_max=args.chi_max, svd_min=args.svd_min,
         depolarizing=args.depolarizing, dephasing=args.dephasing,
-        amplitude_damping=args.amplitude_damping, readout_error=args.readout_error,
+        amplitude_damping=args.amplitude_damping,
+        readout_error=_readout_errors(args.readout_error),
         seed=args.seed, device=args.device, out=args.out, quiet=args.quiet,
     )
     if not args.quiet:
@@ -274,8 +294,13 @@ def _print_dataset(dataset) -> None:
     if summary["noise"] is not None:
         print(f"noise     {dataset.noise} on every qubit")
     if summary["readout_error"] is not None:
-        print(f"readout   P(read 1|0), P(read 0|1) = {dataset.attrs['readout_error']} "
-              "(in the POVM)")
+        errors = summary["readout_error"]
+        if isinstance(errors[0], list):  # one (e0, e1) per qubit
+            e0, e1 = ([row[column] for row in errors] for column in (0, 1))
+            print(f"readout   per qubit: P(read 1|0) in [{min(e0):.4g}, {max(e0):.4g}], "
+                  f"P(read 0|1) in [{min(e1):.4g}, {max(e1):.4g}] (in the POVM)")
+        else:
+            print(f"readout   P(read 1|0), P(read 0|1) = {errors} (in the POVM)")
     print(f"records   N = {summary['n_records']}")
     entropy = summary["entropy"]
     if entropy is None:
@@ -647,10 +672,7 @@ def _add_import_parser(subparsers) -> None:
     parser.add_argument("--out", type=Path, required=True, help="dataset to write (.h5)")
     parser.add_argument("--povm", default=None, help="genmodel only: their POVM name, one of "
                         + ", ".join(GENMODEL_POVMS))
-    parser.add_argument("--readout-error", type=_finite_float, nargs=2, default=None,
-                        metavar=("E0", "E1"),
-                        help="P(read 1 | 0) and P(read 0 | 1), each in [0, 0.5): store the POVM "
-                             "actually measured, so that inversion undoes the readout error")
+    _readout_option(parser, "the records' readout errors, undone by the inversion")
     parser.add_argument("--allow-biased-bases", action="store_true",
                         help="keep bases that fail the uniform-bases test (a warning is stored)")
     parser.add_argument("--tfim-sign-map", action="store_true",
@@ -666,7 +688,7 @@ def _run_import(args: argparse.Namespace) -> int:
     from qtomo.formats import import_records
 
     path = import_records(args.format, args.files, args.out, povm=args.povm,
-                          readout_error=args.readout_error,
+                          readout_error=_readout_errors(args.readout_error),
                           allow_biased_bases=args.allow_biased_bases,
                           tfim_sign_map=args.tfim_sign_map, shuffle=args.shuffle, seed=args.seed,
                           quiet=args.quiet)

@@ -7,7 +7,7 @@ Layout::
                          parameters (J, h, boundary, …)
     /outcomes            uint8 (N, L), chunked, gzip-compressed; row = one record a_0 … a_{L-1}
     /log_prob            float64 (N,), ln P(a) under the generating state (simulated records)
-    /povm/elements       complex128 (K, 2, 2)
+    /povm/elements       complex128 (K, 2, 2), or (L, K, 2, 2) when each qubit has its own POVM
     /reference/energy    float64 ()        /reference/X, /reference/Z    float64 (L,)
     /reference/ZZ, /XX   float64 (L, L)    /reference/entropy            float64 (L-1,)
     /reference/psi       complex128 (2^L,) (exact path)
@@ -48,7 +48,15 @@ import numpy as np
 import qtomo
 from qtomo.atomic import atomic_output, describe_leftover
 from qtomo.errors import DataFormatError, QtomoError
-from qtomo.povm import POVM, POVM_NAMES, check_outcomes, get_povm
+from qtomo.povm import (
+    POVM,
+    POVM_NAMES,
+    PerQubitPOVM,
+    check_outcomes,
+    get_povm,
+    povm_elements,
+    povm_from_elements,
+)
 from qtomo.progress import progress_bar
 
 __all__ = ["FORMAT", "VERSION", "Dataset", "check_source", "read_dataset", "write_dataset"]
@@ -93,7 +101,7 @@ _LOG_PROB_MAX = 1e-9
 def write_dataset(
     path: str | os.PathLike,
     *,
-    povm: POVM,
+    povm: POVM | PerQubitPOVM,
     attrs: dict,
     n_records: int,
     chunks: Iterable[tuple[np.ndarray, np.ndarray]],
@@ -104,7 +112,8 @@ def write_dataset(
 
     Args:
         path: target file; its folder is created if needed.
-        povm: the POVM the records were measured with; stored in ``/povm/elements``.
+        povm: the POVM the records were measured with (one per qubit for a
+            :class:`~qtomo.povm.PerQubitPOVM`); stored in ``/povm/elements``.
         attrs: root attributes beyond format/version/qtomo_version/povm: ``L``, ``source``
             (default ``"simulated"``, which needs ``state``, ``seed``, ``method``) and the
             state's parameters; None values are skipped.
@@ -136,6 +145,7 @@ def write_dataset(
     check_attrs(root)
     root["source"] = check_source(root)
     L = root["L"]
+    elements = povm_elements(povm, L)
     reference = {name: check_reference(name, value, L) for name, value in reference.items()}
     target = Path(path)
     # No chunk cache: rows go to disk as whole HDF5 chunks when written, so a full disk fails
@@ -178,7 +188,7 @@ def write_dataset(
                 bar.update(rows)
         if row != n_records:
             raise QtomoError(f"{row} records were written; expected n_records = {n_records}")
-        file.create_dataset("povm/elements", data=povm.elements)
+        file.create_dataset("povm/elements", data=elements)
         for name, value in reference.items():
             if name == "mps":
                 for site, tensor in enumerate(value):
@@ -189,7 +199,8 @@ def write_dataset(
     return target
 
 
-def _check_chunk(outcomes: np.ndarray, log_prob: np.ndarray, L: int, povm: POVM, row: int) -> int:
+def _check_chunk(outcomes: np.ndarray, log_prob: np.ndarray, L: int, povm: POVM | PerQubitPOVM,
+                 row: int) -> int:
     check_outcomes(outcomes, L, povm.K, povm.name, first_row=row)
     if log_prob.dtype.kind not in "fiu" or log_prob.shape != outcomes.shape[:1]:
         raise QtomoError(f"expected real log_prob of shape ({outcomes.shape[0]},) beside outcomes "
@@ -371,7 +382,7 @@ class Dataset:
     path: Path
     L: int
     K: int
-    povm: POVM
+    povm: POVM | PerQubitPOVM
     n_records: int
     has_log_prob: bool
     attrs: dict
@@ -474,11 +485,12 @@ def _validated(path: Path, file: h5py.File) -> Dataset:
     L = attrs["L"]
 
     elements = _dataset(file, "povm/elements", fail)
-    if elements.dtype != np.complex128 or elements.ndim != 3 or elements.shape[1:] != (2, 2):
-        raise fail(f"/povm/elements must be complex128 (K, 2, 2); got {elements.dtype} "
-                   f"{elements.shape}")
+    if elements.dtype != np.complex128 or elements.shape[-2:] != (2, 2) or not (
+            elements.ndim == 3 or (elements.ndim == 4 and elements.shape[0] == L)):
+        raise fail(f"/povm/elements must be complex128 (K, 2, 2), or ({L}, K, 2, 2) per qubit; "
+                   f"got {elements.dtype} {elements.shape}")
     try:
-        povm = POVM(attrs["povm"], elements[()])
+        povm = povm_from_elements(attrs["povm"], elements[()])
     except QtomoError as error:
         raise fail(str(error)) from None
     if povm.name in POVM_NAMES and povm != get_povm(povm.name):

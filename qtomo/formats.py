@@ -45,7 +45,7 @@ import numpy as np
 from qtomo.atomic import atomic_output
 from qtomo.data import IMPORTED, Dataset, read_dataset, write_dataset
 from qtomo.errors import QtomoError
-from qtomo.povm import POVM, get_povm, readout_povm
+from qtomo.povm import POVM, get_povm, readout_povms
 
 __all__ = [
     "EXPORT_FORMATS",
@@ -614,7 +614,7 @@ def import_records(
     out: str | os.PathLike,
     *,
     povm: str | None = None,
-    readout_error: tuple[float, float] | None = None,
+    readout_error: Sequence[float] | Sequence[Sequence[float]] | None = None,
     allow_biased_bases: bool = False,
     tfim_sign_map: bool = False,
     shuffle: bool = True,
@@ -629,8 +629,10 @@ def import_records(
             ``genmodel``: data, index, tensor).
         out: the dataset to write (atomically).
         povm: genmodel's POVM name (``4Pauli``, ``Tetra``, ``Pauli``); only for genmodel.
-        readout_error: (e0, e1) = (P(read 1 | 0), P(read 0 | 1)), each in [0, 0.5): the file
-            then stores the POVM actually measured (:func:`qtomo.povm.readout_povm`).
+        readout_error: (e0, e1) = (P(read 1 | 0), P(read 0 | 1)), each in [0, 0.5), of every
+            qubit, or an (L, 2) table of them per qubit (:func:`read_readout_errors` reads one
+            from a file): the file then stores the POVM actually measured
+            (:func:`qtomo.povm.readout_povms`).
         allow_biased_bases: keep bases that fail :func:`bases_uniformity`, with a warning
             stored in the file (attribute ``warning``).
         tfim_sign_map: genmodel only: apply :func:`genmodel_tfim_sign_map`.
@@ -648,10 +650,8 @@ def import_records(
             outside [0, 0.5) or on records that are not Pauli-basis shots.
     """
     spec = _format(fmt)
-    if readout_error is not None:  # checked before any file is read
-        if len(readout_error) != 2:
-            raise QtomoError(f"readout_error must be (e0, e1); got {readout_error!r}")
-        corrupted = readout_povm(*readout_error)
+    if readout_error is not None:
+        readout_povms(readout_error)  # checked before any file is read; L once the records are
     paths = [Path(file) for file in files]
     if len(paths) not in spec.files:
         raise QtomoError(f"format {fmt} reads {' or '.join(map(str, spec.files))} file(s); got "
@@ -671,8 +671,8 @@ def import_records(
         if not spec.pauli_shots and measured.name != "pauli6":
             raise QtomoError(f"readout errors apply to Pauli-basis shots (pauli6); these records "
                              f"are {measured.name}")
-        measured = corrupted
-        attrs["readout_error"] = [float(e) for e in readout_error]
+        measured = readout_povms(readout_error, outcomes.shape[1])
+        attrs["readout_error"] = np.asarray(readout_error, dtype=np.float64).tolist()
     if measured.name.startswith("pauli6"):
         test = bases_uniformity(outcomes // 2)
         if not test["uniform"]:
@@ -695,6 +695,40 @@ def import_records(
     chunks = ((outcomes[start : start + _CHUNK], None) for start in range(0, N, _CHUNK))
     return write_dataset(out, povm=measured, attrs=attrs, n_records=N, chunks=chunks,
                          reference=records.reference, quiet=quiet)
+
+
+def read_readout_errors(path: str | os.PathLike) -> np.ndarray:
+    """Per-qubit readout errors from a text file (README "Measured data").
+
+    One line per qubit, qubit 0 first: ``e0 e1`` = P(read 1 | 0), P(read 0 | 1), separated by
+    whitespace; lines starting with ``#`` are comments.
+
+    Returns:
+        (L, 2) float64, for ``import_records(…, readout_error=…)`` or ``simulate``.
+
+    Raises:
+        QtomoError: a missing or empty file, an entry that is not a number, rows of other than
+            two entries, or an error outside [0, 0.5) (naming the qubit).
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / "readout.txt"
+        >>> _ = path.write_text("# e0 e1\n0.01 0.03\n0.02 0.05\n")
+        >>> read_readout_errors(path).tolist()
+        [[0.01, 0.03], [0.02, 0.05]]
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise QtomoError(f"{path}: no such file")
+    table = _table(path, numbers=True)
+    if table.shape[1] != 2:
+        raise QtomoError(f"{path}: expected two columns per qubit, e0 = P(read 1 | 0) and "
+                         f"e1 = P(read 0 | 1); got {table.shape[1]}")
+    try:
+        readout_povms(table)
+    except QtomoError as error:
+        raise QtomoError(f"{path}: {error}") from None
+    return table
 
 
 def export_records(fmt: str, dataset: str | os.PathLike | Dataset,

@@ -44,7 +44,7 @@ from qtomo.distribution import (
 )
 from qtomo.errors import QtomoError
 from qtomo.metrics import Estimate
-from qtomo.povm import POVM, sites_from_size
+from qtomo.povm import PAULI, POVM, PerQubitPOVM, sites_from_size
 from qtomo.progress import progress_bar
 from qtomo.states.hamiltonians import TFIM
 
@@ -120,6 +120,12 @@ class Observables:
     n_samples: int | None
 
 
+def _pauli_tables(povm: POVM | PerQubitPOVM, L: int) -> dict[str, np.ndarray]:
+    """Tr(σ Q^(i)_k) for σ in I, X, Y, Z: letter -> (L, K) float64, row i for qubit i."""
+    per_site = [povm.at(site).pauli_dual_traces() for site in range(L)]
+    return {letter: np.stack([tables[letter] for tables in per_site]) for letter in PAULI}
+
+
 def _pauli_sum_values(records: np.ndarray, tables: dict[str, np.ndarray],
                       terms: Sequence[tuple[float, dict[int, str]]]) -> np.ndarray:
     """Per-record estimator e(a) = Σ_t c_t Π_{i∈t} Tr(σ_i Q_{a_i}) for records (B, L)."""
@@ -127,7 +133,7 @@ def _pauli_sum_values(records: np.ndarray, tables: dict[str, np.ndarray],
     for coefficient, string in terms:
         term = np.full(records.shape[0], float(coefficient))
         for site, letter in string.items():
-            term *= tables[letter][records[:, site]]
+            term *= tables[letter][site, records[:, site]]
         values += term
     return values
 
@@ -172,7 +178,8 @@ def _accumulate(batches: Iterable[tuple[np.ndarray, np.ndarray | None]], povm: P
     if hamiltonian is not None and hamiltonian.L != L:
         raise QtomoError(f"the Hamiltonian has L = {hamiltonian.L}, the records L = {L}")
     terms = hamiltonian.terms() if hamiltonian is not None else None
-    tables = povm.pauli_dual_traces()  # letter -> (K,) Tr(σ Q_k)
+    tables = _pauli_tables(povm, L)  # letter -> (L, K) Tr(σ Q^(i)_k)
+    sites = np.arange(L)
     moments = _Moments()
     for records, weights in batches:
         records = np.asarray(records, dtype=np.intp)
@@ -180,7 +187,7 @@ def _accumulate(batches: Iterable[tuple[np.ndarray, np.ndarray | None]], povm: P
             raise QtomoError(f"records must have shape (N, {L}); got {records.shape}")
         weights = np.ones(records.shape[0]) if weights is None else np.asarray(weights, float)
         moments.count += records.shape[0]
-        x, z = tables["X"][records], tables["Z"][records]  # (B, L) each
+        x, z = tables["X"][sites, records], tables["Z"][sites, records]  # (B, L) each
         moments.add_values("X", x, weights)
         moments.add_values("Z", z, weights)
         moments.add_pairs("XX", x, weights)

@@ -26,6 +26,7 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -36,12 +37,16 @@ __all__ = [
     "PAULI",
     "POVM",
     "POVM_NAMES",
+    "PerQubitPOVM",
     "born_probabilities",
+    "povm_from_elements",
+    "povm_elements",
     "check_outcomes",
     "enumerate_outcomes",
     "get_povm",
     "invert_probabilities",
     "readout_povm",
+    "readout_povms",
     "sites_from_size",
 ]
 
@@ -112,6 +117,22 @@ class POVM:
     def __repr__(self) -> str:
         return f"POVM({self.name!r}, K={self.K})"
 
+    def at(self, site: int) -> POVM:
+        """The POVM measured on qubit ``site``: this one on every qubit."""
+        return self
+
+    def site_elements(self, L: int) -> np.ndarray:
+        """M_k of every qubit, (L, K, 2, 2) complex128 (a read-only broadcast view)."""
+        return np.broadcast_to(self.elements, (L, *self.elements.shape))
+
+    def site_duals(self, L: int) -> np.ndarray:
+        """Q_k of every qubit, (L, K, 2, 2) complex128 (a read-only broadcast view)."""
+        return np.broadcast_to(self.duals, (L, *self.duals.shape))
+
+    def apply(self, transform: Callable[[POVM], POVM]) -> POVM:
+        """``transform`` applied to the POVM of every qubit."""
+        return transform(self)
+
     def probabilities(self, rho: np.ndarray) -> np.ndarray:
         """Single-qubit Born rule p_k = Tr(M_k ρ).
 
@@ -158,6 +179,116 @@ class POVM:
                     vectors.append(np.sqrt(value) * vector)
                     parent.append(k)
         return np.array(vectors, dtype=np.complex128), np.array(parent, dtype=np.int64)
+
+
+@dataclass(frozen=True, eq=False)
+class PerQubitPOVM:
+    """A single-qubit POVM that differs from qubit to qubit (README "Measured data").
+
+    Readout errors that vary by qubit make one: every qubit measures ``pauli6`` with its own bit
+    flips. Many-qubit elements and duals are M_a = ⊗_i M^(i)_{a_i}, Q_a = ⊗_i Q^(i)_{a_i}, so
+    every estimator of README "Conventions" holds with qubit i's duals in qubit i's factor.
+
+    Args:
+        sites: one :class:`POVM` per qubit, qubit 0 first, all with the same name and K.
+
+    Raises:
+        QtomoError: for no sites, or sites whose names or K differ.
+
+    Example:
+        >>> povm = readout_povms([[0.0, 0.0], [0.1, 0.2]])
+        >>> povm, povm.at(0) == get_povm("pauli6"), povm.site_duals(2).shape
+        (PerQubitPOVM('pauli6+readout', K=6, L=2), False, (2, 6, 2, 2))
+    """
+
+    sites: tuple[POVM, ...]
+
+    def __post_init__(self) -> None:
+        sites = tuple(self.sites)
+        if not sites or not all(isinstance(povm, POVM) for povm in sites):
+            raise QtomoError("a per-qubit POVM needs one POVM per qubit (at least one)")
+        if len({(povm.name, povm.K) for povm in sites}) != 1:
+            found = sorted({f"{povm.name} (K = {povm.K})" for povm in sites})
+            raise QtomoError(f"every qubit's POVM needs the same name and K; got {found}")
+        object.__setattr__(self, "sites", sites)
+
+    @property
+    def name(self) -> str:
+        """The name every qubit's POVM shares."""
+        return self.sites[0].name
+
+    @property
+    def K(self) -> int:
+        """Number of outcomes per qubit."""
+        return self.sites[0].K
+
+    @property
+    def L(self) -> int:
+        """Number of qubits."""
+        return len(self.sites)
+
+    def at(self, site: int) -> POVM:
+        """The POVM measured on qubit ``site``."""
+        return self.sites[site]
+
+    def site_elements(self, L: int) -> np.ndarray:
+        """M^(i)_k of every qubit, (L, K, 2, 2) complex128."""
+        return np.stack([povm.elements for povm in self._sites(L)])
+
+    def site_duals(self, L: int) -> np.ndarray:
+        """Q^(i)_k of every qubit, (L, K, 2, 2) complex128."""
+        return np.stack([povm.duals for povm in self._sites(L)])
+
+    def apply(self, transform: Callable[[POVM], POVM]) -> PerQubitPOVM:
+        """``transform`` applied to the POVM of every qubit."""
+        return PerQubitPOVM(tuple(transform(povm) for povm in self.sites))
+
+    def _sites(self, L: int) -> tuple[POVM, ...]:
+        if L != self.L:
+            raise QtomoError(f"POVM {self.name!r} is defined on {self.L} qubits; the records "
+                             f"have L = {L}")
+        return self.sites
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, PerQubitPOVM):
+            return NotImplemented
+        return self.L == other.L and all(
+            mine == theirs for mine, theirs in zip(self.sites, other.sites, strict=True))
+
+    def __hash__(self) -> int:
+        return hash((self.name, self.K, self.L))
+
+    def __repr__(self) -> str:
+        return f"PerQubitPOVM({self.name!r}, K={self.K}, L={self.L})"
+
+
+def povm_elements(povm: POVM | PerQubitPOVM, L: int) -> np.ndarray:
+    """The elements as ``/povm/elements`` stores them for records of L qubits (README "File
+    format"): (K, 2, 2) complex128 for one POVM on every qubit, (L, K, 2, 2) for a
+    :class:`PerQubitPOVM` (which must have L qubits)."""
+    return povm.site_elements(L) if isinstance(povm, PerQubitPOVM) else povm.elements
+
+
+def povm_from_elements(name: str, elements: np.ndarray) -> POVM | PerQubitPOVM:
+    """The inverse of :func:`povm_elements`: a :class:`POVM` from (K, 2, 2), a
+    :class:`PerQubitPOVM` from (L, K, 2, 2).
+
+    Raises:
+        QtomoError: for another shape, or elements that are not a POVM (naming the qubit).
+    """
+    elements = np.asarray(elements)
+    if elements.ndim == 3:
+        return POVM(name, elements)
+    if elements.ndim != 4:
+        raise QtomoError(f"POVM {name!r} needs elements (K, 2, 2), or (L, K, 2, 2) per qubit; "
+                         f"got {elements.shape}")
+    sites = []
+    for site, site_elements in enumerate(elements):
+        try:
+            sites.append(POVM(name, site_elements))
+        except QtomoError as error:
+            raise QtomoError(f"qubit {site}: {error}") from None
+    return PerQubitPOVM(tuple(sites))
 
 
 def _validate_elements(name: str, elements: np.ndarray, require_complete: bool = True) -> None:
@@ -330,6 +461,59 @@ def readout_povm(e0: float, e1: float, base: str = "pauli6") -> POVM:
     return POVM(base + READOUT_SUFFIX, elements)
 
 
+def readout_povms(errors: Sequence[float] | Sequence[Sequence[float]] | np.ndarray,
+                  L: int | None = None) -> POVM | PerQubitPOVM:
+    """The POVM measured with readout errors, the same on every qubit or one pair per qubit.
+
+    Args:
+        errors: (e0, e1) for every qubit, or an (L, 2) table whose row i is qubit i's (e0, e1)
+            (see :func:`readout_povm`).
+        L: the number of qubits the records have, checked against a table's rows; None skips
+            the check.
+
+    Returns:
+        :func:`readout_povm` for one pair (or a table whose rows are all equal), else a
+        :class:`PerQubitPOVM` of them.
+
+    Raises:
+        QtomoError: for another shape, a table of the wrong length, or an error outside
+            [0, 0.5) (naming the qubit).
+
+    Example:
+        >>> readout_povms([[0.1, 0.0], [0.1, 0.0]]) == readout_povm(0.1, 0.0)
+        True
+        >>> readout_povms([[0.1, 0.0], [0.0, 0.2]], L=3)
+        Traceback (most recent call last):
+        ...
+        qtomo.errors.QtomoError: readout errors are given for 2 qubits; the records have L = 3
+    """
+    table = np.asarray(errors, dtype=np.float64) if _is_numeric(errors) else None
+    if table is not None and table.shape == (2,):
+        table = table[None]
+    elif table is None or table.ndim != 2 or table.shape[1] != 2 or table.shape[0] < 1:
+        raise QtomoError(f"readout errors must be (e0, e1) or an (L, 2) table of them, qubit 0 "
+                         f"first; got {np.shape(errors) if table is not None else errors!r}")
+    elif L is not None and table.shape[0] != L:
+        raise QtomoError(f"readout errors are given for {table.shape[0]} qubits; the records "
+                         f"have L = {L}")
+    if np.all(table == table[0]):
+        return readout_povm(*(float(e) for e in table[0]))
+    sites = []
+    for site, (e0, e1) in enumerate(table):
+        try:
+            sites.append(readout_povm(float(e0), float(e1)))
+        except QtomoError as error:
+            raise QtomoError(f"qubit {site}: {error}") from None
+    return PerQubitPOVM(tuple(sites))
+
+
+def _is_numeric(values) -> bool:
+    try:
+        return np.asarray(values).dtype.kind in "iuf"
+    except ValueError:  # ragged rows
+        return False
+
+
 def enumerate_outcomes(L: int, K: int) -> np.ndarray:
     """All K^L records in index order, index = Σ_i a_i K^(L-1-i) (qubit 0 most significant).
 
@@ -344,7 +528,7 @@ def enumerate_outcomes(L: int, K: int) -> np.ndarray:
     return (np.arange(K**L, dtype=np.int64)[:, None] // powers) % K
 
 
-def born_probabilities(rho: np.ndarray, povm: POVM) -> np.ndarray:
+def born_probabilities(rho: np.ndarray, povm: POVM | PerQubitPOVM) -> np.ndarray:
     """P(a) = Tr(M_a ρ) for all K^L records, contracting one qubit at a time.
 
     Never builds a 2^L × 2^L matrix per outcome: after i qubits the work tensor has shape
@@ -352,7 +536,7 @@ def born_probabilities(rho: np.ndarray, povm: POVM) -> np.ndarray:
 
     Args:
         rho: (D, D) complex density matrix, D = 2^L.
-        povm: single-qubit POVM; M_a = ⊗_i M_{a_i}.
+        povm: single-qubit POVM (or one per qubit); M_a = ⊗_i M_{a_i}.
 
     Returns:
         (K^L,) float64 in the order of :func:`enumerate_outcomes`.
@@ -366,20 +550,20 @@ def born_probabilities(rho: np.ndarray, povm: POVM) -> np.ndarray:
     rho = np.asarray(rho, dtype=np.complex128)
     L = sites_from_size(rho.shape[0], 2, "rows of a density matrix")
     work = rho.reshape(1, rho.shape[0], rho.shape[0])
-    for _ in range(L):
+    for elements in povm.site_elements(L):
         p, r = work.shape[0], work.shape[1] // 2
         work = work.reshape(p, 2, r, 2, r)
         # Tr(M ρ) = Σ_{s,t} M[t, s] ρ[s, t] on the leading qubit
-        work = np.einsum("kts,psrtq->pkrq", povm.elements, work).reshape(p * povm.K, r, r)
+        work = np.einsum("kts,psrtq->pkrq", elements, work).reshape(p * povm.K, r, r)
     return work.reshape(-1).real.copy()
 
 
-def invert_probabilities(probabilities: np.ndarray, povm: POVM) -> np.ndarray:
+def invert_probabilities(probabilities: np.ndarray, povm: POVM | PerQubitPOVM) -> np.ndarray:
     """ρ = Σ_a P(a) ⊗_i Q_{a_i}, the dual-frame inversion of Born's rule, one qubit at a time.
 
     Args:
         probabilities: (K^L,) real, in the order of :func:`enumerate_outcomes`.
-        povm: the POVM whose duals Q_k invert it.
+        povm: the POVM (or one per qubit) whose duals Q_k invert it.
 
     Returns:
         (D, D) complex128, D = 2^L; Hermitian with unit trace when Σ P = 1, but positive only
@@ -394,11 +578,11 @@ def invert_probabilities(probabilities: np.ndarray, povm: POVM) -> np.ndarray:
     probabilities = np.asarray(probabilities, dtype=np.float64)
     L = sites_from_size(probabilities.size, povm.K, f"probabilities for POVM {povm.name!r}")
     work = probabilities.astype(np.complex128).reshape(-1, 1, 1)
-    for _ in range(L):
+    for duals in povm.site_duals(L)[::-1]:
         # peel the last remaining outcome digit, prepend its qubit to the built operator
         p, r = work.shape[0] // povm.K, work.shape[1]
         work = work.reshape(p, povm.K, r, r)
-        work = np.einsum("kst,pkrq->psrtq", povm.duals, work).reshape(p, 2 * r, 2 * r)
+        work = np.einsum("kst,pkrq->psrtq", duals, work).reshape(p, 2 * r, 2 * r)
     return work[0]
 
 

@@ -47,7 +47,7 @@ import torch.nn.functional as F
 from qtomo.errors import QtomoError
 from qtomo.metrics import Estimate
 from qtomo.models.autoregressive import AutoregressiveModel
-from qtomo.povm import PAULI, POVM
+from qtomo.povm import PAULI, POVM, PerQubitPOVM
 
 __all__ = [
     "exact_product_expectation",
@@ -81,15 +81,17 @@ def ghz_operators(L: int) -> tuple[dict[int, np.ndarray], ...]:
     return tuple({site: op for site in range(L)} for op in (ket0bra0, ket1bra1, ket1bra0))
 
 
-def operator_tables(povm: POVM, operators: Mapping[int, np.ndarray]) -> dict[int, np.ndarray]:
-    """f_i(k) = Tr(O_i Q_k) for every site with an operator: {site: (K,) complex128}.
+def operator_tables(povm: POVM | PerQubitPOVM,
+                    operators: Mapping[int, np.ndarray]) -> dict[int, np.ndarray]:
+    """f_i(k) = Tr(O_i Q^(i)_k) for every site with an operator: {site: (K,) complex128}.
 
     Example:
         >>> from qtomo.povm import get_povm
         >>> operator_tables(get_povm("pauli6"), {1: PAULI["Z"]})[1].real.round(12).tolist()
         [3.0, -3.0, 0.0, 0.0, 0.0, 0.0]
     """
-    return {int(site): povm.dual_traces(op) for site, op in sorted(operators.items())}
+    return {int(site): povm.at(int(site)).dual_traces(op)
+            for site, op in sorted(operators.items())}
 
 
 def product_values(records: np.ndarray | torch.Tensor, tables: Tables) -> np.ndarray:

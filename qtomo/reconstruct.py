@@ -417,14 +417,15 @@ def pure_state_overlaps(records: np.ndarray | torch.Tensor, mps: Sequence[np.nda
     check_mps_shapes(mps, records.shape[1])
     device = torch.device(device)
     tensors = [torch.as_tensor(np.asarray(B), dtype=torch.complex128, device=device) for B in mps]
-    duals = torch.tensor(povm.duals, dtype=torch.complex128, device=device)  # (K, 2, 2)
+    duals = torch.tensor(povm.site_duals(len(tensors)), dtype=torch.complex128,
+                         device=device)  # (L, K, 2, 2)
     values = []
     for start in range(0, records.shape[0], batch_size):
         a = records[start:start + batch_size].to(device=device, dtype=torch.long)  # (B, L)
         env = torch.ones((a.shape[0], 1, 1), dtype=torch.complex128, device=device)  # (B, χ, χ)
         for i, B in enumerate(tensors):
             ket = torch.einsum("bxy,ysr->bxsr", env, B)  # (B, χl, 2, χr)
-            ket = torch.einsum("bts,bxsr->bxtr", duals[a[:, i]], ket)  # (B, χl, 2, χr)
+            ket = torch.einsum("bts,bxsr->bxtr", duals[i, a[:, i]], ket)  # (B, χl, 2, χr)
             env = torch.einsum("xtq,bxtr->bqr", B.conj(), ket)  # (B, χr, χr)
         values.append(env[:, 0, 0].real.to("cpu", torch.float64).numpy())
     return np.concatenate(values) if values else np.zeros(0)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 import os
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +31,7 @@ from qtomo.atomic import check_space, check_writable
 from qtomo.data import write_dataset
 from qtomo.device import resolve_device
 from qtomo.errors import QtomoError
-from qtomo.povm import get_povm, readout_povm
+from qtomo.povm import get_povm, readout_povms
 from qtomo.states import exact
 from qtomo.states.noise import NOISY_EXACT_MAX_L, LocalNoise, noisy_state
 
@@ -74,7 +75,7 @@ def simulate(
     depolarizing: float = 0.0,
     dephasing: float = 0.0,
     amplitude_damping: float = 0.0,
-    readout_error: tuple[float, float] | None = None,
+    readout_error: Sequence[float] | Sequence[Sequence[float]] | None = None,
     seed: int = 0,
     device: str | torch.device = "auto",
     out: str | os.PathLike | None = None,
@@ -97,9 +98,10 @@ def simulate(
         depolarizing, dephasing, amplitude_damping: the local channel on every qubit, each in
             [0, 1] (:class:`qtomo.states.noise.LocalNoise`); stored as root attributes when any
             is non-zero.
-        readout_error: (e0, e1) = (P(read 1 | 0), P(read 0 | 1)) of every qubit's bit, for
-            ``povm="pauli6"``: the records are those of :func:`qtomo.povm.readout_povm`, which
-            the file stores (README "Measured data"); the references stay the state's.
+        readout_error: (e0, e1) = (P(read 1 | 0), P(read 0 | 1)) of every qubit's bit, or an
+            (L, 2) table of them per qubit, for ``povm="pauli6"``: the records are those of
+            :func:`qtomo.povm.readout_povms`, which the file stores (README "Measured data");
+            the references stay the state's.
         seed: seeds the sampler (and DMRG's initial state choice is deterministic).
         device: sampler device for the MPS path (``auto`` = CUDA when present).
         out: output file; default :func:`default_output`.
@@ -132,7 +134,7 @@ def simulate(
         if povm != "pauli6":
             raise QtomoError(f"--readout-error flips the bits of Pauli-basis shots and needs "
                              f"--povm pauli6; got {povm}")
-        measurement = readout_povm(*readout_error)
+        measurement = readout_povms(readout_error, L)
     limit = exact.exact_limit(measurement.K)
     if channel.active:
         limit = min(limit, NOISY_EXACT_MAX_L)
@@ -168,7 +170,8 @@ def simulate(
 
         reference["mps"] = ghz_mps(L).references()["mps"]
     attrs = {**built.attrs, "L": L, "seed": seed, "method": method,
-             "readout_error": None if readout_error is None else [float(e) for e in readout_error]}
+             "readout_error": None if readout_error is None else np.asarray(
+                 readout_error, dtype=np.float64).tolist()}
     return write_dataset(target, povm=measurement, attrs=attrs, n_records=samples,
                          chunks=chunks(), reference=reference, quiet=quiet)
 

@@ -47,7 +47,7 @@ from qtomo.atomic import atomic_output, describe_leftover
 from qtomo.errors import CheckpointError, QtomoError
 from qtomo.models.base import QtomoModel
 from qtomo.models.registry import build, hyperparameters
-from qtomo.povm import POVM
+from qtomo.povm import povm_from_elements
 
 FORMAT = "qtomo.checkpoint"
 VERSION = 1
@@ -271,7 +271,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         _check_finite(payload)
         config, state_dict = payload["config"], payload["state_dict"]
         # a physical family keeps its POVM elements as a buffer; the networks need only the name
-        povm = (POVM(config["povm"], state_dict["povm_elements"].cpu().numpy())
+        povm = (povm_from_elements(config["povm"], state_dict["povm_elements"].cpu().numpy())
                 if "povm_elements" in state_dict else config["povm"])
         model = build(config["family"], L=config["L"], K=config["K"], povm=povm,
                       **config["hyperparameters"])

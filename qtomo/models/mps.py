@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from qtomo.models.base import QtomoModel, check_hyperparameter
-from qtomo.povm import POVM
+from qtomo.povm import POVM, PerQubitPOVM, povm_elements
 from qtomo.states.mps import right_canonical
 from qtomo.states.mps_sampler import MPSDistribution, born_log_prob
 
@@ -102,13 +102,15 @@ class LPDOModel(QtomoModel):
     train_defaults: ClassVar[dict[str, Any]] = {"lr": 3e-2, "batch_size": 1024, "ema": 0.9,
                                                  "epochs": 50}
 
-    def __init__(self, L: int, K: int, config: LPDOConfig | MPSConfig, povm: POVM) -> None:
+    def __init__(self, L: int, K: int, config: LPDOConfig | MPSConfig,
+                 povm: POVM | PerQubitPOVM) -> None:
         super().__init__(L, K)
         self.config, self.povm = config, povm
         self.kappa = config.kraus
         d = 2 * self.kappa
         self.chi = [min(config.chi, d**i, d ** (L - i)) for i in range(L + 1)]  # χ_0 … χ_L
-        self.register_buffer("povm_elements", torch.tensor(povm.elements))  # (K, 2, 2) c128
+        # (K, 2, 2) complex128, or (L, K, 2, 2) when the POVM differs from qubit to qubit
+        self.register_buffer("povm_elements", torch.tensor(povm_elements(povm, L)))
         parts = () if config.real else (2,)  # complex: (re, im) in a trailing axis
         sites = []
         for i in range(L):
@@ -179,7 +181,7 @@ class MPSModel(LPDOModel):
 
     family = "mps"
 
-    def __init__(self, L: int, K: int, config: MPSConfig, povm: POVM) -> None:
+    def __init__(self, L: int, K: int, config: MPSConfig, povm: POVM | PerQubitPOVM) -> None:
         super().__init__(L, K, config, povm)
 
     def _public_shape(self, A: np.ndarray) -> np.ndarray:

@@ -64,7 +64,7 @@ import numpy as np
 import torch
 
 from qtomo.errors import QtomoError
-from qtomo.povm import POVM, check_outcomes
+from qtomo.povm import POVM, PerQubitPOVM, check_outcomes
 
 __all__ = ["MPSDistribution", "born_log_prob"]
 
@@ -87,7 +87,8 @@ def born_log_prob(
     Args:
         tensors: L complex tensors, (χ_i, 2, χ_{i+1}) or (χ_i, 2, κ, χ_{i+1}), χ_0 = χ_L = 1,
             all on one device (real tensors are promoted to complex128).
-        elements: (K, 2, 2) complex128 POVM elements M_k, on the tensors' device.
+        elements: (K, 2, 2) complex128 POVM elements M_k, or (L, K, 2, 2) for a POVM that
+            differs from qubit to qubit, on the tensors' device.
         a: LongTensor (B, L) of outcomes in 0..K−1 (not checked: callers check user input).
 
     Returns:
@@ -115,8 +116,10 @@ def _log_trace(tensors: Sequence[torch.Tensor], elements: torch.Tensor,
     at once (K times the flops, which are few at small χ, and no per-record kernels), the
     record's own outcome picked, then the contraction with A† over (bond, qubit) for all records.
     """
-    size = a.shape[0]
-    one_hot = torch.nn.functional.one_hot(a, elements.shape[0]).to(torch.complex128)  # (B, L, K)
+    size, K = a.shape[0], elements.shape[-3]
+    one_hot = torch.nn.functional.one_hot(a, K).to(torch.complex128)  # (B, L, K)
+    if elements.dim() == 3:  # one POVM for every qubit
+        elements = elements.expand(len(tensors), *elements.shape)  # (L, K, 2, 2)
     E = torch.ones((size, 1, 1), dtype=torch.complex128, device=elements.device)  # (B, 1, 1)
     log_p = torch.zeros(size, dtype=torch.float64, device=elements.device)
     for i, A in enumerate(tensors):
@@ -125,8 +128,8 @@ def _log_trace(tensors: Sequence[torch.Tensor], elements: torch.Tensor,
         A = A.reshape(chi_l, 2, -1, chi_r)  # (χl, 2, κ, χr)
         kappa = A.shape[2]
         # W_k^s = Σ_t (M_k)_st A^t: rows c, columns (k, s, q, d)
-        weighted = torch.einsum("kst,ctqd->cksqd", elements, A).reshape(chi_l, -1)
-        X = (E.reshape(-1, chi_l) @ weighted).view(size, chi_l, len(elements), -1)
+        weighted = torch.einsum("kst,ctqd->cksqd", elements[i], A).reshape(chi_l, -1)
+        X = (E.reshape(-1, chi_l) @ weighted).view(size, chi_l, K, -1)
         # (B, χl, 2κχr): E W^s for the record's outcome, picked by a mask (cheap to differentiate)
         X = (X * one_hot[:, i, None, :, None]).sum(2)
         # rows (a, s), columns (record, q, d)
@@ -147,7 +150,7 @@ class MPSDistribution:
     Args:
         tensors: L right-canonical MPS tensors (χ_i, 2, χ_{i+1}), complex (see
             :mod:`qtomo.states.mps`).
-        povm: the single-qubit POVM.
+        povm: the single-qubit POVM, or one per qubit (:class:`~qtomo.povm.PerQubitPOVM`).
         device: torch device for all work; returned tensors live there.
         chunk_size: records processed together; default: what fits 64 MiB of working memory.
 
@@ -160,7 +163,7 @@ class MPSDistribution:
     def __init__(
         self,
         tensors: Sequence[np.ndarray],
-        povm: POVM,
+        povm: POVM | PerQubitPOVM,
         device: str | torch.device = "cpu",
         chunk_size: int | None = None,
     ) -> None:
@@ -174,32 +177,35 @@ class MPSDistribution:
             raise QtomoError(f"every tensor needs the same Kraus dimension κ; got {sorted(kappa)}")
         self.kappa = kappa.pop()
         self._tensors = [torch.as_tensor(B, device=self.device) for B in tensors]
-        self._elements = torch.tensor(povm.elements, device=self.device)
-        vectors, parent = povm.rank_one_vectors()  # (R, 2), (R,)
+        self._elements = torch.tensor(povm.site_elements(self.L), device=self.device)
+        self._sites = torch.arange(self.L, device=self.device)
+        vectors, parent = _refinements(povm, self.L)  # (L, R, 2), (L, R)
         # refined outcomes (r, q): v_r ⊗ e_q on the (qubit, Kraus) legs, parent_r reported
-        self.R = len(parent) * self.kappa
-        self._parent = torch.as_tensor(np.repeat(parent, self.kappa), device=self.device)
+        self.R = parent.shape[1] * self.kappa
+        self._parent = torch.as_tensor(np.repeat(parent, self.kappa, axis=1), device=self.device)
         # Y_r = u C_r with C_r = Σ_s conj(v_rs) B^s, all r in one real product:
         # [Re u, Im u] (B, 2χl) @ [[Re C, Im C], [−Im C, Re C]] = [Re Y_r, Im Y_r] for each r,
         # columns ordered (r, Re|Im, c) so that p(r) = Σ Y² sums contiguous blocks of 2χr
         self._C = []
-        for B in purified:
-            C = np.einsum("rs,asqc->arqc", vectors.conj(), B).reshape(B.shape[0], self.R, -1)
+        for B, site_vectors in zip(purified, vectors, strict=True):
+            C = np.einsum("rs,asqc->arqc", site_vectors.conj(), B).reshape(B.shape[0], self.R, -1)
             block = np.stack([np.stack([C.real, C.imag], 2), np.stack([-C.imag, C.real], 2)])
             self._C.append(torch.as_tensor(block.reshape(2 * B.shape[0], -1), device=self.device))
         # every element rank one (parent a permutation); a POVM with a zero element is not
-        self.rank_one = bool(np.array_equal(np.sort(parent), np.arange(self.K)))
-        self._refined = torch.empty(self.K, dtype=torch.int64, device=self.device)
+        self.rank_one = all(np.array_equal(np.sort(row), np.arange(self.K)) for row in parent)
+        self._refined = torch.empty((self.L, self.K), dtype=torch.int64, device=self.device)
         per_record = 8 * (4 * self.L + 4 * self.R * max(self.chi))  # sampling pass
         self.tables = False  # rank-one POVMs need no mixed pass
         if self.rank_one:
-            self._refined[self._parent] = torch.arange(self.R, device=self.device)
+            self._refined.scatter_(1, self._parent, torch.arange(self.R, device=self.device)
+                                   .expand(self.L, -1).contiguous())
         else:
             self.tables = self.kappa == 1 and _table_bytes(self.chi, self.K) <= _TABLE_BUDGET \
                 and max(self.chi) <= _TABLE_MAX_CHI
             if self.tables:
-                self._T = [torch.as_tensor(_superoperator(B, povm.elements), device=self.device)
-                           for B in tensors]  # (K, χ_i², χ_{i+1}²) each
+                self._T = [torch.as_tensor(_superoperator(B, elements), device=self.device)
+                           for B, elements in zip(tensors, povm.site_elements(self.L),
+                                                  strict=True)]  # (K, χ_i², χ_{i+1}²) each
                 self._trace = [torch.as_tensor(_diagonal_coordinates(c), device=self.device)
                                for c in self.chi]
                 per_record += 2 * 8 * max(self.chi) ** 2
@@ -258,7 +264,7 @@ class MPSDistribution:
                 (self.L, size), generator=generator, dtype=torch.float64, device=random_device
             ).to(self.device)
             refined, log_p = self._pure_pass(uniform=uniform)
-            a = self._parent[refined]
+            a = self._parent[self._sites, refined]
             if with_log_prob and not self.rank_one:
                 log_p = self._log_prob_chunk(a)
             outcomes.append(a)
@@ -270,7 +276,7 @@ class MPSDistribution:
 
     def _log_prob_chunk(self, a: torch.Tensor) -> torch.Tensor:
         if self.rank_one:
-            return self._pure_pass(refined=self._refined[a])[1]
+            return self._pure_pass(refined=self._refined[self._sites, a])[1]
         if self.tables:
             return self._table_pass(a)
         return born_log_prob(self._tensors, self._elements, a)
@@ -354,6 +360,24 @@ class MPSDistribution:
                 torch.matmul(grouped[start:stop], self._T[i][k], out=out[start:stop])
                 start = stop
         return out
+
+def _refinements(povm: POVM | PerQubitPOVM, L: int) -> tuple[np.ndarray, np.ndarray]:
+    """Every qubit's rank-one refinement (:meth:`~qtomo.povm.POVM.rank_one_vectors`), padded to
+    one length R: vectors (L, R, 2) complex128, parents (L, R) int64.
+
+    Padding goes first, as zero vectors: they have p(r) = 0, so the sampler's cumulative search
+    passes over them, and a qubit's real outcomes keep their order.
+    """
+    refined = [povm.at(site).rank_one_vectors() for site in range(L)]
+    R = max(len(parent) for _, parent in refined)
+    vectors = np.zeros((L, R, 2), dtype=np.complex128)
+    parents = np.zeros((L, R), dtype=np.int64)
+    for site, (site_vectors, parent) in enumerate(refined):
+        vectors[site, R - len(parent):] = site_vectors
+        parents[site, R - len(parent):] = parent
+        parents[site, :R - len(parent)] = parent[0]
+    return vectors, parents
+
 
 def _table_bytes(chi: list[int], K: int) -> int:
     return 8 * K * sum((left * right) ** 2 for left, right in zip(chi[:-1], chi[1:], strict=True))

@@ -41,7 +41,7 @@ import numpy as np
 import torch
 
 from qtomo.errors import QtomoError
-from qtomo.povm import PAULI, POVM
+from qtomo.povm import PAULI, POVM, PerQubitPOVM
 from qtomo.states.exact import ExactState, MixedState
 from qtomo.states.hamiltonians import TFIM
 from qtomo.states.mps import MPSState, correlations
@@ -155,7 +155,7 @@ class LocalNoise:
             rho = np.einsum("stuv,aubcvd->asbctd", superoperator, work).reshape(D, D)
         return rho
 
-    def heisenberg_povm(self, povm: POVM) -> POVM:
+    def heisenberg_povm(self, povm: POVM | PerQubitPOVM) -> POVM | PerQubitPOVM:
         """The POVM E†(M_k): measuring it on ρ gives the distribution of M_k on (⊗E)(ρ).
 
         Its elements are positive and sum to 1 (E is trace preserving, so E† is unital) but may
@@ -167,7 +167,8 @@ class LocalNoise:
             >>> bool(np.allclose(noisy.elements, np.eye(2) / 6))   # p = 1: outcomes uniform
             True
         """
-        return POVM(f"E†({povm.name})", self.adjoint(povm.elements), require_complete=False)
+        return povm.apply(lambda site: POVM(f"E†({site.name})", self.adjoint(site.elements),
+                                            require_complete=False))
 
 
 @dataclass(frozen=True)
