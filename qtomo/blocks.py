@@ -360,7 +360,8 @@ class ReducedState:
                 else self.exact_samples.as_dict()}
 
 
-def reduced_states(blocks: Sequence[Block], povm: POVM, *, model: BlockCounts | np.ndarray,
+def reduced_states(blocks: Sequence[Block], povm: POVM | PerQubitPOVM, *,
+                   model: BlockCounts | np.ndarray,
                    data: BlockCounts | None = None, exact_samples: BlockCounts | None = None,
                    targets: Mapping[Block, np.ndarray] | None = None,
                    replicates: int = REPLICATES, seed: int = 0) -> tuple[ReducedState, ...]:

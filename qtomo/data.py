@@ -56,6 +56,7 @@ from qtomo.povm import (
     get_povm,
     povm_elements,
     povm_from_elements,
+    readout_povms,
 )
 from qtomo.progress import progress_bar
 
@@ -239,7 +240,8 @@ def check_attrs(attrs: dict) -> None:
     Required: ``L`` (integer ≥ 1), ``povm`` (text) and :data:`_REQUIRED_ATTRS`. Optional, checked
     when present: ``state``, ``product_state``, ``qtomo_version``, ``warning``, ``source``
     (text); ``seed`` (integer); ``method`` (``exact`` or ``mps``); ``J``, ``h`` (finite numbers);
-    ``boundary`` (``open`` or ``periodic``); ``chi_max`` (integer ≥ 1); ``truncation_error``,
+    ``boundary`` (``open`` or ``periodic``); ``readout_error`` ((e0, e1) or L rows of them, each
+    in [0, 0.5)); ``chi_max`` (integer ≥ 1); ``truncation_error``,
     ``svd_min``, ``energy_tol`` (finite, ≥ 0). A TFIM (``state = "tfim"``) needs ``J``, ``h`` and
     ``boundary`` that make a valid :class:`~qtomo.states.hamiltonians.TFIM` of L qubits.
 
@@ -276,6 +278,11 @@ def check_attrs(attrs: dict) -> None:
     for key, (ok, expected) in checks.items():
         if key in attrs and not ok(attrs[key]):
             raise QtomoError(f"attribute {key} must be {expected}; got {attrs[key]!r}")
+    if "readout_error" in attrs:
+        try:
+            readout_povms(attrs["readout_error"], L)
+        except QtomoError as error:
+            raise QtomoError(f"attribute readout_error: {error}") from None
     if attrs.get("state") == "tfim":
         missing = [key for key in ("J", "h", "boundary") if key not in attrs]
         if missing:

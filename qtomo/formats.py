@@ -59,6 +59,7 @@ __all__ = [
     "import_records",
     "outcomes_to_shots",
     "read_genmodel_mps",
+    "read_readout_errors",
     "shots_to_outcomes",
 ]
 

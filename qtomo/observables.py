@@ -172,8 +172,9 @@ class _Moments:
         return Estimate._wrap(mean, stderr)
 
 
-def _accumulate(batches: Iterable[tuple[np.ndarray, np.ndarray | None]], povm: POVM, L: int,
-                hamiltonian: TFIM | None, pauli_strings: Sequence[str], exact: bool) -> Observables:
+def _accumulate(batches: Iterable[tuple[np.ndarray, np.ndarray | None]],
+                povm: POVM | PerQubitPOVM, L: int, hamiltonian: TFIM | None,
+                pauli_strings: Sequence[str], exact: bool) -> Observables:
     strings = {text: parse_pauli_string(text, L) for text in pauli_strings}
     if hamiltonian is not None and hamiltonian.L != L:
         raise QtomoError(f"the Hamiltonian has L = {hamiltonian.L}, the records L = {L}")
@@ -215,7 +216,7 @@ def _accumulate(batches: Iterable[tuple[np.ndarray, np.ndarray | None]], povm: P
     )
 
 
-def estimate_observables(records: np.ndarray | Iterable[np.ndarray], povm: POVM, *,
+def estimate_observables(records: np.ndarray | Iterable[np.ndarray], povm: POVM | PerQubitPOVM, *,
                          hamiltonian: TFIM | None = None,
                          pauli_strings: Sequence[str] = ()) -> Observables:
     """Monte Carlo ⟨O⟩ ≈ mean_k f_O(a^(k)) ± stderr over given records (model samples or data).
@@ -254,7 +255,8 @@ def _to_numpy(records: np.ndarray | torch.Tensor) -> np.ndarray:
     return records.cpu().numpy() if torch.is_tensor(records) else np.asarray(records)
 
 
-def exact_observables(probabilities: np.ndarray, povm: POVM, *, hamiltonian: TFIM | None = None,
+def exact_observables(probabilities: np.ndarray, povm: POVM | PerQubitPOVM, *,
+                      hamiltonian: TFIM | None = None,
                       pauli_strings: Sequence[str] = ()) -> Observables:
     """Exact ⟨O⟩ = Σ_a Q(a) f_O(a) over all K^L records (stderr 0).
 
@@ -272,7 +274,7 @@ def exact_observables(probabilities: np.ndarray, povm: POVM, *, hamiltonian: TFI
     return _accumulate(batches, povm, L, hamiltonian, pauli_strings, exact=True)
 
 
-def model_observables(model: Distribution, povm: POVM, *, samples: int = 100_000,
+def model_observables(model: Distribution, povm: POVM | PerQubitPOVM, *, samples: int = 100_000,
                       exact: bool = False,
                       hamiltonian: TFIM | None = None, pauli_strings: Sequence[str] = (),
                       batch_size: int = 16384, generator: torch.Generator | None = None,

@@ -226,7 +226,7 @@ def exact_product_expectation(model: AutoregressiveModel, tables: Tables | list[
     return totals if several else totals[0]
 
 
-def ghz_fidelity(model: AutoregressiveModel, povm: POVM, *, samples: int = 100_000,
+def ghz_fidelity(model: AutoregressiveModel, povm: POVM | PerQubitPOVM, *, samples: int = 100_000,
                  batch_size: int = 16384, generator: torch.Generator | None = None,
                  exact: bool = False) -> Estimate:
     """⟨GHZ|ρ_model|GHZ⟩ = ½ (ρ_{0…0,0…0} + ρ_{1…1,1…1}) + Re ρ_{0…0,1…1} at any L.

@@ -53,7 +53,7 @@ from qtomo.distribution import (
 )
 from qtomo.errors import QtomoError
 from qtomo.metrics import Estimate
-from qtomo.povm import POVM, invert_probabilities, sites_from_size
+from qtomo.povm import POVM, PerQubitPOVM, invert_probabilities, sites_from_size
 from qtomo.progress import progress_bar
 from qtomo.states.mps import check_mps_shapes
 
@@ -324,7 +324,7 @@ def quantum_fidelity(rho: np.ndarray, target: np.ndarray) -> QuantumFidelity:
     return Reconstruction(np.asarray(rho, dtype=np.complex128)).fidelity(target)
 
 
-def density_matrix(probabilities: np.ndarray, povm: POVM) -> Reconstruction:
+def density_matrix(probabilities: np.ndarray, povm: POVM | PerQubitPOVM) -> Reconstruction:
     """ρ = Σ_a Q(a) ⊗_i Q_{a_i}, contracted one qubit at a time (:func:`invert_probabilities`).
 
     Args:
@@ -387,7 +387,7 @@ class ContractedFidelity:
 
 
 def pure_state_overlaps(records: np.ndarray | torch.Tensor, mps: Sequence[np.ndarray],
-                        povm: POVM, *, batch_size: int = 8192,
+                        povm: POVM | PerQubitPOVM, *, batch_size: int = 8192,
                         device: str | torch.device = "cpu") -> np.ndarray:
     """g(a) = ⟨ψ|⊗_i Q_{a_i}|ψ⟩ per record, contracted left to right through the MPS of ψ.
 
@@ -431,7 +431,7 @@ def pure_state_overlaps(records: np.ndarray | torch.Tensor, mps: Sequence[np.nda
     return np.concatenate(values) if values else np.zeros(0)
 
 
-def mps_fidelity(model: Distribution, mps: Sequence[np.ndarray], povm: POVM, *,
+def mps_fidelity(model: Distribution, mps: Sequence[np.ndarray], povm: POVM | PerQubitPOVM, *,
                  samples: int = 100_000,
                  batch_size: int = 8192, generator: torch.Generator | None = None,
                  quiet: bool = True) -> Estimate:
