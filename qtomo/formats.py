@@ -699,7 +699,7 @@ def import_records(
 
 
 def read_readout_errors(path: str | os.PathLike) -> np.ndarray:
-    """Per-qubit readout errors from a text file (README "Measured data").
+    r"""Per-qubit readout errors from a text file (README "Measured data").
 
     One line per qubit, qubit 0 first: ``e0 e1`` = P(read 1 | 0), P(read 0 | 1), separated by
     whitespace; lines starting with ``#`` are comments.
