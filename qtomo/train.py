@@ -478,8 +478,9 @@ def _fit(model: QtomoModel, dataset: Dataset, options: TrainOptions, *, out: Pat
         raise QtomoError(f"dataset {dataset.path} has L = {dataset.L}, K = {dataset.K}; the "
                          f"{model.family} model was built for L = {model.L}, K = {model.K}")
     if model.povm is not None and model.povm != dataset.povm:
-        raise QtomoError(f"dataset {dataset.path} was measured with POVM {dataset.povm.name!r}; "
-                         f"the {model.family} model's Born rule uses {model.povm.name!r}")
+        raise QtomoError(f"dataset {dataset.path} was measured with {dataset.povm!r}; the "
+                         f"{model.family} model's Born rule uses {model.povm!r} (another POVM, "
+                         f"or other elements under the same name)")
     train_rows, val_rows = split_rows(dataset.n_records, options.val_fraction)
     n_train = train_rows[1] - train_rows[0]
     if n_train < max(options.batch_size, world) or val_rows[1] == val_rows[0]:

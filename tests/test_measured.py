@@ -510,6 +510,11 @@ def test_mps_model_of_per_qubit_readout_records_round_trips_and_recovers_the_sta
                                   "readout_error": corrupted.attrs["readout_error"]},
                            n_records=len(rows),
                            chunks=[(rows, None)], reference={})
+    uniform = build("mps", L=4, K=6, povm="pauli6", chi=4)  # ignores the readout errors
+    with pytest.raises(QtomoError, match=re.escape(
+            "was measured with PerQubitPOVM('pauli6+readout', K=6, L=4); the mps model's Born "
+            "rule uses POVM('pauli6', K=6)")):
+        fit(uniform, read_dataset(subset), out=None, device="cpu", quiet=True)
     torch.manual_seed(0)
     fit(build("mps", L=4, K=6, povm=corrupted.povm, chi=4), read_dataset(subset),
         TrainOptions(epochs=8, seed=0), out=tmp_path / "m.pt", device="cpu", quiet=True)
