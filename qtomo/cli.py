@@ -71,10 +71,10 @@ def _finite_float(text: str) -> float:
 
 
 def _readout_option(parser: argparse.ArgumentParser, purpose: str) -> None:
-    parser.add_argument("--readout-error", nargs="+", default=None, metavar="E0 E1 | FILE",
+    parser.add_argument("--readout-error", nargs="+", default=None, metavar=("E0|FILE", "E1"),
                         help=purpose + ": P(read 1 | 0) = E0 and P(read 0 | 1) = E1 on every "
-                             "qubit, each in [0, 0.5), or a text FILE with one line 'E0 E1' per "
-                             "qubit; the file stores the POVM actually measured")
+                             "qubit, each in [0, 0.5), or a FILE with one row 'E0 E1' per qubit "
+                             "(text, .json or .npy); the file stores the POVM actually measured")
 
 
 def _readout_errors(values: list[str] | None) -> list[float] | list[list[float]] | None:

@@ -699,32 +699,53 @@ def import_records(
 
 
 def read_readout_errors(path: str | os.PathLike) -> np.ndarray:
-    r"""Per-qubit readout errors from a text file (README "Measured data").
+    r"""Per-qubit readout errors from a file (README "Measured data").
 
-    One line per qubit, qubit 0 first: ``e0 e1`` = P(read 1 | 0), P(read 0 | 1), separated by
-    whitespace; lines starting with ``#`` are comments.
+    One row per qubit, qubit 0 first: e0 = P(read 1 | 0), e1 = P(read 0 | 1). The file is text
+    (one line ``e0 e1`` per qubit, separated by whitespace or a comma, ``#`` starting a
+    comment), a ``.json`` array of [e0, e1] pairs, or a ``.npy`` array (L, 2).
 
     Returns:
         (L, 2) float64, for ``import_records(…, readout_error=…)`` or ``simulate``.
 
     Raises:
-        QtomoError: a missing or empty file, an entry that is not a number, rows of other than
-            two entries, or an error outside [0, 0.5) (naming the qubit).
+        QtomoError: a missing, unreadable or empty file, an entry that is not a number, rows of
+            other than two entries, or an error outside [0, 0.5) (naming the qubit).
 
     Example:
         >>> import tempfile, pathlib
         >>> path = pathlib.Path(tempfile.mkdtemp()) / "readout.txt"
-        >>> _ = path.write_text("# e0 e1\n0.01 0.03\n0.02 0.05\n")
+        >>> _ = path.write_text("# e0 e1\n0.01 0.03\n0.02, 0.05\n")
         >>> read_readout_errors(path).tolist()
         [[0.01, 0.03], [0.02, 0.05]]
     """
     path = Path(path)
     if not path.is_file():
         raise QtomoError(f"{path}: no such file")
-    table = _table(path, numbers=True)
-    if table.shape[1] != 2:
-        raise QtomoError(f"{path}: expected two columns per qubit, e0 = P(read 1 | 0) and "
-                         f"e1 = P(read 0 | 1); got {table.shape[1]}")
+    try:
+        if path.suffix.lower() == ".npy":
+            rows = np.load(path, allow_pickle=False)
+        elif path.suffix.lower() == ".json":
+            rows = json.loads(path.read_text())
+        else:
+            rows = [line.split("#")[0].replace(",", " ").split()
+                    for line in path.read_text().splitlines()]
+            rows = [row for row in rows if row]
+    except (OSError, ValueError, UnicodeDecodeError) as error:
+        raise QtomoError(f"{path}: cannot read readout errors from it ({error})") from None
+    if len(rows) == 0:
+        raise QtomoError(f"{path}: empty; expected one row e0 e1 per qubit")
+    for qubit, row in enumerate(rows):
+        if np.ndim(row) != 1 or len(row) != 2:
+            raise QtomoError(f"{path}: expected two entries per qubit, e0 = P(read 1 | 0) and "
+                             f"e1 = P(read 0 | 1); qubit {qubit} has {np.size(row)}")
+        for value in row:
+            try:
+                float(value)
+            except (TypeError, ValueError):
+                raise QtomoError(f"{path}: entries must be numbers; got {value!r} for qubit "
+                                 f"{qubit}") from None
+    table = np.array([[float(value) for value in row] for row in rows])
     try:
         readout_povms(table)
     except QtomoError as error:

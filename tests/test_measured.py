@@ -406,12 +406,12 @@ def test_per_qubit_readout_file_bad_input(tmp_path, capsys):
     shots_file = tmp_path / "s.npz"
     np.savez(shots_file, bases=np.array([list("XZ"), list("ZY")] * 20),
              bits=np.zeros((40, 2), dtype=int))
-    cases = {"0.1 0.2 0.3\n0.1 0.2 0.3\n": "expected two columns per qubit",
+    cases = {"0.1 0.2 0.3\n0.1 0.2 0.3\n": "expected two entries per qubit",
              "0.1 0.2\n0.1 0.2\n0.1 0.2\n": "given for 3 qubits; the records have L = 2",
              "0.1 0.2\n0.1 0.6\n": "qubit 1: readout error e1 = P(read 0 | 1) must lie in "
                                     "[0, 0.5)",
              "0.1 zero\n0.1 0.2\n": "entries must be numbers",
-             "": "empty file"}
+             "# no rows\n": "empty; expected one row e0 e1 per qubit"}
     for text, message in cases.items():
         errors = tmp_path / "readout.txt"
         errors.write_text(text)
@@ -429,6 +429,23 @@ def test_per_qubit_readout_file_bad_input(tmp_path, capsys):
 def site_z(site):
     return reduce(np.kron, [np.diag([1.0, -1.0]) if i == site else np.eye(2)
                             for i in range(L_SHOTS)])
+
+
+def test_readout_error_files_in_text_csv_json_and_npy_read_the_same_table(tmp_path):
+    from qtomo.formats import read_readout_errors
+
+    table = np.array(PER_QUBIT)
+    files = {"a.txt": "# e0 e1\n" + "".join(f"{e0} {e1}  # qubit\n" for e0, e1 in PER_QUBIT),
+             "b.csv": "".join(f"{e0},{e1}\n" for e0, e1 in PER_QUBIT),
+             "c.json": json.dumps(PER_QUBIT)}
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    np.save(tmp_path / "d.npy", table)
+    for name in [*files, "d.npy"]:
+        assert np.array_equal(read_readout_errors(tmp_path / name), table), name
+    (tmp_path / "e.json").write_text(json.dumps([[0.1, 0.2], [0.1]]))
+    with pytest.raises(QtomoError, match="expected two entries per qubit.*qubit 1 has 1"):
+        read_readout_errors(tmp_path / "e.json")
 
 
 #: the L = 4 TFIM's readout errors: the same on every qubit, or one line per qubit in a file
