@@ -57,25 +57,37 @@ __all__ = [
 ]
 
 _TOKEN = re.compile(r"([A-Za-z]+)(\d+)")
+_DENSE = re.compile(r"[IXYZixyz]+")
 
 
 def parse_pauli_string(text: str, L: int) -> dict[int, str]:
-    """Parse a Pauli string such as ``"X0 Z3 Z4"`` into ``{site: letter}``.
+    """Parse a Pauli string such as ``"X0 Z3 Z4"`` or ``"XIIZZ"`` into ``{site: letter}``.
 
-    Tokens are a letter X, Y or Z (either case) followed by a site 0..L-1, separated by spaces;
-    each site at most once; sites not named carry the identity.
+    Sparse form: tokens of a letter X, Y or Z (either case) followed by a site 0..L-1, separated
+    by spaces; each site at most once; sites not named carry the identity. Dense form: one
+    letter I, X, Y or Z per qubit, qubit 0 first, exactly L of them.
 
     Raises:
-        QtomoError: for an empty string, an unknown letter, a site ≥ L or a repeated site.
+        QtomoError: for an empty string, an unknown letter, a site ≥ L, a repeated site, or a
+            dense string of other than L letters.
 
     Example:
-        >>> parse_pauli_string("X0 z3 Z4", L=5)
-        {0: 'X', 3: 'Z', 4: 'Z'}
+        >>> parse_pauli_string("X0 z3 Z4", L=5), parse_pauli_string("XIIZZ", L=5)
+        ({0: 'X', 3: 'Z', 4: 'Z'}, {0: 'X', 3: 'Z', 4: 'Z'})
         >>> parse_pauli_string("Z5", L=5)
         Traceback (most recent call last):
         ...
         qtomo.errors.QtomoError: Pauli string 'Z5': site 5 is out of range for L = 5 (sites 0..4)
     """
+    if _DENSE.fullmatch(text.strip()):
+        letters = text.strip().upper()
+        if len(letters) != L:
+            raise QtomoError(f"Pauli string {text!r} has {len(letters)} letters; a dense string "
+                             f"needs one per qubit, L = {L}")
+        if set(letters) == {"I"}:
+            raise QtomoError(f"Pauli string {text!r} is the identity; expected at least one X, "
+                             f"Y or Z")
+        return {site: letter for site, letter in enumerate(letters) if letter != "I"}
     string: dict[int, str] = {}
     tokens = text.split()
     if not tokens:

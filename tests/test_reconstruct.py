@@ -211,12 +211,18 @@ def test_mps_shape_is_checked():
         pure_state_overlaps(np.zeros((2, 4), int), mps, povm)
 
 
+def test_dense_pauli_strings_read_as_their_sparse_form():
+    assert parse_pauli_string("XiYIzI", 6) == parse_pauli_string("X0 Y2 Z4", 6)
+
+
 @pytest.mark.parametrize("text, message", [
     ("X0 Z7", "site 7 is out of range for L = 6"),
     ("X0 Q3", "cannot read 'Q3'"),
     ("X0 X0", "site 0 appears more than once"),
     ("", "is empty"),
     ("X-1", "cannot read 'X-1'"),
+    ("XXZ", "has 3 letters; a dense string needs one per qubit, L = 6"),
+    ("IIIIII", "is the identity"),
 ])
 def test_bad_pauli_strings_are_one_line_errors(text, message):
     with pytest.raises(QtomoError, match=message) as info:
