@@ -15,6 +15,7 @@ import warnings
 import zipfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from qtomo import __version__
 from qtomo.errors import QtomoError
@@ -353,14 +354,16 @@ def _add_fit_parser(subparsers) -> None:
     parser.add_argument("--resume", type=Path, default=None,
                         help="continue an interrupted run from its checkpoint (.pt or .last.pt)")
     model_options = parser.add_argument_group(
-        "model hyperparameters", "each applies to the families named; defaults per family")
+        "model hyperparameters", "each applies to the families named; defaults per family. "
+        "Several values separated by commas (--chi 2,4,8) train one model each and keep the "
+        "lowest validation NLL; mps and lpdo select --real 1,0 that way unless --real is given")
     parse = {int: (_integer(0), "N"), float: (_finite_float, "X"), str: (str, "NAME")}
     types = hyperparameter_types()
     for name, per_family in hyperparameter_defaults().items():
         families = ", ".join(f"{family} {default}" for family, default in per_family.items())
         kind, metavar = parse[types[name]]
         model_options.add_argument(f"--{name.replace('_', '-')}", dest=f"hp_{name}",
-                                   type=kind, default=None, metavar=metavar,
+                                   type=_comma_list(kind), default=None, metavar=metavar,
                                    help=f"(default: {families})")
     train_options = parser.add_argument_group("training options")
     for flag, kind, help_text in (
@@ -378,6 +381,10 @@ def _add_fit_parser(subparsers) -> None:
         name = flag[2:].replace("-", "_")
         train_options.add_argument(flag, type=kind, default=None,
                                    help=f"{help_text} (default {getattr(defaults, name)})")
+    train_options.add_argument("--restarts", type=_positive_int, default=1, metavar="N",
+                               help="train N models from seeds seed .. seed+N-1 (for each "
+                                    "hyperparameter value) and keep the lowest validation NLL; "
+                                    "the phase of a GHZ-like state needs a few (default 1)")
     ensemble = parser.add_argument_group(
         "ensembles", "several models of the same records, for error bars that include the "
                      "finite data (see qtomo evaluate)")
@@ -393,6 +400,14 @@ def _add_fit_parser(subparsers) -> None:
     train_options.add_argument("--compile", action="store_true", default=None,
                                help="wrap the objective in torch.compile")
     _common_options(parser, resumable=True)
+
+
+def _comma_list(parse: Callable[[str], Any]) -> Callable[[str], list]:
+    """An option type for one value or several separated by commas: always a list."""
+    def values(text: str) -> list:
+        return [parse(item) for item in text.split(",")]
+
+    return values
 
 
 def _newest_dataset() -> Path:
@@ -414,13 +429,21 @@ def _run_fit(args: argparse.Namespace) -> int:
         TrainOptions,
         fit,
         fit_ensemble,
+        fit_selection,
         resume_path,
         run_output,
         split_rows,
     )
 
-    given_hp = {key[3:]: value for key, value in vars(args).items()
-                if key.startswith("hp_") and value is not None}
+    given = {key[3:]: values for key, values in vars(args).items()
+             if key.startswith("hp_") and values is not None}
+    given_hp = {name: values[0] for name, values in given.items() if len(values) == 1}
+    grid = {name: values for name, values in given.items() if len(values) > 1}
+    if (grid or args.restarts > 1) and (args.ensemble is not None or args.resume is not None):
+        what = ", ".join([f"several values of --{name}" for name in grid]
+                         + (["--restarts"] if args.restarts > 1 else []))
+        raise QtomoError(f"{what} select one model by validation NLL; they cannot be combined "
+                         f"with --ensemble or --resume")
     given_options = {field.name: getattr(args, field.name)
                      for field in dataclasses.fields(TrainOptions)
                      if getattr(args, field.name, None) is not None}
@@ -439,7 +462,7 @@ def _run_fit(args: argparse.Namespace) -> int:
     dataset = read_dataset(data)
     if resumed is not None:
         config = resumed.config
-        if given_hp or args.model not in (None, config["family"]):
+        if given or args.model not in (None, config["family"]):
             raise QtomoError(f"--resume continues the {config['family']} model of "
                              f"{resumed.path}; drop --model and the hyperparameter options")
         family, hp = config["family"], config["hyperparameters"]
@@ -456,6 +479,10 @@ def _run_fit(args: argparse.Namespace) -> int:
             defaults["batch_size"] = max(1, min(defaults["batch_size"], n_train))
         options = TrainOptions(**{**defaults, **given_options})
         out = args.out or Path("runs") / f"{dataset.path.stem}_{family}.pt"
+        if args.ensemble is None:
+            grid.update({name: list(values) for name, values
+                         in family_classes(family)[0].selection_defaults.items()
+                         if name not in given})
     if args.ensemble is not None:
         folder = args.out or Path("runs") / f"{dataset.path.stem}_{family}_ensemble"
         results = fit_ensemble(family, dataset, options, members=args.ensemble, out=folder,
@@ -465,10 +492,23 @@ def _run_fit(args: argparse.Namespace) -> int:
             print(f"best validation NLL of the {len(results)} members: {nll}")
             print(f"wrote {folder}/ (evaluate it with qtomo evaluate --model {folder})")
         return 0
-    torch.manual_seed(options.seed)
-    model = build(family, L=dataset.L, K=dataset.K, povm=dataset.povm, **hp)
-    result = fit(model, dataset, options, out=out, resume=args.resume, device=args.device,
-                 quiet=args.quiet)
+    if grid or args.restarts > 1:
+        selection = fit_selection(family, dataset, grid, options, restarts=args.restarts,
+                                  out=out, hyperparameters=hp, device=args.device,
+                                  quiet=args.quiet)
+        result = selection.best
+        if not args.quiet:
+            for values, seed, nll in selection.candidates:
+                label = ", ".join([f"{k} = {v}" for k, v in values.items()] + [f"seed {seed}"])
+                print(f"candidate {label}: best validation NLL {nll:.6f}")
+            kept = ", ".join([f"{k} = {v}" for k, v in selection.hyperparameters.items()]
+                             + [f"seed {selection.seed}"])
+            print(f"kept {kept} (lowest validation NLL); the candidates' runs are beside it")
+    else:
+        torch.manual_seed(options.seed)
+        model = build(family, L=dataset.L, K=dataset.K, povm=dataset.povm, **hp)
+        result = fit(model, dataset, options, out=out, resume=args.resume, device=args.device,
+                     quiet=args.quiet)
     if not args.quiet:
         print(f"best validation NLL {result.best_val_nll:.6f} at epoch {result.best_epoch}")
         print(f"wrote {result.checkpoint}, {result.last}, {result.history_path}")

@@ -50,11 +50,13 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import itertools
 import json
 import math
 import os
+import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -717,3 +719,106 @@ def fit_ensemble(family: str, dataset: Dataset, options: TrainOptions | None = N
                            out=out / f"member{member:02d}.pt", device=device, quiet=quiet))
     return results
 
+
+
+@dataclass(frozen=True)
+class Selection:
+    """What :func:`fit_selection` returns.
+
+    Attributes:
+        best: the kept run (its files are ``out``'s when an ``out`` was given).
+        hyperparameters: the kept candidate's values of the selected hyperparameters.
+        seed: the kept candidate's training seed.
+        candidates: (values, seed, best validation NLL) of every candidate, in the order
+            trained.
+    """
+
+    best: TrainResult
+    hyperparameters: dict[str, Any]
+    seed: int
+    candidates: list[tuple[dict[str, Any], int, float]]
+
+
+def candidate_output(out: str | Path, values: Mapping[str, Any]) -> Path:
+    """The checkpoint of one candidate of a selection, beside ``out``.
+
+    Example:
+        >>> str(candidate_output("runs/tfim_mps.pt", {"chi": 4, "real": 1, "seed": 7}))
+        'runs/tfim_mps.chi-4_real-1_seed-7.pt'
+    """
+    out = Path(out)
+    label = "_".join(f"{name}-{value}" for name, value in values.items())
+    return out.with_name(f"{out.with_suffix('').name}.{label}.pt")
+
+
+def fit_selection(family: str, dataset: Dataset, grid: Mapping[str, Sequence[Any]],
+                  options: TrainOptions | None = None, *, restarts: int = 1,
+                  out: str | Path | None = None,
+                  hyperparameters: Mapping[str, Any] | None = None,
+                  device: str | torch.device = "auto", quiet: bool = False) -> Selection:
+    """Train one model per combination of ``grid`` and per restart, and keep the lowest
+    validation NLL (README "Choosing hyperparameters").
+
+    Restart r of a combination is built with ``torch.manual_seed(seed + r)`` and trained by
+    :func:`fit` with that seed, ``seed = options.seed``; every candidate trains on the same
+    rows, and the validation rows, which none trains on, choose. With ``out``, a candidate writes
+    :func:`candidate_output` (and its ``.last.pt`` and history), and the kept one's three files
+    are then copied to ``out``'s (:func:`run_paths`), so that ``out`` is an ordinary run (evaluate
+    it, resume it). From the CLI the physical families select ``real`` ∈ {1, 0} this way by
+    default: real tensors, where the state allows them, generalise better from few records.
+    Restarts matter where the likelihood has separate basins, such as the relative phase of a
+    GHZ state, which only the few records with every qubit in X or Y see.
+
+    Args:
+        family: a registered model family.
+        dataset: the records (as for :func:`fit`).
+        grid: hyperparameter name → the values to try (may be empty when ``restarts`` > 1).
+        options: training options, the same for every candidate but the seed.
+        restarts: trainings per combination, from seeds ``options.seed`` … ``+ restarts − 1``.
+        out: the kept run's checkpoint; None trains in memory.
+        hyperparameters: fixed values of the family's other hyperparameters.
+        device, quiet: as for :func:`fit`.
+
+    Returns:
+        :class:`Selection`.
+
+    Raises:
+        QtomoError: an empty value list, fewer than 1 restart, nothing to select (an empty grid
+            and 1 restart), a name both in ``grid`` and ``hyperparameters``, and everything
+            :func:`fit` raises.
+    """
+    from qtomo.models import build
+
+    options = options or TrainOptions()
+    fixed = dict(hyperparameters or {})
+    if isinstance(restarts, bool) or not isinstance(restarts, int) or restarts < 1:
+        raise QtomoError(f"restarts must be an integer >= 1; got {restarts!r}")
+    if any(len(values) == 0 for values in grid.values()) or (not grid and restarts == 1):
+        raise QtomoError(f"a selection needs several values of a hyperparameter or several "
+                         f"restarts; got {dict(grid)!r} and {restarts} restart(s)")
+    if set(grid) & set(fixed):
+        raise QtomoError(f"hyperparameter(s) {', '.join(sorted(set(grid) & set(fixed)))} are "
+                         f"both fixed and selected")
+    candidates, best, kept = [], None, None
+    for combination in itertools.product(*grid.values()):
+        values = dict(zip(grid, combination, strict=True))
+        for seed in range(options.seed, options.seed + restarts):
+            label = {**values, "seed": seed} if restarts > 1 else values
+            torch.manual_seed(seed)
+            model = build(family, L=dataset.L, K=dataset.K, povm=dataset.povm, **fixed,
+                          **values)
+            if not quiet:
+                print(f"candidate {', '.join(f'{k} = {v}' for k, v in label.items())}")
+            result = fit(model, dataset, dataclasses.replace(options, seed=seed), device=device,
+                         quiet=quiet, out=None if out is None else candidate_output(out, label))
+            candidates.append((values, seed, result.best_val_nll))
+            if best is None or result.best_val_nll < best.best_val_nll:
+                best, kept = result, (values, seed)
+    if out is not None and int(os.environ.get("RANK", "0")) == 0:  # torchrun: rank 0 writes
+        paths = run_paths(out)
+        for source, target in zip(run_paths(best.checkpoint), paths, strict=True):
+            with atomic_output(target) as temporary:
+                shutil.copyfile(source, temporary)
+        best = dataclasses.replace(best, checkpoint=paths[0], last=paths[1],
+                                   history_path=paths[2])
+    return Selection(best, kept[0], kept[1], candidates)

@@ -296,3 +296,68 @@ def test_cli_fits_mps_on_fewer_records_than_its_default_batch(tmp_path):
     assert status == 0
     options = load_checkpoint(tmp_path / "m.pt").config["training"]["options"]
     assert options["batch_size"] == 540  # 600 records, the last 60 held out
+
+
+@pytest.fixture(scope="module")
+def plus_i(tmp_path_factory):
+    """|+i⟩^⊗4 measured with pauli4: complex amplitudes that no real MPS can give (⟨Y_i⟩ = 1)."""
+    return simulate("product", 4, product_state="+i", povm="pauli4", samples=4000, seed=2,
+                    out=tmp_path_factory.mktemp("plus_i") / "p.h5", quiet=True)
+
+
+def test_selection_keeps_the_lowest_validation_nll_and_makes_out_an_ordinary_run(plus_i,
+                                                                                  tmp_path):
+    from qtomo.train import fit_selection, run_paths
+
+    dataset = read_dataset(plus_i)
+    options = TrainOptions(epochs=10, batch_size=256, lr=3e-2, warmup=10, seed=0)
+    selection = fit_selection("mps", dataset, {"real": [1, 0]}, options,
+                              out=tmp_path / "s.pt", hyperparameters={"chi": 1}, device="cpu",
+                              quiet=True)
+    nll = {values["real"]: value for values, _, value in selection.candidates}
+    assert selection.hyperparameters == {"real": 0} and nll[0] < nll[1] - 0.1  # real: ⟨Y⟩ = 0
+    kept = load_checkpoint(tmp_path / "s.pt")
+    assert kept.config["hyperparameters"] == {"chi": 1, "real": 0}
+    assert kept.config["training"]["best_val_nll"] == pytest.approx(nll[0])
+    for candidate, copy in zip(run_paths(tmp_path / "s.real-0.pt"), run_paths(tmp_path / "s.pt"),
+                               strict=True):
+        assert candidate.read_bytes() == copy.read_bytes()
+    plus = np.array([1, 1j]).reshape(1, 2, 1) / np.sqrt(2)
+    assert pure_state_fidelity([plus] * 4, kept.model.tensors()) > 0.99
+    assert selection.best.checkpoint == tmp_path / "s.pt"
+
+
+def test_fit_cli_selects_real_for_physical_families_unless_given(plus_i, tmp_path, capsys):
+    assert main(["fit", "--data", str(plus_i), "--model", "mps", "--chi", "1", "--epochs", "3",
+                 "--out", str(tmp_path / "auto.pt"), "--device", "cpu"]) == 0
+    assert "kept real = 0, seed 0 (lowest validation NLL)" in capsys.readouterr().out
+    assert (tmp_path / "auto.real-1.pt").exists() and (tmp_path / "auto.real-0.pt").exists()
+    assert main(["fit", "--data", str(plus_i), "--model", "mps", "--chi", "1", "--real", "0",
+                 "--epochs", "1", "--out", str(tmp_path / "given.pt"), "--quiet"]) == 0
+    assert sorted(path.name for path in tmp_path.glob("given*")) == [
+        "given.history.json", "given.last.pt", "given.pt"]  # one value: no selection
+    assert main(["fit", "--data", str(plus_i), "--model", "mps", "--chi", "1,2", "--ensemble",
+                 "2", "--quiet"]) == 2
+    assert "several values of --chi select one model" in capsys.readouterr().err
+
+
+def test_restarts_keep_the_seed_with_the_lowest_validation_nll(plus_i, tmp_path, capsys):
+    from qtomo.train import fit_selection
+
+    options = TrainOptions(epochs=2, batch_size=256, lr=3e-2, warmup=10, seed=5)
+    selection = fit_selection("mps", read_dataset(plus_i), {}, options, restarts=3,
+                              out=tmp_path / "r.pt", hyperparameters={"chi": 1, "real": 0},
+                              device="cpu", quiet=True)
+    seeds = [seed for _, seed, _ in selection.candidates]
+    nll = [value for _, _, value in selection.candidates]
+    assert seeds == [5, 6, 7] and selection.seed == seeds[int(np.argmin(nll))]
+    assert load_checkpoint(tmp_path / "r.pt").config["training"]["options"]["seed"] == \
+        selection.seed
+    assert sorted(path.name for path in tmp_path.glob("r.seed-?.pt")) == [
+        "r.seed-5.pt", "r.seed-6.pt", "r.seed-7.pt"]
+    with pytest.raises(QtomoError, match="several values of a hyperparameter or several "
+                                         "restarts"):
+        fit_selection("mps", read_dataset(plus_i), {}, options, out=None, quiet=True)
+    assert main(["fit", "--data", str(plus_i), "--model", "mps", "--restarts", "2", "--resume",
+                 str(tmp_path / "r.pt"), "--quiet"]) == 2
+    assert "--restarts select one model by validation NLL" in capsys.readouterr().err

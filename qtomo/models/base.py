@@ -42,6 +42,9 @@ class QtomoModel(nn.Module):
     #: training options (fields of :class:`qtomo.train.TrainOptions`) that ``qtomo fit`` uses
     #: for this family unless given on the command line
     train_defaults: ClassVar[dict[str, Any]] = {}
+    #: hyperparameters that a plain ``qtomo fit`` selects by validation NLL among these values
+    #: unless given (:func:`qtomo.train.fit_selection`)
+    selection_defaults: ClassVar[dict[str, tuple]] = {}
 
     def __init__(self, L: int, K: int) -> None:
         super().__init__()
