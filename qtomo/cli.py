@@ -440,7 +440,7 @@ def _run_fit(args: argparse.Namespace) -> int:
     given_hp = {name: values[0] for name, values in given.items() if len(values) == 1}
     grid = {name: values for name, values in given.items() if len(values) > 1}
     if (grid or args.restarts > 1) and (args.ensemble is not None or args.resume is not None):
-        what = ", ".join([f"several values of --{name}" for name in grid]
+        what = ", ".join([f"several values of --{name.replace('_', '-')}" for name in grid]
                          + (["--restarts"] if args.restarts > 1 else []))
         raise QtomoError(f"{what} select one model by validation NLL; they cannot be combined "
                          f"with --ensemble or --resume")

@@ -102,7 +102,7 @@ class LPDOModel(QtomoModel):
     train_defaults: ClassVar[dict[str, Any]] = {"lr": 3e-2, "batch_size": 1024, "ema": 0.9,
                                                  "epochs": 50}
     #: real tensors generalise better from few records where the state allows them, complex
-    #: ones are needed where it does not: measured in README "Physical model families"
+    #: ones are needed where it does not: measured in README "Choosing hyperparameters"
     selection_defaults: ClassVar[dict[str, tuple]] = {"real": (1, 0)}
 
     def __init__(self, L: int, K: int, config: LPDOConfig | MPSConfig,
