@@ -735,17 +735,17 @@ def read_readout_errors(path: str | os.PathLike) -> np.ndarray:
         raise QtomoError(f"{path}: cannot read readout errors from it ({error})") from None
     if len(rows) == 0:
         raise QtomoError(f"{path}: empty; expected one row e0 e1 per qubit")
+    table = np.empty((len(rows), 2))
     for qubit, row in enumerate(rows):
         if np.ndim(row) != 1 or len(row) != 2:
             raise QtomoError(f"{path}: expected two entries per qubit, e0 = P(read 1 | 0) and "
                              f"e1 = P(read 0 | 1); qubit {qubit} has {np.size(row)}")
-        for value in row:
+        for column, value in enumerate(row):
             try:
-                float(value)
+                table[qubit, column] = float(value)
             except (TypeError, ValueError):
                 raise QtomoError(f"{path}: entries must be numbers; got {value!r} for qubit "
                                  f"{qubit}") from None
-    table = np.array([[float(value) for value in row] for row in rows])
     try:
         readout_povms(table)
     except QtomoError as error:

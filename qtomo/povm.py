@@ -282,10 +282,16 @@ def povm_from_elements(name: str, elements: np.ndarray) -> POVM | PerQubitPOVM:
     if elements.ndim != 4:
         raise QtomoError(f"POVM {name!r} needs elements (K, 2, 2), or (L, K, 2, 2) per qubit; "
                          f"got {elements.shape}")
+    return _per_qubit(lambda site_elements: POVM(name, site_elements), elements)
+
+
+def _per_qubit(make: Callable[[np.ndarray], POVM], rows: np.ndarray) -> PerQubitPOVM:
+    """The :class:`PerQubitPOVM` of ``make(row)`` for each qubit's row; an error names the
+    qubit."""
     sites = []
-    for site, site_elements in enumerate(elements):
+    for site, row in enumerate(rows):
         try:
-            sites.append(POVM(name, site_elements))
+            sites.append(make(row))
         except QtomoError as error:
             raise QtomoError(f"qubit {site}: {error}") from None
     return PerQubitPOVM(tuple(sites))
@@ -498,13 +504,7 @@ def readout_povms(errors: Sequence[float] | Sequence[Sequence[float]] | np.ndarr
                          f"have L = {L}")
     if np.all(table == table[0]):
         return readout_povm(*(float(e) for e in table[0]))
-    sites = []
-    for site, (e0, e1) in enumerate(table):
-        try:
-            sites.append(readout_povm(float(e0), float(e1)))
-        except QtomoError as error:
-            raise QtomoError(f"qubit {site}: {error}") from None
-    return PerQubitPOVM(tuple(sites))
+    return _per_qubit(lambda row: readout_povm(float(row[0]), float(row[1])), table)
 
 
 def _is_numeric(values) -> bool:
