@@ -69,6 +69,21 @@ def _fidelity_cell(fidelity: QuantumFidelity | SampledFidelity | ContractedFidel
     return _pm(fidelity.estimate)
 
 
+def _observable_picks(L: int, *, z: bool = True,
+                      xx: bool = True) -> list[tuple[str, str, int | tuple[int, int]]]:
+    """The observables a table shows, as (label, name, index): ⟨X⟩ (and ⟨Z⟩) of the centre
+    site, ⟨ZZ⟩ (and ⟨XX⟩) of the centre pair, and the end-to-end ⟨Z_0 Z_{L-1}⟩."""
+    centre = (L - 1) // 2
+    picks = [(f"<X_{centre}>", "X", centre)] + ([(f"<Z_{centre}>", "Z", centre)] if z else [])
+    if L > 1:
+        pair = (centre, centre + 1)
+        picks.append((f"<Z_{centre} Z_{centre + 1}>", "ZZ", pair))
+        if xx:
+            picks.append((f"<X_{centre} X_{centre + 1}>", "XX", pair))
+        picks.append((f"<Z_0 Z_{L - 1}>", "ZZ", (0, L - 1)))
+    return picks
+
+
 def format_report(evaluation: Evaluation) -> str:
     """The human-readable table of an evaluation: quantity, model ± err, data-only ± err,
     reference; then the provenance line and the notes."""
@@ -109,13 +124,7 @@ def format_report(evaluation: Evaluation) -> str:
                      _pm(observables.data.energy),
                      "—" if energy is None else f"{float(energy):.10g}",
                      _z(observables.model.energy, observables.data.energy)))
-    centre = (L - 1) // 2
-    picks = [(f"<X_{centre}>", "X", centre), (f"<Z_{centre}>", "Z", centre)]
-    if L > 1:
-        picks += [(f"<Z_{centre} Z_{centre + 1}>", "ZZ", (centre, centre + 1)),
-                  (f"<X_{centre} X_{centre + 1}>", "XX", (centre, centre + 1)),
-                  (f"<Z_0 Z_{L - 1}>", "ZZ", (0, L - 1))]
-    for label, name, index in picks:
+    for label, name, index in _observable_picks(L):
         value = reference.get(name)
         model, data = getattr(observables.model, name)[index], getattr(observables.data,
                                                                        name)[index]
@@ -235,12 +244,7 @@ def format_ensemble_report(ensemble: EnsembleEvaluation) -> str:
         energy = observables["energy"]
         rows.append(row("energy <H>", energy["model"], data=energy["data"], z=energy["z"],
                         reference=energy["reference"]))
-    centre = (L - 1) // 2
-    picks = [(f"<X_{centre}>", "X", centre), (f"<Z_{centre}>", "Z", centre)]
-    if L > 1:
-        picks += [(f"<Z_{centre} Z_{centre + 1}>", "ZZ", (centre, centre + 1)),
-                  (f"<Z_0 Z_{L - 1}>", "ZZ", (0, L - 1))]
-    for label, name, index in picks:
+    for label, name, index in _observable_picks(L, xx=False):
         entry = observables[name]
         rows.append(row(label, entry["model"], index, entry["data"], entry["z"],
                         entry["reference"]))
@@ -597,13 +601,8 @@ def compare(evaluations: Sequence[Evaluation], labels: Sequence[str]) -> str:
 
     if all(e.observables.model.energy is not None for e in evaluations):
         rows.append(observable_row("energy <H>", "energy"))
-    centre = (L - 1) // 2
-    picks = [(f"<X_{centre}>", "X", centre)]
-    if L > 1:
-        picks += [(f"<Z_{centre} Z_{centre + 1}>", "ZZ", (centre, centre + 1)),
-                  (f"<X_{centre} X_{centre + 1}>", "XX", (centre, centre + 1)),
-                  (f"<Z_0 Z_{L - 1}>", "ZZ", (0, L - 1))]
-    rows += [observable_row(label, name, index) for label, name, index in picks]
+    rows += [observable_row(label, name, index)
+             for label, name, index in _observable_picks(L, z=False)]
     rows += _block_comparison(evaluations)
     rows.append(("parameters", *per_model(lambda e: str(e.model.get("parameters", "—"))),
                  "—", "—"))
