@@ -68,6 +68,19 @@ class QtomoModel(nn.Module):
         """
         check_outcomes(a, self.L, self.K)
 
+    def importance_chunks(self, a: torch.Tensor, samples: int) -> list[int]:
+        """Check records ``a`` (B, L) and an importance-sample count S ≥ 1; return the draws per
+        chunk, each s ≤ 2^16 / B and summing to S, so that s·B draws bound the memory.
+
+        Raises:
+            QtomoError: for bad records (:meth:`check_records`) or S < 1.
+        """
+        self.check_records(a)
+        if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
+            raise QtomoError(f"importance samples must be an integer ≥ 1; got {samples!r}")
+        chunk = max(1, (1 << 16) // max(a.shape[0], 1))
+        return [min(chunk, samples - start) for start in range(0, samples, chunk)]
+
     def training_nll(self, a: torch.Tensor) -> torch.Tensor:
         """Per-record objective minimised by the trainer, (B,) float; -ln Q(a) by default."""
         return -self.log_prob(a)

@@ -267,15 +267,10 @@ class ArgmaxFlow(QtomoModel):
         Raises:
             QtomoError: for bad records (:meth:`check_records`) or S < 1.
         """
-        self.check_records(a)
-        if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
-            raise QtomoError(f"importance samples must be an integer ≥ 1; got {samples!r}")
+        chunks = self.importance_chunks(a, samples)
         B = a.shape[0]
-        # Draws for one record are rows s·B + b, so memory is bounded by chunking over s.
-        chunk = max(1, (1 << 16) // max(B, 1))
         weights = []
-        for start in range(0, samples, chunk):
-            s = min(chunk, samples - start)
+        for s in chunks:  # draws for one record are rows s·B + b
             rows = a.repeat(s, 1)  # (s·B, L)
             eps = torch.randn(rows.shape + (self.K,), generator=generator, device=a.device,
                               dtype=self.eye.dtype)

@@ -35,7 +35,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from qtomo.errors import QtomoError
 from qtomo.models.base import QtomoModel, check_hyperparameter, sample_categorical
 
 __all__ = ["VAEConfig", "VAEModel", "mlp"]
@@ -150,15 +149,11 @@ class VAEModel(QtomoModel):
         Raises:
             QtomoError: for bad records (:meth:`check_records`) or S < 1.
         """
-        self.check_records(a)
-        if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
-            raise QtomoError(f"importance samples must be an integer ≥ 1; got {samples!r}")
+        chunks = self.importance_chunks(a, samples)  # bounds the (s, B, L, K) decoder output
         mean, log_var = self.encode(a)  # (B, d) each
         std = (0.5 * log_var).exp()
-        chunk = max(1, (1 << 16) // max(a.shape[0], 1))  # bounds the (s, B, L, K) decoder output
         weights = []
-        for start in range(0, samples, chunk):
-            s = min(chunk, samples - start)
+        for s in chunks:
             eps = torch.randn((s, *mean.shape), generator=generator, device=mean.device,
                               dtype=mean.dtype)  # (s, B, d)
             z = mean + std * eps
