@@ -427,6 +427,7 @@ def _run_fit(args: argparse.Namespace) -> int:
     from qtomo.models.checkpoint import training_data_path
     from qtomo.train import (
         TrainOptions,
+        candidate_label,
         fit,
         fit_ensemble,
         fit_selection,
@@ -499,11 +500,10 @@ def _run_fit(args: argparse.Namespace) -> int:
         result = selection.best
         if not args.quiet:
             for values, seed, nll in selection.candidates:
-                label = ", ".join([f"{k} = {v}" for k, v in values.items()] + [f"seed {seed}"])
-                print(f"candidate {label}: best validation NLL {nll:.6f}")
-            kept = ", ".join([f"{k} = {v}" for k, v in selection.hyperparameters.items()]
-                             + [f"seed {selection.seed}"])
-            print(f"kept {kept} (lowest validation NLL); the candidates' runs are beside it")
+                print(f"candidate {candidate_label(values, seed)}: best validation NLL "
+                      f"{nll:.6f}")
+            print(f"kept {candidate_label(selection.hyperparameters, selection.seed)} (lowest "
+                  f"validation NLL); the candidates' runs are beside it")
     else:
         torch.manual_seed(options.seed)
         model = build(family, L=dataset.L, K=dataset.K, povm=dataset.povm, **hp)

@@ -751,6 +751,16 @@ def candidate_output(out: str | Path, values: Mapping[str, Any]) -> Path:
     return out.with_name(f"{out.with_suffix('').name}.{label}.pt")
 
 
+def candidate_label(values: Mapping[str, Any], seed: int) -> str:
+    """How a selection's candidate is named in its progress lines and summary.
+
+    Example:
+        >>> candidate_label({"chi": 4, "real": 1}, 0)
+        'chi = 4, real = 1, seed 0'
+    """
+    return ", ".join([f"{name} = {value}" for name, value in values.items()] + [f"seed {seed}"])
+
+
 def fit_selection(family: str, dataset: Dataset, grid: Mapping[str, Sequence[Any]],
                   options: TrainOptions | None = None, *, restarts: int = 1,
                   out: str | Path | None = None,
@@ -808,7 +818,7 @@ def fit_selection(family: str, dataset: Dataset, grid: Mapping[str, Sequence[Any
             model = build(family, L=dataset.L, K=dataset.K, povm=dataset.povm, **fixed,
                           **values)
             if not quiet:
-                print(f"candidate {', '.join(f'{k} = {v}' for k, v in label.items())}")
+                print(f"candidate {candidate_label(values, seed)}")
             result = fit(model, dataset, dataclasses.replace(options, seed=seed), device=device,
                          quiet=quiet, out=None if out is None else candidate_output(out, label))
             candidates.append((values, seed, result.best_val_nll))
