@@ -402,10 +402,11 @@ def _add_fit_parser(subparsers) -> None:
     _common_options(parser, resumable=True)
 
 
-def _comma_list(parse: Callable[[str], Any]) -> Callable[[str], list]:
-    """An option type for one value or several separated by commas: always a list."""
-    def values(text: str) -> list:
-        return [parse(item) for item in text.split(",")]
+def _comma_list(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    """An option type for one value, or several separated by commas (a list of them)."""
+    def values(text: str) -> Any:
+        items = [parse(item) for item in text.split(",")]
+        return items if len(items) > 1 else items[0]
 
     return values
 
@@ -436,10 +437,10 @@ def _run_fit(args: argparse.Namespace) -> int:
         split_rows,
     )
 
-    given = {key[3:]: values for key, values in vars(args).items()
-             if key.startswith("hp_") and values is not None}
-    given_hp = {name: values[0] for name, values in given.items() if len(values) == 1}
-    grid = {name: values for name, values in given.items() if len(values) > 1}
+    given = {key[3:]: value for key, value in vars(args).items()
+             if key.startswith("hp_") and value is not None}
+    given_hp = {name: value for name, value in given.items() if not isinstance(value, list)}
+    grid = {name: value for name, value in given.items() if isinstance(value, list)}
     if (grid or args.restarts > 1) and (args.ensemble is not None or args.resume is not None):
         what = ", ".join([f"several values of --{name.replace('_', '-')}" for name in grid]
                          + (["--restarts"] if args.restarts > 1 else []))
