@@ -342,7 +342,8 @@ def _add_fit_parser(subparsers) -> None:
                     "--val-fraction of rows, keeps the best checkpoint by validation NLL, writes "
                     "<out>.last.pt (resumable) and <out>.history.json beside it. The physical "
                     "families mps and lpdo default to --lr 0.03 --batch-size 1024 --ema 0.9 "
-                    "--epochs 50.")
+                    "--epochs 50 --refine 500, and choose --chi (and --kraus) from the records "
+                    "unless given.")
     parser.add_argument("--model", choices=tuple(FAMILIES), default=None,
                         help="model family (default gru; with --resume, the checkpoint's)")
     parser.add_argument("--data", type=Path, default=None,
@@ -356,7 +357,8 @@ def _add_fit_parser(subparsers) -> None:
     model_options = parser.add_argument_group(
         "model hyperparameters", "each applies to the families named; defaults per family. "
         "Several values separated by commas (--chi 2,4,8) train one model each and keep the "
-        "lowest validation NLL; mps and lpdo select --real 1,0 that way unless --real is given")
+        "lowest validation NLL; mps and lpdo select --real 1,0 that way unless --real is given, "
+        "and grow --chi (and --kraus) while the held-out NLL improves, unless given")
     parse = {int: (_integer(0), "N"), float: (_finite_float, "X"), str: (str, "NAME")}
     types = hyperparameter_types()
     for name, per_family in hyperparameter_defaults().items():
@@ -367,7 +369,7 @@ def _add_fit_parser(subparsers) -> None:
                                    help=f"(default: {families})")
     train_options = parser.add_argument_group("training options")
     for flag, kind, help_text in (
-        ("--epochs", _positive_int, "maximum epochs"),
+        ("--epochs", _integer(0), "maximum epochs (0: none, only the L-BFGS refinement)"),
         ("--batch-size", _positive_int, "records per step (global under torchrun)"),
         ("--lr", _finite_float, "peak learning rate of AdamW"),
         ("--weight-decay", _finite_float, "AdamW weight decay"),
@@ -377,6 +379,8 @@ def _add_fit_parser(subparsers) -> None:
         ("--patience", _integer(0), "stop after this many epochs without improvement (0 = never)"),
         ("--ema", _finite_float, "decay of a moving average of the weights, validated and "
                                  "saved (0 = off)"),
+        ("--refine", _integer(0), "after the epochs, at most this many full-batch L-BFGS "
+                                  "iterations towards the maximum likelihood (0 = none)"),
     ):
         name = flag[2:].replace("-", "_")
         train_options.add_argument(flag, type=kind, default=None,
@@ -421,28 +425,24 @@ def _newest_dataset() -> Path:
 def _run_fit(args: argparse.Namespace) -> int:
     import dataclasses
 
-    import torch
-
     from qtomo.data import read_dataset
-    from qtomo.models import build, family_classes, load_checkpoint
+    from qtomo.models import build, load_checkpoint
     from qtomo.models.checkpoint import training_data_path
+    from qtomo.recipe import fit_recipe, recipe
     from qtomo.train import (
         TrainOptions,
         candidate_label,
         fit,
         fit_ensemble,
-        fit_selection,
         resume_path,
         run_output,
-        split_rows,
     )
 
     given = {key[3:]: value for key, value in vars(args).items()
              if key.startswith("hp_") and value is not None}
-    given_hp = {name: value for name, value in given.items() if not isinstance(value, list)}
-    grid = {name: value for name, value in given.items() if isinstance(value, list)}
-    if (grid or args.restarts > 1) and (args.ensemble is not None or args.resume is not None):
-        what = ", ".join([f"several values of --{name.replace('_', '-')}" for name in grid]
+    several = [name for name, value in given.items() if isinstance(value, list)]
+    if (several or args.restarts > 1) and (args.ensemble is not None or args.resume is not None):
+        what = ", ".join([f"several values of --{name.replace('_', '-')}" for name in several]
                          + (["--restarts"] if args.restarts > 1 else []))
         raise QtomoError(f"{what} select one model by validation NLL; they cannot be combined "
                          f"with --ensemble or --resume")
@@ -462,54 +462,39 @@ def _run_fit(args: argparse.Namespace) -> int:
         if not args.quiet:
             print(f"using the newest dataset {data}")
     dataset = read_dataset(data)
+    family = args.model or "gru"
     if resumed is not None:
         config = resumed.config
         if given or args.model not in (None, config["family"]):
             raise QtomoError(f"--resume continues the {config['family']} model of "
                              f"{resumed.path}; drop --model and the hyperparameter options")
-        family, hp = config["family"], config["hyperparameters"]
         options = TrainOptions(**{**config["training"]["options"], **given_options})
-        out = args.out or run_output(resumed.path)
-    else:
-        family, hp = args.model or "gru", given_hp
-        # the family's own defaults (e.g. the physical families' lr, batch and averaging); a
-        # default batch never exceeds the training rows of a small dataset
-        defaults = dict(family_classes(family)[0].train_defaults)
-        if "batch_size" in defaults:
-            val_fraction = given_options.get("val_fraction", TrainOptions.val_fraction)
-            n_train = split_rows(dataset.n_records, val_fraction)[0][1]
-            defaults["batch_size"] = max(1, min(defaults["batch_size"], n_train))
-        options = TrainOptions(**{**defaults, **given_options})
-        out = args.out or Path("runs") / f"{dataset.path.stem}_{family}.pt"
-        if args.ensemble is None:
-            grid.update({name: list(values) for name, values
-                         in family_classes(family)[0].selection_defaults.items()
-                         if name not in given})
-    if args.ensemble is not None:
+        # built for the data given, so that _fit names what differs from the resumed run
+        model = build(config["family"], L=dataset.L, K=dataset.K, povm=dataset.povm,
+                      **config["hyperparameters"])
+        result = fit(model, dataset, options, out=args.out or run_output(resumed.path),
+                     resume=args.resume, device=args.device, quiet=args.quiet)
+    elif args.ensemble is not None:
+        options = recipe(family, dataset, given_options, given)[0]
         folder = args.out or Path("runs") / f"{dataset.path.stem}_{family}_ensemble"
         results = fit_ensemble(family, dataset, options, members=args.ensemble, out=folder,
-                               hyperparameters=hp, device=args.device, quiet=args.quiet)
+                               hyperparameters=given, device=args.device, quiet=args.quiet)
         if not args.quiet:
             nll = ", ".join(f"{result.best_val_nll:.6f}" for result in results)
             print(f"best validation NLL of the {len(results)} members: {nll}")
             print(f"wrote {folder}/ (evaluate it with qtomo evaluate --model {folder})")
         return 0
-    if grid or args.restarts > 1:
-        selection = fit_selection(family, dataset, grid, options, restarts=args.restarts,
-                                  out=out, hyperparameters=hp, device=args.device,
-                                  quiet=args.quiet)
+    else:
+        out = args.out or Path("runs") / f"{dataset.path.stem}_{family}.pt"
+        selection = fit_recipe(family, dataset, given_options, given, restarts=args.restarts,
+                               out=out, device=args.device, quiet=args.quiet)
         result = selection.best
-        if not args.quiet:
+        if not args.quiet and len(selection.candidates) > 1:
             for values, seed, nll in selection.candidates:
                 print(f"candidate {candidate_label(values, seed)}: best validation NLL "
                       f"{nll:.6f}")
             print(f"kept {candidate_label(selection.hyperparameters, selection.seed)} (lowest "
                   f"validation NLL); the candidates' runs are beside it")
-    else:
-        torch.manual_seed(options.seed)
-        model = build(family, L=dataset.L, K=dataset.K, povm=dataset.povm, **hp)
-        result = fit(model, dataset, options, out=out, resume=args.resume, device=args.device,
-                     quiet=args.quiet)
     if not args.quiet:
         print(f"best validation NLL {result.best_val_nll:.6f} at epoch {result.best_epoch}")
         print(f"wrote {result.checkpoint}, {result.last}, {result.history_path}")

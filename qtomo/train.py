@@ -71,6 +71,7 @@ from qtomo.device import resolve_device
 from qtomo.errors import CheckpointError, ConvergenceError, QtomoError
 from qtomo.models import QtomoModel, hyperparameters, load_checkpoint, save_checkpoint
 from qtomo.progress import progress_bar
+from qtomo.refine import Refinement, refine
 
 SCHEDULES = ("cosine", "constant")
 
@@ -80,7 +81,7 @@ class TrainOptions:
     """Optimisation settings of :func:`fit` (all stored in the checkpoint).
 
     Args:
-        epochs: maximum number of passes over the training rows.
+        epochs: maximum number of passes over the training rows (0: none, with ``refine``).
         batch_size: records per optimizer step (global under DDP).
         lr: peak learning rate of AdamW.
         weight_decay: decoupled weight decay of AdamW.
@@ -101,6 +102,9 @@ class TrainOptions:
         bootstrap: train on a bootstrap resample of the training rows (as many draws with
             replacement, seeded by ``seed``), the finite-data spread of an ensemble
             (:func:`fit_ensemble`); needs the rows resident. Validation rows are never resampled.
+        refine: after the epochs, at most this many full-batch L-BFGS iterations from the best
+            weights (:func:`qtomo.refine.refine`; 0 = none), validated every ``refine_check``.
+        refine_check: L-BFGS iterations between validation checks of the refinement.
     """
 
     epochs: int = 20
@@ -119,6 +123,8 @@ class TrainOptions:
     resident_bytes: int = 4 * 2**30
     chunk_records: int = 2**18
     bootstrap: bool = False
+    refine: int = 0
+    refine_check: int = 10
 
     def __post_init__(self) -> None:
         for option in dataclasses.fields(self):
@@ -130,7 +136,8 @@ class TrainOptions:
             if not ok:
                 raise QtomoError(f"training option {option.name} must be of type {kind}; got "
                                  f"{value!r}")
-        checks = [("epochs", self.epochs >= 1, ">= 1"),
+        checks = [("epochs", self.epochs >= (0 if self.refine else 1),
+                   ">= 1 (or 0 with refine > 0)"),
                   ("batch_size", self.batch_size >= 1, ">= 1"),
                   ("lr", 0 < self.lr < math.inf, "> 0"),
                   ("weight_decay", 0 <= self.weight_decay < math.inf, ">= 0"),
@@ -141,7 +148,9 @@ class TrainOptions:
                   ("seed", 0 <= self.seed < 2**63, "in 0..2^63-1"),
                   ("ema", self.ema == 0 or 0.5 <= self.ema < 1, "0 or in [0.5, 1)"),
                   ("resident_bytes", self.resident_bytes >= 0, ">= 0"),
-                  ("chunk_records", self.chunk_records >= 1, ">= 1")]
+                  ("chunk_records", self.chunk_records >= 1, ">= 1"),
+                  ("refine", self.refine >= 0, ">= 0"),
+                  ("refine_check", self.refine_check >= 1, ">= 1")]
         for name, ok, expected in checks:
             if not ok:
                 raise QtomoError(f"training option {name} must be {expected}; "
@@ -162,6 +171,7 @@ class TrainResult:
         val_rows: ``[start, stop)`` of the validation rows, the records the model never trained
             on: ``evaluate(result.model, dataset, rows=result.val_rows)`` for an in-memory run
             (a checkpoint carries them itself).
+        refinement: what the L-BFGS stage did (``options.refine`` > 0), else None.
     """
 
     model: QtomoModel
@@ -173,6 +183,7 @@ class TrainResult:
     best_val_nll: float
     stopped_early: bool
     val_rows: tuple[int, int]
+    refinement: Refinement | None = None
 
 
 def run_paths(out: str | Path) -> tuple[Path, Path, Path]:
@@ -254,6 +265,7 @@ class _Rows:
         else:  # whole batches per chunk, so only the last chunk ends in a short batch
             chunk = math.ceil(options.chunk_records / options.batch_size) * options.batch_size
         self.chunks = [(s, min(s + chunk, self.stop)) for s in range(self.start, self.stop, chunk)]
+        self.n_rows = n
 
     def _chunk(self, start: int, stop: int) -> torch.Tensor:
         if self.resident:
@@ -568,18 +580,37 @@ def _fit(model: QtomoModel, dataset: Dataset, options: TrainOptions, *, out: Pat
     autocast = torch.autocast(device.type, dtype=torch.bfloat16,
                               enabled=options.amp and device.type == "cuda")
 
+    refinement: Refinement | None = None
+
     def summary(stopped_early: bool) -> dict[str, Any]:
         return {"epochs_run": epoch, "best_epoch": best["epoch"], "best_val_nll": best["val_nll"],
                 "stopped_early": stopped_early,
-                "time_s": sum(row["time_s"] for row in history),
+                "refine": dataclasses.asdict(refinement) if refinement else None,
+                "time_s": sum(row["time_s"] for row in history)
+                + (refinement.time_s if refinement else 0.0),
                 "options": dataclasses.asdict(options),
                 "world_size": world, "device": str(device), "n_parameters":
                     sum(p.numel() for p in model.parameters())}
+
+    def save_last(stopped_early: bool) -> None:
+        """The resumable state (``.last.pt``) and the history, after an epoch or the
+        refinement."""
+        trainer = {"epoch": epoch, "bad_epochs": bad_epochs, "history": history,
+                   "best": best, "optimizer": optimizer.state_dict(),
+                   "scheduler": scheduler.state_dict(),
+                   "average": average.model.state_dict() if average else None,
+                   "rng": {"cpu": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state(
+                       device) if device.type == "cuda" else None}}
+        save_checkpoint(last_path, model, trainer=trainer, povm=dataset.povm.name, data=data,
+                        training=summary(stopped_early))
+        _write_history(history_path, history, summary(stopped_early))
 
     own_step = getattr(model, "train_step", None)
     if own_step is not None and world > 1:
         raise QtomoError(f"the {model.family} model makes its own training step, which runs "
                          f"in one process; got a world size of {world} (run without torchrun)")
+    if own_step is not None and options.refine:
+        raise QtomoError(f"the {model.family} model has no likelihood to refine; drop --refine")
     stopped_early = False
     while epoch < options.epochs and not stopped_early:
         epoch += 1
@@ -632,21 +663,21 @@ def _fit(model: QtomoModel, dataset: Dataset, options: TrainOptions, *, out: Pat
                   f"lr {history[-1]['lr']:.2e}  {history[-1]['time_s']:.1f}s"
                   + ("  best" if improved else ""))
         if save:
-            trainer = {"epoch": epoch, "bad_epochs": bad_epochs, "history": history,
-                       "best": best, "optimizer": optimizer.state_dict(),
-                       "scheduler": scheduler.state_dict(),
-                       "average": average.model.state_dict() if average else None,
-                       "rng": {"cpu": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state(
-                           device) if device.type == "cuda" else None}}
-            run = {"povm": dataset.povm.name, "data": data, "training": summary(stopped_early)}
-            save_checkpoint(last_path, model, trainer=trainer, **run)
+            save_last(stopped_early)
             if improved:
-                save_checkpoint(best_path, evaluated, **run)
-            _write_history(history_path, history, summary(stopped_early))
+                save_checkpoint(best_path, evaluated, povm=dataset.povm.name, data=data,
+                                training=summary(stopped_early))
     if stopped_early and not quiet:
         print(f"stopped early: no better validation NLL for {options.patience} epochs")
 
-    model.load_state_dict(best["state_dict"])
+    if best["state_dict"] is not None:
+        model.load_state_dict(best["state_dict"])
+    if options.refine:
+        refinement = _refine(model, train, val, options, autocast, rank=rank, world=world,
+                             quiet=quiet)
+        best = {"epoch": epoch, "val_nll": refinement.val_nll, "state_dict": None}
+        if save:
+            save_last(stopped_early)
     model.eval()
     if save:  # final summary into the best checkpoint
         save_checkpoint(best_path, model, povm=dataset.povm.name, data=data,
@@ -654,7 +685,27 @@ def _fit(model: QtomoModel, dataset: Dataset, options: TrainOptions, *, out: Pat
     return TrainResult(model=model, checkpoint=best_path, last=last_path,
                        history_path=history_path, history=history, best_epoch=best["epoch"],
                        best_val_nll=best["val_nll"], stopped_early=stopped_early,
-                       val_rows=(int(val_rows[0]), int(val_rows[1])))
+                       val_rows=(int(val_rows[0]), int(val_rows[1])), refinement=refinement)
+
+
+def _refine(model: QtomoModel, train: _Rows, val: _Rows, options: TrainOptions, autocast, *,
+            rank: int, world: int, quiet: bool) -> Refinement:
+    """The L-BFGS stage (:func:`qtomo.refine.refine`) on this rank's share of the training
+    rows, in chunks whose size falls with L so that one chunk's graph stays small."""
+    chunk = min(16384, max(1024, 2**19 // model.L))
+    n_rows = train.n_rows
+    refinement = refine(model, lambda: train.batches(chunk, rank=rank, world=world), n_rows,
+                        lambda: _validation_nll(model, val, options, autocast, rank, world),
+                        max_iter=options.refine, check_every=options.refine_check, world=world)
+    if not quiet:
+        print(f"L-BFGS refinement: {refinement.iterations} iterations, validation NLL "
+              f"{refinement.val_nll_before:.6f} -> {refinement.val_nll:.6f}, train NLL "
+              f"{refinement.train_nll:.6f}, stopped: {refinement.stopped}, "
+              f"{refinement.time_s:.1f}s")
+    if refinement.stopped == "iterations" and not quiet:
+        print(f"the refinement reached its cap of {options.refine} iterations before "
+              f"converging; raise --refine to go on (the best state so far is kept)")
+    return refinement
 
 
 @torch.no_grad()
@@ -731,12 +782,15 @@ class Selection:
         seed: the kept candidate's training seed.
         candidates: (values, seed, best validation NLL) of every candidate, in the order
             trained.
+        search: for a size search (:func:`qtomo.growth.fit_growing`): the chosen sizes, the
+            reason the search stopped and every stage; None otherwise.
     """
 
     best: TrainResult
     hyperparameters: dict[str, Any]
     seed: int
     candidates: list[tuple[dict[str, Any], int, float]]
+    search: dict[str, Any] | None = None
 
 
 def candidate_output(out: str | Path, values: Mapping[str, Any]) -> Path:
@@ -824,11 +878,17 @@ def fit_selection(family: str, dataset: Dataset, grid: Mapping[str, Sequence[Any
             candidates.append((values, seed, result.best_val_nll))
             if best is None or result.best_val_nll < best.best_val_nll:
                 best, kept = result, (values, seed)
-    if out is not None and int(os.environ.get("RANK", "0")) == 0:  # torchrun: rank 0 writes
-        paths = run_paths(out)
-        for source, target in zip(run_paths(best.checkpoint), paths, strict=True):
+    if out is not None:
+        best = keep_run(best, out)
+    return Selection(best, kept[0], kept[1], candidates)
+
+
+def keep_run(result: TrainResult, out: str | Path) -> TrainResult:
+    """Copy a candidate run's three files to ``out``'s (:func:`run_paths`), so that ``out`` is
+    an ordinary run; under torchrun rank 0 writes. Returns ``result`` with the new paths."""
+    paths = run_paths(out)
+    if int(os.environ.get("RANK", "0")) == 0:
+        for source, target in zip(run_paths(result.checkpoint), paths, strict=True):
             with atomic_output(target) as temporary:
                 shutil.copyfile(source, temporary)
-        best = dataclasses.replace(best, checkpoint=paths[0], last=paths[1],
-                                   history_path=paths[2])
-    return Selection(best, kept[0], kept[1], candidates)
+    return dataclasses.replace(result, checkpoint=paths[0], last=paths[1], history_path=paths[2])

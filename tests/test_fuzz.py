@@ -44,7 +44,7 @@ def one_line(error: BaseException) -> None:
 
 COUNT_FLAGS = [  # (command, flag, its destination, the least value)
     (["simulate"], "--samples", "samples", 1), (["simulate"], "--L", "L", 1),
-    (["simulate"], "--chi-max", "chi_max", 1), (["fit"], "--epochs", "epochs", 1),
+    (["simulate"], "--chi-max", "chi_max", 1), (["fit"], "--epochs", "epochs", 0),
     (["fit"], "--batch-size", "batch_size", 1), (["fit"], "--warmup", "warmup", 0),
     (["fit"], "--patience", "patience", 0), (["fit"], "--hidden", "hp_hidden", 0),
     (["evaluate", "--model", "m.pt"], "--samples", "samples", 1),

@@ -15,6 +15,7 @@ from qtomo.errors import QtomoError
 from qtomo.models import build, load_checkpoint
 from qtomo.povm import POVM_NAMES, enumerate_outcomes, get_povm
 from qtomo.simulate import simulate
+from qtomo.states import mps_sampler
 from qtomo.states.mps import ghz_mps, pure_state_fidelity, right_canonical
 from qtomo.states.mps_sampler import MPSDistribution, born_log_prob
 from qtomo.train import TrainOptions, fit
@@ -45,10 +46,16 @@ def dense_rho(tensors) -> np.ndarray:
     return rho / np.trace(rho).real
 
 
+@pytest.mark.parametrize("tables", [True, False])
 @pytest.mark.parametrize("povm_name", POVM_NAMES)
 @pytest.mark.parametrize("name, hp", [("mps", dict(chi=3)), ("mps", dict(chi=3, real=1)),
                                       ("lpdo", dict(chi=3, kraus=2))])
-def test_log_prob_is_the_dense_born_rule_of_tensors_and_sums_to_one(povm_name, name, hp):
+def test_log_prob_is_the_dense_born_rule_of_tensors_and_sums_to_one(povm_name, name, hp, tables,
+                                                                     monkeypatch):
+    """Both contractions, the superoperator tables and the environments (forced by a zero
+    table limit), against the dense Born rule."""
+    if not tables:
+        monkeypatch.setattr(mps_sampler, "_TABLE_MAX_CHI", 0)
     L = 4
     model = randomised(name, L, povm_name, **hp)
     povm = get_povm(povm_name)
@@ -120,7 +127,10 @@ def test_samples_follow_log_prob(name, hp, povm):
     assert scipy.stats.chi2.sf(statistic, K**3 - 1) > 1e-3
 
 
-def test_gradients_match_finite_differences():
+@pytest.mark.parametrize("tables", [True, False])
+def test_gradients_match_finite_differences(tables, monkeypatch):
+    if not tables:
+        monkeypatch.setattr(mps_sampler, "_TABLE_MAX_CHI", 0)
     model = randomised("lpdo", 3, "tetra", chi=2, kraus=2)
     elements = torch.tensor(get_povm("tetra").elements)
     a = torch.from_numpy(enumerate_outcomes(3, 4))[::5]
@@ -288,14 +298,15 @@ def test_recovers_a_random_chi2_state_from_1e5_records(tmp_path):
 
 
 def test_cli_fits_mps_on_fewer_records_than_its_default_batch(tmp_path):
-    """The family's default batch (1024) is capped at the training rows of a small file."""
+    """The family's default batch (1024) is cut to a quarter of the training rows of a small
+    file, so that an epoch still makes several optimizer steps."""
     data = simulate("ghz", 3, povm="pauli6", samples=600, seed=0, device="cpu",
                     out=tmp_path / "small.h5", quiet=True)
     status = main(["fit", "--model", "mps", "--chi", "2", "--data", str(data), "--epochs", "1",
                    "--out", str(tmp_path / "m.pt"), "--quiet", "--device", "cpu"])
     assert status == 0
     options = load_checkpoint(tmp_path / "m.pt").config["training"]["options"]
-    assert options["batch_size"] == 540  # 600 records, the last 60 held out
+    assert options["batch_size"] == 135  # 600 records, the last 60 held out: 540 / 4
 
 
 @pytest.fixture(scope="module")

@@ -45,6 +45,9 @@ class QtomoModel(nn.Module):
     #: hyperparameters that a plain ``qtomo fit`` selects by validation NLL among these values
     #: unless given (:func:`qtomo.train.fit_selection`)
     selection_defaults: ClassVar[dict[str, tuple]] = {}
+    #: hyperparameters that size the state, each with the ladder of values a size search
+    #: climbs (:func:`qtomo.growth.fit_growing`); empty for families that cannot grow
+    sizes: ClassVar[dict[str, tuple[int, ...]]] = {}
 
     def __init__(self, L: int, K: int) -> None:
         super().__init__()
@@ -59,6 +62,16 @@ class QtomoModel(nn.Module):
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """n independent records Q-distributed; LongTensor (n, L) on the model's device."""
         raise NotImplementedError
+
+    def grows(self, name: str, value: int) -> bool:
+        """Whether setting the size ``name`` (a key of :attr:`sizes`) to ``value`` would give a
+        larger model than this one (False where every bond is already at its largest)."""
+        raise QtomoError(f"the {self.family} family has no size to grow")
+
+    def grown(self, **sizes: int) -> QtomoModel:
+        """The same distribution in a model with larger ``sizes``, its new parameters small and
+        random (so that a gradient method can use them)."""
+        raise QtomoError(f"the {self.family} family has no size to grow")
 
     def check_records(self, a: torch.Tensor) -> None:
         """Raise QtomoError unless ``a`` is an integer tensor (B, L) with outcomes in 0..K−1.

@@ -26,6 +26,8 @@ arrays (the public contract of SPEC §3); ``sample`` is the exact batched sample
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -33,12 +35,16 @@ import numpy as np
 import torch
 from torch import nn
 
+from qtomo.errors import QtomoError
 from qtomo.models.base import QtomoModel, check_hyperparameter
 from qtomo.povm import POVM, PerQubitPOVM, povm_elements
 from qtomo.states.mps import right_canonical
 from qtomo.states.mps_sampler import MPSDistribution, born_log_prob
 
 _NOISE = 0.3  # relative size of the random part of the initial tensors
+_GROWTH_NOISE = 0.02  # size of a grown tensor's new entries, relative to its typical entry
+#: bond dimensions a size search tries (README "Choosing χ and κ from the data")
+_CHI_LADDER = (2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64)
 
 
 @dataclass(frozen=True)
@@ -100,18 +106,18 @@ class LPDOModel(QtomoModel):
     needs_povm = True
     #: measured on TFIM L = 10 and GHZ L = 8 (README "Physical model families")
     train_defaults: ClassVar[dict[str, Any]] = {"lr": 3e-2, "batch_size": 1024, "ema": 0.9,
-                                                 "epochs": 50}
+                                                 "epochs": 50, "refine": 500}
     #: real tensors generalise better from few records where the state allows them, complex
     #: ones are needed where it does not: measured in README "Choosing hyperparameters"
     selection_defaults: ClassVar[dict[str, tuple]] = {"real": (1, 0)}
+    sizes: ClassVar[dict[str, tuple[int, ...]]] = {"chi": _CHI_LADDER, "kraus": (1, 2, 3, 4, 6, 8)}
 
     def __init__(self, L: int, K: int, config: LPDOConfig | MPSConfig,
                  povm: POVM | PerQubitPOVM) -> None:
         super().__init__(L, K)
         self.config, self.povm = config, povm
         self.kappa = config.kraus
-        d = 2 * self.kappa
-        self.chi = [min(config.chi, d**i, d ** (L - i)) for i in range(L + 1)]  # χ_0 … χ_L
+        self.chi = _bonds(L, config)  # χ_0 … χ_L
         # (K, 2, 2) complex128, or (L, K, 2, 2) when the POVM differs from qubit to qubit
         self.register_buffer("povm_elements", torch.tensor(povm_elements(povm, L)))
         parts = () if config.real else (2,)  # complex: (re, im) in a trailing axis
@@ -123,6 +129,52 @@ class LPDOModel(QtomoModel):
             plus.fill_(1 / np.sqrt(2))  # |+⟩
             sites.append(nn.Parameter(A / A.norm()))
         self.sites = nn.ParameterList(sites)
+
+    def grows(self, name: str, value: int) -> bool:
+        """Whether ``chi`` or ``kraus`` = ``value`` gives larger tensors than this model's."""
+        config = dataclasses.replace(self.config, **{name: value})
+        return _bonds(self.L, config) != _bonds(self.L, self.config) or \
+            config.kraus != self.config.kraus
+
+    def grown(self, **sizes: int) -> LPDOModel:
+        """The same state with larger ``chi`` and/or ``kraus``: every tensor embedded in the
+        leading block of the larger one, the new entries Gaussian of relative size 0.02 (the
+        fidelity to the old state stays above 0.999, and the gradient there is not zero)."""
+        larger = type(self)(self.L, self.K, dataclasses.replace(self.config, **sizes), self.povm)
+        with torch.no_grad():
+            for old, new in zip(self.sites, larger.sites, strict=True):
+                scale = _GROWTH_NOISE * old.norm() / math.sqrt(old.numel())
+                new.copy_(scale * torch.randn_like(new))
+                new[tuple(slice(0, n) for n in old.shape)] += old
+        return larger.to(self.povm_elements.device)
+
+    @torch.no_grad()
+    def set_tensors(self, tensors: list[np.ndarray]) -> None:
+        """Make the model hold a given state, e.g. to start a fit from an expected state.
+
+        Args:
+            tensors: L arrays (χ_l, 2, χ_r) (a pure state) or (χ_l, 2, κ', χ_r), any gauge and
+                norm, each no larger than this model's tensor at that site (padded with zeros).
+
+        Raises:
+            QtomoError: a tensor larger than the model's, or complex amplitudes for a model
+                with real tensors.
+        """
+        if len(tensors) != self.L:
+            raise QtomoError(f"the state has {len(tensors)} tensors; the model has L = {self.L}")
+        for i, (site, A) in enumerate(zip(self.sites, tensors, strict=True)):
+            A = np.asarray(A, dtype=np.complex128)
+            A = A.reshape(A.shape[0], 2, -1, A.shape[-1])  # (χl, 2, κ', χr)
+            shape = tuple(site.shape[:4])
+            if any(n > m for n, m in zip(A.shape, shape, strict=True)):
+                raise QtomoError(f"tensor {i} has shape {A.shape}; the model holds at most "
+                                 f"{shape} there (raise --chi or --kraus)")
+            if self.config.real and np.abs(A.imag).max() > 1e-12 * np.abs(A).max():
+                raise QtomoError(f"tensor {i} is complex; the model has real tensors (real=0)")
+            padded = np.zeros(shape, dtype=np.complex128)
+            padded[tuple(slice(0, n) for n in A.shape)] = A
+            value = torch.from_numpy(padded.real if self.config.real else padded)
+            site.copy_(value if self.config.real else torch.view_as_real(value))
 
     def site_tensors(self) -> list[torch.Tensor]:
         """The tensors A_i as complex128 torch tensors (χ_i, 2, κ, χ_{i+1}), differentiable, in
@@ -167,6 +219,12 @@ class LPDOModel(QtomoModel):
         return MPSDistribution(self.tensors(), self.povm, device=self.device).sample(n, generator)
 
 
+def _bonds(L: int, config: LPDOConfig | MPSConfig) -> list[int]:
+    """χ_i = min(chi, d^i, d^(L−i)), d = 2κ, for i = 0 … L: larger bonds would be redundant."""
+    d = 2 * config.kraus
+    return [min(config.chi, d**i, d ** (L - i)) for i in range(L + 1)]
+
+
 class MPSModel(LPDOModel):
     """A pure state ψ as an MPS; Q(a) = ⟨ψ|M_a|ψ⟩ / ⟨ψ|ψ⟩ exactly (an LPDO with κ = 1).
 
@@ -183,6 +241,7 @@ class MPSModel(LPDOModel):
     """
 
     family = "mps"
+    sizes: ClassVar[dict[str, tuple[int, ...]]] = {"chi": _CHI_LADDER}
 
     def __init__(self, L: int, K: int, config: MPSConfig, povm: POVM | PerQubitPOVM) -> None:
         super().__init__(L, K, config, povm)

@@ -58,6 +58,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -104,7 +105,15 @@ def born_log_prob(
         True
     """
     identity = torch.eye(2, dtype=torch.float64, device=elements.device).to(elements.dtype)
-    log_norm = _log_trace(tensors, identity[None], a.new_zeros((1, a.shape[1])))  # (1,)
+    if elements.dim() == 3:  # one POVM for every qubit
+        elements = elements.expand(len(tensors), *elements.shape)  # (L, K, 2, 2)
+    if _use_tables([1] + [A.shape[-1] for A in tensors], elements.shape[1]):
+        tables = [_superoperator(A, M) for A, M in zip(tensors, elements, strict=True)]
+        norms = [_superoperator(A, identity[None]) for A in tensors]
+        return (_table_log_trace(tables, a, _RENORMALISE_GRADIENT)
+                - _table_log_trace(norms, a.new_zeros((1, a.shape[1])), _RENORMALISE_GRADIENT))
+    log_norm = _log_trace(tensors, identity[None].expand(len(tensors), 1, 2, 2),
+                          a.new_zeros((1, a.shape[1])))  # (1,)
     return _log_trace(tensors, elements, a) - log_norm
 
 
@@ -112,35 +121,30 @@ def _log_trace(tensors: Sequence[torch.Tensor], elements: torch.Tensor,
                a: torch.Tensor) -> torch.Tensor:
     """ln Tr E_L of the module docstring, unnormalised, for records a (B, L).
 
-    Each site is two large matrix products rather than B small ones: E W_k for every outcome k
-    at once (K times the flops, which are few at small χ, and no per-record kernels), the
-    record's own outcome picked, then the contraction with A† over (bond, qubit) for all records.
+    The environment is kept as F[c', n, c] = (E_n)_{c'c}, (χ, B, χ), so that each site is two
+    large matrix products over all records, with no per-record kernels and no copies for a pure
+    state: Z = F A (inner dimension χ), the record's own 2×2 element mixing the two physical
+    rows of Z elementwise, and A† over (bond, qubit, Kraus) (inner dimension 2κχ).
     """
-    size, K = a.shape[0], elements.shape[-3]
-    one_hot = torch.nn.functional.one_hot(a, K).to(torch.complex128)  # (B, L, K)
-    if elements.dim() == 3:  # one POVM for every qubit
-        elements = elements.expand(len(tensors), *elements.shape)  # (L, K, 2, 2)
-    E = torch.ones((size, 1, 1), dtype=torch.complex128, device=elements.device)  # (B, 1, 1)
+    size = a.shape[0]
+    F = torch.ones((1, size, 1), dtype=torch.complex128, device=elements.device)  # (χ0, B, χ0)
     log_p = torch.zeros(size, dtype=torch.float64, device=elements.device)
     for i, A in enumerate(tensors):
         A = A.to(torch.complex128)
         chi_l, chi_r = A.shape[0], A.shape[-1]
-        A = A.reshape(chi_l, 2, -1, chi_r)  # (χl, 2, κ, χr)
-        kappa = A.shape[2]
-        # W_k^s = Σ_t (M_k)_st A^t: rows c, columns (k, s, q, d)
-        weighted = torch.einsum("kst,ctqd->cksqd", elements[i], A).reshape(chi_l, -1)
-        X = (E.reshape(-1, chi_l) @ weighted).view(size, chi_l, K, -1)
-        # (B, χl, 2κχr): E W^s for the record's outcome, picked by a mask (cheap to differentiate)
-        X = (X * one_hot[:, i, None, :, None]).sum(2)
-        # rows (a, s), columns (record, q, d)
-        X = X.reshape(size, 2 * chi_l, -1).transpose(0, 1).reshape(2 * chi_l, -1)
-        # Σ_{a s} conj(A[a, s, q, b]) X[(a s), (n q' d)], then the trace over q = q'
-        Y = (A.reshape(2 * chi_l, -1).conj().T @ X).view(kappa, chi_r, size, kappa, chi_r)
-        E = Y.diagonal(dim1=0, dim2=3).sum(-1).transpose(0, 1)  # (B, χr, χr)
+        kappa = A.numel() // (2 * chi_l * chi_r)
+        Z = (F.reshape(-1, chi_l) @ A.reshape(chi_l, -1)).view(chi_l, size, 2, -1)  # (χl,B,2,κχr)
+        M = elements[i][a[:, i]][None, :, :, :, None]  # (1, B, 2, 2, 1): the record's M_{a_i}
+        # X^s = Σ_t (M_{a_i})_st Z^t, laid out (c', s, n, q, d) for the product below
+        X = torch.stack([M[:, :, s, 0] * Z[:, :, 0] + M[:, :, s, 1] * Z[:, :, 1]
+                         for s in range(2)], dim=1)  # (χl, 2, B, κχr)
+        X = X.view(chi_l, 2, size, kappa, chi_r).transpose(2, 3).reshape(-1, size * chi_r)
+        # F'[b, n, d] = Σ_{c' s q} conj(A[c', s, q, b]) X[(c' s q), (n d)]
+        F = (A.reshape(-1, chi_r).conj().T @ X).view(chi_r, size, chi_r)
         if (i + 1) % _RENORMALISE_GRADIENT == 0 or i == len(tensors) - 1:
-            trace = E.diagonal(dim1=1, dim2=2).real.sum(-1)  # (B,)
+            trace = F.diagonal(dim1=0, dim2=2).real.sum(-1)  # (B,)
             log_p = log_p + torch.log(trace)
-            E = E * torch.where(trace > 0, trace.reciprocal(), 1.0)[:, None, None]
+            F = F * torch.where(trace > 0, trace.reciprocal(), 1.0)[None, :, None]
     return log_p
 
 
@@ -200,14 +204,11 @@ class MPSDistribution:
             self._refined.scatter_(1, self._parent, torch.arange(self.R, device=self.device)
                                    .expand(self.L, -1).contiguous())
         else:
-            self.tables = self.kappa == 1 and _table_bytes(self.chi, self.K) <= _TABLE_BUDGET \
-                and max(self.chi) <= _TABLE_MAX_CHI
+            self.tables = _use_tables(self.chi, self.K)
             if self.tables:
-                self._T = [torch.as_tensor(_superoperator(B, elements), device=self.device)
-                           for B, elements in zip(tensors, povm.site_elements(self.L),
-                                                  strict=True)]  # (K, χ_i², χ_{i+1}²) each
-                self._trace = [torch.as_tensor(_diagonal_coordinates(c), device=self.device)
-                               for c in self.chi]
+                with torch.no_grad():
+                    self._T = [_superoperator(B, M) for B, M in zip(
+                        self._tensors, self._elements.expand(self.L, -1, 2, 2), strict=True)]
                 per_record += 2 * 8 * max(self.chi) ** 2
             else:  # born_log_prob: E, W_k gathered, X and Y per record
                 per_record += 16 * 6 * self.kappa**2 * max(self.chi) ** 2
@@ -278,7 +279,7 @@ class MPSDistribution:
         if self.rank_one:
             return self._pure_pass(refined=self._refined[self._sites, a])[1]
         if self.tables:
-            return self._table_pass(a)
+            return _table_log_trace(self._T, a, _RENORMALISE)
         return born_log_prob(self._tensors, self._elements, a)
 
     def _pure_pass(
@@ -316,51 +317,6 @@ class MPSDistribution:
         log_p = torch.log(chosen).sum(0) - torch.log(totals).sum(0)
         return (sampled.T.contiguous() if given is None else refined), log_p
 
-    def _table_pass(self, a: torch.Tensor) -> torch.Tensor:
-        """ln P(a) = Σ ln Tr E (traces taken every few sites) on the superoperator tables,
-        records grouped by outcome.
-
-        Rows are reordered at each site so that each outcome's records are contiguous; ``order``
-        remembers the original row of every current row.
-        """
-        size = a.shape[0]
-        a = a.T.contiguous()  # (L, B)
-        order = torch.arange(size, device=self.device)
-        log_p = torch.zeros(size, dtype=torch.float64, device=self.device)
-        # two buffers: the state lives in the first, regrouped into the second
-        width = max(c * c for c in self.chi)
-        home, spare = (torch.empty(size * width, dtype=torch.float64, device=self.device)
-                       for _ in range(2))
-        state = home[:size].view(size, 1).fill_(1.0)  # x, χ_0² = 1 coordinate
-        for i in range(self.L):
-            outcome = a[i, order]
-            permutation = torch.argsort(outcome, stable=True)
-            order, log_p = order[permutation], log_p[permutation]
-            counts = torch.bincount(outcome[permutation], minlength=self.K).tolist()
-            state = self._table_step(i, state, permutation, counts, home, spare)
-            if (i + 1) % _RENORMALISE == 0 or i == self.L - 1:
-                trace = state[:, self._trace[i + 1]].sum(1)
-                log_p += torch.log(trace)
-                state /= torch.where(trace > 0, trace, 1.0).unsqueeze(1)
-        result = torch.empty_like(log_p)
-        result[order] = log_p
-        return result
-
-    def _table_step(
-        self, i: int, x: torch.Tensor, permutation: torch.Tensor, counts: list[int],
-        home: torch.Tensor, spare: torch.Tensor,
-    ) -> torch.Tensor:
-        size = x.shape[0]
-        grouped = torch.index_select(x, 0, permutation, out=spare[: x.numel()].view(x.shape))
-        out = home[: size * self.chi[i + 1] ** 2].view(size, -1)  # (B, χr²), overwrites x
-        start = 0
-        for k, count in enumerate(counts):
-            if count:
-                stop = start + count
-                torch.matmul(grouped[start:stop], self._T[i][k], out=out[start:stop])
-                start = stop
-        return out
-
 def _refinements(povm: POVM | PerQubitPOVM, L: int) -> tuple[np.ndarray, np.ndarray]:
     """Every qubit's rank-one refinement (:meth:`~qtomo.povm.POVM.rank_one_vectors`), padded to
     one length R: vectors (L, R, 2) complex128, parents (L, R) int64.
@@ -383,40 +339,62 @@ def _table_bytes(chi: list[int], K: int) -> int:
     return 8 * K * sum((left * right) ** 2 for left, right in zip(chi[:-1], chi[1:], strict=True))
 
 
-def _hermitian_basis(chi: int) -> np.ndarray:
-    """(χ², χ, χ) complex128 basis G_j of Hermitian matrices: x_j are their real coordinates.
+def _use_tables(chi: list[int], K: int) -> bool:
+    """Whether the superoperator tables of bonds χ_0 … χ_L fit their budget (module docstring)."""
+    return max(chi) <= _TABLE_MAX_CHI and _table_bytes(chi, K) <= _TABLE_BUDGET
 
-    Symmetric real part first (p ≤ q: e_pq + e_qp, or e_pp), then i(e_pq − e_qp) for p < q, so
-    E = Σ_j x_j G_j with x = (Re E_pq)_{p≤q} ⊕ (Im E_pq)_{p<q}.
+
+def _superoperator(A: torch.Tensor, elements: torch.Tensor) -> torch.Tensor:
+    """T_k (K, χl², χr²) float64: the real coordinates of Σ_{st,q} (M_k)_st A^{s,q†} G_j A^{t,q}
+    for each Hermitian basis matrix G_j, so that x' = x T_k is the environment update
+    E' = Σ_st (M_k)_st A^{s†} E A^t in the coordinates x = (Re E_pq)_{p≤q} ⊕ (Im E_pq)_{p<q}.
+
+    Differentiable in A (χl, 2, χr) or (χl, 2, κ, χr), complex; elements (K, 2, 2) complex128.
     """
-    upper, strict = np.triu_indices(chi), np.triu_indices(chi, 1)
-    basis = np.zeros((chi * chi, chi, chi), dtype=np.complex128)
-    n_sym = len(upper[0])
-    j = np.arange(n_sym)
-    basis[j, upper[0], upper[1]] = 1
-    basis[j, upper[1], upper[0]] = 1
-    j = np.arange(n_sym, chi * chi)
-    basis[j, strict[0], strict[1]] = 1j
-    basis[j, strict[1], strict[0]] = -1j
-    return basis
+    chi_l, chi_r = A.shape[0], A.shape[-1]
+    A = A.to(torch.complex128).reshape(chi_l, 2, -1, chi_r)  # (χl, 2, κ, χr)
+    W = torch.einsum("kst,ctqd->kcsqd", elements, A)  # W_k^s = Σ_t (M_k)_st A^t
+    S = torch.einsum("asqb,kcsqd->kacbd", A.conj(), W)  # E_ac → E'_bd, (K, χl, χl, χr, χr)
+    up, strict = _triangle(chi_l, 0, A.device), _triangle(chi_l, 1, A.device)
+    off = (up[0] != up[1]).to(S.dtype)[None, :, None, None]
+    images = torch.cat([S[:, up[0], up[1]] + off * S[:, up[1], up[0]],  # G = e_pq + e_qp
+                        1j * (S[:, strict[0], strict[1]] - S[:, strict[1], strict[0]])], 1)
+    up, strict = _triangle(chi_r, 0, A.device), _triangle(chi_r, 1, A.device)
+    return torch.cat([images[..., up[0], up[1]].real, images[..., strict[0], strict[1]].imag],
+                     -1)
 
 
-def _coordinates(H: np.ndarray) -> np.ndarray:
-    """Real coordinates (..., χ²) of Hermitian matrices (..., χ, χ) in :func:`_hermitian_basis`."""
-    chi = H.shape[-1]
-    upper, strict = np.triu_indices(chi), np.triu_indices(chi, 1)
-    return np.concatenate([H[..., upper[0], upper[1]].real, H[..., strict[0], strict[1]].imag], -1)
+def _triangle(chi: int, offset: int, device: torch.device) -> torch.Tensor:
+    """(2, n) row and column indices of the upper triangle (p ≤ q, or p < q with offset 1)."""
+    return torch.triu_indices(chi, chi, offset, device=device)
 
 
-def _diagonal_coordinates(chi: int) -> np.ndarray:
-    """Indices of the coordinates E_pp, whose sum is Tr E."""
-    upper = np.triu_indices(chi)
-    return np.flatnonzero(upper[0] == upper[1])
+def _table_log_trace(tables: Sequence[torch.Tensor], a: torch.Tensor, every: int) -> torch.Tensor:
+    """ln Tr E_L for records a (B, L) on superoperator tables (:func:`_superoperator`, one
+    (K, χl², χr²) per site); differentiable in the tables.
 
-
-def _superoperator(B: np.ndarray, elements: np.ndarray) -> np.ndarray:
-    """T_k (K, χl², χr²) real: coordinates of Σ_st (M_k)_st B^{s†} G_j B^t for each basis G_j."""
-    G = _hermitian_basis(B.shape[0])
-    weighted = np.einsum("kst,ctd->kcsd", elements, B)  # B̃_k^s = Σ_t (M_k)_st B^t
-    GB = np.einsum("jac,kcsd->kjasd", G, weighted)
-    return _coordinates(np.einsum("asb,kjasd->kjbd", B.conj(), GB))
+    At each site the records are grouped by their outcome, so the site is K matrix products
+    with inner dimension χl², not B small ones; ``order`` remembers each current row's record.
+    The trace is divided out every ``every`` sites.
+    """
+    size, K = a.shape[0], tables[0].shape[0]
+    a = a.T  # (L, B)
+    order = torch.arange(size, device=a.device)
+    log_p = torch.zeros(size, dtype=torch.float64, device=a.device)
+    x = torch.ones((size, 1), dtype=torch.float64, device=a.device)  # E_0 = 1, χ_0² = 1
+    for i, T in enumerate(tables):
+        outcome = a[i, order]
+        permutation = torch.argsort(outcome, stable=True)
+        order, log_p = order[permutation], log_p[permutation]
+        groups = x.index_select(0, permutation).split(torch.bincount(outcome, minlength=K)
+                                                      .tolist())
+        x = torch.cat([rows @ T[k] for k, rows in enumerate(groups)])  # (B, χr²)
+        if (i + 1) % every == 0 or i == len(tables) - 1:
+            chi_r = math.isqrt(T.shape[-1])
+            up = _triangle(chi_r, 0, a.device)
+            trace = x[:, torch.nonzero(up[0] == up[1]).squeeze(1)].sum(1)  # (B,)
+            log_p = log_p + torch.log(trace)
+            x = x * torch.where(trace > 0, trace.reciprocal(), 1.0)[:, None]
+    inverse = torch.empty_like(order)
+    inverse[order] = torch.arange(size, device=a.device)
+    return log_p[inverse]

@@ -1,0 +1,175 @@
+"""The default physical fit against the statistical limit of its records.
+
+For each case one dataset is simulated (seeded) and fitted twice, on the same training rows:
+
+- **default**: what a plain ``qtomo fit --model mps`` (``lpdo`` for the noisy case) does,
+  through :func:`qtomo.recipe.fit_recipe`: real/complex selection, χ (and κ) grown while the
+  held-out NLL improves, Adam then full-batch L-BFGS at every size;
+- **reference**: the maximum-likelihood state of the same model class (the size and real/complex
+  the default chose) started at the true state, truncated to that χ: full-batch L-BFGS on the
+  training NLL to convergence with no held-out selection (``qtomo.refine.refine(select=False)``).
+  This is the state the records support; its fidelity is the statistical limit.
+
+Printed per case: both quantum fidelities (pure targets: exact contraction; the noisy case: the
+Uhlmann fidelity of the dense ρ), the ratio of infidelities (default / reference; ≤ 1.5 is the
+target), the chosen size, the default fit's wall time and the kernel's throughput: one full pass
+(NLL and gradient) over the training rows at the chosen size, in GFLOP/s (2 χ_l² χ_r² flops per
+record and site forward, twice that backward) beside the fp64 matrix-product peak measured in
+the same run.
+
+Cases: ``tfim8`` (TFIM L = 8, h = 1, 2·10^5 ``pauli4`` records, ``make demo``'s file),
+``tfim10`` (L = 10, 10^4), ``ghz20`` (GHZ L = 20, 10^5 ``pauli6``), ``tfim6_noisy`` (TFIM L = 6,
+h = 0.9, depolarizing p = 0.1, 10^5, ``lpdo``), ``tfim50`` (L = 50, 10^5, DMRG), ``tfim100``
+(L = 100, 10^6; not in the default list: about an hour here).
+
+Usage::
+
+    python benchmarks/limit.py [--cases tfim8 tfim10 ghz20 tfim6_noisy tfim50] [--seed 1]
+
+Writes ``benchmarks/results/limit.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from common import matmul_peak_gflops, report
+
+from qtomo.data import Dataset, read_dataset
+from qtomo.models import build
+from qtomo.recipe import fit_recipe
+from qtomo.reconstruct import Reconstruction
+from qtomo.refine import refine
+from qtomo.simulate import simulate
+from qtomo.states.exact import tfim_ground_state
+from qtomo.states.mps import (
+    pure_state_fidelity,
+    state_density_matrix,
+    truncated,
+    vector_to_mps,
+)
+from qtomo.train import split_rows
+
+#: case → (family, simulate keyword arguments)
+CASES = {
+    "tfim8": ("mps", dict(state="tfim", L=8, h=1.0, povm="pauli4", samples=200_000)),
+    "tfim10": ("mps", dict(state="tfim", L=10, h=1.0, povm="pauli4", samples=10_000)),
+    "ghz20": ("mps", dict(state="ghz", L=20, povm="pauli6", samples=100_000)),
+    "tfim6_noisy": ("lpdo", dict(state="tfim", L=6, h=0.9, povm="pauli4", samples=100_000,
+                                 depolarizing=0.1)),
+    "tfim50": ("mps", dict(state="tfim", L=50, h=1.0, povm="pauli4", samples=100_000)),
+    "tfim100": ("mps", dict(state="tfim", L=100, h=1.0, povm="pauli4", samples=1_000_000)),
+}
+_CHUNK = 8192  # rows per pass of the reference fit and the throughput measurement
+
+
+def true_tensors(dataset: Dataset, kind: dict) -> list[np.ndarray]:
+    """The generating state as tensors: the pure state's MPS, or for a noisy state the LPDO
+    A^{s,q} = Σ_t (K_q)_st B^t of the local channel's Kraus operators K_q."""
+    reference = dataset.reference
+    if "mps" in reference:
+        return reference["mps"]
+    if "psi" in reference:
+        return vector_to_mps(reference["psi"])
+    pure = vector_to_mps(tfim_ground_state(kind["L"], h=kind["h"]).psi)
+    return [np.einsum("qst,ctd->csqd", dataset.noise.kraus, B) for B in pure]
+
+
+def fidelity(model, dataset: Dataset, target: list[np.ndarray]) -> float:
+    """Quantum fidelity of the model's state to the generating one."""
+    if "rho" in dataset.reference:
+        rho = Reconstruction(state_density_matrix(model.tensors()))
+        return rho.fidelity(dataset.reference["rho"]).value
+    return pure_state_fidelity(target, model.tensors())
+
+
+def reference_fit(dataset: Dataset, family: str, hp: dict, target: list[np.ndarray]):
+    """The truth-started maximum-likelihood fit at the default's size (module docstring)."""
+    model = build(family, L=dataset.L, K=dataset.K, povm=dataset.povm, **hp)
+    if family == "mps":
+        model.set_tensors(truncated(target, hp["chi"]))
+    else:  # the pure part truncated to χ, the first κ Kraus operators of the channel
+        pure = truncated(vector_to_mps(tfim_ground_state(dataset.L, h=dataset.attrs["h"]).psi),
+                         hp["chi"])
+        kraus = dataset.noise.kraus[:hp["kraus"]]
+        model.set_tensors([np.einsum("qst,ctd->csqd", kraus, B) for B in pure])
+    train_rows, val_rows = split_rows(dataset.n_records, 0.1)
+    rows = torch.from_numpy(dataset.outcomes(*train_rows)).long()
+    val = torch.from_numpy(dataset.outcomes(*val_rows)).long()
+
+    def validate() -> float:
+        with torch.no_grad():
+            return -torch.cat([model.log_prob(a) for a in val.split(_CHUNK)]).mean().item()
+
+    started = time.perf_counter()
+    result = refine(model, lambda: rows.split(_CHUNK), len(rows), validate, max_iter=3000,
+                    check_every=50, select=False)
+    return model, result, time.perf_counter() - started
+
+
+def throughput(model, dataset: Dataset) -> float:
+    """GFLOP/s of one full pass (NLL and gradient) of the table contraction over the training
+    rows (module docstring for the count)."""
+    rows = torch.from_numpy(dataset.outcomes(*split_rows(dataset.n_records, 0.1)[0])).long()
+    chi = [1] + [A.shape[-1] for A in model.tensors()]  # χ_0 … χ_L
+    flops = 3 * 2 * len(rows) * sum(a * a * b * b for a, b in zip(chi[:-1], chi[1:], strict=True))
+    model.train()
+    started = time.perf_counter()
+    for a in rows.split(_CHUNK):
+        model.training_nll(a).sum().backward()
+    return flops / (time.perf_counter() - started) / 1e9
+
+
+def run_case(case: str, seed: int, folder: Path) -> dict:
+    family, kind = CASES[case]
+    path = simulate(**kind, seed=seed, device="cpu", out=folder / f"{case}.h5", quiet=True)
+    dataset = read_dataset(path)
+    target = true_tensors(dataset, kind)
+    started = time.perf_counter()
+    selection = fit_recipe(family, dataset, device="cpu", quiet=True)
+    default_s = time.perf_counter() - started
+    hp = {name: value for name, value in selection.hyperparameters.items()}
+    f_default = fidelity(selection.best.model, dataset, target)
+    reference, refinement, reference_s = reference_fit(dataset, family, hp, target)
+    f_reference = fidelity(reference, dataset, target)
+    row = {"case": case, "family": family, "N": dataset.n_records, **hp,
+           "F_default": f_default, "F_reference": f_reference,
+           "infidelity_ratio": (1 - f_default) / max(1 - f_reference, 1e-12),
+           "default_s": default_s, "reference_s": reference_s,
+           "reference_iterations": refinement.iterations,
+           "val_nll_default": selection.best.best_val_nll, "val_nll_reference": refinement.val_nll,
+           "search": " ".join(f"{','.join(str(v) for v in stage['sizes'].values())}"
+                              f"{'*' if stage['kept'] else ''}"
+                              for stage in selection.search["stages"]),
+           "gflops": throughput(selection.best.model, dataset)}
+    print("  ".join(f"{k}={v:.5g}" if isinstance(v, float) else f"{k}={v}"
+                    for k, v in row.items()), flush=True)
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cases", nargs="+", choices=tuple(CASES),
+                        default=["tfim8", "tfim10", "ghz20", "tfim6_noisy", "tfim50"])
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args()
+    peak = matmul_peak_gflops()
+    rows = []
+    with tempfile.TemporaryDirectory() as folder:
+        for case in args.cases:
+            rows.append(run_case(case, args.seed, Path(folder)))
+    print(f"fp64 matrix-product peak: {peak:.1f} GFLOP/s; "
+          f"worst infidelity ratio {max(row['infidelity_ratio'] for row in rows):.3g}")
+    report("limit", rows, {"options": vars(args), "fp64_peak_gflops": peak,
+                           "command": "python benchmarks/limit.py " + " ".join(
+                               f"--{k} {' '.join(map(str, v)) if isinstance(v, list) else v}"
+                               for k, v in vars(args).items())})
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,102 @@
+"""What a plain ``qtomo fit --model F`` does: the families' training recipes, read in one place
+(README "Choosing hyperparameters").
+
+:func:`recipe` turns a family's declared defaults (``model.train_defaults``,
+``model.selection_defaults``, ``model.sizes``) and what the user gave into training options and
+a selection grid; :func:`fit_recipe` runs it: a size search (:func:`qtomo.growth.fit_growing`)
+for a family with sizes the user left open, a selection (:func:`qtomo.train.fit_selection`) for
+several values or restarts, else one :func:`qtomo.train.fit`. The CLI and the benchmarks call
+these, so that a benchmark measures what a user gets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from qtomo.data import Dataset
+from qtomo.errors import QtomoError
+from qtomo.growth import fit_growing
+from qtomo.models import build, family_classes
+from qtomo.train import Selection, TrainOptions, fit, fit_selection, split_rows
+
+#: a default batch leaves at least this many optimizer steps per epoch on a small dataset
+_MIN_STEPS = 4
+_MIN_BATCH = 32
+
+
+def recipe(family: str, dataset: Dataset, options: Mapping[str, Any] | None = None,
+           hyperparameters: Mapping[str, Any] | None = None,
+           ) -> tuple[TrainOptions, dict[str, list]]:
+    """The training options and the selection grid of a plain fit of ``family``.
+
+    The family's ``train_defaults`` apply unless given in ``options``; a default batch is cut
+    to a quarter of the training rows (at least 32, at most all of them), so that a small file
+    still gets several optimizer steps per epoch. The family's ``selection_defaults`` (the
+    physical families: ``real`` ∈ {1, 0}) join the grid unless given in ``hyperparameters``;
+    list values there join it too.
+
+    Args:
+        family: a registered family.
+        dataset: the records (their number sets the batch cut).
+        options: training options given by the user (fields of :class:`TrainOptions`).
+        hyperparameters: hyperparameters given by the user; a list is several values to select
+            among.
+
+    Returns:
+        (options, grid): grid maps a hyperparameter to the values to select among.
+    """
+    options, given = dict(options or {}), dict(hyperparameters or {})
+    model_class = family_classes(family)[0]
+    defaults = dict(model_class.train_defaults)
+    if "batch_size" in defaults:
+        val_fraction = options.get("val_fraction", TrainOptions.val_fraction)
+        n_train = split_rows(dataset.n_records, val_fraction)[0][1]
+        cut = max(_MIN_BATCH, n_train // _MIN_STEPS)
+        defaults["batch_size"] = max(1, min(defaults["batch_size"], cut, n_train))
+    grid = {name: list(values) for name, values in model_class.selection_defaults.items()
+            if name not in given}
+    grid.update({name: list(value) for name, value in given.items() if isinstance(value, list)})
+    return TrainOptions(**{**defaults, **options}), grid
+
+
+def fit_recipe(family: str, dataset: Dataset, options: Mapping[str, Any] | None = None,
+               hyperparameters: Mapping[str, Any] | None = None, *, restarts: int = 1,
+               out: str | Path | None = None, device: str | torch.device = "auto",
+               quiet: bool = False) -> Selection:
+    """Fit ``family`` to ``dataset`` as ``qtomo fit`` does (module docstring).
+
+    Args:
+        family, dataset, options, hyperparameters: as for :func:`recipe`.
+        restarts: trainings per candidate, from consecutive seeds (the lowest validation NLL
+            is kept).
+        out: the kept run's checkpoint; None trains in memory.
+        device, quiet: as for :func:`qtomo.train.fit`.
+
+    Returns:
+        :class:`qtomo.train.Selection` (a single fit is a selection of one candidate).
+
+    Raises:
+        QtomoError: everything :func:`recipe`, :func:`qtomo.train.fit` and the selections
+            raise.
+    """
+    training, grid = recipe(family, dataset, options, hyperparameters)
+    fixed = {name: value for name, value in (hyperparameters or {}).items()
+             if not isinstance(value, list)}
+    open_sizes = [name for name in family_classes(family)[0].sizes
+                  if name not in fixed and name not in grid]
+    if open_sizes and training.refine:
+        return fit_growing(family, dataset, training, grid=grid, hyperparameters=fixed,
+                           restarts=restarts, out=out, device=device, quiet=quiet)
+    if grid or restarts > 1:
+        return fit_selection(family, dataset, grid, training, restarts=restarts, out=out,
+                             hyperparameters=fixed, device=device, quiet=quiet)
+    if isinstance(restarts, bool) or not isinstance(restarts, int) or restarts < 1:
+        raise QtomoError(f"restarts must be an integer >= 1; got {restarts!r}")
+    torch.manual_seed(training.seed)
+    model = build(family, L=dataset.L, K=dataset.K, povm=dataset.povm, **fixed)
+    result = fit(model, dataset, training, out=out, device=device, quiet=quiet)
+    return Selection(result, {}, training.seed, [({}, training.seed, result.best_val_nll)])

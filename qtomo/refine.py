@@ -1,0 +1,161 @@
+"""Full-batch quasi-Newton refinement: from where the stochastic optimiser stopped to a maximum
+of the likelihood (README "Converging to the maximum likelihood").
+
+Adam with mini-batches stops near a maximum, at a distance set by its step size and the noise of
+its batches. The refinement minimises the mean NLL of *all* training rows::
+
+    NLL(θ) = -(1/N) Σ_n ln Q_θ(a_n)
+
+with L-BFGS and a strong-Wolfe line search (``torch.optim.LBFGS``); each evaluation accumulates
+the gradient over chunks of rows, so memory is that of one chunk. Every ``check_every``
+iterations the validation NLL is measured and the best parameters so far are kept; the
+refinement stops when L-BFGS has converged (gradient or change below tolerance), when the
+validation NLL has not improved for ``patience`` checks (the records no longer support a better
+state: held-out early stopping of the maximum-likelihood fit), or after ``max_iter`` iterations.
+The kept parameters are those with the lowest validation NLL, never worse than the start.
+
+Under torchrun every rank holds a share of the rows; the loss and the gradients are summed with
+``torch.distributed.all_reduce`` inside the closure, so all ranks take the same steps.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+from qtomo.models import QtomoModel
+
+#: L-BFGS settings: the history spans the few hundred parameters of a small χ many times over;
+#: the loss is a mean NLL of O(10) nats, so a change below 1e-12 is far below its noise
+_HISTORY = 50
+_TOLERANCE_GRAD = 1e-9
+_TOLERANCE_CHANGE = 1e-12
+_MAX_EVALUATIONS = 4  # per iteration: the line search rarely needs more than two
+
+
+@dataclass(frozen=True)
+class Refinement:
+    """What :func:`refine` did (stored in the checkpoint's training summary as a dict).
+
+    Attributes:
+        iterations: L-BFGS iterations run.
+        evaluations: full passes over the training rows (NLL and gradient).
+        train_nll: training NLL at the kept parameters (nats per record).
+        val_nll_before, val_nll: validation NLL at the start and at the kept parameters.
+        stopped: why it ended: ``"converged"`` (gradient or change below tolerance),
+            ``"validation"`` (no better validation NLL for ``patience`` checks),
+            ``"iterations"`` (the ``max_iter`` cap; raise ``--refine`` to go on) or
+            ``"non-finite"`` (a step gave a non-finite NLL; the best parameters were kept).
+        time_s: wall time.
+    """
+
+    iterations: int
+    evaluations: int
+    train_nll: float
+    val_nll_before: float
+    val_nll: float
+    stopped: str
+    time_s: float
+
+
+def refine(model: QtomoModel, batches: Callable[[], Iterable[torch.Tensor]], n_rows: int,
+           validate: Callable[[], float], *, max_iter: int, check_every: int = 10,
+           patience: int = 3, select: bool = True, world: int = 1) -> Refinement:
+    """Minimise the full-batch training NLL of ``model`` with L-BFGS (module docstring).
+
+    Args:
+        model: any family whose ``training_nll`` is differentiable; its parameters are updated
+            in place and end at the kept (lowest validation NLL) values.
+        batches: returns an iterable over this rank's training rows, LongTensor (b, L) chunks,
+            one full pass per call.
+        n_rows: number of training rows over all ranks (the mean's denominator).
+        validate: the validation NLL of ``model`` as it is now (nats per record).
+        max_iter: most L-BFGS iterations (≥ 1).
+        check_every: iterations between validation checks.
+        patience: checks without a better validation NLL before stopping.
+        select: keep the parameters of the lowest validation NLL and stop on ``patience``;
+            False runs to convergence (or ``max_iter``) and keeps the last parameters, the
+            plain maximum-likelihood fit (the statistical reference of ``benchmarks/limit.py``).
+        world: number of processes (torchrun); 1 otherwise.
+
+    Returns:
+        :class:`Refinement`.
+    """
+    started = time.perf_counter()
+    parameters = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.LBFGS(parameters, lr=1, max_iter=check_every,
+                                  history_size=_HISTORY, line_search_fn="strong_wolfe",
+                                  tolerance_grad=_TOLERANCE_GRAD,
+                                  tolerance_change=_TOLERANCE_CHANGE)
+    evaluations = 0
+
+    def mean_nll(gradient: bool) -> float:
+        """The training NLL over all rows; with ``gradient``, its gradient in ``p.grad``."""
+        total = torch.zeros((), dtype=torch.float64, device=parameters[0].device)
+        with torch.set_grad_enabled(gradient):
+            for a in batches():
+                loss = model.training_nll(a).sum() / n_rows
+                if gradient:
+                    loss.backward()
+                total += loss.detach().double()
+        if world > 1:
+            for p in parameters if gradient else ():
+                dist.all_reduce(p.grad)
+            dist.all_reduce(total)
+        return total.item()
+
+    def closure() -> float:
+        nonlocal evaluations
+        evaluations += 1
+        model.train()
+        optimizer.zero_grad(set_to_none=False)
+        return mean_nll(gradient=True)
+
+    model.train()
+    best_val = val_before = validate()
+    best_state = _copy(parameters)
+    stopped, bad_checks, iterations = "iterations", 0, 0
+    while iterations < max_iter:
+        group = optimizer.param_groups[0]
+        group["max_iter"] = min(check_every, max_iter - iterations)
+        group["max_eval"] = _MAX_EVALUATIONS * group["max_iter"]
+        before, evaluated = optimizer.state[parameters[0]].get("n_iter", 0), evaluations
+        optimizer.step(closure)
+        done = optimizer.state[parameters[0]]["n_iter"] - before
+        iterations += done
+        if not all(torch.isfinite(p).all() for p in parameters):
+            stopped = "non-finite"
+            break
+        val = validate()
+        if not math.isfinite(val):
+            stopped = "non-finite"
+            break
+        if val < best_val or not select:
+            best_val, best_state, bad_checks = val, _copy(parameters), 0
+        else:
+            bad_checks += 1
+        if done < group["max_iter"] and evaluations - evaluated < group["max_eval"]:
+            stopped = "converged"  # L-BFGS stopped on a tolerance, not on a cap
+            break
+        if bad_checks >= patience:
+            stopped = "validation"
+            break
+    with torch.no_grad():
+        for p, kept in zip(parameters, best_state, strict=True):
+            p.copy_(kept)
+    optimizer.zero_grad(set_to_none=True)
+    model.after_step()
+    train_nll = mean_nll(gradient=False)
+    model.eval()
+    return Refinement(iterations=iterations, evaluations=evaluations, train_nll=train_nll,
+                      val_nll_before=val_before, val_nll=best_val, stopped=stopped,
+                      time_s=time.perf_counter() - started)
+
+
+def _copy(parameters: list[torch.Tensor]) -> list[torch.Tensor]:
+    return [p.detach().clone() for p in parameters]

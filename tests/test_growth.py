@@ -1,0 +1,143 @@
+"""Bond and Kraus dimensions chosen by the records: grown models, the size search, its CLI."""
+
+import numpy as np
+import pytest
+import torch
+
+from qtomo.cli import main
+from qtomo.data import read_dataset, write_dataset
+from qtomo.errors import QtomoError
+from qtomo.growth import fit_growing
+from qtomo.models import build, load_checkpoint
+from qtomo.models.mps import MPSModel
+from qtomo.povm import get_povm
+from qtomo.simulate import simulate
+from qtomo.states.mps import pure_state_fidelity, truncated
+from qtomo.states.mps_sampler import MPSDistribution
+from qtomo.train import TrainOptions
+from tests.test_mps_model import randomised
+from tests.test_mps_sampler import random_mps
+
+QUICK = TrainOptions(epochs=20, batch_size=1024, lr=3e-2, ema=0.9, refine=300)
+
+
+@pytest.fixture(scope="module")
+def random4(tmp_path_factory):
+    """3·10^4 records of a random real χ = 4 MPS (L = 5): its χ = 2 truncation is far off."""
+    L, povm = 5, get_povm("pauli4")
+    target = random_mps(L, chi=4, seed=3, real=True)
+    a, log_p = MPSDistribution(target, povm).sample_with_log_prob(
+        30_000, torch.Generator().manual_seed(0))
+    path = write_dataset(tmp_path_factory.mktemp("growth") / "random4.h5", povm=povm,
+                         attrs={"state": "random", "L": L, "seed": 0, "method": "mps"},
+                         n_records=a.shape[0],
+                         chunks=[(a.numpy().astype(np.uint8), log_p.numpy())],
+                         reference={"mps": target})
+    return read_dataset(path)
+
+
+@pytest.mark.parametrize("name, hp, larger", [
+    ("mps", dict(chi=2), dict(chi=3)),
+    ("lpdo", dict(chi=2, kraus=1), dict(kraus=2)),
+    ("lpdo", dict(chi=2, kraus=2, real=1), dict(chi=4)),
+])
+def test_grown_models_hold_the_same_state(name, hp, larger):
+    """The new entries are small: on records drawn from the model ln Q moves by little (the
+    KL divergence of the two is small), the pure state's fidelity stays above 0.999, and the
+    tensors are larger."""
+    model = randomised(name, 5, "pauli6", seed=4, **hp)
+    torch.manual_seed(5)
+    grown = model.grown(**larger)
+    assert grown.config == type(model.config)(**{**hp, **larger})
+    a = model.sample(4000, torch.Generator().manual_seed(6))
+    with torch.no_grad():
+        assert (model.log_prob(a) - grown.log_prob(a)).mean().item() < 0.01  # ≈ KL(Q‖Q')
+    old, new = model.tensors(), grown.tensors()
+    assert [A.shape[2] for A in new][1:-1] != [A.shape[2] for A in old][1:-1] or \
+        [A.shape[-1] for A in new] != [A.shape[-1] for A in old]
+    if name == "mps":
+        assert pure_state_fidelity(old, new) > 0.999
+
+
+def test_grows_is_false_where_the_bonds_are_full():
+    model = build("mps", L=2, K=4, povm="pauli4", chi=2)  # one bond, at most 2 = d^1
+    assert not model.grows("chi", 3)
+    assert build("mps", L=4, K=4, povm="pauli4", chi=2).grows("chi", 3)
+    with pytest.raises(QtomoError, match="no size to grow"):
+        build("gru", L=2, K=4).grown(hidden=8)
+
+
+def test_the_search_grows_chi_while_the_held_out_nll_gains(random4):
+    """From χ = 2 the search climbs while a larger χ gains more than 1.5 standard errors on the
+    held-out rows, and stops at the state's own χ = 4 with a fidelity its truncations lack."""
+    truth = random4.reference["mps"]
+    selection = fit_growing("mps", random4, QUICK, hyperparameters={"real": 1}, device="cpu",
+                            quiet=True)
+    search = selection.search
+    stages = search["stages"]
+    assert stages[0]["sizes"] == {"chi": 2} and stages[0]["kept"]
+    assert [stage["sizes"]["chi"] for stage in stages] == [2, 3, 4]
+    assert all(stage["gain"] > 1.5 * stage["stderr"] for stage in stages[1:])
+    assert selection.hyperparameters["chi"] == 4 and search["stopped"] == "full"
+    fidelity = pure_state_fidelity(truth, selection.best.model.tensors())
+    assert fidelity > 0.995 > pure_state_fidelity(truth, truncated(truth, 3))  # 0.987
+
+
+def test_the_search_stops_at_the_end_of_its_ladder(random4, monkeypatch):
+    monkeypatch.setattr(MPSModel, "sizes", {"chi": (2, 3)})
+    selection = fit_growing("mps", random4, QUICK, hyperparameters={"real": 1}, device="cpu",
+                            quiet=True)
+    assert selection.search["stopped"] == "ladder"
+    assert "give --chi" in selection.search["reason"]
+
+
+def test_the_search_selects_real_or_complex_on_the_first_size(tmp_path):
+    """|+i⟩^⊗3 has complex amplitudes: the real candidate cannot follow the records."""
+    path = simulate("product", 3, product_state="+i", samples=8_000, seed=0, device="cpu",
+                    out=tmp_path / "plus_i.h5", quiet=True)
+    selection = fit_growing("mps", read_dataset(path), QUICK, grid={"real": [1, 0]},
+                            device="cpu", quiet=True)
+    assert selection.hyperparameters["real"] == 0
+    values = {candidate[0]["real"]: candidate[2] for candidate in selection.candidates}
+    assert values[1] > values[0] + 0.1
+
+
+@pytest.mark.parametrize("family, options, message", [
+    ("gru", QUICK, "no size left to choose"),
+    ("mps", TrainOptions(refine=0), "give refine > 0"),
+])
+def test_search_errors(random4, family, options, message):
+    with pytest.raises(QtomoError, match=message):
+        fit_growing(family, random4, options, device="cpu", quiet=True)
+
+
+def test_cli_default_fit_chooses_chi_and_records_why(random4, tmp_path, capsys):
+    out = tmp_path / "m.pt"
+    assert main(["fit", "--model", "mps", "--real", "1", "--data", str(random4.path),
+                 "--epochs", "4", "--out", str(out), "--device", "cpu"]) == 0
+    printed = capsys.readouterr().out
+    assert "size search: chi = 2" in printed and "kept chi = " in printed
+    checkpoint = load_checkpoint(out)
+    search = checkpoint.config["training"]["size_search"]
+    assert checkpoint.config["hyperparameters"]["chi"] == search["chosen"]["chi"] >= 3
+    assert search["stopped"] == "full" and "as large as the qubits allow" in search["reason"]
+    assert (tmp_path / "m.chi-2.pt").is_file()  # the first stage's run, beside it
+
+
+def test_cli_given_chi_is_not_searched(random4, tmp_path):
+    out = tmp_path / "m.pt"
+    assert main(["fit", "--model", "mps", "--chi", "3", "--real", "1", "--data",
+                 str(random4.path), "--epochs", "2", "--out", str(out), "--quiet"]) == 0
+    checkpoint = load_checkpoint(out)
+    assert checkpoint.config["hyperparameters"]["chi"] == 3
+    assert "size_search" not in checkpoint.config["training"]
+    assert checkpoint.config["training"]["refine"]["iterations"] >= 1
+
+
+def test_set_tensors_rejects_what_the_model_cannot_hold():
+    model = build("mps", L=3, K=4, povm=get_povm("pauli4"), chi=2, real=1)
+    wide = [np.ones((1, 2, 4)), np.ones((4, 2, 1)), np.ones((1, 2, 1))]
+    with pytest.raises(QtomoError, match="raise --chi"):
+        model.set_tensors(wide)
+    with pytest.raises(QtomoError, match="real tensors"):
+        model.set_tensors([1j * np.ones((1, 2, 1))] * 3)

@@ -1,0 +1,99 @@
+"""The L-BFGS refinement ends at a maximum of the likelihood; its options and errors."""
+
+import numpy as np
+import pytest
+import torch
+
+from qtomo.cli import main
+from qtomo.data import read_dataset
+from qtomo.errors import QtomoError
+from qtomo.models import build, load_checkpoint
+from qtomo.refine import refine
+from qtomo.simulate import simulate
+from qtomo.states.mps import pure_state_fidelity, vector_to_mps
+from qtomo.train import TrainOptions, fit, split_rows
+
+
+@pytest.fixture(scope="module")
+def tfim4(tmp_path_factory):
+    path = simulate("tfim", 4, h=1.0, samples=20_000, seed=3, device="cpu",
+                    out=tmp_path_factory.mktemp("refine") / "tfim4.h5", quiet=True)
+    return read_dataset(path)
+
+
+def full_batch_gradient(model, rows) -> float:
+    """Largest |∂ NLL / ∂θ| of the mean training NLL over all rows."""
+    model.zero_grad()
+    model.training_nll(rows).mean().backward()
+    return max(p.grad.abs().max().item() for p in model.parameters())
+
+
+def test_plain_maximum_likelihood_ends_where_the_gradient_vanishes(tfim4):
+    """select=False runs L-BFGS to convergence: the gradient of the training NLL is ~0 there,
+    and the NLL is below that of the true state (truncated to nothing: χ = 2 holds it)."""
+    train, val = (torch.from_numpy(tfim4.outcomes(*rows)).long()
+                  for rows in split_rows(tfim4.n_records, 0.1))
+    torch.manual_seed(0)
+    model = build("mps", L=4, K=4, povm=tfim4.povm, chi=2, real=1)
+    start = full_batch_gradient(model, train)
+    result = refine(model, lambda: [train], len(train),
+                    lambda: -model.log_prob(val).mean().item(), max_iter=500, select=False)
+    assert result.stopped == "converged"
+    assert full_batch_gradient(model, train) < 1e-4 * start  # four orders of magnitude down
+    truth = build("mps", L=4, K=4, povm=tfim4.povm, chi=4, real=1)
+    truth.set_tensors(vector_to_mps(tfim4.reference["psi"]))
+    with torch.no_grad():
+        assert result.train_nll <= -truth.log_prob(train).mean().item() + 1e-9
+    assert pure_state_fidelity(vector_to_mps(tfim4.reference["psi"]), model.tensors()) > 0.99
+
+
+def test_fit_with_refine_never_ends_above_its_start(tfim4):
+    """The refinement keeps the lowest validation NLL: never worse than the Adam epochs, and
+    recorded in the result and the checkpoint's summary."""
+    torch.manual_seed(1)
+    options = TrainOptions(epochs=2, batch_size=512, lr=3e-2, seed=1)
+    adam = fit(build("mps", L=4, K=4, povm=tfim4.povm, chi=2), tfim4, options, device="cpu",
+               quiet=True)
+    torch.manual_seed(1)
+    both = fit(build("mps", L=4, K=4, povm=tfim4.povm, chi=2), tfim4,
+               TrainOptions(**{**options.__dict__, "refine": 50}), device="cpu", quiet=True)
+    assert both.refinement.val_nll_before == pytest.approx(adam.best_val_nll, abs=1e-12)
+    assert both.best_val_nll <= adam.best_val_nll
+    assert both.refinement.iterations >= 1 and both.refinement.stopped in (
+        "converged", "validation", "iterations")
+
+
+def test_refine_alone_from_the_cli(tfim4, tmp_path):
+    """--epochs 0 --refine N: L-BFGS only; the summary holds what it did."""
+    out = tmp_path / "m.pt"
+    assert main(["fit", "--model", "mps", "--chi", "2", "--real", "1", "--data",
+                 str(tfim4.path), "--epochs", "0", "--refine", "200", "--out", str(out),
+                 "--quiet", "--device", "cpu"]) == 0
+    summary = load_checkpoint(out).config["training"]
+    assert summary["epochs_run"] == 0
+    assert summary["refine"]["iterations"] >= 1
+    assert np.isfinite(summary["best_val_nll"])
+
+
+@pytest.mark.parametrize("options, message", [
+    (dict(epochs=0), "epochs must be >= 1 (or 0 with refine > 0)"),
+    (dict(refine=-1), "refine must be >= 0"),
+    (dict(refine=5, refine_check=0), "refine_check must be >= 1"),
+])
+def test_bad_refine_options_are_one_line(options, message):
+    with pytest.raises(QtomoError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        TrainOptions(**options)
+
+
+def test_cli_refuses_a_negative_refine(tfim4, tmp_path, capsys):
+    status = main(["fit", "--model", "mps", "--data", str(tfim4.path), "--refine", "-3",
+                   "--out", str(tmp_path / "m.pt"), "--quiet"])
+    assert status == 2
+    assert not (tmp_path / "m.pt").exists()
+    assert "refine" in capsys.readouterr().err
+
+
+def test_a_family_without_likelihood_cannot_refine(tfim4):
+    model = build("gan", L=4, K=4)
+    with pytest.raises(QtomoError, match="no likelihood to refine"):
+        fit(model, tfim4, TrainOptions(epochs=1, refine=5), device="cpu", quiet=True)
