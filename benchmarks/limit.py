@@ -26,7 +26,7 @@ Usage::
 
     python benchmarks/limit.py [--cases tfim8 tfim10 ghz20 tfim6_noisy tfim50] [--seed 1]
 
-Writes ``benchmarks/results/limit.json``.
+Writes ``benchmarks/results/limit.json`` (``limit_<cases>.json`` for other ``--cases``).
 """
 
 from __future__ import annotations
@@ -165,7 +165,9 @@ def main() -> None:
             rows.append(run_case(case, args.seed, Path(folder)))
     print(f"fp64 matrix-product peak: {peak:.1f} GFLOP/s; "
           f"worst infidelity ratio {max(row['infidelity_ratio'] for row in rows):.3g}")
-    report("limit", rows, {"options": vars(args), "fp64_peak_gflops": peak,
+    default = parser.get_default("cases")
+    name = "limit" if args.cases == default else "limit_" + "_".join(args.cases)
+    report(name, rows, {"options": vars(args), "fp64_peak_gflops": peak,
                            "command": "python benchmarks/limit.py " + " ".join(
                                f"--{k} {' '.join(map(str, v)) if isinstance(v, list) else v}"
                                for k, v in vars(args).items())})

@@ -10,7 +10,7 @@ reference state ψ:
   ``--chis`` (``train_s`` is the chosen fit's time, ``seconds`` sums all of them), tensors real for
   the TFIM cases and complex for GHZ (see ``REAL_PRIOR``; ``--complex`` everywhere); training
   options are the family defaults (lr 0.03, batch 1024 or a quarter of the training rows, weight
-  average 0.9, ≤ 50 epochs, patience 5);
+  average 0.9, ≤ 50 epochs, patience 5, then ≤ 500 L-BFGS iterations; ``qtomo.recipe.recipe``);
 - ``gru`` / ``transformer`` (default hyperparameters and training options, as a new user gets
   them): ρ = Σ_a Q(a) Q_a built from all K^L probabilities (L ≤ 10 only); F = ⟨ψ|ρ|ψ⟩ as built,
   its smallest eigenvalue and the fidelity of the closest physical state (SGS) beside it.
@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import math
 import tempfile
 import time
 from pathlib import Path
@@ -49,7 +48,8 @@ from common import report
 
 from qtomo.data import Dataset, read_dataset
 from qtomo.distribution import PhysicalState, enumerate_probabilities
-from qtomo.models import build, family_classes
+from qtomo.models import build
+from qtomo.recipe import recipe
 from qtomo.reconstruct import Reconstruction, density_matrix
 from qtomo.simulate import simulate
 from qtomo.states.mps import (
@@ -79,24 +79,17 @@ PEERS = {
 }
 
 
-def options_for(family: str, n_train: int, args) -> TrainOptions:
-    """The family's ``qtomo fit`` defaults, with the batch cut to fit the training rows."""
-    defaults = {**family_classes(family)[0].train_defaults, "seed": args.seed}
-    if args.epochs:
-        defaults["epochs"] = args.epochs
-    batch = defaults.get("batch_size", TrainOptions.batch_size)
-    if family in PHYSICAL:
-        batch = min(batch, max(32, n_train // 4))  # at least four steps per epoch
-    defaults["batch_size"] = min(batch, n_train)
-    return TrainOptions(**defaults)
+def options_for(family: str, head: Dataset, args) -> TrainOptions:
+    """The family's ``qtomo fit`` options (:func:`qtomo.recipe.recipe`), with ``--epochs``."""
+    given = {"seed": args.seed, **({"epochs": args.epochs} if args.epochs else {})}
+    return recipe(family, head, given)[0]
 
 
 def train(family: str, hp: dict, head: Dataset, args, out: Path):
-    n_train = head.n_records - math.ceil(0.1 * head.n_records)
     torch.manual_seed(args.seed)
     model = build(family, L=head.L, K=head.K, povm=head.povm, **hp)
     started = time.perf_counter()
-    result = fit(model, head, options_for(family, n_train, args), out=out, device=args.device,
+    result = fit(model, head, options_for(family, head, args), out=out, device=args.device,
                  quiet=True)
     return result, time.perf_counter() - started
 

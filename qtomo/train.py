@@ -56,6 +56,7 @@ import math
 import os
 import shutil
 import time
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -702,9 +703,10 @@ def _refine(model: QtomoModel, train: _Rows, val: _Rows, options: TrainOptions, 
               f"{refinement.val_nll_before:.6f} -> {refinement.val_nll:.6f}, train NLL "
               f"{refinement.train_nll:.6f}, stopped: {refinement.stopped}, "
               f"{refinement.time_s:.1f}s")
-    if refinement.stopped == "iterations" and not quiet:
-        print(f"the refinement reached its cap of {options.refine} iterations before "
-              f"converging; raise --refine to go on (the best state so far is kept)")
+    if refinement.stopped == "iterations":
+        warnings.warn(f"the L-BFGS refinement reached its cap of {options.refine} iterations "
+                      f"before converging; raise --refine to go on (the best state so far is "
+                      f"kept)", stacklevel=2)
     return refinement
 
 

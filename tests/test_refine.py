@@ -97,3 +97,13 @@ def test_a_family_without_likelihood_cannot_refine(tfim4):
     model = build("gan", L=4, K=4)
     with pytest.raises(QtomoError, match="no likelihood to refine"):
         fit(model, tfim4, TrainOptions(epochs=1, refine=5), device="cpu", quiet=True)
+
+
+def test_a_refinement_cut_by_its_cap_says_so_and_keeps_the_best(tfim4):
+    torch.manual_seed(2)
+    model = build("mps", L=4, K=4, povm=tfim4.povm, chi=2)
+    with pytest.warns(UserWarning, match="reached its cap of 2 iterations.*raise --refine"):
+        result = fit(model, tfim4, TrainOptions(epochs=0, refine=2, refine_check=1),
+                     device="cpu", quiet=True)
+    assert result.refinement.stopped == "iterations" and result.refinement.iterations == 2
+    assert result.best_val_nll <= result.refinement.val_nll_before

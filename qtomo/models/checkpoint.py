@@ -355,6 +355,17 @@ def describe(checkpoint: Checkpoint) -> str:
                      f"{training.get('best_val_nll'):.6g} at epoch {training.get('best_epoch')}"
                      + (", stopped early" if training.get("stopped_early") else "")
                      + (f", {training['time_s']:.1f} s" if "time_s" in training else ""))
+    refined = training.get("refine")
+    if isinstance(refined, dict):
+        lines.append(f"  L-BFGS refinement: {refined.get('iterations')} iterations, validation "
+                     f"NLL {refined.get('val_nll_before'):.6g} -> {refined.get('val_nll'):.6g}, "
+                     f"stopped: {refined.get('stopped')}")
+    search = training.get("size_search")
+    if isinstance(search, dict):
+        tried = ", ".join(
+            ",".join(f"{k}={v}" for k, v in stage["sizes"].items()) + ("*" if stage["kept"] else "")
+            for stage in search.get("stages", []))
+        lines.append(f"  size search (* kept): {tried}; {search.get('reason')}")
     if checkpoint.trainer is not None:
         lines.append(f"  resumable from epoch {checkpoint.trainer['epoch']}")
     return "\n".join(lines)
