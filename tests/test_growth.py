@@ -120,7 +120,9 @@ def test_cli_default_fit_chooses_chi_and_records_why(random4, tmp_path, capsys):
     checkpoint = load_checkpoint(out)
     search = checkpoint.config["training"]["size_search"]
     assert checkpoint.config["hyperparameters"]["chi"] == search["chosen"]["chi"] >= 3
-    assert search["stopped"] == "full" and "as large as the qubits allow" in search["reason"]
+    # with 4 epochs the χ = 4 stage may or may not clear 1.5 standard errors; either way
+    # the stop and its reason are stored and printed
+    assert search["stopped"] in ("gain", "full") and search["reason"] in printed
     assert (tmp_path / "m.chi-2.pt").is_file()  # the first stage's run, beside it
 
 
