@@ -62,6 +62,13 @@ def report(name: str, rows: list[dict], extra: dict | None = None) -> Path:
     return path
 
 
+def print_row(row: dict, digits: int = 4) -> None:
+    """One result row as ``key=value`` pairs on a line, floats to ``digits`` significant
+    figures (the progress of a long benchmark, before its table)."""
+    print("  ".join(f"{k}={v:.{digits}g}" if isinstance(v, float) else f"{k}={v}"
+                    for k, v in row.items()), flush=True)
+
+
 def _fmt(value) -> str:
     if value is None:
         return ""

@@ -38,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from common import matmul_peak_gflops, report
+from common import matmul_peak_gflops, print_row, report
 
 from qtomo.data import Dataset, read_dataset
 from qtomo.models import build
@@ -147,8 +147,7 @@ def run_case(case: str, seed: int, folder: Path) -> dict:
                               f"{'*' if stage['kept'] else ''}"
                               for stage in selection.search["stages"]),
            "gflops": throughput(selection.best.model, dataset)}
-    print("  ".join(f"{k}={v:.5g}" if isinstance(v, float) else f"{k}={v}"
-                    for k, v in row.items()), flush=True)
+    print_row(row, 5)
     return row
 
 

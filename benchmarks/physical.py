@@ -44,7 +44,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from common import report
+from common import print_row, report
 
 from qtomo.data import Dataset, read_dataset
 from qtomo.distribution import PhysicalState, enumerate_probabilities
@@ -146,8 +146,7 @@ def run_case(case: str, args, folder: Path) -> list[dict]:
                    "epochs": len(result.history), "train_s": chosen_s,
                    "seconds": sum(c[3] for c in candidates)}
             rows.append(row)
-            print("  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                            for k, v in row.items()), flush=True)
+            print_row(row)
     return rows
 
 

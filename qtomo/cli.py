@@ -385,10 +385,11 @@ def _add_fit_parser(subparsers) -> None:
         name = flag[2:].replace("-", "_")
         train_options.add_argument(flag, type=kind, default=None,
                                    help=f"{help_text} (default {getattr(defaults, name)})")
-    train_options.add_argument("--restarts", type=_positive_int, default=1, metavar="N",
+    train_options.add_argument("--restarts", type=_positive_int, default=None, metavar="N",
                                help="train N models from seeds seed .. seed+N-1 (for each "
                                     "hyperparameter value) and keep the lowest validation NLL; "
-                                    "the phase of a GHZ-like state needs a few (default 1)")
+                                    "the phase of a GHZ-like state needs a few (default 1; 2 "
+                                    "for the first size of an mps/lpdo size search)")
     ensemble = parser.add_argument_group(
         "ensembles", "several models of the same records, for error bars that include the "
                      "finite data (see qtomo evaluate)")
@@ -441,9 +442,10 @@ def _run_fit(args: argparse.Namespace) -> int:
     given = {key[3:]: value for key, value in vars(args).items()
              if key.startswith("hp_") and value is not None}
     several = [name for name, value in given.items() if isinstance(value, list)]
-    if (several or args.restarts > 1) and (args.ensemble is not None or args.resume is not None):
+    restarted = args.restarts is not None and args.restarts > 1
+    if (several or restarted) and (args.ensemble is not None or args.resume is not None):
         what = ", ".join([f"several values of --{name.replace('_', '-')}" for name in several]
-                         + (["--restarts"] if args.restarts > 1 else []))
+                         + (["--restarts"] if restarted else []))
         raise QtomoError(f"{what} select one model by validation NLL; they cannot be combined "
                          f"with --ensemble or --resume")
     given_options = {field.name: getattr(args, field.name)

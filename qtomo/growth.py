@@ -1,17 +1,20 @@
-"""Bond and Kraus dimensions chosen by the records (README "Choosing χ and κ from the data").
+"""Bond and Kraus dimensions chosen by the records (docs/physical-fits.md, "What a plain
+`qtomo fit --model mps` does").
 
 A physical family declares the hyperparameters that size its state and the ladder of values to
-try (``model.sizes``, e.g. χ ∈ 1, 2, 3, 4, 6, 8, …) and can embed its state in a larger model
+try (``model.sizes``, e.g. χ ∈ 2, 3, 4, 6, 8, …) and can embed its state in a larger model
 (``model.grown(chi=…)``: the same state, new entries small and random). :func:`fit_growing`
 fits the smallest size with the family's full recipe (Adam, then the L-BFGS refinement), then
 repeatedly:
 
 1. for each size not fixed by the user, grows it one rung from the kept state and refines the
-   grown model by full-batch L-BFGS alone (it starts at the smaller maximum, so it is cheap);
+   grown model with a few Adam epochs (they develop the new directions, which L-BFGS alone
+   left unused at L = 50) and full-batch L-BFGS (it starts near the smaller maximum, so it is
+   cheap);
 2. compares each grown model with the kept one on the held-out rows, record by record:
    gain = mean_n [ln Q_new(a_n) − ln Q_kept(a_n)] with its standard error s/√N_val (a paired
    difference, so the noise of the rows themselves cancels);
-3. keeps the largest gain if it exceeds twice its standard error, else stops: the records no
+3. keeps the largest gain if it exceeds 1.5 standard errors, else stops: the records no
    longer support a larger state. (One standard error let a 10^3-row validation set pick χ = 3
    over χ = 2 on TFIM L = 10 from 10^4 records by chance, 0.9885 against 0.9909.)
 
@@ -76,7 +79,7 @@ def fit_growing(family: str, dataset: Dataset, options: TrainOptions, *,
         family: a registered family with sizes (``model.sizes``: ``mps``, ``lpdo``).
         dataset: the records.
         options: the training options of the first stage; the grown stages use the same with
-            no epochs (L-BFGS only, ``options.refine`` iterations at most).
+            at most ``_GROWN_EPOCHS`` (10) Adam epochs before their L-BFGS refinement.
         grid: other hyperparameters to select among (e.g. ``{"real": [1, 0]}``): one search
             per combination, the lowest validation NLL kept.
         hyperparameters: fixed values; a size given here is not searched.
@@ -104,22 +107,21 @@ def fit_growing(family: str, dataset: Dataset, options: TrainOptions, *,
     if isinstance(restarts, bool) or not isinstance(restarts, int) or restarts < 1:
         raise QtomoError(f"restarts must be an integer >= 1; got {restarts!r}")
     sizes = {name: ladder[0] for name, ladder in ladders.items()}
-    starts = []  # the first stage of every combination and restart: (run, values, seed, label)
+    restarted = restarts > 1  # candidates' files then carry their seed
+    starts = []  # the first stage of every combination and restart: (run, values, seed)
     for combination in _combinations(dict(grid or {})):
         for seed in range(options.seed, options.seed + restarts):
-            label = {**combination, "seed": seed} if restarts > 1 else combination
             torch.manual_seed(seed)
             model = build(family, L=dataset.L, K=dataset.K, povm=dataset.povm, **fixed,
                           **combination, **sizes)
             starts.append((_fit_stage(model, dataset, dataclasses.replace(options, seed=seed),
-                                      {**label, **sizes}, out, device, quiet),
-                           combination, seed, label))
-    first, combination, seed, label = min(starts, key=lambda start: start[0].best_val_nll)
-    result, stages, stopped = _grow(first, sizes, ladders, dataset,
-                                    dataclasses.replace(options, seed=seed,
-                                                        epochs=min(options.epochs, _GROWN_EPOCHS)),
-                                    label,
-                                    out, device, quiet)
+                                      {**combination, **sizes}, restarted, out, device, quiet),
+                           combination, seed))
+    first, combination, seed = min(starts, key=lambda start: start[0].best_val_nll)
+    grown_options = dataclasses.replace(options, seed=seed,
+                                        epochs=min(options.epochs, _GROWN_EPOCHS))
+    result, stages, stopped = _grow(first, sizes, ladders, dataset, grown_options,
+                                    combination, restarted, out, device, quiet)
     search = _summary(stages, stopped, ladders)
     chosen = {**combination, **search["chosen"]}
     if not quiet:
@@ -128,7 +130,7 @@ def fit_growing(family: str, dataset: Dataset, options: TrainOptions, *,
         result = keep_run(result, out)
         _record_search(result.checkpoint, search)
     candidates = [({**values, **sizes}, start_seed, run.best_val_nll)
-                  for run, values, start_seed, _ in starts]
+                  for run, values, start_seed in starts]
     return Selection(result, chosen, seed, candidates, search)
 
 
@@ -140,8 +142,8 @@ def _combinations(grid: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
 
 
 def _grow(kept: TrainResult, sizes: dict[str, int], ladders: Mapping[str, Sequence[int]],
-          dataset: Dataset, options: TrainOptions, label: dict[str, Any],
-          out: str | Path | None, device, quiet: bool,
+          dataset: Dataset, options: TrainOptions, values: dict[str, Any],
+          restarted: bool, out: str | Path | None, device, quiet: bool,
           ) -> tuple[TrainResult, list[Stage], str]:
     """Steps 1–3 of the module docstring from the first stage ``kept`` (of ``sizes``); returns
     the kept run, every stage, and why the search stopped: ``"gain"`` (no larger size gained
@@ -158,7 +160,7 @@ def _grow(kept: TrainResult, sizes: dict[str, int], ladders: Mapping[str, Sequen
             larger = {**sizes, name: ladder[rung]}
             torch.manual_seed(options.seed)
             result = _fit_stage(kept.model.grown(**larger), dataset, options,
-                                {**label, **larger}, out, device, quiet)
+                                {**values, **larger}, restarted, out, device, quiet)
             log_q = _validation_log_q(result, dataset)
             gain, stderr = _paired_gain(log_q, kept_log_q)
             trials.append((gain - _SIGNIFICANCE * stderr, larger, result, log_q, gain, stderr))
@@ -186,11 +188,15 @@ def _paired_gain(log_q: torch.Tensor, kept_log_q: torch.Tensor) -> tuple[float, 
 
 
 def _fit_stage(model: QtomoModel, dataset: Dataset, options: TrainOptions,
-               label: dict[str, Any], out, device, quiet: bool) -> TrainResult:
+               values: dict[str, Any], restarted: bool, out, device, quiet: bool,
+               ) -> TrainResult:
+    """One run of the search, written beside ``out`` (its seed in the name when
+    ``restarted``)."""
     if not quiet:
-        print(f"size search: {candidate_label(label, options.seed)}")
+        print(f"size search: {candidate_label(values, options.seed)}")
+    named = {**values, "seed": options.seed} if restarted else values
     return fit(model, dataset, options, device=device, quiet=quiet,
-               out=None if out is None else candidate_output(out, label))
+               out=None if out is None else candidate_output(out, named))
 
 
 @torch.no_grad()

@@ -64,7 +64,7 @@ def recipe(family: str, dataset: Dataset, options: Mapping[str, Any] | None = No
 
 
 def fit_recipe(family: str, dataset: Dataset, options: Mapping[str, Any] | None = None,
-               hyperparameters: Mapping[str, Any] | None = None, *, restarts: int = 1,
+               hyperparameters: Mapping[str, Any] | None = None, *, restarts: int | None = None,
                out: str | Path | None = None, device: str | torch.device = "auto",
                quiet: bool = False) -> Selection:
     """Fit ``family`` to ``dataset`` as ``qtomo fit`` does (module docstring).
@@ -72,7 +72,7 @@ def fit_recipe(family: str, dataset: Dataset, options: Mapping[str, Any] | None 
     Args:
         family, dataset, options, hyperparameters: as for :func:`recipe`.
         restarts: trainings per candidate, from consecutive seeds (the lowest validation NLL
-            is kept).
+            is kept); None: the family's ``search_restarts`` for a size search, else 1.
         out: the kept run's checkpoint; None trains in memory.
         device, quiet: as for :func:`qtomo.train.fit`.
 
@@ -88,7 +88,10 @@ def fit_recipe(family: str, dataset: Dataset, options: Mapping[str, Any] | None 
              if not isinstance(value, list)}
     open_sizes = [name for name in family_classes(family)[0].sizes
                   if name not in fixed and name not in grid]
-    if open_sizes and training.refine:
+    searched = bool(open_sizes and training.refine)
+    if restarts is None:
+        restarts = family_classes(family)[0].search_restarts if searched else 1
+    if searched:
         return fit_growing(family, dataset, training, grid=grid, hyperparameters=fixed,
                            restarts=restarts, out=out, device=device, quiet=quiet)
     if grid or restarts > 1:

@@ -1,5 +1,5 @@
 """Full-batch quasi-Newton refinement: from where the stochastic optimiser stopped to a maximum
-of the likelihood (README "Converging to the maximum likelihood").
+of the likelihood (docs/physical-fits.md, "The refinement: full-batch L-BFGS").
 
 Adam with mini-batches stops near a maximum, at a distance set by its step size and the noise of
 its batches. The refinement minimises the mean NLL of *all* training rows::

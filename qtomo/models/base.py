@@ -48,6 +48,9 @@ class QtomoModel(nn.Module):
     #: hyperparameters that size the state, each with the ladder of values a size search
     #: climbs (:func:`qtomo.growth.fit_growing`); empty for families that cannot grow
     sizes: ClassVar[dict[str, tuple[int, ...]]] = {}
+    #: trainings (from consecutive seeds) of a size search's first stage when the user gives
+    #: no ``--restarts``: the lowest validation NLL is grown
+    search_restarts: ClassVar[int] = 1
 
     def __init__(self, L: int, K: int) -> None:
         super().__init__()
