@@ -86,11 +86,11 @@ def fit_recipe(family: str, dataset: Dataset, options: Mapping[str, Any] | None 
     training, grid = recipe(family, dataset, options, hyperparameters)
     fixed = {name: value for name, value in (hyperparameters or {}).items()
              if not isinstance(value, list)}
-    open_sizes = [name for name in family_classes(family)[0].sizes
-                  if name not in fixed and name not in grid]
+    model_class = family_classes(family)[0]
+    open_sizes = [name for name in model_class.sizes if name not in fixed and name not in grid]
     searched = bool(open_sizes and training.refine)
     if restarts is None:
-        restarts = family_classes(family)[0].search_restarts if searched else 1
+        restarts = model_class.search_restarts if searched else 1
     if searched:
         return fit_growing(family, dataset, training, grid=grid, hyperparameters=fixed,
                            restarts=restarts, out=out, device=device, quiet=quiet)
