@@ -31,8 +31,10 @@ _LEFTOVER = re.compile(r"^\.(?P<target>.+)" + re.escape(_TAG) + r"(?P<pid>\d+)-[
 _ERRNO = re.compile(r"errno = (\d+)")
 
 
-def check_writable(path: str | os.PathLike) -> Path:
-    """Raise QtomoError now, before any work, if ``path`` cannot become an output file.
+def check_writable(path: str | os.PathLike,
+                   inputs: tuple[str | os.PathLike, ...] = ()) -> Path:
+    """Raise QtomoError now, before any work, if ``path`` cannot become an output file, or if
+    it is one of ``inputs`` (the files the command reads: an output never replaces them).
 
     When the folder exists, a temporary file is created in it and removed at once; otherwise the
     nearest existing ancestor must be a folder this process may write to. Nothing is left
@@ -53,6 +55,9 @@ def check_writable(path: str | os.PathLike) -> Path:
         qtomo.errors.QtomoError: cannot write ...: it is a folder; give a file path
     """
     target = Path(path)
+    if any(target.resolve() == Path(source).resolve() for source in inputs):
+        raise QtomoError(f"cannot write {target}: it is an input of this command; give "
+                         f"another output path")
     existing = target.parent
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent

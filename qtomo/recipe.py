@@ -17,11 +17,12 @@ from typing import Any
 
 import torch
 
+from qtomo.atomic import check_writable
 from qtomo.data import Dataset
 from qtomo.errors import QtomoError
 from qtomo.growth import fit_growing
 from qtomo.models import build, family_classes
-from qtomo.train import Selection, TrainOptions, fit, fit_selection, split_rows
+from qtomo.train import Selection, TrainOptions, fit, fit_selection, run_paths, split_rows
 
 #: a default batch leaves at least this many optimizer steps per epoch on a small dataset
 _MIN_STEPS = 4
@@ -84,6 +85,8 @@ def fit_recipe(family: str, dataset: Dataset, options: Mapping[str, Any] | None 
             raise.
     """
     training, grid = recipe(family, dataset, options, hyperparameters)
+    for path in run_paths(out) if out is not None else ():  # a selection copies its run there
+        check_writable(path, inputs=(dataset.path,))
     fixed = {name: value for name, value in (hyperparameters or {}).items()
              if not isinstance(value, list)}
     model_class = family_classes(family)[0]

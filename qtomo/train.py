@@ -513,7 +513,7 @@ def _fit(model: QtomoModel, dataset: Dataset, options: TrainOptions, *, out: Pat
     save = rank == 0 and out is not None
     if save:  # fail now rather than after the first epoch
         for path in (best_path, last_path, history_path):
-            check_writable(path)
+            check_writable(path, inputs=(dataset.path,))
     data = _provenance(dataset, train_rows, val_rows,
                        best_path.parent if best_path is not None else Path.cwd())
 

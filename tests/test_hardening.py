@@ -124,6 +124,15 @@ def test_fit_into_a_folder_fails_before_the_work_and_leaves_nothing(small, tmp_p
     assert list(out.iterdir()) == []
 
 
+@pytest.mark.parametrize("model", [TINY, ["--model", "mps", "--epochs", "1", "--quiet"]])
+def test_fit_onto_its_own_data_fails_and_leaves_the_data(small, capsys, model):
+    """A plain fit and a size search (which copies its kept run to --out) both refuse."""
+    before = small.read_bytes()
+    assert main(["fit", "--data", str(small), "--out", str(small), *model]) == 2
+    one_line_error(capsys, "it is an input of this command")
+    assert small.read_bytes() == before
+
+
 @pytest.mark.parametrize("option, name", [("--json", "eval.json"), ("--plot", "eval.png")])
 def test_evaluate_into_a_folder_fails_before_the_work(run, small, tmp_path, monkeypatch, capsys,
                                                       option, name):
