@@ -1,0 +1,59 @@
+"""Every ``qtomo`` command line in the README and docs/ names a subcommand and options that the
+command-line parser has (so the guide cannot drift from the CLI)."""
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+
+from qtomo.cli import COMMANDS, build_parser
+
+ROOT = Path(__file__).resolve().parents[1]
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+_FENCE = re.compile(r"```[a-z]*\n(.*?)```", re.S)
+_INLINE = re.compile(r"`(qtomo [^`]+)`")
+
+
+def command_lines(text: str) -> list[str]:
+    """The ``qtomo …`` command lines of a Markdown page: the lines of its fenced blocks (with
+    backslash continuations joined) and its inline code spans."""
+    found = []
+    for block in _FENCE.findall(text):
+        for line in block.replace("\\\n", " ").splitlines():
+            line = line.strip().removeprefix("$ ")
+            if line.startswith("qtomo "):
+                found.append(line)
+    found += _INLINE.findall(_FENCE.sub("", text))
+    return found
+
+
+def _subcommand_options() -> dict[str, set[str]]:
+    parser = build_parser()
+    choices = next(action.choices for action in parser._actions
+                   if isinstance(action, type(parser._subparsers._group_actions[0])))
+    return {name: set(sub._option_string_actions) for name, sub in choices.items()}
+
+
+OPTIONS = _subcommand_options()
+DOCUMENTED = sorted({(page.relative_to(ROOT).as_posix(), line)
+                     for page in PAGES for line in command_lines(page.read_text())})
+
+
+def test_the_docs_name_commands():
+    assert len(DOCUMENTED) > 30
+    assert {shlex.split(line)[1] for _, line in DOCUMENTED} >= set(COMMANDS)
+
+
+@pytest.mark.parametrize(("page", "line"), DOCUMENTED)
+def test_documented_command_exists(page, line):
+    words = shlex.split(line.replace("…", ""), comments=True)
+    if words[1].startswith("-"):
+        assert words[1] in ("--help", "--version"), f"{page}: {line}"
+        return
+    # an upper-case placeholder (`qtomo SUBCOMMAND --help`) stands for every subcommand
+    named = list(COMMANDS) if words[1].isupper() else [words[1]]
+    for command in named:
+        assert command in COMMANDS, f"{page}: unknown subcommand in {line!r}"
+        unknown = [word for word in words[2:] if word.startswith("--")
+                   and word.split("=")[0] not in OPTIONS[command]]
+        assert not unknown, f"{page}: {line!r} names options {unknown} that `qtomo {command}` lacks"
