@@ -333,7 +333,7 @@ def _print_dataset(dataset) -> None:
 
 def _add_fit_parser(subparsers) -> None:
     from qtomo.models import FAMILIES, hyperparameter_defaults, hyperparameter_types
-    from qtomo.train import SCHEDULES, TrainOptions
+    from qtomo.options import SCHEDULES, TrainOptions
 
     defaults = TrainOptions()
     parser = subparsers.add_parser(

@@ -47,6 +47,7 @@ from qtomo.atomic import atomic_output, describe_leftover
 from qtomo.errors import CheckpointError, QtomoError
 from qtomo.models.base import QtomoModel
 from qtomo.models.registry import build, hyperparameters
+from qtomo.options import TrainOptions
 from qtomo.povm import povm_from_elements
 
 FORMAT = "qtomo.checkpoint"
@@ -276,8 +277,6 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         model = build(config["family"], L=config["L"], K=config["K"], povm=povm,
                       **config["hyperparameters"])
         if "options" in config.get("training", {}):
-            from qtomo.train import TrainOptions  # train imports this module
-
             known = {field.name for field in dataclasses.fields(TrainOptions)}
             options = config["training"]["options"]
             unknown = sorted(set(options) - known)
