@@ -17,7 +17,8 @@ import numpy as np
 from qtomo.data import read_dataset
 from qtomo.evaluate import evaluate
 from qtomo.models import build, load_checkpoint
-from qtomo.report import format_report, plot_evaluation
+from qtomo.plots import plot_evaluation
+from qtomo.report import format_report
 from qtomo.simulate import simulate
 from qtomo.train import TrainOptions, fit
 

@@ -552,11 +552,10 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     from qtomo.evaluate import ensemble_checkpoints, evaluate, evaluate_ensemble
     from qtomo.models import load_checkpoint
     from qtomo.models.checkpoint import training_data_path
+    from qtomo.plots import check_plot_path, plot_evaluation
     from qtomo.report import (
-        check_plot_path,
         format_ensemble_report,
         format_report,
-        plot_evaluation,
         write_json,
     )
     from qtomo.train import run_paths
@@ -638,7 +637,8 @@ def _run_compare(args: argparse.Namespace) -> int:
     from qtomo.evaluate import evaluate
     from qtomo.models import load_checkpoint
     from qtomo.models.checkpoint import training_data_path
-    from qtomo.report import check_plot_path, compare, plot_comparison, write_json
+    from qtomo.plots import check_plot_path, plot_comparison
+    from qtomo.report import compare, write_json
     from qtomo.train import run_paths
 
     paths = args.model

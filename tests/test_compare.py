@@ -1,5 +1,5 @@
-"""``qtomo.report.compare`` / ``plot_comparison`` and ``qtomo compare``: several models on the
-same test records, and the recorded training time."""
+"""``qtomo.report.compare`` / ``qtomo.plots.plot_comparison`` and ``qtomo compare``: several
+models on the same test records, and the recorded training time."""
 
 import json
 
@@ -12,9 +12,10 @@ from qtomo.data import read_dataset
 from qtomo.errors import QtomoError
 from qtomo.evaluate import evaluate
 from qtomo.models import build, load_checkpoint, save_checkpoint
+from qtomo.plots import plot_comparison
 from qtomo.povm import get_povm
 from qtomo.reconstruct import uhlmann_fidelity
-from qtomo.report import compare, plot_comparison, training_time
+from qtomo.report import compare, training_time
 from qtomo.simulate import simulate
 from qtomo.states.exact import tfim_ground_state
 from qtomo.train import TrainOptions, fit, run_paths
