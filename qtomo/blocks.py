@@ -47,7 +47,7 @@ import numpy as np
 import torch
 
 from qtomo.errors import QtomoError
-from qtomo.metrics import Estimate
+from qtomo.estimate import Estimate
 from qtomo.povm import POVM, PerQubitPOVM, sites_from_size
 from qtomo.reconstruct import simplex_projection, uhlmann_fidelity
 from qtomo.states.mps import check_mps_shapes
@@ -320,7 +320,7 @@ def _from_table(marginal: np.ndarray, povm: POVM | PerQubitPOVM, block: Block,
     eigenvalues = np.linalg.eigvalsh(hermitian)
 
     def exact(value: float) -> Estimate:
-        return Estimate(float(value), 0.0)
+        return Estimate.exact(float(value))
 
     return BlockFigures(
         fidelity=None if compared is None else exact(compared[0][0]),

@@ -58,9 +58,9 @@ from qtomo.distribution import (
     sample_batches,
 )
 from qtomo.errors import CheckpointError, QtomoError
+from qtomo.estimate import Estimate
 from qtomo.metrics import (
     ClassicalMetrics,
-    Estimate,
     classical_metrics,
     sampled_classical_metrics,
 )
@@ -486,7 +486,7 @@ def _physical_state_figures(
 
     def exact(value) -> Estimate:
         value = np.asarray(value, dtype=np.float64)
-        return Estimate._wrap(value, np.zeros_like(value))
+        return Estimate.exact(value)
 
     observables = Observables(
         X=exact(values["X"]), Z=exact(values["Z"]), XX=exact(values["XX"]),
@@ -673,7 +673,7 @@ def _pool(estimates: list[Estimate]) -> Estimate:
     values = np.asarray([e.value for e in estimates], dtype=float)
     errors = np.asarray([e.stderr for e in estimates], dtype=float)
     spread = np.std(values, axis=0, ddof=1)
-    return Estimate._wrap(values.mean(axis=0),
+    return Estimate.of(values.mean(axis=0),
                           np.sqrt(spread**2 + np.sum(errors**2, axis=0) / len(estimates) ** 2))
 
 

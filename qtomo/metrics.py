@@ -25,18 +25,18 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
 
 from qtomo.distribution import Distribution, log_prob_batched, sample_batches
 from qtomo.errors import QtomoError
+from qtomo.estimate import Estimate
 
 __all__ = [
     "HISTOGRAM_MAX_RECORDS",
     "ClassicalMetrics",
-    "Estimate",
     "classical_fidelity",
     "classical_metrics",
     "histogram_classical_fidelity",
@@ -47,70 +47,6 @@ __all__ = [
 
 #: the most records K^L a histogram of model samples is kept over (32 MiB of counts)
 HISTOGRAM_MAX_RECORDS = 2**22
-
-
-@dataclass(frozen=True)
-class Estimate:
-    """A Monte Carlo (or exact, ``stderr = 0``) estimate: value ± one standard error.
-
-    ``value`` and ``stderr`` are floats or float64 arrays of one shape. Unpacks as
-    ``value, stderr = estimate``; indexing an array estimate gives an element estimate.
-
-    Example:
-        >>> est = Estimate.from_samples(np.array([1.0, 2.0, 3.0, 4.0]))
-        >>> value, stderr = est
-        >>> value, round(stderr, 6)
-        (2.5, 0.645497)
-        >>> print(est)
-        2.5 ± 0.6455
-    """
-
-    value: float | np.ndarray
-    stderr: float | np.ndarray
-
-    @classmethod
-    def from_samples(cls, samples: np.ndarray, axis: int = 0) -> Estimate:
-        """Sample mean along ``axis`` ± sample standard deviation (ddof = 1) / √n.
-
-        A single sample gives ``stderr = inf`` (no spread to estimate it from).
-        """
-        samples = np.asarray(samples, dtype=np.float64)
-        n = samples.shape[axis]
-        mean = samples.mean(axis=axis)
-        if n < 2:
-            return cls._wrap(mean, np.full_like(mean, np.inf))
-        return cls._wrap(mean, samples.std(axis=axis, ddof=1) / np.sqrt(n))
-
-    @classmethod
-    def _wrap(cls, value: np.ndarray, stderr: np.ndarray) -> Estimate:
-        if np.ndim(value) == 0:
-            return cls(float(value), float(stderr))
-        return cls(np.asarray(value, dtype=np.float64), np.asarray(stderr, dtype=np.float64))
-
-    def __iter__(self) -> Iterator[float | np.ndarray]:
-        return iter((self.value, self.stderr))
-
-    def __getitem__(self, index) -> Estimate:
-        return Estimate._wrap(np.asarray(self.value)[index], np.asarray(self.stderr)[index])
-
-    def __str__(self) -> str:
-        if np.ndim(self.value) == 0:
-            return f"{self.value:.6g} ± {self.stderr:.4g}"
-        value, stderr = (np.array2string(np.asarray(x), precision=4) for x in self)
-        return f"{value} ± {stderr}"
-
-    @property
-    def relative_error(self) -> float | np.ndarray:
-        """stderr / |value| (inf where the value is 0)."""
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return np.abs(np.asarray(self.stderr)) / np.abs(np.asarray(self.value))
-
-    def as_dict(self) -> dict:
-        """``{"value": …, "stderr": …}`` with plain floats or nested lists (JSON-ready)."""
-        if np.ndim(self.value) == 0:
-            return {"value": float(self.value), "stderr": float(self.stderr)}
-        return {"value": np.asarray(self.value).tolist(),
-                "stderr": np.asarray(self.stderr).tolist()}
 
 
 def nll(log_q: np.ndarray) -> Estimate:

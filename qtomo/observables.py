@@ -43,7 +43,7 @@ from qtomo.distribution import (
     sample_batches,
 )
 from qtomo.errors import QtomoError
-from qtomo.metrics import Estimate
+from qtomo.estimate import Estimate
 from qtomo.povm import PAULI, POVM, PerQubitPOVM, sites_from_size
 from qtomo.progress import progress_bar
 from qtomo.states.hamiltonians import TFIM
@@ -176,12 +176,12 @@ class _Moments:
         """Exact: Σ_a Q(a) f(a), stderr 0. Monte Carlo: mean ± √(var / (n − 1))."""
         first, second = np.asarray(self.first[name]), np.asarray(self.second[name])
         if exact:
-            return Estimate._wrap(first, np.zeros_like(first))
+            return Estimate.exact(first)
         mean = first / self.count
         variance = np.clip(second / self.count - mean**2, 0.0, None)
         stderr = np.sqrt(variance / (self.count - 1)) if self.count > 1 else np.full_like(
             mean, np.inf)
-        return Estimate._wrap(mean, stderr)
+        return Estimate.of(mean, stderr)
 
 
 def _accumulate(batches: Iterable[tuple[np.ndarray, np.ndarray | None]],

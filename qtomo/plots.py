@@ -24,8 +24,8 @@ from matplotlib.ticker import MaxNLocator
 from qtomo.atomic import atomic_output
 from qtomo.blocks import ReducedState
 from qtomo.errors import QtomoError
+from qtomo.estimate import Estimate
 from qtomo.evaluate import Evaluation
-from qtomo.metrics import Estimate
 from qtomo.reconstruct import ContractedFidelity, QuantumFidelity, SampledFidelity
 from qtomo.report import check_comparable
 

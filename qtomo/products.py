@@ -45,7 +45,7 @@ import torch
 import torch.nn.functional as F
 
 from qtomo.errors import QtomoError
-from qtomo.metrics import Estimate
+from qtomo.estimate import Estimate
 from qtomo.models.autoregressive import AutoregressiveModel
 from qtomo.povm import PAULI, POVM, PerQubitPOVM
 
@@ -185,7 +185,7 @@ def masked_expectation(model: AutoregressiveModel, tables: Tables, *, samples: i
         imaginary: estimate the imaginary part instead (for non-Hermitian O).
 
     Returns:
-        :class:`~qtomo.metrics.Estimate`.
+        :class:`~qtomo.estimate.Estimate`.
     """
     if samples < 2:
         raise QtomoError(f"Monte Carlo estimates need at least 2 samples; got {samples}")
@@ -248,7 +248,7 @@ def ghz_fidelity(model: AutoregressiveModel, povm: POVM | PerQubitPOVM, *, sampl
     zeros, ones, coherence = (operator_tables(povm, ops) for ops in ghz_operators(model.L))
     if exact:
         p0, p1, rho01 = exact_product_expectation(model, [zeros, ones, coherence])
-        return Estimate(float((0.5 * (p0 + p1) + rho01).real), 0.0)
+        return Estimate.exact(float((0.5 * (p0 + p1) + rho01).real))
     parts = [masked_expectation(model, tables, samples=samples, batch_size=batch_size,
                                 generator=generator) for tables in (zeros, ones, coherence)]
     value = 0.5 * (parts[0].value + parts[1].value) + parts[2].value

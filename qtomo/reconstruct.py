@@ -52,7 +52,7 @@ from qtomo.distribution import (
     sample_batches,
 )
 from qtomo.errors import QtomoError
-from qtomo.metrics import Estimate
+from qtomo.estimate import Estimate
 from qtomo.povm import POVM, PerQubitPOVM, invert_probabilities, sites_from_size
 from qtomo.progress import progress_bar
 from qtomo.states.mps import check_mps_shapes

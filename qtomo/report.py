@@ -15,8 +15,8 @@ import numpy as np
 from qtomo.atomic import atomic_output
 from qtomo.blocks import BlockFigures, ReducedState
 from qtomo.errors import QtomoError
+from qtomo.estimate import Estimate
 from qtomo.evaluate import EnsembleEvaluation, Evaluation, z_score
-from qtomo.metrics import Estimate
 from qtomo.reconstruct import ContractedFidelity, QuantumFidelity, SampledFidelity
 
 __all__ = ["check_comparable", "compare", "format_ensemble_report", "format_report",

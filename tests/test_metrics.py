@@ -6,8 +6,8 @@ import torch
 
 from qtomo.distribution import enumerate_probabilities, log_prob_batched
 from qtomo.errors import QtomoError
+from qtomo.estimate import Estimate
 from qtomo.metrics import (
-    Estimate,
     classical_fidelity,
     classical_metrics,
     kl_divergence,

@@ -48,7 +48,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from qtomo.errors import QtomoError
-from qtomo.metrics import Estimate
+from qtomo.estimate import Estimate
 from qtomo.models.base import QtomoModel, check_hyperparameter, sample_categorical
 from qtomo.povm import enumerate_outcomes
 
@@ -219,13 +219,13 @@ class RBMModel(QtomoModel):
         parameters change.
 
         Returns:
-            :class:`~qtomo.metrics.Estimate` of floats.
+            :class:`~qtomo.estimate.Estimate` of floats.
         """
         key = self._parameter_key()
         if self._log_z is None or self._log_z[0] != key:
             if self.exact_log_prob:
                 value = self.log_partition_exact()
-                self._log_z = (key, Estimate(value, 0.0))
+                self._log_z = (key, Estimate.exact(value))
             else:
                 generator = torch.Generator(device=self.device).manual_seed(0)
                 self._log_z = (key, self.log_partition_ais(generator=generator))
@@ -253,7 +253,7 @@ class RBMModel(QtomoModel):
             generator: random source on the model's device.
 
         Returns:
-            :class:`~qtomo.metrics.Estimate` ``(ln Ẑ, stderr)`` (module docstring).
+            :class:`~qtomo.estimate.Estimate` ``(ln Ẑ, stderr)`` (module docstring).
         """
         T = self.config.ais_steps if steps is None else steps
         M = self.config.ais_chains if chains is None else chains
