@@ -468,23 +468,6 @@ def test_write_dataset_checks_its_inputs(tmp_path, attrs, chunk, reference, mess
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("family", ["rnn", "gru", "lstm", "transformer", "flow", "mps", "lpdo",
-                                    "cnn", "rbm", "vae"])
-def test_model_log_prob_rejects_bad_records(family):
-    options = {"transformer": {"d_model": 8, "heads": 2}, "mps": {"povm": get_povm("pauli4")},
-               "lpdo": {"povm": get_povm("pauli4")}, "cnn": {}, "rbm": {},
-               "vae": {}}.get(family, {"hidden": 8})
-    model = build(family, L=4, K=4, **options)
-    for records, message in [(torch.zeros(2, 5, dtype=torch.long), "shape (B, 4)"),
-                             (torch.zeros(2, 3, dtype=torch.long), "shape (B, 4)"),
-                             (torch.zeros(2, 4), "integer array"),
-                             (torch.tensor([[0, 1, 2, 4]]), "got 4 in row 0"),
-                             (torch.tensor([[0, 1, 2, 3], [0, -1, 0, 0]]), "got -1 in row 1")]:
-        with pytest.raises(QtomoError, match=message.replace("(", r"\(").replace(")", r"\)")):
-            model.log_prob(records)
-    assert model.log_prob(torch.tensor([[0, 1, 2, 3]])).shape == (1,)
-
-
 def test_truth_distributions_share_the_record_check():
     pauli4 = get_povm("pauli4")
     for truth in (tfim_ground_state(3).distribution(pauli4), ghz_mps(3).distribution(pauli4)):
