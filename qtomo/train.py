@@ -444,7 +444,7 @@ def _fit(model: QtomoModel, dataset: Dataset, options: TrainOptions, *, out: Pat
         objective = torch.compile(objective)
     optimizer = torch.optim.AdamW(model.parameters(), lr=options.lr,
                                   weight_decay=options.weight_decay,
-                                  **getattr(model, "optimizer_defaults", {}))
+                                  **model.optimizer_defaults)
     train = _Rows(dataset, train_rows, device, options,
                   bootstrap_seed=options.seed if options.bootstrap else None)
     val = _Rows(dataset, val_rows, device, options)
@@ -524,11 +524,11 @@ def _fit(model: QtomoModel, dataset: Dataset, options: TrainOptions, *, out: Pat
                         training=summary(stopped_early))
         _write_history(history_path, history, summary(stopped_early))
 
-    own_step = getattr(model, "train_step", None)
-    if own_step is not None and world > 1:
+    own_step = model.makes_own_step
+    if own_step and world > 1:
         raise QtomoError(f"the {model.family} model makes its own training step, which runs "
                          f"in one process; got a world size of {world} (run without torchrun)")
-    if own_step is not None and options.refine:
+    if own_step and options.refine:
         raise QtomoError(f"the {model.family} model has no likelihood to refine; drop --refine")
     stopped_early = False
     while epoch < options.epochs and not stopped_early:
@@ -541,8 +541,8 @@ def _fit(model: QtomoModel, dataset: Dataset, options: TrainOptions, *, out: Pat
                            unit="batch")
         for step, a in enumerate(train.batches(options.batch_size, order, rank=rank,
                                                world=world)):
-            if own_step is not None:  # a family that makes its own update (adversarial)
-                loss = own_step(a, optimizer, options.clip)
+            if own_step:  # a family that makes its own update (adversarial)
+                loss = model.train_step(a, optimizer, options.clip)
             else:
                 with autocast:
                     loss = objective(a)

@@ -37,6 +37,9 @@ class QtomoModel(nn.Module):
     has_log_prob: ClassVar[bool] = True
     #: keyword arguments of the trainer's AdamW that the family needs (``gan``: its betas)
     optimizer_defaults: ClassVar[dict] = {}
+    #: True for a family that makes its own optimiser update (:meth:`train_step`, e.g. the
+    #: adversarial ``gan``) instead of the trainer's step on :meth:`training_nll`
+    makes_own_step: ClassVar[bool] = False
     #: True when the constructor takes the POVM (``(L, K, config, povm)``): Q is a Born rule
     needs_povm: ClassVar[bool] = False
     #: training options (fields of :class:`qtomo.train.TrainOptions`) that ``qtomo fit`` uses
@@ -100,6 +103,13 @@ class QtomoModel(nn.Module):
     def training_nll(self, a: torch.Tensor) -> torch.Tensor:
         """Per-record objective minimised by the trainer, (B,) float; -ln Q(a) by default."""
         return -self.log_prob(a)
+
+    def train_step(self, a: torch.Tensor, optimizer: torch.optim.Optimizer,
+                   clip: float = 0.0) -> torch.Tensor:
+        """One optimiser update on the batch ``a`` (B, L), returning the figure the trainer logs
+        (a detached scalar); called instead of the likelihood step when ``makes_own_step``."""
+        raise QtomoError(f"the {self.family} model trains on the likelihood; it makes no step "
+                         f"of its own")
 
     def after_step(self) -> None:
         """Called by the trainer after every optimizer step (e.g. to rescale tensors); no-op."""

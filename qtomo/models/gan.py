@@ -108,6 +108,7 @@ class GANModel(QtomoModel):
     family: ClassVar[str] = "gan"
     exact_log_prob: ClassVar[bool] = False
     has_log_prob: ClassVar[bool] = False
+    makes_own_step: ClassVar[bool] = True
     #: Adam's first-moment decay 0.5 and second 0.9 (Gulrajani et al.): with the default 0.9 the
     #: momentum carries the generator around the critic's moving optimum and F_c stalls near 0.97
     optimizer_defaults: ClassVar[dict] = {"betas": (0.5, 0.9)}
