@@ -407,78 +407,84 @@ def fit(model: QtomoModel, dataset: Dataset, options: TrainOptions | None = None
 def _fit(model: QtomoModel, dataset: Dataset, options: TrainOptions, *, out: Path | None,
          resume: str | Path | None, device: str | torch.device, quiet: bool, rank: int,
          world: int) -> TrainResult:
-    if (dataset.L, dataset.K) != (model.L, model.K):
-        raise QtomoError(f"dataset {dataset.path} has L = {dataset.L}, K = {dataset.K}; the "
-                         f"{model.family} model was built for L = {model.L}, K = {model.K}")
-    if model.povm is not None and model.povm != dataset.povm:
-        raise QtomoError(f"dataset {dataset.path} was measured with {dataset.povm!r}; the "
-                         f"{model.family} model's Born rule uses {model.povm!r} (another POVM, "
-                         f"or other elements under the same name)")
-    train_rows, val_rows = split_rows(dataset.n_records, options.val_fraction)
-    n_train = train_rows[1] - train_rows[0]
-    if n_train < max(options.batch_size, world) or val_rows[1] == val_rows[0]:
-        raise QtomoError(f"dataset {dataset.path} has {dataset.n_records} records, "
-                         f"{n_train} for training; need at least one batch of "
-                         f"{options.batch_size} (--batch-size) plus validation rows")
-    device = resolve_device(device)
-    if world > 1 and device.type == "cuda":
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-        torch.cuda.set_device(device)
+    run = _Run(model, dataset, options, out=out, device=device, quiet=quiet, rank=rank,
+               world=world)
     if out is None and resume is not None:
         raise QtomoError("resuming needs the run's files; give out= (an in-memory run writes "
                          "none)")
-    best_path, last_path, history_path = run_paths(out) if out is not None else (None,) * 3
-    save = rank == 0 and out is not None
-    if save:  # fail now rather than after the first epoch
-        for path in (best_path, last_path, history_path):
-            check_writable(path, inputs=(dataset.path,))
-    data = _provenance(dataset, train_rows, val_rows,
-                       best_path.parent if best_path is not None else Path.cwd())
+    # the run's random numbers (initial RNG state, resumed state) stay inside the run: the
+    # caller's global generator is the same before and after
+    cuda = [run.device] if run.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda):
+        torch.manual_seed(options.seed)
+        if resume is not None:
+            run.restore(resume)
+        while run.epoch < options.epochs and not run.stopped_early:
+            run.train_epoch()
+        if run.stopped_early and not quiet:
+            print(f"stopped early: no better validation NLL for {options.patience} epochs")
+        return run.finish()
 
-    model.to(device)
-    objective: nn.Module = _Objective(model)
-    if world > 1:
-        objective = nn.parallel.DistributedDataParallel(
-            objective, device_ids=[device.index] if device.type == "cuda" else None)
-    if options.compile:
-        objective = torch.compile(objective)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=options.lr,
-                                  weight_decay=options.weight_decay,
-                                  **model.optimizer_defaults)
-    train = _Rows(dataset, train_rows, device, options,
-                  bootstrap_seed=options.seed if options.bootstrap else None)
-    val = _Rows(dataset, val_rows, device, options)
-    steps_per_epoch = train.n_batches(options.batch_size, world)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, _lr_lambda(options, options.epochs * steps_per_epoch))
 
-    average = _Average(model, options.ema) if options.ema else None
-    evaluated = average.model if average else model  # what is validated and kept as the best
-    history: list[dict[str, float]] = []
-    epoch, bad_epochs = 0, 0
-    best = {"epoch": 0, "val_nll": math.inf, "state_dict": None}
-    torch.manual_seed(options.seed)
-    if resume is not None:
+class _Run:
+    """The state of one training run (:func:`fit`): set up, resumed, advanced an epoch at a
+    time, refined and saved. ``best`` holds the epoch, validation NLL and weights of the best
+    validated model; ``history`` one row per epoch."""
+
+    def __init__(self, model: QtomoModel, dataset: Dataset, options: TrainOptions, *,
+                 out: Path | None, device: str | torch.device, quiet: bool, rank: int,
+                 world: int) -> None:
+        self.train_rows, self.val_rows = _check_fit(model, dataset, options, world)
+        device = resolve_device(device)
+        if world > 1 and device.type == "cuda":
+            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+            torch.cuda.set_device(device)
+        self.model, self.dataset, self.options, self.device = model, dataset, options, device
+        self.quiet, self.rank, self.world, self.out = quiet, rank, world, out
+        self.paths = run_paths(out) if out is not None else (None,) * 3
+        self.save = rank == 0 and out is not None
+        if self.save:  # fail now rather than after the first epoch
+            for path in self.paths:
+                check_writable(path, inputs=(dataset.path,))
+        self.data = _provenance(dataset, self.train_rows, self.val_rows,
+                                out.parent if out is not None else Path.cwd())
+        model.to(device)
+        self.objective: nn.Module = _Objective(model)
+        if world > 1:
+            self.objective = nn.parallel.DistributedDataParallel(
+                self.objective, device_ids=[device.index] if device.type == "cuda" else None)
+        if options.compile:
+            self.objective = torch.compile(self.objective)
+        self.optimizer = torch.optim.AdamW(model.parameters(), lr=options.lr,
+                                           weight_decay=options.weight_decay,
+                                           **model.optimizer_defaults)
+        self.train = _Rows(dataset, self.train_rows, device, options,
+                           bootstrap_seed=options.seed if options.bootstrap else None)
+        self.val = _Rows(dataset, self.val_rows, device, options)
+        self.steps_per_epoch = self.train.n_batches(options.batch_size, world)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, _lr_lambda(options, options.epochs * self.steps_per_epoch))
+        self.average = _Average(model, options.ema) if options.ema else None
+        #: what is validated and kept as the best
+        self.evaluated = self.average.model if self.average else model
+        self.autocast = torch.autocast(device.type, dtype=torch.bfloat16,
+                                       enabled=options.amp and device.type == "cuda")
+        self.history: list[dict[str, float]] = []
+        self.epoch, self.bad_epochs, self.stopped_early = 0, 0, False
+        self.best: dict[str, Any] = {"epoch": 0, "val_nll": math.inf, "state_dict": None}
+        self.refinement: Refinement | None = None
+
+    def restore(self, resume: str | Path) -> None:
+        """Continue the interrupted run stored at ``resume`` (its ``.last.pt``)."""
         state = load_checkpoint(resume_path(resume), map_location="cpu")
-        _check_resume(state, model, dataset, data)
+        _check_resume(state, self.model, self.dataset, self.data)
         trainer = state.trainer
-        if (trainer["average"] is None) != (average is None):
+        if (trainer["average"] is None) != (self.average is None):
             stored = state.config["training"].get("options", {}).get("ema")
             raise CheckpointError(f"{state.path} was trained with ema = {stored}; resume it "
-                                  f"with that ema (got {options.ema})")
+                                  f"with that ema (got {self.options.ema})")
         try:
-            if trainer["best"]["state_dict"] is not None:  # loaded to check it; replaced below
-                evaluated.load_state_dict(trainer["best"]["state_dict"])
-            model.load_state_dict(state.model.state_dict())
-            if average:
-                average.model.load_state_dict(trainer["average"])
-            _restore_optimizer(optimizer, trainer["optimizer"])
-            step = trainer["scheduler"].get("last_epoch")
-            if isinstance(step, bool) or not isinstance(step, int) or step < 0:
-                raise ValueError(f"scheduler step {step!r} is not a count")
-            torch.set_rng_state(trainer["rng"]["cpu"])
-            if device.type == "cuda" and trainer["rng"]["cuda"] is not None:
-                torch.cuda.set_rng_state(trainer["rng"]["cuda"], device)
+            step = self._load_trainer(state)
         except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as error:
             reason = str(error).strip().splitlines()[0] if str(error).strip() else type(
                 error).__name__
@@ -486,125 +492,175 @@ def _fit(model: QtomoModel, dataset: Dataset, options: TrainOptions, *, out: Pat
                                   f"({reason})") from None
         # The schedule is this run's (options given now apply for real: lr, weight decay,
         # epochs, warm-up), at the step reached; the same as the stored one when unchanged.
-        scheduler.last_epoch = step
-        factor = _lr_lambda(options, options.epochs * steps_per_epoch)
-        for group in optimizer.param_groups:
-            group["lr"] = options.lr * factor(step)
-        epoch, bad_epochs, history = trainer["epoch"], trainer["bad_epochs"], trainer["history"]
-        best = trainer["best"]
-        if not quiet:
-            print(f"resuming {state.path} after epoch {epoch} (best validation NLL "
-                  f"{best['val_nll']:.6f} at epoch {best['epoch']})")
+        self.scheduler.last_epoch = step
+        factor = _lr_lambda(self.options, self.options.epochs * self.steps_per_epoch)
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.options.lr * factor(step)
+        self.epoch, self.bad_epochs = trainer["epoch"], trainer["bad_epochs"]
+        self.history, self.best = trainer["history"], trainer["best"]
+        if not self.quiet:
+            print(f"resuming {state.path} after epoch {self.epoch} (best validation NLL "
+                  f"{self.best['val_nll']:.6f} at epoch {self.best['epoch']})")
 
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16,
-                              enabled=options.amp and device.type == "cuda")
+    def _load_trainer(self, state) -> int:
+        """Weights, average, optimizer moments and RNG states of a resumed run; its step."""
+        trainer = state.trainer
+        if trainer["best"]["state_dict"] is not None:  # loaded to check it; replaced later
+            self.evaluated.load_state_dict(trainer["best"]["state_dict"])
+        self.model.load_state_dict(state.model.state_dict())
+        if self.average:
+            self.average.model.load_state_dict(trainer["average"])
+        _restore_optimizer(self.optimizer, trainer["optimizer"])
+        step = trainer["scheduler"].get("last_epoch")
+        if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+            raise ValueError(f"scheduler step {step!r} is not a count")
+        torch.set_rng_state(trainer["rng"]["cpu"])
+        if self.device.type == "cuda" and trainer["rng"]["cuda"] is not None:
+            torch.cuda.set_rng_state(trainer["rng"]["cuda"], self.device)
+        return step
 
-    refinement: Refinement | None = None
-
-    def summary(stopped_early: bool) -> dict[str, Any]:
-        return {"epochs_run": epoch, "best_epoch": best["epoch"], "best_val_nll": best["val_nll"],
-                "stopped_early": stopped_early,
+    def summary(self) -> dict[str, Any]:
+        """The training summary stored in every checkpoint and the history file."""
+        refinement = self.refinement
+        return {"epochs_run": self.epoch, "best_epoch": self.best["epoch"],
+                "best_val_nll": self.best["val_nll"], "stopped_early": self.stopped_early,
                 "refine": dataclasses.asdict(refinement) if refinement else None,
-                "time_s": sum(row["time_s"] for row in history)
+                "time_s": sum(row["time_s"] for row in self.history)
                 + (refinement.time_s if refinement else 0.0),
-                "options": dataclasses.asdict(options),
-                "world_size": world, "device": str(device), "n_parameters":
-                    sum(p.numel() for p in model.parameters())}
+                "options": dataclasses.asdict(self.options),
+                "world_size": self.world, "device": str(self.device),
+                "n_parameters": sum(p.numel() for p in self.model.parameters())}
 
-    def save_last(stopped_early: bool) -> None:
+    def save_last(self) -> None:
         """The resumable state (``.last.pt``) and the history, after an epoch or the
         refinement."""
-        trainer = {"epoch": epoch, "bad_epochs": bad_epochs, "history": history,
-                   "best": best, "optimizer": optimizer.state_dict(),
-                   "scheduler": scheduler.state_dict(),
-                   "average": average.model.state_dict() if average else None,
-                   "rng": {"cpu": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state(
-                       device) if device.type == "cuda" else None}}
-        save_checkpoint(last_path, model, trainer=trainer, povm=dataset.povm.name, data=data,
-                        training=summary(stopped_early))
-        _write_history(history_path, history, summary(stopped_early))
+        cuda = self.device.type == "cuda"
+        trainer = {"epoch": self.epoch, "bad_epochs": self.bad_epochs, "history": self.history,
+                   "best": self.best, "optimizer": self.optimizer.state_dict(),
+                   "scheduler": self.scheduler.state_dict(),
+                   "average": self.average.model.state_dict() if self.average else None,
+                   "rng": {"cpu": torch.get_rng_state(),
+                           "cuda": torch.cuda.get_rng_state(self.device) if cuda else None}}
+        _, last_path, history_path = self.paths
+        save_checkpoint(last_path, self.model, trainer=trainer, povm=self.dataset.povm.name,
+                        data=self.data, training=self.summary())
+        _write_history(history_path, self.history, self.summary())
 
-    own_step = model.makes_own_step
-    if own_step and world > 1:
-        raise QtomoError(f"the {model.family} model makes its own training step, which runs "
-                         f"in one process; got a world size of {world} (run without torchrun)")
-    if own_step and options.refine:
-        raise QtomoError(f"the {model.family} model has no likelihood to refine; drop --refine")
-    stopped_early = False
-    while epoch < options.epochs and not stopped_early:
-        epoch += 1
-        started = time.perf_counter()
-        model.train()
-        order = torch.Generator().manual_seed((options.seed * 1_000_003 + epoch) % 2**64)
-        totals = torch.zeros(2, dtype=torch.float64, device=device)  # Σ NLL, Σ rows
-        bar = progress_bar(steps_per_epoch, f"epoch {epoch}/{options.epochs}", quiet=quiet,
-                           unit="batch")
-        for step, a in enumerate(train.batches(options.batch_size, order, rank=rank,
-                                               world=world)):
-            if own_step:  # a family that makes its own update (adversarial)
-                loss = model.train_step(a, optimizer, options.clip)
-            else:
-                with autocast:
-                    loss = objective(a)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if options.clip:
-                    nn.utils.clip_grad_norm_(model.parameters(), options.clip)
-                optimizer.step()
-            model.after_step()
-            scheduler.step()
-            if average:
-                average.update(model, scheduler.last_epoch)
+    def _step(self, a: torch.Tensor) -> torch.Tensor:
+        """One optimiser update on the batch ``a`` (B, L); the training figure (scalar)."""
+        if self.model.makes_own_step:  # a family that makes its own update (adversarial)
+            loss = self.model.train_step(a, self.optimizer, self.options.clip)
+        else:
+            with self.autocast:
+                loss = self.objective(a)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if self.options.clip:
+                nn.utils.clip_grad_norm_(self.model.parameters(), self.options.clip)
+            self.optimizer.step()
+        self.model.after_step()
+        self.scheduler.step()
+        if self.average:
+            self.average.update(self.model, self.scheduler.last_epoch)
+        return loss
+
+    def train_epoch(self) -> None:
+        """One pass over the training rows, validated, recorded and saved."""
+        options, started = self.options, time.perf_counter()
+        self.epoch += 1
+        self.model.train()
+        order = torch.Generator().manual_seed((options.seed * 1_000_003 + self.epoch) % 2**64)
+        totals = torch.zeros(2, dtype=torch.float64, device=self.device)  # Σ NLL, Σ rows
+        bar = progress_bar(self.steps_per_epoch, f"epoch {self.epoch}/{options.epochs}",
+                           quiet=self.quiet, unit="batch")
+        for step, a in enumerate(self.train.batches(options.batch_size, order, rank=self.rank,
+                                                    world=self.world)):
+            loss = self._step(a)
             totals += torch.stack([loss.detach().double() * a.shape[0],
                                    totals.new_tensor(a.shape[0])])
             bar.update()
             if step % 25 == 0 and not bar.disable:
                 bar.set_postfix(nll=f"{(totals[0] / totals[1]).item():.4f}")
         bar.close()
-        train_nll = (_all_sum(totals, world)[0] / totals[1]).item()
-        val_nll = _validation_nll(evaluated, val, options, autocast, rank, world)
-        if not (math.isfinite(train_nll) and math.isfinite(val_nll)):
-            kept = (f"kept {last_path} (epoch {epoch - 1})" if epoch > 1 and out is not None
-                    else "no checkpoint was written")
-            raise ConvergenceError(f"training NLL became {train_nll} (validation {val_nll}) in "
-                                   f"epoch {epoch}; {kept}; try a smaller --lr")
-        improved = val_nll < best["val_nll"]
-        if improved:
-            best = {"epoch": epoch, "val_nll": val_nll, "state_dict":
-                    {k: v.detach().cpu().clone() for k, v in evaluated.state_dict().items()}}
-        bad_epochs = 0 if improved else bad_epochs + 1
-        stopped_early = options.patience > 0 and bad_epochs >= options.patience
-        history.append({"epoch": epoch, "train_nll": train_nll, "val_nll": val_nll,
-                        "lr": optimizer.param_groups[0]["lr"],
-                        "time_s": time.perf_counter() - started})
-        if not quiet:
-            print(f"epoch {epoch:3d}  train NLL {train_nll:.6f}  val NLL {val_nll:.6f}  "
-                  f"lr {history[-1]['lr']:.2e}  {history[-1]['time_s']:.1f}s"
-                  + ("  best" if improved else ""))
-        if save:
-            save_last(stopped_early)
-            if improved:
-                save_checkpoint(best_path, evaluated, povm=dataset.povm.name, data=data,
-                                training=summary(stopped_early))
-    if stopped_early and not quiet:
-        print(f"stopped early: no better validation NLL for {options.patience} epochs")
+        train_nll = (_all_sum(totals, self.world)[0] / totals[1]).item()
+        val_nll = _validation_nll(self.evaluated, self.val, options, self.autocast, self.rank,
+                                  self.world)
+        self._record(train_nll, val_nll, time.perf_counter() - started)
 
-    if best["state_dict"] is not None:
-        model.load_state_dict(best["state_dict"])
-    if options.refine:
-        refinement = _refine(model, train, val, options, autocast, rank=rank, world=world,
-                             quiet=quiet)
-        best = {"epoch": epoch, "val_nll": refinement.val_nll, "state_dict": None}
-        if save:
-            save_last(stopped_early)
-    model.eval()
-    if save:  # final summary into the best checkpoint
-        save_checkpoint(best_path, model, povm=dataset.povm.name, data=data,
-                        training=summary(stopped_early))
-    return TrainResult(model=model, checkpoint=best_path, last=last_path,
-                       history_path=history_path, history=history, best_epoch=best["epoch"],
-                       best_val_nll=best["val_nll"], stopped_early=stopped_early,
-                       val_rows=(int(val_rows[0]), int(val_rows[1])), refinement=refinement)
+    def _record(self, train_nll: float, val_nll: float, seconds: float) -> None:
+        """Keep the epoch's figures, the best weights, the early-stopping count and the files."""
+        if not (math.isfinite(train_nll) and math.isfinite(val_nll)):
+            kept = (f"kept {self.paths[1]} (epoch {self.epoch - 1})"
+                    if self.epoch > 1 and self.out is not None else "no checkpoint was written")
+            raise ConvergenceError(f"training NLL became {train_nll} (validation {val_nll}) in "
+                                   f"epoch {self.epoch}; {kept}; try a smaller --lr")
+        improved = val_nll < self.best["val_nll"]
+        if improved:
+            self.best = {"epoch": self.epoch, "val_nll": val_nll, "state_dict":
+                         {k: v.detach().cpu().clone()
+                          for k, v in self.evaluated.state_dict().items()}}
+        self.bad_epochs = 0 if improved else self.bad_epochs + 1
+        self.stopped_early = (self.options.patience > 0
+                              and self.bad_epochs >= self.options.patience)
+        self.history.append({"epoch": self.epoch, "train_nll": train_nll, "val_nll": val_nll,
+                             "lr": self.optimizer.param_groups[0]["lr"], "time_s": seconds})
+        if not self.quiet:
+            print(f"epoch {self.epoch:3d}  train NLL {train_nll:.6f}  val NLL {val_nll:.6f}  "
+                  f"lr {self.history[-1]['lr']:.2e}  {seconds:.1f}s"
+                  + ("  best" if improved else ""))
+        if self.save:
+            self.save_last()
+            if improved:
+                save_checkpoint(self.paths[0], self.evaluated, povm=self.dataset.povm.name,
+                                data=self.data, training=self.summary())
+
+    def finish(self) -> TrainResult:
+        """The best weights, refined when asked, saved with the final summary."""
+        model, options = self.model, self.options
+        if self.best["state_dict"] is not None:
+            model.load_state_dict(self.best["state_dict"])
+        if options.refine:
+            self.refinement = _refine(model, self.train, self.val, options, self.autocast,
+                                      rank=self.rank, world=self.world, quiet=self.quiet)
+            self.best = {"epoch": self.epoch, "val_nll": self.refinement.val_nll,
+                         "state_dict": None}
+            if self.save:
+                self.save_last()
+        model.eval()
+        best_path, last_path, history_path = self.paths
+        if self.save:  # final summary into the best checkpoint
+            save_checkpoint(best_path, model, povm=self.dataset.povm.name, data=self.data,
+                            training=self.summary())
+        return TrainResult(model=model, checkpoint=best_path, last=last_path,
+                           history_path=history_path, history=self.history,
+                           best_epoch=self.best["epoch"], best_val_nll=self.best["val_nll"],
+                           stopped_early=self.stopped_early,
+                           val_rows=(int(self.val_rows[0]), int(self.val_rows[1])),
+                           refinement=self.refinement)
+
+
+def _check_fit(model: QtomoModel, dataset: Dataset, options: TrainOptions,
+               world: int) -> tuple[tuple[int, int], tuple[int, int]]:
+    """Refuse a model and dataset that do not go together; the training and validation rows."""
+    if (dataset.L, dataset.K) != (model.L, model.K):
+        raise QtomoError(f"dataset {dataset.path} has L = {dataset.L}, K = {dataset.K}; the "
+                         f"{model.family} model was built for L = {model.L}, K = {model.K}")
+    if model.povm is not None and model.povm != dataset.povm:
+        raise QtomoError(f"dataset {dataset.path} was measured with {dataset.povm!r}; the "
+                         f"{model.family} model's Born rule uses {model.povm!r} (another POVM, "
+                         f"or other elements under the same name)")
+    if model.makes_own_step and world > 1:
+        raise QtomoError(f"the {model.family} model makes its own training step, which runs "
+                         f"in one process; got a world size of {world} (run without torchrun)")
+    if model.makes_own_step and options.refine:
+        raise QtomoError(f"the {model.family} model has no likelihood to refine; drop --refine")
+    train_rows, val_rows = split_rows(dataset.n_records, options.val_fraction)
+    n_train = train_rows[1] - train_rows[0]
+    if n_train < max(options.batch_size, world) or val_rows[1] == val_rows[0]:
+        raise QtomoError(f"dataset {dataset.path} has {dataset.n_records} records, "
+                         f"{n_train} for training; need at least one batch of "
+                         f"{options.batch_size} (--batch-size) plus validation rows")
+    return train_rows, val_rows
 
 
 def _refine(model: QtomoModel, train: _Rows, val: _Rows, options: TrainOptions, autocast, *,

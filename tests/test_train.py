@@ -96,6 +96,14 @@ def test_resume_reproduces_the_uninterrupted_run(tfim4, tmp_path, interrupt_afte
         assert torch.equal(value, resumed.model.state_dict()[key])
 
 
+def test_fit_leaves_the_callers_random_state_alone(tfim4):
+    torch.manual_seed(7)
+    before = torch.get_rng_state()
+    fit(build("gru", L=4, K=4, hidden=8), tfim4, TrainOptions(**dict(FAST, epochs=1)),
+        device="cpu", quiet=True)
+    assert torch.equal(torch.get_rng_state(), before)
+
+
 def test_weight_average_closed_form():
     """Constant weights c from θ_0: θ̄_t = c + (θ_0 − c) Π_{s ≤ t} min(decay, (1 + s)/(10 + s))."""
     torch.manual_seed(0)
