@@ -97,10 +97,10 @@ def test_resume_reproduces_the_uninterrupted_run(tfim4, tmp_path, interrupt_afte
 
 
 def test_fit_leaves_the_callers_random_state_alone(tfim4):
+    model = build("gru", L=4, K=4, hidden=8)
     torch.manual_seed(7)
     before = torch.get_rng_state()
-    fit(build("gru", L=4, K=4, hidden=8), tfim4, TrainOptions(**dict(FAST, epochs=1)),
-        device="cpu", quiet=True)
+    fit(model, tfim4, TrainOptions(**dict(FAST, epochs=1)), device="cpu", quiet=True)
     assert torch.equal(torch.get_rng_state(), before)
 
 
