@@ -55,9 +55,10 @@ from qtomo.device import resolve_device
 from qtomo.evaluate import evaluate
 from qtomo.models import FAMILIES, build, family_classes, load_checkpoint
 from qtomo.povm import POVM
+from qtomo.recipe import recipe
 from qtomo.reconstruct import QuantumFidelity
 from qtomo.simulate import simulate
-from qtomo.train import TrainOptions, fit
+from qtomo.train import fit
 
 #: (name, simulate arguments): the two datasets
 DATASETS = {
@@ -96,8 +97,8 @@ def sampling_rate(family: str, povm: POVM, n: int, device: torch.device) -> floa
 def run(family: str, data_name: str, path: Path, *, quick: bool, samples: int, sample_n: int,
         method: str, device: torch.device, out: Path) -> dict:
     dataset = read_dataset(path)
-    recipe = family_classes(family)[0].train_defaults  # what qtomo fit uses for the family
-    options = TrainOptions(**{**recipe, **({"epochs": 1} if quick else {})})
+    # what qtomo fit uses for the family (its selection grid aside: one model per family)
+    options = recipe(family, dataset, {"epochs": 1} if quick else {})[0]
     torch.manual_seed(0)
     model = build(family, L=dataset.L, K=dataset.K, povm=dataset.povm)
     result = fit(model, dataset, options, out=out / f"{data_name}_{family}.pt", device=device,
