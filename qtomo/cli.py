@@ -518,9 +518,9 @@ def _evaluation_options(parser: argparse.ArgumentParser) -> None:
                              "small L (default auto)")
     parser.add_argument("--pauli", action="append", default=[], metavar="STRING",
                         help="extra Pauli string to estimate, e.g. 'X0 Z3 Z4' (repeatable)")
-    parser.add_argument("--blocks", default="2,3", metavar="SIZES",
+    parser.add_argument("--blocks", default=None, metavar="SIZES",
                         help="sizes of the contiguous blocks whose reduced states are compared, "
-                             "comma-separated, or 'none' (default 2,3)")
+                             "comma-separated, or 'none' (default 2,3, those that fit L)")
 
 
 def _add_evaluate_parser(subparsers) -> None:

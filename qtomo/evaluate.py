@@ -40,11 +40,11 @@ import numpy as np
 import torch
 
 from qtomo.blocks import (
-    BLOCK_SIZES,
     BlockCounts,
     BlockFigures,
     ReducedState,
     block_sites,
+    default_block_sizes,
     reduced_states,
     target_reduced_states,
 )
@@ -54,6 +54,7 @@ from qtomo.distribution import (
     Distribution,
     PhysicalState,
     distribution_device,
+    enumerable,
     enumerate_probabilities,
     sample_batches,
 )
@@ -86,6 +87,7 @@ from qtomo.reconstruct import (
 from qtomo.states.exact import expectation_pauli_string
 from qtomo.states.hamiltonians import TFIM, hamiltonian_from_attrs
 from qtomo.states.mps import (
+    block_density_matrix,
     mps_to_vector,
     pauli_expectation,
     pure_state_fidelity,
@@ -98,7 +100,8 @@ from qtomo.states.mps_sampler import MPSDistribution
 __all__ = ["METHODS", "EnsembleEvaluation", "Entanglement", "Evaluation", "ObservableComparison",
            "ensemble_checkpoints", "evaluate", "evaluate_ensemble", "unseen_rows", "z_score"]
 
-#: ``auto`` = exact sums for L ≤ ENUMERATE_MAX_L, Monte Carlo above
+#: ``auto`` = exact sums where K^L is enumerable (:func:`qtomo.distribution.enumerable`),
+#: Monte Carlo above
 METHODS = ("auto", "exact", "monte-carlo")
 DEFAULT_SAMPLES = 100_000
 _CHUNK = 2**16
@@ -290,7 +293,7 @@ def evaluate(model: Checkpoint | Distribution, dataset: Dataset, *,
              samples: int = DEFAULT_SAMPLES, method: str = "auto",
              pauli_strings: Sequence[str] = (), rows: tuple[int, int] | None = None,
              seed: int = 0, batch_size: int = _CHUNK, quiet: bool = True,
-             blocks: Sequence[int] = BLOCK_SIZES) -> Evaluation:
+             blocks: Sequence[int] | None = None) -> Evaluation:
     """Classical metrics, quantum fidelity and observables of a model against a dataset.
 
     Args:
@@ -301,14 +304,17 @@ def evaluate(model: Checkpoint | Distribution, dataset: Dataset, *,
         dataset: the measured state (:func:`qtomo.data.read_dataset`); without ``/log_prob``
             (measured data) KL and F_c are left out, without a reference state the fidelity.
         samples: model samples for Monte Carlo observables and fidelity.
-        method: ``"auto"`` (exact for L ≤ ENUMERATE_MAX_L), ``"exact"`` or ``"monte-carlo"``.
+        method: ``"auto"`` (exact where K^L ≤ 4^10, :func:`qtomo.distribution.enumerable`),
+            ``"exact"`` (L ≤ ENUMERATE_MAX_L) or ``"monte-carlo"``.
         pauli_strings: extra observables such as ``"X0 Z3 Z4"``.
         rows: test rows ``[start, stop)`` for the classical metrics; default :func:`unseen_rows`.
         seed: seed of the model's sampling generator.
         batch_size: records per forward pass / per sampling call.
         quiet: no progress bars.
         blocks: sizes k of the contiguous blocks whose reduced states are compared
-            (:func:`qtomo.blocks.block_sites`; () for none).
+            (:func:`qtomo.blocks.block_sites`; () for none; None: the default sizes that fit
+            L). A physical model's blocks are contracted from its tensors, a network's come
+            from the exact table where it is enumerated, else from its samples (with errors).
 
     Returns:
         :class:`Evaluation`.
@@ -327,12 +333,15 @@ def evaluate(model: Checkpoint | Distribution, dataset: Dataset, *,
     if method not in METHODS:
         raise QtomoError(f"unknown evaluation method {method!r}; expected one of "
                          f"{', '.join(METHODS)}")
-    exact = method == "exact" or (method == "auto" and dataset.L <= ENUMERATE_MAX_L)
+    exact = method == "exact" or (method == "auto" and enumerable(dataset.L, dataset.K))
+    # dense 2^L states (targets, a physical model's ρ) need no enumeration of K^L records
+    dense = dataset.L <= ENUMERATE_MAX_L and method != "monte-carlo"
     if exact and dataset.L > ENUMERATE_MAX_L:
         raise QtomoError(f"exact evaluation enumerates K^L records and needs L <= "
                          f"{ENUMERATE_MAX_L}; got L = {dataset.L} (use --method monte-carlo)")
     strings = {text: parse_pauli_string(text, dataset.L) for text in pauli_strings}  # fail early
-    block_list = block_sites(dataset.L, blocks)
+    block_list = block_sites(dataset.L, default_block_sizes(dataset.L) if blocks is None
+                             else blocks)
     test_rows = rows if rows is not None else unseen_rows(dataset, config)
     notes: list[str] = []
     family = getattr(model, "family", type(model).__name__)
@@ -370,9 +379,9 @@ def evaluate(model: Checkpoint | Distribution, dataset: Dataset, *,
     reference = dataset.reference
     noise = dataset.noise
     target = reference.get("psi")  # a vector, or the density matrix of a noisy state
-    if target is None and "mps" in reference and exact:
+    if target is None and "mps" in reference and dense:
         target = mps_to_vector(reference["mps"])
-    if noise.active and exact:  # the target is the noisy ρ (README "Noisy states")
+    if noise.active and dense:  # the target is the noisy ρ (README "Noisy states")
         target = reference["rho"] if "rho" in reference else (
             None if target is None else noise.apply(np.outer(target, target.conj())))
 
@@ -382,18 +391,10 @@ def evaluate(model: Checkpoint | Distribution, dataset: Dataset, *,
     if isinstance(model, PhysicalState):
         pure = None if noise.active else (
             reference.get("mps") or (None if target is None else vector_to_mps(target)))
+        tensors = model.tensors()
         fidelity, reconstruction, model_obs, entanglement = _physical_state_figures(
-            model.tensors(), target, pure, reference.get("entropy"), hamiltonian, strings,
-            dense=exact)
-        # the blocks' reduced states: from the exact table where it is enumerated (as for any
-        # model), else from exact samples of the model (its sampler is cheap)
-        if exact and block_list:
-            model_blocks = enumerate_probabilities(model, batch_size=batch_size, quiet=quiet)
-        else:
-            generator = torch.Generator(device=distribution_device(model)).manual_seed(seed)
-            model_blocks = BlockCounts.from_records(
-                sample_batches(model, samples, _CHUNK, generator) if block_list else (),
-                block_list, dataset.K)
+            tensors, target, pure, reference.get("entropy"), hamiltonian, strings, dense=dense)
+        model_blocks = {block: block_density_matrix(tensors, block) for block in block_list}
     elif exact:
         probabilities = enumerate_probabilities(model, batch_size=batch_size, quiet=quiet)
         reconstruction = density_matrix(probabilities, povm)
@@ -403,9 +404,14 @@ def evaluate(model: Checkpoint | Distribution, dataset: Dataset, *,
                 notes.append(f"ρ_model has a negative eigenvalue ({fidelity.min_eigenvalue:.3g}):"
                              f" the fidelity {fidelity.value:.6g} is not that of a state; the "
                              f"closest physical state has {fidelity.projected:.6g}")
+        elif not reconstruction.is_physical:
+            notes.append(f"ρ_model is unphysical: smallest eigenvalue "
+                         f"{reconstruction.min_eigenvalue:.3g}, purity {reconstruction.purity:.4g}"
+                         f" (a state has eigenvalues ≥ 0 and purity ≤ 1); its observables are "
+                         f"not those of a state")
         model_obs = exact_observables(probabilities, povm, hamiltonian=hamiltonian,
                                       pauli_strings=pauli_strings)
-        model_blocks: BlockCounts | np.ndarray = probabilities
+        model_blocks = probabilities
     else:
         model_blocks = BlockCounts(block_list, dataset.K)
         model_obs = model_observables(model, povm, samples=samples, hamiltonian=hamiltonian,
@@ -516,7 +522,8 @@ def _masked_strings(model: AutoregressiveModel, povm, observables: Observables,
     return dataclasses.replace(observables, strings=masked)
 
 
-def _reduced_states(blocks: list, povm, dataset: Dataset, model_blocks: BlockCounts | np.ndarray,
+def _reduced_states(blocks: list, povm, dataset: Dataset,
+                    model_blocks: BlockCounts | np.ndarray | dict[tuple[int, ...], np.ndarray],
                     data: BlockCounts, samples: int, seed: int) -> tuple[ReducedState, ...]:
     """Block figures of the model, of the data alone and, when the model side is sampled, of
     as many exact samples of the target (the projection's bias at that N), drawn through the
