@@ -74,6 +74,7 @@ from qtomo.observables import (
     model_observables,
     parse_pauli_string,
 )
+from qtomo.pauli_records import basis_observables, dataset_warnings, is_pauli_records
 from qtomo.products import ghz_fidelity, masked_expectation, operator_tables, pauli_operators
 from qtomo.reconstruct import (
     ContractedFidelity,
@@ -206,7 +207,8 @@ def z_score(entry: dict) -> float | list | None:
     """(model − data) / √(σ_model² + s_model² + σ_data²) of one observables entry: how many
     standard errors the model's value lies from the model-free one (σ: Monte Carlo errors, s: an
     ensemble's ``spread``, 0 for one model); 0 where both are exact and equal (the diagonal of
-    XX and ZZ), None without a data-only estimate.
+    XX and ZZ), NaN where an estimate is refused (not measured), None without a data-only
+    estimate.
 
     Example:
         >>> z_score({"model": {"value": 1.0, "stderr": 0.0, "spread": 0.3},
@@ -221,6 +223,7 @@ def z_score(entry: dict) -> float | list | None:
                     + np.asarray(model.get("spread", 0.0), float) ** 2)
     with np.errstate(divide="ignore", invalid="ignore"):
         z = np.where(scale > 0, difference / np.where(scale > 0, scale, 1.0), 0.0)
+    z = np.where(np.isnan(difference), np.nan, z)  # a refused (not measured) estimate
     return z.tolist() if z.ndim else float(z)
 
 
@@ -449,8 +452,14 @@ def evaluate(model: Checkpoint | Distribution, dataset: Dataset, *,
             data_blocks.add(outcomes)
             yield outcomes
 
-    data_obs = estimate_observables(records(), povm, hamiltonian=hamiltonian,
-                                    pauli_strings=pauli_strings)
+    if is_pauli_records(povm):  # only the records measuring each operator (any bases)
+        data_obs, refused = basis_observables(records(), dataset.L, hamiltonian=hamiltonian,
+                                              pauli_strings=pauli_strings)
+        notes += [f"data-only {note}" for note in refused]
+    else:
+        data_obs = estimate_observables(records(), povm, hamiltonian=hamiltonian,
+                                        pauli_strings=pauli_strings)
+    notes = list(dataset_warnings(dataset)) + notes
     states = _reduced_states(block_list, povm, dataset, model_blocks, data_blocks, samples, seed)
     references = {name: reference[name] for name in ("X", "Z", "XX", "ZZ", "energy")
                   if name in reference}

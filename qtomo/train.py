@@ -71,6 +71,7 @@ from qtomo.data import Dataset
 from qtomo.device import resolve_device
 from qtomo.errors import CheckpointError, ConvergenceError, QtomoError
 from qtomo.models import QtomoModel, hyperparameters, load_checkpoint, save_checkpoint
+from qtomo.pauli_records import dataset_warnings
 from qtomo.progress import progress_bar
 from qtomo.refine import Refinement, refine
 
@@ -591,7 +592,8 @@ def _fit(model: QtomoModel, dataset: Dataset, options: TrainOptions, *, out: Pat
                 + (refinement.time_s if refinement else 0.0),
                 "options": dataclasses.asdict(options),
                 "world_size": world, "device": str(device), "n_parameters":
-                    sum(p.numel() for p in model.parameters())}
+                    sum(p.numel() for p in model.parameters()),
+                "warnings": list(dataset_warnings(dataset))}
 
     def save_last(stopped_early: bool) -> None:
         """The resumable state (``.last.pt``) and the history, after an epoch or the
