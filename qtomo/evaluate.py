@@ -74,7 +74,13 @@ from qtomo.observables import (
     model_observables,
     parse_pauli_string,
 )
-from qtomo.pauli_records import basis_observables, dataset_warnings, is_pauli_records
+from qtomo.pauli_records import (
+    BasisWeightedLogProb,
+    basis_observables,
+    dataset_warnings,
+    is_pauli_records,
+    training_basis_frequencies,
+)
 from qtomo.products import ghz_fidelity, masked_expectation, operator_tables, pauli_operators
 from qtomo.reconstruct import (
     ContractedFidelity,
@@ -375,6 +381,14 @@ def evaluate(model: Checkpoint | Distribution, dataset: Dataset, *,
             f"F_c from a histogram of {samples} model samples (biased low by the finite "
             f"histogram)" if classical.classical_fidelity is not None else
             f"skipped F_c: a histogram over K^L = {dataset.K}^{dataset.L} records is too large")
+    elif isinstance(model, PhysicalState) and is_pauli_records(povm) and not \
+            dataset.has_log_prob:  # fair NLL on measured bases (docs/measured-data.md)
+        weighted = BasisWeightedLogProb(model, training_basis_frequencies(dataset, test_rows))
+        classical = classical_metrics(weighted, dataset.iter_chunks(_CHUNK, *test_rows),
+                                      batch_size=batch_size)
+        notes.append("the NLL of this physical model includes the basis distribution of the "
+                     "training records (per-site frequencies), as a network learns it; its "
+                     "Born rule alone assumes uniform bases")
     else:
         classical = classical_metrics(model, dataset.iter_chunks(_CHUNK, *test_rows),
                                       batch_size=batch_size)

@@ -40,7 +40,8 @@ from qtomo.observables import Observables, parse_pauli_string
 from qtomo.povm import POVM, PerQubitPOVM
 from qtomo.states.hamiltonians import TFIM
 
-__all__ = ["BASIS_CODES", "MIN_RECORDS", "BasisCoverage", "basis_observables",
+__all__ = ["BASIS_CODES", "MIN_RECORDS", "BasisCoverage", "BasisWeightedLogProb",
+           "basis_observables", "training_basis_frequencies",
            "dataset_warnings", "is_pauli_records", "phases_undetermined"]
 
 #: basis code of each Pauli letter in a ``pauli6`` record (a = 2·code + bit)
@@ -119,8 +120,9 @@ class BasisCoverage:
         onehot = np.zeros((bases.shape[0], 3 * self.L))  # (B, 3L)
         onehot[np.arange(bases.shape[0])[:, None], 3 * np.arange(self.L) + bases] = 1.0
         joint = (onehot.T @ onehot).round().astype(np.int64)  # (3L, 3L)
-        self.pair += joint.reshape(self.L, 3, self.L, 3).transpose(0, 2, 1, 3)
-        self.site += np.einsum("iiaa->ia", joint.reshape(self.L, 3, self.L, 3))
+        joint = joint.reshape(self.L, 3, self.L, 3).transpose(0, 2, 1, 3)  # (L, L, 3, 3)
+        self.pair += joint
+        self.site += np.einsum("iiaa->ia", joint)
         self.n += bases.shape[0]
         if self.settings is not None:
             self.settings.update(map(tuple, np.unique(bases, axis=0).tolist()))
@@ -150,6 +152,53 @@ class BasisCoverage:
                          f"measured; never measured: "
                          + ", ".join("".join(_LETTERS[b] for b in s) for s in absent))
         return lines
+
+
+def training_basis_frequencies(dataset: Dataset, test_rows: tuple[int, int]) -> np.ndarray:
+    """p̂_i(b) = (c_ib + 1) / (N + 3): each site's basis frequencies over the rows outside
+    ``test_rows`` (all rows where none are outside), add-one smoothed, so that a basis unseen
+    in training keeps a finite ln p̂.
+
+    Returns:
+        (L, 3) float64, rows summing to 1 (Z, X, Y).
+    """
+    counts, n = np.zeros((dataset.L, 3)), 0
+    outside = ((0, test_rows[0]), (test_rows[1], dataset.n_records))
+    if all(stop <= start for start, stop in outside):  # a model not trained on this file
+        outside = ((0, dataset.n_records),)
+    for start, stop in outside:
+        for outcomes, _ in dataset.iter_chunks(_CHUNK, start, stop) if stop > start else ():
+            bases = _to_numpy(outcomes) // 2  # (B, L)
+            counts += np.stack([(bases == code).sum(axis=0) for code in range(3)], axis=1)
+            n += bases.shape[0]
+    return (counts + 1.0) / (n + 3.0)
+
+
+class BasisWeightedLogProb:
+    """ln Q'(a) = ln p̂(b) + ln Q(r | b) of a Born-rule model Q of ``pauli6`` records, whose own
+    Q(a) = Q(r | b) / 3^L assumes uniform bases: Q' models the basis choice as the networks do
+    (from the data), with p̂(b) = Π_i p̂_i(b_i) (:func:`training_basis_frequencies`), so that
+    NLLs of both kinds of family on biased bases compare (docs/measured-data.md "Fair
+    likelihoods"). Only ``log_prob`` (for the NLL); Q' is normalised over all 6^L records.
+
+    Args:
+        model: the physical model (``log_prob`` of LongTensor (B, L) → (B,)).
+        frequencies: (L, 3) p̂_i(b) > 0.
+    """
+
+    def __init__(self, model, frequencies: np.ndarray) -> None:
+        self.model, self.L, self.K = model, model.L, model.K
+        self.exact_log_prob = model.exact_log_prob
+        self.log_weights = torch.as_tensor(np.log(3.0 * np.asarray(frequencies)))  # (L, 3)
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.device
+
+    def log_prob(self, a: torch.Tensor) -> torch.Tensor:
+        """ln Q(a) + Σ_i ln(3 p̂_i(b_i)) for LongTensor a (B, L): (B,) float64."""
+        weights = self.log_weights.to(a.device)[torch.arange(self.L, device=a.device), a // 2]
+        return self.model.log_prob(a).to(torch.float64) + weights.sum(dim=-1)
 
 
 def _names(sites: Sequence[int]) -> str:

@@ -42,7 +42,8 @@ def recipe(family: str, dataset: Dataset, options: Mapping[str, Any] | None = No
            ) -> tuple[TrainOptions, dict[str, list]]:
     """The training options and the selection grid of a plain fit of ``family``.
 
-    The family's ``train_defaults`` apply unless given in ``options``; a default batch is cut
+    The family's ``train_defaults`` (else :class:`TrainOptions`') apply unless given in
+    ``options``; a default batch is cut
     to an eighth of the training rows (at least 32, at most all of them), so that a small file
     still gets several optimizer steps per epoch. The family's ``selection_defaults`` (the
     physical families: ``real`` ∈ {1, 0}) join the grid unless given in ``hyperparameters``;
@@ -61,11 +62,12 @@ def recipe(family: str, dataset: Dataset, options: Mapping[str, Any] | None = No
     options, given = dict(options or {}), dict(hyperparameters or {})
     model_class = family_classes(family)[0]
     defaults = dict(model_class.train_defaults)
-    if "batch_size" in defaults:
+    if "batch_size" not in options:
         val_fraction = options.get("val_fraction", TrainOptions.val_fraction)
         n_train = split_rows(dataset.n_records, val_fraction)[0][1]
         cut = max(_MIN_BATCH, n_train // _MIN_STEPS)
-        defaults["batch_size"] = max(1, min(defaults["batch_size"], cut, n_train))
+        batch = defaults.get("batch_size", TrainOptions.batch_size)
+        defaults["batch_size"] = max(1, min(batch, cut, n_train))
     grid = {name: list(values) for name, values in model_class.selection_defaults.items()
             if name not in given}
     grid.update({name: list(value) for name, value in given.items() if isinstance(value, list)})

@@ -298,7 +298,7 @@ def test_recovers_a_random_chi2_state_from_1e5_records(tmp_path):
 
 
 def test_cli_fits_mps_on_fewer_records_than_its_default_batch(tmp_path):
-    """The family's default batch (1024) is cut to a quarter of the training rows of a small
+    """The family's default batch (1024) is cut to an eighth of the training rows of a small
     file, so that an epoch still makes several optimizer steps."""
     data = simulate("ghz", 3, povm="pauli6", samples=600, seed=0, device="cpu",
                     out=tmp_path / "small.h5", quiet=True)
@@ -306,7 +306,7 @@ def test_cli_fits_mps_on_fewer_records_than_its_default_batch(tmp_path):
                    "--out", str(tmp_path / "m.pt"), "--quiet", "--device", "cpu"])
     assert status == 0
     options = load_checkpoint(tmp_path / "m.pt").config["training"]["options"]
-    assert options["batch_size"] == 135  # 600 records, the last 60 held out: 540 / 4
+    assert options["batch_size"] == 67  # 600 records, the last 60 held out: 540 // 8
 
 
 @pytest.fixture(scope="module")
