@@ -10,8 +10,8 @@ Each case writes QuCumber's two text files (samples, bases), runs ``qtomo import
 (``--allow-biased-bases`` for Z-only), ``qtomo fit --model F`` with the defaults
 (:func:`qtomo.recipe.fit_recipe`: on Z-only records mps/lpdo take ``positive=1``), and the
 default ``qtomo evaluate`` (its wall time is reported); the fidelity ⟨ψ|ρ|ψ⟩ to the generating
-state is computed here, independently of ``evaluate`` (ρ contracted from the tensors for mps/lpdo,
-ρ = Σ_a Q(a) Q_a for a network).
+state is computed here, independently of ``evaluate`` (contracted from the tensors for mps/lpdo;
+for a network ρ = Σ_a Q(a) Q_a where K^L ≤ 4^10, else Monte Carlo over 10^5 model samples).
 
 Usage::
 
@@ -31,16 +31,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 from common import report
+
 from qtomo.data import read_dataset
-from qtomo.distribution import PhysicalState, enumerate_probabilities
+from qtomo.distribution import PhysicalState, enumerable, enumerate_probabilities
 from qtomo.evaluate import evaluate
 from qtomo.formats import import_records
-from qtomo.reconstruct import density_matrix
 from qtomo.recipe import fit_recipe
+from qtomo.reconstruct import density_matrix, mps_fidelity
 from qtomo.states.exact import tfim_ground_state
-from qtomo.states.mps import pure_state_fidelity, state_density_matrix, vector_to_mps
+from qtomo.states.mps import pure_state_fidelity, vector_to_mps
 
 _S = 1 / np.sqrt(2)
 ROTATION = {"Z": np.eye(2), "X": np.array([[_S, _S], [_S, -_S]]),
@@ -72,15 +72,19 @@ def case(name: str) -> tuple[np.ndarray, np.ndarray]:
     raise SystemExit(f"unknown case {name}")
 
 
-def fidelity(model, psi: np.ndarray, povm) -> float:
-    """⟨ψ|ρ|ψ⟩ of the model's state (contracted, or ρ = Σ_a Q(a) Q_a)."""
+def fidelity(model, psi: np.ndarray, povm) -> tuple[float, float]:
+    """⟨ψ|ρ|ψ⟩ of the model's state and its standard error: contracted from the tensors, or
+    ρ = Σ_a Q(a) Q_a where K^L is enumerable, else Monte Carlo E_Q[⟨ψ|Q_a|ψ⟩] over 10^5
+    samples."""
     if isinstance(model, PhysicalState):
-        if len(psi) > 2**10:
-            return pure_state_fidelity(vector_to_mps(psi), model.tensors())
-        rho = state_density_matrix(model.tensors())
-    else:
+        return pure_state_fidelity(vector_to_mps(psi), model.tensors()), 0.0
+    L = int(np.log2(len(psi)))
+    if enumerable(L, povm.K):
         rho = density_matrix(enumerate_probabilities(model), povm).rho
-    return float(np.real(psi.conj() @ rho @ psi))
+        return float(np.real(psi.conj() @ rho @ psi)), 0.0
+    estimate = mps_fidelity(model, vector_to_mps(psi), povm, samples=100_000,
+                            generator=torch.Generator().manual_seed(0), quiet=True)
+    return float(estimate.value), float(estimate.stderr)
 
 
 def run(name: str, family: str, seed: int, folder: Path) -> dict:
@@ -101,8 +105,9 @@ def run(name: str, family: str, seed: int, folder: Path) -> dict:
     start = time.perf_counter()
     evaluate(model, dataset)
     evaluate_s = time.perf_counter() - start
+    value, stderr = fidelity(model, psi, dataset.povm)
     return {"case": name, "family": family, "seed": seed, "N": dataset.n_records,
-            "fidelity": fidelity(model, psi, dataset.povm), "peer": PEERS[name],
+            "fidelity": value, "stderr": stderr, "peer": PEERS[name],
             "kept": str(selection.hyperparameters), "train_s": train_s,
             "evaluate_s": evaluate_s}
 

@@ -475,6 +475,8 @@ def evaluate(model: Checkpoint | Distribution, dataset: Dataset, *,
                                         pauli_strings=pauli_strings)
     notes = list(dataset_warnings(dataset)) + notes
     states = _reduced_states(block_list, povm, dataset, model_blocks, data_blocks, samples, seed)
+    if "mps" in reference and "X" not in reference:  # an imported MPS only (genmodel)
+        reference = {**state_references(reference["mps"], hamiltonian), **reference}
     references = {name: reference[name] for name in ("X", "Z", "XX", "ZZ", "energy")
                   if name in reference}
     if target is not None:
