@@ -273,7 +273,7 @@ def test_cli_fits_mps(ghz4, tmp_path, monkeypatch, capsys):
     assert main(["fit", "--quiet", "--data", str(ghz4.path), "--model", "mps", "--chi", "2",
                  "--epochs", "2", "--device", "cpu", "--out", "m.pt"]) == 0
     checkpoint = load_checkpoint("m.pt")
-    assert checkpoint.config["hyperparameters"] == {"chi": 2, "real": 0}
+    assert checkpoint.config["hyperparameters"] == {"chi": 2, "real": 0, "positive": 0}
     assert [B.shape for B in checkpoint.model.tensors()][:2] == [(1, 2, 2), (2, 2, 2)]
 
 
@@ -328,7 +328,7 @@ def test_selection_keeps_the_lowest_validation_nll_and_makes_out_an_ordinary_run
     nll = {values["real"]: value for values, _, value in selection.candidates}
     assert selection.hyperparameters == {"real": 0} and nll[0] < nll[1] - 0.1  # real: ⟨Y⟩ = 0
     kept = load_checkpoint(tmp_path / "s.pt")
-    assert kept.config["hyperparameters"] == {"chi": 1, "real": 0}
+    assert kept.config["hyperparameters"] == {"chi": 1, "real": 0, "positive": 0}
     assert kept.config["training"]["best_val_nll"] == pytest.approx(nll[0])
     for candidate, copy in zip(run_paths(tmp_path / "s.real-0.pt"), run_paths(tmp_path / "s.pt"),
                                strict=True):
