@@ -14,16 +14,19 @@ figure are made from it in :mod:`qtomo.report`. What it computes, each in its ow
   (``/reference/rho``, or ⊗E applied to the noiseless reference): Uhlmann's (Tr √(√σ ρ √σ))²,
   for L ≤ ENUMERATE_MAX_L only;
 - **observables** (:mod:`qtomo.observables`) ⟨X_i⟩, ⟨Z_i⟩, ⟨X_iX_j⟩, ⟨Z_iZ_j⟩, the TFIM energy and
-  any Pauli strings, from the model (exact sums or Monte Carlo) and from the measured records
-  alone (model-free, over all N records), beside the dataset's reference values. For an
+  any Pauli strings, from the model (exact sums where K^L ≤ 4^10, else Monte Carlo) and from the
+  measured records alone (model-free, over all N records; for Pauli-basis records only those
+  measuring each operator, :mod:`qtomo.pauli_records`, docs/measured-data.md), beside the
+  dataset's reference values. For an
   autoregressive model above the exact limit the Pauli strings, and the fidelity of a GHZ
   target, use masked ancestral sampling (:mod:`qtomo.products`);
 - **reduced states of blocks** (:mod:`qtomo.blocks`) of k contiguous sites at any L, from the
   model, the data alone and exact samples of the target, against the target's reduced state;
 - for a **physical model** (:class:`~qtomo.distribution.PhysicalState`: ``mps``, ``lpdo``) the
   state itself is contracted instead (README "Physical model families"): the fidelity exactly at
-  any L, the observables without Monte Carlo error, ρ straight from the tensors for small L, and
-  the entanglement entropy at every bond beside ``/reference/entropy``.
+  any L, the observables without Monte Carlo error, ρ straight from the tensors for small L, the
+  blocks' reduced states, and the entanglement entropy at every bond beside
+  ``/reference/entropy``.
 """
 
 from __future__ import annotations
@@ -473,6 +476,10 @@ def evaluate(model: Checkpoint | Distribution, dataset: Dataset, *,
     else:
         data_obs = estimate_observables(records(), povm, hamiltonian=hamiltonian,
                                         pauli_strings=pauli_strings)
+    if dataset.attrs.get("biased_bases") and not isinstance(model, PhysicalState):
+        notes.append(f"the {family} model learned the records' biased basis distribution, "
+                     f"while ρ = Σ_a Q(a) Q_a assumes uniform bases: the model's ρ, fidelity "
+                     f"and observables are not those of the measured state (fit mps or lpdo)")
     notes = list(dataset_warnings(dataset)) + notes
     states = _reduced_states(block_list, povm, dataset, model_blocks, data_blocks, samples, seed)
     if "mps" in reference and "X" not in reference:  # an imported MPS only (genmodel)

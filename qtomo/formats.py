@@ -690,6 +690,7 @@ def import_records(
             if not allow_biased_bases:
                 raise QtomoError(f"{message}; the records are not pauli6 records (keep them "
                                  f"with --allow-biased-bases)")
+            attrs["biased_bases"] = 1
             attrs["warning"] = (f"{message}: kept with --allow-biased-bases, so the pauli6 "
                                 f"duals and the model's distribution describe a different "
                                 f"measurement")

@@ -256,3 +256,12 @@ def test_fit_repeats_the_dataset_warnings(z_only_w, tmp_path, capsys):
     assert "bases are not uniform" in err and "no X or Y outcomes" in err
     history = json.loads(run.with_name("w.history.json").read_text())
     assert any("bases are not uniform" in line for line in history["warnings"])
+
+
+def test_a_network_on_biased_bases_is_flagged(z_only_w):
+    from qtomo.models import build
+
+    torch.manual_seed(0)
+    evaluation = evaluate(build("gru", L=4, K=6, hidden=8), read_dataset(z_only_w))
+    assert any(note.startswith("the gru model learned the records' biased basis distribution")
+               for note in evaluation.warnings)
