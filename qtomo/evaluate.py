@@ -481,7 +481,12 @@ def evaluate(model: Checkpoint | Distribution, dataset: Dataset, *,
                      f"while ρ = Σ_a Q(a) Q_a assumes uniform bases: the model's ρ, fidelity "
                      f"and observables are not those of the measured state (fit mps or lpdo)")
     notes = list(dataset_warnings(dataset)) + notes
-    states = _reduced_states(block_list, povm, dataset, model_blocks, data_blocks, samples, seed)
+    incomplete = bool(dataset.attrs.get("biased_bases") or dataset.attrs.get("undetermined"))
+    if incomplete and block_list:  # the dual-frame ρ̂_A assumes uniform, complete bases
+        notes.append("data-only reduced states of blocks are left out: they need every "
+                     "qubit's basis uniform and independent, and these records are not")
+    states = _reduced_states(block_list, povm, dataset, model_blocks,
+                             None if incomplete else data_blocks, samples, seed)
     if "mps" in reference and "X" not in reference:  # an imported MPS only (genmodel)
         reference = {**state_references(reference["mps"], hamiltonian), **reference}
     references = {name: reference[name] for name in ("X", "Z", "XX", "ZZ", "energy")
@@ -556,7 +561,8 @@ def _masked_strings(model: AutoregressiveModel, povm, observables: Observables,
 
 def _reduced_states(blocks: list, povm, dataset: Dataset,
                     model_blocks: BlockCounts | np.ndarray | dict[tuple[int, ...], np.ndarray],
-                    data: BlockCounts, samples: int, seed: int) -> tuple[ReducedState, ...]:
+                    data: BlockCounts | None, samples: int, seed: int
+                    ) -> tuple[ReducedState, ...]:
     """Block figures of the model, of the data alone and, when the model side is sampled, of
     as many exact samples of the target (the projection's bias at that N), drawn through the
     reference MPS (measured with E†(M_k) for a noisy state, README "Noisy states")."""

@@ -199,6 +199,10 @@ def test_evaluate_carries_the_warnings_and_refuses_unmeasured_values(z_only_w, t
     from qtomo.report import format_report
 
     assert "not measured" in format_report(evaluation)
+    # no dual-frame block estimate from these records: none outside the physical range
+    assert report["reduced_states"] and all(state["data"] is None
+                                            for state in report["reduced_states"])
+    assert "data-only reduced states of blocks are left out" in joined
     # fair NLL: the Z-only bases carry no information, so NLL = −E ln P(bits | Z) (+ smoothing)
     test = read_dataset(z_only_w).outcomes(*evaluation.test_rows)
     bits_entropy = -np.mean(np.log(np.abs(w_state(4)[(test % 2) @ (2 ** np.arange(3, -1, -1))])
