@@ -269,3 +269,24 @@ def test_a_network_on_biased_bases_is_flagged(z_only_w):
     evaluation = evaluate(build("gru", L=4, K=6, hidden=8), read_dataset(z_only_w))
     assert any(note.startswith("the gru model learned the records' biased basis distribution")
                for note in evaluation.warnings)
+
+
+def test_compare_carries_the_warnings_and_compares_fair_nlls(z_only_w, tmp_path, capsys):
+    """On Z-only records a network and a physical model both pay ≈ nothing for the bases: the
+    ln 3^L gap of the uniform-basis Born rule is gone from the compared NLLs."""
+    runs = []
+    for family in ("mps", "gru"):
+        runs.append(tmp_path / f"{family}.pt")
+        assert main(["fit", "--model", family, "--data", str(z_only_w), "--out", str(runs[-1]),
+                     "--epochs", "3", "--refine", "0", "--quiet"]) == 0
+    capsys.readouterr()
+    jsons = [tmp_path / "mps.json", tmp_path / "gru.json"]
+    assert main(["compare", "--model", str(runs[0]), "--model", str(runs[1]), "--json",
+                 str(jsons[0]), "--json", str(jsons[1]), "--blocks", "none"]) == 0
+    table = capsys.readouterr().out
+    assert "note (mps.pt): bases are not uniform" in table or "bases are not uniform" in table
+    reports = [json.loads(path.read_text()) for path in jsons]
+    for report in reports:
+        assert any("bases are not uniform" in line for line in report["warnings"])
+    nll = [report["nll"]["value"] for report in reports]
+    assert abs(nll[0] - nll[1]) < 0.5 * 4 * np.log(3), nll  # not the ln 3^4 = 4.4-nat gap
