@@ -45,7 +45,7 @@ import numpy as np
 from qtomo.atomic import atomic_output
 from qtomo.data import IMPORTED, Dataset, read_dataset, write_dataset
 from qtomo.errors import QtomoError
-from qtomo.pauli_records import BasisCoverage, is_pauli_records
+from qtomo.pauli_records import BasisCoverage, has_settings
 from qtomo.povm import POVM, get_povm, readout_povms
 
 __all__ = [
@@ -695,7 +695,7 @@ def import_records(
                                 f"duals and the model's distribution describe a different "
                                 f"measurement")
             warnings.warn(attrs["warning"], BiasedBasesWarning, stacklevel=2)
-    if is_pauli_records(measured):
+    if has_settings(measured):
         coverage = BasisCoverage(outcomes.shape[1])
         coverage.add(outcomes)
         if coverage.undetermined():

@@ -42,7 +42,7 @@ from qtomo.states.hamiltonians import TFIM
 
 __all__ = ["BASIS_CODES", "MIN_RECORDS", "BasisCoverage", "BasisWeightedLogProb",
            "basis_observables", "training_basis_frequencies",
-           "dataset_warnings", "is_pauli_records", "phases_undetermined"]
+           "dataset_warnings", "has_settings", "is_pauli_records", "phases_undetermined"]
 
 #: basis code of each Pauli letter in a ``pauli6`` record (a = 2·code + bit)
 BASIS_CODES = {"Z": 0, "X": 1, "Y": 2}
@@ -58,6 +58,13 @@ def is_pauli_records(povm: POVM | PerQubitPOVM) -> bool:
     """Whether records of ``povm`` are Pauli-basis shots (the ideal ``pauli6`` POVM; a readout
     POVM is not: its duals correct the readout error, the bits alone do not)."""
     return povm.name == "pauli6"
+
+
+def has_settings(povm: POVM | PerQubitPOVM) -> bool:
+    """Whether each record holds its setting as a_i // 2 (``pauli6``, also with readout
+    errors): the coverage and the phase check apply; the bit estimators need
+    :func:`is_pauli_records`."""
+    return povm.name.startswith("pauli6")
 
 
 def dataset_warnings(dataset: Dataset) -> tuple[str, ...]:
@@ -83,7 +90,7 @@ def phases_undetermined(dataset: Dataset) -> str | None:
         >>> phases_undetermined(data)
         'the records have no X or Y outcomes (Z basis only): they fix |ψ(s)|², not the phases'
     """
-    if not is_pauli_records(dataset.povm):
+    if not has_settings(dataset.povm):
         return None
     for outcomes, _ in dataset.iter_chunks(_CHUNK):
         if np.any(_to_numpy(outcomes) >= 2):
