@@ -101,3 +101,17 @@ def test_unphysical_rho_is_flagged_without_a_reference(tmp_path):
     assert evaluation.fidelity is None and evaluation.reconstruction.min_eigenvalue < -1
     assert any(note.startswith("ρ_model is unphysical: smallest eigenvalue") for note in
                evaluation.warnings)
+
+
+def test_an_imported_mps_reference_fills_the_reference_column(tmp_path):
+    """genmodel files carry only /reference/mps: the observables' reference comes from it."""
+    povm = get_povm("pauli4")
+    model = build("mps", L=4, K=4, povm=povm, chi=2)
+    model.set_tensors(ghz_mps(4).mps)
+    records = model.sample(200, torch.Generator().manual_seed(1)).numpy().astype(np.uint8)
+    path = write_dataset(tmp_path / "g.h5", povm=povm,
+                         attrs={"L": 4, "source": "imported:genmodel"}, n_records=200,
+                         chunks=[(records, None)], reference={"mps": ghz_mps(4).mps})
+    observables = evaluate(model, read_dataset(path)).as_dict()["observables"]
+    assert np.allclose(observables["ZZ"]["reference"], np.ones((4, 4)), atol=1e-12)
+    assert np.allclose(observables["X"]["reference"], 0.0, atol=1e-12)
