@@ -122,17 +122,19 @@ class BasisCoverage:
         self.settings: set[tuple[int, ...]] | None = set() if L <= _LIST_SETTINGS_MAX_L else None
 
     def add(self, records: np.ndarray | torch.Tensor) -> None:
-        """Add (B, L) ``pauli6`` records."""
-        bases = _to_numpy(records) // 2  # (B, L)
-        onehot = np.zeros((bases.shape[0], 3 * self.L))  # (B, 3L)
-        onehot[np.arange(bases.shape[0])[:, None], 3 * np.arange(self.L) + bases] = 1.0
-        joint = (onehot.T @ onehot).round().astype(np.int64)  # (3L, 3L)
-        joint = joint.reshape(self.L, 3, self.L, 3).transpose(0, 2, 1, 3)  # (L, L, 3, 3)
-        self.pair += joint
-        self.site += np.einsum("iiaa->ia", joint)
-        self.n += bases.shape[0]
-        if self.settings is not None:
-            self.settings.update(map(tuple, np.unique(bases, axis=0).tolist()))
+        """Add (B, L) ``pauli6`` records (in slices of 2^16 rows: memory O(2^16 · L))."""
+        records = records.cpu().numpy() if torch.is_tensor(records) else np.asarray(records)
+        for start in range(0, records.shape[0], _CHUNK):
+            bases = records[start:start + _CHUNK].astype(np.intp) // 2  # (b, L)
+            onehot = np.zeros((bases.shape[0], 3 * self.L))  # (b, 3L)
+            onehot[np.arange(bases.shape[0])[:, None], 3 * np.arange(self.L) + bases] = 1.0
+            joint = (onehot.T @ onehot).round().astype(np.int64)  # (3L, 3L)
+            joint = joint.reshape(self.L, 3, self.L, 3).transpose(0, 2, 1, 3)  # (L, L, 3, 3)
+            self.pair += joint
+            self.site += np.einsum("iiaa->ia", joint)
+            self.n += bases.shape[0]
+            if self.settings is not None:
+                self.settings.update(map(tuple, np.unique(bases, axis=0).tolist()))
 
     def undetermined(self) -> list[str]:
         """What the records cannot determine, one line each (empty when the settings are
