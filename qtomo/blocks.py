@@ -61,6 +61,7 @@ __all__ = [
     "BlockFigures",
     "ReducedState",
     "block_sites",
+    "default_block_sizes",
     "parse_block_sizes",
     "reduced_states",
     "target_reduced_states",
@@ -78,8 +79,19 @@ REPLICATES = 200
 Block = tuple[int, ...]
 
 
-def parse_block_sizes(text: str, L: int) -> tuple[int, ...]:
-    """Block sizes from ``--blocks``: ``"2,3"`` → (2, 3); ``"none"`` or ``""`` → ().
+def default_block_sizes(L: int) -> tuple[int, ...]:
+    """The sizes of :data:`BLOCK_SIZES` that fit L qubits.
+
+    Example:
+        >>> default_block_sizes(10), default_block_sizes(2), default_block_sizes(1)
+        ((2, 3), (2,), ())
+    """
+    return tuple(k for k in BLOCK_SIZES if k <= L)
+
+
+def parse_block_sizes(text: str | None, L: int) -> tuple[int, ...]:
+    """Block sizes from ``--blocks``: ``"2,3"`` → (2, 3); ``"none"`` or ``""`` → (); None (the
+    option not given) → :func:`default_block_sizes`.
 
     Raises:
         QtomoError: for a size that is not an integer in 1..min(L, MAX_BLOCK_SIZE).
@@ -92,6 +104,8 @@ def parse_block_sizes(text: str, L: int) -> tuple[int, ...]:
         ...
         qtomo.errors.QtomoError: block size '5' must be an integer in 1..4 (L = 10)
     """
+    if text is None:
+        return default_block_sizes(L)
     if text.strip().lower() in ("", "none"):
         return ()
     largest = min(L, MAX_BLOCK_SIZE)
@@ -314,7 +328,11 @@ def _from_counts(counts: np.ndarray, povm: POVM | PerQubitPOVM, block: Block,
 def _from_table(marginal: np.ndarray, povm: POVM | PerQubitPOVM, block: Block,
                 target: np.ndarray | None) -> BlockFigures:
     duals, _ = _block_duals(povm, block)
-    rho = np.einsum("b,bij->ij", marginal, duals)  # (d, d)
+    return _from_density(np.einsum("b,bij->ij", marginal, duals), target)  # (d, d)
+
+
+def _from_density(rho: np.ndarray, target: np.ndarray | None) -> BlockFigures:
+    """Exact figures (stderr 0) of a block's ρ_A (d, d), e.g. contracted from tensors."""
     compared = _compare(rho[None], target)
     hermitian = 0.5 * (rho + rho.conj().T)
     eigenvalues = np.linalg.eigvalsh(hermitian)
@@ -361,7 +379,7 @@ class ReducedState:
 
 
 def reduced_states(blocks: Sequence[Block], povm: POVM | PerQubitPOVM, *,
-                   model: BlockCounts | np.ndarray,
+                   model: BlockCounts | np.ndarray | Mapping[Block, np.ndarray],
                    data: BlockCounts | None = None, exact_samples: BlockCounts | None = None,
                    targets: Mapping[Block, np.ndarray] | None = None,
                    replicates: int = REPLICATES, seed: int = 0) -> tuple[ReducedState, ...]:
@@ -370,7 +388,9 @@ def reduced_states(blocks: Sequence[Block], povm: POVM | PerQubitPOVM, *,
     Args:
         blocks: the blocks, e.g. :func:`block_sites`.
         povm: the POVM of the records.
-        model: the model's block counts over its samples, or its exact table Q (K^L,) float.
+        model: the model's block counts over its samples, its exact table Q (K^L,) float, or
+            {block: ρ_A (2^k, 2^k) complex} contracted from a physical model's tensors
+            (:func:`qtomo.states.mps.block_density_matrix`).
         data: block counts over the measured records.
         exact_samples: block counts over exact samples of the target.
         targets: {block: σ_A} (:func:`target_reduced_states`); fidelities need them.
@@ -397,6 +417,8 @@ def reduced_states(blocks: Sequence[Block], povm: POVM | PerQubitPOVM, *,
 
         if isinstance(model, BlockCounts):
             model_figures = from_counts(model)
+        elif isinstance(model, Mapping):
+            model_figures = _from_density(np.asarray(model[block]), target)
         else:
             model_figures = _from_table(_marginal(model, povm.K, block), povm, block, target)
         reference = None

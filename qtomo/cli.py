@@ -429,6 +429,7 @@ def _run_fit(args: argparse.Namespace) -> int:
     from qtomo.data import read_dataset
     from qtomo.models import build, load_checkpoint
     from qtomo.models.checkpoint import training_data_path
+    from qtomo.pauli_records import dataset_warnings
     from qtomo.recipe import fit_recipe, recipe
     from qtomo.train import (
         TrainOptions,
@@ -464,6 +465,8 @@ def _run_fit(args: argparse.Namespace) -> int:
         if not args.quiet:
             print(f"using the newest dataset {data}")
     dataset = read_dataset(data)
+    for line in dataset_warnings(dataset):  # also in the history JSON and the checkpoint
+        _show_warning(line, UserWarning, __file__, 0)
     family = args.model or "gru"
     if resumed is not None:
         config = resumed.config
@@ -518,9 +521,9 @@ def _evaluation_options(parser: argparse.ArgumentParser) -> None:
                              "small L (default auto)")
     parser.add_argument("--pauli", action="append", default=[], metavar="STRING",
                         help="extra Pauli string to estimate, e.g. 'X0 Z3 Z4' (repeatable)")
-    parser.add_argument("--blocks", default="2,3", metavar="SIZES",
+    parser.add_argument("--blocks", default=None, metavar="SIZES",
                         help="sizes of the contiguous blocks whose reduced states are compared, "
-                             "comma-separated, or 'none' (default 2,3)")
+                             "comma-separated, or 'none' (default 2,3, those that fit L)")
 
 
 def _add_evaluate_parser(subparsers) -> None:

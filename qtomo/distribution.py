@@ -44,6 +44,7 @@ __all__ = [
     "PhysicalState",
     "check_enumerable",
     "distribution_device",
+    "enumerable",
     "enumerate_probabilities",
     "log_prob_batched",
     "outcome_blocks",
@@ -52,6 +53,9 @@ __all__ = [
 
 #: largest L whose K^L records are enumerated (4^10 ≈ 10^6 records, a 2^10 × 2^10 ρ)
 ENUMERATE_MAX_L = 10
+#: most records a default (``auto``) evaluation enumerates: 4^10 (``pauli6`` stops at L = 7,
+#: since 6^10 ≈ 6·10^7 records through ``log_prob`` take about an hour on a CPU)
+ENUMERATE_MAX_RECORDS = 4**10
 _BLOCK = 2**16
 
 
@@ -102,6 +106,17 @@ def distribution_device(distribution: Distribution) -> torch.device:
         return torch.device(distribution.device)
     except (AttributeError, StopIteration):
         return torch.device("cpu")
+
+
+def enumerable(L: int, K: int) -> bool:
+    """Whether the K^L records are few enough (≤ :data:`ENUMERATE_MAX_RECORDS`) for a default
+    evaluation to sum over all of them.
+
+    Example:
+        >>> enumerable(10, 4), enumerable(10, 6), enumerable(7, 6)
+        (True, False, True)
+    """
+    return L <= ENUMERATE_MAX_L and K**L <= ENUMERATE_MAX_RECORDS
 
 
 def check_enumerable(L: int, what: str) -> None:

@@ -14,16 +14,19 @@ figure are made from it in :mod:`qtomo.report`. What it computes, each in its ow
   (``/reference/rho``, or ⊗E applied to the noiseless reference): Uhlmann's (Tr √(√σ ρ √σ))²,
   for L ≤ ENUMERATE_MAX_L only;
 - **observables** (:mod:`qtomo.observables`) ⟨X_i⟩, ⟨Z_i⟩, ⟨X_iX_j⟩, ⟨Z_iZ_j⟩, the TFIM energy and
-  any Pauli strings, from the model (exact sums or Monte Carlo) and from the measured records
-  alone (model-free, over all N records), beside the dataset's reference values. For an
+  any Pauli strings, from the model (exact sums where K^L ≤ 4^10, else Monte Carlo) and from the
+  measured records alone (model-free, over all N records; for Pauli-basis records only those
+  measuring each operator, :mod:`qtomo.pauli_records`, docs/measured-data.md), beside the
+  dataset's reference values. For an
   autoregressive model above the exact limit the Pauli strings, and the fidelity of a GHZ
   target, use masked ancestral sampling (:mod:`qtomo.products`);
 - **reduced states of blocks** (:mod:`qtomo.blocks`) of k contiguous sites at any L, from the
   model, the data alone and exact samples of the target, against the target's reduced state;
 - for a **physical model** (:class:`~qtomo.distribution.PhysicalState`: ``mps``, ``lpdo``) the
   state itself is contracted instead (README "Physical model families"): the fidelity exactly at
-  any L, the observables without Monte Carlo error, ρ straight from the tensors for small L, and
-  the entanglement entropy at every bond beside ``/reference/entropy``.
+  any L, the observables without Monte Carlo error, ρ straight from the tensors for small L, the
+  blocks' reduced states, and the entanglement entropy at every bond beside
+  ``/reference/entropy``.
 """
 
 from __future__ import annotations
@@ -40,11 +43,11 @@ import numpy as np
 import torch
 
 from qtomo.blocks import (
-    BLOCK_SIZES,
     BlockCounts,
     BlockFigures,
     ReducedState,
     block_sites,
+    default_block_sizes,
     reduced_states,
     target_reduced_states,
 )
@@ -54,6 +57,7 @@ from qtomo.distribution import (
     Distribution,
     PhysicalState,
     distribution_device,
+    enumerable,
     enumerate_probabilities,
     sample_batches,
 )
@@ -73,6 +77,13 @@ from qtomo.observables import (
     model_observables,
     parse_pauli_string,
 )
+from qtomo.pauli_records import (
+    BasisWeightedLogProb,
+    basis_observables,
+    dataset_warnings,
+    is_pauli_records,
+    training_basis_frequencies,
+)
 from qtomo.products import ghz_fidelity, masked_expectation, operator_tables, pauli_operators
 from qtomo.reconstruct import (
     ContractedFidelity,
@@ -86,6 +97,7 @@ from qtomo.reconstruct import (
 from qtomo.states.exact import expectation_pauli_string
 from qtomo.states.hamiltonians import TFIM, hamiltonian_from_attrs
 from qtomo.states.mps import (
+    block_density_matrix,
     mps_to_vector,
     pauli_expectation,
     pure_state_fidelity,
@@ -98,7 +110,8 @@ from qtomo.states.mps_sampler import MPSDistribution
 __all__ = ["METHODS", "EnsembleEvaluation", "Entanglement", "Evaluation", "ObservableComparison",
            "ensemble_checkpoints", "evaluate", "evaluate_ensemble", "unseen_rows", "z_score"]
 
-#: ``auto`` = exact sums for L ≤ ENUMERATE_MAX_L, Monte Carlo above
+#: ``auto`` = exact sums where K^L is enumerable (:func:`qtomo.distribution.enumerable`),
+#: Monte Carlo above
 METHODS = ("auto", "exact", "monte-carlo")
 DEFAULT_SAMPLES = 100_000
 _CHUNK = 2**16
@@ -203,7 +216,8 @@ def z_score(entry: dict) -> float | list | None:
     """(model − data) / √(σ_model² + s_model² + σ_data²) of one observables entry: how many
     standard errors the model's value lies from the model-free one (σ: Monte Carlo errors, s: an
     ensemble's ``spread``, 0 for one model); 0 where both are exact and equal (the diagonal of
-    XX and ZZ), None without a data-only estimate.
+    XX and ZZ), NaN where an estimate is refused (not measured), None without a data-only
+    estimate.
 
     Example:
         >>> z_score({"model": {"value": 1.0, "stderr": 0.0, "spread": 0.3},
@@ -218,6 +232,7 @@ def z_score(entry: dict) -> float | list | None:
                     + np.asarray(model.get("spread", 0.0), float) ** 2)
     with np.errstate(divide="ignore", invalid="ignore"):
         z = np.where(scale > 0, difference / np.where(scale > 0, scale, 1.0), 0.0)
+    z = np.where(np.isnan(difference), np.nan, z)  # a refused (not measured) estimate
     return z.tolist() if z.ndim else float(z)
 
 
@@ -290,7 +305,7 @@ def evaluate(model: Checkpoint | Distribution, dataset: Dataset, *,
              samples: int = DEFAULT_SAMPLES, method: str = "auto",
              pauli_strings: Sequence[str] = (), rows: tuple[int, int] | None = None,
              seed: int = 0, batch_size: int = _CHUNK, quiet: bool = True,
-             blocks: Sequence[int] = BLOCK_SIZES) -> Evaluation:
+             blocks: Sequence[int] | None = None) -> Evaluation:
     """Classical metrics, quantum fidelity and observables of a model against a dataset.
 
     Args:
@@ -301,14 +316,17 @@ def evaluate(model: Checkpoint | Distribution, dataset: Dataset, *,
         dataset: the measured state (:func:`qtomo.data.read_dataset`); without ``/log_prob``
             (measured data) KL and F_c are left out, without a reference state the fidelity.
         samples: model samples for Monte Carlo observables and fidelity.
-        method: ``"auto"`` (exact for L ≤ ENUMERATE_MAX_L), ``"exact"`` or ``"monte-carlo"``.
+        method: ``"auto"`` (exact where K^L ≤ 4^10, :func:`qtomo.distribution.enumerable`),
+            ``"exact"`` (L ≤ ENUMERATE_MAX_L) or ``"monte-carlo"``.
         pauli_strings: extra observables such as ``"X0 Z3 Z4"``.
         rows: test rows ``[start, stop)`` for the classical metrics; default :func:`unseen_rows`.
         seed: seed of the model's sampling generator.
         batch_size: records per forward pass / per sampling call.
         quiet: no progress bars.
         blocks: sizes k of the contiguous blocks whose reduced states are compared
-            (:func:`qtomo.blocks.block_sites`; () for none).
+            (:func:`qtomo.blocks.block_sites`; () for none; None: the default sizes that fit
+            L). A physical model's blocks are contracted from its tensors, a network's come
+            from the exact table where it is enumerated, else from its samples (with errors).
 
     Returns:
         :class:`Evaluation`.
@@ -327,12 +345,15 @@ def evaluate(model: Checkpoint | Distribution, dataset: Dataset, *,
     if method not in METHODS:
         raise QtomoError(f"unknown evaluation method {method!r}; expected one of "
                          f"{', '.join(METHODS)}")
-    exact = method == "exact" or (method == "auto" and dataset.L <= ENUMERATE_MAX_L)
+    exact = method == "exact" or (method == "auto" and enumerable(dataset.L, dataset.K))
+    # dense 2^L states (targets, a physical model's ρ) need no enumeration of K^L records
+    dense = dataset.L <= ENUMERATE_MAX_L and method != "monte-carlo"
     if exact and dataset.L > ENUMERATE_MAX_L:
         raise QtomoError(f"exact evaluation enumerates K^L records and needs L <= "
                          f"{ENUMERATE_MAX_L}; got L = {dataset.L} (use --method monte-carlo)")
     strings = {text: parse_pauli_string(text, dataset.L) for text in pauli_strings}  # fail early
-    block_list = block_sites(dataset.L, blocks)
+    block_list = block_sites(dataset.L, default_block_sizes(dataset.L) if blocks is None
+                             else blocks)
     test_rows = rows if rows is not None else unseen_rows(dataset, config)
     notes: list[str] = []
     family = getattr(model, "family", type(model).__name__)
@@ -363,6 +384,14 @@ def evaluate(model: Checkpoint | Distribution, dataset: Dataset, *,
             f"F_c from a histogram of {samples} model samples (biased low by the finite "
             f"histogram)" if classical.classical_fidelity is not None else
             f"skipped F_c: a histogram over K^L = {dataset.K}^{dataset.L} records is too large")
+    elif isinstance(model, PhysicalState) and is_pauli_records(povm) and not \
+            dataset.has_log_prob:  # fair NLL on measured bases (docs/measured-data.md)
+        weighted = BasisWeightedLogProb(model, training_basis_frequencies(dataset, test_rows))
+        classical = classical_metrics(weighted, dataset.iter_chunks(_CHUNK, *test_rows),
+                                      batch_size=batch_size)
+        notes.append("the NLL of this physical model includes the basis distribution of the "
+                     "training records (per-site frequencies), as a network learns it; its "
+                     "Born rule alone assumes uniform bases")
     else:
         classical = classical_metrics(model, dataset.iter_chunks(_CHUNK, *test_rows),
                                       batch_size=batch_size)
@@ -370,9 +399,9 @@ def evaluate(model: Checkpoint | Distribution, dataset: Dataset, *,
     reference = dataset.reference
     noise = dataset.noise
     target = reference.get("psi")  # a vector, or the density matrix of a noisy state
-    if target is None and "mps" in reference and exact:
+    if target is None and "mps" in reference and dense:
         target = mps_to_vector(reference["mps"])
-    if noise.active and exact:  # the target is the noisy ρ (README "Noisy states")
+    if noise.active and dense:  # the target is the noisy ρ (README "Noisy states")
         target = reference["rho"] if "rho" in reference else (
             None if target is None else noise.apply(np.outer(target, target.conj())))
 
@@ -382,18 +411,10 @@ def evaluate(model: Checkpoint | Distribution, dataset: Dataset, *,
     if isinstance(model, PhysicalState):
         pure = None if noise.active else (
             reference.get("mps") or (None if target is None else vector_to_mps(target)))
+        tensors = model.tensors()
         fidelity, reconstruction, model_obs, entanglement = _physical_state_figures(
-            model.tensors(), target, pure, reference.get("entropy"), hamiltonian, strings,
-            dense=exact)
-        # the blocks' reduced states: from the exact table where it is enumerated (as for any
-        # model), else from exact samples of the model (its sampler is cheap)
-        if exact and block_list:
-            model_blocks = enumerate_probabilities(model, batch_size=batch_size, quiet=quiet)
-        else:
-            generator = torch.Generator(device=distribution_device(model)).manual_seed(seed)
-            model_blocks = BlockCounts.from_records(
-                sample_batches(model, samples, _CHUNK, generator) if block_list else (),
-                block_list, dataset.K)
+            tensors, target, pure, reference.get("entropy"), hamiltonian, strings, dense=dense)
+        model_blocks = {block: block_density_matrix(tensors, block) for block in block_list}
     elif exact:
         probabilities = enumerate_probabilities(model, batch_size=batch_size, quiet=quiet)
         reconstruction = density_matrix(probabilities, povm)
@@ -403,9 +424,14 @@ def evaluate(model: Checkpoint | Distribution, dataset: Dataset, *,
                 notes.append(f"ρ_model has a negative eigenvalue ({fidelity.min_eigenvalue:.3g}):"
                              f" the fidelity {fidelity.value:.6g} is not that of a state; the "
                              f"closest physical state has {fidelity.projected:.6g}")
+        elif not reconstruction.is_physical:
+            notes.append(f"ρ_model is unphysical: smallest eigenvalue "
+                         f"{reconstruction.min_eigenvalue:.3g}, purity {reconstruction.purity:.4g}"
+                         f" (a state has eigenvalues ≥ 0 and purity ≤ 1); its observables are "
+                         f"not those of a state")
         model_obs = exact_observables(probabilities, povm, hamiltonian=hamiltonian,
                                       pauli_strings=pauli_strings)
-        model_blocks: BlockCounts | np.ndarray = probabilities
+        model_blocks = probabilities
     else:
         model_blocks = BlockCounts(block_list, dataset.K)
         model_obs = model_observables(model, povm, samples=samples, hamiltonian=hamiltonian,
@@ -443,9 +469,26 @@ def evaluate(model: Checkpoint | Distribution, dataset: Dataset, *,
             data_blocks.add(outcomes)
             yield outcomes
 
-    data_obs = estimate_observables(records(), povm, hamiltonian=hamiltonian,
-                                    pauli_strings=pauli_strings)
-    states = _reduced_states(block_list, povm, dataset, model_blocks, data_blocks, samples, seed)
+    if is_pauli_records(povm):  # only the records measuring each operator (any bases)
+        data_obs, refused = basis_observables(records(), dataset.L, hamiltonian=hamiltonian,
+                                              pauli_strings=pauli_strings)
+        notes += [f"data-only {note}" for note in refused]
+    else:
+        data_obs = estimate_observables(records(), povm, hamiltonian=hamiltonian,
+                                        pauli_strings=pauli_strings)
+    if dataset.attrs.get("biased_bases") and not isinstance(model, PhysicalState):
+        notes.append(f"the {family} model learned the records' biased basis distribution, "
+                     f"while ρ = Σ_a Q(a) Q_a assumes uniform bases: the model's ρ, fidelity "
+                     f"and observables are not those of the measured state (fit mps or lpdo)")
+    notes = list(dataset_warnings(dataset)) + notes
+    incomplete = bool(dataset.attrs.get("biased_bases") or dataset.attrs.get("undetermined"))
+    if incomplete and block_list:  # the dual-frame ρ̂_A assumes uniform, complete bases
+        notes.append("data-only reduced states of blocks are left out: they need every "
+                     "qubit's basis uniform and independent, and these records are not")
+    states = _reduced_states(block_list, povm, dataset, model_blocks,
+                             None if incomplete else data_blocks, samples, seed)
+    if "mps" in reference and "X" not in reference:  # an imported MPS only (genmodel)
+        reference = {**state_references(reference["mps"], hamiltonian), **reference}
     references = {name: reference[name] for name in ("X", "Z", "XX", "ZZ", "energy")
                   if name in reference}
     if target is not None:
@@ -516,8 +559,10 @@ def _masked_strings(model: AutoregressiveModel, povm, observables: Observables,
     return dataclasses.replace(observables, strings=masked)
 
 
-def _reduced_states(blocks: list, povm, dataset: Dataset, model_blocks: BlockCounts | np.ndarray,
-                    data: BlockCounts, samples: int, seed: int) -> tuple[ReducedState, ...]:
+def _reduced_states(blocks: list, povm, dataset: Dataset,
+                    model_blocks: BlockCounts | np.ndarray | dict[tuple[int, ...], np.ndarray],
+                    data: BlockCounts | None, samples: int, seed: int
+                    ) -> tuple[ReducedState, ...]:
     """Block figures of the model, of the data alone and, when the model side is sampled, of
     as many exact samples of the target (the projection's bias at that N), drawn through the
     reference MPS (measured with E†(M_k) for a noisy state, README "Noisy states")."""

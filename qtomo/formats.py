@@ -45,6 +45,7 @@ import numpy as np
 from qtomo.atomic import atomic_output
 from qtomo.data import IMPORTED, Dataset, read_dataset, write_dataset
 from qtomo.errors import QtomoError
+from qtomo.pauli_records import BasisCoverage, has_settings
 from qtomo.povm import POVM, get_povm, readout_povms
 
 __all__ = [
@@ -52,6 +53,7 @@ __all__ = [
     "FORMATS",
     "GENMODEL_POVMS",
     "BiasedBasesWarning",
+    "IncompleteBasesWarning",
     "Records",
     "bases_uniformity",
     "export_records",
@@ -71,6 +73,11 @@ _CHUNK = 2**16
 
 class BiasedBasesWarning(UserWarning):
     """Imported bases are not uniform and independent; kept on request (the file says so)."""
+
+
+class IncompleteBasesWarning(UserWarning):
+    """Imported Pauli-basis records miss settings: some expectations are not determined (the
+    file's ``undetermined`` attribute names them)."""
 
 
 @dataclass(frozen=True)
@@ -683,10 +690,19 @@ def import_records(
             if not allow_biased_bases:
                 raise QtomoError(f"{message}; the records are not pauli6 records (keep them "
                                  f"with --allow-biased-bases)")
+            attrs["biased_bases"] = 1
             attrs["warning"] = (f"{message}: kept with --allow-biased-bases, so the pauli6 "
                                 f"duals and the model's distribution describe a different "
                                 f"measurement")
             warnings.warn(attrs["warning"], BiasedBasesWarning, stacklevel=2)
+    if has_settings(measured):
+        coverage = BasisCoverage(outcomes.shape[1])
+        coverage.add(outcomes)
+        if coverage.undetermined():
+            attrs["undetermined"] = coverage.undetermined()
+            for line in attrs["undetermined"]:
+                warnings.warn(f"the records do not determine everything: {line}",
+                              IncompleteBasesWarning, stacklevel=2)
     if shuffle:
         outcomes = outcomes[np.random.default_rng(seed).permutation(len(outcomes))]
         attrs["shuffle_seed"] = seed

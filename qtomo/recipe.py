@@ -11,6 +11,7 @@ these, so that a benchmark measures what a user gets.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -22,10 +23,17 @@ from qtomo.data import Dataset
 from qtomo.errors import QtomoError
 from qtomo.growth import fit_growing
 from qtomo.models import build, family_classes
+from qtomo.pauli_records import phases_undetermined
 from qtomo.train import Selection, TrainOptions, fit, fit_selection, run_paths, split_rows
 
+
+class PhasePriorWarning(UserWarning):
+    """The records do not determine the phases; the fit uses the family's positive prior."""
+
+
 #: a default batch leaves at least this many optimizer steps per epoch on a small dataset
-_MIN_STEPS = 4
+#: (QuCumber's 900-shot W state: docs/measured-data.md)
+_MIN_STEPS = 8
 _MIN_BATCH = 32
 
 
@@ -34,8 +42,9 @@ def recipe(family: str, dataset: Dataset, options: Mapping[str, Any] | None = No
            ) -> tuple[TrainOptions, dict[str, list]]:
     """The training options and the selection grid of a plain fit of ``family``.
 
-    The family's ``train_defaults`` apply unless given in ``options``; a default batch is cut
-    to a quarter of the training rows (at least 32, at most all of them), so that a small file
+    The family's ``train_defaults`` (else :class:`TrainOptions`') apply unless given in
+    ``options``; a default batch is cut
+    to an eighth of the training rows (at least 32, at most all of them), so that a small file
     still gets several optimizer steps per epoch. The family's ``selection_defaults`` (the
     physical families: ``real`` ∈ {1, 0}) join the grid unless given in ``hyperparameters``;
     list values there join it too.
@@ -53,15 +62,41 @@ def recipe(family: str, dataset: Dataset, options: Mapping[str, Any] | None = No
     options, given = dict(options or {}), dict(hyperparameters or {})
     model_class = family_classes(family)[0]
     defaults = dict(model_class.train_defaults)
-    if "batch_size" in defaults:
+    if "batch_size" not in options:
         val_fraction = options.get("val_fraction", TrainOptions.val_fraction)
         n_train = split_rows(dataset.n_records, val_fraction)[0][1]
         cut = max(_MIN_BATCH, n_train // _MIN_STEPS)
-        defaults["batch_size"] = max(1, min(defaults["batch_size"], cut, n_train))
+        batch = defaults.get("batch_size", TrainOptions.batch_size)
+        defaults["batch_size"] = max(1, min(batch, cut, n_train))
     grid = {name: list(values) for name, values in model_class.selection_defaults.items()
             if name not in given}
     grid.update({name: list(value) for name, value in given.items() if isinstance(value, list)})
     return TrainOptions(**{**defaults, **options}), grid
+
+
+def phase_prior(family: str, dataset: Dataset, hyperparameters: Mapping[str, Any] | None = None,
+                ) -> tuple[dict[str, Any], str | None]:
+    """The hyperparameters of a fit whose records cannot determine the phases.
+
+    Where :func:`qtomo.pauli_records.phases_undetermined` gives a reason (Z-only records), the
+    family's ``unphased_defaults`` (``mps``, ``lpdo``: ``positive`` = 1, real non-negative
+    amplitudes) join ``hyperparameters`` unless given, so that no selection picks real vs
+    complex tensors on noise (docs/measured-data.md).
+
+    Returns:
+        (hyperparameters, reason): the reason (with what was chosen) is None where nothing was
+        added.
+    """
+    given = dict(hyperparameters or {})
+    added = {name: value for name, value in family_classes(family)[0].unphased_defaults.items()
+             if name not in given}
+    if not added:
+        return given, None
+    reason = phases_undetermined(dataset)
+    if reason is None:
+        return given, None
+    chosen = ", ".join(f"{name}={value}" for name, value in added.items())
+    return {**given, **added}, f"{reason}: {family} uses {chosen} (give them to override)"
 
 
 def fit_recipe(family: str, dataset: Dataset, options: Mapping[str, Any] | None = None,
@@ -84,6 +119,9 @@ def fit_recipe(family: str, dataset: Dataset, options: Mapping[str, Any] | None 
         QtomoError: everything :func:`recipe`, :func:`qtomo.train.fit` and the selections
             raise.
     """
+    hyperparameters, prior = phase_prior(family, dataset, hyperparameters)
+    if prior is not None:
+        warnings.warn(prior, PhasePriorWarning, stacklevel=2)
     training, grid = recipe(family, dataset, options, hyperparameters)
     for path in run_paths(out) if out is not None else ():  # a selection copies its run there
         check_writable(path, inputs=(dataset.path,))

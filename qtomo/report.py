@@ -32,13 +32,16 @@ _STYLES = {"model": ("C0", "o"), "data": ("C1", "s")}
 def _pm(estimate: Estimate | None, exact: bool = False) -> str:
     if estimate is None:
         return "—"
+    if not np.all(np.isfinite(estimate.value)):  # refused: the notes say why
+        return "not measured"
     if exact:
         return f"{estimate.value:.6g} (exact)"
     return f"{estimate.value:.6g} ± {estimate.stderr:.2g}"
 
 
 def _z(model: Estimate, data: Estimate) -> str:
-    return f"{z_score({'model': model.as_dict(), 'data': data.as_dict()}):+.2f}"
+    z = z_score({'model': model.as_dict(), 'data': data.as_dict()})
+    return "—" if z is None or not np.isfinite(z) else f"{z:+.2f}"
 
 
 def _fidelity_label(mixed: bool) -> str:

@@ -72,6 +72,7 @@ from qtomo.device import resolve_device
 from qtomo.errors import CheckpointError, ConvergenceError, QtomoError
 from qtomo.models import QtomoModel, hyperparameters, load_checkpoint, save_checkpoint
 from qtomo.options import TrainOptions
+from qtomo.pauli_records import dataset_warnings
 from qtomo.progress import progress_bar
 from qtomo.refine import Refinement, refine
 
@@ -529,7 +530,8 @@ class _Run:
                 + (refinement.time_s if refinement else 0.0),
                 "options": dataclasses.asdict(self.options),
                 "world_size": self.world, "device": str(self.device),
-                "n_parameters": sum(p.numel() for p in self.model.parameters())}
+                "n_parameters": sum(p.numel() for p in self.model.parameters()),
+                "warnings": list(dataset_warnings(self.dataset))}
 
     def save_last(self) -> None:
         """The resumable state (``.last.pt``) and the history, after an epoch or the

@@ -273,7 +273,7 @@ def test_cli_fits_mps(ghz4, tmp_path, monkeypatch, capsys):
     assert main(["fit", "--quiet", "--data", str(ghz4.path), "--model", "mps", "--chi", "2",
                  "--epochs", "2", "--device", "cpu", "--out", "m.pt"]) == 0
     checkpoint = load_checkpoint("m.pt")
-    assert checkpoint.config["hyperparameters"] == {"chi": 2, "real": 0}
+    assert checkpoint.config["hyperparameters"] == {"chi": 2, "real": 0, "positive": 0}
     assert [B.shape for B in checkpoint.model.tensors()][:2] == [(1, 2, 2), (2, 2, 2)]
 
 
@@ -298,7 +298,7 @@ def test_recovers_a_random_chi2_state_from_1e5_records(tmp_path):
 
 
 def test_cli_fits_mps_on_fewer_records_than_its_default_batch(tmp_path):
-    """The family's default batch (1024) is cut to a quarter of the training rows of a small
+    """The family's default batch (1024) is cut to an eighth of the training rows of a small
     file, so that an epoch still makes several optimizer steps."""
     data = simulate("ghz", 3, povm="pauli6", samples=600, seed=0, device="cpu",
                     out=tmp_path / "small.h5", quiet=True)
@@ -306,7 +306,7 @@ def test_cli_fits_mps_on_fewer_records_than_its_default_batch(tmp_path):
                    "--out", str(tmp_path / "m.pt"), "--quiet", "--device", "cpu"])
     assert status == 0
     options = load_checkpoint(tmp_path / "m.pt").config["training"]["options"]
-    assert options["batch_size"] == 135  # 600 records, the last 60 held out: 540 / 4
+    assert options["batch_size"] == 67  # 600 records, the last 60 held out: 540 // 8
 
 
 @pytest.fixture(scope="module")
@@ -328,7 +328,7 @@ def test_selection_keeps_the_lowest_validation_nll_and_makes_out_an_ordinary_run
     nll = {values["real"]: value for values, _, value in selection.candidates}
     assert selection.hyperparameters == {"real": 0} and nll[0] < nll[1] - 0.1  # real: ⟨Y⟩ = 0
     kept = load_checkpoint(tmp_path / "s.pt")
-    assert kept.config["hyperparameters"] == {"chi": 1, "real": 0}
+    assert kept.config["hyperparameters"] == {"chi": 1, "real": 0, "positive": 0}
     assert kept.config["training"]["best_val_nll"] == pytest.approx(nll[0])
     for candidate, copy in zip(run_paths(tmp_path / "s.real-0.pt"), run_paths(tmp_path / "s.pt"),
                                strict=True):

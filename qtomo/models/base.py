@@ -54,6 +54,9 @@ class QtomoModel(nn.Module):
     #: trainings (from consecutive seeds) of a size search's first stage when the user gives
     #: no ``--restarts``: the lowest validation NLL is grown
     search_restarts: ClassVar[int] = 1
+    #: hyperparameters a plain ``qtomo fit`` uses, instead of selecting them, when the records
+    #: cannot determine the phases of the amplitudes (:func:`qtomo.recipe.phase_prior`)
+    unphased_defaults: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, L: int, K: int) -> None:
         super().__init__()

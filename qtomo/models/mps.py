@@ -54,15 +54,17 @@ class MPSConfig:
     Args:
         chi: largest bond dimension χ (1..1024).
         real: 1 for real tensors (states with real amplitudes), 0 for complex.
+        positive: 1 for real non-negative tensors, hence amplitudes ψ(s) ≥ 0 (QuCumber's
+            positive wave function; implies ``real`` = 1), 0 for none.
     """
 
     chi: int = 4
     real: int = 0
+    positive: int = 0
     kraus: ClassVar[int] = 1  # a pure state: not a hyperparameter
 
     def __post_init__(self) -> None:
-        check_hyperparameter("mps", "chi", self.chi, low=1, high=1024)
-        check_hyperparameter("mps", "real", self.real, low=0, high=1)
+        _check_sizes("mps", self)
 
 
 @dataclass(frozen=True)
@@ -73,16 +75,28 @@ class LPDOConfig:
         chi: largest bond dimension χ (1..1024).
         kraus: Kraus (purification) dimension κ per site (1..64); κ = 1 is a pure state.
         real: 1 for real tensors, 0 for complex.
+        positive: 1 for real non-negative tensors (ρ with non-negative entries; implies
+            ``real`` = 1), 0 for none.
     """
 
     chi: int = 4
     kraus: int = 2
     real: int = 0
+    positive: int = 0
 
     def __post_init__(self) -> None:
-        check_hyperparameter("lpdo", "chi", self.chi, low=1, high=1024)
         check_hyperparameter("lpdo", "kraus", self.kraus, low=1, high=64)
-        check_hyperparameter("lpdo", "real", self.real, low=0, high=1)
+        _check_sizes("lpdo", self)
+
+
+def _check_sizes(family: str, config: MPSConfig | LPDOConfig) -> None:
+    """Check chi, real and positive; ``positive`` = 1 sets ``real`` = 1 (non-negative tensors
+    are real)."""
+    check_hyperparameter(family, "chi", config.chi, low=1, high=1024)
+    check_hyperparameter(family, "real", config.real, low=0, high=1)
+    check_hyperparameter(family, "positive", config.positive, low=0, high=1)
+    if config.positive:
+        object.__setattr__(config, "real", 1)
 
 
 class LPDOModel(QtomoModel):
@@ -114,6 +128,9 @@ class LPDOModel(QtomoModel):
     #: a random start lands in a wrong basin of a GHZ-like phase about one time in three
     #: (README "Restarts for GHZ-like states"; GHZ L = 20 from 10^5 records: 0.20 vs 0.998)
     search_restarts: ClassVar[int] = 2
+    #: records without X/Y outcomes fix |ψ(s)|² only: the positive prior, not a selection of
+    #: real vs complex on noise (docs/measured-data.md)
+    unphased_defaults: ClassVar[dict[str, Any]] = {"positive": 1, "real": 1}
 
     def __init__(self, L: int, K: int, config: LPDOConfig | MPSConfig,
                  povm: POVM | PerQubitPOVM) -> None:
@@ -130,6 +147,8 @@ class LPDOModel(QtomoModel):
             A = _NOISE * torch.randn(shape, dtype=torch.float64) / np.sqrt(np.prod(shape[:4]))
             plus = A[0, :, 0, 0, 0] if parts else A[0, :, 0, 0]  # real part of channel 0
             plus.fill_(1 / np.sqrt(2))  # |+⟩
+            if config.positive:  # the tensor is A ⊙ A (see site_tensors)
+                A = A.abs().sqrt()
             sites.append(nn.Parameter(A / A.norm()))
         self.sites = nn.ParameterList(sites)
 
@@ -174,6 +193,11 @@ class LPDOModel(QtomoModel):
                                  f"{shape} there (raise --chi or --kraus)")
             if self.config.real and np.abs(A.imag).max() > 1e-12 * np.abs(A).max():
                 raise QtomoError(f"tensor {i} is complex; the model has real tensors (real=0)")
+            if self.config.positive and A.real.min() < -1e-12 * np.abs(A).max():
+                raise QtomoError(f"tensor {i} has negative entries; the model has non-negative "
+                                 f"tensors (positive=1)")
+            if self.config.positive:
+                A = np.sqrt(np.clip(A.real, 0.0, None))
             padded = np.zeros(shape, dtype=np.complex128)
             padded[tuple(slice(0, n) for n in A.shape)] = A
             value = torch.from_numpy(padded.real if self.config.real else padded)
@@ -181,7 +205,10 @@ class LPDOModel(QtomoModel):
 
     def site_tensors(self) -> list[torch.Tensor]:
         """The tensors A_i as complex128 torch tensors (χ_i, 2, κ, χ_{i+1}), differentiable, in
-        the training gauge and norm (use :meth:`tensors` for the normalised state)."""
+        the training gauge and norm (use :meth:`tensors` for the normalised state); with
+        ``positive`` the parameters' squares A ⊙ A, non-negative by construction."""
+        if self.config.positive:
+            return [(A * A).to(torch.complex128) for A in self.sites]
         if self.config.real:
             return [A.to(torch.complex128) for A in self.sites]
         return [torch.view_as_complex(A) for A in self.sites]

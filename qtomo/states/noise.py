@@ -44,7 +44,7 @@ from qtomo.errors import QtomoError
 from qtomo.povm import PAULI, POVM, PerQubitPOVM
 from qtomo.states.exact import ExactState, MixedState
 from qtomo.states.hamiltonians import TFIM
-from qtomo.states.mps import MPSState, correlations
+from qtomo.states.mps import MPSState, block_density_matrix, correlations
 from qtomo.states.mps_sampler import MPSDistribution
 
 __all__ = ["CHANNELS", "NOISY_EXACT_MAX_L", "LocalNoise", "NoisyMPSState", "noisy_reduced_state",
@@ -301,18 +301,5 @@ def noisy_reduced_state(
         >>> np.round(rho.real, 6).tolist()[0], float(np.abs(rho[0, 3]))   # coherence ∝ (1−2q)^30
         ([0.5, 0.0, 0.0, 0.0], 0.0)
     """
-    L = len(tensors)
-    block = sorted(int(site) for site in sites)
-    if not block or len(set(block)) != len(block) or block[0] < 0 or block[-1] >= L:
-        raise QtomoError(f"sites must be distinct integers in 0..{L - 1}; got {list(sites)}")
-    # W[t, s] = Σ B^{s†} W B^t over the open sites: ρ_ts = Tr W[t, s] (right environment = 1)
-    W = np.ones((1, 1, 1, 1), dtype=np.complex128)  # (d_ket, d_bra, χ, χ)
-    for site in range(block[-1] + 1):
-        B = tensors[site]
-        if site in block:
-            W = np.einsum("tsab,aSc,bTd->tTsScd", W, B.conj(), B)
-            W = W.reshape(W.shape[0] * 2, W.shape[2] * 2, *W.shape[4:])
-        else:
-            W = np.einsum("tsab,aSc,bSd->tscd", W, B.conj(), B)
-    rho = np.einsum("tscc->ts", W)
+    rho = block_density_matrix(tensors, sites)
     return noise.apply(rho) if noise is not None else rho

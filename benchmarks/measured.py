@@ -1,0 +1,132 @@
+"""QuCumber's tutorial cases from generated files of the same layout and size, with the default
+commands (docs/measured-data.md).
+
+- ``w900``: tutorial 3's 2-qubit W state (|01⟩ + |10⟩)/√2, 100 shots in each of the 9
+  settings (900 shots; QuCumber reaches F = 0.9656 in 175 s);
+- ``tfim10z``: tutorial 1's TFIM L = 10 (h = 1, open chain) ground state, 10^4 shots in the Z
+  basis only (QuCumber's positive RBM: F = 0.9898).
+
+Each case writes QuCumber's two text files (samples, bases), runs ``qtomo import qucumber``
+(``--allow-biased-bases`` for Z-only), ``qtomo fit --model F`` with the defaults
+(:func:`qtomo.recipe.fit_recipe`: on Z-only records mps/lpdo take ``positive=1``), and the
+default ``qtomo evaluate`` (its wall time is reported); the fidelity ⟨ψ|ρ|ψ⟩ to the generating
+state is computed here, independently of ``evaluate`` (contracted from the tensors for mps/lpdo;
+for a network ρ = Σ_a Q(a) Q_a where K^L ≤ 4^10, else Monte Carlo over 10^5 model samples).
+
+Usage::
+
+    python benchmarks/measured.py [--cases w900 tfim10z] [--families lpdo mps gru]
+        [--seeds 0 1 2]
+
+Prints a table and writes ``benchmarks/results/measured.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from functools import reduce
+from pathlib import Path
+
+import numpy as np
+import torch
+from common import report
+
+from qtomo.data import read_dataset
+from qtomo.distribution import PhysicalState, enumerable, enumerate_probabilities
+from qtomo.evaluate import evaluate
+from qtomo.formats import import_records
+from qtomo.recipe import fit_recipe
+from qtomo.reconstruct import density_matrix, mps_fidelity
+from qtomo.states.exact import tfim_ground_state
+from qtomo.states.mps import pure_state_fidelity, vector_to_mps
+
+_S = 1 / np.sqrt(2)
+ROTATION = {"Z": np.eye(2), "X": np.array([[_S, _S], [_S, -_S]]),
+            "Y": np.array([[_S, -1j * _S], [_S, 1j * _S]])}
+PEERS = {"w900": 0.9656, "tfim10z": 0.9898}
+
+
+def shots(psi: np.ndarray, bases: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Bits (N, L) drawn from |U_setting ψ|² per row (qubit 0 most significant)."""
+    L = bases.shape[1]
+    bits = np.zeros(bases.shape, dtype=int)
+    settings, inverse = np.unique(bases, axis=0, return_inverse=True)
+    for s, setting in enumerate(settings):
+        rows = np.flatnonzero(inverse.reshape(-1) == s)
+        amplitudes = reduce(np.kron, [ROTATION[b] for b in setting]) @ psi
+        index = rng.choice(2**L, size=rows.size, p=np.abs(amplitudes) ** 2)
+        bits[rows] = (index[:, None] >> np.arange(L - 1, -1, -1)) & 1
+    return bits
+
+
+def case(name: str) -> tuple[np.ndarray, np.ndarray]:
+    """(ψ (2^L,), bases (N, L) letters) of a case."""
+    if name == "w900":
+        psi = np.array([0, 1, 1, 0]) * _S
+        settings = np.array([[a, b] for a in "XYZ" for b in "XYZ"])
+        return psi, np.repeat(settings, 100, axis=0)
+    if name == "tfim10z":
+        return tfim_ground_state(10).psi, np.full((10_000, 10), "Z")
+    raise SystemExit(f"unknown case {name}")
+
+
+def fidelity(model, psi: np.ndarray, povm) -> tuple[float, float]:
+    """⟨ψ|ρ|ψ⟩ of the model's state and its standard error: contracted from the tensors, or
+    ρ = Σ_a Q(a) Q_a where K^L is enumerable, else Monte Carlo E_Q[⟨ψ|Q_a|ψ⟩] over 10^5
+    samples."""
+    if isinstance(model, PhysicalState):
+        return pure_state_fidelity(vector_to_mps(psi), model.tensors()), 0.0
+    L = int(np.log2(len(psi)))
+    if enumerable(L, povm.K):
+        rho = density_matrix(enumerate_probabilities(model), povm).rho
+        return float(np.real(psi.conj() @ rho @ psi)), 0.0
+    estimate = mps_fidelity(model, vector_to_mps(psi), povm, samples=100_000,
+                            generator=torch.Generator().manual_seed(0), quiet=True)
+    return float(estimate.value), float(estimate.stderr)
+
+
+def run(name: str, family: str, seed: int, folder: Path) -> dict:
+    psi, bases = case(name)
+    rng = np.random.default_rng(seed)
+    bits = shots(psi, bases, rng)
+    np.savetxt(folder / "samples.txt", bits.astype(float))
+    np.savetxt(folder / "bases.txt", bases, fmt="%s")
+    data = import_records("qucumber", [folder / "samples.txt", folder / "bases.txt"],
+                          folder / f"{name}_{seed}.h5", allow_biased_bases=True, seed=seed)
+    dataset = read_dataset(data)
+    torch.manual_seed(seed)
+    start = time.perf_counter()
+    selection = fit_recipe(family, dataset, {"seed": seed}, out=folder / f"{name}_{family}.pt",
+                           device="cpu", quiet=True)
+    train_s = time.perf_counter() - start
+    model = selection.best.model
+    start = time.perf_counter()
+    evaluate(model, dataset)
+    evaluate_s = time.perf_counter() - start
+    value, stderr = fidelity(model, psi, dataset.povm)
+    return {"case": name, "family": family, "seed": seed, "N": dataset.n_records,
+            "fidelity": value, "stderr": stderr, "peer": PEERS[name],
+            "kept": str(selection.hyperparameters), "train_s": train_s,
+            "evaluate_s": evaluate_s}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cases", nargs="+", default=["w900", "tfim10z"])
+    parser.add_argument("--families", nargs="+", default=["lpdo", "mps", "gru"])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    args = parser.parse_args()
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in args.cases:
+            for family in args.families:
+                for seed in args.seeds:
+                    rows.append(run(name, family, seed, Path(tmp)))
+                    print(rows[-1], flush=True)
+    report("measured", rows)
+
+
+if __name__ == "__main__":
+    main()
