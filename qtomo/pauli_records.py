@@ -35,7 +35,7 @@ import torch
 
 from qtomo.data import Dataset
 from qtomo.errors import QtomoError
-from qtomo.metrics import Estimate
+from qtomo.estimate import Estimate
 from qtomo.observables import Observables, parse_pauli_string
 from qtomo.povm import POVM, PerQubitPOVM
 from qtomo.states.hamiltonians import TFIM
@@ -220,7 +220,7 @@ def _sign_estimate(count: np.ndarray, total: np.ndarray) -> Estimate:
         mean = total / count
         stderr = np.sqrt(np.clip(1.0 - mean**2, 0.0, None) / count)
     refused = count < MIN_RECORDS
-    return Estimate._wrap(np.where(refused, np.nan, mean), np.where(refused, np.nan, stderr))
+    return Estimate.of(np.where(refused, np.nan, mean), np.where(refused, np.nan, stderr))
 
 
 class _PauliSums:
