@@ -49,6 +49,7 @@ from qtomo.blocks import (
     target_reduced_states,
 )
 from qtomo.data import Dataset
+from qtomo.data_fidelity import DataFidelity, data_fidelity
 from qtomo.distribution import (
     ENUMERATE_MAX_L,
     Distribution,
@@ -86,7 +87,6 @@ from qtomo.reconstruct import (
 from qtomo.states.exact import expectation_pauli_string
 from qtomo.states.hamiltonians import TFIM, hamiltonian_from_attrs
 from qtomo.states.mps import (
-    mps_to_vector,
     pauli_expectation,
     pure_state_fidelity,
     state_density_matrix,
@@ -94,6 +94,7 @@ from qtomo.states.mps import (
     vector_to_mps,
 )
 from qtomo.states.mps_sampler import MPSDistribution
+from qtomo.targets import Target, dataset_target, parse_target
 
 __all__ = ["METHODS", "EnsembleEvaluation", "Entanglement", "Evaluation", "ObservableComparison",
            "ensemble_checkpoints", "evaluate", "evaluate_ensemble", "unseen_rows", "z_score"]
@@ -254,6 +255,9 @@ class Evaluation:
         warnings: what the reader of the numbers must know.
         reduced_states: the blocks' reduced states (model, data alone, exact samples).
         entanglement: the bond entropies of a pure physical model's state, else None.
+        target: the target's ``{"spec", "L", "pure"}``, None without one.
+        data_fidelity: the data-only estimate of ⟨ψ|ρ|ψ⟩ (:mod:`qtomo.data_fidelity`), None
+            without a pure target.
     """
 
     classical: ClassicalMetrics
@@ -266,6 +270,8 @@ class Evaluation:
     warnings: tuple[str, ...] = field(default=())
     reduced_states: tuple[ReducedState, ...] = field(default=())
     entanglement: Entanglement | None = None
+    target: dict | None = None
+    data_fidelity: DataFidelity | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready dict: ``nll``, ``kl``, ``classical_fidelity``, ``quantum_fidelity``,
@@ -275,7 +281,9 @@ class Evaluation:
         report = {**self.classical.as_dict(),
                   "quantum_fidelity": None if self.fidelity is None else self.fidelity.as_dict(),
                   "observables": self.observables.as_dict(),
-                  "model": self.model, "data": self.data, "test_rows": list(self.test_rows)}
+                  "model": self.model, "data": self.data, "test_rows": list(self.test_rows),
+                  "target": self.target, "data_fidelity": None if self.data_fidelity is None
+                  else self.data_fidelity.as_dict()}
         if self.reconstruction is not None:
             exact_fidelity = self.fidelity if isinstance(self.fidelity, QuantumFidelity) else None
             report["density_matrix"] = self.reconstruction.diagnostics(exact_fidelity)
@@ -290,7 +298,8 @@ def evaluate(model: Checkpoint | Distribution, dataset: Dataset, *,
              samples: int = DEFAULT_SAMPLES, method: str = "auto",
              pauli_strings: Sequence[str] = (), rows: tuple[int, int] | None = None,
              seed: int = 0, batch_size: int = _CHUNK, quiet: bool = True,
-             blocks: Sequence[int] = BLOCK_SIZES) -> Evaluation:
+             blocks: Sequence[int] = BLOCK_SIZES,
+             target: Target | str | None = None) -> Evaluation:
     """Classical metrics, quantum fidelity and observables of a model against a dataset.
 
     Args:
@@ -309,13 +318,16 @@ def evaluate(model: Checkpoint | Distribution, dataset: Dataset, *,
         quiet: no progress bars.
         blocks: sizes k of the contiguous blocks whose reduced states are compared
             (:func:`qtomo.blocks.block_sites`; () for none).
+        target: the state the fidelities refer to: a :class:`~qtomo.targets.Target` or a
+            specification for :func:`~qtomo.targets.parse_target` (``"ghz"``, ``"tfim:h=1"``,
+            a file, …); default the dataset's ``/reference``.
 
     Returns:
         :class:`Evaluation`.
 
     Raises:
         QtomoError: model and data disagree on L, K or POVM; bad Pauli
-            string; ``method="exact"`` above the limit; unknown method.
+            string; ``method="exact"`` above the limit; unknown method; a bad target.
     """
     checkpoint = model if isinstance(model, Checkpoint) else None
     config = checkpoint.config if checkpoint is not None else None
@@ -332,6 +344,7 @@ def evaluate(model: Checkpoint | Distribution, dataset: Dataset, *,
         raise QtomoError(f"exact evaluation enumerates K^L records and needs L <= "
                          f"{ENUMERATE_MAX_L}; got L = {dataset.L} (use --method monte-carlo)")
     strings = {text: parse_pauli_string(text, dataset.L) for text in pauli_strings}  # fail early
+    chosen = _chosen_target(target, dataset)
     block_list = block_sites(dataset.L, blocks)
     test_rows = rows if rows is not None else unseen_rows(dataset, config)
     notes: list[str] = []
@@ -369,22 +382,17 @@ def evaluate(model: Checkpoint | Distribution, dataset: Dataset, *,
     hamiltonian = hamiltonian_from_attrs(dataset.attrs, dataset.L)
     reference = dataset.reference
     noise = dataset.noise
-    target = reference.get("psi")  # a vector, or the density matrix of a noisy state
-    if target is None and "mps" in reference and exact:
-        target = mps_to_vector(reference["mps"])
-    if noise.active and exact:  # the target is the noisy ρ (README "Noisy states")
-        target = reference["rho"] if "rho" in reference else (
-            None if target is None else noise.apply(np.outer(target, target.conj())))
+    # a vector, or the density matrix of a mixed target (a noisy state: README "Noisy states")
+    dense_target = chosen.dense() if chosen is not None and exact else None
+    pure_mps = list(chosen.mps) if chosen is not None and chosen.pure else None
 
     fidelity: QuantumFidelity | SampledFidelity | ContractedFidelity | None = None
     reconstruction = None
     entanglement = None
     if isinstance(model, PhysicalState):
-        pure = None if noise.active else (
-            reference.get("mps") or (None if target is None else vector_to_mps(target)))
         fidelity, reconstruction, model_obs, entanglement = _physical_state_figures(
-            model.tensors(), target, pure, reference.get("entropy"), hamiltonian, strings,
-            dense=exact)
+            model.tensors(), dense_target, pure_mps, reference.get("entropy"), hamiltonian,
+            strings, dense=exact)
         # the blocks' reduced states: from the exact table where it is enumerated (as for any
         # model), else from exact samples of the model (its sampler is cheap)
         if exact and block_list:
@@ -397,8 +405,8 @@ def evaluate(model: Checkpoint | Distribution, dataset: Dataset, *,
     elif exact:
         probabilities = enumerate_probabilities(model, batch_size=batch_size, quiet=quiet)
         reconstruction = density_matrix(probabilities, povm)
-        if target is not None:
-            fidelity = reconstruction.fidelity(target)
+        if dense_target is not None:
+            fidelity = reconstruction.fidelity(dense_target)
             if not fidelity.physical:
                 notes.append(f"ρ_model has a negative eigenvalue ({fidelity.min_eigenvalue:.3g}):"
                              f" the fidelity {fidelity.value:.6g} is not that of a state; the "
@@ -416,22 +424,21 @@ def evaluate(model: Checkpoint | Distribution, dataset: Dataset, *,
         if autoregressive and strings:
             model_obs = _masked_strings(model, povm, model_obs, strings, samples, batch_size,
                                         generator)
-        mps = None if noise.active else (
-            reference.get("mps") or (None if target is None else vector_to_mps(target)))
-        if noise.active:
-            notes.append(f"the measured state is mixed ({noise} on every qubit): a Monte Carlo "
-                         f"fidelity needs a pure target, so none is given above L = "
-                         f"{ENUMERATE_MAX_L}; the reduced states of blocks compare with the "
-                         f"noisy state's")
-        if autoregressive and dataset.attrs.get("state") == "ghz" and mps is not None:
+        if pure_mps is None and (noise.active or chosen is not None):
+            mixed = (f"the measured state is mixed ({noise} on every qubit)" if noise.active
+                     else f"the target {chosen.spec!r} is mixed")
+            notes.append(f"{mixed}: a Monte Carlo fidelity needs a pure target, so none is "
+                         f"given without the exact sums (L <= {ENUMERATE_MAX_L}); the reduced "
+                         f"states of blocks compare with the dataset's reference")
+        if autoregressive and pure_mps is not None and chosen.is_ghz:
             fidelity = SampledFidelity(ghz_fidelity(model, povm, samples=samples,
                                                     batch_size=batch_size, generator=generator),
                                        samples, method="masked")
-        elif mps is not None:
+        elif pure_mps is not None:
             with warnings.catch_warnings():  # reported below, in the notes
                 warnings.simplefilter("ignore", FidelityWarning)
-                estimate = mps_fidelity(model, mps, povm, samples=samples, generator=generator,
-                                        quiet=quiet)
+                estimate = mps_fidelity(model, pure_mps, povm, samples=samples,
+                                        generator=generator, quiet=quiet)
             fidelity = SampledFidelity(estimate, samples)
         if fidelity is not None and not fidelity.reliable:
             notes.append(f"Monte Carlo quantum fidelity {fidelity.estimate} has a relative "
@@ -448,8 +455,8 @@ def evaluate(model: Checkpoint | Distribution, dataset: Dataset, *,
     states = _reduced_states(block_list, povm, dataset, model_blocks, data_blocks, samples, seed)
     references = {name: reference[name] for name in ("X", "Z", "XX", "ZZ", "energy")
                   if name in reference}
-    if target is not None:
-        references["strings"] = {text: expectation_pauli_string(target, string)
+    if dense_target is not None:
+        references["strings"] = {text: expectation_pauli_string(dense_target, string)
                                  for text, string in strings.items()}
 
     return Evaluation(
@@ -466,7 +473,35 @@ def evaluate(model: Checkpoint | Distribution, dataset: Dataset, *,
         warnings=tuple(notes),
         reduced_states=states,
         entanglement=entanglement,
+        target=None if chosen is None else chosen.as_dict(),
+        data_fidelity=_data_fidelity(chosen, dataset, notes),
     )
+
+
+def _chosen_target(target: Target | str | None, dataset: Dataset) -> Target | None:
+    """The target of the fidelities: ``target`` (parsed for the dataset's L) or, without one,
+    the dataset's reference (:func:`qtomo.targets.dataset_target`); QtomoError for another L."""
+    if target is None:
+        return dataset_target(dataset)
+    chosen = parse_target(target, dataset.L) if isinstance(target, str) else target
+    if chosen.L != dataset.L:
+        raise QtomoError(f"target {chosen.spec!r} has L = {chosen.L}; the data have L = "
+                         f"{dataset.L}")
+    return chosen
+
+
+def _data_fidelity(chosen: Target | None, dataset: Dataset,
+                   notes: list[str]) -> DataFidelity | None:
+    """The data-only fidelity over all records (None without a pure target, with a note for a
+    mixed one)."""
+    if chosen is None:
+        return None
+    if not chosen.pure:
+        notes.append(f"the target {chosen.spec!r} is mixed: the data-only fidelity needs a pure "
+                     f"target and is left out")
+        return None
+    return data_fidelity((outcomes for outcomes, _ in dataset.iter_chunks(_CHUNK)), chosen,
+                         dataset.povm)
 
 
 def _physical_state_figures(
@@ -635,7 +670,8 @@ class EnsembleEvaluation:
                           {**first.model, "family": f"{first.model['family']} ensemble of "
                                                     f"{len(self.members)}"},
                           first.data, tuple(sorted({w for m in self.members for w in m.warnings})),
-                          _pool_reduced_states([member.reduced_states for member in self.members]))
+                          _pool_reduced_states([member.reduced_states for member in self.members]),
+                          target=first.target, data_fidelity=first.data_fidelity)
 
     def as_dict(self) -> dict[str, Any]:
         report = _combine([member.as_dict() for member in self.members])

@@ -119,7 +119,7 @@ def _check_dense(L: int, spec: str) -> None:
 
 def pure_target(spec: str, L: int, tensors) -> Target:
     """A pure :class:`Target` from MPS tensors (any gauge, normalised or not but not zero)."""
-    tensors = [np.asarray(B, dtype=np.complex128) for B in tensors]
+    tensors = [np.array(B, dtype=np.complex128) for B in tensors]
     check_mps_shapes(tensors, L)
     return Target(spec, L, mps=tuple(right_canonical(tensors)))
 
@@ -239,7 +239,7 @@ def _product_tensors(labels: str, L: int, spec: str) -> list[np.ndarray]:
 def _named_target(spec: str, L: int) -> Target:
     name, _, arguments = spec.partition(":")
     if name == "ghz":
-        return Target(spec, L, mps=tuple(ghz_mps(L).tensors))
+        return pure_target(spec, L, ghz_mps(L).tensors)
     if name == "w":
         return pure_target(spec, L, w_tensors(L))
     if name == "cluster":
