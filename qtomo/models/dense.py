@@ -221,8 +221,10 @@ class LinearModel(_FullStateModel):
     def train_step(self, a: torch.Tensor, optimizer: torch.optim.Optimizer,
                    clip: float) -> torch.Tensor:
         """The trainer's step: count the batch, re-project; return the batch's mean NLL under
-        the new ρ (``optimizer`` and ``clip`` are not used: nothing is trained)."""
+        the new ρ. Nothing has a gradient: ``optimizer.step()`` changes nothing and is called
+        only to keep the trainer's order of optimiser and schedule steps; ``clip`` is unused."""
         self.add_records(a)
+        optimizer.step()
         with torch.no_grad():
             return -self.log_prob(a).mean()
 
