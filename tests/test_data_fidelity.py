@@ -1,6 +1,7 @@
 """The data-only fidelity and evaluate --target against independent dense calculations."""
 
 import json
+import re
 from functools import reduce
 
 import numpy as np
@@ -116,3 +117,19 @@ def test_cli_target(tfim_data, tmp_path, capsys):
         err = capsys.readouterr().err
         assert err.startswith("qtomo: error: ") and "target" in err and err.count("\n") == 1
         assert not bad.exists()
+
+
+def test_cli_compare_target(tfim_data, tmp_path, capsys):
+    """compare --target: both models' fidelities to |+…+⟩ (1 for the model holding it) and the
+    data-only column once."""
+    paths = []
+    for chi, tensors in ((1, [np.full((1, 2, 1), 2**-0.5)] * L), (2, None)):
+        model = build("mps", L=L, K=4, povm="pauli4", chi=chi)
+        if tensors is not None:
+            model.set_tensors(tensors)
+        paths.append(save_checkpoint(tmp_path / f"m{chi}.pt", model, povm="pauli4"))
+    assert main(["compare", "--model", str(paths[0]), "--model", str(paths[1]), "--data",
+                 str(tfim_data.path), "--target", "product:+", "--blocks", "none"]) == 0
+    row = next(line for line in capsys.readouterr().out.splitlines()
+               if line.startswith("quantum fidelity"))
+    assert re.search(r"built\s+1 \(exact\)\s+0\.\d+ \(exact\)\s+0\.\d+ ± \S+ \(N_0\.01 = ", row)
