@@ -49,7 +49,7 @@ from qtomo.blocks import (
     target_reduced_states,
 )
 from qtomo.data import Dataset
-from qtomo.data_fidelity import DataFidelity, data_fidelity
+from qtomo.data_fidelity import DataFidelity, affordable_records, data_fidelity
 from qtomo.distribution import (
     ENUMERATE_MAX_L,
     Distribution,
@@ -500,8 +500,13 @@ def _data_fidelity(chosen: Target | None, dataset: Dataset,
         notes.append(f"the target {chosen.spec!r} is mixed: the data-only fidelity needs a pure "
                      f"target and is left out")
         return None
+    affordable = affordable_records(chosen)
+    if affordable < dataset.n_records:
+        notes.append(f"the data-only fidelity uses the first {affordable} of "
+                     f"{dataset.n_records} records (the contraction through the target's MPS "
+                     f"is capped at about 10 s)")
     return data_fidelity((outcomes for outcomes, _ in dataset.iter_chunks(_CHUNK)), chosen,
-                         dataset.povm)
+                         dataset.povm, max_records=affordable)
 
 
 def _physical_state_figures(

@@ -57,6 +57,10 @@ def test_sampled_estimate_and_its_error():
     variance = P @ g**2 - (P @ g) ** 2
     assert abs(figure.estimate.stderr / np.sqrt(variance / 40_000) - 1) < 0.05
     assert abs(figure.records_for_0_01 / (variance / 1e-4) - 1) < 0.05
+    first = data_fidelity(np.array_split(drawn, 7), parse_target("ghz", L), povm,
+                          max_records=1000)
+    g_first = pure_state_overlaps(drawn[:1000], list(parse_target("ghz", L).mps), povm)
+    assert first.n_records == 1000 and abs(first.estimate.value - g_first.mean()) < 1e-12
 
 
 def test_mixed_target_is_refused(tmp_path):
@@ -107,7 +111,7 @@ def test_cli_target(tfim_data, tmp_path, capsys):
                  "ghz", "--json", str(out), "--blocks", "none", "--quiet"]) == 0
     report = json.loads(out.read_text())
     assert report["target"] == {"spec": "ghz", "L": L, "pure": True}
-    assert set(report["data_fidelity"]) == {"value", "stderr", "records_for_0.01"}
+    assert set(report["data_fidelity"]) == {"value", "stderr", "records_for_0.01", "records"}
     assert report["quantum_fidelity"]["method"] == "exact"
     capsys.readouterr()
     bad = tmp_path / "bad.json"
