@@ -238,6 +238,8 @@ def _product_tensors(labels: str, L: int, spec: str) -> list[np.ndarray]:
 
 def _named_target(spec: str, L: int) -> Target:
     name, _, arguments = spec.partition(":")
+    if arguments and name in ("ghz", "w", "cluster"):
+        raise QtomoError(f"target {spec!r}: {name} takes no parameters")
     if name == "ghz":
         return pure_target(spec, L, ghz_mps(L).tensors)
     if name == "w":

@@ -79,6 +79,7 @@ def test_files(tmp_path):
     ("product:+x", "written with 0 1"),
     ("tfim:g=1", "unknown parameter 'g'"),
     ("tfim:h=one", "is not a number"),
+    ("ghz:h=1", "ghz takes no parameters"),
 ])
 def test_bad_names(spec, message):
     with pytest.raises(QtomoError, match=message):
