@@ -132,3 +132,20 @@ def test_size_limits(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("qtomo: error: the dense model") and err.count("\n") == 1
     assert not out.exists()
+
+
+def test_cached_table_follows_every_change():
+    """The no-grad table is rebuilt after an in-place step and after load_state_dict."""
+    model = build("dense", L=2, K=4, povm="pauli4")
+    records = torch.from_numpy(enumerate_outcomes(2, 4))
+    other = build("dense", L=2, K=4, povm="pauli4", rank=0)
+    with torch.no_grad():
+        before = model.log_prob(records)
+        model.T.add_(0.3 * torch.randn(model.T.shape, generator=torch.Generator().manual_seed(2),
+                                       dtype=torch.float64))
+        after = model.log_prob(records)
+    assert not torch.allclose(before, after)
+    assert torch.allclose(after, model.log_prob(records).detach(), atol=1e-14)
+    model.load_state_dict(other.state_dict())
+    with torch.no_grad():
+        assert torch.allclose(model.log_prob(records), before, atol=1e-14)

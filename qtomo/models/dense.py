@@ -101,23 +101,33 @@ class _FullStateModel(QtomoModel):
         super().__init__(L, K)
         self.povm = povm
         self.register_buffer("povm_elements", torch.tensor(povm_elements(povm, L)))
+        self._table: tuple[tuple, torch.Tensor] | None = None  # (parameter versions, table)
 
     def density_matrix(self) -> torch.Tensor:
         """ρ (2^L, 2^L) complex128, positive with unit trace."""
         raise NotImplementedError
 
+    def born_table(self) -> torch.Tensor:
+        """Tr(M_a ρ) for all K^L records, (K^L,) float64. Without gradients the table is kept
+        until a parameter changes in place (its version counter), so the blocks of an
+        enumeration do not rebuild it."""
+        if torch.is_grad_enabled():
+            return born_table(self.density_matrix(), self.povm_elements)
+        key = tuple((p.data_ptr(), p._version) for p in self.parameters())
+        if self._table is None or self._table[0] != key:
+            self._table = (key, born_table(self.density_matrix(), self.povm_elements))
+        return self._table[1]
+
     def log_prob(self, a: torch.Tensor) -> torch.Tensor:
         """ln Q(a) = ln Tr(M_a ρ) for LongTensor a (B, L): float64 (B,), exact (−inf where
         ρ gives the record probability 0)."""
         self.check_records(a)
-        table = born_table(self.density_matrix(), self.povm_elements)
-        return table[record_index(a, self.K)].clamp_min(0).log()
+        return self.born_table()[record_index(a, self.K)].clamp_min(0).log()
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """n records drawn exactly from Q: LongTensor (n, L)."""
-        table = born_table(self.density_matrix(), self.povm_elements)
-        return sample_table(table, n, self.L, self.K, generator)
+        return sample_table(self.born_table(), n, self.L, self.K, generator)
 
 
 @dataclass(frozen=True)
