@@ -11,11 +11,19 @@ reference state ψ:
   the TFIM cases and complex for GHZ (see ``REAL_PRIOR``; ``--complex`` everywhere); training
   options are the family defaults (lr 0.03, batch 1024 or a quarter of the training rows, weight
   average 0.9, ≤ 50 epochs, patience 5, then ≤ 500 L-BFGS iterations; ``qtomo.recipe.recipe``);
+- ``dense`` / ``linear`` (the full-state baselines, docs/targets-and-baselines.md: the
+  maximum-likelihood ρ and linear inversion + SGS projection; L ≤ 10, family defaults): F from
+  their exact ρ, as for the networks below;
+- ``data only``: the dual-frame estimate of ⟨ψ|ρ|ψ⟩ from the N records alone
+  (``qtomo.data_fidelity``), its standard error and the records it would need for ±0.01 (pure
+  references only);
 - ``gru`` / ``transformer`` (default hyperparameters and training options, as a new user gets
   them): ρ = Σ_a Q(a) Q_a built from all K^L probabilities (L ≤ 10 only); F = ⟨ψ|ρ|ψ⟩ as built,
   its smallest eigenvalue and the fidelity of the closest physical state (SGS) beside it.
 
-Cases: ``tfim10`` (TFIM L = 10, h = 1, ``pauli4``), ``ghz8`` (GHZ L = 8, ``pauli6``), ``tfim50``
+Cases: ``tfim4``, ``tfim6``, ``tfim8`` (TFIM, ``pauli4``), ``ghz4``, ``ghz6`` (``pauli6``),
+``tfim4_noisy``, ``tfim6_noisy`` (depolarizing p = 0.05): the full-state comparison at L = 4, 6, 8;
+``tfim10`` (TFIM L = 10, h = 1, ``pauli4``), ``ghz8`` (GHZ L = 8, ``pauli6``), ``tfim50``
 (TFIM L = 50 from DMRG, ``mps`` only; also max |Δ⟨X_i⟩| and max_r |Δ⟨Z_0 Z_r⟩| against the
 reference), ``tfim100`` (the same at L = 100, with ``--records 100000``), ``tfim8_noisy`` (TFIM
 L = 8 under local depolarizing noise p = 0.05, the case for ``lpdo``: Uhlmann fidelity
@@ -27,7 +35,7 @@ project's machine, medians of 3 seeds; GHZ at L = 10 from Pauli + Z shots) are p
 Usage::
 
     python benchmarks/physical.py [--cases tfim10 ghz8 tfim8_noisy tfim50]
-        [--families mps lpdo gru transformer]
+        [--families mps lpdo dense linear gru transformer]
         [--records 1000 3000 10000 30000 100000] [--chis 2 4] [--complex] [--quick]
 
 ``--quick`` (a smoke test): N = 1 000 only, the small cases, 3 epochs. Prints a table and
@@ -47,6 +55,7 @@ import torch
 from common import print_row, report
 
 from qtomo.data import Dataset, read_dataset
+from qtomo.data_fidelity import data_fidelity
 from qtomo.distribution import PhysicalState, enumerate_probabilities
 from qtomo.models import build
 from qtomo.recipe import recipe
@@ -58,10 +67,15 @@ from qtomo.states.mps import (
     state_references,
     vector_to_mps,
 )
+from qtomo.targets import dataset_target
 from qtomo.train import TrainOptions, fit
 
 #: (state, L, POVM, depolarizing p) per case
-CASES = {"tfim10": ("tfim", 10, "pauli4", 0.0), "ghz8": ("ghz", 8, "pauli6", 0.0),
+CASES = {"tfim4": ("tfim", 4, "pauli4", 0.0), "tfim6": ("tfim", 6, "pauli4", 0.0),
+         "tfim8": ("tfim", 8, "pauli4", 0.0), "ghz4": ("ghz", 4, "pauli6", 0.0),
+         "ghz6": ("ghz", 6, "pauli6", 0.0), "tfim4_noisy": ("tfim", 4, "pauli4", 0.05),
+         "tfim6_noisy": ("tfim", 6, "pauli4", 0.05),
+         "tfim10": ("tfim", 10, "pauli4", 0.0), "ghz8": ("ghz", 8, "pauli6", 0.0),
          "tfim8_noisy": ("tfim", 8, "pauli4", 0.05),
          "tfim50": ("tfim", 50, "pauli4", 0.0), "tfim100": ("tfim", 100, "pauli4", 0.0)}
 PHYSICAL = ("mps", "lpdo")
@@ -69,8 +83,9 @@ PHYSICAL = ("mps", "lpdo")
 #: the TFIM's amplitudes are real and the prior helps; GHZ's are real too, but real tensors can
 #: settle on the wrong relative sign (GHZ−, fidelity ≈ 0) with no continuous path to GHZ+, which
 #: complex tensors have (measured: 0.38 real against 0.998 complex at N = 10^4)
-REAL_PRIOR = {"tfim10": True, "ghz8": False, "tfim8_noisy": True, "tfim50": True,
-              "tfim100": True}
+REAL_PRIOR = {"tfim4": True, "tfim6": True, "tfim8": True, "ghz4": False, "ghz6": False,
+              "tfim4_noisy": True, "tfim6_noisy": True, "tfim10": True, "ghz8": False,
+              "tfim8_noisy": True, "tfim50": True, "tfim100": True}
 #: measured peers, /work/shared/notes/measured-baselines.md (first table): case → text
 PEERS = {
     "tfim10": "10^4 Z shots: QuCumber RBM 0.9905 (3.7 s), NetKet RBM 0.9856 (26.9 s)",
@@ -119,13 +134,28 @@ def state_figures(model, dataset: Dataset) -> dict:
             "sgs_fidelity": fidelity.projected}
 
 
+def data_only_rows(case: str, dataset: Dataset, records: list[int]) -> list[dict]:
+    """The data-only fidelity from the first N records, for each N (pure references only)."""
+    target = dataset_target(dataset)
+    if target is None or not target.pure:
+        return []
+    rows = []
+    for n in records:
+        figure = data_fidelity([dataset.outcomes(0, n)], target, dataset.povm)
+        rows.append({"case": case, "family": "data only", "N": n,
+                     "fidelity": figure.estimate.value, "stderr": figure.estimate.stderr,
+                     "records_for_0.01": figure.records_for_0_01})
+        print_row(rows[-1])
+    return rows
+
+
 def run_case(case: str, args, folder: Path) -> list[dict]:
     state, L, povm, depolarizing = CASES[case]
     records = [n for n in args.records if n <= args.max_records]
     path = simulate(state, L, povm=povm, samples=max(records), depolarizing=depolarizing,
                     seed=args.seed, device="cpu", out=folder / f"{case}.h5", quiet=True)
     dataset = read_dataset(path)
-    rows = []
+    rows = data_only_rows(case, dataset, records)
     for family in args.families:
         if (L > 10 and family not in PHYSICAL) or (family == "lpdo" and not depolarizing):
             continue  # no exact ρ of a network at this L; lpdo is for mixed states
@@ -153,8 +183,10 @@ def run_case(case: str, args, folder: Path) -> list[dict]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", nargs="+", choices=tuple(CASES),
-                        default=["tfim10", "ghz8", "tfim8_noisy", "tfim50"])
-    parser.add_argument("--families", nargs="+", default=["mps", "lpdo", "gru", "transformer"],
+                        default=["tfim4", "tfim6", "tfim8", "ghz4", "ghz6", "ghz8", "tfim4_noisy",
+                                 "tfim6_noisy", "tfim10", "tfim8_noisy", "tfim50"])
+    parser.add_argument("--families", nargs="+",
+                        default=["mps", "lpdo", "dense", "linear", "gru", "transformer"],
                         help="lpdo runs on the noisy cases only")
     parser.add_argument("--records", nargs="+", type=int,
                         default=[1_000, 3_000, 10_000, 30_000, 100_000])

@@ -509,11 +509,17 @@ def _run_fit(args: argparse.Namespace) -> int:
 # --- evaluate -------------------------------------------------------------------------------
 
 def _evaluation_options(parser: argparse.ArgumentParser) -> None:
-    """--data, --samples, --method, --pauli, --blocks: shared by evaluate and compare."""
+    """--data, --target, --samples, --method, --pauli, --blocks: shared by evaluate and
+    compare."""
     from qtomo.evaluate import DEFAULT_SAMPLES, METHODS
 
     parser.add_argument("--data", type=Path, default=None,
                         help="dataset (default: the one the (first) checkpoint was trained on)")
+    parser.add_argument("--target", default=None, metavar="SPEC",
+                        help="the state the fidelities refer to: ghz, w, cluster, "
+                             "product:<0 1 + - +i -i per site>, tfim:h=H, xxz:delta=D, or a "
+                             "file (.npy ψ or ρ, QuCumber psi text, .npz MPS, dataset .h5); "
+                             "default the dataset's reference (docs/targets-and-baselines.md)")
     parser.add_argument("--samples", type=_positive_int, default=DEFAULT_SAMPLES,
                         help=f"model samples for Monte Carlo estimates (default {DEFAULT_SAMPLES})")
     parser.add_argument("--method", choices=METHODS, default="auto",
@@ -583,7 +589,8 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     dataset = read_dataset(data)
     options = {"samples": args.samples, "method": args.method, "pauli_strings": args.pauli,
                "seed": args.seed, "quiet": args.quiet,
-               "blocks": parse_block_sizes(args.blocks, dataset.L)}
+               "blocks": parse_block_sizes(args.blocks, dataset.L),
+               "target": _target(args.target, dataset.L)}
     if len(checkpoints) > 1:
         ensemble = evaluate_ensemble(checkpoints, dataset, **options)
         evaluation, table, history = ensemble, format_ensemble_report(ensemble), None
@@ -599,6 +606,13 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     if not (args.quiet or to_stdout):
         _print_table_and_files(table, written)
     return 0
+
+
+def _target(spec: str | None, L: int):
+    """The parsed ``--target`` (once, before any model is evaluated), or None."""
+    from qtomo.targets import parse_target
+
+    return None if spec is None else parse_target(spec, L)
 
 
 def _print_table_and_files(table: str, written: list) -> None:
@@ -670,7 +684,8 @@ def _run_compare(args: argparse.Namespace) -> int:
             print(f"using the training dataset {data}")
     dataset = read_dataset(data)
     options = {"samples": args.samples, "method": args.method, "pauli_strings": args.pauli,
-               "quiet": args.quiet, "blocks": parse_block_sizes(args.blocks, dataset.L)}
+               "quiet": args.quiet, "blocks": parse_block_sizes(args.blocks, dataset.L),
+               "target": _target(args.target, dataset.L)}
     evaluations = []
     for checkpoint in checkpoints:
         torch.manual_seed(args.seed)  # flows draw their importance samples from the global RNG

@@ -52,6 +52,7 @@ from qtomo.blocks import (
     target_reduced_states,
 )
 from qtomo.data import Dataset
+from qtomo.data_fidelity import DataFidelity, affordable_records, data_fidelity
 from qtomo.distribution import (
     ENUMERATE_MAX_L,
     Distribution,
@@ -98,7 +99,6 @@ from qtomo.states.exact import expectation_pauli_string
 from qtomo.states.hamiltonians import TFIM, hamiltonian_from_attrs
 from qtomo.states.mps import (
     block_density_matrix,
-    mps_to_vector,
     pauli_expectation,
     pure_state_fidelity,
     state_density_matrix,
@@ -106,6 +106,7 @@ from qtomo.states.mps import (
     vector_to_mps,
 )
 from qtomo.states.mps_sampler import MPSDistribution
+from qtomo.targets import Target, dataset_target, parse_target
 
 __all__ = ["METHODS", "EnsembleEvaluation", "Entanglement", "Evaluation", "ObservableComparison",
            "ensemble_checkpoints", "evaluate", "evaluate_ensemble", "unseen_rows", "z_score"]
@@ -269,6 +270,9 @@ class Evaluation:
         warnings: what the reader of the numbers must know.
         reduced_states: the blocks' reduced states (model, data alone, exact samples).
         entanglement: the bond entropies of a pure physical model's state, else None.
+        target: the target's ``{"spec", "L", "pure"}``, None without one.
+        data_fidelity: the data-only estimate of ⟨ψ|ρ|ψ⟩ (:mod:`qtomo.data_fidelity`), None
+            without a pure target.
     """
 
     classical: ClassicalMetrics
@@ -281,6 +285,8 @@ class Evaluation:
     warnings: tuple[str, ...] = field(default=())
     reduced_states: tuple[ReducedState, ...] = field(default=())
     entanglement: Entanglement | None = None
+    target: dict | None = None
+    data_fidelity: DataFidelity | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready dict: ``nll``, ``kl``, ``classical_fidelity``, ``quantum_fidelity``,
@@ -290,7 +296,9 @@ class Evaluation:
         report = {**self.classical.as_dict(),
                   "quantum_fidelity": None if self.fidelity is None else self.fidelity.as_dict(),
                   "observables": self.observables.as_dict(),
-                  "model": self.model, "data": self.data, "test_rows": list(self.test_rows)}
+                  "model": self.model, "data": self.data, "test_rows": list(self.test_rows),
+                  "target": self.target, "data_fidelity": None if self.data_fidelity is None
+                  else self.data_fidelity.as_dict()}
         if self.reconstruction is not None:
             exact_fidelity = self.fidelity if isinstance(self.fidelity, QuantumFidelity) else None
             report["density_matrix"] = self.reconstruction.diagnostics(exact_fidelity)
@@ -305,7 +313,8 @@ def evaluate(model: Checkpoint | Distribution, dataset: Dataset, *,
              samples: int = DEFAULT_SAMPLES, method: str = "auto",
              pauli_strings: Sequence[str] = (), rows: tuple[int, int] | None = None,
              seed: int = 0, batch_size: int = _CHUNK, quiet: bool = True,
-             blocks: Sequence[int] | None = None) -> Evaluation:
+             blocks: Sequence[int] | None = None,
+             target: Target | str | None = None) -> Evaluation:
     """Classical metrics, quantum fidelity and observables of a model against a dataset.
 
     Args:
@@ -327,13 +336,16 @@ def evaluate(model: Checkpoint | Distribution, dataset: Dataset, *,
             (:func:`qtomo.blocks.block_sites`; () for none; None: the default sizes that fit
             L). A physical model's blocks are contracted from its tensors, a network's come
             from the exact table where it is enumerated, else from its samples (with errors).
+        target: the state the fidelities refer to: a :class:`~qtomo.targets.Target` or a
+            specification for :func:`~qtomo.targets.parse_target` (``"ghz"``, ``"tfim:h=1"``,
+            a file, …); default the dataset's ``/reference``.
 
     Returns:
         :class:`Evaluation`.
 
     Raises:
         QtomoError: model and data disagree on L, K or POVM; bad Pauli
-            string; ``method="exact"`` above the limit; unknown method.
+            string; ``method="exact"`` above the limit; unknown method; a bad target.
     """
     checkpoint = model if isinstance(model, Checkpoint) else None
     config = checkpoint.config if checkpoint is not None else None
@@ -352,6 +364,7 @@ def evaluate(model: Checkpoint | Distribution, dataset: Dataset, *,
         raise QtomoError(f"exact evaluation enumerates K^L records and needs L <= "
                          f"{ENUMERATE_MAX_L}; got L = {dataset.L} (use --method monte-carlo)")
     strings = {text: parse_pauli_string(text, dataset.L) for text in pauli_strings}  # fail early
+    chosen = _chosen_target(target, dataset)
     block_list = block_sites(dataset.L, default_block_sizes(dataset.L) if blocks is None
                              else blocks)
     test_rows = rows if rows is not None else unseen_rows(dataset, config)
@@ -398,28 +411,24 @@ def evaluate(model: Checkpoint | Distribution, dataset: Dataset, *,
     hamiltonian = hamiltonian_from_attrs(dataset.attrs, dataset.L)
     reference = dataset.reference
     noise = dataset.noise
-    target = reference.get("psi")  # a vector, or the density matrix of a noisy state
-    if target is None and "mps" in reference and dense:
-        target = mps_to_vector(reference["mps"])
-    if noise.active and dense:  # the target is the noisy ρ (README "Noisy states")
-        target = reference["rho"] if "rho" in reference else (
-            None if target is None else noise.apply(np.outer(target, target.conj())))
+    # a vector, or the density matrix of a mixed target (a noisy state: README "Noisy states")
+    dense_target = chosen.dense() if chosen is not None and dense else None
+    pure_mps = list(chosen.mps) if chosen is not None and chosen.pure else None
 
     fidelity: QuantumFidelity | SampledFidelity | ContractedFidelity | None = None
     reconstruction = None
     entanglement = None
     if isinstance(model, PhysicalState):
-        pure = None if noise.active else (
-            reference.get("mps") or (None if target is None else vector_to_mps(target)))
         tensors = model.tensors()
         fidelity, reconstruction, model_obs, entanglement = _physical_state_figures(
-            tensors, target, pure, reference.get("entropy"), hamiltonian, strings, dense=dense)
+            tensors, dense_target, pure_mps, reference.get("entropy"), hamiltonian, strings,
+            dense=dense)
         model_blocks = {block: block_density_matrix(tensors, block) for block in block_list}
     elif exact:
         probabilities = enumerate_probabilities(model, batch_size=batch_size, quiet=quiet)
         reconstruction = density_matrix(probabilities, povm)
-        if target is not None:
-            fidelity = reconstruction.fidelity(target)
+        if dense_target is not None:
+            fidelity = reconstruction.fidelity(dense_target)
             if not fidelity.physical:
                 notes.append(f"ρ_model has a negative eigenvalue ({fidelity.min_eigenvalue:.3g}):"
                              f" the fidelity {fidelity.value:.6g} is not that of a state; the "
@@ -442,22 +451,21 @@ def evaluate(model: Checkpoint | Distribution, dataset: Dataset, *,
         if autoregressive and strings:
             model_obs = _masked_strings(model, povm, model_obs, strings, samples, batch_size,
                                         generator)
-        mps = None if noise.active else (
-            reference.get("mps") or (None if target is None else vector_to_mps(target)))
-        if noise.active:
-            notes.append(f"the measured state is mixed ({noise} on every qubit): a Monte Carlo "
-                         f"fidelity needs a pure target, so none is given above L = "
-                         f"{ENUMERATE_MAX_L}; the reduced states of blocks compare with the "
-                         f"noisy state's")
-        if autoregressive and dataset.attrs.get("state") == "ghz" and mps is not None:
+        if pure_mps is None and (noise.active or chosen is not None):
+            mixed = (f"the measured state is mixed ({noise} on every qubit)" if noise.active
+                     else f"the target {chosen.spec!r} is mixed")
+            notes.append(f"{mixed}: a Monte Carlo fidelity needs a pure target, so none is "
+                         f"given without the exact sums (L <= {ENUMERATE_MAX_L}); the reduced "
+                         f"states of blocks compare with the dataset's reference")
+        if autoregressive and pure_mps is not None and chosen.is_ghz:
             fidelity = SampledFidelity(ghz_fidelity(model, povm, samples=samples,
                                                     batch_size=batch_size, generator=generator),
                                        samples, method="masked")
-        elif mps is not None:
+        elif pure_mps is not None:
             with warnings.catch_warnings():  # reported below, in the notes
                 warnings.simplefilter("ignore", FidelityWarning)
-                estimate = mps_fidelity(model, mps, povm, samples=samples, generator=generator,
-                                        quiet=quiet)
+                estimate = mps_fidelity(model, pure_mps, povm, samples=samples,
+                                        generator=generator, quiet=quiet)
             fidelity = SampledFidelity(estimate, samples)
         if fidelity is not None and not fidelity.reliable:
             notes.append(f"Monte Carlo quantum fidelity {fidelity.estimate} has a relative "
@@ -491,8 +499,8 @@ def evaluate(model: Checkpoint | Distribution, dataset: Dataset, *,
         reference = {**state_references(reference["mps"], hamiltonian), **reference}
     references = {name: reference[name] for name in ("X", "Z", "XX", "ZZ", "energy")
                   if name in reference}
-    if target is not None:
-        references["strings"] = {text: expectation_pauli_string(target, string)
+    if dense_target is not None:
+        references["strings"] = {text: expectation_pauli_string(dense_target, string)
                                  for text, string in strings.items()}
 
     return Evaluation(
@@ -509,7 +517,40 @@ def evaluate(model: Checkpoint | Distribution, dataset: Dataset, *,
         warnings=tuple(notes),
         reduced_states=states,
         entanglement=entanglement,
+        target=None if chosen is None else chosen.as_dict(),
+        data_fidelity=_data_fidelity(chosen, dataset, notes),
     )
+
+
+def _chosen_target(target: Target | str | None, dataset: Dataset) -> Target | None:
+    """The target of the fidelities: ``target`` (parsed for the dataset's L) or, without one,
+    the dataset's reference (:func:`qtomo.targets.dataset_target`); QtomoError for another L."""
+    if target is None:
+        return dataset_target(dataset)
+    chosen = parse_target(target, dataset.L) if isinstance(target, str) else target
+    if chosen.L != dataset.L:
+        raise QtomoError(f"target {chosen.spec!r} has L = {chosen.L}; the data have L = "
+                         f"{dataset.L}")
+    return chosen
+
+
+def _data_fidelity(chosen: Target | None, dataset: Dataset,
+                   notes: list[str]) -> DataFidelity | None:
+    """The data-only fidelity over all records (None without a pure target, with a note for a
+    mixed one)."""
+    if chosen is None:
+        return None
+    if not chosen.pure:
+        notes.append(f"the target {chosen.spec!r} is mixed: the data-only fidelity needs a pure "
+                     f"target and is left out")
+        return None
+    affordable = affordable_records(chosen)
+    if affordable < dataset.n_records:
+        notes.append(f"the data-only fidelity uses the first {affordable} of "
+                     f"{dataset.n_records} records (the contraction through the target's MPS "
+                     f"is capped at about 10 s)")
+    return data_fidelity((outcomes for outcomes, _ in dataset.iter_chunks(_CHUNK)), chosen,
+                         dataset.povm, max_records=affordable)
 
 
 def _physical_state_figures(
@@ -680,7 +721,8 @@ class EnsembleEvaluation:
                           {**first.model, "family": f"{first.model['family']} ensemble of "
                                                     f"{len(self.members)}"},
                           first.data, tuple(sorted({w for m in self.members for w in m.warnings})),
-                          _pool_reduced_states([member.reduced_states for member in self.members]))
+                          _pool_reduced_states([member.reduced_states for member in self.members]),
+                          target=first.target, data_fidelity=first.data_fidelity)
 
     def as_dict(self) -> dict[str, Any]:
         report = _combine([member.as_dict() for member in self.members])

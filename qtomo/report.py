@@ -87,9 +87,10 @@ def format_report(evaluation: Evaluation) -> str:
         rows += [("KL(P||Q) (nats)", _pm(classical.kl), "—", "0"),
                  ("classical fidelity F_c", _pm(classical.classical_fidelity), "—", "1")]
     fidelity = evaluation.fidelity
-    if fidelity is not None:
+    if fidelity is not None or evaluation.data_fidelity is not None:
         mixed = isinstance(fidelity, QuantumFidelity) and fidelity.target == "mixed"
-        rows.append((_fidelity_label(mixed), _fidelity_cell(fidelity), "—", "1"))
+        rows.append((_fidelity_label(mixed), "—" if fidelity is None else _fidelity_cell(fidelity),
+                     _data_fidelity_cell(evaluation), "1"))
         if isinstance(fidelity, QuantumFidelity):
             rows.append(("  closest physical state (SGS)", f"{fidelity.projected:.6g}", "—", "1"))
             rows.append(("  top eigenvector of rho", f"{fidelity.top_eigenvector:.6g}", "—", "1"))
@@ -139,8 +140,20 @@ def format_report(evaluation: Evaluation) -> str:
             evaluation.fidelity, ContractedFidelity) or evaluation.entanglement is not None
            else "exact sums over all K^L records" if samples is None else f"{samples} samples")
         + f"; data-only: {observables.data.n_samples} records")
+    if evaluation.target is not None:
+        lines.append(f"target: {evaluation.target['spec']} "
+                     f"({'pure' if evaluation.target['pure'] else 'mixed'})")
     lines += [f"note: {warning}" for warning in evaluation.warnings]
     return "\n".join(lines)
+
+
+def _data_fidelity_cell(evaluation: Evaluation) -> str:
+    """The data-only fidelity ± err and the records it needs for ±0.01 (docs/
+    targets-and-baselines.md), or "—"."""
+    figure = evaluation.data_fidelity
+    if figure is None:
+        return "—"
+    return f"{_pm(figure.estimate)} (N_0.01 = {figure.records_for_0_01:.3g})"
 
 
 def _block_cell(figures: BlockFigures | None, name: str) -> str:
@@ -370,7 +383,8 @@ def compare(evaluations: Sequence[Evaluation], labels: Sequence[str]) -> str:
         mixed = any(isinstance(evaluation.fidelity, QuantumFidelity)
                     and evaluation.fidelity.target == "mixed" for evaluation in evaluations)
         rows += [(_fidelity_label(mixed) + ", rho as built",
-                  *per_model(lambda e: _raw_fidelity(e.fidelity)), "—", "1"),
+                  *per_model(lambda e: _raw_fidelity(e.fidelity)), _data_fidelity_cell(first),
+                  "1"),
                  ("  closest physical state", *per_model(lambda e: _physical_fidelity(e.fidelity)),
                   "—", "1")]
     rows.append(("smallest eigenvalue of rho", *per_model(_min_eigenvalue), "—", ">= 0"))

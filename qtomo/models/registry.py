@@ -24,6 +24,8 @@ FAMILIES: dict[str, tuple[str, str, str]] = {
     "rbm": ("qtomo.models.rbm", "RBMModel", "RBMConfig"),
     "vae": ("qtomo.models.vae", "VAEModel", "VAEConfig"),
     "gan": ("qtomo.models.gan", "GANModel", "GANConfig"),
+    "linear": ("qtomo.models.dense", "LinearModel", "LinearConfig"),
+    "dense": ("qtomo.models.dense", "DenseModel", "DenseConfig"),
 }
 
 

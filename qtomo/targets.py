@@ -1,0 +1,337 @@
+"""Target states: what a measured state is compared with (docs/targets-and-baselines.md).
+
+A target is the state the experimenter meant to prepare. ``qtomo evaluate --target SPEC`` (and
+``evaluate(..., target=SPEC)``) names it; without one the dataset's ``/reference`` is the target.
+A :class:`Target` holds a pure state as MPS tensors (χ_l, 2, χ_r), right-canonical, at any L
+(and its dense vector ψ (2^L,) where L is small), or a mixed state as its density matrix
+ρ (2^L, 2^L). Conventions as everywhere in qtomo: qubit 0 is the most significant factor,
+index = Σ s_i 2^(L-1-i).
+
+Specifications (:func:`parse_target`):
+
+- ``ghz``: (|0…0⟩ + |1…1⟩)/√2;  ``w``: Σ_i |0…1_i…0⟩/√L;  ``cluster``: Π_i CZ_{i,i+1} |+⟩^L
+  (open chain), ψ(s) = 2^(-L/2) (-1)^(Σ_i s_i s_{i+1});
+- ``product:<labels>``: one of ``0 1 + - +i -i`` per site, e.g. ``product:+-0`` (a single label
+  is repeated on every site);
+- ``tfim:h=H[,J=J]``: ground state of H = -J Σ Z_i Z_{i+1} - h Σ X_i (open), exact
+  diagonalisation for L ≤ 12, DMRG above;
+- ``xxz:delta=D[,J=J]``: ground state of H = J Σ (X_i X_{i+1} + Y_i Y_{i+1} + D Z_i Z_{i+1})
+  (open), sparse exact diagonalisation for L ≤ :data:`XXZ_MAX_L`;
+- a file: ``.npy`` state vector (2^L,) or density matrix (2^L, 2^L); QuCumber psi text (two
+  columns, re and im, one row per amplitude); ``.npz`` of MPS tensors (keys in the order of
+  ``np.savez`` positional arrays, or ``B_0``, ``B_1``, …); a qtomo dataset ``.h5`` whose
+  ``/reference`` (psi, mps or rho) is used.
+
+Example:
+    >>> target = parse_target("ghz", 3)
+    >>> target.pure, target.is_ghz, target.vector().real.round(3).tolist()
+    (True, True, [0.707, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.707])
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+import scipy.sparse.linalg as sla
+
+from qtomo.errors import QtomoError
+from qtomo.povm import sites_from_size
+from qtomo.states.exact import EXACT_MAX_L, single_qubit_state, tfim_ground_state
+from qtomo.states.mps import (
+    check_mps_shapes,
+    ghz_mps,
+    mps_to_vector,
+    pure_state_fidelity,
+    right_canonical,
+    tfim_mps,
+    vector_to_mps,
+)
+
+__all__ = ["DENSE_MAX_L", "NAMES", "XXZ_MAX_L", "Target", "dataset_target", "parse_target",
+           "xxz_sparse"]
+
+#: largest L whose dense ψ or ρ a target builds (a 2^10 × 2^10 ρ is 16 MiB)
+DENSE_MAX_L = 10
+#: largest L of the XXZ exact diagonalisation (a sparse 2^16 Hamiltonian)
+XXZ_MAX_L = 16
+#: built-in target names
+NAMES = ("ghz", "w", "cluster", "product", "tfim", "xxz")
+_NORM_TOLERANCE = 1e-6
+_PARAMETERS = {"tfim": {"h": 1.0, "J": 1.0}, "xxz": {"delta": 1.0, "J": 1.0}}
+_PAULI_X = sp.csr_matrix([[0.0, 1.0], [1.0, 0.0]])
+_PAULI_Y = sp.csr_matrix(np.array([[0, -1j], [1j, 0]]))
+_PAULI_Z = sp.csr_matrix([[1.0, 0.0], [0.0, -1.0]])
+
+
+@dataclass(frozen=True)
+class Target:
+    """A target state of L qubits: pure (``mps``) or mixed (``rho``).
+
+    Attributes:
+        spec: how it was named (for reports).
+        L: qubits.
+        mps: the pure state as L right-canonical complex128 tensors (χ_l, 2, χ_r), else None.
+        rho: the mixed state's density matrix, complex128 (2^L, 2^L), else None.
+    """
+
+    spec: str
+    L: int
+    mps: tuple[np.ndarray, ...] | None = None
+    rho: np.ndarray | None = None
+
+    @property
+    def pure(self) -> bool:
+        """Whether the target is a pure state |ψ⟩."""
+        return self.mps is not None
+
+    @property
+    def is_ghz(self) -> bool:
+        """Whether the target is the GHZ state (|⟨GHZ|ψ⟩|² > 1 − 1e-9, an MPS contraction)."""
+        return self.pure and self.L >= 2 and pure_state_fidelity(
+            list(ghz_mps(self.L).tensors), list(self.mps)) > 1 - 1e-9
+
+    def vector(self) -> np.ndarray:
+        """ψ (2^L,) complex128 of a pure target; QtomoError above :data:`DENSE_MAX_L`."""
+        if not self.pure:
+            raise QtomoError(f"target {self.spec!r} is a mixed state; it has no state vector")
+        _check_dense(self.L, self.spec)
+        return mps_to_vector(list(self.mps))
+
+    def dense(self) -> np.ndarray:
+        """ψ (2^L,) of a pure target, ρ (2^L, 2^L) of a mixed one (the form
+        :meth:`qtomo.reconstruct.Reconstruction.fidelity` takes)."""
+        return self.vector() if self.pure else self.rho
+
+    def as_dict(self) -> dict:
+        """The JSON ``target`` field: ``{"spec", "L", "pure"}``."""
+        return {"spec": self.spec, "L": self.L, "pure": self.pure}
+
+
+def _check_dense(L: int, spec: str) -> None:
+    if L > DENSE_MAX_L:
+        raise QtomoError(f"target {spec!r}: a dense state of L = {L} qubits is too large; the "
+                         f"limit is L <= {DENSE_MAX_L}")
+
+
+def pure_target(spec: str, L: int, tensors) -> Target:
+    """A pure :class:`Target` from MPS tensors (any gauge, normalised or not but not zero)."""
+    tensors = [np.array(B, dtype=np.complex128) for B in tensors]
+    check_mps_shapes(tensors, L)
+    return Target(spec, L, mps=tuple(right_canonical(tensors)))
+
+
+def vector_target(spec: str, psi: np.ndarray, L: int) -> Target:
+    """A pure :class:`Target` from ψ (2^L,); QtomoError unless ‖ψ‖ = 1 within 1e-6."""
+    psi = np.asarray(psi, dtype=np.complex128).reshape(-1)
+    if psi.size != 2**L:
+        raise QtomoError(f"target {spec!r} has {psi.size} amplitudes; L = {L} needs 2^{L} = "
+                         f"{2**L}")
+    norm = float(np.linalg.norm(psi))
+    if not np.isfinite(norm) or abs(norm - 1) > _NORM_TOLERANCE:
+        raise QtomoError(f"target {spec!r} is not normalised: ‖ψ‖ = {norm:.8g}; expected 1 "
+                         f"(within {_NORM_TOLERANCE:g})")
+    return pure_target(spec, L, vector_to_mps(psi / norm))
+
+
+def density_target(spec: str, rho: np.ndarray, L: int) -> Target:
+    """A mixed :class:`Target` from ρ (2^L, 2^L); QtomoError unless ρ is Hermitian, Tr ρ = 1
+    and ρ ≥ 0 (within 1e-6)."""
+    rho = np.asarray(rho, dtype=np.complex128)
+    if rho.shape != (2**L, 2**L):
+        raise QtomoError(f"target {spec!r} is a matrix of shape {rho.shape}; L = {L} needs "
+                         f"({2**L}, {2**L})")
+    _check_dense(L, spec)
+    if not np.all(np.isfinite(rho)) or np.abs(rho - rho.conj().T).max() > _NORM_TOLERANCE:
+        raise QtomoError(f"target {spec!r} is not a Hermitian matrix; a density matrix is")
+    trace = float(np.trace(rho).real)
+    if abs(trace - 1) > _NORM_TOLERANCE:
+        raise QtomoError(f"target {spec!r} has trace {trace:.8g}; a density matrix has trace 1")
+    smallest = float(np.linalg.eigvalsh((rho + rho.conj().T) / 2)[0])
+    if smallest < -_NORM_TOLERANCE:
+        raise QtomoError(f"target {spec!r} is not positive: smallest eigenvalue {smallest:.3g}; "
+                         f"a density matrix has none below 0")
+    return Target(spec, L, rho=(rho + rho.conj().T) / 2)
+
+
+def w_tensors(L: int) -> list[np.ndarray]:
+    """The W state as an MPS of bond dimension 2: the bond says whether the 1 has been seen,
+    A^0 = 1, A^1 = |0⟩⟨1| (0 → 1), boundaries ⟨0| and |1⟩, times 1/√L."""
+    middle = np.zeros((2, 2, 2), dtype=np.complex128)
+    middle[0, 0, 0] = middle[1, 0, 1] = middle[0, 1, 1] = 1.0
+    tensors = [middle[:1] / np.sqrt(L)] + [middle] * (L - 2) + [middle[:, :, 1:]]
+    return tensors if L > 1 else [np.array([[[0.0], [1.0]]], dtype=np.complex128)]
+
+
+def cluster_tensors(L: int) -> list[np.ndarray]:
+    """The open-chain cluster state as an MPS of bond dimension 2: the bond carries s_{i-1},
+    A_i^s[x, y] = δ_{y s} (-1)^(x s) / √2 (first: x = 0; last: summed over y)."""
+    middle = np.zeros((2, 2, 2), dtype=np.complex128)
+    for x in (0, 1):
+        for s in (0, 1):
+            middle[x, s, s] = (-1) ** (x * s) / np.sqrt(2)
+    last = middle.sum(axis=2, keepdims=True)
+    return [middle[:1]] + [middle] * (L - 2) + [last] if L > 1 else [
+        np.full((1, 2, 1), 2**-0.5, dtype=np.complex128)]
+
+
+def xxz_sparse(L: int, delta: float, J: float = 1.0) -> sp.csr_matrix:
+    """H = J Σ_{i<L-1} (X_i X_{i+1} + Y_i Y_{i+1} + Δ Z_i Z_{i+1}), open chain, as a sparse
+    (2^L, 2^L) complex matrix (Pauli matrices, qubit 0 most significant)."""
+    H = sp.csr_matrix((2**L, 2**L), dtype=np.complex128)
+    for i in range(L - 1):
+        for pauli, weight in ((_PAULI_X, 1.0), (_PAULI_Y, 1.0), (_PAULI_Z, delta)):
+            term = sp.kron(sp.kron(sp.identity(2**i), sp.kron(pauli, pauli)),
+                           sp.identity(2 ** (L - i - 2)))
+            H = H + (J * weight) * term
+    return H.tocsr()
+
+
+def _xxz_ground_state(L: int, delta: float, J: float, spec: str) -> np.ndarray:
+    """The unique ground state of :func:`xxz_sparse`; QtomoError if degenerate (gap < 1e-8)."""
+    if not 2 <= L <= XXZ_MAX_L:
+        raise QtomoError(f"target {spec!r}: the XXZ ground state is solved exactly for "
+                         f"2 <= L <= {XXZ_MAX_L}; got L = {L}")
+    H = xxz_sparse(L, delta, J)
+    if L <= 6:
+        energies, vectors = np.linalg.eigh(H.toarray())
+    else:
+        energies, vectors = sla.eigsh(H, k=2, which="SA", v0=np.ones(2**L), tol=1e-12)
+        order = np.argsort(energies)
+        energies, vectors = energies[order], vectors[:, order]
+    if energies[1] - energies[0] < 1e-8:
+        raise QtomoError(f"target {spec!r}: the ground state at L = {L} is degenerate (gap "
+                         f"{energies[1] - energies[0]:.1e}); name a state that is unique")
+    psi = vectors[:, 0].astype(np.complex128)
+    return psi / np.linalg.norm(psi)
+
+
+def _parameters(name: str, text: str, spec: str) -> dict[str, float]:
+    """``h=0.5,J=1`` → {"h": 0.5, "J": 1.0}; defaults from :data:`_PARAMETERS`."""
+    values = dict(_PARAMETERS[name])
+    for item in filter(None, text.split(",")):
+        key, _, value = item.partition("=")
+        if key.strip() not in values:
+            raise QtomoError(f"target {spec!r}: unknown parameter {key.strip()!r}; {name} takes "
+                             f"{', '.join(values)}")
+        try:
+            values[key.strip()] = float(value)
+        except ValueError:
+            raise QtomoError(f"target {spec!r}: parameter {key.strip()} = {value!r} is not a "
+                             f"number") from None
+    return values
+
+
+def _product_tensors(labels: str, L: int, spec: str) -> list[np.ndarray]:
+    sites = re.findall(r"[+-]i|[01+-]", labels)
+    if "".join(sites) != labels or not sites:
+        raise QtomoError(f"target {spec!r}: product states are written with 0 1 + - +i -i per "
+                         f"site, e.g. product:+-0")
+    sites = sites * L if len(sites) == 1 else sites
+    if len(sites) != L:
+        raise QtomoError(f"target {spec!r} names {len(sites)} sites; the data have L = {L}")
+    return [single_qubit_state(label).reshape(1, 2, 1) for label in sites]
+
+
+def _named_target(spec: str, L: int) -> Target:
+    name, _, arguments = spec.partition(":")
+    if arguments and name in ("ghz", "w", "cluster"):
+        raise QtomoError(f"target {spec!r}: {name} takes no parameters")
+    if name == "ghz":
+        return pure_target(spec, L, ghz_mps(L).tensors)
+    if name == "w":
+        return pure_target(spec, L, w_tensors(L))
+    if name == "cluster":
+        return pure_target(spec, L, cluster_tensors(L))
+    if name == "product":
+        return pure_target(spec, L, _product_tensors(arguments, L, spec))
+    if name == "tfim":
+        values = _parameters(name, arguments, spec)
+        if L <= EXACT_MAX_L:
+            return vector_target(spec, tfim_ground_state(L, values["J"], values["h"]).psi, L)
+        return Target(spec, L, mps=tuple(tfim_mps(L, values["J"], values["h"]).tensors))
+    values = _parameters(name, arguments, spec)
+    return vector_target(spec, _xxz_ground_state(L, values["delta"], values["J"], spec), L)
+
+
+def parse_target(spec: str, L: int) -> Target:
+    """The target named by ``spec`` (module docstring) for L qubits.
+
+    Raises:
+        QtomoError: unknown name or parameter, a file that cannot be read, a state of another
+            L, a non-normalised vector, a non-Hermitian / non-positive / trace ≠ 1 matrix.
+    """
+    name = spec.partition(":")[0]
+    if name in NAMES:
+        return _named_target(spec, L)
+    path = Path(spec)
+    if not path.is_file():
+        raise QtomoError(f"unknown target {spec!r}; expected one of {', '.join(NAMES)} or a "
+                         f"file (.npy, .npz, .h5, QuCumber psi text)")
+    return _file_target(path, L)
+
+
+def _file_target(path: Path, L: int) -> Target:
+    spec = str(path)
+    try:
+        if path.suffix == ".h5":
+            from qtomo.data import read_dataset
+
+            with read_dataset(path) as dataset:
+                found = dataset_target(dataset, spec)
+                if found is None:
+                    raise QtomoError(f"target {spec!r}: the dataset has no /reference state "
+                                     f"(psi, mps or rho)")
+            if found.L != L:
+                raise QtomoError(f"target {spec!r} has L = {found.L}; the data have L = {L}")
+            return found
+        if path.suffix == ".npz":
+            with np.load(path) as archive:
+                keys = sorted(archive.files, key=lambda key: int(re.sub(r"\D", "", key) or 0))
+                return pure_target(spec, L, [archive[key] for key in keys])
+        array = np.load(path) if path.suffix == ".npy" else _psi_text(path)
+    except (OSError, ValueError) as error:
+        raise QtomoError(f"target {spec!r} cannot be read: {error}") from None
+    if array.ndim == 2 and array.shape[0] == array.shape[1] and array.shape[0] > 1:
+        return density_target(spec, array, _sites(array.shape[0], spec, L))
+    return vector_target(spec, array, _sites(array.size, spec, L))
+
+
+def _sites(size: int, spec: str, L: int) -> int:
+    found = sites_from_size(size, 2, f"entries of target {spec!r}")
+    if found != L:
+        raise QtomoError(f"target {spec!r} has L = {found} qubits; the data have L = {L}")
+    return found
+
+
+def _psi_text(path: Path) -> np.ndarray:
+    """QuCumber's psi text: one row per amplitude, columns re and im."""
+    table = np.loadtxt(path, ndmin=2)
+    if table.shape[1] != 2:
+        raise ValueError(f"expected two columns (re, im); got {table.shape[1]}")
+    return table[:, 0] + 1j * table[:, 1]
+
+
+def dataset_target(dataset, spec: str = "reference") -> Target | None:
+    """The target a dataset's ``/reference`` defines, or None without one.
+
+    Pure: ``/reference/mps`` or ``/reference/psi``. With a noise channel the measured state is
+    mixed: ``/reference/rho``, or the channel applied to the noiseless reference for
+    L ≤ :data:`DENSE_MAX_L`; None above (no mixed target there).
+    """
+    reference, noise = dataset.reference, dataset.noise
+    if noise.active:
+        if "rho" in reference:
+            return Target(spec, dataset.L, rho=np.asarray(reference["rho"], dtype=np.complex128))
+        if dataset.L > DENSE_MAX_L or not ("psi" in reference or "mps" in reference):
+            return None
+        psi = reference["psi"] if "psi" in reference else mps_to_vector(reference["mps"])
+        return Target(spec, dataset.L, rho=noise.apply(np.outer(psi, psi.conj())))
+    if "mps" in reference:
+        return pure_target(spec, dataset.L, reference["mps"])
+    if "psi" in reference:
+        return pure_target(spec, dataset.L, vector_to_mps(reference["psi"]))
+    return None
