@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from qtomo.errors import QtomoError
-from qtomo.metrics import Estimate
+from qtomo.estimate import Estimate
 from qtomo.povm import POVM, PerQubitPOVM
 from qtomo.reconstruct import pure_state_overlaps
 from qtomo.targets import Target

@@ -201,6 +201,7 @@ class LinearModel(_FullStateModel):
     """
 
     family = "linear"
+    makes_own_step: ClassVar[bool] = True  # counting records: no gradient step
     #: one pass counts every training record once (more passes give the same frequencies)
     train_defaults: ClassVar[dict[str, Any]] = {"epochs": 1, "batch_size": 4096, "ema": 0.0}
 
