@@ -78,6 +78,11 @@ def _readout_option(parser: argparse.ArgumentParser, purpose: str) -> None:
                              "(text, .json or .npy); the file stores the POVM actually measured")
 
 
+def _readout_inputs(values: list[str] | None) -> list[Path]:
+    """The file that --readout-error FILE reads (an input of the command), if one is given."""
+    return [Path(values[0])] if values is not None and len(values) == 1 else []
+
+
 def _readout_errors(values: list[str] | None) -> list[float] | list[list[float]] | None:
     """--readout-error E0 E1 as two numbers, --readout-error FILE as its (L, 2) table."""
     if values is None:
@@ -168,9 +173,12 @@ def _add_simulate_parser(subparsers) -> None:
 
 
 def _run_simulate(args: argparse.Namespace) -> int:
+    from qtomo.atomic import check_outputs
     from qtomo.data import read_dataset
-    from qtomo.simulate import simulate
+    from qtomo.simulate import default_output, simulate
 
+    check_outputs([args.out or default_output(args.state, args.L, args.h, args.povm)],
+                  inputs=_readout_inputs(args.readout_error))
     path = simulate(
         args.state, args.L, J=args.J, h=args.h, boundary=args.boundary,
         product_state=args.product_state, povm=args.povm, samples=args.samples,
@@ -545,7 +553,7 @@ def _add_evaluate_parser(subparsers) -> None:
 def _run_evaluate(args: argparse.Namespace) -> int:
     import torch
 
-    from qtomo.atomic import check_writable
+    from qtomo.atomic import check_outputs
     from qtomo.blocks import parse_block_sizes
     from qtomo.data import read_dataset
     from qtomo.device import resolve_device
@@ -564,9 +572,6 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     to_stdout = args.json is not None and str(args.json) == "-"  # then the JSON is the output
     if args.plot is not None:
         check_plot_path(args.plot)
-    for output in (None if to_stdout else args.json, args.plot):
-        if output is not None:
-            check_writable(output)
     torch.manual_seed(args.seed)  # flows draw their importance samples from the global RNG
     paths = ensemble_checkpoints(args.model)
     checkpoints = [load_checkpoint(path, map_location=resolve_device(args.device))
@@ -578,6 +583,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
             raise QtomoError(f"{paths[0]} records no training dataset; give --data")
         if not (args.quiet or to_stdout):
             print(f"using the training dataset {data}")
+    check_outputs([args.json, args.plot], inputs=[*_run_files(paths), data])
     dataset = read_dataset(data)
     options = {"samples": args.samples, "method": args.method, "pauli_strings": args.pauli,
                "seed": args.seed, "quiet": args.quiet,
@@ -597,6 +603,14 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     if not (args.quiet or to_stdout):
         _print_table_and_files(table, written)
     return 0
+
+
+def _run_files(checkpoints: Sequence[Path]) -> list[Path]:
+    """The checkpoints and the other files of their runs (.last.pt, the history that --plot
+    reads): evaluate and compare never write over them."""
+    from qtomo.train import run_output, run_paths
+
+    return [file for path in checkpoints for file in (path, *run_paths(run_output(path)))]
 
 
 def _print_table_and_files(table: str, written: list) -> None:
@@ -632,6 +646,7 @@ def _add_compare_parser(subparsers) -> None:
 def _run_compare(args: argparse.Namespace) -> int:
     import torch
 
+    from qtomo.atomic import check_distinct, check_outputs
     from qtomo.blocks import parse_block_sizes
     from qtomo.data import read_dataset
     from qtomo.device import resolve_device
@@ -651,6 +666,7 @@ def _run_compare(args: argparse.Namespace) -> int:
                              f"{len(given)} {option}")
     if args.plot is not None:
         check_plot_path(args.plot)
+    check_distinct(paths, "--model checkpoints")
     checkpoints = [load_checkpoint(path, map_location=resolve_device(args.device))
                    for path in paths]
     labels = args.label
@@ -665,6 +681,7 @@ def _run_compare(args: argparse.Namespace) -> int:
             raise QtomoError(f"{paths[0]} records no training dataset; give --data")
         if not args.quiet:
             print(f"using the training dataset {data}")
+    check_outputs([*(args.json or []), args.plot], inputs=[*_run_files(paths), data])
     dataset = read_dataset(data)
     options = {"samples": args.samples, "method": args.method, "pauli_strings": args.pauli,
                "quiet": args.quiet, "blocks": parse_block_sizes(args.blocks, dataset.L)}
@@ -712,9 +729,11 @@ def _add_import_parser(subparsers) -> None:
 
 
 def _run_import(args: argparse.Namespace) -> int:
+    from qtomo.atomic import check_outputs
     from qtomo.data import read_dataset
     from qtomo.formats import import_records
 
+    check_outputs([args.out], inputs=_readout_inputs(args.readout_error))
     path = import_records(args.format, args.files, args.out, povm=args.povm,
                           readout_error=_readout_errors(args.readout_error),
                           allow_biased_bases=args.allow_biased_bases,

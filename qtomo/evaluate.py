@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from qtomo.atomic import check_distinct
 from qtomo.blocks import (
     BLOCK_SIZES,
     BlockCounts,
@@ -564,7 +565,8 @@ def ensemble_checkpoints(paths: Sequence[str | os.PathLike]) -> list[Path]:
     (``*.pt`` but not ``*.last.pt``) of a folder written by :func:`qtomo.train.fit_ensemble`.
 
     Raises:
-        QtomoError: a path that does not exist, or a folder without checkpoints.
+        QtomoError: a path that does not exist, a folder without checkpoints, or one file
+            given twice (a member twice would halve the spread).
     """
     files: list[Path] = []
     for path in map(Path, paths):
@@ -577,6 +579,7 @@ def ensemble_checkpoints(paths: Sequence[str | os.PathLike]) -> list[Path]:
             files.append(path)
         else:
             raise QtomoError(f"{path}: no such checkpoint or folder")
+    check_distinct(files, "ensemble members")
     return files
 
 

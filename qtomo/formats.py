@@ -42,7 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
-from qtomo.atomic import atomic_output
+from qtomo.atomic import atomic_output, check_outputs
 from qtomo.data import IMPORTED, Dataset, read_dataset, write_dataset
 from qtomo.errors import QtomoError
 from qtomo.povm import POVM, get_povm, readout_povms
@@ -588,11 +588,13 @@ class _Format:
     reader: Callable[..., Records]
     writer: Callable[[np.ndarray, Path], list[Path]] | None
     pauli_shots: bool = True  # records are basis + bit (uniformity test, readout errors)
+    outputs: Callable[[Path], list[Path]] = lambda out: [out]  # the files the writer writes
 
 
 FORMATS: dict[str, _Format] = {
     "pauli-shots": _Format((1,), _read_pauli_shots, _write_pauli_shots),
-    "qucumber": _Format((2,), _read_qucumber, _write_qucumber),
+    "qucumber": _Format((2,), _read_qucumber, _write_qucumber,
+                        outputs=lambda out: [out, _qucumber_bases_path(out)]),
     "qiskit-counts": _Format((1,), _read_qiskit_counts, _write_qiskit_counts),
     "netket": _Format((1,), _read_netket, _write_netket),
     "aqt": _Format((1,), _read_aqt, _write_aqt),
@@ -660,6 +662,7 @@ def import_records(
     for path in paths:
         if not path.is_file():
             raise QtomoError(f"{path}: no such file")
+    check_outputs([out], inputs=paths)
     if fmt == "genmodel":
         records = _read_genmodel(paths, povm, tfim_sign_map)
     elif povm is not None or tfim_sign_map:
@@ -777,4 +780,5 @@ def export_records(fmt: str, dataset: str | os.PathLike | Dataset,
     if not dataset.povm.name.startswith("pauli6") or dataset.K != 6:
         raise QtomoError(f"{dataset.path}: export needs pauli6 records (Pauli-basis shots); got "
                          f"POVM {dataset.povm.name!r}")
+    check_outputs(spec.outputs(Path(out)), inputs=[dataset.path])
     return spec.writer(dataset.outcomes(), Path(out))

@@ -66,7 +66,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from qtomo.atomic import atomic_output, check_writable
+from qtomo.atomic import atomic_output, check_outputs
 from qtomo.data import Dataset
 from qtomo.device import resolve_device
 from qtomo.errors import CheckpointError, ConvergenceError, QtomoError
@@ -512,8 +512,7 @@ def _fit(model: QtomoModel, dataset: Dataset, options: TrainOptions, *, out: Pat
     best_path, last_path, history_path = run_paths(out) if out is not None else (None,) * 3
     save = rank == 0 and out is not None
     if save:  # fail now rather than after the first epoch
-        for path in (best_path, last_path, history_path):
-            check_writable(path, inputs=(dataset.path,))
+        check_outputs((best_path, last_path, history_path), inputs=(dataset.path,))
     data = _provenance(dataset, train_rows, val_rows,
                        best_path.parent if best_path is not None else Path.cwd())
 
