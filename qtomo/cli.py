@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import decimal
 import math
+import os
+import re
 import sys
 import warnings
 import zipfile
@@ -32,9 +34,16 @@ class _Parser(argparse.ArgumentParser):
     def __init__(self, *args, **kwargs) -> None:
         kwargs.setdefault("formatter_class", _HelpFormatter)
         super().__init__(*args, **kwargs)
+        # a word such as -5, -1e5, -.5 or -inf after an option is its value (which the option's
+        # type then refuses with the expected form), not an unknown option; argparse's own
+        # pattern misses the last three
+        self._negative_number_matcher = _NEGATIVE_NUMBER
 
     def error(self, message: str) -> None:
         raise QtomoError(message)
+
+
+_NEGATIVE_NUMBER = re.compile(r"^-(\d|\.\d|inf|nan)", re.IGNORECASE)
 
 
 class _HelpFormatter(argparse.HelpFormatter):
@@ -823,13 +832,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         with warnings.catch_warnings():
             warnings.simplefilter("always", UserWarning)
             warnings.showwarning = _show_warning
-            return COMMANDS[args.command][1](args)
+            status = COMMANDS[args.command][1](args)
+        sys.stdout.flush()  # a closed pipe is found here, not in the interpreter's exit
+        return status
     except QtomoError as error:
         print(f"qtomo: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("qtomo: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader of our output (qtomo info x | head) has gone
+        _silence_stdout()
+        return _BROKEN_PIPE
+
+
+_BROKEN_PIPE = 141  # 128 + SIGPIPE, the status of a Unix tool whose reader went away
+
+
+def _silence_stdout() -> None:
+    """Point standard output at /dev/null, so that the interpreter's final flush of the text
+    still buffered for the closed pipe does not print a second BrokenPipeError at exit."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 if __name__ == "__main__":

@@ -434,6 +434,12 @@ class Dataset:
             yield self.file["outcomes"][begin:end], log_prob
 
 
+def as_dataset(dataset: Dataset | str | os.PathLike) -> Dataset:
+    """``dataset`` itself, or the dataset file it names opened with :func:`read_dataset`: the
+    API's functions take either."""
+    return dataset if isinstance(dataset, Dataset) else read_dataset(dataset)
+
+
 def read_dataset(path: str | os.PathLike) -> Dataset:
     """Open and validate a dataset file; the returned :class:`Dataset` keeps it open.
 

@@ -49,7 +49,7 @@ from qtomo.blocks import (
     reduced_states,
     target_reduced_states,
 )
-from qtomo.data import Dataset
+from qtomo.data import Dataset, as_dataset
 from qtomo.distribution import (
     ENUMERATE_MAX_L,
     Distribution,
@@ -66,7 +66,7 @@ from qtomo.metrics import (
     sampled_classical_metrics,
 )
 from qtomo.models.autoregressive import AutoregressiveModel
-from qtomo.models.checkpoint import Checkpoint, plain
+from qtomo.models.checkpoint import Checkpoint, load_checkpoint, plain
 from qtomo.observables import (
     Observables,
     estimate_observables,
@@ -132,6 +132,19 @@ def unseen_rows(dataset: Dataset, config: dict | None) -> tuple[int, int]:
         raise QtomoError(f"{dataset.path}: the model was trained on all {dataset.n_records} rows; "
                          f"evaluate it on another dataset of the same state")
     return stop, dataset.n_records
+
+
+def check_rows(rows: Any, dataset: Dataset) -> tuple[int, int]:
+    """``rows`` as (start, stop) if they are integers with 0 ≤ start < stop ≤ N (the dataset's
+    records), else QtomoError: a figure over rows that do not exist would be NaN or mislabelled
+    (``rows=(0, 10**6)`` of 400 records was once reported as such)."""
+    valid = (isinstance(rows, tuple | list) and len(rows) == 2
+             and all(isinstance(row, int | np.integer) and not isinstance(row, bool)
+                     for row in rows) and 0 <= rows[0] < rows[1] <= dataset.n_records)
+    if not valid:
+        raise QtomoError(f"rows must be integers 0 <= start < stop <= {dataset.n_records} (the "
+                         f"records of {dataset.path}); got {rows!r}")
+    return int(rows[0]), int(rows[1])
 
 
 def _same_path(recorded: str, path: Path) -> bool:
@@ -287,7 +300,8 @@ class Evaluation:
         return report
 
 
-def evaluate(model: Checkpoint | Distribution, dataset: Dataset, *,
+def evaluate(model: Checkpoint | Distribution | str | os.PathLike,
+             dataset: Dataset | str | os.PathLike, *,
              samples: int = DEFAULT_SAMPLES, method: str = "auto",
              pauli_strings: Sequence[str] = (), rows: tuple[int, int] | None = None,
              seed: int = 0, batch_size: int = _CHUNK, quiet: bool = True,
@@ -298,8 +312,9 @@ def evaluate(model: Checkpoint | Distribution, dataset: Dataset, *,
         model: a :class:`~qtomo.models.checkpoint.Checkpoint` (its config supplies the POVM
             check, the rows not trained on and the provenance), or any :class:`Distribution`
             (an optional ``povm`` attribute is checked), e.g. the truth
-            :class:`~qtomo.states.exact.ExactDistribution`.
-        dataset: the measured state (:func:`qtomo.data.read_dataset`); without ``/log_prob``
+            :class:`~qtomo.states.exact.ExactDistribution`, or a checkpoint file's path.
+        dataset: the measured state (:func:`qtomo.data.read_dataset`, or a dataset file's
+            path); without ``/log_prob``
             (measured data) KL and F_c are left out, without a reference state the fidelity.
         samples: model samples for Monte Carlo observables and fidelity.
         method: ``"auto"`` (exact for L ≤ ENUMERATE_MAX_L), ``"exact"`` or ``"monte-carlo"``.
@@ -318,6 +333,9 @@ def evaluate(model: Checkpoint | Distribution, dataset: Dataset, *,
         QtomoError: model and data disagree on L, K or POVM; bad Pauli
             string; ``method="exact"`` above the limit; unknown method.
     """
+    if isinstance(model, str | os.PathLike):
+        model = load_checkpoint(model)
+    dataset = as_dataset(dataset)
     checkpoint = model if isinstance(model, Checkpoint) else None
     config = checkpoint.config if checkpoint is not None else None
     model = checkpoint.model if checkpoint is not None else model
@@ -334,7 +352,7 @@ def evaluate(model: Checkpoint | Distribution, dataset: Dataset, *,
                          f"{ENUMERATE_MAX_L}; got L = {dataset.L} (use --method monte-carlo)")
     strings = {text: parse_pauli_string(text, dataset.L) for text in pauli_strings}  # fail early
     block_list = block_sites(dataset.L, blocks)
-    test_rows = rows if rows is not None else unseen_rows(dataset, config)
+    test_rows = check_rows(rows, dataset) if rows is not None else unseen_rows(dataset, config)
     notes: list[str] = []
     family = getattr(model, "family", type(model).__name__)
     sample_only = not getattr(model, "has_log_prob", True)
@@ -717,7 +735,8 @@ def _combine(column: list) -> Any:
     return first
 
 
-def evaluate_ensemble(checkpoints: Sequence[Checkpoint | Distribution], dataset: Dataset,
+def evaluate_ensemble(checkpoints: Sequence[Checkpoint | Distribution],
+                      dataset: Dataset | str | os.PathLike,
                       **options: Any) -> EnsembleEvaluation:
     """:func:`evaluate` every member on the same dataset with the same options and seed.
 
@@ -732,6 +751,7 @@ def evaluate_ensemble(checkpoints: Sequence[Checkpoint | Distribution], dataset:
     """
     if len(checkpoints) < 2:
         raise QtomoError(f"an ensemble needs at least 2 checkpoints; got {len(checkpoints)}")
+    dataset = as_dataset(dataset)
     members = tuple(evaluate(checkpoint, dataset, **options) for checkpoint in checkpoints)
     return EnsembleEvaluation(members, tuple(str(getattr(member, "path", type(member).__name__))
                                              for member in checkpoints))

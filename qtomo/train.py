@@ -67,7 +67,7 @@ import torch.distributed as dist
 from torch import nn
 
 from qtomo.atomic import atomic_output, check_outputs
-from qtomo.data import Dataset
+from qtomo.data import Dataset, as_dataset
 from qtomo.device import resolve_device
 from qtomo.errors import CheckpointError, ConvergenceError, QtomoError
 from qtomo.models import QtomoModel, hyperparameters, load_checkpoint, save_checkpoint
@@ -429,7 +429,7 @@ def _write_history(path: Path, history: list[dict[str, float]], summary: dict[st
         tmp.write_text(json.dumps({**summary, "epochs": history}, indent=1) + "\n")
 
 
-def fit(model: QtomoModel, dataset: Dataset, options: TrainOptions | None = None, *,
+def fit(model: QtomoModel, dataset: Dataset | str | Path, options: TrainOptions | None = None, *,
         out: str | Path | None = None, resume: str | Path | None = None,
         device: str | torch.device = "auto",
         quiet: bool = False) -> TrainResult:
@@ -437,7 +437,8 @@ def fit(model: QtomoModel, dataset: Dataset, options: TrainOptions | None = None
 
     Args:
         model: any family, freshly built (or matching ``resume``); moved to ``device``.
-        dataset: from :func:`qtomo.data.read_dataset`; its L, K must match the model.
+        dataset: from :func:`qtomo.data.read_dataset`, or the path of a dataset file; its L, K
+            must match the model.
         options: :class:`TrainOptions` (defaults if ``None``).
         out: best checkpoint path; ``.last.pt`` and ``.history.json`` go beside it
             (:func:`run_paths`). None trains in memory (a notebook): no file is written, and
@@ -476,6 +477,7 @@ def fit(model: QtomoModel, dataset: Dataset, options: TrainOptions | None = None
         (True, (3600, 4000))
     """
     options = options or TrainOptions()
+    dataset = as_dataset(dataset)
     rank, world, created_group = _distributed()
     try:
         return _fit(model, dataset, options, out=None if out is None else Path(out),

@@ -134,3 +134,94 @@ def test_api_refuses_an_output_over_its_input(pauli6, tmp_path):
     with pytest.raises(QtomoError, match="input"):
         import_records("aqt", [shots], shots)
     assert np.load(shots).shape == (2000, 3)
+
+
+# --- 5. no traceback ------------------------------------------------------------------------
+
+def _families():
+    from qtomo.models import FAMILIES
+
+    return list(FAMILIES)
+
+
+@pytest.mark.parametrize("family", _families())
+def test_every_family_takes_records_of_every_integer_dtype(family):
+    import torch
+
+    from qtomo.models import build
+    from qtomo.povm import get_povm
+
+    torch.manual_seed(0)
+    model = build(family, L=3, K=4, povm=get_povm("pauli4")).eval()
+    records = torch.tensor([[0, 1, 2], [3, 3, 0], [2, 0, 1]])
+    method = model.log_prob if model.has_log_prob else model.training_nll
+    torch.manual_seed(1)  # estimated ln Q (flow, vae) draws importance samples
+    expected = method(records)
+    variants = [records.to(dtype) for dtype in (torch.uint8, torch.int8, torch.int16,
+                                                torch.int32)]
+    variants += [records.numpy(), records.numpy().astype(np.uint8)]
+    for variant in variants:
+        torch.manual_seed(1)
+        assert torch.allclose(method(variant), expected), (family, variant.dtype)
+    with pytest.raises(QtomoError, match="integer array"):
+        method(records.double())
+
+
+@pytest.mark.parametrize("family", _families())
+def test_every_family_refuses_a_count_that_is_not_a_whole_number(family):
+    import torch
+
+    from qtomo.models import build
+    from qtomo.povm import get_povm
+
+    torch.manual_seed(0)
+    model = build(family, L=3, K=4, povm=get_povm("pauli4"))
+    for bad in (-1, 2.5, True, "3"):
+        with pytest.raises(QtomoError, match="number of records must be an integer >= 0"):
+            model.sample(bad)
+    assert model.sample(np.int64(2)).shape == (2, 3)  # variant: a numpy integer is a count
+    assert model.sample(0).shape == (0, 3)
+
+
+def test_api_takes_paths_and_checks_rows(pauli6, run):
+    import torch
+
+    from qtomo.evaluate import evaluate
+    from qtomo.models import build
+    from qtomo.train import TrainOptions, fit
+
+    torch.manual_seed(0)
+    result = fit(build("gru", L=3, K=6, hidden=4), str(pauli6), TrainOptions(epochs=1),
+                 device="cpu", quiet=True)
+    assert np.isfinite(result.best_val_nll)
+    evaluation = evaluate(str(run), pauli6, blocks=(), rows=(0, 100))
+    assert evaluation.classical.n_test == 100
+    for rows in ((-5, 10), (0, 10**6), (7, 7), (0.0, 10), (0, 2001)):
+        with pytest.raises(QtomoError, match="0 <= start < stop <= 2000"):
+            evaluate(run, str(pauli6), blocks=(), rows=rows)
+
+
+@pytest.mark.parametrize("argv", [["info", "{data}"], ["evaluate", "--model", "{run}",
+                                                       "--json", "-", "--blocks", "none"]])
+def test_a_closed_pipe_ends_the_command_silently(argv, pauli6, run):
+    import subprocess
+    import sys
+
+    argv = [word.format(data=pauli6, run=run) for word in argv]
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader (head) has already gone
+    done = subprocess.run([sys.executable, "-m", "qtomo.cli", *argv], stdout=write_end,
+                          stderr=subprocess.PIPE, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})
+    os.close(write_end)
+    assert (done.returncode, done.stderr) == (141, "")
+
+
+@pytest.mark.parametrize("option, value", [("--samples", "-5"), ("--samples", "-1e5"),
+                                           ("--L", "-.5"), ("--h", "-inf"), ("--seed", "-3")])
+def test_a_negative_option_value_names_the_expected_form(option, value, capsys, tmp_path):
+    argv = ["simulate", "--state", "ghz", "--L", "2", option, value, "--out",
+            str(tmp_path / "x.h5")]
+    assert main(argv) == 2
+    one_line_error(capsys, f"argument {option}", "expected", repr(value))
+    assert list(tmp_path.iterdir()) == []
