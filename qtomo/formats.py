@@ -45,6 +45,13 @@ import numpy as np
 from qtomo.atomic import atomic_output, check_outputs
 from qtomo.data import IMPORTED, Dataset, read_dataset, write_dataset
 from qtomo.errors import QtomoError
+from qtomo.guards import (
+    check_import_size,
+    check_sparse_positions,
+    check_tensor_shape,
+    check_text_width,
+    unique_keys,
+)
 from qtomo.povm import POVM, get_povm, readout_povms
 
 __all__ = [
@@ -197,6 +204,7 @@ def _table(path: Path, numbers: bool) -> np.ndarray:
     numpy's C reader takes large files (a whole 10^6 × 50 import: 38 s, README "Measured data"); a
     file it refuses is re-read line by line to name the first bad row.
     """
+    check_text_width(path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # "input contained no data"
@@ -312,13 +320,13 @@ def _write_qucumber(outcomes: np.ndarray, out: Path) -> list[Path]:
 def _read_qiskit_counts(files: Sequence[Path]) -> Records:
     path = files[0]
     try:
-        counts = json.loads(path.read_text())
+        counts = json.loads(path.read_text(), object_pairs_hook=unique_keys(path))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise QtomoError(f"{path}: not a readable JSON file ({error})") from None
     if not isinstance(counts, dict) or not counts:
         raise QtomoError(f"{path}: expected a non-empty JSON object {{basis label: "
                          f"{{bitstring: count}}}}")
-    blocks, L = [], None
+    blocks, L, total = [], None, 0
     for label, table in counts.items():
         if not isinstance(table, dict):
             raise QtomoError(f"{path}: counts of basis label {label!r} must be an object "
@@ -337,6 +345,8 @@ def _read_qiskit_counts(files: Sequence[Path]) -> Records:
                                  f"non-negative integer; got {count!r}")
             if set(bitstring) - {"0", "1"}:
                 raise QtomoError(f"{path}: bitstring {key!r} must hold only 0 and 1")
+            total += count
+            check_import_size(path, total, L)
             # little-endian: the rightmost character is qubit 0
             row = shots_to_outcomes(np.array([list(label[::-1])]),
                                     np.array([[int(bit) for bit in bitstring[::-1]]]))
@@ -496,13 +506,16 @@ def read_genmodel_mps(index: str | os.PathLike, tensor: str | os.PathLike) -> li
             raise QtomoError(f"{tensor}: tensor {site} needs {count} lines of {rank} indices "
                              f"and a value")
         line += count
+        check_tensor_shape(index, site, shape)
         values = np.zeros(shape)
         try:
-            positions = np.array([[int(x) - 1 for x in entry[:rank]] for entry in block])
+            positions = np.array([[int(x) - 1 for x in entry[:rank]] for entry in block],
+                                 dtype=np.int64).reshape(count, rank)
+            check_sparse_positions(tensor, site, positions, shape)
             values[tuple(positions.T)] = [float(entry[rank]) for entry in block]
-        except (ValueError, IndexError):
-            raise QtomoError(f"{tensor}: tensor {site} has an entry outside its dimensions "
-                             f"{shape} or a value that is not a number") from None
+        except (ValueError, OverflowError):
+            raise QtomoError(f"{tensor}: tensor {site} has an index that is not an integer or "
+                             f"a value that is not a number") from None
         if site == 0:
             values = values.T[None]  # (right, phys) → (1, phys, right)
         elif site == len(dims) - 1:
@@ -671,6 +684,7 @@ def import_records(
     else:
         records = spec.reader(paths)
     outcomes, measured, attrs = records.outcomes, records.povm, dict(records.attrs)
+    check_import_size(paths[0], *outcomes.shape)
     if readout_error is not None:
         if not spec.pauli_shots and measured.name != "pauli6":
             raise QtomoError(f"readout errors apply to Pauli-basis shots (pauli6); these records "
@@ -729,13 +743,16 @@ def read_readout_errors(path: str | os.PathLike) -> np.ndarray:
         if path.suffix.lower() == ".npy":
             rows = np.load(path, allow_pickle=False)
         elif path.suffix.lower() == ".json":
-            rows = json.loads(path.read_text())
+            rows = json.loads(path.read_text(), object_pairs_hook=unique_keys(path))
         else:
             rows = [line.split("#")[0].replace(",", " ").split()
                     for line in path.read_text().splitlines()]
             rows = [row for row in rows if row]
     except (OSError, ValueError, UnicodeDecodeError) as error:
         raise QtomoError(f"{path}: cannot read readout errors from it ({error})") from None
+    if not isinstance(rows, list) and not (isinstance(rows, np.ndarray) and rows.ndim > 0):
+        raise QtomoError(f"{path}: expected a list of [e0, e1] rows, one per qubit; got "
+                         f"{type(rows).__name__} {rows!r}"[:200])
     if len(rows) == 0:
         raise QtomoError(f"{path}: empty; expected one row e0 e1 per qubit")
     table = np.empty((len(rows), 2))
@@ -744,6 +761,9 @@ def read_readout_errors(path: str | os.PathLike) -> np.ndarray:
             raise QtomoError(f"{path}: expected two entries per qubit, e0 = P(read 1 | 0) and "
                              f"e1 = P(read 0 | 1); qubit {qubit} has {np.size(row)}")
         for column, value in enumerate(row):
+            if isinstance(value, complex | np.complexfloating):
+                raise QtomoError(f"{path}: entries must be real numbers; got {value!r} for "
+                                 f"qubit {qubit}")
             try:
                 table[qubit, column] = float(value)
             except (TypeError, ValueError):

@@ -225,3 +225,108 @@ def test_a_negative_option_value_names_the_expected_form(option, value, capsys, 
     assert main(argv) == 2
     one_line_error(capsys, f"argument {option}", "expected", repr(value))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_huge_imports_are_refused_with_their_size(tmp_path):
+    import json
+
+    from qtomo.formats import import_records
+
+    counts = tmp_path / "counts.json"
+    counts.write_text(json.dumps({"ZZZ": {"000": 10**13}}))
+    with pytest.raises(QtomoError, match="10000000000000 records of 3 qubits"):
+        import_records("qiskit-counts", [counts], tmp_path / "c.h5")
+    samples, bases = tmp_path / "s.txt", tmp_path / "b.txt"
+    samples.write_text(" ".join(["0"] * 10**5) + "\n")
+    bases.write_text(" ".join(["Z"] * 10**5) + "\n")
+    with pytest.raises(QtomoError, match="s.txt: records of 100000 qubits; an import takes "
+                                         "at most 1024"):
+        import_records("qucumber", [samples, bases], tmp_path / "q.h5")
+    # variant: the genmodel data file, and a genmodel MPS bond of 10^5
+    with pytest.raises(QtomoError, match="100000 qubits"):
+        import_records("genmodel", [samples], tmp_path / "g.h5", povm="Tetra")
+    index, tensor = _genmodel_files(tmp_path, dims=((1, 2, 10**8), (10**8, 2, 1)))
+    with pytest.raises(QtomoError, match=r"index.txt: tensor 0 has dimensions \[100000000, 2\]"):
+        read_genmodel_mps_(index, tensor)
+    assert sorted(path.suffix for path in tmp_path.iterdir()) == [".json", ".txt", ".txt",
+                                                                   ".txt", ".txt"]
+
+
+def read_genmodel_mps_(index, tensor):
+    from qtomo.formats import read_genmodel_mps
+
+    return read_genmodel_mps(index, tensor)
+
+
+def _genmodel_files(folder, dims, entries=None):
+    """A two-site genmodel MPS: index.txt for (left, phys, right) ``dims`` and tensor.txt with
+    ``entries`` per tensor (1-based index tuples in their leg order, value 1), by default the
+    product state |00⟩."""
+    first, last = dims
+    index = folder / "index.txt"
+    index.write_text(f"2 {len((entries or [[(1, 1)], [(1, 1)]])[0])} {first[2]} {first[1]}\n"
+                     f"2 {len((entries or [[(1, 1)], [(1, 1)]])[1])} {last[1]} {last[0]}\n")
+    tensor = folder / "tensor.txt"
+    tensor.write_text("\n".join(" ".join(map(str, entry)) + " 1.0"
+                                for block in (entries or [[(1, 1)], [(1, 1)]])
+                                for entry in block) + "\n")
+    return index, tensor
+
+
+def test_genmodel_index_zero_and_duplicates_are_refused(tmp_path):
+    dims = ((1, 2, 2), (2, 2, 1))
+    index, tensor = _genmodel_files(tmp_path, dims)
+    tensors = read_genmodel_mps_(index, tensor)
+    assert len(tensors) == 2 and np.isclose(abs(tensors[0][0, 0, 0]), 1.0)
+    index, tensor = _genmodel_files(tmp_path, dims, [[(0, 1)], [(1, 1)]])
+    with pytest.raises(QtomoError, match=r"entry \[0, 1\] outside .*1-based"):
+        read_genmodel_mps_(index, tensor)
+    index, tensor = _genmodel_files(tmp_path, dims, [[(1, 1), (1, 1)], [(1, 1)]])
+    with pytest.raises(QtomoError, match=r"entry \[1, 1\] more than once"):
+        read_genmodel_mps_(index, tensor)
+    # variant: an index past the end, and a dimension of 0
+    index, tensor = _genmodel_files(tmp_path, dims, [[(1, 1)], [(3, 1)]])
+    with pytest.raises(QtomoError, match="outside its dimensions"):
+        read_genmodel_mps_(index, tensor)
+    index, tensor = _genmodel_files(tmp_path, ((1, 2, 0), (0, 2, 1)))
+    with pytest.raises(QtomoError, match="expected each >= 1"):
+        read_genmodel_mps_(index, tensor)
+
+
+def test_duplicate_json_keys_are_refused(tmp_path):
+    from qtomo.formats import import_records, read_readout_errors
+
+    counts = tmp_path / "counts.json"
+    counts.write_text('{"ZZ": {"00": 5, "11": 2, "00": 7}}')
+    with pytest.raises(QtomoError, match="counts.json: key '00' appears twice"):
+        import_records("qiskit-counts", [counts], tmp_path / "c.h5")
+    counts.write_text('{"ZZ": {"00": 5}, "XX": {"01": 1}, "ZZ": {"11": 7}}')  # variant
+    with pytest.raises(QtomoError, match="key 'ZZ' appears twice"):
+        import_records("qiskit-counts", [counts], tmp_path / "c.h5")
+    assert not (tmp_path / "c.h5").exists()
+    table = tmp_path / "readout.json"
+    table.write_text('[[0.01, 0.02]]')
+    assert read_readout_errors(table).tolist() == [[0.01, 0.02]]
+
+
+@pytest.mark.parametrize("content", ["0.1", "null", '"x"', '{"e0": 0.1}', "[[0.1, 0.2], [0.1]]"])
+def test_readout_json_that_is_not_a_table(content, tmp_path, capsys):
+    table = tmp_path / "readout.json"
+    table.write_text(content)
+    argv = ["simulate", "--state", "ghz", "--L", "2", "--povm", "pauli6", "--readout-error",
+            str(table), "--out", str(tmp_path / "x.h5")]
+    assert main(argv) == 2
+    one_line_error(capsys, "readout.json", "expected")
+    assert not (tmp_path / "x.h5").exists()
+
+
+def test_a_complex_readout_table_is_refused(tmp_path):
+    from qtomo.formats import read_readout_errors
+
+    path = tmp_path / "readout.npy"
+    np.save(path, np.array([[0.01 + 0.001j, 0.02]]))
+    with pytest.raises(QtomoError, match="must be real numbers"):
+        read_readout_errors(path)
+    np.save(path, np.array([[0.01, 0.02]], dtype=np.complex128))  # variant: zero imaginary part
+    with pytest.raises(QtomoError, match="must be real numbers"):
+        read_readout_errors(path)

@@ -1,0 +1,111 @@
+"""Checks that keep the import readers from losing, changing or over-allocating data
+(docs/errors.md, README "Measured data").
+
+Each raises :class:`qtomo.errors.QtomoError` with one line naming the file and what was
+expected, before any large allocation: a count of 10^13 shots or a genmodel bond of 10^5 is a
+refusal that states the size, not an attempt to allocate hundreds of GiB.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from qtomo.errors import QtomoError
+
+__all__ = ["IMPORT_MAX_ENTRIES", "IMPORT_MAX_L", "TENSOR_MAX_ENTRIES", "check_import_size",
+           "check_sparse_positions", "check_tensor_shape", "check_text_width", "unique_keys"]
+
+#: most qubits of imported records: the uniform-bases test holds a (3L)² table of pair counts
+#: (L = 1024: 72 MiB)
+IMPORT_MAX_L = 1024
+#: most outcomes (records × qubits) of one import: 2^31 uint8 outcomes are 2 GiB
+IMPORT_MAX_ENTRIES = 2**31
+#: most entries of one genmodel MPS tensor (χ_l · 2 · χ_r): 2^24 complex128 are 256 MiB
+TENSOR_MAX_ENTRIES = 2**24
+
+
+def check_import_size(path: str | os.PathLike, n_records: int, L: int) -> None:
+    """Raise QtomoError if ``n_records`` records of ``L`` qubits exceed :data:`IMPORT_MAX_L` or
+    :data:`IMPORT_MAX_ENTRIES`.
+
+    Example:
+        >>> check_import_size("counts.json", 10**13, 4)
+        Traceback (most recent call last):
+        ...
+        qtomo.errors.QtomoError: counts.json: 10000000000000 records of 4 qubits are ...
+    """
+    if L > IMPORT_MAX_L:
+        raise QtomoError(f"{path}: records of {L} qubits; an import takes at most "
+                         f"{IMPORT_MAX_L} qubits")
+    if n_records * L > IMPORT_MAX_ENTRIES:
+        raise QtomoError(f"{path}: {n_records} records of {L} qubits are {n_records * L} "
+                         f"outcomes; an import takes at most {IMPORT_MAX_ENTRIES} (2 GiB); "
+                         f"split the file")
+
+
+def check_text_width(path: str | os.PathLike) -> None:
+    """Raise QtomoError if the first non-empty line of a text table holds more than
+    :data:`IMPORT_MAX_L` entries: numpy's reader would reserve room for 50 000 such rows
+    before it reads the second line. An unreadable file is left to the reader to report."""
+    try:
+        with open(path, "rb") as handle:
+            first = next((line for line in handle if line.strip()), b"")
+    except OSError:
+        return
+    check_import_size(path, 1, len(first.split()))
+
+
+def unique_keys(path: str | os.PathLike) -> Callable[[list[tuple[str, Any]]], dict]:
+    """A ``json.loads(..., object_pairs_hook=...)`` hook that refuses a key given twice in one
+    object (plain ``json`` keeps the last and drops the others' shots).
+
+    Example:
+        >>> import json
+        >>> json.loads('{"ZZ": {"00": 5, "00": 7}}', object_pairs_hook=unique_keys("c.json"))
+        Traceback (most recent call last):
+        ...
+        qtomo.errors.QtomoError: c.json: key '00' appears twice in one JSON object; ...
+    """
+    def hook(pairs: list[tuple[str, Any]]) -> dict:
+        table: dict = {}
+        for key, value in pairs:
+            if key in table:
+                raise QtomoError(f"{path}: key {key!r} appears twice in one JSON object; "
+                                 f"expected each key once (merge the counts)")
+            table[key] = value
+        return table
+
+    return hook
+
+
+def check_tensor_shape(path: str | os.PathLike, site: int, shape: list[int]) -> None:
+    """Raise QtomoError unless every dimension is ≥ 1 and the tensor has at most
+    :data:`TENSOR_MAX_ENTRIES` entries."""
+    if any(dimension < 1 for dimension in shape):
+        raise QtomoError(f"{path}: tensor {site} has dimensions {shape}; expected each >= 1")
+    entries = int(np.prod(shape, dtype=object))
+    if entries > TENSOR_MAX_ENTRIES:
+        raise QtomoError(f"{path}: tensor {site} has dimensions {shape} = {entries} entries; "
+                         f"at most {TENSOR_MAX_ENTRIES} are read")
+
+
+def check_sparse_positions(path: str | os.PathLike, site: int, positions: np.ndarray,
+                           shape: list[int]) -> None:
+    """Raise QtomoError unless each row of 0-based ``positions`` (n, rank) lies inside
+    ``shape`` (a 1-based index 0 would wrap to the last entry) and no position repeats (the
+    later value would overwrite the earlier)."""
+    inside = (positions >= 0) & (positions < np.asarray(shape))
+    if not inside.all():
+        row = int(np.argmin(inside.all(axis=1)))
+        raise QtomoError(f"{path}: tensor {site} has the entry {(positions[row] + 1).tolist()} "
+                         f"outside its dimensions {shape}; indices are 1-based")
+    unique, counts = np.unique(positions, axis=0, return_counts=True)
+    if np.any(counts > 1):
+        twice = (unique[int(np.argmax(counts > 1))] + 1).tolist()
+        raise QtomoError(f"{path}: tensor {site} lists the entry {twice} more than once; "
+                         f"expected each non-zero entry once")
+
