@@ -78,8 +78,20 @@ REPLICATES = 200
 Block = tuple[int, ...]
 
 
-def parse_block_sizes(text: str, L: int) -> tuple[int, ...]:
-    """Block sizes from ``--blocks``: ``"2,3"`` → (2, 3); ``"none"`` or ``""`` → ().
+def default_block_sizes(L: int) -> tuple[int, ...]:
+    """The sizes of :data:`BLOCK_SIZES` that fit L qubits: (2, 3) from L = 3 on, (2,) at L = 2,
+    () at L = 1 (the default is never an error; a size given explicitly is checked).
+
+    Example:
+        >>> default_block_sizes(2), default_block_sizes(50)
+        ((2,), (2, 3))
+    """
+    return tuple(k for k in BLOCK_SIZES if k <= L)
+
+
+def parse_block_sizes(text: str | None, L: int) -> tuple[int, ...]:
+    """Block sizes from ``--blocks``: ``"2,3"`` → (2, 3); ``"none"`` or ``""`` → (); None (not
+    given) → :func:`default_block_sizes`.
 
     Raises:
         QtomoError: for a size that is not an integer in 1..min(L, MAX_BLOCK_SIZE).
@@ -92,6 +104,8 @@ def parse_block_sizes(text: str, L: int) -> tuple[int, ...]:
         ...
         qtomo.errors.QtomoError: block size '5' must be an integer in 1..4 (L = 10)
     """
+    if text is None:
+        return default_block_sizes(L)
     if text.strip().lower() in ("", "none"):
         return ()
     largest = min(L, MAX_BLOCK_SIZE)

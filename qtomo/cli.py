@@ -444,7 +444,7 @@ def _run_fit(args: argparse.Namespace) -> int:
     import dataclasses
 
     from qtomo.data import read_dataset
-    from qtomo.models import build, load_checkpoint
+    from qtomo.models import build
     from qtomo.models.checkpoint import training_data_path
     from qtomo.recipe import fit_recipe, recipe
     from qtomo.train import (
@@ -452,7 +452,7 @@ def _run_fit(args: argparse.Namespace) -> int:
         candidate_label,
         fit,
         fit_ensemble,
-        resume_path,
+        load_resume,
         run_output,
     )
 
@@ -474,7 +474,7 @@ def _run_fit(args: argparse.Namespace) -> int:
     if args.bootstrap and args.ensemble is None:
         raise QtomoError("--bootstrap resamples the rows of each ensemble member; give --ensemble")
     if args.resume is not None:
-        resumed = load_checkpoint(resume_path(args.resume))
+        resumed = load_resume(args.resume)
         data = data or training_data_path(resumed)
     elif data is None:
         data = _newest_dataset()
@@ -535,9 +535,9 @@ def _evaluation_options(parser: argparse.ArgumentParser) -> None:
                              "small L (default auto)")
     parser.add_argument("--pauli", action="append", default=[], metavar="STRING",
                         help="extra Pauli string to estimate, e.g. 'X0 Z3 Z4' (repeatable)")
-    parser.add_argument("--blocks", default="2,3", metavar="SIZES",
+    parser.add_argument("--blocks", default=None, metavar="SIZES",
                         help="sizes of the contiguous blocks whose reduced states are compared, "
-                             "comma-separated, or 'none' (default 2,3)")
+                             "comma-separated, or 'none' (default 2,3, those <= L)")
 
 
 def _add_evaluate_parser(subparsers) -> None:

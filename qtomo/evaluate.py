@@ -41,11 +41,11 @@ import torch
 
 from qtomo.atomic import check_distinct
 from qtomo.blocks import (
-    BLOCK_SIZES,
     BlockCounts,
     BlockFigures,
     ReducedState,
     block_sites,
+    default_block_sizes,
     reduced_states,
     target_reduced_states,
 )
@@ -161,6 +161,25 @@ def _check_compatible(model: Distribution, povm_name: str | None, dataset: Datas
         problems.append(f"POVM {povm_name!r} (data: {dataset.povm.name!r})")
     if problems:
         raise CheckpointError(f"model does not match {dataset.path}: {', '.join(problems)}")
+
+
+def _check_same_elements(own_povm: Any, config: dict | None, dataset: Dataset) -> None:
+    """CheckpointError if the POVM under the data's name has other elements than the model's:
+    a Born-rule family's own POVM (``own_povm``), or, for a checkpoint, the readout errors of
+    the data it was trained on (the POVM ``pauli6+readout`` differs from file to file)."""
+    if own_povm is not None and not isinstance(own_povm, str) and own_povm != dataset.povm:
+        raise CheckpointError(f"model does not match {dataset.path}: its POVM {own_povm!r} has "
+                              f"other elements than the data's {dataset.povm!r}")
+    trained = ((config or {}).get("data") or {}).get("attrs")
+    if trained is None:
+        return
+    errors = [np.asarray(attrs.get("readout_error", []), dtype=float)
+              for attrs in (trained, dataset.attrs)]
+    if errors[0].shape != errors[1].shape or not np.allclose(*errors, rtol=0, atol=1e-12):
+        raise CheckpointError(f"model does not match {dataset.path}: it was trained on records "
+                              f"with readout errors {errors[0].tolist() or 'none'}, the data "
+                              f"have {errors[1].tolist() or 'none'} (POVM {dataset.povm.name!r} "
+                              f"with other elements)")
 
 
 @dataclass(frozen=True)
@@ -305,7 +324,7 @@ def evaluate(model: Checkpoint | Distribution | str | os.PathLike,
              samples: int = DEFAULT_SAMPLES, method: str = "auto",
              pauli_strings: Sequence[str] = (), rows: tuple[int, int] | None = None,
              seed: int = 0, batch_size: int = _CHUNK, quiet: bool = True,
-             blocks: Sequence[int] = BLOCK_SIZES) -> Evaluation:
+             blocks: Sequence[int] | None = None) -> Evaluation:
     """Classical metrics, quantum fidelity and observables of a model against a dataset.
 
     Args:
@@ -324,7 +343,8 @@ def evaluate(model: Checkpoint | Distribution | str | os.PathLike,
         batch_size: records per forward pass / per sampling call.
         quiet: no progress bars.
         blocks: sizes k of the contiguous blocks whose reduced states are compared
-            (:func:`qtomo.blocks.block_sites`; () for none).
+            (:func:`qtomo.blocks.block_sites`; () for none; None: those of (2, 3) that fit,
+            :func:`qtomo.blocks.default_block_sizes`).
 
     Returns:
         :class:`Evaluation`.
@@ -343,6 +363,7 @@ def evaluate(model: Checkpoint | Distribution | str | os.PathLike,
     own_povm = getattr(model, "povm", None)
     povm_name = config["povm"] if config is not None else getattr(own_povm, "name", own_povm)
     _check_compatible(model, povm_name, dataset)
+    _check_same_elements(own_povm, config, dataset)
     if method not in METHODS:
         raise QtomoError(f"unknown evaluation method {method!r}; expected one of "
                          f"{', '.join(METHODS)}")
@@ -351,7 +372,8 @@ def evaluate(model: Checkpoint | Distribution | str | os.PathLike,
         raise QtomoError(f"exact evaluation enumerates K^L records and needs L <= "
                          f"{ENUMERATE_MAX_L}; got L = {dataset.L} (use --method monte-carlo)")
     strings = {text: parse_pauli_string(text, dataset.L) for text in pauli_strings}  # fail early
-    block_list = block_sites(dataset.L, blocks)
+    block_list = block_sites(dataset.L, default_block_sizes(dataset.L) if blocks is None
+                             else blocks)
     test_rows = check_rows(rows, dataset) if rows is not None else unseen_rows(dataset, config)
     notes: list[str] = []
     family = getattr(model, "family", type(model).__name__)

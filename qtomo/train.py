@@ -219,6 +219,35 @@ def resume_path(path: str | Path) -> Path:
     return last if not path.name.endswith(".last.pt") and last.is_file() else path
 
 
+_SAME_RUN = ("family", "hyperparameters", "povm", "L", "K")
+
+
+def load_resume(path: str | Path, map_location: str | torch.device = "cpu"):
+    """The checkpoint to resume from (:func:`resume_path`). When that is the ``.last.pt``
+    beside the best checkpoint ``path``, both must be of one run: the same family,
+    hyperparameters, POVM, L, K and training data.
+
+    Raises:
+        CheckpointError: for a ``.last.pt`` of another run (one line naming what differs), and
+            whatever :func:`qtomo.models.load_checkpoint` raises.
+    """
+    used = resume_path(path)
+    checkpoint = load_checkpoint(used, map_location=map_location)
+    if used == Path(path):
+        return checkpoint
+    best = load_checkpoint(path, map_location="cpu").config
+    last = checkpoint.config
+    differs = [f"{key} {last.get(key)!r} (in {path.name}: {best.get(key)!r})"
+               for key in _SAME_RUN if last.get(key) != best.get(key)]
+    if (last.get("data") or {}).get("attrs") != (best.get("data") or {}).get("attrs"):
+        differs.append(f"training data {(last.get('data') or {}).get('path')} (in {path.name}: "
+                       f"{(best.get('data') or {}).get('path')})")
+    if differs:
+        raise CheckpointError(f"{used} is not the last state of the run of {path}: it has "
+                              f"{'; '.join(differs)}; resume from the file of the run you mean")
+    return checkpoint
+
+
 def split_rows(n_records: int, val_fraction: float) -> tuple[tuple[int, int], tuple[int, int]]:
     """Train and validation row ranges ``[start, stop)``: the validation rows are the last
     ``ceil(val_fraction N)`` rows of the file.
@@ -499,6 +528,11 @@ def _fit(model: QtomoModel, dataset: Dataset, options: TrainOptions, *, out: Pat
                          f"{model.family} model's Born rule uses {model.povm!r} (another POVM, "
                          f"or other elements under the same name)")
     train_rows, val_rows = split_rows(dataset.n_records, options.val_fraction)
+    state = None
+    if resume is not None:  # first: another dataset is named as such, not as a batch problem
+        state = load_resume(resume, map_location="cpu")
+        _check_resume(state, model, dataset, {"train_rows": list(train_rows),
+                                              "val_rows": list(val_rows)})
     n_train = train_rows[1] - train_rows[0]
     if n_train < max(options.batch_size, world) or val_rows[1] == val_rows[0]:
         raise QtomoError(f"dataset {dataset.path} has {dataset.n_records} records, "
@@ -541,9 +575,7 @@ def _fit(model: QtomoModel, dataset: Dataset, options: TrainOptions, *, out: Pat
     epoch, bad_epochs = 0, 0
     best = {"epoch": 0, "val_nll": math.inf, "state_dict": None}
     torch.manual_seed(options.seed)
-    if resume is not None:
-        state = load_checkpoint(resume_path(resume), map_location="cpu")
-        _check_resume(state, model, dataset, data)
+    if state is not None:
         trainer = state.trainer
         if (trainer["average"] is None) != (average is None):
             stored = state.config["training"].get("options", {}).get("ema")

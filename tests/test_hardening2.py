@@ -330,3 +330,57 @@ def test_a_complex_readout_table_is_refused(tmp_path):
     np.save(path, np.array([[0.01, 0.02]], dtype=np.complex128))  # variant: zero imaginary part
     with pytest.raises(QtomoError, match="must be real numbers"):
         read_readout_errors(path)
+
+
+# --- 2. no state trusted from another run ---------------------------------------------------
+
+def test_resume_refuses_a_last_checkpoint_of_another_family(pauli6, run, capsys, tmp_path):
+    import shutil
+
+    mine = tmp_path / "x.pt"
+    shutil.copy(run, mine)
+    other = tmp_path / "other.pt"
+    assert main(["fit", "--data", str(pauli6), "--out", str(other), "--model", "mps", "--chi",
+                 "2", "--real", "1", "--epochs", "1", "--refine", "0", "--batch-size", "128",
+                 "--device", "cpu", "--quiet"]) == 0
+    shutil.copy(tmp_path / "other.last.pt", tmp_path / "x.last.pt")  # the gru's .last.pt is an mps
+    _refused(capsys, tmp_path, ["fit", "--resume", str(mine), "--epochs", "2", "--quiet"],
+             "x.last.pt is not the last state of the run of", "family 'mps'", "'gru'")
+    # variant: the same family with other hyperparameters, through the API
+    from qtomo.errors import CheckpointError
+    from qtomo.train import load_resume
+
+    assert main(["fit", "--data", str(pauli6), "--out", str(other), "--epochs", "1",
+                 "--batch-size", "128", "--hidden", "5", "--layers", "1", "--device", "cpu",
+                 "--quiet"]) == 0
+    shutil.copy(tmp_path / "other.last.pt", tmp_path / "x.last.pt")
+    with pytest.raises(CheckpointError, match="hyperparameters"):
+        load_resume(mine)
+
+
+def test_resume_on_another_dataset_names_the_dataset(pauli6, run, capsys, tmp_path):
+    small = simulate("ghz", 3, povm="pauli6", samples=150, seed=4, out=tmp_path / "small.h5",
+                     quiet=True)
+    last = Path(str(run).replace("m.pt", "m.last.pt"))
+    before = digests(run.parent)
+    assert main(["fit", "--resume", str(last), "--data", str(small), "--epochs", "2",
+                 "--quiet"]) == 2
+    one_line_error(capsys, "small.h5", "150 records", "2000 records")
+    assert digests(run.parent) == before
+
+
+def test_evaluate_refuses_readout_elements_that_differ_under_one_name(tmp_path, capsys):
+    common = ["--state", "ghz", "--L", "2", "--povm", "pauli6", "--samples", "1500", "--quiet"]
+    a, b = tmp_path / "a.h5", tmp_path / "b.h5"
+    assert main(["simulate", *common, "--readout-error", "0.01", "0.02", "--out", str(a)]) == 0
+    assert main(["simulate", *common, "--readout-error", "0.05", "0.02", "--out", str(b)]) == 0
+    for family in (["--hidden", "4", "--layers", "1"], ["--model", "mps", "--chi", "2",
+                                                         "--real", "1", "--refine", "0"]):
+        model = tmp_path / f"{family[1]}.pt"
+        assert main(["fit", "--data", str(a), "--out", str(model), "--epochs", "1",
+                     "--batch-size", "128", "--device", "cpu", "--quiet", *family]) == 0
+        _refused(capsys, tmp_path, ["evaluate", "--model", str(model), "--data", str(b),
+                                    "--json", str(tmp_path / "e.json"), "--quiet"],
+                 "model does not match", "other elements")
+        assert main(["evaluate", "--model", str(model), "--data", str(a), "--blocks", "none",
+                     "--quiet"]) == 0  # the data it was trained on
