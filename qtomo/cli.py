@@ -215,12 +215,11 @@ def _add_info_parser(subparsers) -> None:
 
 
 def _run_info(args: argparse.Namespace) -> int:
-    import json
-
     import h5py
 
     from qtomo.atomic import describe_leftover
     from qtomo.data import read_dataset
+    from qtomo.jsontext import json_text
 
     if not args.path.is_file():
         raise QtomoError(f"{args.path}: {'a folder' if args.path.is_dir() else 'no such file'}")
@@ -242,7 +241,7 @@ def _run_info(args: argparse.Namespace) -> int:
         summary = checkpoint_summary(checkpoint)
     else:
         raise QtomoError(f"{args.path}: neither a qtomo dataset (HDF5) nor a qtomo checkpoint")
-    print(json.dumps(summary, indent=1, allow_nan=True))
+    print(json_text(summary))
     return 0
 
 
@@ -268,7 +267,7 @@ def dataset_summary(dataset) -> dict:
         log_prob = dataset.log_prob(0, min(dataset.n_records, 10**6))
         entropy = {"value": float(-log_prob.mean()), "records": int(log_prob.size),
                    "stderr": float(log_prob.std(ddof=1) / np.sqrt(log_prob.size))
-                   if log_prob.size > 1 else 0.0}
+                   if log_prob.size > 1 else math.inf}  # as evaluate: no spread from one
     reference, described = dataset.reference, {}
     for name in ("purity", "energy"):
         if name in reference:

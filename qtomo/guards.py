@@ -1,9 +1,12 @@
-"""Checks that keep the import readers from losing, changing or over-allocating data
-(docs/errors.md, README "Measured data").
+"""Checks of inputs that would otherwise be lost, changed, over-allocated or turned into a
+number that is not what it says (docs/errors.md, README "Measured data").
 
-Each raises :class:`qtomo.errors.QtomoError` with one line naming the file and what was
-expected, before any large allocation: a count of 10^13 shots or a genmodel bond of 10^5 is a
-refusal that states the size, not an attempt to allocate hundreds of GiB.
+Import readers: a count of 10^13 shots or a genmodel bond of 10^5 is a refusal that states the
+size, not an attempt to allocate hundreds of GiB; duplicate JSON keys and repeated or wrapping
+tensor indices are refused. States given to the fidelities: a target must be normalised (a
+vector ψ with ‖ψ‖ = 1, or a density matrix: Hermitian, trace 1, positive) and no matrix may
+hold NaN. Each raises :class:`qtomo.errors.QtomoError` with one line naming what is wrong and
+what was expected.
 """
 
 from __future__ import annotations
@@ -17,7 +20,8 @@ import numpy as np
 from qtomo.errors import QtomoError
 
 __all__ = ["IMPORT_MAX_ENTRIES", "IMPORT_MAX_L", "TENSOR_MAX_ENTRIES", "check_import_size",
-           "check_sparse_positions", "check_tensor_shape", "check_text_width", "unique_keys"]
+           "STATE_TOL", "check_finite", "integer_records", "check_sparse_positions", "check_target",
+           "check_tensor_shape", "check_text_width", "unique_keys"]
 
 #: most qubits of imported records: the uniform-bases test holds a (3L)² table of pair counts
 #: (L = 1024: 72 MiB)
@@ -109,3 +113,75 @@ def check_sparse_positions(path: str | os.PathLike, site: int, positions: np.nda
         raise QtomoError(f"{path}: tensor {site} lists the entry {twice} more than once; "
                          f"expected each non-zero entry once")
 
+
+
+#: tolerance of a target state's norm, trace, Hermiticity and smallest eigenvalue
+STATE_TOL = 1e-6
+
+
+def check_finite(matrix: np.ndarray, what: str) -> None:
+    """Raise QtomoError if ``matrix`` holds NaN or ±inf."""
+    if not np.all(np.isfinite(matrix)):
+        raise QtomoError(f"{what} holds NaN or infinite entries; expected finite numbers")
+
+
+def check_target(target: np.ndarray, dimension: int) -> None:
+    """Raise QtomoError unless ``target`` is a state of ``dimension`` D: a vector (D,) with
+    ‖ψ‖² = 1, or a density matrix (D, D) that is Hermitian, of trace 1 and positive, each within
+    :data:`STATE_TOL` (a target 2ψ would report a fidelity of 4).
+
+    Example:
+        >>> check_target(np.array([2.0, 0.0]), 2)
+        Traceback (most recent call last):
+        ...
+        qtomo.errors.QtomoError: the target vector has squared norm 4; expected a normalised ...
+    """
+    if target.shape not in ((dimension,), (dimension, dimension)):
+        raise QtomoError(f"the target of shape {target.shape} does not match the state's "
+                         f"dimension {dimension}; expected ({dimension},) or "
+                         f"({dimension}, {dimension})")
+    check_finite(target, "the target state")
+    if target.ndim == 1:
+        norm = float(np.vdot(target, target).real)
+        if abs(norm - 1) > STATE_TOL:
+            raise QtomoError(f"the target vector has squared norm {norm:.6g}; expected a "
+                             f"normalised state (norm 1)")
+        return
+    problems = []
+    if np.abs(target - target.conj().T).max() > STATE_TOL:
+        problems.append("it is not Hermitian")
+    trace = complex(np.trace(target))
+    if abs(trace - 1) > STATE_TOL:
+        problems.append(f"its trace is {trace.real:.6g}")
+    smallest = float(np.linalg.eigvalsh(0.5 * (target + target.conj().T))[0])
+    if smallest < -STATE_TOL:
+        problems.append(f"its smallest eigenvalue is {smallest:.3g}")
+    if problems:
+        raise QtomoError(f"the target density matrix is not a state: {', '.join(problems)}; "
+                         f"expected Hermitian, positive, trace 1")
+
+
+def integer_records(values: np.ndarray, K: int, what: str = "records") -> np.ndarray:
+    """Records (N, L) as int64 if every entry is a whole number in 0..K−1; whole-valued floats
+    (1.0) are accepted, others (0.5) refused rather than truncated.
+
+    Example:
+        >>> integer_records(np.array([[0.0, 2.0]]), 4).tolist()
+        [[0, 2]]
+        >>> integer_records(np.array([[0.5, 2.0]]), 4)
+        Traceback (most recent call last):
+        ...
+        qtomo.errors.QtomoError: records must be whole numbers; got 0.5 in row 0
+    """
+    from qtomo.povm import check_outcomes
+
+    array = np.asarray(values)
+    if array.dtype.kind == "f":
+        whole = np.isfinite(array) & (array == np.round(array))
+        if not whole.all():
+            row, column = (int(index) for index in np.argwhere(~whole)[0])
+            raise QtomoError(f"{what} must be whole numbers; got {array[row, column]:.6g} in "
+                             f"row {row}")
+        array = array.astype(np.int64)
+    check_outcomes(array, None, K)
+    return array.astype(np.int64, copy=False)
