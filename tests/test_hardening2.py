@@ -384,3 +384,105 @@ def test_evaluate_refuses_readout_elements_that_differ_under_one_name(tmp_path, 
                  "model does not match", "other elements")
         assert main(["evaluate", "--model", str(model), "--data", str(a), "--blocks", "none",
                      "--quiet"]) == 0  # the data it was trained on
+
+
+# --- 4. numbers that are what they say --------------------------------------------------------
+
+def _strict_json(text):
+    """json.loads that refuses Infinity and NaN, as jq and JavaScript do."""
+    import json
+
+    def refuse(constant):
+        raise AssertionError(f"non-standard JSON constant {constant}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_json_of_one_test_record_has_null_and_a_reason(pauli6, run, tmp_path):
+    from qtomo.evaluate import evaluate
+    from qtomo.report import write_json
+
+    evaluation = evaluate(run, pauli6, rows=(1999, 2000), blocks=())
+    report = _strict_json(write_json(evaluation, tmp_path / "e.json").read_text())
+    assert report["nll"]["stderr"] is None and "two records" in report["nll"]["stderr_reason"]
+    assert report["nll"]["value"] == pytest.approx(evaluation.classical.nll.value)
+    # variant: two records give a finite stderr and no reason
+    report = _strict_json(write_json(evaluate(run, pauli6, rows=(1998, 2000), blocks=()),
+                                     tmp_path / "f.json").read_text())
+    assert report["nll"]["stderr"] > 0 and "stderr_reason" not in report["nll"]
+
+
+def test_info_of_one_record_says_inf_like_evaluate(tmp_path, capsys):
+    one = simulate("ghz", 2, samples=1, seed=0, out=tmp_path / "one.h5", quiet=True)
+    assert main(["info", str(one)]) == 0
+    assert "± inf nats" in capsys.readouterr().out
+    assert main(["info", str(one), "--json"]) == 0
+    entropy = _strict_json(capsys.readouterr().out)["entropy"]
+    assert entropy["stderr"] is None and entropy["records"] == 1
+    assert "stderr_reason" in entropy
+
+
+def test_negative_renyi2_is_flagged_and_the_reference_has_no_minus_zero(pauli6, run):
+    from qtomo.evaluate import evaluate
+    from qtomo.report import format_report
+
+    evaluation = evaluate(run, pauli6, blocks=(3,), seed=0)
+    rows = [line for line in format_report(evaluation).splitlines() if "Renyi-2" in line]
+    state = evaluation.reduced_states[0]
+    # 2000 GHZ records: ρ_A from the data alone is unphysical, the model's is not
+    assert state.model.renyi2.value > 0 and state.data.renyi2.value < 0
+    assert rows[0].count("UNPHYSICAL (Tr rho_A^2 > 1)") == 1  # the data column only
+    assert rows[0].split()[-1] == "0" and "-0" not in rows[0].split()[-1]
+
+
+def test_metrics_refuse_what_is_not_a_log_probability():
+    from qtomo.metrics import classical_fidelity, kl_divergence, nll
+
+    log_p = np.log([0.5, 0.25])
+    with pytest.raises(QtomoError, match=r"ln Q must be <= 0 .*got 0.5 at record 1"):
+        kl_divergence(log_p, [-1.0, 0.5])
+    with pytest.raises(QtomoError, match="ln Q must be <= 0"):
+        classical_fidelity(log_p, [0.2, -1.0])
+    with pytest.raises(QtomoError, match=r"ln Q must have shape \(2,\)"):
+        kl_divergence(log_p, [-1.0, -1.0, -1.0])
+    with pytest.raises(QtomoError, match="ln P must be <= 0 .*and finite"):
+        kl_divergence([np.nan, -1.0], log_p)
+    with pytest.raises(QtomoError, match=r"\(a log-probability\) and finite; got -inf"):
+        classical_fidelity([-np.inf, -1.0], log_p)
+    # variant: ln Q = -inf (Q = 0 at a record) is a true, infinite NLL; rounding above 0 passes
+    assert nll([-np.inf, -1.0]).value == np.inf
+    assert kl_divergence(log_p, log_p + 1e-9).value == pytest.approx(-1e-9)
+
+
+def test_fidelities_refuse_targets_that_are_not_states():
+    from qtomo.reconstruct import quantum_fidelity, uhlmann_fidelity
+
+    psi = np.array([1, 0, 0, 1]) / np.sqrt(2)
+    rho = np.outer(psi, psi)
+    assert quantum_fidelity(rho, psi).value == pytest.approx(1.0)
+    with pytest.raises(QtomoError, match="squared norm 4"):
+        quantum_fidelity(rho, 2 * psi)
+    with pytest.raises(QtomoError, match="its trace is 2"):
+        uhlmann_fidelity(2 * rho, 2 * rho)
+    with pytest.raises(QtomoError, match="NaN"):
+        quantum_fidelity(np.full((4, 4), np.nan), psi)
+    with pytest.raises(QtomoError, match="ρ has trace 2"):
+        quantum_fidelity(2 * rho, psi)
+    # variant: a Hermitian, trace-1 σ with a negative eigenvalue is not a state either
+    with pytest.raises(QtomoError, match="smallest eigenvalue is -0.2"):
+        uhlmann_fidelity(rho, np.diag([1.2, -0.2, 0.0, 0.0]))
+    assert float(uhlmann_fidelity(np.eye(4) / 4, rho)) == pytest.approx(0.25)
+
+
+def test_records_must_be_whole_numbers():
+    from qtomo.metrics import histogram_classical_fidelity
+    from qtomo.observables import estimate_observables
+    from qtomo.povm import get_povm
+
+    whole = np.zeros((10, 2))
+    assert np.allclose(estimate_observables(whole, get_povm("pauli6")).Z.value,
+                       estimate_observables(whole.astype(int), get_povm("pauli6")).Z.value)
+    with pytest.raises(QtomoError, match="records must be whole numbers; got 0.5"):
+        estimate_observables(whole + 0.5, get_povm("pauli6"))
+    with pytest.raises(QtomoError, match="test records must be whole numbers"):
+        histogram_classical_fidelity(whole.astype(int), whole + 0.25, np.log(np.full(10, 0.5)), 6)
