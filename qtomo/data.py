@@ -48,6 +48,7 @@ import numpy as np
 import qtomo
 from qtomo.atomic import atomic_output, describe_leftover
 from qtomo.errors import DataFormatError, QtomoError
+from qtomo.guards import missing_file
 from qtomo.povm import (
     POVM,
     POVM_NAMES,
@@ -453,7 +454,7 @@ def read_dataset(path: str | os.PathLike) -> Dataset:
     """
     path = Path(path)
     if not path.is_file():
-        raise DataFormatError(f"{path}: no such dataset file")
+        raise DataFormatError(missing_file(path, "dataset file"))
     leftover = describe_leftover(path)
     if leftover is not None:
         raise DataFormatError(f"{path}: {leftover}")

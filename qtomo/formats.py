@@ -50,6 +50,8 @@ from qtomo.guards import (
     check_sparse_positions,
     check_tensor_shape,
     check_text_width,
+    file_kind,
+    missing_file,
     unique_keys,
 )
 from qtomo.povm import POVM, get_povm, readout_povms
@@ -241,6 +243,9 @@ def _integers(path: Path, values: np.ndarray, what: str) -> np.ndarray:
 
 
 def _load_arrays(path: Path, keys: Sequence[str]) -> list[np.ndarray]:
+    if file_kind(path) != "a zip archive (.npz)":
+        raise QtomoError(f"{path}: not a .npz archive (it is {file_kind(path)}); expected one "
+                         f"with the arrays {', '.join(keys)}")
     try:
         archive = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError) as error:
@@ -405,6 +410,9 @@ _AQT_TO_OURS = np.array([0, 2, 4, 1, 3, 5], dtype=np.uint8)
 
 def _read_aqt(files: Sequence[Path]) -> Records:
     path = files[0]
+    if file_kind(path) != "a .npy array":
+        raise QtomoError(f"{path}: not a .npy array (it is {file_kind(path)}); expected integer "
+                         f"records (N, L)")
     try:
         records = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError) as error:
@@ -674,15 +682,18 @@ def import_records(
                          f"{len(paths)}")
     for path in paths:
         if not path.is_file():
-            raise QtomoError(f"{path}: no such file")
+            raise QtomoError(missing_file(path))
     check_outputs([out], inputs=paths)
-    if fmt == "genmodel":
-        records = _read_genmodel(paths, povm, tfim_sign_map)
-    elif povm is not None or tfim_sign_map:
+    if fmt != "genmodel" and (povm is not None or tfim_sign_map):
         raise QtomoError(f"--povm and --tfim-sign-map apply to genmodel files; format {fmt} "
                          f"holds Pauli-basis shots (pauli6)")
-    else:
-        records = spec.reader(paths)
+    try:
+        records = (_read_genmodel(paths, povm, tfim_sign_map) if fmt == "genmodel"
+                   else spec.reader(paths))
+    except QtomoError as error:  # every message names the file it is about
+        if any(str(path) in str(error) for path in paths):
+            raise
+        raise QtomoError(f"{', '.join(map(str, paths))}: {error}") from None
     outcomes, measured, attrs = records.outcomes, records.povm, dict(records.attrs)
     check_import_size(paths[0], *outcomes.shape)
     if readout_error is not None:
@@ -738,7 +749,7 @@ def read_readout_errors(path: str | os.PathLike) -> np.ndarray:
     """
     path = Path(path)
     if not path.is_file():
-        raise QtomoError(f"{path}: no such file")
+        raise QtomoError(missing_file(path))
     try:
         if path.suffix.lower() == ".npy":
             rows = np.load(path, allow_pickle=False)

@@ -19,9 +19,10 @@ import numpy as np
 
 from qtomo.errors import QtomoError
 
-__all__ = ["IMPORT_MAX_ENTRIES", "IMPORT_MAX_L", "TENSOR_MAX_ENTRIES", "check_import_size",
-           "STATE_TOL", "check_finite", "integer_records", "check_sparse_positions", "check_target",
-           "check_tensor_shape", "check_text_width", "unique_keys"]
+__all__ = ["IMPORT_MAX_ENTRIES", "IMPORT_MAX_L", "STATE_TOL", "TENSOR_MAX_ENTRIES",
+           "check_finite", "check_import_size", "check_sparse_positions", "check_target",
+           "check_tensor_shape", "check_text_width", "file_kind", "integer_records",
+           "missing_file", "unique_keys"]
 
 #: most qubits of imported records: the uniform-bases test holds a (3L)² table of pair counts
 #: (L = 1024: 72 MiB)
@@ -185,3 +186,42 @@ def integer_records(values: np.ndarray, K: int, what: str = "records") -> np.nda
         array = array.astype(np.int64)
     check_outcomes(array, None, K)
     return array.astype(np.int64, copy=False)
+
+
+_MAGIC = ((b"\x89HDF\r\n\x1a\n", "an HDF5 file"), (b"PK\x03\x04", "a zip archive (.npz)"),
+          (b"\x93NUMPY", "a .npy array"))
+
+
+def file_kind(path: str | os.PathLike) -> str:
+    """What a file is by its first bytes: "an HDF5 file", "a zip archive (.npz)", "a .npy
+    array", "a text file", "binary data" or why it cannot be read, for messages that say what
+    was given instead.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / "x.npz"
+        >>> _ = path.write_text("0 1\\n")
+        >>> file_kind(path)
+        'a text file'
+    """
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(512)
+    except OSError as error:
+        return f"a file that cannot be read ({error.strerror or error})"
+    for magic, kind in _MAGIC:
+        if head.startswith(magic):
+            return kind
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError:
+        return "binary data"
+    return "a text file"
+
+
+def missing_file(path: str | os.PathLike, what: str = "file") -> str:
+    """The message for an input that is not a file: "<path>: a folder; expected a <what>" or
+    "<path>: no such <what>"."""
+    if os.path.isdir(path):
+        return f"{path}: a folder; expected a {what}"
+    return f"{path}: no such {what}"

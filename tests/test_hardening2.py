@@ -486,3 +486,64 @@ def test_records_must_be_whole_numbers():
         estimate_observables(whole + 0.5, get_povm("pauli6"))
     with pytest.raises(QtomoError, match="test records must be whole numbers"):
         histogram_classical_fidelity(whole.astype(int), whole + 0.25, np.log(np.full(10, 0.5)), 6)
+
+
+# --- 6. errors that say what is wrong ---------------------------------------------------------
+
+def test_default_blocks_fit_small_L_and_an_L_mismatch_is_named(tmp_path, capsys):
+    two = simulate("ghz", 2, samples=1500, seed=0, out=tmp_path / "two.h5", quiet=True)
+    model = tmp_path / "m.pt"
+    assert main(["fit", "--data", str(two), "--out", str(model), *TINY]) == 0
+    assert main(["evaluate", "--model", str(model), "--json", str(tmp_path / "e.json"),
+                 "--quiet"]) == 0
+    report = _strict_json((tmp_path / "e.json").read_text())
+    assert [len(state["sites"]) for state in report["reduced_states"]] == [2]
+    one = simulate("product", 1, product_state="0", samples=500, seed=0,
+                   out=tmp_path / "one.h5", quiet=True)
+    assert main(["evaluate", "--model", str(model), "--data", str(one), "--quiet"]) == 2
+    one_line_error(capsys, "model does not match", "L = 2 (data: 1)")
+    # variant: a size given explicitly is still checked against L
+    assert main(["evaluate", "--model", str(model), "--blocks", "3", "--quiet"]) == 2
+    one_line_error(capsys, "block size '3'", "L = 2")
+
+
+def test_foreign_files_are_named_for_what_they_are(pauli6, tmp_path, capsys):
+    import zipfile
+
+    from qtomo.formats import import_records
+
+    fake = tmp_path / "fake.npz"
+    fake.write_bytes(pauli6.read_bytes())
+    with pytest.raises(QtomoError, match=r"fake.npz: not a .npz archive \(it is an HDF5 file\)"):
+        import_records("netket", [fake], tmp_path / "o.h5")
+    text = tmp_path / "t.npy"
+    text.write_text("0 1\n")
+    with pytest.raises(QtomoError, match=r"t.npy: not a .npy array \(it is a text file\)"):
+        import_records("aqt", [text], tmp_path / "o.h5")
+    archive = tmp_path / "a.zip"
+    with zipfile.ZipFile(archive, "w") as handle:
+        handle.writestr("x.txt", "hi")
+    assert main(["info", str(archive)]) == 2
+    one_line_error(capsys, "a.zip is a zip archive but not a qtomo checkpoint")
+    # variant: a folder where a file is expected, for each kind of input
+    for argv, what in ((["import", "aqt", str(tmp_path), "--out", str(tmp_path / "o.h5")],
+                        "a folder; expected a file"),
+                       (["fit", "--data", str(tmp_path)], "a folder; expected a dataset file"),
+                       (["fit", "--resume", str(tmp_path)],
+                        "a folder; expected a checkpoint file")):
+        assert main(argv) == 2
+        one_line_error(capsys, str(tmp_path), what)
+
+
+def test_reader_errors_name_the_files(tmp_path):
+    from qtomo.formats import import_records
+
+    samples, bases = tmp_path / "s.txt", tmp_path / "b.txt"
+    samples.write_text("0 1\n1 0\n")
+    bases.write_text("Z Q\nX Y\n")
+    with pytest.raises(QtomoError, match=r"s.txt, .*b.txt: basis letters must be X, Y or Z"):
+        import_records("qucumber", [samples, bases], tmp_path / "o.h5")
+    samples.write_text("0 2\n1 0\n")  # variant: a bit that is not 0 or 1
+    bases.write_text("Z X\nX Y\n")
+    with pytest.raises(QtomoError, match="s.txt"):
+        import_records("qucumber", [samples, bases], tmp_path / "o.h5")
