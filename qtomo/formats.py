@@ -37,6 +37,7 @@ import json
 import os
 import warnings
 import zipfile
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -249,7 +250,7 @@ def _load_arrays(path: Path, keys: Sequence[str]) -> list[np.ndarray]:
                          f"with the arrays {', '.join(keys)}")
     try:
         archive = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as error:
         raise QtomoError(f"{path}: not a readable .npz archive ({error})") from None
     if not isinstance(archive, np.lib.npyio.NpzFile):
         raise QtomoError(f"{path}: not a readable .npz archive (a single array)")
@@ -260,7 +261,7 @@ def _load_arrays(path: Path, keys: Sequence[str]) -> list[np.ndarray]:
                              f"{', '.join(archive.files) or 'none'}")
         try:
             return [archive[key] for key in keys]
-        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as error:
             raise QtomoError(f"{path}: not a readable .npz archive ({error})") from None
 
 
@@ -416,7 +417,7 @@ def _read_aqt(files: Sequence[Path]) -> Records:
                          f"records (N, L)")
     try:
         records = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as error:
         raise QtomoError(f"{path}: not a readable .npy array ({error})") from None
     if not isinstance(records, np.ndarray):
         records.close()

@@ -233,7 +233,7 @@ def load_resume(path: str | Path, map_location: str | torch.device = "cpu"):
     """
     used = resume_path(path)
     checkpoint = load_checkpoint(used, map_location=map_location)
-    if used == Path(path):
+    if used == Path(path) or not Path(path).is_file():  # an interrupted run: no best file yet
         return checkpoint
     best = load_checkpoint(path, map_location="cpu").config
     last = checkpoint.config
