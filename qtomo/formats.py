@@ -387,13 +387,14 @@ def _read_netket(files: Sequence[Path]) -> Records:
     lengths = np.char.str_len(bases)
     if np.any(lengths != sigma.shape[1]):
         row = int(np.argmax(lengths != sigma.shape[1]))
-        raise QtomoError(f"{path}: basis string {bases[row]!r} in row {row} has {lengths[row]} "
-                         f"letters; sigma has L = {sigma.shape[1]}")
+        raise QtomoError(f"{path}: basis string {str(bases[row])!r} in row {row} has "
+                         f"{lengths[row]} letters; sigma has L = {sigma.shape[1]}")
     if np.any((sigma != 1) & (sigma != -1)):
         row, column = np.argwhere((sigma != 1) & (sigma != -1))[0]
         raise QtomoError(f"{path}: sigma must be +1 or -1; got {sigma[row, column]} in row "
                          f"{row}, qubit {column}")
-    letters = bases.view("<U1").reshape(sigma.shape)
+    # strings of length L in a wider dtype (<U5 for L = 3) are cast to exactly L letters first
+    letters = bases.astype(f"<U{sigma.shape[1]}").view("<U1").reshape(sigma.shape)
     return Records(shots_to_outcomes(letters, ((1 - sigma.astype(np.int64)) // 2)),
                    get_povm("pauli6"))
 

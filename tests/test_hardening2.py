@@ -547,3 +547,22 @@ def test_reader_errors_name_the_files(tmp_path):
     bases.write_text("Z X\nX Y\n")
     with pytest.raises(QtomoError, match="s.txt"):
         import_records("qucumber", [samples, bases], tmp_path / "o.h5")
+
+
+def test_netket_bases_in_a_wider_string_dtype_are_read(tmp_path):
+    from qtomo.formats import export_records, import_records
+
+    data = simulate("ghz", 3, povm="pauli6", samples=300, seed=1, out=tmp_path / "d.h5",
+                    quiet=True)
+    written = export_records("netket", data, tmp_path / "n.npz")[0]
+    with np.load(written) as archive:
+        sigma, bases = archive["sigma"], archive["bases"]
+    np.savez(tmp_path / "wide.npz", sigma=sigma, bases=bases.astype("<U5"))
+    out = import_records("netket", [tmp_path / "wide.npz"], tmp_path / "w.h5", shuffle=False)
+    from qtomo.data import read_dataset
+
+    assert np.array_equal(read_dataset(out).outcomes(), read_dataset(data).outcomes())
+    # variant: one letter per row where L = 3 is expected is named, not a reshape error
+    np.savez(tmp_path / "short.npz", sigma=sigma, bases=np.full(len(sigma), "Z"))
+    with pytest.raises(QtomoError, match="basis string 'Z' in row 0 has 1 letters"):
+        import_records("netket", [tmp_path / "short.npz"], tmp_path / "s.h5")
