@@ -58,8 +58,8 @@ class QtomoModel(nn.Module):
     def __init_subclass__(cls, **kwargs: Any) -> None:
         """Give every family's ``log_prob`` and ``training_nll`` records of any integer dtype
         (uint8 as :meth:`qtomo.data.Dataset.outcomes` returns them, int8..int64, numpy arrays:
-        :func:`as_records`), checked (:meth:`check_records`), and check ``sample``'s count
-        (:func:`check_count`), once, here."""
+        :func:`as_records`), checked (:meth:`check_records`; an int64 tensor, the trainer's,
+        by the family itself), and check ``sample``'s count (:func:`check_count`), once, here."""
         super().__init_subclass__(**kwargs)
         for name in ("log_prob", "training_nll"):
             if name in cls.__dict__:
@@ -161,7 +161,8 @@ def _taking_records(method: Callable) -> Callable:
     @functools.wraps(method)
     def taking_records(self: QtomoModel, a: Any, *args: Any, **kwargs: Any) -> torch.Tensor:
         records = as_records(a, _parameter_device(self))
-        self.check_records(records)
+        if not (isinstance(a, torch.Tensor) and a.dtype == torch.int64):
+            self.check_records(records)  # an int64 tensor: the family's own check (no 2nd sync)
         return method(self, records, *args, **kwargs)
 
     return taking_records
