@@ -55,6 +55,20 @@ def records(draw):
     return torch.from_numpy(array) if draw(st.booleans()) else array, array
 
 
+def accepted_or_refused(call, valid: bool, label=()):
+    """``call()``'s result where ``valid``; else it must raise a one-line QtomoError (None)."""
+    try:
+        result = call()
+    except QtomoError as error:
+        one_line(error)
+        assert not valid, (*label, error)
+        event("refused")
+        return None
+    event("accepted")
+    assert valid, label
+    return result
+
+
 @settings(FUZZ, max_examples=120)
 @given(family=st.sampled_from(["gru", "mps", "rbm"]), drawn=records())
 def test_log_prob_takes_every_integer_record_or_refuses_in_one_line(models, family, drawn):
@@ -62,15 +76,10 @@ def test_log_prob_takes_every_integer_record_or_refuses_in_one_line(models, fami
     model = models[family]
     valid = (array.dtype.kind in "iu" and array.ndim == 2 and array.shape[1] == L
              and (array.size == 0 or (array.min() >= 0 and array.max() < K)))
-    try:
-        log_q = model.log_prob(given_records)
-    except QtomoError as error:
-        one_line(error)
-        assert not valid, (family, array.dtype, array.shape, error)
-        event("refused")
+    log_q = accepted_or_refused(lambda: model.log_prob(given_records), valid,
+                                (family, array.dtype, array.shape))
+    if log_q is None:
         return
-    event("accepted")
-    assert valid, (family, array.dtype, array.shape)
     expected = model.log_prob(torch.from_numpy(array.astype(np.int64)))
     assert torch.equal(log_q, expected)
     assert bool((log_q <= 1e-6).all())
@@ -82,13 +91,8 @@ def test_log_prob_takes_every_integer_record_or_refuses_in_one_line(models, fami
                    st.integers(0, 3).map(np.int32)))
 def test_sample_takes_a_whole_count_or_refuses_in_one_line(models, family, n):
     whole = isinstance(n, int | np.integer) and not isinstance(n, bool) and n >= 0
-    try:
-        drawn = models[family].sample(n)
-    except QtomoError as error:
-        one_line(error)
-        assert not whole
-        return
-    assert whole and drawn.shape == (int(n), L) and drawn.dtype == torch.int64
+    drawn = accepted_or_refused(lambda: models[family].sample(n), whole, (family, n))
+    assert drawn is None or (drawn.shape == (int(n), L) and drawn.dtype == torch.int64)
 
 
 log_values = st.one_of(st.floats(-30, 0), st.floats(allow_nan=True, allow_infinity=True),
@@ -101,15 +105,11 @@ def test_metrics_refuse_what_is_not_a_log_probability(log_p, log_q):
     p, q = np.array(log_p, dtype=float), np.array(log_q, dtype=float)
     valid = (p.size == q.size > 0 and np.all(np.isfinite(p)) and not np.isnan(q).any()
              and np.all(p <= LOG_PROB_TOL) and np.all(q <= LOG_PROB_TOL))
-    try:
-        kl, fidelity, cross = kl_divergence(p, q), classical_fidelity(p, q), nll(q)
-    except QtomoError as error:
-        one_line(error)
-        assert not valid
-        event("refused")
+    figures = accepted_or_refused(
+        lambda: (kl_divergence(p, q), classical_fidelity(p, q), nll(q)), valid, (p, q))
+    if figures is None:
         return
-    event("accepted")
-    assert valid
+    kl, fidelity, cross = figures
     assert cross.value >= -LOG_PROB_TOL and fidelity.value >= 0
     assert np.isclose(kl.value, np.mean(p - q)) or np.isinf(kl.value)
 
@@ -131,15 +131,9 @@ def test_fidelity_is_in_0_1_for_states_and_refused_otherwise(seed, scale, trace,
         rho[0, 0] = np.nan if seed % 2 else np.inf
     target = np.outer(vector, vector.conj()) * scale if mixed else vector * np.sqrt(scale)
     valid = abs(scale - 1) < 1e-6 and abs(trace - 1) < 1e-6 and not poison
-    try:
-        fidelity = quantum_fidelity(rho, target)
-    except QtomoError as error:
-        one_line(error)
-        assert not valid
-        event("refused")
-        return
-    event("accepted")
-    assert valid and -1e-9 <= fidelity.value <= 1 + 1e-6
+    fidelity = accepted_or_refused(lambda: quantum_fidelity(rho, target), valid,
+                                   (seed, scale, trace, mixed, poison))
+    assert fidelity is None or -1e-9 <= fidelity.value <= 1 + 1e-6
 
 
 # --- import readers: damaged files of each format ---------------------------------------------

@@ -16,18 +16,10 @@ import pytest
 from qtomo.cli import main
 from qtomo.errors import QtomoError
 from qtomo.simulate import simulate
+from tests.test_hardening import one_line_error
 
 TINY = ["--epochs", "1", "--batch-size", "128", "--hidden", "8", "--layers", "1",
         "--device", "cpu", "--quiet"]
-
-
-def one_line_error(capsys, *fragments):
-    """The CLI's stderr is one line ``qtomo: error: …`` containing every fragment."""
-    err = capsys.readouterr().err
-    assert err.startswith("qtomo: error: ") and err.count("\n") == 1, err
-    for fragment in fragments:
-        assert fragment in err, err
-    return err
 
 
 def digests(folder: Path) -> dict[str, str]:
