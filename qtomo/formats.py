@@ -48,6 +48,7 @@ from qtomo.atomic import atomic_output, check_outputs
 from qtomo.data import IMPORTED, Dataset, read_dataset, write_dataset
 from qtomo.errors import QtomoError
 from qtomo.guards import (
+    check_array_header,
     check_import_size,
     check_sparse_positions,
     check_tensor_shape,
@@ -260,6 +261,10 @@ def _load_arrays(path: Path, keys: Sequence[str]) -> list[np.ndarray]:
             raise QtomoError(f"{path}: missing array(s) {', '.join(missing)}; found "
                              f"{', '.join(archive.files) or 'none'}")
         try:
+            for key in keys:  # np.savez stores the array "key" as the member "key.npy"
+                member = f"{key}.npy" if f"{key}.npy" in archive.zip.namelist() else key
+                with archive.zip.open(member) as handle:
+                    check_array_header(path, handle, key)
             return [archive[key] for key in keys]
         except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as error:
             raise QtomoError(f"{path}: not a readable .npz archive ({error})") from None
@@ -416,6 +421,8 @@ def _read_aqt(files: Sequence[Path]) -> Records:
     if file_kind(path) != "a .npy array":
         raise QtomoError(f"{path}: not a .npy array (it is {file_kind(path)}); expected integer "
                          f"records (N, L)")
+    with open(path, "rb") as handle:
+        check_array_header(path, handle)
     try:
         records = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as error:

@@ -20,9 +20,9 @@ import numpy as np
 from qtomo.errors import QtomoError
 
 __all__ = ["IMPORT_MAX_ENTRIES", "IMPORT_MAX_L", "STATE_TOL", "TENSOR_MAX_ENTRIES",
-           "check_finite", "check_import_size", "check_sparse_positions", "check_target",
-           "check_tensor_shape", "check_text_width", "file_kind", "integer_records",
-           "missing_file", "unique_keys"]
+           "check_array_header", "check_finite", "check_import_size", "check_sparse_positions",
+           "check_target", "check_tensor_shape", "check_text_width", "file_kind",
+           "integer_records", "missing_file", "unique_keys"]
 
 #: most qubits of imported records: the uniform-bases test holds a (3L)² table of pair counts
 #: (L = 1024: 72 MiB)
@@ -50,6 +50,27 @@ def check_import_size(path: str | os.PathLike, n_records: int, L: int) -> None:
         raise QtomoError(f"{path}: {n_records} records of {L} qubits are {n_records * L} "
                          f"outcomes; an import takes at most {IMPORT_MAX_ENTRIES} (2 GiB); "
                          f"split the file")
+
+
+def check_array_header(path: str | os.PathLike, handle: Any, name: str = "the array") -> None:
+    """Raise QtomoError if the .npy header read from ``handle`` (a binary file positioned at
+    the magic string) announces more than :data:`IMPORT_MAX_ENTRIES` entries: numpy would
+    allocate them before reading a byte. A header numpy cannot parse is left to np.load."""
+    from numpy.lib import format as npy
+
+    try:
+        version = npy.read_magic(handle)
+        read_header = {(1, 0): npy.read_array_header_1_0,
+                       (2, 0): npy.read_array_header_2_0}.get(version)
+        if read_header is None:
+            return
+        shape = read_header(handle)[0]
+    except (ValueError, OSError, EOFError):
+        return
+    entries = int(np.prod(shape, dtype=object))
+    if entries > IMPORT_MAX_ENTRIES:
+        raise QtomoError(f"{path}: {name} has shape {shape} = {entries} entries; an import "
+                         f"takes at most {IMPORT_MAX_ENTRIES} (2 GiB); split the file")
 
 
 def check_text_width(path: str | os.PathLike) -> None:

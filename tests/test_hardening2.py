@@ -558,3 +558,25 @@ def test_netket_bases_in_a_wider_string_dtype_are_read(tmp_path):
     np.savez(tmp_path / "short.npz", sigma=sigma, bases=np.full(len(sigma), "Z"))
     with pytest.raises(QtomoError, match="basis string 'Z' in row 0 has 1 letters"):
         import_records("netket", [tmp_path / "short.npz"], tmp_path / "s.h5")
+
+
+def test_an_array_header_announcing_too_much_is_refused_before_loading(tmp_path):
+    import zipfile
+
+    from numpy.lib import format as npy
+
+    from qtomo.formats import import_records
+
+    huge = tmp_path / "huge.npy"
+    with open(huge, "wb") as handle:  # a header for 10^11 int64 and no data: 800 GB announced
+        npy.write_array_header_1_0(handle, {"descr": "<i8", "fortran_order": False,
+                                            "shape": (10**9, 100)})
+    with pytest.raises(QtomoError, match=r"huge.npy: the array has shape \(1000000000, 100\)"):
+        import_records("aqt", [huge], tmp_path / "o.h5")
+    archive = tmp_path / "huge.npz"  # variant: the same header inside a netket archive
+    with zipfile.ZipFile(archive, "w") as handle:
+        handle.write(huge, "sigma.npy")
+        handle.write(huge, "bases.npy")
+    with pytest.raises(QtomoError, match="huge.npz: sigma has shape"):
+        import_records("netket", [archive], tmp_path / "o.h5")
+    assert not (tmp_path / "o.h5").exists()
