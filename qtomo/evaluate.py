@@ -769,10 +769,13 @@ def evaluate_ensemble(checkpoints: Sequence[Checkpoint | Distribution],
         **options: the keyword arguments of :func:`evaluate`.
 
     Raises:
-        QtomoError: fewer than two checkpoints, and everything :func:`evaluate` raises.
+        QtomoError: fewer than two checkpoints, two checkpoints of one file (the spread would
+            be understated), and everything :func:`evaluate` raises.
     """
     if len(checkpoints) < 2:
         raise QtomoError(f"an ensemble needs at least 2 checkpoints; got {len(checkpoints)}")
+    check_distinct([member.path for member in checkpoints if isinstance(member, Checkpoint)],
+                   "ensemble members")
     dataset = as_dataset(dataset)
     members = tuple(evaluate(checkpoint, dataset, **options) for checkpoint in checkpoints)
     return EnsembleEvaluation(members, tuple(str(getattr(member, "path", type(member).__name__))

@@ -580,3 +580,14 @@ def test_an_array_header_announcing_too_much_is_refused_before_loading(tmp_path)
     with pytest.raises(QtomoError, match="huge.npz: sigma has shape"):
         import_records("netket", [archive], tmp_path / "o.h5")
     assert not (tmp_path / "o.h5").exists()
+
+
+def test_api_ensemble_refuses_one_member_twice(pauli6, run):
+    from qtomo.evaluate import evaluate_ensemble
+    from qtomo.models import load_checkpoint
+
+    first, second = load_checkpoint(run), load_checkpoint(run)
+    with pytest.raises(QtomoError, match="ensemble members: .*m.pt and .*m.pt are the same"):
+        evaluate_ensemble([first, second], pauli6, blocks=())
+    with pytest.raises(QtomoError, match="are the same file"):  # variant: one object twice
+        evaluate_ensemble([first, first], pauli6, blocks=())
