@@ -18,12 +18,13 @@ import shutil
 import stat
 import tempfile
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from qtomo.errors import QtomoError
 
-__all__ = ["atomic_output", "check_space", "check_writable", "describe_leftover", "leftovers"]
+__all__ = ["atomic_output", "check_distinct", "check_outputs", "check_space", "check_writable",
+           "describe_leftover", "leftovers", "same_file"]
 
 _TAG = ".qtomo-partial-"
 _LEFTOVER = re.compile(r"^\.(?P<target>.+)" + re.escape(_TAG) + r"(?P<pid>\d+)-[^/]+$")
@@ -31,10 +32,9 @@ _LEFTOVER = re.compile(r"^\.(?P<target>.+)" + re.escape(_TAG) + r"(?P<pid>\d+)-[
 _ERRNO = re.compile(r"errno = (\d+)")
 
 
-def check_writable(path: str | os.PathLike,
-                   inputs: tuple[str | os.PathLike, ...] = ()) -> Path:
-    """Raise QtomoError now, before any work, if ``path`` cannot become an output file, or if
-    it is one of ``inputs`` (the files the command reads: an output never replaces them).
+def check_writable(path: str | os.PathLike) -> Path:
+    """Raise QtomoError now, before any work, if ``path`` cannot become an output file
+    (:func:`check_outputs` also refuses an output that is an input or another output).
 
     When the folder exists, a temporary file is created in it and removed at once; otherwise the
     nearest existing ancestor must be a folder this process may write to. Nothing is left
@@ -55,9 +55,6 @@ def check_writable(path: str | os.PathLike,
         qtomo.errors.QtomoError: cannot write ...: it is a folder; give a file path
     """
     target = Path(path)
-    if any(target.resolve() == Path(source).resolve() for source in inputs):
-        raise QtomoError(f"cannot write {target}: it is an input of this command; give "
-                         f"another output path")
     existing = target.parent
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
@@ -70,6 +67,62 @@ def check_writable(path: str | os.PathLike,
     elif not os.access(existing, os.W_OK | os.X_OK):
         raise QtomoError(f"cannot write {target}: no permission to create folders in {existing}")
     return target
+
+
+def same_file(first: str | os.PathLike, second: str | os.PathLike) -> bool:
+    """Whether two paths name one file: the same path once symbolic links, ``..`` and the
+    working folder are resolved (``os.path.realpath``), or, for two existing files, the same
+    inode (a hard link)."""
+    if os.path.realpath(first) == os.path.realpath(second):
+        return True
+    try:
+        return os.path.samefile(first, second)
+    except OSError:  # one of them does not exist (yet)
+        return False
+
+
+def check_distinct(paths: Sequence[str | os.PathLike], what: str) -> None:
+    """Raise QtomoError if two of ``paths`` name one file (:func:`same_file`); ``what`` names
+    them in the message ("--model checkpoints", "outputs").
+
+    Example:
+        >>> check_distinct(["a.pt", "./a.pt"], "--model checkpoints")
+        Traceback (most recent call last):
+        ...
+        qtomo.errors.QtomoError: --model checkpoints: a.pt and ./a.pt are the same file; give ...
+    """
+    for index, first in enumerate(paths):
+        for second in paths[index + 1:]:
+            if same_file(first, second):
+                raise QtomoError(f"{what}: {first} and {second} are the same file; give each "
+                                 f"its own path")
+
+
+def check_outputs(outputs: Sequence[str | os.PathLike | None],
+                  inputs: Sequence[str | os.PathLike | None] = ()) -> list[Path]:
+    """Raise QtomoError now, before any work, if an output of a command names one of its
+    ``inputs`` or another of its ``outputs`` (:func:`same_file`: links and relative paths
+    resolved), or cannot be written (:func:`check_writable`). None entries (an option not
+    given) and ``"-"`` (standard output) are skipped.
+
+    Returns:
+        The outputs checked, as Paths.
+
+    Example:
+        >>> check_outputs(["data/x.h5"], inputs=["./data/../data/x.h5"])
+        Traceback (most recent call last):
+        ...
+        qtomo.errors.QtomoError: cannot write data/x.h5: it is an input of this command ...
+    """
+    outputs = [Path(path) for path in outputs if path is not None and str(path) != "-"]
+    inputs = [Path(path) for path in inputs if path is not None]
+    for output in outputs:
+        for source in inputs:
+            if same_file(output, source):
+                raise QtomoError(f"cannot write {output}: it is an input of this command "
+                                 f"({source}); give another output path")
+    check_distinct(outputs, "outputs")
+    return [check_writable(output) for output in outputs]
 
 
 def check_space(path: str | os.PathLike, needed: int, what: str) -> None:

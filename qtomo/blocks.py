@@ -80,18 +80,19 @@ Block = tuple[int, ...]
 
 
 def default_block_sizes(L: int) -> tuple[int, ...]:
-    """The sizes of :data:`BLOCK_SIZES` that fit L qubits.
+    """The sizes of :data:`BLOCK_SIZES` that fit L qubits: (2, 3) from L = 3 on, (2,) at L = 2,
+    () at L = 1 (the default is never an error; a size given explicitly is checked).
 
     Example:
-        >>> default_block_sizes(10), default_block_sizes(2), default_block_sizes(1)
-        ((2, 3), (2,), ())
+        >>> default_block_sizes(2), default_block_sizes(50)
+        ((2,), (2, 3))
     """
     return tuple(k for k in BLOCK_SIZES if k <= L)
 
 
 def parse_block_sizes(text: str | None, L: int) -> tuple[int, ...]:
-    """Block sizes from ``--blocks``: ``"2,3"`` → (2, 3); ``"none"`` or ``""`` → (); None (the
-    option not given) → :func:`default_block_sizes`.
+    """Block sizes from ``--blocks``: ``"2,3"`` → (2, 3); ``"none"`` or ``""`` → (); None (not
+    given) → :func:`default_block_sizes`.
 
     Raises:
         QtomoError: for a size that is not an integer in 1..min(L, MAX_BLOCK_SIZE).

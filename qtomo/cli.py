@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import decimal
 import math
+import os
+import re
 import sys
 import warnings
 import zipfile
@@ -32,9 +34,16 @@ class _Parser(argparse.ArgumentParser):
     def __init__(self, *args, **kwargs) -> None:
         kwargs.setdefault("formatter_class", _HelpFormatter)
         super().__init__(*args, **kwargs)
+        # a word such as -5, -1e5, -.5 or -inf after an option is its value (which the option's
+        # type then refuses with the expected form), not an unknown option; argparse's own
+        # pattern misses the last three
+        self._negative_number_matcher = _NEGATIVE_NUMBER
 
     def error(self, message: str) -> None:
         raise QtomoError(message)
+
+
+_NEGATIVE_NUMBER = re.compile(r"^-(\d|\.\d|inf|nan)", re.IGNORECASE)
 
 
 class _HelpFormatter(argparse.HelpFormatter):
@@ -76,6 +85,11 @@ def _readout_option(parser: argparse.ArgumentParser, purpose: str) -> None:
                         help=purpose + ": P(read 1 | 0) = E0 and P(read 0 | 1) = E1 on every "
                              "qubit, each in [0, 0.5), or a FILE with one row 'E0 E1' per qubit "
                              "(text, .json or .npy); the file stores the POVM actually measured")
+
+
+def _readout_inputs(values: list[str] | None) -> list[Path]:
+    """The file that --readout-error FILE reads (an input of the command), if one is given."""
+    return [Path(values[0])] if values is not None and len(values) == 1 else []
 
 
 def _readout_errors(values: list[str] | None) -> list[float] | list[list[float]] | None:
@@ -168,9 +182,12 @@ def _add_simulate_parser(subparsers) -> None:
 
 
 def _run_simulate(args: argparse.Namespace) -> int:
+    from qtomo.atomic import check_outputs
     from qtomo.data import read_dataset
-    from qtomo.simulate import simulate
+    from qtomo.simulate import default_output, simulate
 
+    check_outputs([args.out or default_output(args.state, args.L, args.h, args.povm)],
+                  inputs=_readout_inputs(args.readout_error))
     path = simulate(
         args.state, args.L, J=args.J, h=args.h, boundary=args.boundary,
         product_state=args.product_state, povm=args.povm, samples=args.samples,
@@ -198,12 +215,11 @@ def _add_info_parser(subparsers) -> None:
 
 
 def _run_info(args: argparse.Namespace) -> int:
-    import json
-
     import h5py
 
     from qtomo.atomic import describe_leftover
     from qtomo.data import read_dataset
+    from qtomo.jsontext import json_text
 
     if not args.path.is_file():
         raise QtomoError(f"{args.path}: {'a folder' if args.path.is_dir() else 'no such file'}")
@@ -225,7 +241,7 @@ def _run_info(args: argparse.Namespace) -> int:
         summary = checkpoint_summary(checkpoint)
     else:
         raise QtomoError(f"{args.path}: neither a qtomo dataset (HDF5) nor a qtomo checkpoint")
-    print(json.dumps(summary, indent=1, allow_nan=True))
+    print(json_text(summary))
     return 0
 
 
@@ -251,7 +267,7 @@ def dataset_summary(dataset) -> dict:
         log_prob = dataset.log_prob(0, min(dataset.n_records, 10**6))
         entropy = {"value": float(-log_prob.mean()), "records": int(log_prob.size),
                    "stderr": float(log_prob.std(ddof=1) / np.sqrt(log_prob.size))
-                   if log_prob.size > 1 else 0.0}
+                   if log_prob.size > 1 else math.inf}  # as evaluate: no spread from one
     reference, described = dataset.reference, {}
     for name in ("purity", "energy"):
         if name in reference:
@@ -427,7 +443,7 @@ def _run_fit(args: argparse.Namespace) -> int:
     import dataclasses
 
     from qtomo.data import read_dataset
-    from qtomo.models import build, load_checkpoint
+    from qtomo.models import build
     from qtomo.models.checkpoint import training_data_path
     from qtomo.pauli_records import dataset_warnings
     from qtomo.recipe import fit_recipe, recipe
@@ -436,7 +452,7 @@ def _run_fit(args: argparse.Namespace) -> int:
         candidate_label,
         fit,
         fit_ensemble,
-        resume_path,
+        load_resume,
         run_output,
     )
 
@@ -458,7 +474,7 @@ def _run_fit(args: argparse.Namespace) -> int:
     if args.bootstrap and args.ensemble is None:
         raise QtomoError("--bootstrap resamples the rows of each ensemble member; give --ensemble")
     if args.resume is not None:
-        resumed = load_checkpoint(resume_path(args.resume))
+        resumed = load_resume(args.resume)
         data = data or training_data_path(resumed)
     elif data is None:
         data = _newest_dataset()
@@ -554,7 +570,7 @@ def _add_evaluate_parser(subparsers) -> None:
 def _run_evaluate(args: argparse.Namespace) -> int:
     import torch
 
-    from qtomo.atomic import check_writable
+    from qtomo.atomic import check_outputs
     from qtomo.blocks import parse_block_sizes
     from qtomo.data import read_dataset
     from qtomo.device import resolve_device
@@ -572,9 +588,6 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     to_stdout = args.json is not None and str(args.json) == "-"  # then the JSON is the output
     if args.plot is not None:
         check_plot_path(args.plot)
-    for output in (None if to_stdout else args.json, args.plot):
-        if output is not None:
-            check_writable(output)
     torch.manual_seed(args.seed)  # flows draw their importance samples from the global RNG
     paths = ensemble_checkpoints(args.model)
     checkpoints = [load_checkpoint(path, map_location=resolve_device(args.device))
@@ -586,6 +599,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
             raise QtomoError(f"{paths[0]} records no training dataset; give --data")
         if not (args.quiet or to_stdout):
             print(f"using the training dataset {data}")
+    check_outputs([args.json, args.plot], inputs=[*_run_files(paths), data])
     dataset = read_dataset(data)
     options = {"samples": args.samples, "method": args.method, "pauli_strings": args.pauli,
                "seed": args.seed, "quiet": args.quiet,
@@ -613,6 +627,12 @@ def _target(spec: str | None, L: int):
     from qtomo.targets import parse_target
 
     return None if spec is None else parse_target(spec, L)
+def _run_files(checkpoints: Sequence[Path]) -> list[Path]:
+    """The checkpoints and the other files of their runs (.last.pt, the history that --plot
+    reads): evaluate and compare never write over them."""
+    from qtomo.train import run_output, run_paths
+
+    return [file for path in checkpoints for file in (path, *run_paths(run_output(path)))]
 
 
 def _print_table_and_files(table: str, written: list) -> None:
@@ -648,6 +668,7 @@ def _add_compare_parser(subparsers) -> None:
 def _run_compare(args: argparse.Namespace) -> int:
     import torch
 
+    from qtomo.atomic import check_distinct, check_outputs
     from qtomo.blocks import parse_block_sizes
     from qtomo.data import read_dataset
     from qtomo.device import resolve_device
@@ -668,6 +689,7 @@ def _run_compare(args: argparse.Namespace) -> int:
                              f"{len(given)} {option}")
     if args.plot is not None:
         check_plot_path(args.plot)
+    check_distinct(paths, "--model checkpoints")
     checkpoints = [load_checkpoint(path, map_location=resolve_device(args.device))
                    for path in paths]
     labels = args.label
@@ -682,6 +704,7 @@ def _run_compare(args: argparse.Namespace) -> int:
             raise QtomoError(f"{paths[0]} records no training dataset; give --data")
         if not args.quiet:
             print(f"using the training dataset {data}")
+    check_outputs([*(args.json or []), args.plot], inputs=[*_run_files(paths), data])
     dataset = read_dataset(data)
     options = {"samples": args.samples, "method": args.method, "pauli_strings": args.pauli,
                "quiet": args.quiet, "blocks": parse_block_sizes(args.blocks, dataset.L),
@@ -730,9 +753,11 @@ def _add_import_parser(subparsers) -> None:
 
 
 def _run_import(args: argparse.Namespace) -> int:
+    from qtomo.atomic import check_outputs
     from qtomo.data import read_dataset
     from qtomo.formats import import_records
 
+    check_outputs([args.out], inputs=_readout_inputs(args.readout_error))
     path = import_records(args.format, args.files, args.out, povm=args.povm,
                           readout_error=_readout_errors(args.readout_error),
                           allow_biased_bases=args.allow_biased_bases,
@@ -822,13 +847,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         with warnings.catch_warnings():
             warnings.simplefilter("always", UserWarning)
             warnings.showwarning = _show_warning
-            return COMMANDS[args.command][1](args)
+            status = COMMANDS[args.command][1](args)
+        sys.stdout.flush()  # a closed pipe is found here, not in the interpreter's exit
+        return status
     except QtomoError as error:
         print(f"qtomo: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("qtomo: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader of our output (qtomo info x | head) has gone
+        _silence_stdout()
+        return _BROKEN_PIPE
+
+
+_BROKEN_PIPE = 141  # 128 + SIGPIPE, the status of a Unix tool whose reader went away
+
+
+def _silence_stdout() -> None:
+    """Point standard output at /dev/null, so that the interpreter's final flush of the text
+    still buffered for the closed pipe does not print a second BrokenPipeError at exit."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 if __name__ == "__main__":

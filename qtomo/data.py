@@ -48,6 +48,7 @@ import numpy as np
 import qtomo
 from qtomo.atomic import atomic_output, describe_leftover
 from qtomo.errors import DataFormatError, QtomoError
+from qtomo.guards import missing_file
 from qtomo.povm import (
     POVM,
     POVM_NAMES,
@@ -434,6 +435,12 @@ class Dataset:
             yield self.file["outcomes"][begin:end], log_prob
 
 
+def as_dataset(dataset: Dataset | str | os.PathLike) -> Dataset:
+    """``dataset`` itself, or the dataset file it names opened with :func:`read_dataset`: the
+    API's functions take either."""
+    return dataset if isinstance(dataset, Dataset) else read_dataset(dataset)
+
+
 def read_dataset(path: str | os.PathLike) -> Dataset:
     """Open and validate a dataset file; the returned :class:`Dataset` keeps it open.
 
@@ -447,7 +454,7 @@ def read_dataset(path: str | os.PathLike) -> Dataset:
     """
     path = Path(path)
     if not path.is_file():
-        raise DataFormatError(f"{path}: no such dataset file")
+        raise DataFormatError(missing_file(path, "dataset file"))
     leftover = describe_leftover(path)
     if leftover is not None:
         raise DataFormatError(f"{path}: {leftover}")

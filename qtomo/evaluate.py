@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from qtomo.atomic import check_distinct
 from qtomo.blocks import (
     BlockCounts,
     BlockFigures,
@@ -51,7 +52,7 @@ from qtomo.blocks import (
     reduced_states,
     target_reduced_states,
 )
-from qtomo.data import Dataset
+from qtomo.data import Dataset, as_dataset
 from qtomo.data_fidelity import DataFidelity, affordable_records, data_fidelity
 from qtomo.distribution import (
     ENUMERATE_MAX_L,
@@ -70,7 +71,7 @@ from qtomo.metrics import (
     sampled_classical_metrics,
 )
 from qtomo.models.autoregressive import AutoregressiveModel
-from qtomo.models.checkpoint import Checkpoint, plain
+from qtomo.models.checkpoint import Checkpoint, load_checkpoint, plain
 from qtomo.observables import (
     Observables,
     estimate_observables,
@@ -147,6 +148,19 @@ def unseen_rows(dataset: Dataset, config: dict | None) -> tuple[int, int]:
     return stop, dataset.n_records
 
 
+def check_rows(rows: Any, dataset: Dataset) -> tuple[int, int]:
+    """``rows`` as (start, stop) if they are integers with 0 ≤ start < stop ≤ N (the dataset's
+    records), else QtomoError: a figure over rows that do not exist would be NaN or mislabelled
+    (``rows=(0, 10**6)`` of 400 records was once reported as such)."""
+    valid = (isinstance(rows, tuple | list) and len(rows) == 2
+             and all(isinstance(row, int | np.integer) and not isinstance(row, bool)
+                     for row in rows) and 0 <= rows[0] < rows[1] <= dataset.n_records)
+    if not valid:
+        raise QtomoError(f"rows must be integers 0 <= start < stop <= {dataset.n_records} (the "
+                         f"records of {dataset.path}); got {rows!r}")
+    return int(rows[0]), int(rows[1])
+
+
 def _same_path(recorded: str, path: Path) -> bool:
     try:
         return os.path.samefile(recorded, path)
@@ -161,6 +175,25 @@ def _check_compatible(model: Distribution, povm_name: str | None, dataset: Datas
         problems.append(f"POVM {povm_name!r} (data: {dataset.povm.name!r})")
     if problems:
         raise CheckpointError(f"model does not match {dataset.path}: {', '.join(problems)}")
+
+
+def _check_same_elements(own_povm: Any, config: dict | None, dataset: Dataset) -> None:
+    """CheckpointError if the POVM under the data's name has other elements than the model's:
+    a Born-rule family's own POVM (``own_povm``), or, for a checkpoint, the readout errors of
+    the data it was trained on (the POVM ``pauli6+readout`` differs from file to file)."""
+    if own_povm is not None and not isinstance(own_povm, str) and own_povm != dataset.povm:
+        raise CheckpointError(f"model does not match {dataset.path}: its POVM {own_povm!r} has "
+                              f"other elements than the data's {dataset.povm!r}")
+    trained = ((config or {}).get("data") or {}).get("attrs")
+    if trained is None:
+        return
+    errors = [np.asarray(attrs.get("readout_error", []), dtype=float)
+              for attrs in (trained, dataset.attrs)]
+    if errors[0].shape != errors[1].shape or not np.allclose(*errors, rtol=0, atol=1e-12):
+        raise CheckpointError(f"model does not match {dataset.path}: it was trained on records "
+                              f"with readout errors {errors[0].tolist() or 'none'}, the data "
+                              f"have {errors[1].tolist() or 'none'} (POVM {dataset.povm.name!r} "
+                              f"with other elements)")
 
 
 @dataclass(frozen=True)
@@ -309,7 +342,8 @@ class Evaluation:
         return report
 
 
-def evaluate(model: Checkpoint | Distribution, dataset: Dataset, *,
+def evaluate(model: Checkpoint | Distribution | str | os.PathLike,
+             dataset: Dataset | str | os.PathLike, *,
              samples: int = DEFAULT_SAMPLES, method: str = "auto",
              pauli_strings: Sequence[str] = (), rows: tuple[int, int] | None = None,
              seed: int = 0, batch_size: int = _CHUNK, quiet: bool = True,
@@ -321,8 +355,9 @@ def evaluate(model: Checkpoint | Distribution, dataset: Dataset, *,
         model: a :class:`~qtomo.models.checkpoint.Checkpoint` (its config supplies the POVM
             check, the rows not trained on and the provenance), or any :class:`Distribution`
             (an optional ``povm`` attribute is checked), e.g. the truth
-            :class:`~qtomo.states.exact.ExactDistribution`.
-        dataset: the measured state (:func:`qtomo.data.read_dataset`); without ``/log_prob``
+            :class:`~qtomo.states.exact.ExactDistribution`, or a checkpoint file's path.
+        dataset: the measured state (:func:`qtomo.data.read_dataset`, or a dataset file's
+            path); without ``/log_prob``
             (measured data) KL and F_c are left out, without a reference state the fidelity.
         samples: model samples for Monte Carlo observables and fidelity.
         method: ``"auto"`` (exact where K^L ≤ 4^10, :func:`qtomo.distribution.enumerable`),
@@ -347,6 +382,9 @@ def evaluate(model: Checkpoint | Distribution, dataset: Dataset, *,
         QtomoError: model and data disagree on L, K or POVM; bad Pauli
             string; ``method="exact"`` above the limit; unknown method; a bad target.
     """
+    if isinstance(model, str | os.PathLike):
+        model = load_checkpoint(model)
+    dataset = as_dataset(dataset)
     checkpoint = model if isinstance(model, Checkpoint) else None
     config = checkpoint.config if checkpoint is not None else None
     model = checkpoint.model if checkpoint is not None else model
@@ -354,6 +392,7 @@ def evaluate(model: Checkpoint | Distribution, dataset: Dataset, *,
     own_povm = getattr(model, "povm", None)
     povm_name = config["povm"] if config is not None else getattr(own_povm, "name", own_povm)
     _check_compatible(model, povm_name, dataset)
+    _check_same_elements(own_povm, config, dataset)
     if method not in METHODS:
         raise QtomoError(f"unknown evaluation method {method!r}; expected one of "
                          f"{', '.join(METHODS)}")
@@ -367,7 +406,7 @@ def evaluate(model: Checkpoint | Distribution, dataset: Dataset, *,
     chosen = _chosen_target(target, dataset)
     block_list = block_sites(dataset.L, default_block_sizes(dataset.L) if blocks is None
                              else blocks)
-    test_rows = rows if rows is not None else unseen_rows(dataset, config)
+    test_rows = check_rows(rows, dataset) if rows is not None else unseen_rows(dataset, config)
     notes: list[str] = []
     family = getattr(model, "family", type(model).__name__)
     sample_only = not getattr(model, "has_log_prob", True)
@@ -650,7 +689,8 @@ def ensemble_checkpoints(paths: Sequence[str | os.PathLike]) -> list[Path]:
     (``*.pt`` but not ``*.last.pt``) of a folder written by :func:`qtomo.train.fit_ensemble`.
 
     Raises:
-        QtomoError: a path that does not exist, or a folder without checkpoints.
+        QtomoError: a path that does not exist, a folder without checkpoints, or one file
+            given twice (a member twice would halve the spread).
     """
     files: list[Path] = []
     for path in map(Path, paths):
@@ -663,6 +703,7 @@ def ensemble_checkpoints(paths: Sequence[str | os.PathLike]) -> list[Path]:
             files.append(path)
         else:
             raise QtomoError(f"{path}: no such checkpoint or folder")
+    check_distinct(files, "ensemble members")
     return files
 
 
@@ -801,7 +842,8 @@ def _combine(column: list) -> Any:
     return first
 
 
-def evaluate_ensemble(checkpoints: Sequence[Checkpoint | Distribution], dataset: Dataset,
+def evaluate_ensemble(checkpoints: Sequence[Checkpoint | Distribution],
+                      dataset: Dataset | str | os.PathLike,
                       **options: Any) -> EnsembleEvaluation:
     """:func:`evaluate` every member on the same dataset with the same options and seed.
 
@@ -812,10 +854,14 @@ def evaluate_ensemble(checkpoints: Sequence[Checkpoint | Distribution], dataset:
         **options: the keyword arguments of :func:`evaluate`.
 
     Raises:
-        QtomoError: fewer than two checkpoints, and everything :func:`evaluate` raises.
+        QtomoError: fewer than two checkpoints, two checkpoints of one file (the spread would
+            be understated), and everything :func:`evaluate` raises.
     """
     if len(checkpoints) < 2:
         raise QtomoError(f"an ensemble needs at least 2 checkpoints; got {len(checkpoints)}")
+    check_distinct([member.path for member in checkpoints if isinstance(member, Checkpoint)],
+                   "ensemble members")
+    dataset = as_dataset(dataset)
     members = tuple(evaluate(checkpoint, dataset, **options) for checkpoint in checkpoints)
     return EnsembleEvaluation(members, tuple(str(getattr(member, "path", type(member).__name__))
                                              for member in checkpoints))

@@ -36,15 +36,27 @@ import contextlib
 import json
 import os
 import warnings
+import zipfile
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from qtomo.atomic import atomic_output
+from qtomo.atomic import atomic_output, check_outputs
 from qtomo.data import IMPORTED, Dataset, read_dataset, write_dataset
 from qtomo.errors import QtomoError
+from qtomo.guards import (
+    check_array_header,
+    check_import_size,
+    check_sparse_positions,
+    check_tensor_shape,
+    check_text_width,
+    file_kind,
+    missing_file,
+    unique_keys,
+)
 from qtomo.pauli_records import BasisCoverage, has_settings
 from qtomo.povm import POVM, get_povm, readout_povms
 
@@ -204,6 +216,7 @@ def _table(path: Path, numbers: bool) -> np.ndarray:
     numpy's C reader takes large files (a whole 10^6 × 50 import: 38 s, README "Measured data"); a
     file it refuses is re-read line by line to name the first bad row.
     """
+    check_text_width(path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # "input contained no data"
@@ -240,9 +253,12 @@ def _integers(path: Path, values: np.ndarray, what: str) -> np.ndarray:
 
 
 def _load_arrays(path: Path, keys: Sequence[str]) -> list[np.ndarray]:
+    if file_kind(path) != "a zip archive (.npz)":
+        raise QtomoError(f"{path}: not a .npz archive (it is {file_kind(path)}); expected one "
+                         f"with the arrays {', '.join(keys)}")
     try:
         archive = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as error:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as error:
         raise QtomoError(f"{path}: not a readable .npz archive ({error})") from None
     if not isinstance(archive, np.lib.npyio.NpzFile):
         raise QtomoError(f"{path}: not a readable .npz archive (a single array)")
@@ -252,8 +268,12 @@ def _load_arrays(path: Path, keys: Sequence[str]) -> list[np.ndarray]:
             raise QtomoError(f"{path}: missing array(s) {', '.join(missing)}; found "
                              f"{', '.join(archive.files) or 'none'}")
         try:
+            for key in keys:  # np.savez stores the array "key" as the member "key.npy"
+                member = f"{key}.npy" if f"{key}.npy" in archive.zip.namelist() else key
+                with archive.zip.open(member) as handle:
+                    check_array_header(path, handle, key)
             return [archive[key] for key in keys]
-        except (OSError, ValueError, EOFError) as error:
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as error:
             raise QtomoError(f"{path}: not a readable .npz archive ({error})") from None
 
 
@@ -319,13 +339,13 @@ def _write_qucumber(outcomes: np.ndarray, out: Path) -> list[Path]:
 def _read_qiskit_counts(files: Sequence[Path]) -> Records:
     path = files[0]
     try:
-        counts = json.loads(path.read_text())
+        counts = json.loads(path.read_text(), object_pairs_hook=unique_keys(path))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise QtomoError(f"{path}: not a readable JSON file ({error})") from None
     if not isinstance(counts, dict) or not counts:
         raise QtomoError(f"{path}: expected a non-empty JSON object {{basis label: "
                          f"{{bitstring: count}}}}")
-    blocks, L = [], None
+    blocks, L, total = [], None, 0
     for label, table in counts.items():
         if not isinstance(table, dict):
             raise QtomoError(f"{path}: counts of basis label {label!r} must be an object "
@@ -344,6 +364,8 @@ def _read_qiskit_counts(files: Sequence[Path]) -> Records:
                                  f"non-negative integer; got {count!r}")
             if set(bitstring) - {"0", "1"}:
                 raise QtomoError(f"{path}: bitstring {key!r} must hold only 0 and 1")
+            total += count
+            check_import_size(path, total, L)
             # little-endian: the rightmost character is qubit 0
             row = shots_to_outcomes(np.array([list(label[::-1])]),
                                     np.array([[int(bit) for bit in bitstring[::-1]]]))
@@ -377,13 +399,14 @@ def _read_netket(files: Sequence[Path]) -> Records:
     lengths = np.char.str_len(bases)
     if np.any(lengths != sigma.shape[1]):
         row = int(np.argmax(lengths != sigma.shape[1]))
-        raise QtomoError(f"{path}: basis string {bases[row]!r} in row {row} has {lengths[row]} "
-                         f"letters; sigma has L = {sigma.shape[1]}")
+        raise QtomoError(f"{path}: basis string {str(bases[row])!r} in row {row} has "
+                         f"{lengths[row]} letters; sigma has L = {sigma.shape[1]}")
     if np.any((sigma != 1) & (sigma != -1)):
         row, column = np.argwhere((sigma != 1) & (sigma != -1))[0]
         raise QtomoError(f"{path}: sigma must be +1 or -1; got {sigma[row, column]} in row "
                          f"{row}, qubit {column}")
-    letters = bases.view("<U1").reshape(sigma.shape)
+    # strings of length L in a wider dtype (<U5 for L = 3) are cast to exactly L letters first
+    letters = bases.astype(f"<U{sigma.shape[1]}").view("<U1").reshape(sigma.shape)
     return Records(shots_to_outcomes(letters, ((1 - sigma.astype(np.int64)) // 2)),
                    get_povm("pauli6"))
 
@@ -402,9 +425,14 @@ _AQT_TO_OURS = np.array([0, 2, 4, 1, 3, 5], dtype=np.uint8)
 
 def _read_aqt(files: Sequence[Path]) -> Records:
     path = files[0]
+    if file_kind(path) != "a .npy array":
+        raise QtomoError(f"{path}: not a .npy array (it is {file_kind(path)}); expected integer "
+                         f"records (N, L)")
+    with open(path, "rb") as handle:
+        check_array_header(path, handle)
     try:
         records = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as error:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as error:
         raise QtomoError(f"{path}: not a readable .npy array ({error})") from None
     if not isinstance(records, np.ndarray):
         records.close()
@@ -503,13 +531,16 @@ def read_genmodel_mps(index: str | os.PathLike, tensor: str | os.PathLike) -> li
             raise QtomoError(f"{tensor}: tensor {site} needs {count} lines of {rank} indices "
                              f"and a value")
         line += count
+        check_tensor_shape(index, site, shape)
         values = np.zeros(shape)
         try:
-            positions = np.array([[int(x) - 1 for x in entry[:rank]] for entry in block])
+            positions = np.array([[int(x) - 1 for x in entry[:rank]] for entry in block],
+                                 dtype=np.int64).reshape(count, rank)
+            check_sparse_positions(tensor, site, positions, shape)
             values[tuple(positions.T)] = [float(entry[rank]) for entry in block]
-        except (ValueError, IndexError):
-            raise QtomoError(f"{tensor}: tensor {site} has an entry outside its dimensions "
-                             f"{shape} or a value that is not a number") from None
+        except (ValueError, OverflowError):
+            raise QtomoError(f"{tensor}: tensor {site} has an index that is not an integer or "
+                             f"a value that is not a number") from None
         if site == 0:
             values = values.T[None]  # (right, phys) → (1, phys, right)
         elif site == len(dims) - 1:
@@ -595,11 +626,13 @@ class _Format:
     reader: Callable[..., Records]
     writer: Callable[[np.ndarray, Path], list[Path]] | None
     pauli_shots: bool = True  # records are basis + bit (uniformity test, readout errors)
+    outputs: Callable[[Path], list[Path]] = lambda out: [out]  # the files the writer writes
 
 
 FORMATS: dict[str, _Format] = {
     "pauli-shots": _Format((1,), _read_pauli_shots, _write_pauli_shots),
-    "qucumber": _Format((2,), _read_qucumber, _write_qucumber),
+    "qucumber": _Format((2,), _read_qucumber, _write_qucumber,
+                        outputs=lambda out: [out, _qucumber_bases_path(out)]),
     "qiskit-counts": _Format((1,), _read_qiskit_counts, _write_qiskit_counts),
     "netket": _Format((1,), _read_netket, _write_netket),
     "aqt": _Format((1,), _read_aqt, _write_aqt),
@@ -666,15 +699,20 @@ def import_records(
                          f"{len(paths)}")
     for path in paths:
         if not path.is_file():
-            raise QtomoError(f"{path}: no such file")
-    if fmt == "genmodel":
-        records = _read_genmodel(paths, povm, tfim_sign_map)
-    elif povm is not None or tfim_sign_map:
+            raise QtomoError(missing_file(path))
+    check_outputs([out], inputs=paths)
+    if fmt != "genmodel" and (povm is not None or tfim_sign_map):
         raise QtomoError(f"--povm and --tfim-sign-map apply to genmodel files; format {fmt} "
                          f"holds Pauli-basis shots (pauli6)")
-    else:
-        records = spec.reader(paths)
+    try:
+        records = (_read_genmodel(paths, povm, tfim_sign_map) if fmt == "genmodel"
+                   else spec.reader(paths))
+    except QtomoError as error:  # every message names the file it is about
+        if any(str(path) in str(error) for path in paths):
+            raise
+        raise QtomoError(f"{', '.join(map(str, paths))}: {error}") from None
     outcomes, measured, attrs = records.outcomes, records.povm, dict(records.attrs)
+    check_import_size(paths[0], *outcomes.shape)
     if readout_error is not None:
         if not spec.pauli_shots and measured.name != "pauli6":
             raise QtomoError(f"readout errors apply to Pauli-basis shots (pauli6); these records "
@@ -737,18 +775,21 @@ def read_readout_errors(path: str | os.PathLike) -> np.ndarray:
     """
     path = Path(path)
     if not path.is_file():
-        raise QtomoError(f"{path}: no such file")
+        raise QtomoError(missing_file(path))
     try:
         if path.suffix.lower() == ".npy":
             rows = np.load(path, allow_pickle=False)
         elif path.suffix.lower() == ".json":
-            rows = json.loads(path.read_text())
+            rows = json.loads(path.read_text(), object_pairs_hook=unique_keys(path))
         else:
             rows = [line.split("#")[0].replace(",", " ").split()
                     for line in path.read_text().splitlines()]
             rows = [row for row in rows if row]
     except (OSError, ValueError, UnicodeDecodeError) as error:
         raise QtomoError(f"{path}: cannot read readout errors from it ({error})") from None
+    if not isinstance(rows, list) and not (isinstance(rows, np.ndarray) and rows.ndim > 0):
+        raise QtomoError(f"{path}: expected a list of [e0, e1] rows, one per qubit; got "
+                         f"{type(rows).__name__} {rows!r}"[:200])
     if len(rows) == 0:
         raise QtomoError(f"{path}: empty; expected one row e0 e1 per qubit")
     table = np.empty((len(rows), 2))
@@ -757,6 +798,9 @@ def read_readout_errors(path: str | os.PathLike) -> np.ndarray:
             raise QtomoError(f"{path}: expected two entries per qubit, e0 = P(read 1 | 0) and "
                              f"e1 = P(read 0 | 1); qubit {qubit} has {np.size(row)}")
         for column, value in enumerate(row):
+            if isinstance(value, complex | np.complexfloating):
+                raise QtomoError(f"{path}: entries must be real numbers; got {value!r} for "
+                                 f"qubit {qubit}")
             try:
                 table[qubit, column] = float(value)
             except (TypeError, ValueError):
@@ -793,4 +837,5 @@ def export_records(fmt: str, dataset: str | os.PathLike | Dataset,
     if not dataset.povm.name.startswith("pauli6") or dataset.K != 6:
         raise QtomoError(f"{dataset.path}: export needs pauli6 records (Pauli-basis shots); got "
                          f"POVM {dataset.povm.name!r}")
+    check_outputs(spec.outputs(Path(out)), inputs=[dataset.path])
     return spec.writer(dataset.outcomes(), Path(out))

@@ -33,11 +33,14 @@ import numpy as np
 from qtomo.distribution import Distribution, log_prob_batched, sample_batches
 from qtomo.errors import QtomoError
 from qtomo.estimate import Estimate
+from qtomo.guards import integer_records
 
 __all__ = [
     "HISTOGRAM_MAX_RECORDS",
+    "LOG_PROB_TOL",
     "ClassicalMetrics",
     "classical_fidelity",
+    "check_log_probs",
     "classical_metrics",
     "histogram_classical_fidelity",
     "kl_divergence",
@@ -47,6 +50,40 @@ __all__ = [
 
 #: the most records K^L a histogram of model samples is kept over (32 MiB of counts)
 HISTOGRAM_MAX_RECORDS = 2**22
+#: how far above 0 a ln P or ln Q may lie (rounding of a probability of 1)
+LOG_PROB_TOL = 1e-6
+
+
+def check_log_probs(name: str, values: np.ndarray, n: int | None = None, *,
+                    zero_allowed: bool = True) -> np.ndarray:
+    """``values`` as float64 (n,) if they are log-probabilities of n ≥ 1 test records: one
+    dimension, no NaN, each ≤ 0 (within :data:`LOG_PROB_TOL`), n of them where ``n`` is
+    given (the other array's length), and finite unless ``zero_allowed`` (ln Q = −inf: the
+    model gives a test record probability 0; ln P of a record drawn from P never is).
+
+    Raises:
+        QtomoError: naming the array, the first bad value and its record.
+
+    Example:
+        >>> check_log_probs("ln Q", [-0.5, 0.3])
+        Traceback (most recent call last):
+        ...
+        qtomo.errors.QtomoError: ln Q must be <= 0 (a log-probability); got 0.3 at record 1
+    """
+    try:
+        array = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise QtomoError(f"{name} must be real numbers, one per test record") from None
+    if array.ndim != 1 or array.size == 0 or (n is not None and array.size != n):
+        expected = f"({n},) like the other array" if n is not None else "(n,) with n >= 1"
+        raise QtomoError(f"{name} must have shape {expected}; got {array.shape}")
+    bad = np.isnan(array) | (array > LOG_PROB_TOL) | (~zero_allowed & np.isinf(array))
+    if bad.any():
+        record = int(np.argmax(bad))
+        raise QtomoError(f"{name} must be <= 0 (a log-probability)"
+                         f"{'' if zero_allowed else ' and finite'}; got {array[record]:.6g} at "
+                         f"record {record}")
+    return array
 
 
 def nll(log_q: np.ndarray) -> Estimate:
@@ -54,8 +91,11 @@ def nll(log_q: np.ndarray) -> Estimate:
 
     Args:
         log_q: (n,) float, the model's ln Q of each test record.
+
+    Raises:
+        QtomoError: for values that are not log-probabilities (:func:`check_log_probs`).
     """
-    return Estimate.from_samples(-np.asarray(log_q, dtype=np.float64))
+    return Estimate.from_samples(-check_log_probs("ln Q", log_q))
 
 
 def kl_divergence(log_p: np.ndarray, log_q: np.ndarray) -> Estimate:
@@ -65,12 +105,17 @@ def kl_divergence(log_p: np.ndarray, log_q: np.ndarray) -> Estimate:
         log_p: (n,) float, exact ln P of each test record.
         log_q: (n,) float, the model's ln Q of the same records.
 
+    Raises:
+        QtomoError: for arrays of other lengths or values that are not log-probabilities
+            (:func:`check_log_probs`: ln P finite, both ≤ 0).
+
     Example:
         >>> log_p = np.log([0.5, 0.5])
         >>> round(kl_divergence(log_p, np.log([0.25, 0.25])).value, 6)    # ln 2
         0.693147
     """
-    return Estimate.from_samples(np.asarray(log_p, np.float64) - np.asarray(log_q, np.float64))
+    log_p = check_log_probs("ln P", log_p, zero_allowed=False)
+    return Estimate.from_samples(log_p - check_log_probs("ln Q", log_q, log_p.size))
 
 
 def classical_fidelity(log_p: np.ndarray, log_q: np.ndarray) -> Estimate:
@@ -80,12 +125,17 @@ def classical_fidelity(log_p: np.ndarray, log_q: np.ndarray) -> Estimate:
         log_p: (n,) float, exact ln P of each test record.
         log_q: (n,) float, the model's ln Q of the same records.
 
+    Raises:
+        QtomoError: for arrays of other lengths or values that are not log-probabilities
+            (:func:`check_log_probs`: ln P finite, both ≤ 0).
+
     Example:
         >>> log_p = np.log([0.5, 0.5])
         >>> round(classical_fidelity(log_p, np.log([0.5, 0.5])).value, 12)
         1.0
     """
-    ratio = np.exp(0.5 * (np.asarray(log_q, np.float64) - np.asarray(log_p, np.float64)))
+    log_p = check_log_probs("ln P", log_p, zero_allowed=False)
+    ratio = np.exp(0.5 * (check_log_probs("ln Q", log_q, log_p.size) - log_p))
     mean, stderr = Estimate.from_samples(ratio)
     return Estimate(mean**2, 2 * abs(mean) * stderr)
 
@@ -211,7 +261,8 @@ def histogram_classical_fidelity(samples: np.ndarray, outcomes: np.ndarray, log_
         >>> round(estimate.value, 12)
         1.0
     """
-    samples, outcomes = np.asarray(samples, np.int64), np.asarray(outcomes, np.int64)
+    samples = integer_records(samples, K, "model samples")
+    outcomes = integer_records(outcomes, K, "test records")
     L = outcomes.shape[1]
     if K**L > HISTOGRAM_MAX_RECORDS:
         raise QtomoError(f"a histogram of model samples over K^L = {K}^{L} records needs K^L <= "

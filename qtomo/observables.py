@@ -44,6 +44,7 @@ from qtomo.distribution import (
 )
 from qtomo.errors import QtomoError
 from qtomo.estimate import Estimate
+from qtomo.guards import integer_records
 from qtomo.povm import PAULI, POVM, PerQubitPOVM, sites_from_size
 from qtomo.progress import progress_bar
 from qtomo.states.hamiltonians import TFIM
@@ -246,7 +247,8 @@ def estimate_observables(records: np.ndarray | Iterable[np.ndarray], povm: POVM 
         :class:`Observables` with ``n_samples = N``.
 
     Raises:
-        QtomoError: for bad shapes, bad Pauli strings, or no records.
+        QtomoError: for bad shapes, records that are not whole numbers in 0..K−1
+            (:func:`qtomo.guards.integer_records`), bad Pauli strings, or no records.
 
     Example:
         >>> from qtomo.povm import get_povm
@@ -258,8 +260,9 @@ def estimate_observables(records: np.ndarray | Iterable[np.ndarray], povm: POVM 
     first = next(chunks, None)
     if first is None:
         raise QtomoError("no records to estimate observables from")
-    first = _to_numpy(first)
-    batches = itertools.chain([(first, None)], ((_to_numpy(chunk), None) for chunk in chunks))
+    first = integer_records(_to_numpy(first), povm.K)
+    batches = itertools.chain([(first, None)], ((integer_records(_to_numpy(chunk), povm.K), None)
+                                                for chunk in chunks))
     return _accumulate(batches, povm, first.shape[-1], hamiltonian, pauli_strings, exact=False)
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from qtomo.atomic import check_writable
+from qtomo.atomic import check_outputs
 from qtomo.data import Dataset
 from qtomo.errors import QtomoError
 from qtomo.growth import fit_growing
@@ -123,8 +123,8 @@ def fit_recipe(family: str, dataset: Dataset, options: Mapping[str, Any] | None 
     if prior is not None:
         warnings.warn(prior, PhasePriorWarning, stacklevel=2)
     training, grid = recipe(family, dataset, options, hyperparameters)
-    for path in run_paths(out) if out is not None else ():  # a selection copies its run there
-        check_writable(path, inputs=(dataset.path,))
+    if out is not None:  # a selection copies its run there
+        check_outputs(run_paths(out), inputs=(dataset.path,))
     fixed = {name: value for name, value in (hyperparameters or {}).items()
              if not isinstance(value, list)}
     model_class = family_classes(family)[0]

@@ -53,6 +53,7 @@ from qtomo.distribution import (
 )
 from qtomo.errors import QtomoError
 from qtomo.estimate import Estimate
+from qtomo.guards import STATE_TOL, check_finite, check_target
 from qtomo.povm import POVM, PerQubitPOVM, invert_probabilities, sites_from_size
 from qtomo.progress import progress_bar
 from qtomo.states.mps import check_mps_shapes
@@ -187,8 +188,13 @@ def uhlmann_fidelity(rho: np.ndarray, sigma: np.ndarray) -> np.ndarray:
     call (README "Reduced states of blocks").
 
     Args:
-        rho: (..., D, D) complex, Hermitian part used; positive for the value to be a fidelity.
-        sigma: (D, D) complex density matrix (the positive one: its square root is taken).
+        rho: (..., D, D) complex, finite, Hermitian part used; positive for the value to be a
+            fidelity.
+        sigma: (D, D) complex density matrix (the positive one: its square root is taken),
+            checked to be a state (:func:`qtomo.guards.check_target`).
+
+    Raises:
+        QtomoError: σ not a state, ρ with NaN, or shapes that differ.
 
     Returns:
         (...) float64.
@@ -197,9 +203,16 @@ def uhlmann_fidelity(rho: np.ndarray, sigma: np.ndarray) -> np.ndarray:
         >>> round(float(uhlmann_fidelity(np.diag([0.5, 0.5]), np.diag([1.0, 0.0]))), 12)
         0.5
     """
-    weights, vectors = np.linalg.eigh(_hermitian_part(np.asarray(sigma, dtype=np.complex128)))
-    root = (vectors * np.sqrt(np.clip(weights, 0.0, None))) @ vectors.conj().T  # √σ (D, D)
+    sigma = np.asarray(sigma, dtype=np.complex128)
     rho = np.asarray(rho, dtype=np.complex128)
+    if sigma.ndim != 2:
+        raise QtomoError(f"σ must be a density matrix (D, D); got shape {sigma.shape}")
+    check_target(sigma, sigma.shape[0])
+    check_finite(rho, "ρ")
+    if rho.shape[-2:] != sigma.shape:
+        raise QtomoError(f"ρ of shape {rho.shape} does not match σ of shape {sigma.shape}")
+    weights, vectors = np.linalg.eigh(_hermitian_part(sigma))
+    root = (vectors * np.sqrt(np.clip(weights, 0.0, None))) @ vectors.conj().T  # √σ (D, D)
     hermitian = 0.5 * (rho + np.swapaxes(rho, -1, -2).conj())
     inner = np.linalg.eigvalsh(root @ hermitian @ root)  # (..., D)
     return np.sum(np.sqrt(np.clip(inner, 0.0, None)), axis=-1) ** 2
@@ -269,14 +282,12 @@ class Reconstruction:
         """Fidelity to a target vector ψ (⟨ψ|ρ|ψ⟩) or density matrix σ ((Tr √(√σ ρ √σ))²).
 
         Raises:
-            QtomoError: if the dimensions differ.
+            QtomoError: if the dimensions differ, the target is not a normalised state
+                (:func:`qtomo.guards.check_target`) or ρ holds NaN.
         """
         target = np.asarray(target, dtype=np.complex128)
-        if target.shape[0] != self.rho.shape[0] or target.ndim not in (1, 2):
-            raise QtomoError(
-                f"target of shape {target.shape} does not match ρ of shape {self.rho.shape}; "
-                f"expected ({self.rho.shape[0]},) or {self.rho.shape}"
-            )
+        check_target(target, self.rho.shape[0])
+        check_finite(self.rho, "ρ")
         value = _fidelity_value(self.rho, target)
         projected = value if self.is_physical else _fidelity_value(self.projected().rho, target)
         top = self._spectrum[1][:, -1]
@@ -313,7 +324,8 @@ def quantum_fidelity(rho: np.ndarray, target: np.ndarray) -> QuantumFidelity:
         state and that of the top eigenvector.
 
     Raises:
-        QtomoError: if the dimensions differ.
+        QtomoError: if the dimensions differ, ρ is not square, finite and of trace 1, or the
+            target is not a normalised state.
 
     Example:
         >>> psi = np.array([1, 0], dtype=complex)
@@ -321,7 +333,15 @@ def quantum_fidelity(rho: np.ndarray, target: np.ndarray) -> QuantumFidelity:
         >>> round(fid.value, 12), fid.physical, round(fid.projected, 12)
         (1.1, False, 1.0)
     """
-    return Reconstruction(np.asarray(rho, dtype=np.complex128)).fidelity(target)
+    rho = np.asarray(rho, dtype=np.complex128)
+    if rho.ndim != 2 or rho.shape[0] != rho.shape[1]:
+        raise QtomoError(f"ρ must be a square matrix (D, D); got shape {rho.shape}")
+    check_finite(rho, "ρ")
+    trace = complex(np.trace(rho))
+    if abs(trace - 1) > STATE_TOL:
+        raise QtomoError(f"ρ has trace {trace.real:.6g}; expected 1 (a normalised Q inverts "
+                         f"to trace 1)")
+    return Reconstruction(rho).fidelity(target)
 
 
 def density_matrix(probabilities: np.ndarray, povm: POVM | PerQubitPOVM) -> Reconstruction:

@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from collections.abc import Sequence
@@ -17,6 +16,7 @@ from qtomo.blocks import BlockFigures, ReducedState
 from qtomo.errors import QtomoError
 from qtomo.estimate import Estimate
 from qtomo.evaluate import EnsembleEvaluation, Evaluation, z_score
+from qtomo.jsontext import json_text
 from qtomo.reconstruct import ContractedFidelity, QuantumFidelity, SampledFidelity
 
 __all__ = ["check_comparable", "compare", "format_ensemble_report", "format_report",
@@ -161,6 +161,15 @@ def _block_cell(figures: BlockFigures | None, name: str) -> str:
     return _pm(estimate, figures is not None and figures.samples is None)
 
 
+def _renyi_cell(figures: BlockFigures | None) -> str:
+    """The Rényi-2 cell, flagged where it is negative: Tr ρ_A² > 1, which only an unphysical
+    ρ_A (a negative eigenvalue) has."""
+    cell = _block_cell(figures, "renyi2")
+    if figures is not None and figures.renyi2.value < 0:
+        cell += " UNPHYSICAL (Tr rho_A^2 > 1)"
+    return cell
+
+
 def _span(state: ReducedState) -> str:
     return f"sites {state.sites[0]}-{state.sites[-1]}"
 
@@ -201,8 +210,9 @@ def _block_rows(states: tuple[ReducedState, ...]) -> list[tuple[str, str, str, s
                      "—" if low.data is None else f"{low.data.min_eigenvalue:.3g}", ">= 0"))
         centre = group[len(group) // 2]
         rows.append((f"{k}-site Renyi-2 entropy ({_span(centre)})",
-                     _block_cell(centre.model, "renyi2"), _block_cell(centre.data, "renyi2"),
-                     "—" if centre.reference_renyi2 is None else f"{centre.reference_renyi2:.6g}"))
+                     _renyi_cell(centre.model), _renyi_cell(centre.data),
+                     "—" if centre.reference_renyi2 is None
+                     else f"{centre.reference_renyi2 + 0.0:.6g}"))  # + 0.0: no "-0"
     return rows
 
 
@@ -272,9 +282,10 @@ def format_ensemble_report(ensemble: EnsembleEvaluation) -> str:
 
 def write_json(evaluation: Evaluation | EnsembleEvaluation,
                path: str | os.PathLike) -> Path | None:
-    """Write ``evaluation.as_dict()`` as JSON, atomically (temporary file + rename); ``"-"``
-    writes to standard output instead and returns None."""
-    text = json.dumps(evaluation.as_dict(), indent=1, allow_nan=True) + "\n"
+    """Write ``evaluation.as_dict()`` as standard JSON (:func:`qtomo.jsontext.json_text`),
+    atomically (temporary file + rename); ``"-"`` writes to standard output instead and returns
+    None."""
+    text = json_text(evaluation.as_dict()) + "\n"  # null plus a reason for inf and nan
     if str(path) == "-":
         sys.stdout.write(text)
         return None

@@ -66,8 +66,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from qtomo.atomic import atomic_output, check_writable
-from qtomo.data import Dataset
+from qtomo.atomic import atomic_output, check_outputs
+from qtomo.data import Dataset, as_dataset
 from qtomo.device import resolve_device
 from qtomo.errors import CheckpointError, ConvergenceError, QtomoError
 from qtomo.models import QtomoModel, hyperparameters, load_checkpoint, save_checkpoint
@@ -136,6 +136,35 @@ def resume_path(path: str | Path) -> Path:
     path = Path(path)
     last = run_paths(path)[1]
     return last if not path.name.endswith(".last.pt") and last.is_file() else path
+
+
+_SAME_RUN = ("family", "hyperparameters", "povm", "L", "K")
+
+
+def load_resume(path: str | Path, map_location: str | torch.device = "cpu"):
+    """The checkpoint to resume from (:func:`resume_path`). When that is the ``.last.pt``
+    beside the best checkpoint ``path``, both must be of one run: the same family,
+    hyperparameters, POVM, L, K and training data.
+
+    Raises:
+        CheckpointError: for a ``.last.pt`` of another run (one line naming what differs), and
+            whatever :func:`qtomo.models.load_checkpoint` raises.
+    """
+    used = resume_path(path)
+    checkpoint = load_checkpoint(used, map_location=map_location)
+    if used == Path(path) or not Path(path).is_file():  # an interrupted run: no best file yet
+        return checkpoint
+    best = load_checkpoint(path, map_location="cpu").config
+    last = checkpoint.config
+    differs = [f"{key} {last.get(key)!r} (in {path.name}: {best.get(key)!r})"
+               for key in _SAME_RUN if last.get(key) != best.get(key)]
+    if (last.get("data") or {}).get("attrs") != (best.get("data") or {}).get("attrs"):
+        differs.append(f"training data {(last.get('data') or {}).get('path')} (in {path.name}: "
+                       f"{(best.get('data') or {}).get('path')})")
+    if differs:
+        raise CheckpointError(f"{used} is not the last state of the run of {path}: it has "
+                              f"{'; '.join(differs)}; resume from the file of the run you mean")
+    return checkpoint
 
 
 def split_rows(n_records: int, val_fraction: float) -> tuple[tuple[int, int], tuple[int, int]]:
@@ -348,7 +377,7 @@ def _write_history(path: Path, history: list[dict[str, float]], summary: dict[st
         tmp.write_text(json.dumps({**summary, "epochs": history}, indent=1) + "\n")
 
 
-def fit(model: QtomoModel, dataset: Dataset, options: TrainOptions | None = None, *,
+def fit(model: QtomoModel, dataset: Dataset | str | Path, options: TrainOptions | None = None, *,
         out: str | Path | None = None, resume: str | Path | None = None,
         device: str | torch.device = "auto",
         quiet: bool = False) -> TrainResult:
@@ -356,7 +385,8 @@ def fit(model: QtomoModel, dataset: Dataset, options: TrainOptions | None = None
 
     Args:
         model: any family, freshly built (or matching ``resume``); moved to ``device``.
-        dataset: from :func:`qtomo.data.read_dataset`; its L, K must match the model.
+        dataset: from :func:`qtomo.data.read_dataset`, or the path of a dataset file; its L, K
+            must match the model.
         options: :class:`TrainOptions` (defaults if ``None``).
         out: best checkpoint path; ``.last.pt`` and ``.history.json`` go beside it
             (:func:`run_paths`). None trains in memory (a notebook): no file is written, and
@@ -395,6 +425,7 @@ def fit(model: QtomoModel, dataset: Dataset, options: TrainOptions | None = None
         (True, (3600, 4000))
     """
     options = options or TrainOptions()
+    dataset = as_dataset(dataset)
     rank, world, created_group = _distributed()
     try:
         return _fit(model, dataset, options, out=None if out is None else Path(out),
@@ -408,18 +439,25 @@ def fit(model: QtomoModel, dataset: Dataset, options: TrainOptions | None = None
 def _fit(model: QtomoModel, dataset: Dataset, options: TrainOptions, *, out: Path | None,
          resume: str | Path | None, device: str | torch.device, quiet: bool, rank: int,
          world: int) -> TrainResult:
+    _check_pairing(model, dataset, options, world)
+    state = None
+    if resume is not None:  # first: another dataset is named as such, not as a batch problem
+        if out is None:
+            raise QtomoError("resuming needs the run's files; give out= (an in-memory run "
+                             "writes none)")
+        state = load_resume(resume, map_location="cpu")
+        train_rows, val_rows = split_rows(dataset.n_records, options.val_fraction)
+        _check_resume(state, model, dataset, {"train_rows": list(train_rows),
+                                              "val_rows": list(val_rows)})
     run = _Run(model, dataset, options, out=out, device=device, quiet=quiet, rank=rank,
                world=world)
-    if out is None and resume is not None:
-        raise QtomoError("resuming needs the run's files; give out= (an in-memory run writes "
-                         "none)")
     # the run's random numbers (initial RNG state, resumed state) stay inside the run: the
     # caller's global generator is the same before and after
     cuda = [run.device] if run.device.type == "cuda" else []
     with torch.random.fork_rng(devices=cuda):
         torch.manual_seed(options.seed)
-        if resume is not None:
-            run.restore(resume)
+        if state is not None:
+            run.restore(state)
         while run.epoch < options.epochs and not run.stopped_early:
             run.train_epoch()
         if run.stopped_early and not quiet:
@@ -435,7 +473,7 @@ class _Run:
     def __init__(self, model: QtomoModel, dataset: Dataset, options: TrainOptions, *,
                  out: Path | None, device: str | torch.device, quiet: bool, rank: int,
                  world: int) -> None:
-        self.train_rows, self.val_rows = _check_fit(model, dataset, options, world)
+        self.train_rows, self.val_rows = _split(dataset, options, world)
         device = resolve_device(device)
         if world > 1 and device.type == "cuda":
             device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
@@ -445,8 +483,7 @@ class _Run:
         self.paths = run_paths(out) if out is not None else (None,) * 3
         self.save = rank == 0 and out is not None
         if self.save:  # fail now rather than after the first epoch
-            for path in self.paths:
-                check_writable(path, inputs=(dataset.path,))
+            check_outputs(self.paths, inputs=(dataset.path,))
         self.data = _provenance(dataset, self.train_rows, self.val_rows,
                                 out.parent if out is not None else Path.cwd())
         model.to(device)
@@ -475,10 +512,8 @@ class _Run:
         self.best: dict[str, Any] = {"epoch": 0, "val_nll": math.inf, "state_dict": None}
         self.refinement: Refinement | None = None
 
-    def restore(self, resume: str | Path) -> None:
-        """Continue the interrupted run stored at ``resume`` (its ``.last.pt``)."""
-        state = load_checkpoint(resume_path(resume), map_location="cpu")
-        _check_resume(state, self.model, self.dataset, self.data)
+    def restore(self, state) -> None:
+        """Continue the interrupted run of the checkpoint ``state`` (:func:`load_resume`)."""
         trainer = state.trainer
         if (trainer["average"] is None) != (self.average is None):
             stored = state.config["training"].get("options", {}).get("ema")
@@ -641,9 +676,9 @@ class _Run:
                            refinement=self.refinement)
 
 
-def _check_fit(model: QtomoModel, dataset: Dataset, options: TrainOptions,
-               world: int) -> tuple[tuple[int, int], tuple[int, int]]:
-    """Refuse a model and dataset that do not go together; the training and validation rows."""
+def _check_pairing(model: QtomoModel, dataset: Dataset, options: TrainOptions,
+                   world: int) -> None:
+    """Refuse a model, dataset and options that do not go together."""
     if (dataset.L, dataset.K) != (model.L, model.K):
         raise QtomoError(f"dataset {dataset.path} has L = {dataset.L}, K = {dataset.K}; the "
                          f"{model.family} model was built for L = {model.L}, K = {model.K}")
@@ -656,6 +691,11 @@ def _check_fit(model: QtomoModel, dataset: Dataset, options: TrainOptions,
                          f"in one process; got a world size of {world} (run without torchrun)")
     if model.makes_own_step and options.refine:
         raise QtomoError(f"the {model.family} model has no likelihood to refine; drop --refine")
+
+
+def _split(dataset: Dataset, options: TrainOptions,
+           world: int) -> tuple[tuple[int, int], tuple[int, int]]:
+    """The training and validation rows; QtomoError when there is not one batch to train on."""
     train_rows, val_rows = split_rows(dataset.n_records, options.val_fraction)
     n_train = train_rows[1] - train_rows[0]
     if n_train < max(options.batch_size, world) or val_rows[1] == val_rows[0]:

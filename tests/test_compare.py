@@ -161,8 +161,10 @@ def test_cli_compare_writes_both_json_files_and_the_figure(dataset, tmp_path, ca
 def test_cli_compare_bad_options_exit_2(dataset, tmp_path, capsys, extra, message):
     path = save_checkpoint(tmp_path / "m.pt", build("mps", L=L, K=4, povm="pauli4", chi=2),
                            povm="pauli4")
+    other = tmp_path / "n.pt"  # the same model under a second name (one file twice: refused)
+    other.write_bytes(path.read_bytes())
     argv = ["compare", "--model", str(path), "--data", str(dataset.path), "--device", "cpu",
-            *[arg.replace("{1}", str(path)) for arg in extra]]
+            *[arg.replace("{1}", str(other)) for arg in extra]]
     assert main(argv) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "x.json").exists()

@@ -704,7 +704,7 @@ def test_bad_array_files(tmp_path, capsys):
                                ("pauli-shots", "p.npz", "missing array(s) bits"),
                                ("aqt", "a.npy", "aqt outcomes must lie in 0..5; got 6"),
                                ("aqt", "e.npy", "empty"),
-                               ("pauli-shots", "a.npy", "not a readable .npz")]:
+                               ("pauli-shots", "a.npy", "not a .npz archive (it is a .npy")]:
         status = main(["import", fmt, str(tmp_path / name), "--out", str(tmp_path / "x.h5")])
         err = capsys.readouterr().err
         assert status == 2 and err.count("\n") == 1 and message in err, (name, err)

@@ -175,7 +175,7 @@ def test_foreign_corrupt_and_mismatched_checkpoints(tmp_path):
     payload = torch.load(good, weights_only=True)
     payload["config"]["hyperparameters"]["hidden"] = 9
     torch.save(payload, tmp_path / "mismatch.pt")
-    expected = {"missing.pt": "does not exist", "text.pt": "not a torch.save archive",
+    expected = {"missing.pt": "no such checkpoint file", "text.pt": "not a torch.save archive",
                 "foreign.pt": "expected format 'qtomo.checkpoint'",
                 "pickled.pt": "objects other than tensors", "truncated.pt": "not a",
                 "mismatch.pt": "config does not match the stored tensors \\(size mismatch"}

@@ -18,8 +18,11 @@ and the trainer checks that the data were measured with it; for the networks ``p
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -58,6 +61,18 @@ class QtomoModel(nn.Module):
     #: cannot determine the phases of the amplitudes (:func:`qtomo.recipe.phase_prior`)
     unphased_defaults: ClassVar[dict[str, Any]] = {}
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Give every family's ``log_prob`` and ``training_nll`` records of any integer dtype
+        (uint8 as :meth:`qtomo.data.Dataset.outcomes` returns them, int8..int64, numpy arrays:
+        :func:`as_records`), checked (:meth:`check_records`; an int64 tensor, the trainer's,
+        by the family itself), and check ``sample``'s count (:func:`check_count`), once, here."""
+        super().__init_subclass__(**kwargs)
+        for name in ("log_prob", "training_nll"):
+            if name in cls.__dict__:
+                setattr(cls, name, _taking_records(cls.__dict__[name]))
+        if "sample" in cls.__dict__:
+            cls.sample = _checking_count(cls.__dict__["sample"])
+
     def __init__(self, L: int, K: int) -> None:
         super().__init__()
         self.L = int(L)
@@ -65,11 +80,12 @@ class QtomoModel(nn.Module):
         self.povm: POVM | None = None
 
     def log_prob(self, a: torch.Tensor) -> torch.Tensor:
-        """ln Q(a) for a LongTensor (B, L) of outcomes; returns (B,) float."""
+        """ln Q(a) for integer records (B, L) (a tensor or numpy array of any integer dtype);
+        returns (B,) float."""
         raise NotImplementedError
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """n independent records Q-distributed; LongTensor (n, L) on the model's device."""
+        """n ≥ 0 independent records Q-distributed; LongTensor (n, L) on the model's device."""
         raise NotImplementedError
 
     def grows(self, name: str, value: int) -> bool:
@@ -120,6 +136,64 @@ class QtomoModel(nn.Module):
     @property
     def device(self) -> torch.device:
         return next(self.parameters()).device
+
+
+def as_records(a: Any, device: torch.device) -> Any:
+    """Integer records as the LongTensor the families index with: a numpy array of an integer
+    dtype becomes a tensor on ``device``, an integer tensor of another width an int64 one on
+    its own device. Anything else (floats, bool, lists) is returned as it is, for the family's
+    :meth:`QtomoModel.check_records` to refuse with its one-line message.
+
+    Example:
+        >>> as_records(np.array([[0, 3]], dtype=np.uint8), torch.device("cpu"))
+        tensor([[0, 3]])
+    """
+    if isinstance(a, np.ndarray) and a.dtype.kind in "iu":
+        return torch.from_numpy(a.astype(np.int64)).to(device)
+    integer_dtypes = (torch.uint8, torch.int8, torch.int16, torch.int32)
+    if isinstance(a, torch.Tensor) and a.dtype in integer_dtypes:
+        return a.long()
+    return a
+
+
+def check_count(n: Any) -> int:
+    """``n`` as an int if it is a whole number ≥ 0 (int or numpy integer, not bool).
+
+    Example:
+        >>> check_count(2.5)
+        Traceback (most recent call last):
+        ...
+        qtomo.errors.QtomoError: the number of records must be an integer >= 0; got 2.5
+    """
+    if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 0:
+        raise QtomoError(f"the number of records must be an integer >= 0; got {n!r}")
+    return int(n)
+
+
+def _taking_records(method: Callable) -> Callable:
+    @functools.wraps(method)
+    def taking_records(self: QtomoModel, a: Any, *args: Any, **kwargs: Any) -> torch.Tensor:
+        records = as_records(a, _parameter_device(self))
+        if not (isinstance(a, torch.Tensor) and a.dtype == torch.int64):
+            self.check_records(records)  # an int64 tensor: the family's own check (no 2nd sync)
+        return method(self, records, *args, **kwargs)
+
+    return taking_records
+
+
+def _checking_count(method: Callable) -> Callable:
+    @functools.wraps(method)
+    def checking_count(self: QtomoModel, n: Any, *args: Any, **kwargs: Any) -> torch.Tensor:
+        return method(self, check_count(n), *args, **kwargs)
+
+    return checking_count
+
+
+def _parameter_device(model: nn.Module) -> torch.device:
+    """The device of the model's first parameter or buffer (CPU for one with neither)."""
+    for tensor in (*model.parameters(), *model.buffers()):
+        return tensor.device
+    return torch.device("cpu")
 
 
 def check_hyperparameter(family: str, name: str, value: object, *, low: float,

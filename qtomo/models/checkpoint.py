@@ -45,6 +45,7 @@ import torch
 import qtomo
 from qtomo.atomic import atomic_output, describe_leftover
 from qtomo.errors import CheckpointError, QtomoError
+from qtomo.guards import missing_file
 from qtomo.models.base import QtomoModel
 from qtomo.models.registry import build, hyperparameters
 from qtomo.options import TrainOptions
@@ -229,6 +230,16 @@ def save_checkpoint(path: str | Path, model: QtomoModel, *, povm: str,
     return path
 
 
+def _torch_archive(path: Path) -> bool:
+    """Whether a zip archive holds torch.save's ``<name>/data.pkl`` (an unreadable one: True,
+    for torch.load to report)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return any(name.endswith("/data.pkl") for name in archive.namelist())
+    except (zipfile.BadZipFile, OSError):
+        return True
+
+
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> Checkpoint:
     """Read and validate a checkpoint and rebuild its model.
 
@@ -246,12 +257,15 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     """
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist")
+        raise CheckpointError(missing_file(path, "checkpoint file"))
     leftover = describe_leftover(path)
     if leftover is not None:
         raise CheckpointError(f"{path}: {leftover}")
     if not zipfile.is_zipfile(path):
         raise CheckpointError(f"{path} is not a qtomo checkpoint (not a torch.save archive)")
+    if not _torch_archive(path):
+        raise CheckpointError(f"{path} is a zip archive but not a qtomo checkpoint (no "
+                                  f"torch.save data in it); expected a .pt file of qtomo fit")
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError:
