@@ -30,6 +30,7 @@ Example:
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -616,8 +617,8 @@ def tfim_mps(
     if out_of_time and change > energy_tol:
         raise ConvergenceError(
             f"DMRG at L = {L} used its time budget of {max_seconds:g} s after {len(energies)} "
-            f"sweeps (relative energy change {change:.2e} > energy_tol {energy_tol:.1e}); raise "
-            f"--dmrg-seconds or lower L"
+            f"sweep{'s' if len(energies) != 1 else ''} (relative energy change {change:.2e} > "
+            f"energy_tol {energy_tol:.1e}); raise --dmrg-seconds or lower L"
         )
     if change > energy_tol:
         raise ConvergenceError(
@@ -693,7 +694,9 @@ def _run_dmrg(
         "mixer": False,
     }
     engine = TwoSiteDMRGEngine(psi, model, options)
-    engine.run()
+    with warnings.catch_warnings():  # a run stopped by the time budget never read max_E_err
+        warnings.filterwarnings("ignore", message="unused option", category=UserWarning)
+        engine.run()
     energies = [float(E) for E in engine.sweep_stats["E"]]
     truncation_error = float(engine.sweep_stats["max_trunc_err"][-1])
     tensors = [psi.get_B(i, form="B").to_ndarray() for i in range(L)]  # legs vL, p, vR
