@@ -68,7 +68,12 @@ import torch
 
 from qtomo.errors import QtomoError
 from qtomo.povm import POVM, PerQubitPOVM, check_outcomes
-from qtomo.states.real_environment import is_real, real_log_prob, real_site_tables
+from qtomo.states.real_environment import (
+    is_real,
+    real_log_prob,
+    real_pass_flops,
+    real_site_tables,
+)
 
 __all__ = ["MPSDistribution", "born_log_prob"]
 
@@ -202,24 +207,38 @@ class MPSDistribution:
         self.rank_one = all(np.array_equal(np.sort(row), np.arange(self.K)) for row in parent)
         self._refined = torch.empty((self.L, self.K), dtype=torch.int64, device=self.device)
         per_record = 8 * (4 * self.L + 4 * self.R * max(self.chi))  # sampling pass
-        self.tables = False  # rank-one POVMs need no mixed pass
         self._real_sites: list[tuple[torch.Tensor, torch.Tensor]] = []
         if self.rank_one:
             self._refined.scatter_(1, self._parent, torch.arange(self.R, device=self.device)
                                    .expand(self.L, -1).contiguous())
-        elif self.kappa == 1 and is_real(tensors):  # real arithmetic, no tables (its module)
+            self.log_prob_pass = "pure"
+        else:
+            per_record += self._prepare_mixed_pass(tensors)
+        self.tables = self.log_prob_pass == "tables"
+        self.chunk_size = chunk_size or int(np.clip(_CHUNK_BYTES // per_record, 256, 2**16))
+
+    def _prepare_mixed_pass(self, tensors: Sequence[np.ndarray]) -> int:
+        """Choose and build the ln P pass of a POVM with mixed elements; its bytes per record.
+
+        ``log_prob_pass`` becomes ``"real"`` (:mod:`qtomo.states.real_environment`) for a real
+        MPS when the tables do not fit or would cost more flops per record (small χ), else
+        ``"tables"`` when they fit their budget, else ``"dense"`` (:func:`born_log_prob`).
+        """
+        table_flops = _table_bytes(self.chi, self.K) // (4 * self.K)  # 2 Σ χl²χr²
+        if self.kappa == 1 and is_real(tensors) and (
+                not _use_tables(self.chi, self.K) or real_pass_flops(self.chi) < table_flops):
+            self.log_prob_pass = "real"
             self._real_sites = real_site_tables(tensors, self._elements.cpu().numpy(),
                                                 self.device)
-        else:
-            self.tables = _use_tables(self.chi, self.K)
-            if self.tables:
-                with torch.no_grad():
-                    self._T = [_superoperator(B, M) for B, M in zip(
-                        self._tensors, self._elements.expand(self.L, -1, 2, 2), strict=True)]
-                per_record += 2 * 8 * max(self.chi) ** 2
-            else:  # born_log_prob: E, W_k gathered, X and Y per record
-                per_record += 16 * 6 * self.kappa**2 * max(self.chi) ** 2
-        self.chunk_size = chunk_size or int(np.clip(_CHUNK_BYTES // per_record, 256, 2**16))
+            return 0  # real_log_prob works in blocks of its own
+        if _use_tables(self.chi, self.K):
+            self.log_prob_pass = "tables"
+            with torch.no_grad():
+                self._T = [_superoperator(B, M) for B, M in zip(
+                    self._tensors, self._elements.expand(self.L, -1, 2, 2), strict=True)]
+            return 2 * 8 * max(self.chi) ** 2
+        self.log_prob_pass = "dense"  # born_log_prob: E, W_k gathered, X and Y per record
+        return 16 * 6 * self.kappa**2 * max(self.chi) ** 2
 
     def __repr__(self) -> str:
         kraus = f", kraus={self.kappa}" if self.kappa > 1 else ""
@@ -285,7 +304,7 @@ class MPSDistribution:
     def _log_prob_chunk(self, a: torch.Tensor) -> torch.Tensor:
         if self.rank_one:
             return self._pure_pass(refined=self._refined[self._sites, a])[1]
-        if self._real_sites:
+        if self.log_prob_pass == "real":
             return real_log_prob(self._real_sites, a)
         if self.tables:
             return _table_log_trace(self._T, a, _RENORMALISE)
