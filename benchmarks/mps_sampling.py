@@ -37,7 +37,7 @@ from __future__ import annotations
 import argparse
 import inspect
 import json
-import resource
+import re
 import subprocess
 import sys
 import tempfile
@@ -128,7 +128,8 @@ def memory_child(L: int, n: int, device: str, svd_min: float) -> None:
         simulate("tfim", L, samples=n, method="mps", out=Path(folder) / "bench.h5", quiet=True,
                  device=device, svd_min=svd_min)
         seconds = time.perf_counter() - start
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
+    # VmHWM, not ru_maxrss: Linux keeps ru_maxrss across exec (it would be the parent's)
+    peak = int(re.search(r"VmHWM:\s*(\d+) kB", Path("/proc/self/status").read_text())[1]) * 1024
     print(json.dumps({"peak_rss_bytes": peak, "seconds": seconds}))
 
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
+import re
 import subprocess
 import sys
 import tempfile
@@ -90,7 +90,8 @@ def simulate_child(state: str, L: int, n: int) -> None:
                         quiet=True, device="cpu")
         seconds = time.perf_counter() - start
         size = path.stat().st_size
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
+    # VmHWM, not ru_maxrss: Linux keeps ru_maxrss across exec (it would be the parent's)
+    peak = int(re.search(r"VmHWM:\s*(\d+) kB", Path("/proc/self/status").read_text())[1]) * 1024
     print(json.dumps({"simulate_seconds": seconds, "peak_rss_bytes": peak, "file_bytes": size}))
 
 
