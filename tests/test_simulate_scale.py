@@ -138,9 +138,15 @@ print(int(re.search(r"VmHWM:\\s*(\\d+) kB", Path("/proc/self/status").read_text(
 
 @pytest.mark.slow
 def test_records_stream_to_the_file_in_flat_memory(tmp_path):
-    """Peak resident memory of ``simulate`` at L = 100 grows by < 40 MiB from 3·2^16 to 12·2^16
-    records, while the larger file's outcomes alone are 75 MiB as uint8 (600 MiB as int64)."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    """Peak resident memory of ``simulate`` at L = 100 grows by < 20 MiB from 3·2^16 to 12·2^16
+    records, while the larger file's outcomes alone are 75 MiB as uint8 (600 MiB as int64).
+
+    glibc's malloc raises its mmap threshold as large blocks are freed and then serves them from
+    a heap that fragments (measured: +92 MiB between these N by default, levelling off near
+    620 MiB by 10^6 records); a fixed threshold measures what the program holds (463 → 466 MiB).
+    """
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1",
+           "MALLOC_MMAP_THRESHOLD_": str(2**20)}
     peaks = []
     for n in (3 * 2**16, 12 * 2**16):
         out = tmp_path / f"s{n}.h5"
@@ -148,4 +154,4 @@ def test_records_stream_to_the_file_in_flat_memory(tmp_path):
                               capture_output=True, text=True, check=True)
         peaks.append(int(done.stdout.splitlines()[-1]))
         assert out.exists()
-    assert peaks[1] - peaks[0] < 40 * 2**20, peaks
+    assert peaks[1] - peaks[0] < 20 * 2**20, peaks
