@@ -58,7 +58,7 @@ def test_real_pass_equals_the_complex_environments_at_L100_chi40():
     dist = MPSDistribution(tensors, get_povm("pauli4"))
     a, log_p = dist.sample_with_log_prob(300, torch.Generator().manual_seed(1))
     complex_pass = born_log_prob([torch.as_tensor(B) for B in tensors],
-                                 torch.as_tensor(get_povm("pauli4").elements), a)
+                                 torch.tensor(get_povm("pauli4").elements), a)
     np.testing.assert_allclose(log_p.numpy(), complex_pass.numpy(), rtol=0, atol=1e-9)
 
 
@@ -85,7 +85,7 @@ def test_records_at_L100_match_the_exact_marginals():
     a, log_p = MPSDistribution(tensors, povm).sample_with_log_prob(
         20_000, torch.Generator().manual_seed(4))
     _marginals_pass(tensors, povm, a.numpy())
-    check = born_log_prob([torch.as_tensor(B) for B in tensors], torch.as_tensor(povm.elements),
+    check = born_log_prob([torch.as_tensor(B) for B in tensors], torch.tensor(povm.elements),
                           a[:500])
     np.testing.assert_allclose(log_p[:500].numpy(), check.numpy(), rtol=0, atol=1e-10)
 
