@@ -42,8 +42,10 @@ per site with inner dimension χ², close to the float64 matrix-product peak. Bo
 float64 arithmetic only, for real and complex MPS alike. The tables take K Σ_i χ_i² χ_{i+1}²
 floats; above 1 GiB, for χ > 32, or for a purified state, ln P comes from
 :func:`born_log_prob` (two products per site with inner dimensions χ and 2κχ). A real MPS (the
-TFIM and GHZ states of ``qtomo simulate``) takes neither: :mod:`qtomo.states.real_environment`
-splits E into real and imaginary parts, O(χ³) real flops per site instead of the tables' χ⁴.
+TFIM and GHZ states of ``qtomo simulate``) takes :mod:`qtomo.states.real_environment` instead,
+which splits E into real and imaginary parts (O(χ³) real flops per site against the tables'
+2 χ⁴), unless the tables fit and cost fewer flops (χ ≲ 12); ``log_prob_pass`` names the pass
+(docs/simulate.md).
 
 Example:
     >>> import torch
@@ -167,7 +169,8 @@ class MPSDistribution:
         chunk_size: records processed together; default: what fits 64 MiB of working memory.
 
     ``sample``, ``log_prob`` and ``sample_with_log_prob`` process any number of records in
-    chunks, so memory stays bounded by the chunk (plus the returned tensors).
+    chunks, so memory stays bounded by the chunk (plus the returned tensors). ``log_prob_pass``
+    is ``"pure"`` (rank-one POVMs), ``"real"``, ``"tables"`` or ``"dense"`` (module docstring).
     """
 
     exact_log_prob = True
