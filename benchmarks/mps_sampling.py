@@ -27,6 +27,7 @@ Usage::
     python benchmarks/mps_sampling.py            # full run (the 10^7-record memory run is long)
     python benchmarks/mps_sampling.py --quick    # smaller N everywhere
     python benchmarks/mps_sampling.py --only-accuracy   # just the svd_min table
+    python benchmarks/mps_sampling.py --cases tfim:50:20000 ghz:200:100000   # mps_simulate.py
 
 Prints a table and writes ``benchmarks/results/mps_sampling.json``.
 """
@@ -36,7 +37,7 @@ from __future__ import annotations
 import argparse
 import inspect
 import json
-import resource
+import re
 import subprocess
 import sys
 import tempfile
@@ -127,7 +128,8 @@ def memory_child(L: int, n: int, device: str, svd_min: float) -> None:
         simulate("tfim", L, samples=n, method="mps", out=Path(folder) / "bench.h5", quiet=True,
                  device=device, svd_min=svd_min)
         seconds = time.perf_counter() - start
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
+    # VmHWM, not ru_maxrss: Linux keeps ru_maxrss across exec (it would be the parent's)
+    peak = int(re.search(r"VmHWM:\s*(\d+) kB", Path("/proc/self/status").read_text())[1]) * 1024
     print(json.dumps({"peak_rss_bytes": peak, "seconds": seconds}))
 
 
@@ -182,7 +184,15 @@ def main(argv: list[str] | None = None) -> dict:
                         help="DMRG cutoff of the throughput and memory runs (default: qtomo's)")
     parser.add_argument("--memory-child", nargs=4, metavar=("L", "N", "DEVICE", "SVD_MIN"),
                         help=argparse.SUPPRESS)
+    parser.add_argument("--cases", nargs="*", metavar="STATE:L:N",
+                        help="only the per-case table of benchmarks/mps_simulate.py (DMRG apart, "
+                             "ln P GFLOP/s, speed-up over the previous path, simulate memory)")
     args = parser.parse_args(argv)
+    if args.cases is not None:
+        import mps_simulate
+
+        return mps_simulate.main(["--cases", *args.cases]
+                                 + (["--threads", str(args.threads)] if args.threads else []))
     if args.memory_child:
         memory_child(int(args.memory_child[0]), int(args.memory_child[1]), args.memory_child[2],
                      float(args.memory_child[3]))

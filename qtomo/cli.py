@@ -166,6 +166,8 @@ def _add_simulate_parser(subparsers) -> None:
     parser.add_argument("--svd-min", type=_finite_float, default=None,
                         help="discarded weight allowed per DMRG truncation; sets the accuracy of "
                              "the stored ln P (default 1e-14; see the README's MPS section)")
+    parser.add_argument("--dmrg-seconds", type=_finite_float, default=None,
+                        help="wall-clock budget of the TFIM's DMRG sweeps (default 1800)")
     _readout_option(parser, "with --povm pauli6: flip read bits")
     parser.add_argument("--out", type=Path, default=None,
                         help="output file (default data/<state>_L<L>[_h<h>]_<povm>.h5)")
@@ -192,6 +194,7 @@ def _run_simulate(args: argparse.Namespace) -> int:
         args.state, args.L, J=args.J, h=args.h, boundary=args.boundary,
         product_state=args.product_state, povm=args.povm, samples=args.samples,
         method=args.method, chi_max=args.chi_max, svd_min=args.svd_min,
+        dmrg_seconds=args.dmrg_seconds,
         depolarizing=args.depolarizing, dephasing=args.dephasing,
         amplitude_damping=args.amplitude_damping,
         readout_error=_readout_errors(args.readout_error),

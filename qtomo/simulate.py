@@ -72,6 +72,7 @@ def simulate(
     method: str = "auto",
     chi_max: int | None = None,
     svd_min: float | None = None,
+    dmrg_seconds: float | None = None,
     depolarizing: float = 0.0,
     dephasing: float = 0.0,
     amplitude_damping: float = 0.0,
@@ -95,6 +96,9 @@ def simulate(
             :func:`qtomo.states.mps.tfim_mps`, which sets the accuracy of the stored ln P).
         chi_max: MPS bond-dimension cap for DMRG (MPS path; default of
             :func:`qtomo.states.mps.tfim_mps` when None).
+        dmrg_seconds: wall-clock budget of the TFIM's DMRG sweeps (MPS path; default
+            :data:`qtomo.states.mps.DMRG_SECONDS`); past it the run stops with a
+            ``ConvergenceError`` that names this option.
         depolarizing, dephasing, amplitude_damping: the local channel on every qubit, each in
             [0, 1] (:class:`qtomo.states.noise.LocalNoise`); stored as root attributes when any
             is non-zero.
@@ -150,7 +154,9 @@ def simulate(
     check_space(target, 8 * samples, "the ln P column alone (8 bytes per record)")
 
     built = noisy_state(
-        _build_state(state, L, J, h, boundary, product_state, method, chi_max, svd_min), channel
+        _build_state(state, L, J, h, boundary, product_state, method,
+                     {"chi_max": chi_max, "svd_min": svd_min, "max_seconds": dmrg_seconds}),
+        channel
     )
     sampler_device = resolve_device(device) if method == "mps" else torch.device("cpu")
     if built.attrs.get("warning"):
@@ -176,7 +182,7 @@ def simulate(
                          chunks=chunks(), reference=reference, quiet=quiet)
 
 
-def _build_state(state, L, J, h, boundary, product_state, method, chi_max, svd_min):
+def _build_state(state, L, J, h, boundary, product_state, method, dmrg_options):
     if method == "exact":
         if state == "tfim":
             return exact.tfim_ground_state(L, J, h, boundary)
@@ -186,8 +192,7 @@ def _build_state(state, L, J, h, boundary, product_state, method, chi_max, svd_m
     from qtomo.states import mps  # TeNPy is imported only when the MPS path is used
 
     if state == "tfim":
-        options = {key: value for key, value in (("chi_max", chi_max), ("svd_min", svd_min))
-                   if value is not None}
+        options = {key: value for key, value in dmrg_options.items() if value is not None}
         return mps.tfim_mps(L, J, h, boundary=boundary, **options)
     if state == "ghz":
         return mps.ghz_mps(L)

@@ -50,6 +50,7 @@ __all__ = ["MPSState", "block_density_matrix", "check_mps_shapes", "correlations
 _CANONICAL_TOL = 1e-8
 _PARITY_TOL = 1e-6
 _MAX_SWEEPS = 60
+DMRG_SECONDS = 1800.0  # default wall-clock budget of tfim_mps's sweeps
 
 
 @dataclass(frozen=True)
@@ -596,6 +597,7 @@ def tfim_mps(
     chi_max: int = 64,
     svd_min: float = 1e-14,
     energy_tol: float = 1e-10,
+    max_seconds: float = DMRG_SECONDS,
 ) -> MPSState:
     """Ground state of H = −J Σ Z_i Z_{i+1} − h Σ X_i by two-site DMRG (TeNPy), as an MPS.
 
@@ -618,6 +620,8 @@ def tfim_mps(
             ``trunc_cut`` = √svd_min). The default 1e-14 keeps every record's ln P within 1e-5
             of the untruncated state's (measured: README, MPS path); χ = 30 at L = 50, h = J.
         energy_tol: convergence when the relative energy change per sweep is below it.
+        max_seconds: wall-clock budget of the sweeps (> 0); DMRG stops at the end of the sweep
+            that passes it (README "Simulating data": L = 200 takes minutes).
 
     Returns:
         MPSState with attrs ``state, J, h, boundary, chi_max, svd_min, energy_tol,
@@ -626,8 +630,9 @@ def tfim_mps(
 
     Raises:
         QtomoError: for bad parameters.
-        ConvergenceError: when DMRG has not reached energy_tol after 60 sweeps (the message names
-            the last relative energy change), or no state of the ground-state parity results.
+        ConvergenceError: when DMRG has not reached energy_tol after 60 sweeps or within
+            max_seconds (the message names the last relative energy change and the option to
+            change), or no state of the ground-state parity results.
 
     Example:
         >>> state = tfim_mps(12, h=1.0)
@@ -640,15 +645,22 @@ def tfim_mps(
     if isinstance(chi_max, bool) or not isinstance(chi_max, (int, np.integer)) or chi_max < 1:
         raise QtomoError(f"chi_max must be an integer >= 1; got {chi_max!r}")
     for name, value, ok in (("svd_min", svd_min, lambda v: 0 <= v < 1),
-                            ("energy_tol", energy_tol, lambda v: 0 < v < 1)):
+                            ("energy_tol", energy_tol, lambda v: 0 < v < 1),
+                            ("max_seconds", max_seconds, lambda v: 0 < v < math.inf)):
         if isinstance(value, bool) or not isinstance(value, int | float) or not ok(value):
-            interval = "[0, 1)" if name == "svd_min" else "(0, 1)"
+            interval = {"svd_min": "[0, 1)", "energy_tol": "(0, 1)"}.get(name, "(0, inf)")
             raise QtomoError(f"{name} must lie in {interval}; got {value!r}")
-    tensors, energies, truncation_error = _run_dmrg(
-        hamiltonian, int(chi_max), svd_min, energy_tol
+    tensors, energies, truncation_error, out_of_time = _run_dmrg(
+        hamiltonian, int(chi_max), svd_min, energy_tol, max_seconds
     )
     change = (abs(energies[-1] - energies[-2]) / max(abs(energies[-1]), 1.0)
               if len(energies) > 1 else math.inf)
+    if out_of_time and change > energy_tol:
+        raise ConvergenceError(
+            f"DMRG at L = {L} used its time budget of {max_seconds:g} s after {len(energies)} "
+            f"sweep{'s' if len(energies) != 1 else ''} (relative energy change {change:.2e} > "
+            f"energy_tol {energy_tol:.1e}); raise --dmrg-seconds or lower L"
+        )
     if change > energy_tol:
         raise ConvergenceError(
             f"DMRG did not converge in {_MAX_SWEEPS} sweeps: relative energy change {change:.2e} "
@@ -688,10 +700,10 @@ def _ground_parity(L: int, h: float) -> int:
 
 
 def _run_dmrg(
-    hamiltonian: TFIM, chi_max: int, svd_min: float, energy_tol: float
-) -> tuple[list[np.ndarray], list[float], float]:
+    hamiltonian: TFIM, chi_max: int, svd_min: float, energy_tol: float, max_seconds: float
+) -> tuple[list[np.ndarray], list[float], float, bool]:
     """Two-site DMRG from |±…±⟩ (sign of h); returns (B tensors, energy after each sweep, last
-    largest discarded λ²)."""
+    largest discarded λ², whether the sweeps stopped at the time budget)."""
     # TeNPy is imported here: it is slow to load and only this function needs it.
     from tenpy.algorithms.dmrg import TwoSiteDMRGEngine
     from tenpy.models.model import CouplingMPOModel
@@ -719,14 +731,16 @@ def _run_dmrg(
         "max_E_err": energy_tol,
         "min_sweeps": min(3, _MAX_SWEEPS),
         "max_sweeps": _MAX_SWEEPS,
+        "max_hours": max_seconds / 3600,
         "mixer": False,
     }
     engine = TwoSiteDMRGEngine(psi, model, options)
     engine.run()
+    engine.options.touch("max_E_err")  # unread when the time budget stops the first sweeps
     energies = [float(E) for E in engine.sweep_stats["E"]]
     truncation_error = float(engine.sweep_stats["max_trunc_err"][-1])
     tensors = [psi.get_B(i, form="B").to_ndarray() for i in range(L)]  # legs vL, p, vR
-    return tensors, energies, truncation_error
+    return tensors, energies, truncation_error, bool(engine.shelve)
 
 
 def _check_L(L: int, minimum: int, what: str) -> int:

@@ -41,7 +41,11 @@ and outcome. Records are grouped by outcome at each site, so the pass is K large
 per site with inner dimension χ², close to the float64 matrix-product peak. Both passes use real
 float64 arithmetic only, for real and complex MPS alike. The tables take K Σ_i χ_i² χ_{i+1}²
 floats; above 1 GiB, for χ > 32, or for a purified state, ln P comes from
-:func:`born_log_prob` (two products per site with inner dimensions χ and 2κχ).
+:func:`born_log_prob` (two products per site with inner dimensions χ and 2κχ). A real MPS (the
+TFIM and GHZ states of ``qtomo simulate``) takes :mod:`qtomo.states.real_environment` instead,
+which splits E into real and imaginary parts (O(χ³) real flops per site against the tables'
+2 χ⁴), unless the tables fit and cost fewer flops (χ ≲ 12); ``log_prob_pass`` names the pass
+(docs/simulate.md).
 
 Example:
     >>> import torch
@@ -66,6 +70,12 @@ import torch
 
 from qtomo.errors import QtomoError
 from qtomo.povm import POVM, PerQubitPOVM, check_outcomes
+from qtomo.states.real_environment import (
+    is_real,
+    real_log_prob,
+    real_pass_flops,
+    real_site_tables,
+)
 
 __all__ = ["MPSDistribution", "born_log_prob"]
 
@@ -159,7 +169,8 @@ class MPSDistribution:
         chunk_size: records processed together; default: what fits 64 MiB of working memory.
 
     ``sample``, ``log_prob`` and ``sample_with_log_prob`` process any number of records in
-    chunks, so memory stays bounded by the chunk (plus the returned tensors).
+    chunks, so memory stays bounded by the chunk (plus the returned tensors). ``log_prob_pass``
+    is ``"pure"`` (rank-one POVMs), ``"real"``, ``"tables"`` or ``"dense"`` (module docstring).
     """
 
     exact_log_prob = True
@@ -199,20 +210,38 @@ class MPSDistribution:
         self.rank_one = all(np.array_equal(np.sort(row), np.arange(self.K)) for row in parent)
         self._refined = torch.empty((self.L, self.K), dtype=torch.int64, device=self.device)
         per_record = 8 * (4 * self.L + 4 * self.R * max(self.chi))  # sampling pass
-        self.tables = False  # rank-one POVMs need no mixed pass
+        self._real_sites: list[tuple[torch.Tensor, torch.Tensor]] = []
         if self.rank_one:
             self._refined.scatter_(1, self._parent, torch.arange(self.R, device=self.device)
                                    .expand(self.L, -1).contiguous())
+            self.log_prob_pass = "pure"
         else:
-            self.tables = _use_tables(self.chi, self.K)
-            if self.tables:
-                with torch.no_grad():
-                    self._T = [_superoperator(B, M) for B, M in zip(
-                        self._tensors, self._elements.expand(self.L, -1, 2, 2), strict=True)]
-                per_record += 2 * 8 * max(self.chi) ** 2
-            else:  # born_log_prob: E, W_k gathered, X and Y per record
-                per_record += 16 * 6 * self.kappa**2 * max(self.chi) ** 2
+            per_record += self._prepare_mixed_pass(tensors)
+        self.tables = self.log_prob_pass == "tables"
         self.chunk_size = chunk_size or int(np.clip(_CHUNK_BYTES // per_record, 256, 2**16))
+
+    def _prepare_mixed_pass(self, tensors: Sequence[np.ndarray]) -> int:
+        """Choose and build the ln P pass of a POVM with mixed elements; its bytes per record.
+
+        ``log_prob_pass`` becomes ``"real"`` (:mod:`qtomo.states.real_environment`) for a real
+        MPS when the tables do not fit or would cost more flops per record (small χ), else
+        ``"tables"`` when they fit their budget, else ``"dense"`` (:func:`born_log_prob`).
+        """
+        table_flops = _table_bytes(self.chi, self.K) // (4 * self.K)  # 2 Σ χl²χr²
+        if self.kappa == 1 and is_real(tensors) and (
+                not _use_tables(self.chi, self.K) or real_pass_flops(self.chi) < table_flops):
+            self.log_prob_pass = "real"
+            self._real_sites = real_site_tables(tensors, self._elements.cpu().numpy(),
+                                                self.device)
+            return 0  # real_log_prob works in blocks of its own
+        if _use_tables(self.chi, self.K):
+            self.log_prob_pass = "tables"
+            with torch.no_grad():
+                self._T = [_superoperator(B, M) for B, M in zip(
+                    self._tensors, self._elements.expand(self.L, -1, 2, 2), strict=True)]
+            return 2 * 8 * max(self.chi) ** 2
+        self.log_prob_pass = "dense"  # born_log_prob: E, W_k gathered, X and Y per record
+        return 16 * 6 * self.kappa**2 * max(self.chi) ** 2
 
     def __repr__(self) -> str:
         kraus = f", kraus={self.kappa}" if self.kappa > 1 else ""
@@ -278,6 +307,8 @@ class MPSDistribution:
     def _log_prob_chunk(self, a: torch.Tensor) -> torch.Tensor:
         if self.rank_one:
             return self._pure_pass(refined=self._refined[self._sites, a])[1]
+        if self.log_prob_pass == "real":
+            return real_log_prob(self._real_sites, a)
         if self.tables:
             return _table_log_trace(self._T, a, _RENORMALISE)
         return born_log_prob(self._tensors, self._elements, a)
