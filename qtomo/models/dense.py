@@ -86,6 +86,8 @@ def sample_table(probabilities: torch.Tensor, n: int, L: int, K: int,
                  generator: torch.Generator | None) -> torch.Tensor:
     """n records drawn exactly from a table (K^L,): LongTensor (n, L)."""
     weights = probabilities.detach().clamp_min(0).to(torch.float64)
+    if n == 0:  # multinomial refuses to draw nothing
+        return torch.zeros(0, L, dtype=torch.long, device=weights.device)
     index = torch.multinomial(weights, n, replacement=True, generator=generator)
     powers = K ** torch.arange(L - 1, -1, -1, device=index.device, dtype=torch.long)
     return (index[:, None] // powers) % K
