@@ -28,7 +28,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -64,12 +64,17 @@ class Distribution(Protocol):
     """A normalised distribution Q over (L,) records in 0..K-1 (README "The model interface").
 
     ``exact_log_prob`` is False where ``log_prob`` is an estimate (flows, VAE); the evaluation
-    then labels every figure computed from it as an estimate.
+    then labels every figure computed from it as an estimate. ``has_log_prob`` is False for a
+    sampler without a likelihood (``gan``). ``family`` names it in reports; ``povm`` is the
+    POVM of its Born rule, or None for a model of the records alone (the networks).
     """
 
     L: int
     K: int
+    family: str
     exact_log_prob: bool
+    has_log_prob: bool
+    povm: Any
 
     def log_prob(self, a: torch.Tensor) -> torch.Tensor:
         """ln Q(a) for a LongTensor (B, L); returns (B,) float."""

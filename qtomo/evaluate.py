@@ -389,8 +389,9 @@ def evaluate(model: Checkpoint | Distribution | str | os.PathLike,
     config = checkpoint.config if checkpoint is not None else None
     model = checkpoint.model if checkpoint is not None else model
     povm = dataset.povm
-    own_povm = getattr(model, "povm", None)
-    povm_name = config["povm"] if config is not None else getattr(own_povm, "name", own_povm)
+    own_povm = model.povm
+    povm_name = config["povm"] if config is not None else (
+        own_povm if own_povm is None or isinstance(own_povm, str) else own_povm.name)
     _check_compatible(model, povm_name, dataset)
     _check_same_elements(own_povm, config, dataset)
     if method not in METHODS:
@@ -408,8 +409,8 @@ def evaluate(model: Checkpoint | Distribution | str | os.PathLike,
                              else blocks)
     test_rows = check_rows(rows, dataset) if rows is not None else unseen_rows(dataset, config)
     notes: list[str] = []
-    family = getattr(model, "family", type(model).__name__)
-    sample_only = not getattr(model, "has_log_prob", True)
+    family = model.family
+    sample_only = not model.has_log_prob
     if sample_only and method == "exact":
         raise QtomoError(f"the {family} model has no log_prob, and exact evaluation sums Q(a) "
                          f"over all K^L records; use --method auto or monte-carlo")
@@ -665,11 +666,11 @@ def _reduced_states(blocks: list, povm, dataset: Dataset,
 
 def _model_summary(model: Distribution, checkpoint: Checkpoint | None, povm_name) -> dict:
     summary = {
-        "family": getattr(model, "family", type(model).__name__),
+        "family": model.family,
         "L": model.L,
         "K": model.K,
         "povm": povm_name,
-        "log_prob": ("none" if not getattr(model, "has_log_prob", True)
+        "log_prob": ("none" if not model.has_log_prob
                      else "exact" if model.exact_log_prob else "estimate"),
     }
     if isinstance(model, torch.nn.Module):

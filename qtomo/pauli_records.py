@@ -197,7 +197,8 @@ class BasisWeightedLogProb:
 
     def __init__(self, model, frequencies: np.ndarray) -> None:
         self.model, self.L, self.K = model, model.L, model.K
-        self.exact_log_prob = model.exact_log_prob
+        self.family, self.povm = model.family, model.povm
+        self.exact_log_prob, self.has_log_prob = model.exact_log_prob, True
         self.log_weights = torch.as_tensor(np.log(3.0 * np.asarray(frequencies)))  # (L, 3)
 
     @property

@@ -293,6 +293,7 @@ class SamplesOnly:
     exact_log_prob = False
     has_log_prob = False
     family = "samples-only"
+    povm = None  # a model of the records alone
 
     def __init__(self, truth):
         self.truth, self.L, self.K = truth, truth.L, truth.K

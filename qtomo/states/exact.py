@@ -280,7 +280,9 @@ class ExactDistribution:
     cumulative distribution for a whole batch at once.
     """
 
+    family = "exact"
     exact_log_prob = True
+    has_log_prob = True
 
     def __init__(self, povm: POVM, probabilities: np.ndarray) -> None:
         probabilities = np.clip(np.asarray(probabilities, dtype=np.float64), 0.0, None)

@@ -173,7 +173,9 @@ class MPSDistribution:
     is ``"pure"`` (rank-one POVMs), ``"real"``, ``"tables"`` or ``"dense"`` (module docstring).
     """
 
+    family = "exact-mps"
     exact_log_prob = True
+    has_log_prob = True
 
     def __init__(
         self,
