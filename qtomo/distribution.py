@@ -97,6 +97,25 @@ class PhysicalState(Distribution, Protocol):
 
 
 @runtime_checkable
+class Autoregressive(Distribution, Protocol):
+    """Q(a) = Π_i Q(a_i | a_<i), its conditionals available site by site: what masked ancestral
+    sampling (:mod:`qtomo.products`) needs."""
+
+    def step(self, previous: torch.Tensor, state: Any) -> tuple[torch.Tensor, Any]:
+        """Logits (n, K) of the next site given the previous outcomes (n,) (K: the start
+        token) and the state of the walk so far (None at the start); the new state."""
+        ...
+
+    def select_state(self, state: Any, index: torch.Tensor) -> Any:
+        """The walk's state of the rows ``index`` only."""
+        ...
+
+    def enumerate_log_probs(self, block: int = ...) -> Iterator[torch.Tensor]:
+        """ln Q(a) of consecutive records in :func:`qtomo.povm.enumerate_outcomes` order."""
+        ...
+
+
+@runtime_checkable
 class EnumerableDistribution(Distribution, Protocol):
     """A distribution that lists ln Q of all K^L records in enumeration order, block by block."""
 

@@ -56,6 +56,7 @@ from qtomo.data import Dataset, as_dataset
 from qtomo.data_fidelity import DataFidelity, affordable_records, data_fidelity
 from qtomo.distribution import (
     ENUMERATE_MAX_L,
+    Autoregressive,
     Distribution,
     PhysicalState,
     distribution_device,
@@ -70,7 +71,6 @@ from qtomo.metrics import (
     classical_metrics,
     sampled_classical_metrics,
 )
-from qtomo.models.autoregressive import AutoregressiveModel
 from qtomo.models.checkpoint import Checkpoint, load_checkpoint, plain
 from qtomo.observables import (
     Observables,
@@ -487,7 +487,7 @@ def evaluate(model: Checkpoint | Distribution | str | os.PathLike,
                                       pauli_strings=pauli_strings, batch_size=batch_size,
                                       generator=generator, quiet=quiet,
                                       on_batch=model_blocks.add)
-        autoregressive = isinstance(model, AutoregressiveModel)
+        autoregressive = isinstance(model, Autoregressive)
         if autoregressive and strings:
             model_obs = _masked_strings(model, povm, model_obs, strings, samples, batch_size,
                                         generator)
@@ -629,7 +629,7 @@ def _physical_state_figures(
     return fidelity, reconstruction, observables, entanglement
 
 
-def _masked_strings(model: AutoregressiveModel, povm, observables: Observables,
+def _masked_strings(model: Autoregressive, povm, observables: Observables,
                     strings: dict[str, dict[int, str]], samples: int, batch_size: int,
                     generator: torch.Generator) -> Observables:
     """The model's Pauli strings re-estimated by masked ancestral sampling (lower variance)."""

@@ -16,7 +16,7 @@ few others carry |f| ~ 3^|string|: the variance grows exponentially in the strin
 weight w(a) = Π_i Z_i(a_<i) · f_i(a_i)/|f_i(a_i)|. Then E_r[w] = Σ_a Q(a) Π_i f_i(a_i) = ⟨O⟩
 exactly (unbiased), and for an O whose factors have one sign on the support the weight is a
 product of the Z_i alone. Sampling stops after the last non-identity site. It needs the model's
-conditionals site by site, so it is for :class:`~qtomo.models.autoregressive.AutoregressiveModel`
+conditionals site by site, so it is for an :class:`~qtomo.distribution.Autoregressive` model
 (README "Low-variance product observables").
 
 The GHZ fidelity at any L is three such expectations (ρ_{s,t} = ⟨s|ρ|t⟩ = ⟨⊗_i |t_i⟩⟨s_i|⟩)::
@@ -44,9 +44,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from qtomo.distribution import Autoregressive
 from qtomo.errors import QtomoError
 from qtomo.estimate import Estimate
-from qtomo.models.autoregressive import AutoregressiveModel
 from qtomo.povm import PAULI, POVM, PerQubitPOVM
 
 __all__ = [
@@ -112,7 +112,7 @@ def product_values(records: np.ndarray | torch.Tensor, tables: Tables) -> np.nda
 
 
 def _check(model, tables: Tables) -> None:
-    if not isinstance(model, AutoregressiveModel):
+    if not isinstance(model, Autoregressive):
         raise QtomoError(f"masked sampling needs an autoregressive model (conditionals site by "
                          f"site); got {type(model).__name__}")
     for site, table in tables.items():
@@ -122,7 +122,7 @@ def _check(model, tables: Tables) -> None:
 
 
 @torch.no_grad()
-def masked_product_values(model: AutoregressiveModel, tables: Tables, n: int,
+def masked_product_values(model: Autoregressive, tables: Tables, n: int,
                           generator: torch.Generator | None = None) -> np.ndarray:
     """n importance weights w(a) = Π_i Z_i · f_i(a_i)/|f_i(a_i)|, a drawn by masked ancestral
     sampling (module docstring); their mean is an unbiased estimate of Σ_a Q(a) Π_i f_i(a_i).
@@ -171,7 +171,7 @@ def masked_product_values(model: AutoregressiveModel, tables: Tables, n: int,
     return log_weight.exp().cpu().numpy() * phase
 
 
-def masked_expectation(model: AutoregressiveModel, tables: Tables, *, samples: int = 100_000,
+def masked_expectation(model: Autoregressive, tables: Tables, *, samples: int = 100_000,
                        batch_size: int = 16384, generator: torch.Generator | None = None,
                        imaginary: bool = False) -> Estimate:
     """Re (or Im) ⟨⊗_i O_i⟩ = mean of :func:`masked_product_values` ± std/√n.
@@ -196,7 +196,7 @@ def masked_expectation(model: AutoregressiveModel, tables: Tables, *, samples: i
 
 
 @torch.no_grad()
-def exact_product_expectation(model: AutoregressiveModel, tables: Tables | list[Tables], *,
+def exact_product_expectation(model: Autoregressive, tables: Tables | list[Tables], *,
                               block: int = 2**14) -> complex | list[complex]:
     """Σ_a Q(a) Π_i f_i(a_i) over all K^L records, streamed from the model's tree walk
     (:meth:`~qtomo.models.autoregressive.AutoregressiveModel.enumerate_log_probs`), so the K^L
@@ -226,7 +226,7 @@ def exact_product_expectation(model: AutoregressiveModel, tables: Tables | list[
     return totals if several else totals[0]
 
 
-def ghz_fidelity(model: AutoregressiveModel, povm: POVM | PerQubitPOVM, *, samples: int = 100_000,
+def ghz_fidelity(model: Autoregressive, povm: POVM | PerQubitPOVM, *, samples: int = 100_000,
                  batch_size: int = 16384, generator: torch.Generator | None = None,
                  exact: bool = False) -> Estimate:
     """⟨GHZ|ρ_model|GHZ⟩ = ½ (ρ_{0…0,0…0} + ρ_{1…1,1…1}) + Re ρ_{0…0,1…1} at any L.
