@@ -577,7 +577,8 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     from qtomo.blocks import parse_block_sizes
     from qtomo.data import read_dataset
     from qtomo.device import resolve_device
-    from qtomo.evaluate import ensemble_checkpoints, evaluate, evaluate_ensemble
+    from qtomo.ensemble import ensemble_checkpoints, evaluate_ensemble
+    from qtomo.evaluate import evaluate
     from qtomo.models import load_checkpoint
     from qtomo.models.checkpoint import training_data_path
     from qtomo.plots import check_plot_path, plot_evaluation

@@ -42,10 +42,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from qtomo.atomic import check_distinct
 from qtomo.blocks import (
     BlockCounts,
-    BlockFigures,
     ReducedState,
     block_sites,
     default_block_sizes,
@@ -109,8 +107,8 @@ from qtomo.states.mps import (
 from qtomo.states.mps_sampler import MPSDistribution
 from qtomo.targets import Target, dataset_target, parse_target
 
-__all__ = ["METHODS", "EnsembleEvaluation", "Entanglement", "Evaluation", "ObservableComparison",
-           "ensemble_checkpoints", "evaluate", "evaluate_ensemble", "unseen_rows", "z_score"]
+__all__ = ["METHODS", "Entanglement", "Evaluation", "ObservableComparison", "comparisons",
+           "evaluate", "unseen_rows", "z_score"]
 
 #: ``auto`` = exact sums where K^L is enumerable (:func:`qtomo.distribution.enumerable`),
 #: Monte Carlo above
@@ -231,7 +229,7 @@ class ObservableComparison:
         report["strings"] = {text: side_by_side(estimate, self.data.strings[text],
                                                 strings.get(text))
                              for text, estimate in self.model.strings.items()}
-        for entry in _comparisons(report):
+        for entry in comparisons(report):
             entry["z"] = z_score(entry)
         report["method"] = "exact" if self.model.n_samples is None else "monte-carlo"
         report["model_samples"] = self.model.n_samples
@@ -239,7 +237,7 @@ class ObservableComparison:
         return report
 
 
-def _comparisons(observables: dict) -> list[dict]:
+def comparisons(observables: dict) -> list[dict]:
     """The ``{"model", "data", "reference"}`` entries of an observables report."""
     entries = [observables[name] for name in ("X", "Z", "XX", "ZZ", "energy")
                if observables.get(name) is not None]
@@ -247,23 +245,22 @@ def _comparisons(observables: dict) -> list[dict]:
 
 
 def z_score(entry: dict) -> float | list | None:
-    """(model − data) / √(σ_model² + s_model² + σ_data²) of one observables entry: how many
-    standard errors the model's value lies from the model-free one (σ: Monte Carlo errors, s: an
-    ensemble's ``spread``, 0 for one model); 0 where both are exact and equal (the diagonal of
-    XX and ZZ), NaN where an estimate is refused (not measured), None without a data-only
-    estimate.
+    """(model − data) / √(σ_model² + σ_data²) of one observables entry: how many standard
+    errors the model's value lies from the model-free one (σ_model of an ensemble includes the
+    spread over its members, :func:`qtomo.ensemble.pooled`); 0 where both are exact and equal
+    (the diagonal of XX and ZZ), NaN where an estimate is refused (not measured), None without a
+    data-only estimate.
 
     Example:
-        >>> z_score({"model": {"value": 1.0, "stderr": 0.0, "spread": 0.3},
-        ...          "data": {"value": 0.5, "stderr": 0.4}})
+        >>> z_score({"model": {"value": 1.0, "stderr": 0.3}, "data": {"value": 0.5, "stderr": 0.4}})
         1.0
     """
     model, data = entry["model"], entry["data"]
     if model is None or data is None:
         return None
     difference = np.asarray(model["value"], float) - np.asarray(data["value"], float)
-    scale = np.sqrt(np.asarray(model["stderr"], float) ** 2 + np.asarray(data["stderr"], float) ** 2
-                    + np.asarray(model.get("spread", 0.0), float) ** 2)
+    scale = np.sqrt(np.asarray(model["stderr"], float) ** 2
+                    + np.asarray(data["stderr"], float) ** 2)
     with np.errstate(divide="ignore", invalid="ignore"):
         z = np.where(scale > 0, difference / np.where(scale > 0, scale, 1.0), 0.0)
     z = np.where(np.isnan(difference), np.nan, z)  # a refused (not measured) estimate
@@ -680,189 +677,3 @@ def _model_summary(model: Distribution, checkpoint: Checkpoint | None, povm_name
         summary["hyperparameters"] = checkpoint.config.get("hyperparameters")
         summary["training"] = checkpoint.config.get("training")
     return summary
-
-
-# --------------------------------------------------------------------------- ensembles
-
-
-def ensemble_checkpoints(paths: Sequence[str | os.PathLike]) -> list[Path]:
-    """The checkpoint files of an ensemble: the paths given, or the best checkpoints
-    (``*.pt`` but not ``*.last.pt``) of a folder written by :func:`qtomo.train.fit_ensemble`.
-
-    Raises:
-        QtomoError: a path that does not exist, a folder without checkpoints, or one file
-            given twice (a member twice would halve the spread).
-    """
-    files: list[Path] = []
-    for path in map(Path, paths):
-        if path.is_dir():
-            found = sorted(p for p in path.glob("*.pt") if not p.name.endswith(".last.pt"))
-            if not found:
-                raise QtomoError(f"{path}: no checkpoints (*.pt) in this folder")
-            files += found
-        elif path.is_file():
-            files.append(path)
-        else:
-            raise QtomoError(f"{path}: no such checkpoint or folder")
-    check_distinct(files, "ensemble members")
-    return files
-
-
-@dataclass(frozen=True)
-class EnsembleEvaluation:
-    """The evaluations of several models of the same records (README "Ensembles").
-
-    :meth:`as_dict` has the layout of one :meth:`Evaluation.as_dict`, with every figure
-    replaced by its mean over the members: an estimate ``{"value", "stderr"}`` becomes
-    ``{"value": mean, "stderr": the Monte Carlo error of the mean, √Σσ_m² / M, "spread": the
-    standard deviation over the members}``; any other float figure x keeps the mean and gains
-    ``x_spread``. Observables carry ``z`` with the spread in the denominator. ``ensemble``
-    lists the members.
-    """
-
-    members: tuple[Evaluation, ...]
-    paths: tuple[str, ...]
-
-    def combined(self) -> Evaluation:
-        """One :class:`Evaluation` of the member means, each estimate's error the spread over
-        the members and the Monte Carlo error of the mean added in quadrature (for figures);
-        exact fidelities are averaged, ρ is not kept."""
-        first = self.members[0]
-        fidelities = [member.fidelity for member in self.members]
-        fidelity: QuantumFidelity | SampledFidelity | None = None
-        if all(isinstance(f, QuantumFidelity) for f in fidelities):
-            def mean(name: str) -> float:
-                return float(np.mean([getattr(f, name) for f in fidelities]))
-
-            fidelity = QuantumFidelity(
-                value=mean("value"), physical=all(f.physical for f in fidelities),
-                min_eigenvalue=mean("min_eigenvalue"), projected=mean("projected"),
-                top_eigenvector=mean("top_eigenvector"), target=fidelities[0].target)
-        elif all(isinstance(f, ContractedFidelity) for f in fidelities):
-            fidelity = ContractedFidelity(float(np.mean([f.value for f in fidelities])))
-        elif all(isinstance(f, SampledFidelity) for f in fidelities):
-            fidelity = SampledFidelity(_pool([f.estimate for f in fidelities]),
-                                       fidelities[0].samples, fidelities[0].method)
-        models = [member.observables.model for member in self.members]
-        observables = Observables(
-            **{name: _pool([getattr(m, name) for m in models]) for name in ("X", "Z", "XX", "ZZ")},
-            energy=None if first.observables.model.energy is None
-            else _pool([m.energy for m in models]),
-            strings={text: _pool([m.strings[text] for m in models])
-                     for text in first.observables.model.strings},
-            n_samples=first.observables.model.n_samples)
-        columns = {name: [getattr(member.classical, name) for member in self.members]
-                   for name in ("nll", "kl", "classical_fidelity", "entropy")}
-        classical = ClassicalMetrics(  # None where not computed (measured data, gan)
-            **{name: None if None in column else _pool(column)
-               for name, column in columns.items()},
-            n_test=first.classical.n_test, samples=first.classical.samples)
-        return Evaluation(classical, first.test_rows, fidelity, None,
-                          ObservableComparison(observables, first.observables.data,
-                                               first.observables.reference),
-                          {**first.model, "family": f"{first.model['family']} ensemble of "
-                                                    f"{len(self.members)}"},
-                          first.data, tuple(sorted({w for m in self.members for w in m.warnings})),
-                          _pool_reduced_states([member.reduced_states for member in self.members]),
-                          target=first.target, data_fidelity=first.data_fidelity)
-
-    def as_dict(self) -> dict[str, Any]:
-        report = _combine([member.as_dict() for member in self.members])
-        for entry in _comparisons(report["observables"]):
-            entry["z"] = z_score(entry)
-        report["model"] = {**self.members[0].model, "path": None}
-        options = [(member.model.get("training") or {}).get("options") or {}
-                   for member in self.members]
-        report["ensemble"] = {"members": len(self.members), "paths": list(self.paths),
-                              "bootstrap": all(bool(o.get("bootstrap")) for o in options)}
-        report["warnings"] = sorted({w for member in self.members for w in member.warnings})
-        return report
-
-
-def _pool_reduced_states(members: list[tuple[ReducedState, ...]]) -> tuple[ReducedState, ...]:
-    """Block by block, the members' model figures pooled as by :func:`_pool` (the data and
-    exact-sample sides are the same for every member: same records, same seed)."""
-    def pooled(figures: list[BlockFigures]) -> BlockFigures:
-        def estimate(name: str) -> Estimate | None:
-            if getattr(figures[0], name) is None:
-                return None
-            return _pool([getattr(f, name) for f in figures])
-
-        return BlockFigures(estimate("fidelity"), estimate("trace_distance"),
-                            float(np.mean([f.min_eigenvalue for f in figures])),
-                            estimate("renyi2"), figures[0].samples)
-
-    return tuple(dataclasses.replace(states[0], model=pooled([s.model for s in states]))
-                 for states in zip(*members, strict=True))
-
-
-def _pool(estimates: list[Estimate]) -> Estimate:
-    """Mean of M member estimates ± √(spread² + Σσ_m²/M²): the spread over the members and the
-    Monte Carlo error of the mean in quadrature."""
-    values = np.asarray([e.value for e in estimates], dtype=float)
-    errors = np.asarray([e.stderr for e in estimates], dtype=float)
-    spread = np.std(values, axis=0, ddof=1)
-    return Estimate.of(values.mean(axis=0),
-                          np.sqrt(spread**2 + np.sum(errors**2, axis=0) / len(estimates) ** 2))
-
-
-def _is_float_figure(column: list) -> bool:
-    if any(value is None or isinstance(value, bool) for value in column):
-        return False
-    try:
-        return np.asarray(column).dtype.kind == "f"
-    except ValueError:  # ragged
-        return False
-
-
-def _combine(column: list) -> Any:
-    """The member-wise mean of one figure (see :class:`EnsembleEvaluation`)."""
-    first = column[0]
-    if isinstance(first, dict):
-        combined: dict[str, Any] = {}
-        estimate = "value" in first and "stderr" in first
-        for key in first:
-            values = [member.get(key) for member in column]
-            combined[key] = _combine(values)
-            if key != "stderr" and _is_float_figure(values):
-                spread = np.std(np.asarray(values, dtype=float), axis=0, ddof=1)
-                combined["spread" if estimate and key == "value" else f"{key}_spread"] = (
-                    spread.tolist() if spread.ndim else float(spread))
-        if estimate and _is_float_figure([member["stderr"] for member in column]):
-            errors = np.asarray([member["stderr"] for member in column], dtype=float)
-            error = np.sqrt(np.sum(errors**2, axis=0)) / len(column)
-            combined["stderr"] = error.tolist() if error.ndim else float(error)
-        return combined
-    if isinstance(first, list) and first and all(isinstance(item, dict) for item in first):
-        return [_combine(list(items)) for items in zip(*column, strict=True)]
-    if _is_float_figure(column):
-        mean = np.mean(np.asarray(column, dtype=float), axis=0)
-        return mean.tolist() if mean.ndim else float(mean)
-    if isinstance(first, bool):
-        return all(column)
-    return first
-
-
-def evaluate_ensemble(checkpoints: Sequence[Checkpoint | Distribution],
-                      dataset: Dataset | str | os.PathLike,
-                      **options: Any) -> EnsembleEvaluation:
-    """:func:`evaluate` every member on the same dataset with the same options and seed.
-
-    Args:
-        checkpoints: two or more checkpoints (or models) of the same L, K and POVM, e.g. the
-            folder of :func:`qtomo.train.fit_ensemble` through :func:`ensemble_checkpoints`.
-        dataset: as for :func:`evaluate`.
-        **options: the keyword arguments of :func:`evaluate`.
-
-    Raises:
-        QtomoError: fewer than two checkpoints, two checkpoints of one file (the spread would
-            be understated), and everything :func:`evaluate` raises.
-    """
-    if len(checkpoints) < 2:
-        raise QtomoError(f"an ensemble needs at least 2 checkpoints; got {len(checkpoints)}")
-    check_distinct([member.path for member in checkpoints if isinstance(member, Checkpoint)],
-                   "ensemble members")
-    dataset = as_dataset(dataset)
-    members = tuple(evaluate(checkpoint, dataset, **options) for checkpoint in checkpoints)
-    return EnsembleEvaluation(members, tuple(str(getattr(member, "path", type(member).__name__))
-                                             for member in checkpoints))

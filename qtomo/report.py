@@ -13,9 +13,10 @@ import numpy as np
 
 from qtomo.atomic import atomic_output
 from qtomo.blocks import BlockFigures, ReducedState
+from qtomo.ensemble import EnsembleEvaluation
 from qtomo.errors import QtomoError
 from qtomo.estimate import Estimate
-from qtomo.evaluate import EnsembleEvaluation, Evaluation, z_score
+from qtomo.evaluate import Evaluation, z_score
 from qtomo.jsontext import json_text
 from qtomo.reconstruct import ContractedFidelity, QuantumFidelity, SampledFidelity
 
@@ -223,8 +224,10 @@ def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
 
 
 def format_ensemble_report(ensemble: EnsembleEvaluation) -> str:
-    """The table of an ensemble: quantity, mean over the members, their spread (the standard
-    deviation over members), the Monte Carlo error of the mean, data-only ± err, z, reference."""
+    """The table of an ensemble: quantity, mean over the members ± its error (the spread and
+    the Monte Carlo error of the mean in quadrature, :func:`qtomo.ensemble.pooled`, as in the
+    JSON and the figure), the spread (standard deviation over members), the Monte Carlo error
+    of the mean, data-only ± err, z, reference."""
     report = ensemble.as_dict()
     L = report["data"]["L"]
 
@@ -237,8 +240,8 @@ def format_ensemble_report(ensemble: EnsembleEvaluation) -> str:
             return value if index is None or value is None else np.asarray(value)[index]
 
         cells = ["—", "—", "—"] if entry is None else [
-            number(pick(entry["value"])), number(pick(entry.get("spread")), ".2g"),
-            number(pick(entry["stderr"]), ".2g")]
+            f"{number(pick(entry['value']))} ± {number(pick(entry['stderr']), '.2g')}",
+            number(pick(entry.get("spread")), ".2g"), number(pick(entry.get("mc_stderr")), ".2g")]
         data_cell = "—" if data is None else (f"{number(pick(data['value']))} ± "
                                               f"{number(pick(data['stderr']), '.2g')}")
         return (label, *cells, data_cell, number(pick(z), ".2f"), number(pick(reference)))
@@ -266,13 +269,13 @@ def format_ensemble_report(ensemble: EnsembleEvaluation) -> str:
     for text, entry in observables["strings"].items():
         rows.append(row(f"<{text}>", entry["model"], None, entry["data"], entry["z"],
                         entry["reference"]))
-    lines = _table(("quantity", "ensemble mean", "spread", "MC error", "data only", "z",
+    lines = _table(("quantity", "ensemble mean ± error", "spread", "MC error", "data only", "z",
                     "reference"), rows)
     ensemble_info = report["ensemble"]
     lines.append(f"ensemble of {ensemble_info['members']} {report['model']['family']} models "
                  f"({'bootstrap resamples' if ensemble_info['bootstrap'] else 'seeds'}); "
-                 f"spread = standard deviation over the members; z = (model − data) / "
-                 f"√(spread² + errors²)")
+                 f"error = √(spread² + MC error²), spread = standard deviation over the "
+                 f"members; z = (model − data) / √(error² + data error²)")
     lines += [f"note: {warning}" for warning in report["warnings"]]
     return "\n".join(lines)
 

@@ -749,7 +749,7 @@ def fit_ensemble(family: str, dataset: Dataset, options: TrainOptions | None = N
     ``torch.manual_seed(seed + m)`` and trained with ``seed + m``; with ``options.bootstrap``
     each also trains on its own bootstrap resample of the training rows. The spread of a figure
     over the members estimates how much it depends on the initialisation (seeds) or on the finite
-    training data (bootstrap); :func:`qtomo.evaluate.evaluate_ensemble` reports it.
+    training data (bootstrap); :func:`qtomo.ensemble.evaluate_ensemble` reports it.
 
     Args:
         family: a registered model family.

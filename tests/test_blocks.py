@@ -210,7 +210,7 @@ def test_cli_blocks_option(dataset, tmp_path, capsys):
 
 
 def test_ensembles_pool_the_block_figures(dataset, target):
-    from qtomo.evaluate import evaluate_ensemble
+    from qtomo.ensemble import evaluate_ensemble
 
     truths = [tfim_ground_state(L, h=h).distribution(get_povm("pauli4")) for h in (0.8, 1.2)]
     ensemble = evaluate_ensemble(truths, dataset, blocks=(2,))

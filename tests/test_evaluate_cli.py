@@ -207,7 +207,7 @@ def test_cli_json_to_stdout_has_every_documented_key(dataset, tmp_path, capsys):
 
 def test_ensemble_spread_is_the_standard_deviation_over_members(tmp_path):
     """Members with known ⟨Z_i⟩ = cos θ_m (product states, exact sums): spread = std(cos θ_m)."""
-    from qtomo.evaluate import evaluate_ensemble
+    from qtomo.ensemble import evaluate_ensemble
     from qtomo.report import format_ensemble_report
     from qtomo.states.exact import product_state
 
@@ -223,7 +223,9 @@ def test_ensemble_spread_is_the_standard_deviation_over_members(tmp_path):
     z_entry = report["observables"]["Z"]
     assert np.allclose(z_entry["model"]["value"], np.cos(angles).mean(), atol=1e-10)
     assert np.allclose(z_entry["model"]["spread"], np.std(np.cos(angles), ddof=1), atol=1e-10)
-    assert np.allclose(z_entry["model"]["stderr"], 0.0)  # exact sums: no Monte Carlo error
+    assert np.allclose(z_entry["model"]["mc_stderr"], 0.0)  # exact sums: no Monte Carlo error
+    # one error bar for the JSON, the table and the figure: spread and MC error in quadrature
+    assert np.allclose(z_entry["model"]["stderr"], np.std(np.cos(angles), ddof=1), atol=1e-10)
     fidelity = report["quantum_fidelity"]  # |⟨0|θ⟩|^(2L) = cos^(2L)(θ/2)
     assert abs(fidelity["value"] - np.mean(np.cos(angles / 2) ** (2 * L))) < 1e-10
     assert abs(fidelity["spread"] - np.std(np.cos(angles / 2) ** (2 * L), ddof=1)) < 1e-10
@@ -234,7 +236,9 @@ def test_ensemble_spread_is_the_standard_deviation_over_members(tmp_path):
     assert report["ensemble"]["members"] == 4
     assert "ensemble mean" in format_ensemble_report(ensemble)
     combined = ensemble.combined()
-    assert np.allclose(combined.observables.model.Z.stderr, np.std(np.cos(angles), ddof=1))
+    assert np.allclose(combined.observables.model.Z.stderr, z_entry["model"]["stderr"])
+    assert np.allclose(combined.as_dict()["observables"]["Z"]["model"]["stderr"],
+                       z_entry["model"]["stderr"])
 
 
 def test_cli_fits_and_evaluates_a_bootstrap_ensemble(dataset, tmp_path, capsys):

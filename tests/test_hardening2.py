@@ -583,7 +583,7 @@ def test_an_array_header_announcing_too_much_is_refused_before_loading(tmp_path)
 
 
 def test_api_ensemble_refuses_one_member_twice(pauli6, run):
-    from qtomo.evaluate import evaluate_ensemble
+    from qtomo.ensemble import evaluate_ensemble
     from qtomo.models import load_checkpoint
 
     first, second = load_checkpoint(run), load_checkpoint(run)

@@ -357,7 +357,7 @@ def test_evaluate_truth_against_noisy_exact_file(tmp_path):
     psi = dense_from_mps(dataset.reference["mps"])
     assert pure["value"] == pytest.approx(np.vdot(psi, sigma @ psi).real, abs=1e-6)
     assert pure["value"] < 0.8
-    from qtomo.evaluate import evaluate_ensemble
+    from qtomo.ensemble import evaluate_ensemble
     from qtomo.report import format_ensemble_report
 
     ensemble = evaluate_ensemble([truth, truth], dataset)
