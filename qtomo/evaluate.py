@@ -381,133 +381,236 @@ def evaluate(model: Checkpoint | Distribution | str | os.PathLike,
     """
     if isinstance(model, str | os.PathLike):
         model = load_checkpoint(model)
-    dataset = as_dataset(dataset)
-    checkpoint = model if isinstance(model, Checkpoint) else None
-    config = checkpoint.config if checkpoint is not None else None
-    model = checkpoint.model if checkpoint is not None else model
-    povm = dataset.povm
-    own_povm = model.povm
-    povm_name = config["povm"] if config is not None else (
-        own_povm if own_povm is None or isinstance(own_povm, str) else own_povm.name)
-    _check_compatible(model, povm_name, dataset)
-    _check_same_elements(own_povm, config, dataset)
-    if method not in METHODS:
-        raise QtomoError(f"unknown evaluation method {method!r}; expected one of "
-                         f"{', '.join(METHODS)}")
-    exact = method == "exact" or (method == "auto" and enumerable(dataset.L, dataset.K))
-    # dense 2^L states (targets, a physical model's ρ) need no enumeration of K^L records
-    dense = dataset.L <= ENUMERATE_MAX_L and method != "monte-carlo"
-    if exact and dataset.L > ENUMERATE_MAX_L:
-        raise QtomoError(f"exact evaluation enumerates K^L records and needs L <= "
-                         f"{ENUMERATE_MAX_L}; got L = {dataset.L} (use --method monte-carlo)")
-    strings = {text: parse_pauli_string(text, dataset.L) for text in pauli_strings}  # fail early
-    chosen = _chosen_target(target, dataset)
-    block_list = block_sites(dataset.L, default_block_sizes(dataset.L) if blocks is None
-                             else blocks)
-    test_rows = check_rows(rows, dataset) if rows is not None else unseen_rows(dataset, config)
+    run = _Request.resolve(model, as_dataset(dataset), samples=samples, method=method,
+                           pauli_strings=pauli_strings, rows=rows, seed=seed,
+                           batch_size=batch_size, quiet=quiet, blocks=blocks, target=target)
     notes: list[str] = []
-    family = model.family
-    sample_only = not model.has_log_prob
-    if sample_only and method == "exact":
-        raise QtomoError(f"the {family} model has no log_prob, and exact evaluation sums Q(a) "
-                         f"over all K^L records; use --method auto or monte-carlo")
-    exact = exact and not sample_only
+    classical = _classical_figures(run, notes)
+    if isinstance(run.model, PhysicalState):
+        figures = _by_contraction(run)
+    elif run.exact:
+        figures = _by_enumeration(run, notes)
+    else:
+        figures = _by_sampling(run, notes)
+    data_obs, states = _data_figures(run, figures.blocks, notes)
+    dataset, chosen = run.dataset, run.chosen
+    data_fidelity = _data_fidelity(chosen, dataset, notes)
+    return Evaluation(
+        classical=classical,
+        test_rows=(int(run.test_rows[0]), int(run.test_rows[1])),
+        fidelity=figures.fidelity,
+        reconstruction=figures.reconstruction,
+        observables=ObservableComparison(figures.observables, data_obs, _references(run)),
+        model=_model_summary(run.model, run.checkpoint, run.povm_name),
+        data={"path": str(dataset.path), "L": dataset.L, "K": dataset.K,
+              "povm": dataset.povm.name, "n_records": dataset.n_records,
+              **{key: plain(value) for key, value in dataset.attrs.items()
+                 if key in _DATA_ATTRS}},
+        warnings=tuple(dataset_warnings(dataset)) + tuple(notes),
+        reduced_states=states,
+        entanglement=figures.entanglement,
+        target=None if chosen is None else chosen.as_dict(),
+        data_fidelity=data_fidelity,
+    )
+
+
+@dataclass(frozen=True)
+class _Request:
+    """What one :func:`evaluate` call works with, resolved and checked before any work: the
+    model and its checkpoint, the records, the method, the target and the blocks."""
+
+    model: Distribution
+    checkpoint: Checkpoint | None
+    dataset: Dataset
+    povm_name: str | None
+    exact: bool  # sums over all K^L records
+    dense: bool  # dense 2^L states (targets, a physical model's ρ), no enumeration needed
+    strings: dict[str, dict[int, str]]
+    pauli_strings: tuple[str, ...]
+    chosen: Target | None
+    block_list: list
+    test_rows: tuple[int, int]
+    samples: int
+    seed: int
+    batch_size: int
+    quiet: bool
+    hamiltonian: TFIM | None
+    #: the model's sampling generator, seeded with ``seed``, shared by every use in turn
+    generator: torch.Generator
+
+    @classmethod
+    def resolve(cls, model: Checkpoint | Distribution, dataset: Dataset, *, samples: int,
+                method: str, pauli_strings: Sequence[str], rows: tuple[int, int] | None,
+                seed: int, batch_size: int, quiet: bool, blocks: Sequence[int] | None,
+                target: Target | str | None) -> _Request:
+        checkpoint = model if isinstance(model, Checkpoint) else None
+        config = checkpoint.config if checkpoint is not None else None
+        model = checkpoint.model if checkpoint is not None else model
+        own_povm = model.povm
+        povm_name = config["povm"] if config is not None else (
+            own_povm if own_povm is None or isinstance(own_povm, str) else own_povm.name)
+        _check_compatible(model, povm_name, dataset)
+        _check_same_elements(own_povm, config, dataset)
+        if method not in METHODS:
+            raise QtomoError(f"unknown evaluation method {method!r}; expected one of "
+                             f"{', '.join(METHODS)}")
+        exact = method == "exact" or (method == "auto" and enumerable(dataset.L, dataset.K))
+        if exact and dataset.L > ENUMERATE_MAX_L:
+            raise QtomoError(f"exact evaluation enumerates K^L records and needs L <= "
+                             f"{ENUMERATE_MAX_L}; got L = {dataset.L} (use --method monte-carlo)")
+        if not model.has_log_prob and method == "exact":
+            raise QtomoError(f"the {model.family} model has no log_prob, and exact evaluation "
+                             f"sums Q(a) over all K^L records; use --method auto or monte-carlo")
+        return cls(
+            model=model, checkpoint=checkpoint, dataset=dataset, povm_name=povm_name,
+            exact=exact and model.has_log_prob,
+            dense=dataset.L <= ENUMERATE_MAX_L and method != "monte-carlo",
+            strings={text: parse_pauli_string(text, dataset.L) for text in pauli_strings},
+            pauli_strings=tuple(pauli_strings), chosen=_chosen_target(target, dataset),
+            block_list=block_sites(dataset.L, default_block_sizes(dataset.L) if blocks is None
+                                   else blocks),
+            test_rows=check_rows(rows, dataset) if rows is not None else unseen_rows(dataset,
+                                                                                     config),
+            samples=samples, seed=seed, batch_size=batch_size, quiet=quiet,
+            hamiltonian=hamiltonian_from_attrs(dataset.attrs, dataset.L),
+            generator=torch.Generator(device=distribution_device(model)).manual_seed(seed))
+
+    @property
+    def dense_target(self) -> np.ndarray | None:
+        """ψ, or ρ of a mixed target (a noisy state: docs/simulate.md "Noisy states"), where
+        dense states are affordable."""
+        return self.chosen.dense() if self.chosen is not None and self.dense else None
+
+    @property
+    def pure_mps(self) -> list[np.ndarray] | None:
+        """The MPS of a pure target (any L), else None."""
+        return list(self.chosen.mps) if self.chosen is not None and self.chosen.pure else None
+
+
+@dataclass(frozen=True)
+class _ModelFigures:
+    """The quantum figures of a model, however they were obtained (contraction, enumeration or
+    sampling): its fidelity to the target, ρ where built, observables, what its blocks'
+    reduced states come from, and the bond entropies of a physical state."""
+
+    fidelity: QuantumFidelity | SampledFidelity | ContractedFidelity | None
+    reconstruction: Reconstruction | None
+    observables: Observables
+    blocks: Any  # {block: ρ_A}, the probability table, or BlockCounts of samples
+    entanglement: Entanglement | None = None
+
+
+def _classical_figures(run: _Request, notes: list[str]) -> ClassicalMetrics:
+    """NLL, KL and F_c on the test rows (exact ln Q, an estimate, or a histogram of samples)."""
+    model, dataset = run.model, run.dataset
+    test_records = dataset.iter_chunks(_CHUNK, *run.test_rows)
     if not dataset.has_log_prob:
         notes.append("measured data (no exact ln P per record): KL(P||Q) and the classical "
                      "fidelity are left out; the NLL is the model's cross-entropy on held-out "
                      "rows, and model vs data-only observables (z column) show what it learned")
-    exact_log_prob = bool(model.exact_log_prob)
-    if sample_only:
-        notes.append(f"the {family} model has no log_prob (samples only): skipped NLL, KL, "
-                     f"the exact ρ and its closest physical state; observables and the quantum "
-                     f"fidelity are Monte Carlo over {samples} samples")
-    elif not exact_log_prob:
-        notes.append("this model's ln Q is an estimate (not exact): NLL, KL, F_c and the exact "
-                     "sums are estimates too")
-
-    generator = torch.Generator(device=distribution_device(model)).manual_seed(seed)
-    if sample_only:
-        classical = sampled_classical_metrics(model, dataset.iter_chunks(_CHUNK, *test_rows),
-                                              samples=samples, generator=generator,
-                                              batch_size=batch_size)
+    if not model.has_log_prob:
+        notes.append(f"the {model.family} model has no log_prob (samples only): skipped NLL, "
+                     f"KL, the exact ρ and its closest physical state; observables and the "
+                     f"quantum fidelity are Monte Carlo over {run.samples} samples")
+        classical = sampled_classical_metrics(model, test_records, samples=run.samples,
+                                              generator=run.generator,
+                                              batch_size=run.batch_size)
         notes.append(
-            f"F_c from a histogram of {samples} model samples (biased low by the finite "
+            f"F_c from a histogram of {run.samples} model samples (biased low by the finite "
             f"histogram)" if classical.classical_fidelity is not None else
             f"skipped F_c: a histogram over K^L = {dataset.K}^{dataset.L} records is too large")
-    elif isinstance(model, PhysicalState) and is_pauli_records(povm) and not \
+        return classical
+    if not model.exact_log_prob:
+        notes.append("this model's ln Q is an estimate (not exact): NLL, KL, F_c and the exact "
+                     "sums are estimates too")
+    if isinstance(model, PhysicalState) and is_pauli_records(dataset.povm) and not \
             dataset.has_log_prob:  # fair NLL on measured bases (docs/measured-data.md)
-        weighted = BasisWeightedLogProb(model, training_basis_frequencies(dataset, test_rows))
-        classical = classical_metrics(weighted, dataset.iter_chunks(_CHUNK, *test_rows),
-                                      batch_size=batch_size)
         notes.append("the NLL of this physical model includes the basis distribution of the "
                      "training records (per-site frequencies), as a network learns it; its "
                      "Born rule alone assumes uniform bases")
-    else:
-        classical = classical_metrics(model, dataset.iter_chunks(_CHUNK, *test_rows),
-                                      batch_size=batch_size)
-    hamiltonian = hamiltonian_from_attrs(dataset.attrs, dataset.L)
-    reference = dataset.reference
-    noise = dataset.noise
-    # a vector, or the density matrix of a mixed target (a noisy state: README "Noisy states")
-    dense_target = chosen.dense() if chosen is not None and dense else None
-    pure_mps = list(chosen.mps) if chosen is not None and chosen.pure else None
+        model = BasisWeightedLogProb(model, training_basis_frequencies(dataset, run.test_rows))
+    return classical_metrics(model, test_records, batch_size=run.batch_size)
 
-    fidelity: QuantumFidelity | SampledFidelity | ContractedFidelity | None = None
-    reconstruction = None
-    entanglement = None
-    if isinstance(model, PhysicalState):
-        tensors = model.tensors()
-        fidelity, reconstruction, model_obs, entanglement = _physical_state_figures(
-            tensors, dense_target, pure_mps, reference.get("entropy"), hamiltonian, strings,
-            dense=dense)
-        model_blocks = {block: block_density_matrix(tensors, block) for block in block_list}
-    elif exact:
-        probabilities = enumerate_probabilities(model, batch_size=batch_size, quiet=quiet)
-        reconstruction = density_matrix(probabilities, povm)
-        if dense_target is not None:
-            fidelity = reconstruction.fidelity(dense_target)
-            if not fidelity.physical:
-                notes.append(f"ρ_model has a negative eigenvalue ({fidelity.min_eigenvalue:.3g}):"
-                             f" the fidelity {fidelity.value:.6g} is not that of a state; the "
-                             f"closest physical state has {fidelity.projected:.6g}")
-        elif not reconstruction.is_physical:
-            notes.append(f"ρ_model is unphysical: smallest eigenvalue "
-                         f"{reconstruction.min_eigenvalue:.3g}, purity {reconstruction.purity:.4g}"
-                         f" (a state has eigenvalues ≥ 0 and purity ≤ 1); its observables are "
-                         f"not those of a state")
-        model_obs = exact_observables(probabilities, povm, hamiltonian=hamiltonian,
-                                      pauli_strings=pauli_strings)
-        model_blocks = probabilities
-    else:
-        model_blocks = BlockCounts(block_list, dataset.K)
-        model_obs = model_observables(model, povm, samples=samples, hamiltonian=hamiltonian,
-                                      pauli_strings=pauli_strings, batch_size=batch_size,
-                                      generator=generator, quiet=quiet,
-                                      on_batch=model_blocks.add)
-        autoregressive = isinstance(model, Autoregressive)
-        if autoregressive and strings:
-            model_obs = _masked_strings(model, povm, model_obs, strings, samples, batch_size,
-                                        generator)
-        if pure_mps is None and (noise.active or chosen is not None):
-            mixed = (f"the measured state is mixed ({noise} on every qubit)" if noise.active
-                     else f"the target {chosen.spec!r} is mixed")
-            notes.append(f"{mixed}: a Monte Carlo fidelity needs a pure target, so none is "
-                         f"given without the exact sums (L <= {ENUMERATE_MAX_L}); the reduced "
-                         f"states of blocks compare with the dataset's reference")
-        if autoregressive and pure_mps is not None and chosen.is_ghz:
-            fidelity = SampledFidelity(ghz_fidelity(model, povm, samples=samples,
-                                                    batch_size=batch_size, generator=generator),
-                                       samples, method="masked")
-        elif pure_mps is not None:
-            with warnings.catch_warnings():  # reported below, in the notes
-                warnings.simplefilter("ignore", FidelityWarning)
-                estimate = mps_fidelity(model, pure_mps, povm, samples=samples,
-                                        generator=generator, quiet=quiet)
-            fidelity = SampledFidelity(estimate, samples)
-        if fidelity is not None and not fidelity.reliable:
-            notes.append(f"Monte Carlo quantum fidelity {fidelity.estimate} has a relative "
-                         f"error above 10 %; treat it as unreliable")
-    data_blocks = BlockCounts(block_list, dataset.K)
+
+def _by_contraction(run: _Request) -> _ModelFigures:
+    """A physical state's figures, all contracted from its tensors (no Monte Carlo error)."""
+    tensors = run.model.tensors()
+    fidelity, reconstruction, observables, entanglement = _physical_state_figures(
+        tensors, run.dense_target, run.pure_mps, run.dataset.reference.get("entropy"),
+        run.hamiltonian, run.strings, dense=run.dense)
+    blocks = {block: block_density_matrix(tensors, block) for block in run.block_list}
+    return _ModelFigures(fidelity, reconstruction, observables, blocks, entanglement)
+
+
+def _by_enumeration(run: _Request, notes: list[str]) -> _ModelFigures:
+    """Exact sums over all K^L records: ρ = Σ_a Q(a) Q_a, its fidelity and observables."""
+    povm = run.dataset.povm
+    probabilities = enumerate_probabilities(run.model, batch_size=run.batch_size,
+                                            quiet=run.quiet)
+    reconstruction = density_matrix(probabilities, povm)
+    fidelity = None
+    if run.dense_target is not None:
+        fidelity = reconstruction.fidelity(run.dense_target)
+        if not fidelity.physical:
+            notes.append(f"ρ_model has a negative eigenvalue ({fidelity.min_eigenvalue:.3g}):"
+                         f" the fidelity {fidelity.value:.6g} is not that of a state; the "
+                         f"closest physical state has {fidelity.projected:.6g}")
+    elif not reconstruction.is_physical:
+        notes.append(f"ρ_model is unphysical: smallest eigenvalue "
+                     f"{reconstruction.min_eigenvalue:.3g}, purity {reconstruction.purity:.4g}"
+                     f" (a state has eigenvalues ≥ 0 and purity ≤ 1); its observables are "
+                     f"not those of a state")
+    observables = exact_observables(probabilities, povm, hamiltonian=run.hamiltonian,
+                                    pauli_strings=run.pauli_strings)
+    return _ModelFigures(fidelity, reconstruction, observables, probabilities)
+
+
+def _by_sampling(run: _Request, notes: list[str]) -> _ModelFigures:
+    """Monte Carlo over the model's samples: observables, block counts and the fidelity to a
+    pure target (masked sampling for a GHZ target of an autoregressive model)."""
+    model, povm, chosen, pure_mps = run.model, run.dataset.povm, run.chosen, run.pure_mps
+    generator = run.generator
+    blocks = BlockCounts(run.block_list, run.dataset.K)
+    observables = model_observables(model, povm, samples=run.samples,
+                                    hamiltonian=run.hamiltonian,
+                                    pauli_strings=run.pauli_strings,
+                                    batch_size=run.batch_size, generator=generator,
+                                    quiet=run.quiet, on_batch=blocks.add)
+    autoregressive = isinstance(model, Autoregressive)
+    if autoregressive and run.strings:
+        observables = _masked_strings(model, povm, observables, run.strings, run.samples,
+                                      run.batch_size, generator)
+    noise = run.dataset.noise
+    if pure_mps is None and (noise.active or chosen is not None):
+        mixed = (f"the measured state is mixed ({noise} on every qubit)" if noise.active
+                 else f"the target {chosen.spec!r} is mixed")
+        notes.append(f"{mixed}: a Monte Carlo fidelity needs a pure target, so none is given "
+                     f"without the exact sums (L <= {ENUMERATE_MAX_L}); the reduced states of "
+                     f"blocks compare with the dataset's reference")
+    fidelity = None
+    if autoregressive and pure_mps is not None and chosen.is_ghz:
+        fidelity = SampledFidelity(ghz_fidelity(model, povm, samples=run.samples,
+                                                batch_size=run.batch_size,
+                                                generator=generator),
+                                   run.samples, method="masked")
+    elif pure_mps is not None:
+        with warnings.catch_warnings():  # reported below, in the notes
+            warnings.simplefilter("ignore", FidelityWarning)
+            estimate = mps_fidelity(model, pure_mps, povm, samples=run.samples,
+                                    generator=generator, quiet=run.quiet)
+        fidelity = SampledFidelity(estimate, run.samples)
+    if fidelity is not None and not fidelity.reliable:
+        notes.append(f"Monte Carlo quantum fidelity {fidelity.estimate} has a relative error "
+                     f"above 10 %; treat it as unreliable")
+    return _ModelFigures(fidelity, None, observables, blocks)
+
+
+def _data_figures(run: _Request, model_blocks,
+                  notes: list[str]) -> tuple[Observables, tuple[ReducedState, ...]]:
+    """The data-only observables (one pass over the file, which also counts the blocks) and
+    the reduced states of the blocks, model beside data and target."""
+    dataset, povm = run.dataset, run.dataset.povm
+    data_blocks = BlockCounts(run.block_list, dataset.K)
 
     def records():  # one pass over the file feeds the observables and the block counts
         for outcomes, _ in dataset.iter_chunks(_CHUNK):
@@ -515,48 +618,38 @@ def evaluate(model: Checkpoint | Distribution | str | os.PathLike,
             yield outcomes
 
     if is_pauli_records(povm):  # only the records measuring each operator (any bases)
-        data_obs, refused = basis_observables(records(), dataset.L, hamiltonian=hamiltonian,
-                                              pauli_strings=pauli_strings)
+        data_obs, refused = basis_observables(records(), dataset.L, hamiltonian=run.hamiltonian,
+                                              pauli_strings=run.pauli_strings)
         notes += [f"data-only {note}" for note in refused]
     else:
-        data_obs = estimate_observables(records(), povm, hamiltonian=hamiltonian,
-                                        pauli_strings=pauli_strings)
-    if dataset.attrs.get("biased_bases") and not isinstance(model, PhysicalState):
-        notes.append(f"the {family} model learned the records' biased basis distribution, "
-                     f"while ρ = Σ_a Q(a) Q_a assumes uniform bases: the model's ρ, fidelity "
-                     f"and observables are not those of the measured state (fit mps or lpdo)")
-    notes = list(dataset_warnings(dataset)) + notes
+        data_obs = estimate_observables(records(), povm, hamiltonian=run.hamiltonian,
+                                        pauli_strings=run.pauli_strings)
+    if dataset.attrs.get("biased_bases") and not isinstance(run.model, PhysicalState):
+        notes.append(f"the {run.model.family} model learned the records' biased basis "
+                     f"distribution, while ρ = Σ_a Q(a) Q_a assumes uniform bases: the model's "
+                     f"ρ, fidelity and observables are not those of the measured state (fit "
+                     f"mps or lpdo)")
     incomplete = bool(dataset.attrs.get("biased_bases") or dataset.attrs.get("undetermined"))
-    if incomplete and block_list:  # the dual-frame ρ̂_A assumes uniform, complete bases
+    if incomplete and run.block_list:  # the dual-frame ρ̂_A assumes uniform, complete bases
         notes.append("data-only reduced states of blocks are left out: they need every "
                      "qubit's basis uniform and independent, and these records are not")
-    states = _reduced_states(block_list, povm, dataset, model_blocks,
-                             None if incomplete else data_blocks, samples, seed)
+    states = _reduced_states(run.block_list, povm, dataset, model_blocks,
+                             None if incomplete else data_blocks, run.samples, run.seed)
+    return data_obs, states
+
+
+def _references(run: _Request) -> dict:
+    """The reference values of the observables (the dataset's, or contracted from an imported
+    MPS), and of the Pauli strings where the target is dense."""
+    reference = run.dataset.reference
     if "mps" in reference and "X" not in reference:  # an imported MPS only (genmodel)
-        reference = {**state_references(reference["mps"], hamiltonian), **reference}
+        reference = {**state_references(reference["mps"], run.hamiltonian), **reference}
     references = {name: reference[name] for name in ("X", "Z", "XX", "ZZ", "energy")
                   if name in reference}
-    if dense_target is not None:
-        references["strings"] = {text: expectation_pauli_string(dense_target, string)
-                                 for text, string in strings.items()}
-
-    return Evaluation(
-        classical=classical,
-        test_rows=(int(test_rows[0]), int(test_rows[1])),
-        fidelity=fidelity,
-        reconstruction=reconstruction,
-        observables=ObservableComparison(model_obs, data_obs, references),
-        model=_model_summary(model, checkpoint, povm_name),
-        data={"path": str(dataset.path), "L": dataset.L, "K": dataset.K,
-              "povm": dataset.povm.name, "n_records": dataset.n_records,
-              **{key: plain(value) for key, value in dataset.attrs.items()
-                 if key in _DATA_ATTRS}},
-        warnings=tuple(notes),
-        reduced_states=states,
-        entanglement=entanglement,
-        target=None if chosen is None else chosen.as_dict(),
-        data_fidelity=_data_fidelity(chosen, dataset, notes),
-    )
+    if run.dense_target is not None:
+        references["strings"] = {text: expectation_pauli_string(run.dense_target, string)
+                                 for text, string in run.strings.items()}
+    return references
 
 
 def _chosen_target(target: Target | str | None, dataset: Dataset) -> Target | None:
