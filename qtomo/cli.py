@@ -262,7 +262,7 @@ def dataset_summary(dataset) -> dict:
     the file has it) and ``warning``."""
     import numpy as np
 
-    from qtomo.models.checkpoint import plain
+    from qtomo.jsontext import plain
 
     attrs = dataset.attrs
     entropy = None

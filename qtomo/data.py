@@ -49,6 +49,7 @@ import qtomo
 from qtomo.atomic import atomic_output, describe_leftover
 from qtomo.errors import DataFormatError, QtomoError
 from qtomo.guards import missing_file
+from qtomo.jsontext import plain
 from qtomo.povm import (
     POVM,
     POVM_NAMES,
@@ -139,7 +140,7 @@ def write_dataset(
     if isinstance(n_records, bool) or not isinstance(n_records, int | np.integer) or n_records < 1:
         raise QtomoError(f"a dataset needs an integer n_records >= 1; got {n_records!r}")
     own = {"format": FORMAT, "version": VERSION, "povm": povm.name}  # the writer's to set
-    given = {str(key): _plain(value) for key, value in attrs.items() if value is not None}
+    given = {str(key): plain(value) for key, value in attrs.items() if value is not None}
     for key, value in own.items():
         if key in given and given[key] != value:
             raise QtomoError(f"attribute {key} is {value!r} for this file; got {given[key]!r}")
@@ -481,7 +482,7 @@ def _validated(path: Path, file: h5py.File) -> Dataset:
     def fail(problem: str) -> DataFormatError:
         return DataFormatError(f"{path}: {problem}")
 
-    attrs = {key: _plain(value) for key, value in file.attrs.items()}
+    attrs = {key: plain(value) for key, value in file.attrs.items()}
     if attrs.get("format") != FORMAT:
         raise fail(f"not a qtomo dataset (format attribute {attrs.get('format')!r}, "
                    f"expected {FORMAT!r})")
@@ -588,12 +589,3 @@ def _read_mps(group: h5py.Group, L: int, fail) -> list[np.ndarray]:
     return [item[()] for item in items]
 
 
-def _plain(value):
-    """HDF5 attribute → Python value (bytes → str, numpy scalars → int/float/bool)."""
-    if isinstance(value, bytes):
-        return value.decode()
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    return value

@@ -64,12 +64,13 @@ from qtomo.distribution import (
 )
 from qtomo.errors import CheckpointError, QtomoError
 from qtomo.estimate import Estimate
+from qtomo.jsontext import plain
 from qtomo.metrics import (
     ClassicalMetrics,
     classical_metrics,
     sampled_classical_metrics,
 )
-from qtomo.models.checkpoint import Checkpoint, load_checkpoint, plain
+from qtomo.models.checkpoint import Checkpoint, load_checkpoint
 from qtomo.observables import (
     Observables,
     estimate_observables,

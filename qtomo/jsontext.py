@@ -1,4 +1,6 @@
-"""JSON text without the non-standard ``Infinity`` and ``NaN`` (docs/errors.md).
+"""Plain values and JSON text: :func:`plain` turns numpy numbers and arrays, paths and bytes
+into what JSON, HDF5 attributes and ``torch.load(weights_only=True)`` take; :func:`json_text`
+writes JSON without the non-standard ``Infinity`` and ``NaN`` (docs/errors.md).
 
 Python's ``json`` writes them by default, and strict readers (``jq``, JavaScript, Go) refuse
 the file. A figure that is not a finite number is written as ``null`` with a sibling
@@ -11,9 +13,12 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 from typing import Any
 
-__all__ = ["json_text", "without_nonfinite"]
+import numpy as np
+
+__all__ = ["json_text", "plain", "without_nonfinite"]
 
 _REASONS = {"inf": "inf: a spread needs at least two records, or a probability of 0 was met",
             "-inf": "-inf: the logarithm of a probability of 0",
@@ -65,3 +70,24 @@ def _first_nonfinite(value: Any) -> str | None:
             if found is not None:
                 return found
     return None
+
+
+def plain(value: Any) -> Any:
+    """``value`` with numpy scalars and arrays turned into Python numbers and lists, and paths
+    into strings, so that ``torch.load(weights_only=True)`` can read it back.
+
+    Example:
+        >>> plain({"h": np.float64(1.0), "rows": (0, np.int64(9)), "path": Path("a.h5")})
+        {'h': 1.0, 'rows': [0, 9], 'path': 'a.h5'}
+    """
+    if isinstance(value, dict):
+        return {str(key): plain(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(item) for item in value]
+    if isinstance(value, np.ndarray | np.generic):
+        return plain(value.tolist())
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, bytes):
+        return value.decode()
+    return value

@@ -51,7 +51,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import itertools
-import json
 import math
 import os
 import shutil
@@ -70,6 +69,7 @@ from qtomo.atomic import atomic_output, check_outputs
 from qtomo.data import Dataset, as_dataset
 from qtomo.device import resolve_device
 from qtomo.errors import CheckpointError, ConvergenceError, QtomoError
+from qtomo.jsontext import json_text
 from qtomo.models import QtomoModel, hyperparameters, load_checkpoint, save_checkpoint
 from qtomo.options import TrainOptions
 from qtomo.pauli_records import dataset_warnings
@@ -374,7 +374,7 @@ def _restore_optimizer(optimizer: torch.optim.Optimizer, stored: dict[str, Any])
 
 def _write_history(path: Path, history: list[dict[str, float]], summary: dict[str, Any]) -> None:
     with atomic_output(path) as tmp:
-        tmp.write_text(json.dumps({**summary, "epochs": history}, indent=1) + "\n")
+        tmp.write_text(json_text({**summary, "epochs": history}) + "\n")
 
 
 def fit(model: QtomoModel, dataset: Dataset | str | Path, options: TrainOptions | None = None, *,

@@ -39,13 +39,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 import qtomo
 from qtomo.atomic import atomic_output, describe_leftover
 from qtomo.errors import CheckpointError, QtomoError
 from qtomo.guards import missing_file
+from qtomo.jsontext import plain
 from qtomo.models.base import QtomoModel
 from qtomo.models.registry import build, hyperparameters
 from qtomo.options import TrainOptions
@@ -173,27 +173,6 @@ class Checkpoint:
     model: QtomoModel
     config: dict[str, Any]
     trainer: dict[str, Any] | None
-
-
-def plain(value: Any) -> Any:
-    """``value`` with numpy scalars and arrays turned into Python numbers and lists, and paths
-    into strings, so that ``torch.load(weights_only=True)`` can read it back.
-
-    Example:
-        >>> plain({"h": np.float64(1.0), "rows": (0, np.int64(9)), "path": Path("a.h5")})
-        {'h': 1.0, 'rows': [0, 9], 'path': 'a.h5'}
-    """
-    if isinstance(value, dict):
-        return {str(key): plain(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [plain(item) for item in value]
-    if isinstance(value, np.ndarray | np.generic):
-        return plain(value.tolist())
-    if isinstance(value, Path):
-        return str(value)
-    if isinstance(value, bytes):
-        return value.decode()
-    return value
 
 
 def save_checkpoint(path: str | Path, model: QtomoModel, *, povm: str,
