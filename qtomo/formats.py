@@ -551,27 +551,10 @@ def read_genmodel_mps(index: str | os.PathLike, tensor: str | os.PathLike) -> li
     if line != len(entries):
         raise QtomoError(f"{tensor}: {len(entries) - line} lines beyond the tensors {index} "
                          f"announces")
-    from qtomo.states.mps import check_mps_shapes
+    from qtomo.states.mps import check_mps_shapes, right_canonical
 
     check_mps_shapes(tensors)
-    return _right_canonical(tensors)
-
-
-def _right_canonical(tensors: list[np.ndarray]) -> list[np.ndarray]:
-    """Right-canonical form by LQ sweeps from the right; the norm is divided out."""
-    tensors = [B.copy() for B in tensors]
-    for site in range(len(tensors) - 1, 0, -1):
-        B = tensors[site]
-        left, _, right = B.shape
-        # B = R Q with Q having orthonormal rows: QR of B†
-        q, r = np.linalg.qr(B.reshape(left, 2 * right).conj().T)
-        tensors[site] = q.conj().T.reshape(-1, 2, right)
-        tensors[site - 1] = np.einsum("asb,bc->asc", tensors[site - 1], r.conj().T)
-    norm = np.linalg.norm(tensors[0])
-    if not norm > 0:
-        raise QtomoError("the MPS is the zero vector")
-    tensors[0] = tensors[0] / norm
-    return tensors
+    return right_canonical(tensors)
 
 
 # Their 1D TFIM MPS is the ground state of +ΣZZ + ΣX; U = ⊗_i Z_i ⊗_{i odd} X_i maps it to the
