@@ -97,7 +97,7 @@ def _readout_errors(values: list[str] | None) -> list[float] | list[list[float]]
     if values is None:
         return None
     if len(values) == 1:
-        from qtomo.formats import read_readout_errors
+        from qtomo.readout import read_readout_errors
 
         return read_readout_errors(values[0]).tolist()
     if len(values) != 2:

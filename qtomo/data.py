@@ -58,9 +58,9 @@ from qtomo.povm import (
     get_povm,
     povm_elements,
     povm_from_elements,
-    readout_povms,
 )
 from qtomo.progress import progress_bar
+from qtomo.readout import readout_povms
 
 __all__ = ["FORMAT", "VERSION", "Dataset", "check_source", "read_dataset", "write_dataset"]
 

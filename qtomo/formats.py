@@ -58,7 +58,8 @@ from qtomo.guards import (
     unique_keys,
 )
 from qtomo.pauli_records import BasisCoverage, has_settings
-from qtomo.povm import POVM, get_povm, readout_povms
+from qtomo.povm import POVM, get_povm
+from qtomo.readout import readout_povms
 
 __all__ = [
     "EXPORT_FORMATS",
@@ -73,7 +74,6 @@ __all__ = [
     "import_records",
     "outcomes_to_shots",
     "read_genmodel_mps",
-    "read_readout_errors",
     "shots_to_outcomes",
 ]
 
@@ -656,7 +656,7 @@ def import_records(
         readout_error: (e0, e1) = (P(read 1 | 0), P(read 0 | 1)), each in [0, 0.5), of every
             qubit, or an (L, 2) table of them per qubit (:func:`read_readout_errors` reads one
             from a file): the file then stores the POVM actually measured
-            (:func:`qtomo.povm.readout_povms`).
+            (:func:`qtomo.readout.readout_povms`).
         allow_biased_bases: keep bases that fail :func:`bases_uniformity`, with a warning
             stored in the file (attribute ``warning``).
         tfim_sign_map: genmodel only: apply :func:`genmodel_tfim_sign_map`.
@@ -733,67 +733,6 @@ def import_records(
     chunks = ((outcomes[start : start + _CHUNK], None) for start in range(0, N, _CHUNK))
     return write_dataset(out, povm=measured, attrs=attrs, n_records=N, chunks=chunks,
                          reference=records.reference, quiet=quiet)
-
-
-def read_readout_errors(path: str | os.PathLike) -> np.ndarray:
-    r"""Per-qubit readout errors from a file (README "Measured data").
-
-    One row per qubit, qubit 0 first: e0 = P(read 1 | 0), e1 = P(read 0 | 1). The file is text
-    (one line ``e0 e1`` per qubit, separated by whitespace or a comma, ``#`` starting a
-    comment), a ``.json`` array of [e0, e1] pairs, or a ``.npy`` array (L, 2).
-
-    Returns:
-        (L, 2) float64, for ``import_records(…, readout_error=…)`` or ``simulate``.
-
-    Raises:
-        QtomoError: a missing, unreadable or empty file, an entry that is not a number, rows of
-            other than two entries, or an error outside [0, 0.5) (naming the qubit).
-
-    Example:
-        >>> import tempfile, pathlib
-        >>> path = pathlib.Path(tempfile.mkdtemp()) / "readout.txt"
-        >>> _ = path.write_text("# e0 e1\n0.01 0.03\n0.02, 0.05\n")
-        >>> read_readout_errors(path).tolist()
-        [[0.01, 0.03], [0.02, 0.05]]
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise QtomoError(missing_file(path))
-    try:
-        if path.suffix.lower() == ".npy":
-            rows = np.load(path, allow_pickle=False)
-        elif path.suffix.lower() == ".json":
-            rows = json.loads(path.read_text(), object_pairs_hook=unique_keys(path))
-        else:
-            rows = [line.split("#")[0].replace(",", " ").split()
-                    for line in path.read_text().splitlines()]
-            rows = [row for row in rows if row]
-    except (OSError, ValueError, UnicodeDecodeError) as error:
-        raise QtomoError(f"{path}: cannot read readout errors from it ({error})") from None
-    if not isinstance(rows, list) and not (isinstance(rows, np.ndarray) and rows.ndim > 0):
-        raise QtomoError(f"{path}: expected a list of [e0, e1] rows, one per qubit; got "
-                         f"{type(rows).__name__} {rows!r}"[:200])
-    if len(rows) == 0:
-        raise QtomoError(f"{path}: empty; expected one row e0 e1 per qubit")
-    table = np.empty((len(rows), 2))
-    for qubit, row in enumerate(rows):
-        if np.ndim(row) != 1 or len(row) != 2:
-            raise QtomoError(f"{path}: expected two entries per qubit, e0 = P(read 1 | 0) and "
-                             f"e1 = P(read 0 | 1); qubit {qubit} has {np.size(row)}")
-        for column, value in enumerate(row):
-            if isinstance(value, complex | np.complexfloating):
-                raise QtomoError(f"{path}: entries must be real numbers; got {value!r} for "
-                                 f"qubit {qubit}")
-            try:
-                table[qubit, column] = float(value)
-            except (TypeError, ValueError):
-                raise QtomoError(f"{path}: entries must be numbers; got {value!r} for qubit "
-                                 f"{qubit}") from None
-    try:
-        readout_povms(table)
-    except QtomoError as error:
-        raise QtomoError(f"{path}: {error}") from None
-    return table
 
 
 def export_records(fmt: str, dataset: str | os.PathLike | Dataset,

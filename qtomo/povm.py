@@ -26,7 +26,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -45,8 +45,6 @@ __all__ = [
     "enumerate_outcomes",
     "get_povm",
     "invert_probabilities",
-    "readout_povm",
-    "readout_povms",
     "sites_from_size",
 ]
 
@@ -196,6 +194,7 @@ class PerQubitPOVM:
         QtomoError: for no sites, or sites whose names or K differ.
 
     Example:
+        >>> from qtomo.readout import readout_povms
         >>> povm = readout_povms([[0.0, 0.0], [0.1, 0.2]])
         >>> povm, povm.at(0) == get_povm("pauli6"), povm.site_duals(2).shape
         (PerQubitPOVM('pauli6+readout', K=6, L=2), False, (2, 6, 2, 2))
@@ -282,10 +281,10 @@ def povm_from_elements(name: str, elements: np.ndarray) -> POVM | PerQubitPOVM:
     if elements.ndim != 4:
         raise QtomoError(f"POVM {name!r} needs elements (K, 2, 2), or (L, K, 2, 2) per qubit; "
                          f"got {elements.shape}")
-    return _per_qubit(lambda site_elements: POVM(name, site_elements), elements)
+    return per_qubit(lambda site_elements: POVM(name, site_elements), elements)
 
 
-def _per_qubit(make: Callable[[np.ndarray], POVM], rows: np.ndarray) -> PerQubitPOVM:
+def per_qubit(make: Callable[[np.ndarray], POVM], rows: np.ndarray) -> PerQubitPOVM:
     """The :class:`PerQubitPOVM` of ``make(row)`` for each qubit's row; an error names the
     qubit."""
     sites = []
@@ -421,97 +420,6 @@ def _dtype_kind(a) -> str:
         return np.dtype(str(dtype).removeprefix("torch.")).kind  # torch.int64 -> int64
     except TypeError:  # no dtype, or one numpy lacks (bfloat16)
         return "O" if dtype is None else "f"
-
-
-READOUT_SUFFIX = "+readout"
-
-
-def readout_povm(e0: float, e1: float, base: str = "pauli6") -> POVM:
-    """The POVM a Pauli-basis experiment with readout errors actually measures.
-
-    Outcome 2b + r means "basis b, bit r read" (README "Measured data"). A bit flips on readout
-    with P(read 1 | 0) = e0, P(read 0 | 1) = e1, so per basis b
-
-        M'_{2b+r} = Σ_{r'} A_{r r'} M_{2b+r'},   A = [[1 − e0, e1], [e0, 1 − e1]],
-
-    still a POVM (A is column-stochastic) and informationally complete for e0 + e1 < 1; its
-    canonical duals undo the readout error in every dual-frame estimate.
-
-    Args:
-        e0, e1: flip probabilities, each in [0, 0.5).
-        base: the ideal POVM, ``"pauli6"`` (the one whose outcomes are basis and bit).
-
-    Returns:
-        A :class:`POVM` named ``"pauli6+readout"``.
-
-    Raises:
-        QtomoError: for an error outside [0, 0.5) or another base.
-
-    Example:
-        >>> povm = readout_povm(0.1, 0.0)
-        >>> rho = np.array([[1, 0], [0, 0]], dtype=complex)       # |0⟩: Z read as 1 w.p. 0.1
-        >>> np.round(povm.probabilities(rho)[:2], 6).tolist()
-        [0.3, 0.033333]
-        >>> round(float(povm.probabilities(rho) @ povm.dual_traces(PAULI["Z"]).real), 12)
-        1.0
-    """
-    if base != "pauli6":
-        raise QtomoError(f"readout errors act on the bits of Pauli-basis records; expected base "
-                         f"'pauli6', got {base!r}")
-    for name, value in (("e0 = P(read 1 | 0)", e0), ("e1 = P(read 0 | 1)", e1)):
-        if not (isinstance(value, (int, float, np.floating)) and 0 <= value < 0.5):
-            raise QtomoError(f"readout error {name} must lie in [0, 0.5); got {value!r}")
-    flips = np.array([[1 - e0, e1], [e0, 1 - e1]])  # A[read, true]
-    ideal = get_povm(base).elements.reshape(3, 2, 2, 2)  # (basis, bit, 2, 2)
-    elements = np.einsum("rt,btij->brij", flips, ideal).reshape(6, 2, 2)
-    return POVM(base + READOUT_SUFFIX, elements)
-
-
-def readout_povms(errors: Sequence[float] | Sequence[Sequence[float]] | np.ndarray,
-                  L: int | None = None) -> POVM | PerQubitPOVM:
-    """The POVM measured with readout errors, the same on every qubit or one pair per qubit.
-
-    Args:
-        errors: (e0, e1) for every qubit, or an (L, 2) table whose row i is qubit i's (e0, e1)
-            (see :func:`readout_povm`).
-        L: the number of qubits the records have, checked against a table's rows; None skips
-            the check.
-
-    Returns:
-        :func:`readout_povm` for one pair (or a table whose rows are all equal), else a
-        :class:`PerQubitPOVM` of them.
-
-    Raises:
-        QtomoError: for another shape, a table of the wrong length, or an error outside
-            [0, 0.5) (naming the qubit).
-
-    Example:
-        >>> readout_povms([[0.1, 0.0], [0.1, 0.0]]) == readout_povm(0.1, 0.0)
-        True
-        >>> readout_povms([[0.1, 0.0], [0.0, 0.2]], L=3)
-        Traceback (most recent call last):
-        ...
-        qtomo.errors.QtomoError: readout errors are given for 2 qubits; the records have L = 3
-    """
-    table = np.asarray(errors, dtype=np.float64) if _is_numeric(errors) else None
-    if table is not None and table.shape == (2,):
-        table = table[None]
-    elif table is None or table.ndim != 2 or table.shape[1] != 2 or table.shape[0] < 1:
-        raise QtomoError(f"readout errors must be (e0, e1) or an (L, 2) table of them, qubit 0 "
-                         f"first; got {np.shape(errors) if table is not None else errors!r}")
-    elif L is not None and table.shape[0] != L:
-        raise QtomoError(f"readout errors are given for {table.shape[0]} qubits; the records "
-                         f"have L = {L}")
-    if np.all(table == table[0]):
-        return readout_povm(*(float(e) for e in table[0]))
-    return _per_qubit(lambda row: readout_povm(float(row[0]), float(row[1])), table)
-
-
-def _is_numeric(values) -> bool:
-    try:
-        return np.asarray(values).dtype.kind in "iuf"
-    except ValueError:  # ragged rows
-        return False
 
 
 def enumerate_outcomes(L: int, K: int) -> np.ndarray:

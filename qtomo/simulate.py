@@ -31,7 +31,8 @@ from qtomo.atomic import check_space, check_writable
 from qtomo.data import write_dataset
 from qtomo.device import resolve_device
 from qtomo.errors import QtomoError
-from qtomo.povm import get_povm, readout_povms
+from qtomo.povm import get_povm
+from qtomo.readout import readout_povms
 from qtomo.states import exact
 from qtomo.states.noise import NOISY_EXACT_MAX_L, LocalNoise, noisy_state
 
@@ -104,7 +105,7 @@ def simulate(
             is non-zero.
         readout_error: (e0, e1) = (P(read 1 | 0), P(read 0 | 1)) of every qubit's bit, or an
             (L, 2) table of them per qubit, for ``povm="pauli6"``: the records are those of
-            :func:`qtomo.povm.readout_povms`, which the file stores (README "Measured data");
+            :func:`qtomo.readout.readout_povms`, which the file stores (README "Measured data");
             the references stay the state's.
         seed: seeds the sampler (and DMRG's initial state choice is deterministic).
         device: sampler device for the MPS path (``auto`` = CUDA when present).

@@ -286,7 +286,8 @@ def test_genmodel_index_zero_and_duplicates_are_refused(tmp_path):
 
 
 def test_duplicate_json_keys_are_refused(tmp_path):
-    from qtomo.formats import import_records, read_readout_errors
+    from qtomo.formats import import_records
+    from qtomo.readout import read_readout_errors
 
     counts = tmp_path / "counts.json"
     counts.write_text('{"ZZ": {"00": 5, "11": 2, "00": 7}}')
@@ -313,7 +314,7 @@ def test_readout_json_that_is_not_a_table(content, tmp_path, capsys):
 
 
 def test_a_complex_readout_table_is_refused(tmp_path):
-    from qtomo.formats import read_readout_errors
+    from qtomo.readout import read_readout_errors
 
     path = tmp_path / "readout.npy"
     np.save(path, np.array([[0.01 + 0.001j, 0.02]]))

@@ -373,7 +373,8 @@ def test_readout_povm_duals_undo_the_readout_error_exactly(shots, errors):
     the closed form ⟨Z_i⟩ → (1 − e0_i − e1_i)⟨Z_i⟩ + e1_i − e0_i."""
     from qtomo.blocks import reduced_states, target_reduced_states
     from qtomo.observables import exact_observables
-    from qtomo.povm import PerQubitPOVM, readout_povms
+    from qtomo.povm import PerQubitPOVM
+    from qtomo.readout import readout_povms
     from qtomo.reconstruct import density_matrix
 
     psi = shots[0]
@@ -432,7 +433,7 @@ def site_z(site):
 
 
 def test_readout_error_files_in_text_csv_json_and_npy_read_the_same_table(tmp_path):
-    from qtomo.formats import read_readout_errors
+    from qtomo.readout import read_readout_errors
 
     table = np.array(PER_QUBIT)
     files = {"a.txt": "# e0 e1\n" + "".join(f"{e0} {e1}  # qubit\n" for e0, e1 in PER_QUBIT),
@@ -478,7 +479,7 @@ def _z_scores(dataset, povm, reference):
 
 
 def test_simulated_readout_error_is_undone_by_the_stored_povm(readout_file):
-    from qtomo.povm import readout_povms
+    from qtomo.readout import readout_povms
 
     path, errors, _ = readout_file
     dataset = read_dataset(path)
@@ -768,7 +769,7 @@ def test_an_ensemble_on_measured_data_reports_no_kl(tmp_path, capsys):
 def test_per_qubit_povm_dataset_round_trips_and_bad_tables_are_refused(tmp_path):
     """/povm/elements (L, K, 2, 2) is read back as the same PerQubitPOVM; a table for another L,
     a site that is not a POVM, or a malformed readout_error attribute is refused in one line."""
-    from qtomo.povm import readout_povms
+    from qtomo.readout import readout_povms
 
     povm = readout_povms(PER_QUBIT)
     outcomes = np.random.default_rng(0).integers(0, 6, size=(30, 3)).astype(np.uint8)

@@ -202,7 +202,8 @@ def test_per_qubit_povm_log_prob_and_samples_equal_the_dense_born_rule(kind, mon
     refinements differ in length), or rank-one POVMs turned differently on every qubit. ln P of
     the table and dense passes equals Tr(⊗_i M^(i)_{a_i} ρ) built by Kronecker products, and
     2·10^5 samples pass a χ² test against it."""
-    from qtomo.povm import PerQubitPOVM, readout_povms
+    from qtomo.povm import PerQubitPOVM
+    from qtomo.readout import readout_povms
 
     L = 4
     povm = (readout_povms([[0.05, 0.1], [0.0, 0.0], [0.2, 0.01], [0.1, 0.3]]) if kind == "readout"

@@ -16,7 +16,8 @@ import torch
 import qtomo.simulate
 from qtomo.cli import main
 from qtomo.errors import ConvergenceError
-from qtomo.povm import get_povm, readout_povms
+from qtomo.povm import get_povm
+from qtomo.readout import readout_povms
 from qtomo.states.mps import tfim_mps
 from qtomo.states.mps_sampler import MPSDistribution, born_log_prob
 from qtomo.states.real_environment import is_real, real_log_prob, real_site_tables
