@@ -139,8 +139,9 @@ def correlations(
     the noisy state's (README "Noisy states"). The diagonal is 1 because σ_i² = 1 holds in any
     state (it is not ⟨O_i O_i⟩ for O = E†(σ)). With a Hamiltonian also ``energy`` = Σ_t c_t ⟨⊗σ⟩
     over its Pauli terms (:func:`pauli_sum_expectation`, σ from ``pauli``). Cost O(L² χ³) per
-    operator. Everything right of a site contracts to the identity, so the tensors must be right-canonical and normalised (as
-    :func:`right_canonical` and a physical model's ``tensors()`` give).
+    operator. Everything right of a site contracts to the identity, so the tensors must be
+    right-canonical and normalised (as :func:`right_canonical` and a physical model's
+    ``tensors()`` give).
 
     Args:
         tensors: L right-canonical tensors (χ_i, 2, χ_{i+1}), or LPDO tensors
