@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import scipy.linalg
@@ -88,6 +89,15 @@ class TFIM:
         zz = [(-self.J, {i: "Z", j: "Z"}) for i, j in self.bonds]
         x = [(-self.h, {i: "X"}) for i in range(self.L)]
         return zz + x
+
+    #: the symmetry TeNPy's ``SpinHalfSite`` may conserve in DMRG (none: parity would reorder
+    #: the basis into X eigenstates)
+    conserve: ClassVar[str | None] = None
+
+    def tenpy_terms(self) -> list[tuple[float, list[tuple[int, str]]]]:
+        """H in TeNPy operator names: (c, [(site, "Sigmax" | "Sigmaz"), …]) per term."""
+        return [(c, [(i, f"Sigma{letter.lower()}") for i, letter in sorted(string.items())])
+                for c, string in self.terms()]
 
     def sparse_matrix(self) -> sp.csr_matrix:
         """H as a (2^L, 2^L) real CSR matrix in the computational basis."""
@@ -267,6 +277,17 @@ class XXZ:
     def sparse_matrix(self) -> sp.csr_matrix:
         """H as a (2^L, 2^L) real CSR matrix in the computational basis."""
         return pauli_sum_matrix(self.terms(), self.L).real.tocsr()
+
+    #: DMRG conserves Σ Z (TeNPy's ``Sz``), which H commutes with
+    conserve: ClassVar[str | None] = "Sz"
+
+    def tenpy_terms(self) -> list[tuple[float, list[tuple[int, str]]]]:
+        """H in TeNPy's Sz-conserving operators: X X + Y Y = 2 (σ⁺σ⁻ + σ⁻σ⁺) with σ⁺ = ``Sp``."""
+        terms = []
+        for i, j in self.bonds:
+            terms += [(2 * self.J, [(i, "Sp"), (j, "Sm")]), (2 * self.J, [(i, "Sm"), (j, "Sp")]),
+                      (self.J * self.delta, [(i, "Sigmaz"), (j, "Sigmaz")])]
+        return terms
 
 
 def hamiltonian_from_attrs(attrs: dict, L: int) -> TFIM | XXZ | None:

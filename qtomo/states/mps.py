@@ -673,10 +673,10 @@ def dmrg_ground_state(
 ) -> tuple[list[np.ndarray], float, float]:
     """Ground state of a Pauli-sum Hamiltonian by two-site DMRG (TeNPy) from a product state.
 
-    The TeNPy model is built term by term from ``hamiltonian.terms()`` on ``SpinHalfSite``
-    with ``conserve=None`` (basis up, down = our |0⟩, |1⟩; operators ``Sigmax/y/z``), so no
-    symmetry reorders the local basis; without a mixer the sweeps stay in the symmetry sector of
-    the start state (e.g. Σ Z = 0 from a Néel state).
+    The TeNPy model is built term by term from ``hamiltonian.tenpy_terms()`` on
+    ``SpinHalfSite(conserve=hamiltonian.conserve)`` (basis up, down = our |0⟩, |1⟩, possibly
+    stored in another order, which ``site.perm`` undoes); with ``Sz`` conserved the sweeps stay
+    in the Σ Z sector of the start state (e.g. Σ Z = 0 from a Néel state).
 
     Args:
         hamiltonian: a :class:`~qtomo.states.hamiltonians.TFIM` or
@@ -727,25 +727,26 @@ def _run_dmrg(
     from tenpy.networks.mps import MPS
     from tenpy.networks.site import SpinHalfSite
 
+    site = SpinHalfSite(conserve=hamiltonian.conserve)
+    to_ours = np.argsort(site.perm)  # internal basis index of our |0⟩, |1⟩ (up, down)
+
     class _PauliSum(CouplingMPOModel):
         def init_sites(self, model_params):
-            return SpinHalfSite(conserve=None)
+            return site
 
         def init_terms(self, model_params):
-            for coefficient, string in hamiltonian.terms():
-                (i, a), *rest = sorted(string.items())
-                if not rest:
-                    self.add_onsite_term(coefficient, i, f"Sigma{a.lower()}")
+            for coefficient, factors in hamiltonian.tenpy_terms():
+                if len(factors) == 1:
+                    self.add_onsite_term(coefficient, *factors[0])
                 else:
-                    (j, b), = rest
-                    self.add_coupling_term(coefficient, i, j, f"Sigma{a.lower()}",
-                                           f"Sigma{b.lower()}")
+                    (i, op_i), (j, op_j) = factors
+                    self.add_coupling_term(coefficient, i, j, op_i, op_j)
 
     L = hamiltonian.L
     model = _PauliSum({"L": L, "lattice": "Chain", "bc_MPS": "finite", "bc_x": "open"})
     psi = MPS.from_product_state(
-        model.lat.mps_sites(), [np.asarray(vector) for vector in start], bc="finite",
-        unit_cell_width=1
+        model.lat.mps_sites(), [np.asarray(vector)[site.perm] for vector in start],
+        bc="finite", unit_cell_width=1
     )
     options = {
         "trunc_params": {"chi_max": chi_max, "trunc_cut": math.sqrt(svd_min), "svd_min": 1e-14},
@@ -758,7 +759,8 @@ def _run_dmrg(
     engine.run()
     energies = [float(E) for E in engine.sweep_stats["E"]]
     truncation_error = float(engine.sweep_stats["max_trunc_err"][-1])
-    tensors = [psi.get_B(i, form="B").to_ndarray() for i in range(L)]  # legs vL, p, vR
+    # legs vL, p, vR, p in TeNPy's internal order
+    tensors = [psi.get_B(i, form="B").to_ndarray()[:, to_ours, :] for i in range(L)]
     return tensors, energies, truncation_error
 
 
