@@ -23,6 +23,7 @@ from __future__ import annotations
 import ast
 import math
 import operator
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,8 +33,8 @@ import numpy as np
 from qtomo.errors import QtomoError
 from qtomo.states.mps import MPSState, right_canonical
 
-__all__ = ["CHI_MAX", "MAX_DISCARDED", "CircuitMPS", "Gate", "circuit_state", "gate_matrix",
-           "parse_qasm", "qiskit_gates", "random_brickwork"]
+__all__ = ["CHI_MAX", "MAX_DISCARDED", "CircuitMPS", "Gate", "circuit_gates", "circuit_state",
+           "gate_matrix", "parse_qasm", "qiskit_gates", "random_brickwork", "read_qasm_file"]
 
 #: default bond-dimension cap of circuit MPS
 CHI_MAX = 256
@@ -498,3 +499,32 @@ def read_qasm_file(path: str | Path) -> tuple[int, list[Gate]]:
         return parse_qasm(text)
     except QtomoError as error:
         raise QtomoError(f"{path}: {error}") from None
+
+
+def circuit_gates(circuit) -> tuple[int, list[Gate], str]:
+    """(number of qubits, gates, label) of an OpenQASM 2 file or a qiskit ``QuantumCircuit``.
+
+    Args:
+        circuit: a path (str or os.PathLike) of a ``.qasm`` file, or a ``QuantumCircuit``.
+
+    Returns:
+        The register size, the gates, and a label for the dataset's ``circuit`` attribute:
+        the file name, or ``qiskit:<circuit name>``.
+
+    Raises:
+        QtomoError: for an unreadable or unsupported circuit, or another kind of object.
+    """
+    if isinstance(circuit, str | os.PathLike):
+        L, gates = read_qasm_file(circuit)
+        return L, gates, Path(circuit).name
+    try:
+        from qiskit import QuantumCircuit
+    except ImportError:
+        raise QtomoError(f"a circuit must be a .qasm file path or a qiskit QuantumCircuit "
+                         f"(qiskit is not installed: pip install 'qtomo[circuits]'); got "
+                         f"{type(circuit).__name__}") from None
+    if not isinstance(circuit, QuantumCircuit):
+        raise QtomoError(f"a circuit must be a .qasm file path or a qiskit QuantumCircuit; got "
+                         f"{type(circuit).__name__}")
+    L, gates = qiskit_gates(circuit)
+    return L, gates, f"qiskit:{circuit.name}"
