@@ -164,7 +164,7 @@ def _evaluate(text: str, line: int) -> float:
         raise ValueError
 
     try:
-        result = value(ast.parse(text.replace("^", "**"), mode="eval").body)
+        result = value(ast.parse(text.strip().replace("^", "**"), mode="eval").body)
     except (SyntaxError, ValueError, ZeroDivisionError, OverflowError):
         raise QtomoError(f"line {line}: cannot read the gate parameter {text.strip()!r}; "
                          f"expected numbers, pi, + - * / ^ and sin cos tan exp ln sqrt") from None
@@ -217,10 +217,11 @@ def parse_qasm(text: str) -> tuple[int, list[Gate]]:
     registers: dict[str, tuple[int, int]] = {}  # name → (first site, size)
     gates: list[Gate] = []
     measured_line = 0
-    statements = list(_statements(text))
-    if not statements or not re.fullmatch(r"OPENQASM\s+2(\.0)?", statements[0][1]):
+    statements = _statements(text)  # lazily: a refused statement is named before later ones
+    header = next(statements, (0, ""))[1]
+    if not re.fullmatch(r"OPENQASM\s+2(\.0)?", header):
         raise QtomoError("the file must start with 'OPENQASM 2.0;'")
-    for line, statement in statements[1:]:
+    for line, statement in statements:
         keyword = re.match(r"[A-Za-z_][A-Za-z0-9_]*", statement)
         word = keyword.group(0) if keyword else statement[:10]
         if word in _REFUSED:
