@@ -125,3 +125,33 @@ def test_xxz_refuses_degenerate_ground_states(L, J, delta, message):
 def test_named_states_refuse_one_qubit(state):
     with pytest.raises(QtomoError, match="L >= 2"):
         named_state(state, 1, "mps")
+
+
+@pytest.mark.parametrize("method", ["exact", "mps"])
+def test_simulate_xxz_records_and_references_match_dense(method, tmp_path):
+    """ln P of the records and the stored references against the dense ground state (L = 6)."""
+    from qtomo.data import read_dataset
+    from qtomo.observables import estimate_observables
+    from qtomo.simulate import simulate
+    from qtomo.states.hamiltonians import hamiltonian_from_attrs
+
+    from .physics import dense_born
+
+    L, J, delta = 6, 0.8, 0.5
+    path = simulate("xxz", L, J=J, delta=delta, povm="pauli6", samples=20_000, method=method,
+                    seed=4, out=tmp_path / "xxz.h5", quiet=True)
+    dataset = read_dataset(path)
+    assert dataset.attrs["state"] == "xxz" and dataset.attrs["delta"] == delta
+    energies, vectors = np.linalg.eigh(_xxz_dense(L, J, delta))
+    psi = vectors[:, 0]
+    dense = dense_born(np.outer(psi, psi.conj()), dataset.povm.elements, dataset.outcomes()[:50])
+    np.testing.assert_allclose(dataset.log_prob()[:50], np.log(dense), atol=1e-9)
+    reference = dataset.reference
+    assert float(reference["energy"]) == pytest.approx(energies[0], abs=1e-9)
+    zz = np.vdot(psi, _kron_string(L, {1: "Z", 4: "Z"}) @ psi).real
+    assert reference["ZZ"][1, 4] == pytest.approx(zz, abs=1e-9)
+    # the model-free energy estimate from the records agrees with ⟨H⟩ within 4 stderr
+    hamiltonian = hamiltonian_from_attrs(dataset.attrs, L)
+    estimate = estimate_observables(dataset.outcomes(), dataset.povm,
+                                    hamiltonian=hamiltonian).energy
+    assert abs(estimate.value - energies[0]) < 4 * estimate.stderr
