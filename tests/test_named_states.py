@@ -95,17 +95,18 @@ def test_xxz_dmrg_matches_exact_diagonalisation(L, delta):
 def test_xxz_energy_per_site_approaches_bethe_ansatz_small_L():
     """E(L+2) − E(L) → 2 e∞ with e∞ = 4(1/4 − ln 2) = 1 − 4 ln 2 per bond (Pauli units, Δ = 1).
 
-    Measured: |(E(12) − E(10))/2 − e∞| = 4.9e-3, and the error shrinks with L (ED)."""
+    Measured (ED): errors 9.9e-3, 6.4e-3, 4.5e-3 for L = 6→8, 8→10, 10→12, shrinking with L."""
     e_inf = 1 - 4 * math.log(2)
     energies = {L: xxz_ground_state(L).references()["energy"] for L in (6, 8, 10, 12)}
     errors = [abs((energies[L + 2] - energies[L]) / 2 - e_inf) for L in (6, 8, 10)]
     assert errors[0] > errors[1] > errors[2]
-    assert errors[2] < 6e-3
+    assert errors[2] < 5e-3
 
 
 @pytest.mark.slow
 def test_xxz_energy_per_site_approaches_bethe_ansatz_dmrg():
-    """DMRG at L = 20, 22: |(E(22) − E(20))/2 − e∞| < 1.5e-3 (measured 1.4e-3... see docs)."""
+    """DMRG at L = 20, 22: |(E(22) − E(20))/2 − e∞| < 1.5e-3 (measured 1.38e-3 with χ ≤ 128,
+    svd_min 1e-14; 3.9e-4 at L = 40, 42), below the ED value at L = 10, 12 (4.5e-3)."""
     e_inf = 1 - 4 * math.log(2)
     E20, E22 = (xxz_mps(L, chi_max=128).references()["energy"] for L in (20, 22))
     assert abs((E22 - E20) / 2 - e_inf) < 1.5e-3
