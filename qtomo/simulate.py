@@ -128,18 +128,7 @@ def simulate(
             min(exact_limit(K), NOISY_EXACT_MAX_L)), an output folder that cannot be written,
             a circuit that cannot be read or simulated within the bond cap.
     """
-    gates = None
-    if circuit is not None:
-        from qtomo.states.circuit import circuit_gates
-
-        state = "circuit"
-        size, gates, label = circuit_gates(circuit)
-        if L is not None and L != size:
-            raise QtomoError(f"the circuit {label} has a register of {size} qubits; got L = {L}")
-        L = size
-    elif state == "circuit":
-        raise QtomoError("--state circuit needs a circuit (--circuit FILE.qasm)")
-    L = 50 if L is None else L
+    state, L, gates, label = _circuit_gates(state, L, circuit, depth, seed)
     if state not in STATES:
         raise QtomoError(f"unknown state {state!r}; expected one of {', '.join(STATES)}")
     if method not in METHODS:
@@ -171,12 +160,6 @@ def simulate(
             f"the exact method handles L <= {limit} for POVM {povm!r} (K = {measurement.K})"
             f"{what}; got L = {L}; use --method mps"
         )
-    if state == "random-circuit":
-        from qtomo.states.circuit import random_brickwork
-
-        if depth is None:
-            raise QtomoError("--state random-circuit needs --depth (layers of the brickwork)")
-        gates, label = random_brickwork(L, depth, seed), f"random brickwork depth {depth}"
     tag = {"xxz": f"_delta{delta:g}", "random-circuit": f"_d{depth}"}.get(state, "")
     target = check_writable(out if out is not None else default_output(state, L, h, povm, tag))
     check_space(target, 8 * samples, "the ln P column alone (8 bytes per record)")
@@ -209,6 +192,28 @@ def simulate(
                  readout_error, dtype=np.float64).tolist()}
     return write_dataset(target, povm=measurement, attrs=attrs, n_records=samples,
                          chunks=chunks(), reference=reference, quiet=quiet)
+
+
+def _circuit_gates(state, L, circuit, depth, seed):
+    """(state, L, gates, label): the circuit's gates (None for a state that is not a circuit)
+    and L (default 50; for a circuit its register, which a given L must equal)."""
+    if circuit is not None:
+        from qtomo.states.circuit import circuit_gates
+
+        size, gates, label = circuit_gates(circuit)
+        if L is not None and L != size:
+            raise QtomoError(f"the circuit {label} has a register of {size} qubits; got L = {L}")
+        return "circuit", size, gates, label
+    if state == "circuit":
+        raise QtomoError("--state circuit needs a circuit (--circuit FILE.qasm)")
+    L = 50 if L is None else L
+    if state != "random-circuit":
+        return state, L, None, ""
+    from qtomo.states.circuit import random_brickwork
+
+    if depth is None:
+        raise QtomoError("--state random-circuit needs --depth (layers of the brickwork)")
+    return state, L, random_brickwork(L, depth, seed), f"random brickwork depth {depth}"
 
 
 def _circuit_state(state, gates, L, label, method, chi_max, depth):
