@@ -127,7 +127,8 @@ def test_truncation_error_within_cap_is_recorded():
                                                             "measurement on line 3"),
     ("qreg q[2];\nreset q[0];", "line 4: a reset is not supported"),
     ("qreg q[2]; creg c[2];\nif(c==1) x q[0];", "line 4: classical control"),
-    ("qreg q[2];\ngate g a { h a; }", "line 4: a custom gate definition"),
+    ("qreg q[2];\nopaque g a;", "line 4: an opaque gate"),
+    ("gate g a { h a; foo a; }\nqreg q[1];\ng q[0];", "line 5: unsupported gate 'foo'"),
     ("qreg q[2]; h q[2];", "outside q[2]"),
     ("qreg q[2]; rx(foo) q[0];", "cannot read the gate parameter 'foo'"),
     ("qreg q[2]; rx q[0];", "takes 1 parameter"),
@@ -137,6 +138,23 @@ def test_truncation_error_within_cap_is_recorded():
 def test_qasm_bad_input_names_the_line(body, message):
     with pytest.raises(QtomoError, match=message.replace("(", r"\(").replace("[", r"\[")):
         parse_qasm(HEADER + body)
+
+
+def test_qasm_gate_definitions_expand_to_their_body():
+    """A defined gate (parameters, nested definitions, multi-line body) equals its body."""
+    L, gates = parse_qasm(HEADER + """gate my_rzz(theta) a, b {
+  cx a, b;
+  rz(theta) b;   // a comment inside
+  cx a, b;
+}
+gate twice(t) x, y { my_rzz(t/2) x, y; my_rzz(t/2) x, y; }
+qreg q[3];
+h q;
+twice(0.8) q[2], q[0];
+""")
+    assert L == 3 and [gate.name for gate in gates] == ["h", "h", "h", "twice"]
+    assert gates[-1].line == 11 and gates[-1].qubits == (2, 0)
+    np.testing.assert_allclose(gates[-1].matrix, gate_matrix("rzz", (0.8,)), atol=1e-12)
 
 
 def test_qasm_needs_the_header():

@@ -146,14 +146,16 @@ _FUNCTIONS = {"sin": math.sin, "cos": math.cos, "tan": math.tan, "exp": math.exp
               "ln": math.log, "sqrt": math.sqrt}
 
 
-def _evaluate(text: str, line: int) -> float:
-    """A QASM parameter expression (numbers, pi, + − * / ^, sin cos tan exp ln sqrt)."""
+def _evaluate(text: str, line: int, variables: dict[str, float] | None = None) -> float:
+    """A QASM parameter expression (numbers, pi, + − * / ^, sin cos tan exp ln sqrt, and the
+    parameters of a gate definition given in ``variables``)."""
+    variables = {"pi": math.pi, **(variables or {})}
 
     def value(node):
         if isinstance(node, ast.Constant) and isinstance(node.value, int | float):
             return float(node.value)
-        if isinstance(node, ast.Name) and node.id == "pi":
-            return math.pi
+        if isinstance(node, ast.Name) and node.id in variables:
+            return variables[node.id]
         if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd):
             return -value(node.operand) if isinstance(node.op, ast.USub) else value(node.operand)
         if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
@@ -175,37 +177,46 @@ def _evaluate(text: str, line: int) -> float:
 
 _STATEMENT = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)\s*(?:\((.*)\))?\s*(.*)$", re.S)
 _ARGUMENT = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)\s*(?:\[\s*(\d+)\s*\])?$")
-_REFUSED = {"reset": "a reset", "if": "classical control (if)", "opaque": "an opaque gate",
-            "gate": "a custom gate definition"}
+_REFUSED = {"reset": "a reset", "if": "classical control (if)", "opaque": "an opaque gate"}
+_DEFINITION = re.compile(
+    r"gate\s+([A-Za-z_][A-Za-z0-9_]*)\s*(?:\(([^)]*)\))?\s*([^{]*)\{(.*)\}$", re.S)
 
 
 def _statements(text: str):
-    """(line number, statement) for each ';'-terminated statement, comments removed."""
+    """(line number, statement) for each ';'-terminated statement or ``gate … { … }``
+    definition, comments removed."""
     text = re.sub(r"//[^\n]*", "", text)
-    start, line = 0, 1
-    for match in re.finditer(r";", text):
-        statement = text[start:match.start()]
-        first = line + statement[: len(statement) - len(statement.lstrip())].count("\n")
-        line += statement.count("\n")
-        start = match.end()
-        if statement.strip():
-            yield first, statement.strip()
-    rest = text[start:]
-    if rest.strip():
-        first = line + rest[: len(rest) - len(rest.lstrip())].count("\n")
-        raise QtomoError(f"line {first}: statement without a closing ';': {rest.strip()[:40]!r}")
+    position, line = 0, 1
+    while text[position:].strip():
+        start = position + len(text[position:]) - len(text[position:].lstrip())
+        line += text.count("\n", position, start)
+        semicolon, brace = text.find(";", start), text.find("{", start)
+        if re.match(r"gate\b", text[start:]) and brace != -1 and not -1 < semicolon < brace:
+            end = text.find("}", brace) + 1
+            if end == 0:
+                raise QtomoError(f"line {line}: gate definition without a closing '}}'")
+            position = end
+        elif semicolon == -1:
+            raise QtomoError(f"line {line}: statement without a closing ';': "
+                             f"{text[start:].strip()[:40]!r}")
+        else:
+            end, position = semicolon, semicolon + 1
+        if text[start:end].strip():
+            yield line, text[start:end].strip()
+        line += text.count("\n", start, position)
 
 
 def parse_qasm(text: str) -> tuple[int, list[Gate]]:
     """Read an OpenQASM 2 program of qelib1.inc gates: (number of qubits, gates in order).
 
-    ``barrier`` and ``creg`` are ignored; ``measure`` is accepted only after the last gate
-    on every qubit (a final readout). Gates act on indexed qubits ``q[i]`` or broadcast over
-    whole registers of one size.
+    ``gate`` definitions (of qelib1.inc gates and earlier definitions) are expanded into one
+    unitary per application; ``barrier`` and ``creg`` are ignored; ``measure`` is accepted
+    only after the last gate (a final readout). Gates act on indexed qubits ``q[i]`` or
+    broadcast over whole registers of one size.
 
     Raises:
-        QtomoError: naming the line, for an unsupported gate, a custom gate definition, a
-            reset, classical control (``if``), a gate after a measurement, a qubit outside its
+        QtomoError: naming the line, for an unsupported gate, an opaque gate, a reset,
+            classical control (``if``), a gate after a measurement, a qubit outside its
             register, a missing header or no ``qreg``.
 
     Example:
@@ -215,6 +226,7 @@ def parse_qasm(text: str) -> tuple[int, list[Gate]]:
         (2, [('h', (0,)), ('cx', (0, 1))])
     """
     registers: dict[str, tuple[int, int]] = {}  # name → (first site, size)
+    definitions: dict[str, _Definition] = {}
     gates: list[Gate] = []
     measured_line = 0
     statements = _statements(text)  # lazily: a refused statement is named before later ones
@@ -229,7 +241,10 @@ def parse_qasm(text: str) -> tuple[int, list[Gate]]:
                              f"qelib1.inc gates on |0…0⟩ and measurements at the end")
         if word in ("include", "barrier", "creg"):
             continue
-        if word == "qreg":
+        if word == "gate":
+            definition = _definition(statement, line, definitions)
+            definitions[definition.name] = definition
+        elif word == "qreg":
             match = re.fullmatch(r"qreg\s+([A-Za-z_][A-Za-z0-9_]*)\s*\[\s*(\d+)\s*\]", statement)
             if match is None or int(match.group(2)) < 1:
                 raise QtomoError(f"line {line}: cannot read the register {statement!r}")
@@ -241,33 +256,90 @@ def parse_qasm(text: str) -> tuple[int, list[Gate]]:
             if measured_line:
                 raise QtomoError(f"line {line}: a gate after the measurement on line "
                                  f"{measured_line} (mid-circuit measurement) is not supported")
-            gates.extend(_gate_statement(statement, line, registers))
+            gates.extend(_gate_statement(statement, line, registers, definitions))
     if not registers:
         raise QtomoError("the program declares no qreg")
     return sum(size for _, size in registers.values()), gates
 
 
-def _gate_statement(statement: str, line: int, registers: dict) -> list[Gate]:
-    """The gates of one application ``name(params) arg, arg, …`` (broadcast over registers)."""
+@dataclass(frozen=True)
+class _Definition:
+    """``gate name(params) qubits { body }``: body statements on the formal qubit names."""
+
+    name: str
+    params: tuple[str, ...]
+    qubits: tuple[str, ...]
+    body: tuple[str, ...]
+
+
+def _names(text: str | None) -> tuple[str, ...]:
+    return tuple(name.strip() for name in (text or "").split(",") if name.strip())
+
+
+def _definition(statement: str, line: int, definitions: dict) -> _Definition:
+    match = _DEFINITION.match(statement)
+    if match is None or not _names(match.group(3)):
+        raise QtomoError(f"line {line}: cannot read the gate definition {statement[:40]!r}")
+    name = match.group(1)
+    if name in GATES or name in definitions:
+        raise QtomoError(f"line {line}: gate {name} is already defined")
+    body = tuple(part.strip() for part in match.group(4).split(";") if part.strip()
+                 and not part.strip().startswith("barrier"))
+    return _Definition(name, _names(match.group(2)), _names(match.group(3)), body)
+
+
+def _application(statement: str, line: int, definitions: dict,
+                 variables: dict[str, float] | None = None) -> tuple[str, np.ndarray, list[str]]:
+    """(name, matrix, argument texts) of one gate application ``name(params) arg, …``."""
     match = _STATEMENT.match(statement)
     name = match.group(1) if match else statement.split()[0]
-    if name not in GATES:
+    if name not in GATES and name not in definitions:
         raise QtomoError(f"line {line}: unsupported gate {name!r}; expected a qelib1.inc gate "
-                         f"({', '.join(GATES)})")
-    params = tuple(_evaluate(text, line) for text in match.group(2).split(",")) \
+                         f"({', '.join(GATES)}) or one defined with 'gate'")
+    params = tuple(_evaluate(text, line, variables) for text in match.group(2).split(",")) \
         if match.group(2) is not None and match.group(2).strip() else ()
-    n_params, n_qubits, _ = GATES[name]
+    n_params, n_qubits = (GATES[name][:2] if name in GATES else
+                          (len(definitions[name].params), len(definitions[name].qubits)))
     if len(params) != n_params:
         raise QtomoError(f"line {line}: gate {name} takes {n_params} parameter(s); "
                          f"got {len(params)}")
-    arguments = [_sites(text.strip(), line, registers) for text in match.group(3).split(",")]
+    arguments = [text.strip() for text in match.group(3).split(",")]
     if len(arguments) != n_qubits:
         raise QtomoError(f"line {line}: gate {name} acts on {n_qubits} qubit(s); "
                          f"got {len(arguments)}")
+    if name in GATES:
+        return name, gate_matrix(name, params), arguments
+    return name, _defined_matrix(definitions[name], params, line, definitions), arguments
+
+
+def _defined_matrix(definition: _Definition, values: tuple[float, ...], line: int,
+                    definitions: dict) -> np.ndarray:
+    """The (2^k, 2^k) unitary of a defined gate: its body applied to the columns of 1."""
+    k = len(definition.qubits)
+    columns = np.eye(2**k, dtype=np.complex128).reshape((2,) * k + (2**k,))
+    variables = dict(zip(definition.params, values, strict=True))
+    for statement in definition.body:
+        name, matrix, arguments = _application(statement, line, definitions, variables)
+        if any(argument not in definition.qubits for argument in arguments):
+            raise QtomoError(f"line {line}: gate {definition.name} applies {name} to "
+                             f"{', '.join(arguments)}; expected its qubits "
+                             f"{', '.join(definition.qubits)}")
+        axes = [definition.qubits.index(argument) for argument in arguments]
+        n = len(axes)
+        tensor = matrix.reshape((2,) * (2 * n))
+        columns = np.moveaxis(np.tensordot(tensor, columns, axes=(list(range(n, 2 * n)), axes)),
+                              list(range(n)), axes)
+    return columns.reshape(2**k, 2**k)
+
+
+def _gate_statement(statement: str, line: int, registers: dict,
+                    definitions: dict) -> list[Gate]:
+    """The gates of one application ``name(params) arg, arg, …`` (broadcast over registers)."""
+    name, matrix, texts = _application(statement, line, definitions)
+    arguments = [_sites(text, line, registers) for text in texts]
     width = max(len(sites) for sites in arguments)
     if any(len(sites) not in (1, width) for sites in arguments):
         raise QtomoError(f"line {line}: registers of different sizes in one gate")
-    matrix = gate_matrix(name, params)
     out = []
     for k in range(width):
         qubits = tuple(sites[k if len(sites) > 1 else 0] for sites in arguments)
