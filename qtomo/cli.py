@@ -162,7 +162,7 @@ def _add_simulate_parser(subparsers) -> None:
                              "circuits (default 256)")
     parser.add_argument("--svd-min", type=_finite_float, default=None,
                         help="discarded weight allowed per DMRG truncation; sets the accuracy of "
-                             "the stored ln P (default 1e-14; see the README's MPS section)")
+                             "the stored ln P (default 1e-14, XXZ 1e-16; README's MPS section)")
     _readout_option(parser, "with --povm pauli6: flip read bits")
     parser.add_argument("--out", type=Path, default=None,
                         help="output file (default data/<state>_L<L>[_h<h>][_delta<Δ>|_d<depth>]"
