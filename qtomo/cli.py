@@ -147,9 +147,19 @@ def _add_simulate_parser(subparsers) -> None:
         "simulate", help=SUMMARIES["simulate"],
         description="Sample informationally complete POVM measurements of a state and write "
                     "them, with exact ln P of every record and reference values, to HDF5.")
-    parser.add_argument("--state", choices=STATES, default="tfim", help="state (default tfim)")
-    parser.add_argument("--L", type=_positive_int, default=50, help="qubits (default 50)")
-    parser.add_argument("--J", type=_finite_float, default=1.0, help="TFIM coupling (default 1)")
+    parser.add_argument("--state", choices=STATES, default="tfim",
+                        help="state (default tfim; circuit with --circuit)")
+    parser.add_argument("--L", type=_positive_int, default=None,
+                        help="qubits (default 50; with --circuit the register size)")
+    parser.add_argument("--J", type=_finite_float, default=1.0,
+                        help="TFIM or XXZ coupling (default 1)")
+    parser.add_argument("--delta", type=_finite_float, default=1.0,
+                        help="XXZ anisotropy Δ: H = J Σ (XX + YY + Δ ZZ) (default 1)")
+    parser.add_argument("--depth", type=_positive_int, default=None,
+                        help="layers of --state random-circuit (Haar brickwork, drawn from --seed)")
+    parser.add_argument("--circuit", type=Path, default=None, metavar="FILE.qasm",
+                        help="an OpenQASM 2 circuit on |0…0⟩; q[i] is site i "
+                             "(docs/states-and-circuits.md)")
     parser.add_argument("--h", type=_finite_float, default=1.0, help="TFIM field (default 1)")
     parser.add_argument("--boundary", choices=("open", "periodic"), default="open",
                         help="TFIM boundary conditions (default open)")
@@ -162,15 +172,17 @@ def _add_simulate_parser(subparsers) -> None:
     parser.add_argument("--method", choices=METHODS, default="auto",
                         help="exact, mps, or auto = exact up to the exact limit (default auto)")
     parser.add_argument("--chi-max", type=_positive_int, default=None,
-                        help="MPS bond-dimension cap for DMRG (default 64)")
+                        help="MPS bond-dimension cap for DMRG (default 64, XXZ 256) and "
+                             "circuits (default 256)")
     parser.add_argument("--svd-min", type=_finite_float, default=None,
                         help="discarded weight allowed per DMRG truncation; sets the accuracy of "
-                             "the stored ln P (default 1e-14; see the README's MPS section)")
+                             "the stored ln P (default 1e-14, XXZ 1e-16; README's MPS section)")
     parser.add_argument("--dmrg-seconds", type=_finite_float, default=None,
-                        help="wall-clock budget of the TFIM's DMRG sweeps (default 1800)")
+                        help="wall-clock budget of the DMRG sweeps (default 1800)")
     _readout_option(parser, "with --povm pauli6: flip read bits")
     parser.add_argument("--out", type=Path, default=None,
-                        help="output file (default data/<state>_L<L>[_h<h>]_<povm>.h5)")
+                        help="output file (default data/<state>_L<L>[_h<h>][_delta<Δ>|_d<depth>]"
+                             "_<povm>.h5)")
     noise = parser.add_argument_group(
         "noise", "a channel on every qubit after the state is prepared, in the order amplitude "
                  "damping, dephasing, depolarizing (README \"Noisy states\")")
@@ -191,7 +203,8 @@ def _run_simulate(args: argparse.Namespace) -> int:
     check_outputs([args.out or default_output(args.state, args.L, args.h, args.povm)],
                   inputs=_readout_inputs(args.readout_error))
     path = simulate(
-        args.state, args.L, J=args.J, h=args.h, boundary=args.boundary,
+        args.state, args.L, J=args.J, h=args.h, delta=args.delta, depth=args.depth,
+        circuit=args.circuit, boundary=args.boundary,
         product_state=args.product_state, povm=args.povm, samples=args.samples,
         method=args.method, chi_max=args.chi_max, svd_min=args.svd_min,
         dmrg_seconds=args.dmrg_seconds,
@@ -248,7 +261,8 @@ def _run_info(args: argparse.Namespace) -> int:
     return 0
 
 
-_PARAMETERS = ("J", "h", "boundary", "product_state", "chi_max", "truncation_error")
+_PARAMETERS = ("J", "h", "delta", "boundary", "product_state", "circuit", "depth", "chi_max",
+               "truncation_error")
 
 
 def dataset_summary(dataset) -> dict:

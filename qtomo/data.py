@@ -243,9 +243,11 @@ def check_attrs(attrs: dict) -> None:
     when present: ``state``, ``product_state``, ``qtomo_version``, ``warning``, ``source``
     (text); ``seed`` (integer); ``method`` (``exact`` or ``mps``); ``J``, ``h`` (finite numbers);
     ``boundary`` (``open`` or ``periodic``); ``readout_error`` ((e0, e1) or L rows of them, each
-    in [0, 0.5)); ``chi_max`` (integer ≥ 1); ``truncation_error``,
+    in [0, 0.5)); ``chi_max`` (integer ≥ 1); ``delta`` (finite), ``depth`` (integer ≥ 1),
+    ``circuit`` (text); ``truncation_error``,
     ``svd_min``, ``energy_tol`` (finite, ≥ 0). A TFIM (``state = "tfim"``) needs ``J``, ``h`` and
-    ``boundary`` that make a valid :class:`~qtomo.states.hamiltonians.TFIM` of L qubits.
+    ``boundary`` that make a valid :class:`~qtomo.states.hamiltonians.TFIM` of L qubits, an
+    XXZ chain (``state = "xxz"``) ``J`` and ``delta``.
 
     Args:
         attrs: attribute name → Python value (as :func:`read_dataset` returns them).
@@ -257,7 +259,7 @@ def check_attrs(attrs: dict) -> None:
         ...
         qtomo.errors.QtomoError: attribute h must be a finite number; got 'strong'
     """
-    from qtomo.states.hamiltonians import BOUNDARIES, TFIM
+    from qtomo.states.hamiltonians import BOUNDARIES, TFIM, XXZ
 
     missing = [key for key in ("L", "povm", *_REQUIRED_ATTRS) if key not in attrs]
     if missing:
@@ -271,6 +273,9 @@ def check_attrs(attrs: dict) -> None:
         "seed": (_is_integer, "an integer"),
         "method": (lambda v: v in ("exact", "mps"), "'exact' or 'mps'"),
         "J": (_is_real, "a finite number"),
+        "delta": (_is_real, "a finite number"),
+        "depth": (lambda v: _is_integer(v) and v >= 1, "an integer >= 1"),
+        "circuit": (lambda v: isinstance(v, str), "text"),
         "h": (_is_real, "a finite number"),
         "boundary": (lambda v: v in BOUNDARIES, f"one of {', '.join(BOUNDARIES)}"),
         "chi_max": (lambda v: _is_integer(v) and v >= 1, "an integer >= 1"),
@@ -285,6 +290,11 @@ def check_attrs(attrs: dict) -> None:
             readout_povms(attrs["readout_error"], L)
         except QtomoError as error:
             raise QtomoError(f"attribute readout_error: {error}") from None
+    if attrs.get("state") == "xxz":
+        missing = [key for key in ("J", "delta") if key not in attrs]
+        if missing:
+            raise QtomoError(f"an XXZ dataset needs the attribute(s) {', '.join(missing)}")
+        XXZ(L, attrs["J"], attrs["delta"])
     if attrs.get("state") == "tfim":
         missing = [key for key in ("J", "h", "boundary") if key not in attrs]
         if missing:

@@ -4,7 +4,10 @@
 
 - ``tfim``: ground state of H = −J Σ Z_i Z_{i+1} − h Σ X_i (open, or periodic on request);
 - ``ghz``: (|0…0⟩ + |1…1⟩)/√2;
-- ``product``: ⊗_i |φ⟩ with |φ⟩ one of 0, 1, +, -, +i, -i.
+- ``product``: ⊗_i |φ⟩ with |φ⟩ one of 0, 1, +, -, +i, -i;
+- ``w``, ``cluster``, ``xxz`` (J Σ (XX + YY + Δ ZZ)): :mod:`qtomo.states.named`;
+- ``random-circuit`` (Haar brickwork of ``depth`` layers) and ``circuit`` (an OpenQASM 2 file or
+  a qiskit ``QuantumCircuit``): :mod:`qtomo.states.circuit` (docs/states-and-circuits.md).
 
 Methods: ``exact`` (dense ψ and the full table of K^L probabilities, L ≤ :func:`exact_limit`),
 ``mps`` (TeNPy DMRG for the TFIM, exact bond-dimension-2 MPS for GHZ, bond dimension 1 for
@@ -39,7 +42,7 @@ from qtomo.states.noise import NOISY_EXACT_MAX_L, LocalNoise, noisy_state
 __all__ = ["DEFAULT_SAMPLES", "METHODS", "STATES", "SimulationWarning", "default_output",
            "simulate"]
 
-STATES = ("tfim", "ghz", "product")
+STATES = ("tfim", "ghz", "product", "w", "cluster", "xxz", "random-circuit", "circuit")
 METHODS = ("auto", "exact", "mps")
 DEFAULT_SAMPLES = 100_000
 SAMPLE_CHUNK = 2**16
@@ -49,23 +52,27 @@ class SimulationWarning(UserWarning):
     """A physics caveat about a simulated state (e.g. an unresolved near-degeneracy)."""
 
 
-def default_output(state: str, L: int, h: float, povm: str) -> Path:
-    """``data/<state>_L<L>[_h<h>]_<povm>.h5`` (``_h`` for the TFIM only; README "Simulating data").
+def default_output(state: str, L: int, h: float, povm: str, tag: str = "") -> Path:
+    """``data/<state>_L<L>[_h<h>]<tag>_<povm>.h5`` (``_h`` for the TFIM only; ``tag`` e.g.
+    ``_delta0.5`` or ``_d4``; README "Simulating data").
 
     Example:
         >>> str(default_output("tfim", 50, 1.0, "pauli4"))
         'data/tfim_L50_h1_pauli4.h5'
     """
     field = f"_h{h:g}" if state == "tfim" else ""
-    return Path("data") / f"{state}_L{L}{field}_{povm}.h5"
+    return Path("data") / f"{state}_L{L}{field}{tag}_{povm}.h5"
 
 
 def simulate(
     state: str = "tfim",
-    L: int = 50,
+    L: int | None = None,
     *,
     J: float = 1.0,
     h: float = 1.0,
+    delta: float = 1.0,
+    depth: int | None = None,
+    circuit=None,
     boundary: str = "open",
     product_state: str = "+",
     povm: str = "pauli4",
@@ -86,18 +93,23 @@ def simulate(
     """Sample ``samples`` POVM records of a state and write them, with references, to ``out``.
 
     Args:
-        state: one of :data:`STATES`.
-        L: qubits.
-        J, h, boundary: TFIM parameters (ignored by other states).
+        state: one of :data:`STATES`; ``circuit`` when ``circuit`` is given.
+        L: qubits (default 50; for a circuit the register size, which L must equal if given).
+        J, h, boundary: TFIM parameters; J is also the XXZ coupling.
+        delta: XXZ anisotropy Δ.
+        depth: layers of ``random-circuit`` (required there).
+        circuit: an OpenQASM 2 file (path) or a qiskit ``QuantumCircuit`` (qiskit installed:
+            the optional extra ``circuits``).
         product_state: single-qubit label for ``state="product"``.
         povm: POVM name (``pauli4``, ``pauli6``, ``tetra``).
         samples: N ≥ 1 records.
         method: ``auto``, ``exact`` or ``mps``.
         svd_min: discarded weight allowed per DMRG truncation (MPS path; default of
             :func:`qtomo.states.mps.tfim_mps`, which sets the accuracy of the stored ln P).
-        chi_max: MPS bond-dimension cap for DMRG (MPS path; default of
-            :func:`qtomo.states.mps.tfim_mps` when None).
-        dmrg_seconds: wall-clock budget of the TFIM's DMRG sweeps (MPS path; default
+        chi_max: MPS bond-dimension cap for DMRG and circuits (MPS path; default of
+            :func:`qtomo.states.mps.tfim_mps`, of the XXZ DMRG, or
+            :data:`qtomo.states.circuit.CHI_MAX` when None).
+        dmrg_seconds: wall-clock budget of the DMRG sweeps (TFIM, XXZ; MPS path; default
             :data:`qtomo.states.mps.DMRG_SECONDS`); past it the run stops with a
             ``ConvergenceError`` that names this option.
         depolarizing, dephasing, amplitude_damping: the local channel on every qubit, each in
@@ -118,8 +130,10 @@ def simulate(
     Raises:
         QtomoError: impossible parameters (a channel parameter outside [0, 1] or NaN), an L
             beyond the exact limit with ``method="exact"`` (with noise:
-            min(exact_limit(K), NOISY_EXACT_MAX_L)), an output folder that cannot be written.
+            min(exact_limit(K), NOISY_EXACT_MAX_L)), an output folder that cannot be written,
+            a circuit that cannot be read or simulated within the bond cap.
     """
+    state, L, gates, label = _circuit_gates(state, L, circuit, depth, seed)
     if state not in STATES:
         raise QtomoError(f"unknown state {state!r}; expected one of {', '.join(STATES)}")
     if method not in METHODS:
@@ -128,7 +142,7 @@ def simulate(
         raise QtomoError(f"L must be a positive integer; got {L!r}")
     if isinstance(samples, bool) or not isinstance(samples, (int, np.integer)) or samples < 1:
         raise QtomoError(f"the number of samples must be a positive integer; got {samples!r}")
-    for name, value in (("J", J), ("h", h)):
+    for name, value in (("J", J), ("h", h), ("delta", delta)):
         if not math.isfinite(value):
             raise QtomoError(f"{name} must be finite; got {value}")
     if chi_max is not None and chi_max < 1:
@@ -151,14 +165,17 @@ def simulate(
             f"the exact method handles L <= {limit} for POVM {povm!r} (K = {measurement.K})"
             f"{what}; got L = {L}; use --method mps"
         )
-    target = check_writable(out if out is not None else default_output(state, L, h, povm))
+    tag = {"xxz": f"_delta{delta:g}", "random-circuit": f"_d{depth}"}.get(state, "")
+    target = check_writable(out if out is not None else default_output(state, L, h, povm, tag))
     check_space(target, 8 * samples, "the ln P column alone (8 bytes per record)")
 
-    built = noisy_state(
-        _build_state(state, L, J, h, boundary, product_state, method,
-                     {"chi_max": chi_max, "svd_min": svd_min, "max_seconds": dmrg_seconds}),
-        channel
-    )
+    if gates is not None:
+        built = _circuit_state(state, gates, L, label, method, chi_max, depth)
+    else:
+        dmrg = {"chi_max": chi_max, "svd_min": svd_min, "max_seconds": dmrg_seconds}
+        built = _build_state(state, L, J, h, delta, boundary, product_state, method,
+                             {key: value for key, value in dmrg.items() if value is not None})
+    built = noisy_state(built, channel)
     sampler_device = resolve_device(device) if method == "mps" else torch.device("cpu")
     if built.attrs.get("warning"):
         warnings.warn(built.attrs["warning"], SimulationWarning, stacklevel=2)
@@ -183,7 +200,49 @@ def simulate(
                          chunks=chunks(), reference=reference, quiet=quiet)
 
 
-def _build_state(state, L, J, h, boundary, product_state, method, dmrg_options):
+def _circuit_gates(state, L, circuit, depth, seed):
+    """(state, L, gates, label): the circuit's gates (None for a state that is not a circuit)
+    and L (default 50; for a circuit its register, which a given L must equal)."""
+    if circuit is not None:
+        from qtomo.states.circuit import circuit_gates
+
+        size, gates, label = circuit_gates(circuit)
+        if L is not None and L != size:
+            raise QtomoError(f"the circuit {label} has a register of {size} qubits; got L = {L}")
+        return "circuit", size, gates, label
+    if state == "circuit":
+        raise QtomoError("--state circuit needs a circuit (--circuit FILE.qasm)")
+    L = 50 if L is None else L
+    if state != "random-circuit":
+        return state, L, None, ""
+    from qtomo.states.circuit import random_brickwork
+
+    if depth is None:
+        raise QtomoError("--state random-circuit needs --depth (layers of the brickwork)")
+    return state, L, random_brickwork(L, depth, seed), f"random brickwork depth {depth}"
+
+
+def _circuit_state(state, gates, L, label, method, chi_max, depth):
+    """The circuit's MPS (bond cap chi_max), contracted to a dense ψ on the exact path."""
+    from qtomo.states.circuit import CHI_MAX, circuit_state
+    from qtomo.states.mps import mps_to_vector
+
+    attrs = {"state": state, "circuit": label}
+    if depth is not None and state == "random-circuit":
+        attrs["depth"] = int(depth)
+    built = circuit_state(gates, L, attrs, CHI_MAX if chi_max is None else chi_max)
+    if method == "exact":
+        return exact.ExactState(mps_to_vector(built.tensors), built.attrs)
+    return built
+
+
+def _build_state(state, L, J, h, delta, boundary, product_state, method, dmrg):
+    """The state on the exact or MPS path; ``dmrg``: the DMRG options given (chi_max, svd_min,
+    max_seconds)."""
+    if state in ("w", "cluster", "xxz"):
+        from qtomo.states.named import named_state
+
+        return named_state(state, L, method, J=J, delta=delta, **dmrg)
     if method == "exact":
         if state == "tfim":
             return exact.tfim_ground_state(L, J, h, boundary)
@@ -193,8 +252,7 @@ def _build_state(state, L, J, h, boundary, product_state, method, dmrg_options):
     from qtomo.states import mps  # TeNPy is imported only when the MPS path is used
 
     if state == "tfim":
-        options = {key: value for key, value in dmrg_options.items() if value is not None}
-        return mps.tfim_mps(L, J, h, boundary=boundary, **options)
+        return mps.tfim_mps(L, J, h, boundary=boundary, **dmrg)
     if state == "ghz":
         return mps.ghz_mps(L)
     return mps.product_mps(L, product_state)

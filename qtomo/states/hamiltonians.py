@@ -9,12 +9,19 @@ Transverse-field Ising model::
 
 It commutes with the parity Π = ⊗_i X_i. The ferromagnet (J > 0) is ordered for |h| < J and
 paramagnetic for |h| > J, critical at |h| = J.
+
+XXZ chain (README "More states", docs/states-and-circuits.md), Pauli matrices, open boundary::
+
+    H = J Σ_{i<L−1} (X_i X_{i+1} + Y_i Y_{i+1} + Δ Z_i Z_{i+1})
+
+Δ = 1 is the Heisenberg antiferromagnet (J > 0). H conserves the magnetisation Σ_i Z_i.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import scipy.linalg
@@ -22,7 +29,7 @@ import scipy.sparse as sp
 
 from qtomo.errors import QtomoError
 
-__all__ = ["BOUNDARIES", "TFIM", "PauliTerm", "hamiltonian_from_attrs"]
+__all__ = ["BOUNDARIES", "TFIM", "XXZ", "PauliTerm", "hamiltonian_from_attrs", "pauli_sum_matrix"]
 
 BOUNDARIES = ("open", "periodic")
 
@@ -82,6 +89,15 @@ class TFIM:
         zz = [(-self.J, {i: "Z", j: "Z"}) for i, j in self.bonds]
         x = [(-self.h, {i: "X"}) for i in range(self.L)]
         return zz + x
+
+    #: the symmetry TeNPy's ``SpinHalfSite`` may conserve in DMRG (none: parity would reorder
+    #: the basis into X eigenstates)
+    conserve: ClassVar[str | None] = None
+
+    def tenpy_terms(self) -> list[tuple[float, list[tuple[int, str]]]]:
+        """H in TeNPy operator names: (c, [(site, "Sigmax" | "Sigmaz"), …]) per term."""
+        return [(c, [(i, f"Sigma{letter.lower()}") for i, letter in sorted(string.items())])
+                for c, string in self.terms()]
 
     def sparse_matrix(self) -> sp.csr_matrix:
         """H as a (2^L, 2^L) real CSR matrix in the computational basis."""
@@ -165,10 +181,119 @@ class TFIM:
         return float(abs(odd - even))
 
 
-def hamiltonian_from_attrs(attrs: dict, L: int) -> TFIM | None:
+def pauli_sum_matrix(terms: list[PauliTerm], L: int) -> sp.csr_matrix:
+    """Σ_t c_t ⊗_i σ_i as a (2^L, 2^L) complex CSR matrix (qubit 0 most significant).
+
+    Each Pauli string is a signed permutation: X and Y flip bit i, Y multiplies by i (−i) on a
+    source bit 0 (1) and Z by (−1)^{s_i}, so string t maps |s⟩ to phase_t(s) |s ⊕ f_t⟩.
+
+    Example:
+        >>> pauli_sum_matrix([(1.0, {0: "Y"})], 1).toarray().tolist()
+        [[0j, -1j], [1j, 0j]]
+    """
+    D = 2**L
+    index = np.arange(D)
+    bits = (index[:, None] >> (L - 1 - np.arange(L))) & 1  # (D, L)
+    rows, cols, values = [], [], []
+    for coefficient, string in terms:
+        phase = np.full(D, complex(coefficient))
+        flip = 0
+        for site, letter in string.items():
+            if letter in ("X", "Y"):
+                flip |= 1 << (L - 1 - site)
+            if letter == "Y":
+                phase = phase * np.where(bits[:, site] == 0, 1j, -1j)
+            if letter == "Z":
+                phase = phase * (1 - 2 * bits[:, site])
+        rows.append(index ^ flip)
+        cols.append(index)
+        values.append(phase)
+    return sp.csr_matrix(
+        (np.concatenate(values), (np.concatenate(rows), np.concatenate(cols))), shape=(D, D)
+    )
+
+
+@dataclass(frozen=True)
+class XXZ:
+    """The open XXZ chain H = J Σ (X_i X_{i+1} + Y_i Y_{i+1} + Δ Z_i Z_{i+1}) (Pauli matrices).
+
+    Its ground state (in qtomo: the lowest state with Σ_i Z_i = 0) is unique for even L in the
+    regime Δ·sign(J) > −1; for Δ·sign(J) ≤ −1 the ground states are the degenerate
+    ferromagnets |0…0⟩, |1…1⟩, and odd L has a degenerate doublet Σ Z = ±1, so both are refused.
+
+    Args:
+        L: number of qubits, even, at least 2.
+        J: coupling (finite, nonzero).
+        delta: anisotropy Δ (finite).
+
+    Raises:
+        QtomoError: for impossible parameters or a degenerate ground state.
+
+    Example (L = 2: the singlet, E = J(−1 − 1 − Δ)):
+        >>> round(float(np.linalg.eigvalsh(XXZ(2).sparse_matrix().toarray())[0]), 12)
+        -3.0
+    """
+
+    L: int
+    J: float = 1.0
+    delta: float = 1.0
+    boundary: str = "open"
+
+    def __post_init__(self) -> None:
+        if isinstance(self.L, bool) or not isinstance(self.L, (int, np.integer)) or self.L < 2:
+            raise QtomoError(f"XXZ needs an integer L >= 2; got L = {self.L!r}")
+        for name in ("J", "delta"):
+            value = getattr(self, name)
+            real = isinstance(value, int | float | np.integer | np.floating)
+            if isinstance(value, bool) or not real or not math.isfinite(value):
+                raise QtomoError(f"XXZ parameter {name} must be finite; got {value!r}")
+        if self.boundary != "open":
+            raise QtomoError(f"the XXZ chain is open only; got boundary {self.boundary!r}")
+
+    @property
+    def bonds(self) -> list[tuple[int, int]]:
+        """Nearest-neighbour pairs (i, i+1)."""
+        return [(i, i + 1) for i in range(self.L - 1)]
+
+    def check_ground_state_defined(self) -> None:
+        """Raise QtomoError where the ground state is degenerate: J = 0, odd L, Δ·sign(J) ≤ −1."""
+        if self.J == 0:
+            raise QtomoError("J = 0 makes H = 0 and every state a ground state; give a nonzero J")
+        if self.L % 2:
+            raise QtomoError(f"the open XXZ chain with odd L has a degenerate ground state "
+                             f"(Σ Z = ±1); expected an even L, got L = {self.L}")
+        if self.delta * math.copysign(1.0, self.J) <= -1:
+            raise QtomoError(
+                f"XXZ with Δ = {self.delta:g}, J = {self.J:g} (Δ·sign(J) <= −1) has the degenerate "
+                f"ferromagnetic ground states |0…0⟩, |1…1⟩; expected Δ·sign(J) > −1 "
+                f"(for a ferromagnet use --state ghz or product)")
+
+    def terms(self) -> list[PauliTerm]:
+        """H as weighted Pauli strings (J, {i: X, i+1: X}), (J, {…Y…}), (JΔ, {…Z…})."""
+        return [(coefficient, {i: letter, j: letter}) for i, j in self.bonds
+                for coefficient, letter in ((self.J, "X"), (self.J, "Y"),
+                                            (self.J * self.delta, "Z"))]
+
+    def sparse_matrix(self) -> sp.csr_matrix:
+        """H as a (2^L, 2^L) real CSR matrix in the computational basis."""
+        return pauli_sum_matrix(self.terms(), self.L).real.tocsr()
+
+    #: DMRG conserves Σ Z (TeNPy's ``Sz``), which H commutes with
+    conserve: ClassVar[str | None] = "Sz"
+
+    def tenpy_terms(self) -> list[tuple[float, list[tuple[int, str]]]]:
+        """H in TeNPy's Sz-conserving operators: X X + Y Y = 2 (σ⁺σ⁻ + σ⁻σ⁺) with σ⁺ = ``Sp``."""
+        terms = []
+        for i, j in self.bonds:
+            terms += [(2 * self.J, [(i, "Sp"), (j, "Sm")]), (2 * self.J, [(i, "Sm"), (j, "Sp")]),
+                      (self.J * self.delta, [(i, "Sigmaz"), (j, "Sigmaz")])]
+        return terms
+
+
+def hamiltonian_from_attrs(attrs: dict, L: int) -> TFIM | XXZ | None:
     """The Hamiltonian a dataset's root attributes describe (``state``, ``J``, ``h``,
-    ``boundary``; README "The dataset file"), or None for a state without one (GHZ, product,
-    measured data).
+    ``boundary``; for ``xxz`` ``J`` and ``delta``; README "The dataset file"), or None for a
+    state without one (GHZ, product, W, cluster, circuits, measured data).
 
     Example:
         >>> hamiltonian_from_attrs({"state": "tfim", "J": 1.0, "h": 0.5, "boundary": "open"}, 4)
@@ -176,6 +301,8 @@ def hamiltonian_from_attrs(attrs: dict, L: int) -> TFIM | None:
         >>> hamiltonian_from_attrs({"state": "ghz"}, 4) is None
         True
     """
+    if attrs.get("state") == "xxz":
+        return XXZ(int(L), float(attrs["J"]), float(attrs["delta"]))
     if attrs.get("state") != "tfim":
         return None
     return TFIM(int(L), float(attrs["J"]), float(attrs["h"]), str(attrs["boundary"]))

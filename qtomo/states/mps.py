@@ -30,7 +30,7 @@ Example:
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -39,18 +39,21 @@ import torch
 from qtomo.errors import ConvergenceError, QtomoError
 from qtomo.povm import PAULI, POVM, sites_from_size
 from qtomo.states.exact import single_qubit_state, spectrum_entropy
-from qtomo.states.hamiltonians import TFIM
+from qtomo.states.hamiltonians import TFIM, XXZ, PauliTerm
 from qtomo.states.mps_sampler import MPSDistribution
 
 __all__ = ["MPSState", "block_density_matrix", "check_mps_shapes", "correlations", "ghz_mps",
-           "mps_to_vector", "pauli_expectation", "product_mps", "pure_state_fidelity",
-           "right_canonical",
+           "mps_to_vector", "dmrg_ground_state", "pauli_expectation",
+           "pauli_sum_expectation", "product_mps", "pure_state_fidelity", "right_canonical",
            "state_density_matrix", "state_references", "tfim_mps", "vector_to_mps"]
 
 _CANONICAL_TOL = 1e-8
 _PARITY_TOL = 1e-6
 _MAX_SWEEPS = 60
 DMRG_SECONDS = 1800.0  # default wall-clock budget of tfim_mps's sweeps
+
+#: a Hamiltonian with ``L``, ``terms()`` and ``check_ground_state_defined()``
+Hamiltonian = TFIM | XXZ
 
 
 @dataclass(frozen=True)
@@ -62,7 +65,7 @@ class MPSState:
         attrs: provenance for the dataset root (``state`` and its parameters, and for DMRG
             states ``chi_max``, ``svd_min``, ``energy_tol``, ``truncation_error`` and, when the
             ordered phase's parity gap is unresolved, ``warning``).
-        hamiltonian: the TFIM whose ground state this is, or None.
+        hamiltonian: the TFIM or XXZ chain whose ground state this is, or None.
 
     Raises:
         QtomoError: for tensors of the wrong shape or not in right-canonical form.
@@ -70,7 +73,7 @@ class MPSState:
 
     tensors: tuple[np.ndarray, ...]
     attrs: dict = field(default_factory=dict)
-    hamiltonian: TFIM | None = None
+    hamiltonian: Hamiltonian | None = None
     method: str = field(default="mps", init=False)
 
     def __post_init__(self) -> None:
@@ -127,23 +130,26 @@ class MPSState:
 
 
 def correlations(
-    tensors: Sequence[np.ndarray], operators: dict[str, np.ndarray], hamiltonian: TFIM | None = None
+    tensors: Sequence[np.ndarray], operators: dict[str, np.ndarray],
+    hamiltonian: Hamiltonian | None = None, pauli: Mapping[str, np.ndarray] = PAULI,
 ) -> dict[str, np.ndarray]:
     """⟨O_i⟩ and ⟨O_i O_j⟩ (i ≠ j; diagonal 1) of a right-canonical MPS or LPDO for each named O.
 
     With operators {"X": X, "Z": Z} these are the references ⟨X_i⟩, ⟨X_i X_j⟩, ⟨Z_i⟩, ⟨Z_i Z_j⟩;
     with the Heisenberg-picture operators {"X": E†(X), "Z": E†(Z)} of a local channel E they are
     the noisy state's (README "Noisy states"). The diagonal is 1 because σ_i² = 1 holds in any
-    state (it is not ⟨O_i O_i⟩ for O = E†(σ)). With a TFIM also ``energy`` = −J Σ_bonds ⟨Z_iZ_j⟩
-    − h Σ ⟨X_i⟩ (needs "X" and "Z"). Cost O(L² χ³) per operator. Everything right of a site
-    contracts to the identity, so the tensors must be right-canonical and normalised (as
-    :func:`right_canonical` and a physical model's ``tensors()`` give).
+    state (it is not ⟨O_i O_i⟩ for O = E†(σ)). With a Hamiltonian also ``energy`` = Σ_t c_t ⟨⊗σ⟩
+    over its Pauli terms (:func:`pauli_sum_expectation`, σ from ``pauli``). Cost O(L² χ³) per
+    operator. Everything right of a site contracts to the identity, so the tensors must be
+    right-canonical and normalised (as :func:`right_canonical` and a physical model's
+    ``tensors()`` give).
 
     Args:
         tensors: L right-canonical tensors (χ_i, 2, χ_{i+1}), or LPDO tensors
             (χ_i, 2, κ, χ_{i+1}) of ρ = Tr_κ |X⟩⟨X| (README "Physical model families").
         operators: name → (2, 2) complex operator.
-        hamiltonian: the TFIM whose energy to add, or None.
+        hamiltonian: the TFIM or XXZ chain whose energy to add, or None.
+        pauli: the operators standing for X, Y, Z in the energy (E†(σ) for a noisy state).
 
     Returns:
         name → (L,) float64 and name*2 → (L, L) float64 (real parts), and maybe ``energy``.
@@ -167,10 +173,40 @@ def correlations(
                 F = _transfer(F, tensors[j])
         references[name], references[name * 2] = single, pair
     if hamiltonian is not None:
-        H = hamiltonian
-        zz = sum(references["ZZ"][i, j] for i, j in H.bonds)
-        references["energy"] = np.float64(-H.J * zz - H.h * references["X"].sum())
+        references["energy"] = np.float64(
+            pauli_sum_expectation(tensors, hamiltonian.terms(), pauli, environments))
     return references
+
+
+def pauli_sum_expectation(tensors: Sequence[np.ndarray], terms: Sequence[PauliTerm],
+                          pauli: Mapping[str, np.ndarray] = PAULI,
+                          environments: Sequence[np.ndarray] | None = None) -> float:
+    """Σ_t c_t ⟨⊗_{i∈t} σ_i⟩ of a right-canonical, normalised MPS or LPDO (real part).
+
+    Each term is contracted from the left environment of its first site to its last site only
+    (everything right of it is the identity): O(range_t χ³) per term, O(L χ³) for a
+    nearest-neighbour Hamiltonian.
+
+    Args:
+        tensors: L right-canonical tensors (χ_l, 2, χ_r) or (χ_l, 2, κ, χ_r).
+        terms: (c_t, {site: "X" | "Y" | "Z"}) pairs.
+        pauli: letter → (2, 2) operator (default the Pauli matrices).
+        environments: the left environments G_0 … G_{L−1} if already computed.
+
+    Example:
+        >>> round(pauli_sum_expectation(ghz_mps(6).tensors, [(2.0, {1: "Z", 4: "Z"})]), 12)
+        2.0
+    """
+    if environments is None:
+        environments = _environments(tensors)
+    total = 0.0
+    for coefficient, string in terms:
+        first, last = min(string), max(string)
+        F = environments[first]
+        for site in range(first, last + 1):
+            F = _transfer(F, tensors[site], pauli[string[site]] if site in string else None)
+        total += coefficient * np.trace(F).real
+    return float(total)
 
 
 def _environments(tensors: Sequence[np.ndarray]) -> list[np.ndarray]:
@@ -182,14 +218,14 @@ def _environments(tensors: Sequence[np.ndarray]) -> list[np.ndarray]:
 
 
 def state_references(tensors: Sequence[np.ndarray],
-                     hamiltonian: TFIM | None = None) -> dict[str, np.ndarray]:
+                     hamiltonian: Hamiltonian | None = None) -> dict[str, np.ndarray]:
     """⟨X_i⟩, ⟨Z_i⟩, ⟨X_iX_j⟩, ⟨Z_iZ_j⟩ (:func:`correlations`), bond entropies and ⟨H⟩ of a
     right-canonical, normalised MPS or LPDO, exactly.
 
     Args:
         tensors: L right-canonical tensors (χ_l, 2, χ_r) (pure state) or (χ_l, 2, κ, χ_r)
             (LPDO, ρ = Tr_κ |X⟩⟨X|).
-        hamiltonian: the TFIM whose energy to report, or None.
+        hamiltonian: the TFIM or XXZ chain whose energy to report, or None.
 
     Returns:
         ``X``, ``Z``: (L,) float64; ``XX``, ``ZZ``: (L, L) float64 with unit diagonal;
@@ -641,31 +677,9 @@ def tfim_mps(
         True
     """
     hamiltonian = TFIM(L, J, h, boundary)
-    hamiltonian.check_ground_state_defined()
-    if isinstance(chi_max, bool) or not isinstance(chi_max, (int, np.integer)) or chi_max < 1:
-        raise QtomoError(f"chi_max must be an integer >= 1; got {chi_max!r}")
-    for name, value, ok in (("svd_min", svd_min, lambda v: 0 <= v < 1),
-                            ("energy_tol", energy_tol, lambda v: 0 < v < 1),
-                            ("max_seconds", max_seconds, lambda v: 0 < v < math.inf)):
-        if isinstance(value, bool) or not isinstance(value, int | float) or not ok(value):
-            interval = {"svd_min": "[0, 1)", "energy_tol": "(0, 1)"}.get(name, "(0, inf)")
-            raise QtomoError(f"{name} must lie in {interval}; got {value!r}")
-    tensors, energies, truncation_error, out_of_time = _run_dmrg(
-        hamiltonian, int(chi_max), svd_min, energy_tol, max_seconds
-    )
-    change = (abs(energies[-1] - energies[-2]) / max(abs(energies[-1]), 1.0)
-              if len(energies) > 1 else math.inf)
-    if out_of_time and change > energy_tol:
-        raise ConvergenceError(
-            f"DMRG at L = {L} used its time budget of {max_seconds:g} s after {len(energies)} "
-            f"sweep{'s' if len(energies) != 1 else ''} (relative energy change {change:.2e} > "
-            f"energy_tol {energy_tol:.1e}); raise --dmrg-seconds or lower L"
-        )
-    if change > energy_tol:
-        raise ConvergenceError(
-            f"DMRG did not converge in {_MAX_SWEEPS} sweeps: relative energy change {change:.2e} "
-            f"> energy_tol {energy_tol:.1e}; raise chi_max ({chi_max}) or energy_tol"
-        )
+    start = np.array([1.0, 1.0 if h >= 0 else -1.0]) / np.sqrt(2)
+    tensors, energy, truncation_error = dmrg_ground_state(
+        hamiltonian, [start] * L, chi_max, svd_min, energy_tol, max_seconds)
     target = _ground_parity(L, h)
     parity = _expectation(tensors, dict.fromkeys(range(L), "X"))
     if abs(parity - target) > _PARITY_TOL:
@@ -685,7 +699,7 @@ def tfim_mps(
     }
     state = MPSState(tensors, attrs, hamiltonian)
     gap = hamiltonian.parity_gap()
-    resolution = energy_tol * max(abs(energies[-1]), 1.0)
+    resolution = energy_tol * max(abs(energy), 1.0)
     if gap < resolution:
         attrs["warning"] = (
             f"parity gap {gap:.1e} is below the DMRG energy resolution {resolution:.1e}: "
@@ -699,32 +713,95 @@ def _ground_parity(L: int, h: float) -> int:
     return 1 if h >= 0 or L % 2 == 0 else -1
 
 
+def dmrg_ground_state(
+    hamiltonian: Hamiltonian, start: Sequence[np.ndarray], chi_max: int = 64,
+    svd_min: float = 1e-14, energy_tol: float = 1e-10, max_seconds: float = DMRG_SECONDS,
+) -> tuple[list[np.ndarray], float, float]:
+    """Ground state of a Pauli-sum Hamiltonian by two-site DMRG (TeNPy) from a product state.
+
+    The TeNPy model is built term by term from ``hamiltonian.tenpy_terms()`` on
+    ``SpinHalfSite(conserve=hamiltonian.conserve)`` (basis up, down = our |0⟩, |1⟩, possibly
+    stored in another order, which ``site.perm`` undoes); with ``Sz`` conserved the sweeps stay
+    in the Σ Z sector of the start state (e.g. Σ Z = 0 from a Néel state).
+
+    Args:
+        hamiltonian: a :class:`~qtomo.states.hamiltonians.TFIM` or
+            :class:`~qtomo.states.hamiltonians.XXZ`.
+        start: L single-qubit states (2,) of the initial product state.
+        chi_max: largest bond dimension χ, at least 1.
+        svd_min: largest discarded weight per truncation, Σ_discarded λ² ≤ svd_min (TeNPy's
+            ``trunc_cut`` = √svd_min), in [0, 1).
+        energy_tol: convergence when the relative energy change per sweep is below it, in (0, 1).
+        max_seconds: wall-clock budget of the sweeps (> 0); DMRG stops at the end of the sweep
+            that passes it (docs/simulate.md "At scale": L = 200 takes minutes).
+
+    Returns:
+        (right-canonical tensors (χ_i, 2, χ_{i+1}) complex128, the last sweep's energy, the
+        largest discarded λ² of the last sweep).
+
+    Raises:
+        QtomoError: for bad options or a Hamiltonian without a unique ground state.
+        ConvergenceError: when the relative energy change after 60 sweeps, or when the time
+            budget stopped them, exceeds energy_tol (the message names the option to change).
+    """
+    hamiltonian.check_ground_state_defined()
+    if isinstance(chi_max, bool) or not isinstance(chi_max, (int, np.integer)) or chi_max < 1:
+        raise QtomoError(f"chi_max must be an integer >= 1; got {chi_max!r}")
+    for name, value, ok in (("svd_min", svd_min, lambda v: 0 <= v < 1),
+                            ("energy_tol", energy_tol, lambda v: 0 < v < 1),
+                            ("max_seconds", max_seconds, lambda v: 0 < v < math.inf)):
+        if isinstance(value, bool) or not isinstance(value, int | float) or not ok(value):
+            interval = {"svd_min": "[0, 1)", "energy_tol": "(0, 1)"}.get(name, "(0, inf)")
+            raise QtomoError(f"{name} must lie in {interval}; got {value!r}")
+    tensors, energies, truncation_error, out_of_time = _run_dmrg(
+        hamiltonian, start, int(chi_max), svd_min, energy_tol, max_seconds)
+    change = (abs(energies[-1] - energies[-2]) / max(abs(energies[-1]), 1.0)
+              if len(energies) > 1 else math.inf)
+    if out_of_time and change > energy_tol:
+        raise ConvergenceError(
+            f"DMRG at L = {hamiltonian.L} used its time budget of {max_seconds:g} s after "
+            f"{len(energies)} sweep{'s' if len(energies) != 1 else ''} (relative energy change "
+            f"{change:.2e} > energy_tol {energy_tol:.1e}); raise --dmrg-seconds or lower L")
+    if change > energy_tol:
+        raise ConvergenceError(
+            f"DMRG did not converge in {_MAX_SWEEPS} sweeps: relative energy change {change:.2e} "
+            f"> energy_tol {energy_tol:.1e}; raise chi_max ({chi_max}) or energy_tol"
+        )
+    return tensors, energies[-1], truncation_error
+
+
 def _run_dmrg(
-    hamiltonian: TFIM, chi_max: int, svd_min: float, energy_tol: float, max_seconds: float
+    hamiltonian: Hamiltonian, start: Sequence[np.ndarray], chi_max: int, svd_min: float,
+    energy_tol: float, max_seconds: float,
 ) -> tuple[list[np.ndarray], list[float], float, bool]:
-    """Two-site DMRG from |±…±⟩ (sign of h); returns (B tensors, energy after each sweep, last
-    largest discarded λ², whether the sweeps stopped at the time budget)."""
+    """Two-site DMRG from the product state ``start``; returns (B tensors, energy after each
+    sweep, last largest discarded λ², whether the sweeps stopped at the time budget)."""
     # TeNPy is imported here: it is slow to load and only this function needs it.
     from tenpy.algorithms.dmrg import TwoSiteDMRGEngine
     from tenpy.models.model import CouplingMPOModel
     from tenpy.networks.mps import MPS
     from tenpy.networks.site import SpinHalfSite
 
-    class _IsingZZ(CouplingMPOModel):
+    site = SpinHalfSite(conserve=hamiltonian.conserve)
+    to_ours = np.argsort(site.perm)  # internal basis index of our |0⟩, |1⟩ (up, down)
+
+    class _PauliSum(CouplingMPOModel):
         def init_sites(self, model_params):
-            return SpinHalfSite(conserve=None)
+            return site
 
         def init_terms(self, model_params):
-            self.add_onsite(-hamiltonian.h, 0, "Sigmax")
-            self.add_coupling(-hamiltonian.J, 0, "Sigmaz", 0, "Sigmaz", 1)
+            for coefficient, factors in hamiltonian.tenpy_terms():
+                if len(factors) == 1:
+                    self.add_onsite_term(coefficient, *factors[0])
+                else:
+                    (i, op_i), (j, op_j) = factors
+                    self.add_coupling_term(coefficient, i, j, op_i, op_j)
 
     L = hamiltonian.L
-    model = _IsingZZ(
-        {"L": L, "lattice": "Chain", "bc_MPS": "finite", "bc_x": hamiltonian.boundary}
-    )
-    start = np.array([1.0, 1.0 if hamiltonian.h >= 0 else -1.0]) / np.sqrt(2)
+    model = _PauliSum({"L": L, "lattice": "Chain", "bc_MPS": "finite", "bc_x": "open"})
     psi = MPS.from_product_state(
-        model.lat.mps_sites(), [start] * L, bc="finite", unit_cell_width=1
+        model.lat.mps_sites(), [np.asarray(vector)[site.perm] for vector in start],
+        bc="finite", unit_cell_width=1
     )
     options = {
         "trunc_params": {"chi_max": chi_max, "trunc_cut": math.sqrt(svd_min), "svd_min": 1e-14},
@@ -739,7 +816,8 @@ def _run_dmrg(
     engine.options.touch("max_E_err")  # unread when the time budget stops the first sweeps
     energies = [float(E) for E in engine.sweep_stats["E"]]
     truncation_error = float(engine.sweep_stats["max_trunc_err"][-1])
-    tensors = [psi.get_B(i, form="B").to_ndarray() for i in range(L)]  # legs vL, p, vR
+    # legs vL, p, vR, p in TeNPy's internal order
+    tensors = [psi.get_B(i, form="B").to_ndarray()[:, to_ours, :] for i in range(L)]
     return tensors, energies, truncation_error, bool(engine.shelve)
 
 

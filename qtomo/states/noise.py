@@ -200,7 +200,7 @@ class NoisyMPSState:
         return self.pure.hamiltonian
 
     def references(self) -> dict[str, np.ndarray | list[np.ndarray]]:
-        """⟨X_i⟩, ⟨Z_i⟩ (L,), ⟨X_iX_j⟩, ⟨Z_iZ_j⟩ (L, L), energy (TFIM) of the noisy state, each
+        """⟨X_i⟩, ⟨Z_i⟩ (L,), ⟨X_iX_j⟩, ⟨Z_iZ_j⟩ (L, L), energy (TFIM, XXZ) of the noisy state, each
         ⟨ψ|⊗E†(σ_i)|ψ⟩, its purity Tr ρ² (:meth:`purity`), and ``mps``, the noiseless tensors.
 
         Example:
@@ -209,9 +209,10 @@ class NoisyMPSState:
             >>> round(float(refs["ZZ"][0, 19]), 12)                # (1 − p)² ⟨Z_0 Z_19⟩
             0.81
         """
-        operators = {letter: self.noise.adjoint(PAULI[letter]) for letter in ("X", "Z")}
+        pauli = {letter: self.noise.adjoint(PAULI[letter]) for letter in ("X", "Y", "Z")}
+        operators = {letter: pauli[letter] for letter in ("X", "Z")}
         references: dict[str, np.ndarray | list[np.ndarray]] = correlations(
-            self.pure.tensors, operators, self.pure.hamiltonian
+            self.pure.tensors, operators, self.pure.hamiltonian, pauli
         )
         references["purity"] = self.purity()
         references["mps"] = self.pure.mps

@@ -1,0 +1,143 @@
+"""Which family wins on which state: W, cluster, XXZ, random circuits (docs/states-and-circuits.md).
+
+For every state, L and record count, one dataset is simulated (``pauli6``, seed 0) and fitted by
+what ``qtomo fit`` does (:func:`qtomo.recipe.fit_recipe`: the ``mps`` with its size chosen from
+the records, the networks with their training defaults) on the same rows. Reported per fit:
+
+- ``F``: the quantum fidelity to the generating state from :func:`qtomo.evaluate.evaluate`:
+  exact contraction for ``mps`` (``method = contraction``), the exact ρ's at small L for the
+  networks (``F`` as built, ``F_projected`` of the closest physical state), Monte Carlo with its
+  standard error ``F_err`` above;
+- ``fit_s``: wall time of the fit (size search included); ``S_max``: the target's largest bond
+  entropy (nats), the entanglement the families face; ``chi`` of the ``mps``.
+
+States: ``w``, ``cluster``, ``xxz`` (Δ = 1, the Heisenberg chain), ``rc2``, ``rc4``, ``rc8``
+(Haar brickwork of depth 2, 4, 8). Families: ``mps``, ``gru``, ``transformer`` and, at L ≤ 8,
+``dense`` where the registry has it. The ``targets`` case list checks the issue's targets:
+``w8``/``cluster8`` (10^4 records, default ``mps`` fit, F ≥ 0.99) and ``brickwork20`` (depth-4
+brickwork, L = 20, 2.7·10^4 records, F ≥ 0.99).
+
+Usage::
+
+    python benchmarks/states.py [--states w cluster xxz rc2 rc4 rc8] [--L 8 16]
+        [--records 10000 100000] [--families mps gru transformer] [--targets] [--quick]
+
+``--quick`` runs L = 4, 2 000 records, one epoch for the networks (its numbers mean nothing).
+Writes a table to stdout and ``benchmarks/results/states[_targets][_quick].json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from common import print_row, report
+
+from qtomo.data import read_dataset
+from qtomo.evaluate import evaluate
+from qtomo.models import FAMILIES
+from qtomo.recipe import fit_recipe
+from qtomo.simulate import simulate
+
+STATES = {
+    "w": {"state": "w"}, "cluster": {"state": "cluster"}, "xxz": {"state": "xxz", "delta": 1.0},
+    "rc2": {"state": "random-circuit", "depth": 2}, "rc4": {"state": "random-circuit", "depth": 4},
+    "rc8": {"state": "random-circuit", "depth": 8},
+}
+#: the issue's targets: (state, L, records, families)
+TARGETS = {"w8": ("w", 8, 10_000), "cluster8": ("cluster", 8, 10_000),
+           "brickwork20": ("rc4", 20, 27_000)}
+DENSE_MAX_L = 8
+
+
+def fit_and_score(family: str, dataset, *, epochs: int | None, samples: int) -> dict:
+    """Fit ``family`` as ``qtomo fit`` does and score its quantum fidelity to the truth."""
+    options = {"epochs": epochs} if epochs is not None and family != "mps" else None
+    started = time.perf_counter()
+    selection = fit_recipe(family, dataset, options, device="cpu", quiet=True)
+    fit_s = time.perf_counter() - started
+    evaluation = evaluate(selection.best.model, dataset, samples=samples, seed=0, blocks=())
+    figures = evaluation.fidelity.as_dict()
+    return {"family": family, "F": figures["value"], "F_err": figures.get("stderr", 0.0),
+            "F_projected": figures.get("projected"), "F_method": figures["method"],
+            "fit_s": fit_s, **{name: value for name, value in selection.hyperparameters.items()
+                               if name == "chi"}}
+
+
+def run_case(name: str, L: int, records: int, families: list[str], folder: Path, *,
+             epochs: int | None, samples: int) -> list[dict]:
+    path = simulate(L=L, povm="pauli6", samples=records, seed=0, device="cpu", quiet=True,
+                    method="mps", out=folder / f"{name}_L{L}_N{records}.h5", **STATES[name])
+    dataset = read_dataset(path)
+    s_max = float(np.max(dataset.reference["entropy"]))
+    rows = []
+    for family in families:
+        if family == "dense" and L > DENSE_MAX_L:
+            continue
+        row = {"state": name, "L": L, "N": records, "S_max": s_max,
+               **fit_and_score(family, dataset, epochs=epochs, samples=samples)}
+        print_row(row, 5)
+        rows.append(row)
+    return rows
+
+
+def winners(rows: list[dict]) -> list[dict]:
+    """Per (state, L, N): the mps's F beside the best network's F (the ``winner`` column)."""
+    summary = []
+    for key in dict.fromkeys((row["state"], row["L"], row["N"]) for row in rows):
+        case = [row for row in rows if (row["state"], row["L"], row["N"]) == key]
+        mps = [row for row in case if row["family"] == "mps"]
+        networks = [row for row in case if row["family"] in ("gru", "transformer")]
+        best = max(networks, key=lambda row: row["F"], default=None)
+        summary.append({
+            "state": key[0], "L": key[1], "N": key[2], "S_max": case[0]["S_max"],
+            "F_mps": mps[0]["F"] if mps else None,
+            "network": best["family"] if best else None, "F_network": best["F"] if best else None,
+            "F_network_err": best["F_err"] if best else None,
+            "winner": max(case, key=lambda row: row["F"])["family"]})
+    return summary
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--states", nargs="+", choices=tuple(STATES), default=list(STATES))
+    parser.add_argument("--L", nargs="+", type=int, default=[8, 16])
+    parser.add_argument("--records", nargs="+", type=int, default=[10_000, 100_000])
+    default_families = ["mps", "gru", "transformer"] + (["dense"] if "dense" in FAMILIES else [])
+    parser.add_argument("--families", nargs="+", choices=list(FAMILIES),
+                        default=default_families)
+    parser.add_argument("--targets", action="store_true",
+                        help="run the issue's target cases (default mps fit) instead")
+    parser.add_argument("--samples", type=int, default=20_000,
+                        help="model samples of the Monte Carlo fidelity (default 20 000)")
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    epochs = 1 if args.quick else None
+    with tempfile.TemporaryDirectory() as folder:
+        rows = []
+        if args.targets:
+            for case, (name, L, records) in TARGETS.items():
+                L, records = (4, 2000) if args.quick else (L, records)
+                for row in run_case(name, L, records, ["mps"], Path(folder), epochs=epochs,
+                                    samples=args.samples):
+                    rows.append({"case": case, **row, "target_met": row["F"] >= 0.99})
+        else:
+            sizes = [4] if args.quick else args.L
+            counts = [2000] if args.quick else args.records
+            for name in args.states:
+                for L in sizes:
+                    for records in counts:
+                        rows += run_case(name, L, records, args.families, Path(folder),
+                                         epochs=epochs, samples=args.samples)
+    extra = {} if args.targets else {"winners": winners(rows)}
+    for row in extra.get("winners", []):
+        print_row(row, 5)
+    report("states" + ("_targets" if args.targets else "") + ("_quick" if args.quick else ""),
+           rows, extra)
+
+
+if __name__ == "__main__":
+    main()
