@@ -110,7 +110,7 @@ def simulate(
             :func:`qtomo.states.mps.tfim_mps`, of the XXZ DMRG, or
             :data:`qtomo.states.circuit.CHI_MAX` when None).
         dmrg_seconds: wall-clock budget of the DMRG sweeps (TFIM, XXZ; MPS path; default
-            :data:`qtomo.states.mps.DMRG_SECONDS`); past it the run stops with a
+            :data:`qtomo.states.dmrg.DMRG_SECONDS`); past it the run stops with a
             ``ConvergenceError`` that names this option.
         depolarizing, dephasing, amplitude_damping: the local channel on every qubit, each in
             [0, 1] (:class:`qtomo.states.noise.LocalNoise`); stored as root attributes when any

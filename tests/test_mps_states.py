@@ -178,6 +178,6 @@ def test_bad_input_raises_one_line_errors(call, match):
 
 
 def test_unconverged_dmrg_raises_convergence_error(monkeypatch):
-    monkeypatch.setattr("qtomo.states.mps._MAX_SWEEPS", 2)
+    monkeypatch.setattr("qtomo.states.dmrg._MAX_SWEEPS", 2)
     with pytest.raises(ConvergenceError, match="relative energy change"):
         tfim_mps(30, h=1.0, chi_max=4, energy_tol=1e-14)

@@ -27,15 +27,10 @@ import numpy as np
 import scipy.sparse.linalg as sla
 
 from qtomo.errors import QtomoError
+from qtomo.states.dmrg import DMRG_SECONDS, dmrg_ground_state
 from qtomo.states.exact import EXACT_MAX_L, ExactState
 from qtomo.states.hamiltonians import XXZ
-from qtomo.states.mps import (
-    DMRG_SECONDS,
-    MPSState,
-    dmrg_ground_state,
-    mps_to_vector,
-    right_canonical,
-)
+from qtomo.states.mps import MPSState, mps_to_vector, right_canonical
 
 __all__ = ["cluster_mps", "named_state", "w_mps", "xxz_ground_state", "xxz_mps"]
 
@@ -132,14 +127,14 @@ def xxz_mps(L: int, J: float = 1.0, delta: float = 1.0, chi_max: int = XXZ_CHI_M
         L: even number of qubits.
         J, delta: couplings (:class:`~qtomo.states.hamiltonians.XXZ`).
         chi_max, svd_min, energy_tol, max_seconds: as
-            :func:`qtomo.states.mps.dmrg_ground_state`.
+            :func:`qtomo.states.dmrg.dmrg_ground_state`.
 
     Returns:
         MPSState with attrs ``state, J, delta, boundary, chi_max, svd_min, energy_tol,
         truncation_error``.
 
     Raises:
-        QtomoError, ConvergenceError: as :func:`qtomo.states.mps.dmrg_ground_state`.
+        QtomoError, ConvergenceError: as :func:`qtomo.states.dmrg.dmrg_ground_state`.
 
     Example:
         >>> state = xxz_mps(8, delta=0.5)
