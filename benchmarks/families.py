@@ -1,4 +1,4 @@
-"""Every model family on the same records, side by side (README "Which family when").
+"""Every model family on the same records, side by side (docs/models.md "Which family when").
 
 Two datasets, simulated once into ``benchmarks/results/data/`` (seed 0):
 

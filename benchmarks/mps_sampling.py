@@ -12,7 +12,8 @@ Measures, in one run on one machine:
 - peak resident memory of a child process that streams N = 10^7 records at L = 50 to an HDF5
   file with :func:`qtomo.simulate.simulate`;
 - on CUDA (when present): 10^7 records at L = 100;
-- local noise (README "Noisy states"): the time of ``qtomo simulate --L 50 --depolarizing 0.05``
+- local noise (docs/simulate.md "Noisy states"): the time of ``qtomo simulate --L 50 --depolarizing
+0.05``
   (DMRG, sampling with exact ln P, references, HDF5) over that of the pure run, and the sampler
   alone per POVM with and without the channel (the noisy POVM E†(M_k) is rank two, so every POVM
   takes the mixed ln P pass);

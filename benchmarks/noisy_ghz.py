@@ -2,7 +2,7 @@
 
 The study of Cha et al., "Attention-based quantum tomography", Mach. Learn.: Sci. Technol. 3,
 01LT01 (2022), redone against the right target: GHZ (|000⟩ + |111⟩)/√2 followed by local
-depolarizing noise ρ → (1 − p) ρ + p Tr_i(ρ) ⊗ 1/2 on every qubit (README "Noisy states"),
+depolarizing noise ρ → (1 − p) ρ + p Tr_i(ρ) ⊗ 1/2 on every qubit (docs/simulate.md "Noisy states"),
 p = 0, 0.1, 0.2, 0.3; 3 000 ``pauli6`` records per dataset (exact path, exact ln P); 10 seeds
 (seed s simulates the records with seed s and initialises and shuffles the model with seed s).
 Each trained model Q is inverted exactly, ρ_model = Σ_a Q(a) ⊗_i Q_{a_i} (4^3 ... 6^3 records), and

@@ -5,7 +5,8 @@ trained by ``qtomo.train.fit`` on its first N rows (10 % of them validate) for N
 ``--records`` (default 10^3, 3·10^3, 10^4, 3·10^4, 10^5), and its state is compared with the
 reference state ψ:
 
-- ``mps`` / ``lpdo`` (README "Physical model families"): F = ⟨ψ|ρ|ψ⟩ contracted exactly from the
+- ``mps`` / ``lpdo`` (docs/models.md "Physical model families"): F = ⟨ψ|ρ|ψ⟩ contracted exactly from
+the
   tensors at any L (``qtomo.states.mps.pure_state_fidelity``); χ is chosen by validation NLL among
   ``--chis`` (``train_s`` is the chosen fit's time, ``seconds`` sums all of them), tensors real for
   the TFIM cases and complex for GHZ (see ``REAL_PRIOR``; ``--complex`` everywhere); training

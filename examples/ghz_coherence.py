@@ -4,8 +4,8 @@ mixture, side by side.
 The GHZ state (|0…0⟩ + |1…1⟩)/√2 and the incoherent mixture (|0…0⟩⟨0…0| + |1…1⟩⟨1…1|)/2 give
 the same outcome for every record with a Z outcome; only the all-X/Y records carry the phase.
 So the mixture, with quantum fidelity ½, has a classical fidelity close to 1
-((1 − 0.1464 (2/3)^L)² with pauli6, README "Classical fidelity is not coherence"). This script
-fits a ``gru`` and an ``mps`` to the same GHZ records and puts their classical and quantum
+((1 − 0.1464 (2/3)^L)² with pauli6, docs/benchmarks.md "Classical fidelity is not coherence"). This
+script fits a ``gru`` and an ``mps`` to the same GHZ records and puts their classical and quantum
 fidelities beside the mixture's, all on the same test records.
 
     python examples/ghz_coherence.py                 # L = 8, 2·10^4 pauli6 records

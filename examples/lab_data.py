@@ -5,10 +5,10 @@ The "lab" here is simulated so that the script runs anywhere: Pauli-basis shots 
 ground state whose read bits flip with P(read 1 | 0) = 2 % and P(read 0 | 1) = 5 %, written in
 QuCumber's two-file layout. From there on the script sees only those files and the readout
 error, as with an experiment: ``import_records`` stores the POVM actually measured (so the
-inversion undoes the readout error, README "Measured data"), the model is fitted, evaluated
-without any reference (held-out NLL, model against the data-only estimates, ρ's eigenvalues),
-and the records are exported as qiskit counts. At the end, and only because the lab was
-simulated, the exact values are printed for comparison.
+inversion undoes the readout error, docs/measured-data.md "Measured data"), the model is fitted,
+evaluated without any reference (held-out NLL, model against the data-only estimates, ρ's
+eigenvalues), and the records are exported as qiskit counts. At the end, and only because the lab
+was simulated, the exact values are printed for comparison.
 
     python examples/lab_data.py                      # L = 6, 2·10^4 shots
     python examples/lab_data.py --L 4 --samples 3000 --epochs 3

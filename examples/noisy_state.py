@@ -2,9 +2,9 @@
 by the fidelity to the mixed target.
 
 The TFIM ground state under local depolarizing noise, ρ → (⊗_i D_p)(|ψ⟩⟨ψ|), measured with
-pauli4 (README "Noisy states"). A pure-state ``mps`` cannot represent it; the locally purified
-``lpdo`` can, and stays positive; a ``gru`` learns the record distribution, whose inversion can
-have negative eigenvalues. Both are compared with σ by Uhlmann's fidelity
+pauli4 (docs/simulate.md "Noisy states"). A pure-state ``mps`` cannot represent it; the locally
+purified ``lpdo`` can, and stays positive; a ``gru`` learns the record distribution, whose inversion
+can have negative eigenvalues. Both are compared with σ by Uhlmann's fidelity
 (Tr √(√σ ρ √σ))² on the same test records.
 
     python examples/noisy_state.py                   # L = 4, p = 0.1, 5·10^4 records

@@ -33,7 +33,8 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     folder = args.out_dir
 
-    # 1. simulate: above L = 12 the records come from a DMRG ground state (README "MPS path")
+    # 1. simulate: above L = 12 the records come from a DMRG ground state (docs/simulate.md "MPS
+    # path")
     path = simulate("tfim", args.L, h=1.0, povm="pauli4", samples=args.samples,
                     out=folder / f"tfim_L{args.L}.h5", quiet=True)
     dataset = read_dataset(path)

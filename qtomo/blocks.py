@@ -1,8 +1,8 @@
 """Reduced states of contiguous blocks of sites: the quantum figure that works at any L.
 
 For a block A = (s, …, s+k−1) of k sites, the reduced state of ρ = Σ_a Q(a) ⊗_i Q_{a_i} needs
-only the marginal Q_A of the block's outcomes b = (a_s, …, a_{s+k−1}) (README "Reduced states of
-blocks"; the identity sites contribute Tr Q_{a_i} = 1)::
+only the marginal Q_A of the block's outcomes b = (a_s, …, a_{s+k−1}) (docs/evaluate.md
+"Reduced states of blocks"; the identity sites contribute Tr Q_{a_i} = 1)::
 
     ρ_A = Σ_b Q_A(b) ⊗_{j<k} Q_{b_j}
 
@@ -71,7 +71,7 @@ __all__ = [
 BLOCK_SIZES = (2, 3)
 #: largest block: K^k outcomes × 4^k matrix elements of the block's dual frame
 MAX_BLOCK_SIZE = 4
-#: block positions per size; above, a stride (README "Reduced states of blocks")
+#: block positions per size; above, a stride (docs/evaluate.md "Reduced states of blocks")
 MAX_BLOCKS = 64
 #: bootstrap replicates behind every standard error
 REPLICATES = 200
@@ -201,7 +201,7 @@ def target_reduced_states(reference: Mapping, blocks: Sequence[Block],
     state's density matrix, partial trace), else ``psi`` (ρ_A = Σ_rest ψ ψ*), else the
     right-canonical ``mps`` (:func:`qtomo.states.noise.noisy_reduced_state`, O(L χ³) per block,
     the dense state never built), followed by the local channel ``noise`` where the MPS is the
-    noiseless state of a noisy dataset (README "Noisy states"); {} without any.
+    noiseless state of a noisy dataset (docs/simulate.md "Noisy states"); {} without any.
 
     Returns:
         {block: (2^k, 2^k) complex128, unit trace}.

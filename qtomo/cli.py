@@ -185,7 +185,7 @@ def _add_simulate_parser(subparsers) -> None:
                              "_<povm>.h5)")
     noise = parser.add_argument_group(
         "noise", "a channel on every qubit after the state is prepared, in the order amplitude "
-                 "damping, dephasing, depolarizing (README \"Noisy states\")")
+                 "damping, dephasing, depolarizing (docs/simulate.md \"Noisy states\")")
     noise.add_argument("--depolarizing", type=float, default=0.0, metavar="p",
                        help="ρ → (1 − p) ρ + p Tr_i(ρ) ⊗ 1/2 (default 0)")
     noise.add_argument("--dephasing", type=float, default=0.0, metavar="q",

@@ -14,9 +14,9 @@ Layout::
     /reference/rho       complex128 (2^L, 2^L), /reference/purity float64 () (exact path, noise)
     /reference/mps/B_i   complex128 (χ_l, 2, χ_r), right-canonical (MPS path and GHZ)
 
-Measured data (``source = "imported:<format>"``, README "Measured data") has no generating state:
-``/log_prob``, ``/reference`` and the attributes ``state``, ``seed``, ``method`` may be absent.
-A file without ``source`` is a simulated file of an earlier qtomo.
+Measured data (``source = "imported:<format>"``, docs/measured-data.md "Measured data") has no
+generating state: ``/log_prob``, ``/reference`` and the attributes ``state``, ``seed``, ``method``
+may be absent. A file without ``source`` is a simulated file of an earlier qtomo.
 
 Files are written under a temporary name and renamed when complete, and are read and validated in
 chunks of rows, so N = 10^7 records at L = 50 never sit in memory twice.

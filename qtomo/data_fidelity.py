@@ -1,7 +1,7 @@
 """Fidelity to a pure target from the measured records alone (docs/targets-and-baselines.md).
 
-With the canonical duals Q_k of the POVM, ρ = Σ_a P(a) Q_a (README "Conventions"), so for a
-pure target |ψ⟩ and records a^(1) … a^(N) drawn from P(a) = Tr(M_a ρ)::
+With the canonical duals Q_k of the POVM, ρ = Σ_a P(a) Q_a (docs/conventions.md "Conventions"), so
+for a pure target |ψ⟩ and records a^(1) … a^(N) drawn from P(a) = Tr(M_a ρ)::
 
     g(a) = ⟨ψ|Q_{a_0} ⊗ … ⊗ Q_{a_{L-1}}|ψ⟩        F̂ = (1/N) Σ_n g(a^(n))
 

@@ -1,7 +1,7 @@
 """The distribution interface every evaluation consumer relies on, and what is done with any one.
 
-A *distribution* is a normalised Q(a) over POVM records a ∈ {0..K-1}^L (README "The model
-interface"): a trained network, the truth of a dataset
+A *distribution* is a normalised Q(a) over POVM records a ∈ {0..K-1}^L (docs/training.md "The
+model interface"): a trained network, the truth of a dataset
 (:class:`qtomo.states.exact.ExactDistribution`, :class:`qtomo.states.mps_sampler.MPSDistribution`)
 or a physical model family. The evaluation
 annotates its arguments with :class:`Distribution` instead of probing attributes; a distribution
@@ -61,7 +61,8 @@ _BLOCK = 2**16
 
 @runtime_checkable
 class Distribution(Protocol):
-    """A normalised distribution Q over (L,) records in 0..K-1 (README "The model interface").
+    """A normalised distribution Q over (L,) records in 0..K-1 (docs/training.md "The model
+    interface").
 
     ``exact_log_prob`` is False where ``log_prob`` is an estimate (flows, VAE); the evaluation
     then labels every figure computed from it as an estimate. ``has_log_prob`` is False for a
@@ -87,8 +88,9 @@ class Distribution(Protocol):
 
 @runtime_checkable
 class PhysicalState(Distribution, Protocol):
-    """A distribution Q(a) = Tr(M_a ρ) of a state held as tensors (README "Physical model
-    families"): fidelities, observables and entanglement come from contracting them, exactly."""
+    """A distribution Q(a) = Tr(M_a ρ) of a state held as tensors (docs/models.md "Physical
+    model families"): fidelities, observables and entanglement come from contracting them,
+    exactly."""
 
     def tensors(self) -> list[np.ndarray]:
         """The normalised, right-canonical state: L complex128 arrays (χ_l, 2, χ_r) (pure) or

@@ -53,7 +53,7 @@ def ensemble_checkpoints(paths: Sequence[str | os.PathLike]) -> list[Path]:
 
 @dataclass(frozen=True)
 class EnsembleEvaluation:
-    """The evaluations of several models of the same records (README "Ensembles").
+    """The evaluations of several models of the same records (docs/evaluate.md "Ensembles").
 
     :meth:`as_dict` has the layout of one :meth:`Evaluation.as_dict`, with every figure
     replaced by its mean over the members: an estimate ``{"value", "stderr"}`` becomes

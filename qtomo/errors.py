@@ -14,7 +14,8 @@ class QtomoError(Exception):
 
 
 class DataFormatError(QtomoError):
-    """A dataset file that is missing, corrupt, foreign, or unlike README "The dataset file"."""
+    """A dataset file that is missing, corrupt, foreign, or unlike docs/conventions.md "The dataset
+    file"."""
 
 
 class CheckpointError(QtomoError):

@@ -23,9 +23,9 @@ figure are made from it in :mod:`qtomo.report`. What it computes, each in its ow
 - **reduced states of blocks** (:mod:`qtomo.blocks`) of k contiguous sites at any L, from the
   model, the data alone and exact samples of the target, against the target's reduced state;
 - for a **physical model** (:class:`~qtomo.distribution.PhysicalState`: ``mps``, ``lpdo``) the
-  state itself is contracted instead (README "Physical model families"): the fidelity exactly at
-  any L, the observables without Monte Carlo error, ρ straight from the tensors for small L, the
-  blocks' reduced states, and the entanglement entropy at every bond beside
+  state itself is contracted instead (docs/models.md "Physical model families"): the fidelity
+  exactly at any L, the observables without Monte Carlo error, ρ straight from the tensors for small
+  L, the blocks' reduced states, and the entanglement entropy at every bond beside
   ``/reference/entropy``.
 """
 
@@ -288,7 +288,7 @@ class Entanglement:
 @dataclass(frozen=True)
 class Evaluation:
     """Everything :func:`evaluate` computes, typed; :meth:`as_dict` gives the JSON of
-    ``qtomo evaluate --json`` (README "Evaluation and reconstruction").
+    ``qtomo evaluate --json`` (docs/evaluate.md "Evaluation and reconstruction").
 
     Attributes:
         classical: NLL, KL, F_c, H(P) on the test rows.
@@ -737,7 +737,7 @@ def _reduced_states(blocks: list, povm, dataset: Dataset,
                     ) -> tuple[ReducedState, ...]:
     """Block figures of the model, of the data alone and, when the model side is sampled, of
     as many exact samples of the target (the projection's bias at that N), drawn through the
-    reference MPS (measured with E†(M_k) for a noisy state, README "Noisy states")."""
+    reference MPS (measured with E†(M_k) for a noisy state, docs/simulate.md "Noisy states")."""
     if not blocks:
         return ()
     reference, noise = dataset.reference, dataset.noise

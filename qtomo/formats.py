@@ -1,9 +1,11 @@
-"""Other tools' measured data: import into ``pauli6`` records, export back (README "Measured data").
+"""Other tools' measured data: import into ``pauli6`` records, export back (docs/measured-data.md
+"Measured data").
 
 A Pauli-basis shot measures qubit i in basis b_i ∈ {X, Y, Z} and reads bit r_i, with r = 0 the
 eigenvalue +1 of the measured Pauli. It is the ``pauli6`` record
 
-    a_i = 2·{Z: 0, X: 1, Y: 2}[b_i] + r_i        (0, 1, +, −, +i, −i: README "Conventions")
+    a_i = 2·{Z: 0, X: 1, Y: 2}[b_i] + r_i        (0, 1, +, −, +i, −i: docs/conventions.md
+    "Conventions")
 
 when every qubit's basis is drawn uniformly and independently; :func:`bases_uniformity` tests
 that. Formats (one reader and, where it exists, one writer each; qubit 0 first unless stated):
@@ -213,8 +215,8 @@ def _rows_ragged(path: Path) -> list[list[str]]:
 def _table(path: Path, numbers: bool) -> np.ndarray:
     """A whitespace text table (one row per non-empty line) as float64 or str (n, L).
 
-    numpy's C reader takes large files (a whole 10^6 × 50 import: 38 s, README "Measured data"); a
-    file it refuses is re-read line by line to name the first bad row.
+    numpy's C reader takes large files (a whole 10^6 × 50 import: 38 s, docs/measured-data.md
+    "Measured data"); a file it refuses is re-read line by line to name the first bad row.
     """
     check_text_width(path)
     try:

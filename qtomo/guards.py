@@ -1,5 +1,5 @@
 """Checks of inputs that would otherwise be lost, changed, over-allocated or turned into a
-number that is not what it says (docs/errors.md, README "Measured data").
+number that is not what it says (docs/errors.md, docs/measured-data.md "Measured data").
 
 Import readers: a count of 10^13 shots or a genmodel bond of 10^5 is a refusal that states the
 size, not an attempt to allocate hundreds of GiB; duplicate JSON keys and repeated or wrapping

@@ -241,7 +241,8 @@ def histogram_classical_fidelity(samples: np.ndarray, outcomes: np.ndarray, log_
     :func:`classical_fidelity`) and the spread of F_c over ``resamples`` Poisson bootstrap
     replicates of the counts c(a) (the noise of the finite histogram). The estimate is biased
     low by that finite histogram (E √Q̂ ≤ √Q, Jensen): an exact sampler of P itself scores about
-    0.995 with 2·10^5 samples over the 4^6 records of the L = 6 TFIM (README "Model families").
+    0.995 with 2·10^5 samples over the 4^6 records of the L = 6 TFIM (docs/models.md "Model
+    families").
 
     Args:
         samples: (n_Q, L) integer model samples.

@@ -114,7 +114,8 @@ def parse_pauli_string(text: str, L: int) -> dict[int, str]:
 
 @dataclass(frozen=True)
 class Observables:
-    """Pauli expectation values with standard errors (README "Evaluation and reconstruction").
+    """Pauli expectation values with standard errors (docs/evaluate.md "Evaluation and
+    reconstruction").
 
     Attributes:
         X, Z: (L,) estimates of ⟨X_i⟩, ⟨Z_i⟩.

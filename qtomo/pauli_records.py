@@ -1,5 +1,5 @@
 """Pauli-basis records as settings and bits: what they determine, and estimators that use only
-the records measuring an operator (README "Measured data", docs/measured-data.md).
+the records measuring an operator (docs/measured-data.md "Measured data", docs/measured-data.md).
 
 A ``pauli6`` record a_i = 2·b_i + r_i holds, per qubit, the measured basis b_i ∈ {Z: 0, X: 1,
 Y: 2} and the bit r_i (0 = eigenvalue +1). The dual-frame estimator of :mod:`qtomo.observables`

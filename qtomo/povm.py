@@ -1,4 +1,5 @@
-"""Single-qubit informationally complete POVMs and their dual frames (README "Conventions").
+"""Single-qubit informationally complete POVMs and their dual frames (docs/conventions.md
+"Conventions").
 
 A POVM is a set of K positive operators M_k (2×2, complex128) with Σ_k M_k = 1. Outcome k is
 stored as the integer k. Many-qubit elements are tensor products, M_a = ⊗_i M_{a_i}, with qubit 0
@@ -69,8 +70,8 @@ class POVM:
         elements: (K, 2, 2) complex128, Hermitian, positive semidefinite, summing to the
             identity and spanning the 2×2 operators (informationally complete).
         require_complete: check informational completeness (default). False admits the
-            Heisenberg-picture POVMs E†(M_k) of strong noise (README "Noisy states"), which a
-            sampler may measure but whose duals do not invert Born's rule.
+            Heisenberg-picture POVMs E†(M_k) of strong noise (docs/simulate.md "Noisy states"),
+            which a sampler may measure but whose duals do not invert Born's rule.
 
     Raises:
         QtomoError: if any of the conditions above fails; the message names it.
@@ -181,11 +182,12 @@ class POVM:
 
 @dataclass(frozen=True, eq=False)
 class PerQubitPOVM:
-    """A single-qubit POVM that differs from qubit to qubit (README "Measured data").
+    """A single-qubit POVM that differs from qubit to qubit (docs/measured-data.md "Measured data").
 
     Readout errors that vary by qubit make one: every qubit measures ``pauli6`` with its own bit
     flips. Many-qubit elements and duals are M_a = ⊗_i M^(i)_{a_i}, Q_a = ⊗_i Q^(i)_{a_i}, so
-    every estimator of README "Conventions" holds with qubit i's duals in qubit i's factor.
+    every estimator of docs/conventions.md "Conventions" holds with qubit i's duals in qubit i's
+    factor.
 
     Args:
         sites: one :class:`POVM` per qubit, qubit 0 first, all with the same name and K.
@@ -262,8 +264,8 @@ class PerQubitPOVM:
 
 
 def povm_elements(povm: POVM | PerQubitPOVM, L: int) -> np.ndarray:
-    """The elements as ``/povm/elements`` stores them for records of L qubits (README "File
-    format"): (K, 2, 2) complex128 for one POVM on every qubit, (L, K, 2, 2) for a
+    """The elements as ``/povm/elements`` stores them for records of L qubits (docs/conventions.md
+    "The dataset file"): (K, 2, 2) complex128 for one POVM on every qubit, (L, K, 2, 2) for a
     :class:`PerQubitPOVM` (which must have L qubits)."""
     return povm.site_elements(L) if isinstance(povm, PerQubitPOVM) else povm.elements
 

@@ -1,7 +1,7 @@
 """Low-variance product observables of autoregressive models by masked ancestral sampling.
 
 A product operator O = ⊗_i O_i (a Pauli string, or a matrix element |s⟩⟨t| = ⊗_i |s_i⟩⟨t_i| of
-ρ) has, for any distribution Q over POVM records (README "Conventions")::
+ρ) has, for any distribution Q over POVM records (docs/conventions.md "Conventions")::
 
     ⟨O⟩ = Σ_a Q(a) Π_i f_i(a_i),     f_i(k) = Tr(O_i Q_k)   (K,) complex
 
@@ -17,7 +17,7 @@ weight w(a) = Π_i Z_i(a_<i) · f_i(a_i)/|f_i(a_i)|. Then E_r[w] = Σ_a Q(a) Π_
 exactly (unbiased), and for an O whose factors have one sign on the support the weight is a
 product of the Z_i alone. Sampling stops after the last non-identity site. It needs the model's
 conditionals site by site, so it is for an :class:`~qtomo.distribution.Autoregressive` model
-(README "Low-variance product observables").
+(docs/evaluate.md "Low-variance product observables").
 
 The GHZ fidelity at any L is three such expectations (ρ_{s,t} = ⟨s|ρ|t⟩ = ⟨⊗_i |t_i⟩⟨s_i|⟩)::
 

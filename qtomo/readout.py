@@ -22,8 +22,8 @@ READOUT_SUFFIX = "+readout"
 def readout_povm(e0: float, e1: float, base: str = "pauli6") -> POVM:
     """The POVM a Pauli-basis experiment with readout errors actually measures.
 
-    Outcome 2b + r means "basis b, bit r read" (README "Measured data"). A bit flips on readout
-    with P(read 1 | 0) = e0, P(read 0 | 1) = e1, so per basis b
+    Outcome 2b + r means "basis b, bit r read" (docs/measured-data.md "Measured data"). A bit flips
+    on readout with P(read 1 | 0) = e0, P(read 0 | 1) = e1, so per basis b
 
         M'_{2b+r} = Σ_{r'} A_{r r'} M_{2b+r'},   A = [[1 − e0, e1], [e0, 1 − e1]],
 
@@ -109,7 +109,7 @@ def _is_numeric(values) -> bool:
 
 
 def read_readout_errors(path: str | os.PathLike) -> np.ndarray:
-    r"""Per-qubit readout errors from a file (README "Measured data").
+    r"""Per-qubit readout errors from a file (docs/measured-data.md "Measured data").
 
     One row per qubit, qubit 0 first: e0 = P(read 1 | 0), e1 = P(read 0 | 1). The file is text
     (one line ``e0 e1`` per qubit, separated by whitespace or a comma, ``#`` starting a

@@ -1,5 +1,5 @@
 """What a plain ``qtomo fit --model F`` does: the families' training recipes, read in one place
-(README "Choosing hyperparameters").
+(docs/training.md "Choosing hyperparameters").
 
 :func:`recipe` turns a family's declared defaults (``model.train_defaults``,
 ``model.selection_defaults``, ``model.sizes``) and what the user gave into training options and

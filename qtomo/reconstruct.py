@@ -1,9 +1,9 @@
 """From a distribution over POVM records to a density matrix, the closest state, fidelities.
 
 A distribution Q(a) over records a ∈ {0..K-1}^L (a model, or the truth) defines the operator
-ρ = Σ_a Q(a) Q_a with Q_a = ⊗_i Q_{a_i} the dual frame of the POVM (README "Conventions").
-Hermitian with trace Σ Q, it is positive only when Q is a Born distribution, which a learned
-network's Q need not be.
+ρ = Σ_a Q(a) Q_a with Q_a = ⊗_i Q_{a_i} the dual frame of the POVM (docs/conventions.md
+"Conventions"). Hermitian with trace Σ Q, it is positive only when Q is a Born distribution, which a
+learned network's Q need not be.
 
 **Small L** (:func:`density_matrix`): ρ is built explicitly and diagonalised once
 (:class:`Reconstruction`); reported beside every fidelity are λ_min, the purity Tr ρ², the
@@ -185,7 +185,7 @@ def uhlmann_fidelity(rho: np.ndarray, sigma: np.ndarray) -> np.ndarray:
     the eigenvalues μ ≥ 0 of the Hermitian √σ ρ √σ. Equal to qutip's ``fidelity`` squared (about
     1e-8 absolute for rank-deficient σ, ρ; tested against it); for a pure σ = |ψ⟩⟨ψ| it is
     ⟨ψ|ρ|ψ⟩. Batched so that the bootstrap replicates of many small reduced states cost one
-    call (README "Reduced states of blocks").
+    call (docs/evaluate.md "Reduced states of blocks").
 
     Args:
         rho: (..., D, D) complex, finite, Hermitian part used; positive for the value to be a

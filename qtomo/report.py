@@ -356,8 +356,8 @@ def _min_eigenvalue(evaluation: Evaluation) -> str:
 
 
 def compare(evaluations: Sequence[Evaluation], labels: Sequence[str]) -> str:
-    """One table of several models evaluated on the same test records (README "Comparing
-    models"): a column per model, then the data-only estimate and the exact value.
+    """One table of several models evaluated on the same test records (docs/evaluate.md
+    "Comparing models"): a column per model, then the data-only estimate and the exact value.
 
     Rows: NLL, KL and classical fidelity F_c; the quantum fidelity of ρ as built and of the
     closest physical state, ρ's smallest eigenvalue λ_min; the energy and a few local

@@ -54,7 +54,7 @@ class SimulationWarning(UserWarning):
 
 def default_output(state: str, L: int, h: float, povm: str, tag: str = "") -> Path:
     """``data/<state>_L<L>[_h<h>]<tag>_<povm>.h5`` (``_h`` for the TFIM only; ``tag`` e.g.
-    ``_delta0.5`` or ``_d4``; README "Simulating data").
+    ``_delta0.5`` or ``_d4``; docs/simulate.md "Simulating data").
 
     Example:
         >>> str(default_output("tfim", 50, 1.0, "pauli4"))
@@ -117,8 +117,8 @@ def simulate(
             is non-zero.
         readout_error: (e0, e1) = (P(read 1 | 0), P(read 0 | 1)) of every qubit's bit, or an
             (L, 2) table of them per qubit, for ``povm="pauli6"``: the records are those of
-            :func:`qtomo.readout.readout_povms`, which the file stores (README "Measured data");
-            the references stay the state's.
+            :func:`qtomo.readout.readout_povms`, which the file stores (docs/measured-data.md
+            "Measured data"); the references stay the state's.
         seed: seeds the sampler (and DMRG's initial state choice is deterministic).
         device: sampler device for the MPS path (``auto`` = CUDA when present).
         out: output file; default :func:`default_output`.

@@ -1,4 +1,5 @@
-"""Maximum-likelihood training of any model family on a dataset (``qtomo fit``, README "Training").
+"""Maximum-likelihood training of any model family on a dataset (``qtomo fit``, docs/benchmarks.md
+"Training").
 
 The objective is the mean negative log-likelihood per record, minimised with AdamW::
 
@@ -743,7 +744,8 @@ def _validation_nll(model: QtomoModel, val: _Rows, options: TrainOptions, autoca
 def fit_ensemble(family: str, dataset: Dataset, options: TrainOptions | None = None, *,
                  members: int, out: str | Path, hyperparameters: dict[str, Any] | None = None,
                  device: str | torch.device = "auto", quiet: bool = False) -> list[TrainResult]:
-    """Train ``members`` models of one family into the folder ``out`` (README "Ensembles").
+    """Train ``members`` models of one family into the folder ``out`` (docs/evaluate.md
+    "Ensembles").
 
     Member m is ``out/member<m>.pt`` (with its ``.last.pt`` and history), built with
     ``torch.manual_seed(seed + m)`` and trained with ``seed + m``; with ``options.bootstrap``
@@ -839,7 +841,7 @@ def fit_selection(family: str, dataset: Dataset, grid: Mapping[str, Sequence[Any
                   hyperparameters: Mapping[str, Any] | None = None,
                   device: str | torch.device = "auto", quiet: bool = False) -> Selection:
     """Train one model per combination of ``grid`` and per restart, and keep the lowest
-    validation NLL (README "Choosing hyperparameters").
+    validation NLL (docs/training.md "Choosing hyperparameters").
 
     Restart r of a combination is built with ``torch.manual_seed(seed + r)`` and trained by
     :func:`fit` with that seed, ``seed = options.seed``; every candidate trains on the same

@@ -1,4 +1,4 @@
-"""The worked examples in examples/ run end to end (small sizes; README "Examples")."""
+"""The worked examples in examples/ run end to end (small sizes; docs/examples.md "Examples")."""
 
 import os
 import subprocess

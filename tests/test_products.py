@@ -123,7 +123,8 @@ def test_evaluate_uses_masked_sampling_for_ghz_and_strings(tmp_path):
 @pytest.mark.parametrize("L", [4, 6])
 def test_incoherent_ghz_mixture_classical_fidelity_closed_form(L):
     """F_c of (|0…0⟩⟨0…0| + |1…1⟩⟨1…1|)/2 against GHZ with pauli6, by exact enumeration, is
-    (1 − (2 − √2)/4 · (2/3)^L)² (README "Benchmarks"), while its quantum fidelity is ½."""
+    (1 − (2 − √2)/4 · (2/3)^L)² (docs/benchmarks.md "Benchmarks"), while its quantum fidelity is
+    ½."""
     from qtomo.povm import born_probabilities
 
     povm = get_povm("pauli6")

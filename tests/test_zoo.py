@@ -349,8 +349,8 @@ def test_a_model_without_log_prob_is_evaluated_from_samples(tmp_path):
     assert report["model"]["log_prob"] == "none"
     blocks = report["reduced_states"]  # from the model's samples alone
     assert blocks and all(block["method"] == "monte-carlo" for block in blocks)
-    # SGS projection biases block fidelities from samples low (README "Reduced states of blocks"):
-    # the 10^5 exact samples behind the model's blocks beat the 4 000 records of the data
+    # SGS projection biases block fidelities from samples low (docs/evaluate.md "Reduced states of
+    # blocks"): the 10^5 exact samples behind the model's blocks beat the 4 000 records of the data
     assert all(block["fidelity"]["value"] > max(0.94, block["data"]["fidelity"]["value"])
                for block in blocks)
     assert any("skipped NLL, KL, the exact ρ" in note for note in report["warnings"])

@@ -1,9 +1,9 @@
 """Quality bar of the cnn, rbm, vae and gan families (issue 13), all `slow`.
 
 Exact L = 6 TFIM at h = 1, 10^5 `pauli4` records, default hyperparameters, the training recipe of
-README "Model families". The product of the exact one-site marginals scores F_c = 0.960 on this
-state, so F_c ≥ 0.98 needs the correlations. The empirical F_c from a histogram of 2·10^5 samples
-is biased low (an exact sampler of P scores ≈ 0.995).
+docs/models.md "Model families". The product of the exact one-site marginals scores F_c = 0.960 on
+this state, so F_c ≥ 0.98 needs the correlations. The empirical F_c from a histogram of 2·10^5
+samples is biased low (an exact sampler of P scores ≈ 0.995).
 """
 
 import math

@@ -1,8 +1,8 @@
 """Model families and their registry: ``build`` a model by name, ``load`` one from a checkpoint.
 
-Every family implements :class:`qtomo.models.base.QtomoModel` (README "The model interface"), so
-the trainer, the metrics and the CLI never ask which family they hold. The autoregressive
-families derive ``log_prob``, ``conditionals`` and ``sample`` from one method (see
+Every family implements :class:`qtomo.models.base.QtomoModel` (docs/training.md "The model
+interface"), so the trainer, the metrics and the CLI never ask which family they hold. The
+autoregressive families derive ``log_prob``, ``conditionals`` and ``sample`` from one method (see
 :mod:`qtomo.models.autoregressive`).
 
 Registration convention (how to add a family): write one module ``qtomo/models/<name>.py`` with

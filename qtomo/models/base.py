@@ -1,4 +1,4 @@
-"""The one interface every model family shares (README "The model interface").
+"""The one interface every model family shares (docs/training.md "The model interface").
 
 A model is a normalised distribution Q(a) over POVM records a ∈ {0..K-1}^L::
 

@@ -1,4 +1,5 @@
-"""Checkpoint files (README "Checkpoint format"): one ``torch.save`` file of tensors and plain data.
+"""Checkpoint files (docs/training.md "Checkpoint format"): one ``torch.save`` file of tensors and
+plain data.
 
 Layout of the saved dict (format version 1)::
 

@@ -17,7 +17,7 @@ tensors with ``real=1``, the prior of states with real amplitudes, as the TFIM a
 states); ``after_step`` rescales every tensor to unit norm, which leaves Q unchanged (Q is
 normalised by Tr ρ) and keeps the tensors well conditioned. Initialisation: the product state
 |+…+⟩ in the first bond and Kraus channel of every tensor plus Gaussian noise of total relative
-size 0.3 (README "Physical model families" for the measurements behind it).
+size 0.3 (docs/models.md "Physical model families" for the measurements behind it).
 
 ``tensors()`` gives the state back: the normalised, right-canonical tensors as numpy complex128
 arrays (the public contract of SPEC §3); ``sample`` is the exact batched sampler
@@ -118,15 +118,16 @@ class LPDOModel(QtomoModel):
 
     family = "lpdo"
     needs_povm = True
-    #: measured on TFIM L = 10 and GHZ L = 8 (README "Physical model families")
+    #: measured on TFIM L = 10 and GHZ L = 8 (docs/models.md "Physical model families")
     train_defaults: ClassVar[dict[str, Any]] = {"lr": 3e-2, "batch_size": 1024, "ema": 0.9,
                                                  "epochs": 50, "refine": 500}
     #: real tensors generalise better from few records where the state allows them, complex
-    #: ones are needed where it does not: measured in README "Choosing hyperparameters"
+    #: ones are needed where it does not: measured in docs/training.md "Choosing hyperparameters"
     selection_defaults: ClassVar[dict[str, tuple]] = {"real": (1, 0)}
     sizes: ClassVar[dict[str, tuple[int, ...]]] = {"chi": _CHI_LADDER, "kraus": (1, 2, 3, 4, 6, 8)}
     #: a random start lands in a wrong basin of a GHZ-like phase about one time in three
-    #: (README "Restarts for GHZ-like states"; GHZ L = 20 from 10^5 records: 0.20 vs 0.998)
+    #: (docs/training.md "Restarts for GHZ-like states"; GHZ L = 20 from 10^5 records: 0.20 vs
+    #: 0.998)
     search_restarts: ClassVar[int] = 2
     #: records without X/Y outcomes fix |ψ(s)|² only: the positive prior, not a selection of
     #: real vs complex on noise (docs/measured-data.md)

@@ -121,7 +121,7 @@ class RBMModel(QtomoModel):
     """
 
     family = "rbm"
-    #: the default 3e-3 learns the correlations too slowly (README "Model families")
+    #: the default 3e-3 learns the correlations too slowly (docs/models.md "Model families")
     train_defaults: ClassVar[dict[str, Any]] = {"lr": 1e-2}
 
     def __init__(self, L: int, K: int, config: RBMConfig) -> None:

@@ -1,7 +1,7 @@
 """Circuit states: OpenQASM 2 files, qiskit circuits and random brickwork circuits, as MPS.
 
-Qubit order (README "Conventions"; docs/states-and-circuits.md): QASM qubit ``q[i]`` is qtomo
-site i, the first column of a record and the most significant factor of ψ. With several
+Qubit order (docs/conventions.md "Conventions"; docs/states-and-circuits.md): QASM qubit ``q[i]`` is
+qtomo site i, the first column of a record and the most significant factor of ψ. With several
 ``qreg`` declarations the registers are concatenated in the order declared. qiskit numbers its
 qubits the same way (``circuit.qubits[i]`` is site i) but prints bitstrings and builds
 ``Statevector`` with qubit 0 least significant: qtomo's ψ is qiskit's with the bit order reversed.

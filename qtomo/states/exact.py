@@ -171,8 +171,8 @@ class ExactState:
         return sites_from_size(self.psi.size, 2, "amplitudes")
 
     def references(self) -> dict[str, np.ndarray]:
-        """Reference values (README "The dataset file"): energy (if H), X, Z (L,), ZZ, XX (L, L),
-        entropy, psi."""
+        """Reference values (docs/conventions.md "The dataset file"): energy (if H), X, Z (L,), ZZ,
+        XX (L, L), entropy, psi."""
         L, psi = self.L, self.psi
         # the Hadamard transform H^{⊗L} makes X diagonal: ⟨X_i X_j⟩ = Σ |ψ̃_s|² x_i x_j
         tilde = _hadamard_all(psi.reshape((2,) * L), range(L)).reshape(-1)

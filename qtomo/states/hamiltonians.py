@@ -1,4 +1,4 @@
-"""Spin Hamiltonians in qtomo's conventions (README "Conventions").
+"""Spin Hamiltonians in qtomo's conventions (docs/conventions.md "Conventions").
 
 Basis: |s_0 s_1 … s_{L-1}⟩ with qubit 0 the most significant bit of the dense index,
 index = Σ s_i 2^(L-1-i); Z|0⟩ = |0⟩, Z|1⟩ = −|1⟩, X|s⟩ = |1−s⟩.
@@ -10,7 +10,8 @@ Transverse-field Ising model::
 It commutes with the parity Π = ⊗_i X_i. The ferromagnet (J > 0) is ordered for |h| < J and
 paramagnetic for |h| > J, critical at |h| = J.
 
-XXZ chain (README "More states", docs/states-and-circuits.md), Pauli matrices, open boundary::
+XXZ chain (docs/simulate.md "More states", docs/states-and-circuits.md), Pauli matrices, open
+boundary::
 
     H = J Σ_{i<L−1} (X_i X_{i+1} + Y_i Y_{i+1} + Δ Z_i Z_{i+1})
 
@@ -292,8 +293,8 @@ class XXZ:
 
 def hamiltonian_from_attrs(attrs: dict, L: int) -> TFIM | XXZ | None:
     """The Hamiltonian a dataset's root attributes describe (``state``, ``J``, ``h``,
-    ``boundary``; for ``xxz`` ``J`` and ``delta``; README "The dataset file"), or None for a
-    state without one (GHZ, product, W, cluster, circuits, measured data).
+    ``boundary``; for ``xxz`` ``J`` and ``delta``; docs/conventions.md "The dataset file"), or None
+    for a state without one (GHZ, product, W, cluster, circuits, measured data).
 
     Example:
         >>> hamiltonian_from_attrs({"state": "tfim", "J": 1.0, "h": 0.5, "boundary": "open"}, 4)

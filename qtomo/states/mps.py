@@ -104,7 +104,7 @@ class MPSState:
         return _expectation(self.tensors, string)
 
     def references(self) -> dict[str, np.ndarray | list[np.ndarray]]:
-        """Reference values (README "The dataset file") computed from the MPS.
+        """Reference values (docs/conventions.md "The dataset file") computed from the MPS.
 
         Returns:
             ``X``, ``Z``: (L,) float64 ⟨X_i⟩, ⟨Z_i⟩; ``ZZ``, ``XX``: (L, L) float64
@@ -132,8 +132,8 @@ def correlations(
 
     With operators {"X": X, "Z": Z} these are the references ⟨X_i⟩, ⟨X_i X_j⟩, ⟨Z_i⟩, ⟨Z_i Z_j⟩;
     with the Heisenberg-picture operators {"X": E†(X), "Z": E†(Z)} of a local channel E they are
-    the noisy state's (README "Noisy states"). The diagonal is 1 because σ_i² = 1 holds in any
-    state (it is not ⟨O_i O_i⟩ for O = E†(σ)). With a Hamiltonian also ``energy`` = Σ_t c_t ⟨⊗σ⟩
+    the noisy state's (docs/simulate.md "Noisy states"). The diagonal is 1 because σ_i² = 1 holds in
+    any state (it is not ⟨O_i O_i⟩ for O = E†(σ)). With a Hamiltonian also ``energy`` = Σ_t c_t ⟨⊗σ⟩
     over its Pauli terms (:func:`pauli_sum_expectation`, σ from ``pauli``). Cost O(L² χ³) per
     operator. Everything right of a site contracts to the identity, so the tensors must be
     right-canonical and normalised (as :func:`right_canonical` and a physical model's
@@ -141,7 +141,7 @@ def correlations(
 
     Args:
         tensors: L right-canonical tensors (χ_i, 2, χ_{i+1}), or LPDO tensors
-            (χ_i, 2, κ, χ_{i+1}) of ρ = Tr_κ |X⟩⟨X| (README "Physical model families").
+            (χ_i, 2, κ, χ_{i+1}) of ρ = Tr_κ |X⟩⟨X| (docs/models.md "Physical model families").
         operators: name → (2, 2) complex operator.
         hamiltonian: the TFIM or XXZ chain whose energy to add, or None.
         pauli: the operators standing for X, Y, Z in the energy (E†(σ) for a noisy state).
@@ -652,7 +652,7 @@ def tfim_mps(
             of the untruncated state's (measured: README, MPS path); χ = 30 at L = 50, h = J.
         energy_tol: convergence when the relative energy change per sweep is below it.
         max_seconds: wall-clock budget of the sweeps (> 0); DMRG stops at the end of the sweep
-            that passes it (README "Simulating data": L = 200 takes minutes).
+            that passes it (docs/simulate.md "Simulating data": L = 200 takes minutes).
 
     Returns:
         MPSState with attrs ``state, J, h, boundary, chi_max, svd_min, energy_tol,

@@ -1,7 +1,7 @@
 """Batched POVM sampling and exact POVM log-probabilities of an MPS or a purified MPS.
 
 The MPS conventions are those of :mod:`qtomo.states.mps`: tensors B_i (χ_i, 2, χ_{i+1}). A
-locally purified density operator (LPDO, README "Physical model families") has tensors
+locally purified density operator (LPDO, docs/models.md "Physical model families") has tensors
 (χ_i, 2, κ, χ_{i+1}) whose third leg, the Kraus leg, is traced: ρ = Tr_κ |X⟩⟨X|; κ = 1 is an MPS.
 
 **The one exact contraction** (:func:`born_log_prob`, differentiable, any gauge, any norm)::

@@ -1,7 +1,7 @@
 """Named states users prepare: W, the 1D cluster (graph) state and the XXZ ground state.
 
-Conventions as everywhere in qtomo (README "Conventions"; docs/states-and-circuits.md): qubit 0
-is the most significant factor, |0⟩ is Z = +1.
+Conventions as everywhere in qtomo (docs/conventions.md "Conventions"; docs/states-and-circuits.md):
+qubit 0 is the most significant factor, |0⟩ is Z = +1.
 
 - ``w``: |W⟩ = Σ_i |0…1_i…0⟩ / √L, an exact MPS of bond dimension 2 (the bond carries "a 1 has
   been placed");

@@ -1,4 +1,4 @@
-"""Local noise channels on every qubit of a prepared state (README "Noisy states").
+"""Local noise channels on every qubit of a prepared state (docs/simulate.md "Noisy states").
 
 One channel acts on each qubit independently after the state is prepared, ρ → (⊗_i E)(ρ), with
 E = D_p ∘ Φ_q ∘ A_γ (amplitude damping first, then dephasing, then depolarizing; D_p and Φ_q
