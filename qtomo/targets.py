@@ -16,7 +16,8 @@ Specifications (:func:`parse_target`):
 - ``tfim:h=H[,J=J]``: ground state of H = -J Σ Z_i Z_{i+1} - h Σ X_i (open), exact
   diagonalisation for L ≤ 12, DMRG above;
 - ``xxz:delta=D[,J=J]``: ground state of H = J Σ (X_i X_{i+1} + Y_i Y_{i+1} + D Z_i Z_{i+1})
-  (open), sparse exact diagonalisation for L ≤ :data:`XXZ_MAX_L`;
+  (open), the lowest state with Σ Z_i = 0 (:func:`qtomo.states.named.named_state`: exact
+  diagonalisation for L ≤ 12, DMRG above);
 - a file: ``.npy`` state vector (2^L,) or density matrix (2^L, 2^L); QuCumber psi text (two
   columns, re and im, one row per amplitude); ``.npz`` of MPS tensors (keys in the order of
   ``np.savez`` positional arrays, or ``B_0``, ``B_1``, …); a qtomo dataset ``.h5`` whose
@@ -35,8 +36,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import scipy.sparse as sp
-import scipy.sparse.linalg as sla
 
 from qtomo.errors import QtomoError
 from qtomo.povm import sites_from_size
@@ -50,21 +49,16 @@ from qtomo.states.mps import (
     tfim_mps,
     vector_to_mps,
 )
+from qtomo.states.named import cluster_mps, named_state, w_mps
 
-__all__ = ["DENSE_MAX_L", "NAMES", "XXZ_MAX_L", "Target", "dataset_target", "parse_target",
-           "xxz_sparse"]
+__all__ = ["DENSE_MAX_L", "NAMES", "Target", "dataset_target", "parse_target"]
 
 #: largest L whose dense ψ or ρ a target builds (a 2^10 × 2^10 ρ is 16 MiB)
 DENSE_MAX_L = 10
-#: largest L of the XXZ exact diagonalisation (a sparse 2^16 Hamiltonian)
-XXZ_MAX_L = 16
 #: built-in target names
 NAMES = ("ghz", "w", "cluster", "product", "tfim", "xxz")
 _NORM_TOLERANCE = 1e-6
 _PARAMETERS = {"tfim": {"h": 1.0, "J": 1.0}, "xxz": {"delta": 1.0, "J": 1.0}}
-_PAULI_X = sp.csr_matrix([[0.0, 1.0], [1.0, 0.0]])
-_PAULI_Y = sp.csr_matrix(np.array([[0, -1j], [1j, 0]]))
-_PAULI_Z = sp.csr_matrix([[1.0, 0.0], [0.0, -1.0]])
 
 
 @dataclass(frozen=True)
@@ -157,58 +151,6 @@ def density_target(spec: str, rho: np.ndarray, L: int) -> Target:
     return Target(spec, L, rho=(rho + rho.conj().T) / 2)
 
 
-def w_tensors(L: int) -> list[np.ndarray]:
-    """The W state as an MPS of bond dimension 2: the bond says whether the 1 has been seen,
-    A^0 = 1, A^1 = |0⟩⟨1| (0 → 1), boundaries ⟨0| and |1⟩, times 1/√L."""
-    middle = np.zeros((2, 2, 2), dtype=np.complex128)
-    middle[0, 0, 0] = middle[1, 0, 1] = middle[0, 1, 1] = 1.0
-    tensors = [middle[:1] / np.sqrt(L)] + [middle] * (L - 2) + [middle[:, :, 1:]]
-    return tensors if L > 1 else [np.array([[[0.0], [1.0]]], dtype=np.complex128)]
-
-
-def cluster_tensors(L: int) -> list[np.ndarray]:
-    """The open-chain cluster state as an MPS of bond dimension 2: the bond carries s_{i-1},
-    A_i^s[x, y] = δ_{y s} (-1)^(x s) / √2 (first: x = 0; last: summed over y)."""
-    middle = np.zeros((2, 2, 2), dtype=np.complex128)
-    for x in (0, 1):
-        for s in (0, 1):
-            middle[x, s, s] = (-1) ** (x * s) / np.sqrt(2)
-    last = middle.sum(axis=2, keepdims=True)
-    return [middle[:1]] + [middle] * (L - 2) + [last] if L > 1 else [
-        np.full((1, 2, 1), 2**-0.5, dtype=np.complex128)]
-
-
-def xxz_sparse(L: int, delta: float, J: float = 1.0) -> sp.csr_matrix:
-    """H = J Σ_{i<L-1} (X_i X_{i+1} + Y_i Y_{i+1} + Δ Z_i Z_{i+1}), open chain, as a sparse
-    (2^L, 2^L) complex matrix (Pauli matrices, qubit 0 most significant)."""
-    H = sp.csr_matrix((2**L, 2**L), dtype=np.complex128)
-    for i in range(L - 1):
-        for pauli, weight in ((_PAULI_X, 1.0), (_PAULI_Y, 1.0), (_PAULI_Z, delta)):
-            term = sp.kron(sp.kron(sp.identity(2**i), sp.kron(pauli, pauli)),
-                           sp.identity(2 ** (L - i - 2)))
-            H = H + (J * weight) * term
-    return H.tocsr()
-
-
-def _xxz_ground_state(L: int, delta: float, J: float, spec: str) -> np.ndarray:
-    """The unique ground state of :func:`xxz_sparse`; QtomoError if degenerate (gap < 1e-8)."""
-    if not 2 <= L <= XXZ_MAX_L:
-        raise QtomoError(f"target {spec!r}: the XXZ ground state is solved exactly for "
-                         f"2 <= L <= {XXZ_MAX_L}; got L = {L}")
-    H = xxz_sparse(L, delta, J)
-    if L <= 6:
-        energies, vectors = np.linalg.eigh(H.toarray())
-    else:
-        energies, vectors = sla.eigsh(H, k=2, which="SA", v0=np.ones(2**L), tol=1e-12)
-        order = np.argsort(energies)
-        energies, vectors = energies[order], vectors[:, order]
-    if energies[1] - energies[0] < 1e-8:
-        raise QtomoError(f"target {spec!r}: the ground state at L = {L} is degenerate (gap "
-                         f"{energies[1] - energies[0]:.1e}); name a state that is unique")
-    psi = vectors[:, 0].astype(np.complex128)
-    return psi / np.linalg.norm(psi)
-
-
 def _parameters(name: str, text: str, spec: str) -> dict[str, float]:
     """``h=0.5,J=1`` → {"h": 0.5, "J": 1.0}; defaults from :data:`_PARAMETERS`."""
     values = dict(_PARAMETERS[name])
@@ -243,9 +185,9 @@ def _named_target(spec: str, L: int) -> Target:
     if name == "ghz":
         return pure_target(spec, L, ghz_mps(L).tensors)
     if name == "w":
-        return pure_target(spec, L, w_tensors(L))
+        return pure_target(spec, L, w_mps(L).tensors)
     if name == "cluster":
-        return pure_target(spec, L, cluster_tensors(L))
+        return pure_target(spec, L, cluster_mps(L).tensors)
     if name == "product":
         return pure_target(spec, L, _product_tensors(arguments, L, spec))
     if name == "tfim":
@@ -254,7 +196,11 @@ def _named_target(spec: str, L: int) -> Target:
             return vector_target(spec, tfim_ground_state(L, values["J"], values["h"]).psi, L)
         return Target(spec, L, mps=tuple(tfim_mps(L, values["J"], values["h"]).tensors))
     values = _parameters(name, arguments, spec)
-    return vector_target(spec, _xxz_ground_state(L, values["delta"], values["J"], spec), L)
+    method = "exact" if L <= EXACT_MAX_L else "mps"
+    state = named_state("xxz", L, method, J=values["J"], delta=values["delta"])
+    if method == "exact":
+        return vector_target(spec, state.psi, L)
+    return Target(spec, L, mps=tuple(state.tensors))
 
 
 def parse_target(spec: str, L: int) -> Target:

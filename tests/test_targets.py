@@ -99,3 +99,23 @@ def test_bad_files(tmp_path):
             parse_target(str(tmp_path / name), L)
     with pytest.raises(QtomoError, match="degenerate"):
         parse_target("xxz:delta=1", 3)
+
+
+def test_xxz_target_beyond_exact_diagonalisation_is_the_dmrg_ground_state():
+    """L = 14 (above the exact path): the MPS target's energy is the lowest eigenvalue of H in
+    the Σ Z = 0 sector, from sparse diagonalisation of that sector."""
+    import scipy.sparse.linalg as sla
+
+    from qtomo.states.hamiltonians import XXZ
+    from qtomo.states.mps import pauli_sum_expectation
+
+    size, delta = 14, 0.5
+    target = parse_target(f"xxz:delta={delta}", size)
+    assert target.pure and target.L == size
+    hamiltonian = XXZ(size, 1.0, delta)
+    index = np.arange(2**size)
+    sector = index[np.array([bin(value).count("1") for value in index]) == size // 2]
+    block = hamiltonian.sparse_matrix()[sector][:, sector]
+    lowest = sla.eigsh(block, k=1, which="SA", tol=1e-12)[0][0]
+    energy = pauli_sum_expectation(list(target.mps), hamiltonian.terms())
+    assert abs(energy - lowest) < 1e-7
