@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
-from functools import reduce
 from pathlib import Path
 
 import numpy as np
@@ -37,34 +36,19 @@ from qtomo.data import read_dataset
 from qtomo.distribution import PhysicalState, enumerable, enumerate_probabilities
 from qtomo.evaluate import evaluate
 from qtomo.formats import import_records
+from qtomo.pauli_records import sample_shots
 from qtomo.recipe import fit_recipe
 from qtomo.reconstruct import density_matrix, mps_fidelity
 from qtomo.states.exact import tfim_ground_state
 from qtomo.states.mps import pure_state_fidelity, vector_to_mps
 
-_S = 1 / np.sqrt(2)
-ROTATION = {"Z": np.eye(2), "X": np.array([[_S, _S], [_S, -_S]]),
-            "Y": np.array([[_S, -1j * _S], [_S, 1j * _S]])}
 PEERS = {"w900": 0.9656, "tfim10z": 0.9898}
-
-
-def shots(psi: np.ndarray, bases: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Bits (N, L) drawn from |U_setting ψ|² per row (qubit 0 most significant)."""
-    L = bases.shape[1]
-    bits = np.zeros(bases.shape, dtype=int)
-    settings, inverse = np.unique(bases, axis=0, return_inverse=True)
-    for s, setting in enumerate(settings):
-        rows = np.flatnonzero(inverse.reshape(-1) == s)
-        amplitudes = reduce(np.kron, [ROTATION[b] for b in setting]) @ psi
-        index = rng.choice(2**L, size=rows.size, p=np.abs(amplitudes) ** 2)
-        bits[rows] = (index[:, None] >> np.arange(L - 1, -1, -1)) & 1
-    return bits
 
 
 def case(name: str) -> tuple[np.ndarray, np.ndarray]:
     """(ψ (2^L,), bases (N, L) letters) of a case."""
     if name == "w900":
-        psi = np.array([0, 1, 1, 0]) * _S
+        psi = np.array([0, 1, 1, 0]) / np.sqrt(2)
         settings = np.array([[a, b] for a in "XYZ" for b in "XYZ"])
         return psi, np.repeat(settings, 100, axis=0)
     if name == "tfim10z":
@@ -90,7 +74,7 @@ def fidelity(model, psi: np.ndarray, povm) -> tuple[float, float]:
 def run(name: str, family: str, seed: int, folder: Path) -> dict:
     psi, bases = case(name)
     rng = np.random.default_rng(seed)
-    bits = shots(psi, bases, rng)
+    bits = sample_shots(psi, bases, rng)
     np.savetxt(folder / "samples.txt", bits.astype(float))
     np.savetxt(folder / "bases.txt", bases, fmt="%s")
     data = import_records("qucumber", [folder / "samples.txt", folder / "bases.txt"],

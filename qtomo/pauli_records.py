@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterable, Sequence
+from functools import reduce
 
 import numpy as np
 import torch
@@ -42,7 +43,8 @@ from qtomo.states.hamiltonians import TFIM
 
 __all__ = ["BASIS_CODES", "MIN_RECORDS", "BasisCoverage", "BasisWeightedLogProb",
            "basis_observables", "training_basis_frequencies",
-           "dataset_warnings", "has_settings", "is_pauli_records", "phases_undetermined"]
+           "dataset_warnings", "has_settings", "is_pauli_records", "phases_undetermined",
+           "sample_shots"]
 
 #: basis code of each Pauli letter in a ``pauli6`` record (a = 2·code + bit)
 BASIS_CODES = {"Z": 0, "X": 1, "Y": 2}
@@ -352,3 +354,36 @@ def _refusals(letter: str, single: np.ndarray, pair: np.ndarray) -> list[str]:
                      f"e.g. ⟨{letter}_{i} {letter}_{j}⟩: {int(pair[i, j])} record(s) measure "
                      f"both sites in {letter}, fewer than {MIN_RECORDS}")
     return notes
+
+
+_S = 1 / np.sqrt(2)
+#: rows ⟨b_0|, ⟨b_1| of the eigenbasis of each Pauli (bit 0: eigenvalue +1), so that
+#: |U ψ|² are the bit probabilities of a measurement in that basis
+_ROTATIONS = {"Z": np.eye(2), "X": np.array([[_S, _S], [_S, -_S]]),
+              "Y": np.array([[_S, -1j * _S], [_S, 1j * _S]])}
+
+
+def sample_shots(psi: np.ndarray, bases: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Pauli-basis shots of a pure state, one per row of ``bases``: bits (N, L) int drawn from
+    |U_b ψ|² with U_b = ⊗_i U_{b_i} the setting's rotation (bit 0: eigenvalue +1; qubit 0
+    most significant), as an experiment with settings ``bases`` would record them.
+
+    Args:
+        psi: (2^L,) normalised state vector.
+        bases: (N, L) letters ``"X"``, ``"Y"``, ``"Z"``, any distribution over settings.
+        rng: numpy generator.
+
+    Example (|0⟩ read in Z is always 0, |0⟩ read in X is 0 or 1):
+        >>> bits = sample_shots(np.array([1, 0]), np.array([["Z"]] * 4), np.random.default_rng(0))
+        >>> bits.ravel().tolist()
+        [0, 0, 0, 0]
+    """
+    L = bases.shape[1]
+    bits = np.zeros(bases.shape, dtype=int)
+    settings, inverse = np.unique(bases, axis=0, return_inverse=True)
+    for s, setting in enumerate(settings):
+        rows = np.flatnonzero(inverse.reshape(-1) == s)
+        amplitudes = reduce(np.kron, [_ROTATIONS[b] for b in setting]) @ psi
+        index = rng.choice(2**L, size=rows.size, p=np.abs(amplitudes) ** 2)
+        bits[rows] = (index[:, None] >> np.arange(L - 1, -1, -1)) & 1
+    return bits

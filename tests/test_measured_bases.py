@@ -4,7 +4,6 @@ completeness check at import, warnings carried into evaluate, the positive prior
 Z-only records, the fair NLL and the recipe's batch on small files."""
 
 import json
-from functools import reduce
 
 import numpy as np
 import pytest
@@ -23,30 +22,13 @@ from qtomo.pauli_records import (
     BasisWeightedLogProb,
     basis_observables,
     phases_undetermined,
+    sample_shots,
 )
 from qtomo.povm import enumerate_outcomes, get_povm
 from qtomo.recipe import phase_prior, recipe
 from qtomo.states.exact import expectation_pauli_string
 from qtomo.states.hamiltonians import TFIM
 from qtomo.states.mps import vector_to_mps
-
-_S = 1 / np.sqrt(2)
-#: rows of U with |U ψ|² the bit probabilities of a measurement in that basis (bit 0 = +1)
-ROTATION = {"Z": np.eye(2), "X": np.array([[_S, _S], [_S, -_S]]),
-            "Y": np.array([[_S, -1j * _S], [_S, 1j * _S]])}
-
-
-def pauli_shots(psi, bases, rng):
-    """Bits (N, L) drawn from |U_setting ψ|² for each row's setting (qubit 0 most significant)."""
-    L = bases.shape[1]
-    bits = np.zeros(bases.shape, dtype=int)
-    settings, inverse = np.unique(bases, axis=0, return_inverse=True)
-    for s, setting in enumerate(settings):
-        rows = np.flatnonzero(inverse.reshape(-1) == s)
-        amplitudes = reduce(np.kron, [ROTATION[b] for b in setting]) @ psi
-        index = rng.choice(2**L, size=rows.size, p=np.abs(amplitudes) ** 2)
-        bits[rows] = (index[:, None] >> np.arange(L - 1, -1, -1)) & 1
-    return bits
 
 
 def records_of(bases, bits):
@@ -86,7 +68,7 @@ def skewed():
     psi = rng.normal(size=8) + 1j * rng.normal(size=8)
     psi /= np.linalg.norm(psi)
     bases = rng.choice(list("ZXY"), p=[0.6, 0.3, 0.1], size=(40_000, 3))
-    return psi, records_of(bases, pauli_shots(psi, bases, rng))
+    return psi, records_of(bases, sample_shots(psi, bases, rng))
 
 
 def test_basis_aware_estimates_are_unbiased_on_skewed_bases(skewed):
@@ -133,7 +115,7 @@ def test_z_only_records_refuse_x_with_the_reason_and_stay_in_range():
     rng = np.random.default_rng(3)
     psi = w_state(4)
     bases = np.full((2000, 4), "Z")
-    records = records_of(bases, pauli_shots(psi, bases, rng))
+    records = records_of(bases, sample_shots(psi, bases, rng))
     obs, notes = basis_observables(records, 4, hamiltonian=TFIM(4, 1.0, 1.0, "open"))
     assert np.all(np.isnan(obs.X.value)) and np.all(np.isnan(obs.XX.value[~np.eye(4, dtype=bool)]))
     assert "⟨X_0⟩, ⟨X_1⟩, ⟨X_2⟩, ⟨X_3⟩ not measured: no X outcomes on site 0, 1, 2, 3" in notes
@@ -157,7 +139,7 @@ def test_import_names_what_the_records_cannot_determine(tmp_path, capsys):
     psi = w_state(2)
     settings = np.array([list("ZZ"), list("XX"), list("YY"), list("XZ"), list("ZX")])  # 5 of 9
     bases = settings[rng.integers(0, 5, size=900)]
-    files = write_qucumber(tmp_path, bases, pauli_shots(psi, bases, rng))
+    files = write_qucumber(tmp_path, bases, sample_shots(psi, bases, rng))
     out = tmp_path / "t2.h5"
     assert main(["import", "qucumber", *map(str, files), "--out", str(out),
                  "--allow-biased-bases", "--quiet"]) == 0
@@ -180,7 +162,7 @@ def z_only_w(tmp_path_factory):
     folder = tmp_path_factory.mktemp("zonly")
     rng = np.random.default_rng(9)
     bases = np.full((1000, 4), "Z")
-    files = write_qucumber(folder, bases, pauli_shots(w_state(4), bases, rng))
+    files = write_qucumber(folder, bases, sample_shots(w_state(4), bases, rng))
     with pytest.warns(UserWarning):
         return import_records("qucumber", files, folder / "w.h5", allow_biased_bases=True)
 
@@ -290,3 +272,14 @@ def test_compare_carries_the_warnings_and_compares_fair_nlls(z_only_w, tmp_path,
         assert any("bases are not uniform" in line for line in report["warnings"])
     nll = [report["nll"]["value"] for report in reports]
     assert abs(nll[0] - nll[1]) < 0.5 * 4 * np.log(3), nll  # not the ln 3^4 = 4.4-nat gap
+
+
+def test_sampled_shots_follow_the_measured_basis():
+    """|+⟩ ⊗ |+i⟩ read in X ⊗ Y gives (0, 0) always; read in Z ⊗ Z each bit is fair (binomial,
+    4 standard deviations at n = 4000)."""
+    plus, plus_i = np.array([1, 1]) / np.sqrt(2), np.array([1, 1j]) / np.sqrt(2)
+    psi = np.kron(plus, plus_i)
+    rng = np.random.default_rng(3)
+    assert not sample_shots(psi, np.array([["X", "Y"]] * 500), rng).any()
+    bits = sample_shots(psi, np.array([["Z", "Z"]] * 4000), rng)
+    assert np.all(np.abs(bits.mean(axis=0) - 0.5) < 4 * 0.5 / np.sqrt(4000))

@@ -38,6 +38,17 @@ BOUNDARIES = ("open", "periodic")
 PauliTerm = tuple[float, dict[int, str]]
 
 
+def _check_chain(name: str, L: int, couplings: dict[str, float]) -> None:
+    """Refuse a chain of fewer than 2 qubits (or a non-integer L) and couplings that are not
+    finite real numbers (QtomoError naming the Hamiltonian and the parameter)."""
+    if isinstance(L, bool) or not isinstance(L, (int, np.integer)) or L < 2:
+        raise QtomoError(f"{name} needs an integer L >= 2 qubits; got L = {L!r}")
+    for key, value in couplings.items():
+        real = isinstance(value, int | float | np.integer | np.floating)
+        if isinstance(value, bool) or not real or not math.isfinite(value):
+            raise QtomoError(f"{name} parameter {key} must be finite; got {value!r}")
+
+
 @dataclass(frozen=True)
 class TFIM:
     """The transverse-field Ising chain H = −J Σ Z_i Z_{i+1} − h Σ X_i.
@@ -63,13 +74,7 @@ class TFIM:
     boundary: str = "open"
 
     def __post_init__(self) -> None:
-        if not isinstance(self.L, (int, np.integer)) or self.L < 2:
-            raise QtomoError(f"TFIM needs L >= 2 qubits; got L = {self.L}")
-        for name in ("J", "h"):
-            value = getattr(self, name)
-            real = isinstance(value, int | float | np.integer | np.floating)
-            if isinstance(value, bool) or not real or not math.isfinite(value):
-                raise QtomoError(f"TFIM parameter {name} must be finite; got {value}")
+        _check_chain("TFIM", self.L, {"J": self.J, "h": self.h})
         if self.boundary not in BOUNDARIES:
             raise QtomoError(
                 f"boundary must be one of {', '.join(BOUNDARIES)}; got {self.boundary!r}"
@@ -241,13 +246,7 @@ class XXZ:
     boundary: str = "open"
 
     def __post_init__(self) -> None:
-        if isinstance(self.L, bool) or not isinstance(self.L, (int, np.integer)) or self.L < 2:
-            raise QtomoError(f"XXZ needs an integer L >= 2; got L = {self.L!r}")
-        for name in ("J", "delta"):
-            value = getattr(self, name)
-            real = isinstance(value, int | float | np.integer | np.floating)
-            if isinstance(value, bool) or not real or not math.isfinite(value):
-                raise QtomoError(f"XXZ parameter {name} must be finite; got {value!r}")
+        _check_chain("XXZ", self.L, {"J": self.J, "delta": self.delta})
         if self.boundary != "open":
             raise QtomoError(f"the XXZ chain is open only; got boundary {self.boundary!r}")
 
