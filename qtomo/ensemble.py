@@ -222,5 +222,7 @@ def evaluate_ensemble(checkpoints: Sequence[Checkpoint | Distribution],
                    "ensemble members")
     dataset = as_dataset(dataset)
     members = tuple(evaluate(checkpoint, dataset, **options) for checkpoint in checkpoints)
-    return EnsembleEvaluation(members, tuple(str(getattr(member, "path", type(member).__name__))
-                                             for member in checkpoints))
+    # a checkpoint is named by its file, a model in memory by its family
+    return EnsembleEvaluation(members, tuple(
+        str(member.path) if isinstance(member, Checkpoint) else member.family
+        for member in checkpoints))
