@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import platform
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -48,6 +50,18 @@ def machine() -> dict:
     return info
 
 
+def _commit() -> str | None:
+    """The commit the numbers came from (``+dirty`` with uncommitted changes), None outside git."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, check=True, cwd=Path(__file__).parent).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, cwd=Path(__file__).parent).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return head + ("+dirty" if dirty.strip() else "")
+
+
 def report(name: str, rows: list[dict], extra: dict | None = None) -> Path:
     """Print ``rows`` as a table and write them, with the machine, to results/<name>.json."""
     columns = list(dict.fromkeys(key for row in rows for key in row))
@@ -57,7 +71,9 @@ def report(name: str, rows: list[dict], extra: dict | None = None) -> Path:
         print("  ".join(_fmt(row.get(c)).rjust(widths[c]) for c in columns))
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"{name}.json"
-    path.write_text(json.dumps({"machine": machine(), "rows": rows, **(extra or {})}, indent=2))
+    provenance = {"command": " ".join(["python", *sys.argv]), "commit": _commit()}
+    path.write_text(json.dumps({"machine": machine(), **provenance, "rows": rows, **(extra or {})},
+                               indent=2))
     print(f"wrote {path}")
     return path
 

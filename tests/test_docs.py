@@ -57,3 +57,16 @@ def test_documented_command_exists(page, line):
         unknown = [word for word in words[2:] if word.startswith("--")
                    and word.split("=")[0] not in OPTIONS[command]]
         assert not unknown, f"{page}: {line!r} names options {unknown} that `qtomo {command}` lacks"
+
+
+def test_benchmark_tables_are_rendered_from_the_results_files():
+    """docs/benchmarks.md's "Results files" section is what benchmarks/tables.py makes of the
+    results files (run it after a benchmark)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("tables", ROOT / "benchmarks" / "tables.py")
+    tables = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tables)
+    page = (ROOT / "docs" / "benchmarks.md").read_text()
+    assert tables.BEGIN in page and list((ROOT / "benchmarks" / "results").glob("*.json"))
+    assert tables.rendered_page(page) == page, "run python benchmarks/tables.py"
