@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import qtomo.train
+from qtomo.simulate import simulate
 
 # The test networks are small: one intra-op thread beats two competing ones, and keeps timings
 # steady on a busy 2-core machine.
@@ -40,3 +41,10 @@ def interrupt_after(monkeypatch):
             yield
 
     return armed
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    """1 200 exact `pauli4` records of the L = 3 TFIM, shared by a test module."""
+    folder = tmp_path_factory.mktemp("zoo")
+    return simulate("tfim", 3, samples=1200, method="exact", out=folder / "tfim3.h5", quiet=True)

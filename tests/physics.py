@@ -32,3 +32,10 @@ def dense_born(rho: np.ndarray, elements: np.ndarray, outcomes) -> np.ndarray:
 def dense_from_mps(tensors) -> np.ndarray:
     """Dense ψ (2^L,) from MPS tensors (χ_l, 2, χ_r), qubit 0 most significant."""
     return reduce(lambda psi, B: np.tensordot(psi, B, axes=([-1], [0])), tensors).reshape(-1)
+
+
+def record_counts(a, K: int) -> np.ndarray:
+    """How often each of the K^L records (index = Σ a_i K^(L-1-i)) occurs in the rows of ``a``."""
+    a = np.asarray(a, dtype=np.int64)
+    index = a @ (K ** np.arange(a.shape[1] - 1, -1, -1))
+    return np.bincount(index, minlength=K ** a.shape[1])

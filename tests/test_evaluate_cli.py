@@ -12,7 +12,7 @@ from qtomo.data import read_dataset, write_dataset
 from qtomo.errors import QtomoError
 from qtomo.evaluate import evaluate, unseen_rows
 from qtomo.models import build, load_checkpoint, save_checkpoint
-from qtomo.povm import get_povm
+from qtomo.povm import enumerate_outcomes, get_povm
 from qtomo.simulate import simulate
 from qtomo.states.exact import tfim_ground_state
 from qtomo.states.mps import ghz_mps
@@ -274,3 +274,94 @@ def test_bootstrap_rows_are_a_seeded_resample(dataset):
     with pytest.raises(QtomoError, match="needs the 3000 training rows in memory"):
         _Rows(dataset, (0, 3000), torch.device("cpu"), TrainOptions(resident_bytes=10),
               bootstrap_seed=0)
+
+
+# --- moved from the zoo tests ------------------------------------------------------------
+class SamplesOnly:
+    """The exact distribution of a state, seen only through its samples (as a GAN is)."""
+
+    exact_log_prob = False
+    has_log_prob = False
+    family = "samples-only"
+    povm = None  # a model of the records alone
+
+    def __init__(self, truth):
+        self.truth, self.L, self.K = truth, truth.L, truth.K
+
+    def log_prob(self, a):
+        raise QtomoError("no log_prob")
+
+    def sample(self, n, generator=None):
+        return self.truth.sample(n, generator)
+
+
+def test_histogram_fidelity_agrees_with_the_exact_one():
+    """Q = product of P's one-site marginals, sampled; F_c(P, Q) by enumeration is the truth."""
+    from qtomo.metrics import histogram_classical_fidelity
+    from qtomo.povm import get_povm
+    from qtomo.states.exact import ExactDistribution, tfim_ground_state
+
+    povm = get_povm("pauli4")
+    p = tfim_ground_state(4, h=0.5).distribution(povm)
+    every = enumerate_outcomes(4, 4)
+    marginals = [np.bincount(every[:, i], weights=p.probabilities, minlength=4) for i in range(4)]
+    q = np.prod([marginals[i][every[:, i]] for i in range(4)], axis=0)
+    exact = np.sum(np.sqrt(p.probabilities * q)) ** 2
+    test, log_p = p.sample_with_log_prob(20000, torch.Generator().manual_seed(1))
+    drawn = ExactDistribution(povm, q).sample(200000, torch.Generator().manual_seed(2))
+    estimate = histogram_classical_fidelity(drawn.numpy(), test.numpy(), log_p.numpy(), 4)
+    assert exact < 0.95 and 0 < estimate.stderr < 0.01
+    assert abs(estimate.value - exact) < 3 * estimate.stderr
+
+
+def test_a_model_without_log_prob_is_evaluated_from_samples(tmp_path):
+    from qtomo.data import read_dataset
+    from qtomo.evaluate import evaluate
+    from qtomo.povm import get_povm
+    from qtomo.report import format_report
+    from qtomo.states.exact import tfim_ground_state
+
+    dataset = read_dataset(simulate("tfim", 4, h=0.9, samples=4000, seed=3, method="exact",
+                                    out=tmp_path / "tfim4.h5", quiet=True))
+    model = SamplesOnly(tfim_ground_state(4, h=0.9).distribution(get_povm("pauli4")))
+    evaluation = evaluate(model, dataset, samples=100000)
+    report = evaluation.as_dict()
+    assert "nll" not in report and "kl" not in report and "density_matrix" not in report
+    fidelity = report["classical_fidelity"]
+    assert fidelity["method"] == "histogram" and fidelity["samples"] == 100000
+    assert 0.995 < fidelity["value"] <= 1 + 3 * fidelity["stderr"]
+    quantum = report["quantum_fidelity"]
+    assert quantum["method"] == "monte-carlo" and abs(quantum["value"] - 1) < 4 * quantum["stderr"]
+    zz = report["observables"]["ZZ"]
+    assert report["observables"]["method"] == "monte-carlo"
+    assert np.all(np.abs(np.asarray(zz["model"]["value"]) - zz["reference"])
+                  <= 4 * np.asarray(zz["model"]["stderr"]) + 1e-12)
+    assert report["model"]["log_prob"] == "none"
+    blocks = report["reduced_states"]  # from the model's samples alone
+    assert blocks and all(block["method"] == "monte-carlo" for block in blocks)
+    # SGS projection biases block fidelities from samples low (docs/evaluate.md "Reduced states of
+    # blocks"): the 10^5 exact samples behind the model's blocks beat the 4 000 records of the data
+    assert all(block["fidelity"]["value"] > max(0.94, block["data"]["fidelity"]["value"])
+               for block in blocks)
+    assert any("skipped NLL, KL, the exact ρ" in note for note in report["warnings"])
+    text = format_report(evaluation)
+    nll_row = next(line for line in text.splitlines() if line.startswith("NLL"))
+    assert nll_row.split()[5] == "—" and "note: F_c from a histogram" in text
+    with pytest.raises(QtomoError, match="has no log_prob, and exact evaluation sums"):
+        evaluate(model, dataset, method="exact")
+
+
+def test_cli_evaluates_a_gan_from_its_samples(tiny_data, tmp_path, capsys):
+    out = tmp_path / "gan.pt"
+    assert main(["fit", "--model", "gan", "--data", str(tiny_data), "--out", str(out),
+                 "--epochs", "1", "--hidden", "16", "--batch-size", "128", "--quiet",
+                 "--device", "cpu"]) == 0
+    json_path = tmp_path / "gan.json"
+    assert main(["evaluate", "--model", str(out), "--samples", "5000", "--json", str(json_path),
+                 "--quiet"]) == 0
+    import json
+
+    report = json.loads(json_path.read_text())
+    assert "nll" not in report and report["classical_fidelity"]["method"] == "histogram"
+    assert main(["evaluate", "--model", str(out), "--method", "exact", "--quiet"]) == 2
+    assert capsys.readouterr().err.startswith("qtomo: error: the gan model has no log_prob")

@@ -15,6 +15,9 @@ from qtomo.povm import enumerate_outcomes, get_povm
 L, K = 3, 4
 
 
+
+
+
 def small(family: str):
     """The family at its defaults on L = 3 qubits, ``pauli4`` records, seeded."""
     torch.manual_seed(0)
@@ -68,3 +71,25 @@ def test_checkpoint_loads_the_same_distribution(family, tmp_path):
     else:  # same weights: the same samples from the same generator
         assert torch.equal(loaded.sample(32, generator=torch.Generator().manual_seed(5)),
                            model.sample(32, generator=torch.Generator().manual_seed(5)))
+
+
+# --- moved from the zoo tests ------------------------------------------------------------
+@pytest.mark.gpu
+@pytest.mark.parametrize("family", ["cnn", "rbm", "vae", "gan"])
+def test_new_families_run_on_cuda(family):
+    torch.manual_seed(0)
+    model = build(family, L=4, K=4, **({"hidden": 16} if family != "cnn" else {})).to("cuda")
+    generator = torch.Generator("cuda").manual_seed(0)
+    a = model.sample(500, generator=generator)
+    assert a.device.type == "cuda" and a.shape == (500, 4)
+    if family == "gan":
+        optimizer = torch.optim.AdamW(model.parameters(), **model.optimizer_defaults)
+        assert torch.isfinite(model.train_step(a, optimizer, 1.0))
+        assert model.eval().training_nll(a).device.type == "cuda"
+        return
+    model.train()
+    model.training_nll(a).mean().backward()
+    with torch.no_grad():
+        log_q = model.eval().log_prob(torch.as_tensor(enumerate_outcomes(4, 4), device="cuda"))
+    assert log_q.device.type == "cuda"
+    assert log_q.double().exp().sum().item() == pytest.approx(1.0, abs=0.02)

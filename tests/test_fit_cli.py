@@ -4,9 +4,10 @@ import json
 import os
 
 import pytest
+import torch
 
 from qtomo.cli import main
-from qtomo.models import load_checkpoint
+from qtomo.models import hyperparameter_types, load, load_checkpoint
 from qtomo.simulate import simulate
 
 QUICK = ["--epochs", "2", "--batch-size", "128", "--hidden", "16", "--device", "cpu"]
@@ -79,3 +80,56 @@ def test_no_dataset_found(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     assert main(["fit"]) == 2
     assert "no --data given and no dataset in data/" in capsys.readouterr().err
+
+
+# --- moved from the zoo tests ------------------------------------------------------------
+def test_every_hyperparameter_has_one_type_and_floats_parse_as_floats():
+    types = hyperparameter_types()
+    assert types["beta"] is float and types["penalty"] is float and types["latent"] is int
+    assert types["contrastive"] is str and types["transform"] is str
+
+
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--model", "rbm", "--gibbs-steps", "0"],
+     "rbm hyperparameter gibbs_steps must be an integer in 1..1000; got 0"),
+    (["--model", "vae", "--latent", "0"],
+     "vae hyperparameter latent must be an integer in 1..4096; got 0"),
+    (["--model", "vae", "--beta", "-0.5"],
+     "vae hyperparameter beta must be a number in 0..1000000.0; got -0.5"),
+    (["--model", "rbm", "--contrastive", "gibbs"],
+     "rbm hyperparameter contrastive must be one of cd, pcd; got 'gibbs'"),
+])
+def test_bad_hyperparameters_are_one_line_and_exit_2(tiny_data, tmp_path, capsys, argv, message):
+    out = tmp_path / "m.pt"
+    assert main(["fit", "--data", str(tiny_data), "--out", str(out), "--quiet", *argv]) == 2
+    err = capsys.readouterr().err
+    assert err == f"qtomo: error: {message}\n"
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("family, options", [
+    ("cnn", ["--channels", "8"]),
+    ("rbm", ["--hidden", "8", "--gibbs-steps", "2", "--burn-in", "20"]),
+    ("vae", ["--latent", "2", "--hidden", "16", "--beta", "0.5"]),
+    ("gan", ["--latent", "2", "--hidden", "16", "--penalty", "5.5"]),
+    ("flow", ["--layers", "2", "--hidden", "8", "--transform", "additive"]),
+])
+def test_every_family_fits_and_resumes_from_the_command_line(tiny_data, tmp_path, family,
+                                                             options):
+    out = tmp_path / f"{family}.pt"
+    common = ["--batch-size", "128", "--quiet", "--device", "cpu"]
+    assert main(["fit", "--model", family, "--data", str(tiny_data), "--out", str(out),
+                 "--epochs", "1", *options, *common]) == 0
+    assert main(["fit", "--resume", str(out), "--epochs", "2", *common]) == 0
+    model = load(out)
+    assert model.family == family
+    assert model.sample(10, generator=torch.Generator().manual_seed(0)).shape == (10, 3)
+    if family == "vae":
+        assert model.config.beta == 0.5 and isinstance(model.config.beta, float)
+    if family == "gan":
+        assert model.config.penalty == 5.5
+        trainer = torch.load(tmp_path / "gan.last.pt", weights_only=True)["trainer"]
+        assert list(trainer["optimizer"]["param_groups"][0]["betas"]) == [0.5, 0.9]
+    assert torch.load(out, weights_only=True)["config"]["training"]["epochs_run"] == 2
