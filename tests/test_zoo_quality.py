@@ -23,7 +23,7 @@ from qtomo.train import TrainOptions, fit
 pytestmark = pytest.mark.slow
 
 #: epochs per family; the other training options are the family's ``train_defaults``
-EPOCHS = {"cnn": 3, "rbm": 8, "vae": 15, "gan": 14}
+EPOCHS = {"cnn": 3, "rbm": 8, "vae": 15, "gan": 30}
 
 
 @pytest.fixture(scope="module")
