@@ -38,11 +38,22 @@ BOUNDARIES = ("open", "periodic")
 PauliTerm = tuple[float, dict[int, str]]
 
 
+def check_chain_length(L: int, what: str, minimum: int = 2) -> int:
+    """L as an int; QtomoError naming ``what`` unless it is an integer ≥ ``minimum``.
+
+    Example:
+        >>> check_chain_length(3, "a W state")
+        3
+    """
+    if isinstance(L, bool) or not isinstance(L, (int, np.integer)) or L < minimum:
+        raise QtomoError(f"{what} needs an integer L >= {minimum}; got L = {L!r}")
+    return int(L)
+
+
 def _check_chain(name: str, L: int, couplings: dict[str, float]) -> None:
     """Refuse a chain of fewer than 2 qubits (or a non-integer L) and couplings that are not
     finite real numbers (QtomoError naming the Hamiltonian and the parameter)."""
-    if isinstance(L, bool) or not isinstance(L, (int, np.integer)) or L < 2:
-        raise QtomoError(f"{name} needs an integer L >= 2 qubits; got L = {L!r}")
+    check_chain_length(L, name)
     for key, value in couplings.items():
         real = isinstance(value, int | float | np.integer | np.floating)
         if isinstance(value, bool) or not real or not math.isfinite(value):

@@ -39,7 +39,7 @@ from qtomo.errors import ConvergenceError, QtomoError
 from qtomo.povm import PAULI, POVM, sites_from_size
 from qtomo.states.dmrg import DMRG_SECONDS, Hamiltonian, dmrg_ground_state
 from qtomo.states.exact import single_qubit_state, spectrum_entropy
-from qtomo.states.hamiltonians import TFIM, PauliTerm
+from qtomo.states.hamiltonians import TFIM, PauliTerm, check_chain_length
 from qtomo.states.mps_sampler import MPSDistribution
 
 __all__ = ["MPSState", "block_density_matrix", "check_mps_shapes", "correlations", "ghz_mps",
@@ -600,7 +600,7 @@ def ghz_mps(L: int) -> MPSState:
         >>> ghz_mps(5).bond_dimensions
         [2, 2, 2, 2]
     """
-    L = _check_L(L, minimum=2, what="a GHZ state")
+    L = check_chain_length(L, "a GHZ state")
     first = np.eye(2).reshape(1, 2, 2) / np.sqrt(2)
     middle = np.einsum("as,sb->asb", np.eye(2), np.eye(2))
     last = np.eye(2).reshape(2, 2, 1)
@@ -614,7 +614,7 @@ def product_mps(L: int, state: str | Sequence[complex] = "+") -> MPSState:
         >>> product_mps(4, "0").references()["Z"]
         array([1., 1., 1., 1.])
     """
-    L = _check_L(L, minimum=1, what="a product state")
+    L = check_chain_length(L, "a product state", minimum=1)
     phi = single_qubit_state(state)
     label = state if isinstance(state, str) else ",".join(str(complex(c)) for c in phi)
     return MPSState((phi.reshape(1, 2, 1),) * L, {"state": "product", "product_state": label})
@@ -707,8 +707,3 @@ def _ground_parity(L: int, h: float) -> int:
     """π = ⟨ΠX⟩ of the ground state: +1 for h ≥ 0, and (−1)^L for h < 0 (⊗Z maps h to −h)."""
     return 1 if h >= 0 or L % 2 == 0 else -1
 
-
-def _check_L(L: int, minimum: int, what: str) -> int:
-    if isinstance(L, bool) or not isinstance(L, (int, np.integer)) or L < minimum:
-        raise QtomoError(f"{what} needs an integer L >= {minimum}; got L = {L!r}")
-    return int(L)

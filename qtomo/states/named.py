@@ -29,7 +29,7 @@ import scipy.sparse.linalg as sla
 from qtomo.errors import QtomoError
 from qtomo.states.dmrg import DMRG_SECONDS, dmrg_ground_state
 from qtomo.states.exact import EXACT_MAX_L, ExactState
-from qtomo.states.hamiltonians import XXZ
+from qtomo.states.hamiltonians import XXZ, check_chain_length
 from qtomo.states.mps import MPSState, mps_to_vector, right_canonical
 
 __all__ = ["cluster_mps", "named_state", "w_mps", "xxz_ground_state", "xxz_mps"]
@@ -42,12 +42,6 @@ XXZ_SVD_MIN = 1e-16
 XXZ_ENERGY_TOL = 1e-12
 
 
-def _check_L(L: int, what: str, minimum: int = 2) -> int:
-    if isinstance(L, bool) or not isinstance(L, (int, np.integer)) or L < minimum:
-        raise QtomoError(f"{what} needs an integer L >= {minimum}; got L = {L!r}")
-    return int(L)
-
-
 def w_mps(L: int) -> MPSState:
     """|W⟩ = Σ_i |0…1_i…0⟩/√L as a right-canonical MPS of bond dimension 2.
 
@@ -57,7 +51,7 @@ def w_mps(L: int) -> MPSState:
     Raises:
         QtomoError: for L < 2.
     """
-    L = _check_L(L, "a W state")
+    L = check_chain_length(L, "a W state")
     middle = np.zeros((2, 2, 2))
     middle[0, 0, 0] = middle[1, 0, 1] = middle[0, 1, 1] = 1.0
     tensors = [middle[:1]] + [middle] * (L - 2) + [middle[:, :, 1:]]
@@ -73,7 +67,7 @@ def cluster_mps(L: int) -> MPSState:
     Raises:
         QtomoError: for L < 2.
     """
-    L = _check_L(L, "a cluster state")
+    L = check_chain_length(L, "a cluster state")
     middle = np.zeros((2, 2, 2))
     for a in (0, 1):
         for s in (0, 1):
