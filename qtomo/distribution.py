@@ -42,12 +42,15 @@ __all__ = [
     "Distribution",
     "EnumerableDistribution",
     "PhysicalState",
+    "Autoregressive",
     "check_enumerable",
     "distribution_device",
     "enumerable",
     "enumerate_probabilities",
     "log_prob_batched",
     "outcome_blocks",
+    "record_indices",
+    "records_at",
     "sample_batches",
 ]
 
@@ -57,6 +60,30 @@ ENUMERATE_MAX_L = 10
 #: since 6^10 ≈ 6·10^7 records through ``log_prob`` take about an hour on a CPU)
 ENUMERATE_MAX_RECORDS = 4**10
 _BLOCK = 2**16
+
+
+def record_indices(a: torch.Tensor, K: int) -> torch.Tensor:
+    """index = Σ_i a_i K^(L-1-i) of records a (B, L): their row in a table of all K^L records
+    (:func:`qtomo.povm.enumerate_outcomes` order); LongTensor (B,) on a's device.
+
+    Example:
+        >>> record_indices(torch.tensor([[0, 1], [2, 2]]), 3).tolist()
+        [1, 8]
+    """
+    powers = K ** torch.arange(a.shape[1] - 1, -1, -1, device=a.device, dtype=torch.long)
+    return (a.long() * powers).sum(1)
+
+
+def records_at(index: torch.Tensor, L: int, K: int) -> torch.Tensor:
+    """The records (n, L) at rows ``index`` (n,) of that table: the inverse of
+    :func:`record_indices`.
+
+    Example:
+        >>> records_at(torch.tensor([1, 8]), 2, 3).tolist()
+        [[0, 1], [2, 2]]
+    """
+    powers = K ** torch.arange(L - 1, -1, -1, device=index.device, dtype=torch.long)
+    return (index[:, None] // powers) % K
 
 
 @runtime_checkable

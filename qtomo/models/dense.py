@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from qtomo.distribution import record_indices, records_at
 from qtomo.errors import QtomoError
 from qtomo.models.base import QtomoModel, check_hyperparameter
 from qtomo.povm import POVM, PerQubitPOVM, invert_probabilities, povm_elements
@@ -53,12 +54,6 @@ def check_full_state_size(family: str, L: int, K: int) -> None:
         raise QtomoError(f"the {family} model holds the whole 2^L x 2^L density matrix and the "
                          f"K^L table of Tr(M_a rho) (about {megabytes:,.0f} MiB at L = {L}, "
                          f"K = {K}); it needs L <= {MAX_L} and K^L <= 2^21 (use mps or lpdo)")
-
-
-def record_index(a: torch.Tensor, K: int) -> torch.Tensor:
-    """index = Σ_i a_i K^(L-1-i) of records (B, L): their row in the Born table."""
-    powers = K ** torch.arange(a.shape[1] - 1, -1, -1, device=a.device, dtype=torch.long)
-    return (a.long() * powers).sum(1)
 
 
 def born_table(rho: torch.Tensor, elements: torch.Tensor) -> torch.Tensor:
@@ -88,9 +83,7 @@ def sample_table(probabilities: torch.Tensor, n: int, L: int, K: int,
     weights = probabilities.detach().clamp_min(0).to(torch.float64)
     if n == 0:  # multinomial refuses to draw nothing
         return torch.zeros(0, L, dtype=torch.long, device=weights.device)
-    index = torch.multinomial(weights, n, replacement=True, generator=generator)
-    powers = K ** torch.arange(L - 1, -1, -1, device=index.device, dtype=torch.long)
-    return (index[:, None] // powers) % K
+    return records_at(torch.multinomial(weights, n, replacement=True, generator=generator), L, K)
 
 
 class _FullStateModel(QtomoModel):
@@ -124,7 +117,7 @@ class _FullStateModel(QtomoModel):
         """ln Q(a) = ln Tr(M_a ρ) for LongTensor a (B, L): float64 (B,), exact (−inf where
         ρ gives the record probability 0)."""
         self.check_records(a)
-        return self.born_table()[record_index(a, self.K)].clamp_min(0).log()
+        return self.born_table()[record_indices(a, self.K)].clamp_min(0).log()
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -225,7 +218,7 @@ class LinearModel(_FullStateModel):
     def add_records(self, a: torch.Tensor) -> None:
         """Count the records a (B, L) and set ρ to the projected inversion of all counted."""
         self.check_records(a)
-        self.counts += torch.bincount(record_index(a, self.K), minlength=self.K**self.L).to(
+        self.counts += torch.bincount(record_indices(a, self.K), minlength=self.K**self.L).to(
             self.counts)
         frequencies = (self.counts / self.counts.sum()).cpu().numpy()
         rho = project_to_physical(invert_probabilities(frequencies, self.povm))

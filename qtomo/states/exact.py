@@ -27,6 +27,7 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as sla
 import torch
 
+from qtomo.distribution import record_indices, records_at
 from qtomo.errors import QtomoError
 from qtomo.povm import PAULI, POVM, born_probabilities, check_outcomes, sites_from_size
 from qtomo.states.hamiltonians import TFIM
@@ -294,7 +295,6 @@ class ExactDistribution:
         with np.errstate(divide="ignore"):  # records of probability 0 get ln P = -inf
             self._log_table = torch.from_numpy(np.log(probabilities))
         self._cdf = torch.from_numpy(np.cumsum(probabilities))
-        self._powers = self.K ** torch.arange(self.L - 1, -1, -1, dtype=torch.int64)
 
     def log_prob(self, a: torch.Tensor) -> torch.Tensor:
         """ln P(a) for a LongTensor (B, L); returns (B,) float64 on a's device.
@@ -304,8 +304,7 @@ class ExactDistribution:
         """
         a = torch.as_tensor(a)
         check_outcomes(a, self.L, self.K, self.povm.name)
-        index = a.to("cpu", torch.int64) @ self._powers
-        return self._log_table[index].to(a.device)
+        return self._log_table[record_indices(a.cpu(), self.K)].to(a.device)
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """n records drawn from P; LongTensor (n, L) on the CPU."""
@@ -322,8 +321,7 @@ class ExactDistribution:
         index = torch.cat(chunks).clamp_(max=self._cdf.numel() - 1) if chunks else torch.zeros(
             0, dtype=torch.int64
         )
-        outcomes = (index[:, None] // self._powers) % self.K  # (n, L)
-        return outcomes, self._log_table[index]
+        return records_at(index, self.L, self.K), self._log_table[index]
 
 
 def tfim_ground_state(
