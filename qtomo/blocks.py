@@ -46,6 +46,7 @@ from functools import lru_cache
 import numpy as np
 import torch
 
+from qtomo.distribution import records_numpy
 from qtomo.errors import QtomoError
 from qtomo.estimate import Estimate
 from qtomo.povm import POVM, PerQubitPOVM, sites_from_size
@@ -168,7 +169,7 @@ class BlockCounts:
 
     def add(self, records: np.ndarray | torch.Tensor) -> None:
         """Add (B, L) records in 0..K-1 (numpy or torch, any device)."""
-        records = records.cpu().numpy() if torch.is_tensor(records) else np.asarray(records)
+        records = records_numpy(records)
         for block, counts in self.counts.items():
             powers = self.K ** np.arange(len(block) - 1, -1, -1)  # block site 0 most significant
             index = records[:, list(block)].astype(np.int64) @ powers  # (B,)

@@ -50,6 +50,7 @@ __all__ = [
     "log_prob_batched",
     "outcome_blocks",
     "record_indices",
+    "records_numpy",
     "records_at",
     "sample_batches",
 ]
@@ -60,6 +61,11 @@ ENUMERATE_MAX_L = 10
 #: since 6^10 ≈ 6·10^7 records through ``log_prob`` take about an hour on a CPU)
 ENUMERATE_MAX_RECORDS = 4**10
 _BLOCK = 2**16
+
+
+def records_numpy(records: np.ndarray | torch.Tensor) -> np.ndarray:
+    """Records (B, L) as a numpy array, a torch tensor moved to the CPU first (its dtype kept)."""
+    return records.cpu().numpy() if torch.is_tensor(records) else np.asarray(records)
 
 
 def record_indices(a: torch.Tensor, K: int) -> torch.Tensor:

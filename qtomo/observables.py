@@ -40,6 +40,7 @@ from qtomo.distribution import (
     check_enumerable,
     enumerate_probabilities,
     outcome_blocks,
+    records_numpy,
     sample_batches,
 )
 from qtomo.errors import QtomoError
@@ -261,14 +262,11 @@ def estimate_observables(records: np.ndarray | Iterable[np.ndarray], povm: POVM 
     first = next(chunks, None)
     if first is None:
         raise QtomoError("no records to estimate observables from")
-    first = integer_records(_to_numpy(first), povm.K)
-    batches = itertools.chain([(first, None)], ((integer_records(_to_numpy(chunk), povm.K), None)
-                                                for chunk in chunks))
+    first = integer_records(records_numpy(first), povm.K)
+    rest = ((integer_records(records_numpy(chunk), povm.K), None) for chunk in chunks)
+    batches = itertools.chain([(first, None)], rest)
     return _accumulate(batches, povm, first.shape[-1], hamiltonian, pauli_strings, exact=False)
 
-
-def _to_numpy(records: np.ndarray | torch.Tensor) -> np.ndarray:
-    return records.cpu().numpy() if torch.is_tensor(records) else np.asarray(records)
 
 
 def exact_observables(probabilities: np.ndarray, povm: POVM | PerQubitPOVM, *,

@@ -35,6 +35,7 @@ import numpy as np
 import torch
 
 from qtomo.data import Dataset
+from qtomo.distribution import records_numpy
 from qtomo.errors import QtomoError
 from qtomo.estimate import Estimate
 from qtomo.observables import Observables, parse_pauli_string
@@ -95,15 +96,10 @@ def phases_undetermined(dataset: Dataset) -> str | None:
     if not has_settings(dataset.povm):
         return None
     for outcomes, _ in dataset.iter_chunks(_CHUNK):
-        if np.any(_to_numpy(outcomes) >= 2):
+        if np.any(records_numpy(outcomes).astype(np.intp) >= 2):
             return None
     return ("the records have no X or Y outcomes (Z basis only): they fix |ψ(s)|², not the "
             "phases")
-
-
-def _to_numpy(records: np.ndarray | torch.Tensor) -> np.ndarray:
-    array = records.cpu().numpy() if torch.is_tensor(records) else np.asarray(records)
-    return array.astype(np.intp)
 
 
 class BasisCoverage:
@@ -125,7 +121,7 @@ class BasisCoverage:
 
     def add(self, records: np.ndarray | torch.Tensor) -> None:
         """Add (B, L) ``pauli6`` records (in slices of 2^16 rows: memory O(2^16 · L))."""
-        records = records.cpu().numpy() if torch.is_tensor(records) else np.asarray(records)
+        records = records_numpy(records)
         for start in range(0, records.shape[0], _CHUNK):
             bases = records[start:start + _CHUNK].astype(np.intp) // 2  # (b, L)
             onehot = np.zeros((bases.shape[0], 3 * self.L))  # (b, 3L)
@@ -179,7 +175,7 @@ def training_basis_frequencies(dataset: Dataset, test_rows: tuple[int, int]) -> 
         outside = ((0, dataset.n_records),)
     for start, stop in outside:
         for outcomes, _ in dataset.iter_chunks(_CHUNK, start, stop) if stop > start else ():
-            bases = _to_numpy(outcomes) // 2  # (B, L)
+            bases = records_numpy(outcomes).astype(np.intp) // 2  # (B, L)
             counts += np.stack([(bases == code).sum(axis=0) for code in range(3)], axis=1)
             n += bases.shape[0]
     return (counts + 1.0) / (n + 3.0)
@@ -306,7 +302,7 @@ def basis_observables(records: np.ndarray | torch.Tensor | Iterable, L: int, *,
     single_total = {letter: np.zeros(L) for letter in "XZ"}
     n = 0
     for chunk in chunks:
-        chunk = _to_numpy(chunk)
+        chunk = records_numpy(chunk).astype(np.intp)
         if chunk.ndim != 2 or chunk.shape[1] != L or chunk.min(initial=0) < 0 \
                 or chunk.max(initial=0) > 5:
             raise QtomoError(f"pauli6 records must be (N, {L}) integers in 0..5; got shape "

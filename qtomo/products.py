@@ -44,7 +44,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from qtomo.distribution import Autoregressive
+from qtomo.distribution import Autoregressive, records_numpy
 from qtomo.errors import QtomoError
 from qtomo.estimate import Estimate
 from qtomo.povm import PAULI, POVM, PerQubitPOVM
@@ -104,7 +104,7 @@ def product_values(records: np.ndarray | torch.Tensor, tables: Tables) -> np.nda
     Returns:
         (N,) complex128.
     """
-    records = records.cpu().numpy() if torch.is_tensor(records) else np.asarray(records)
+    records = records_numpy(records)
     values = np.ones(records.shape[0], dtype=np.complex128)
     for site, table in tables.items():
         values *= np.asarray(table)[records[:, site]]
