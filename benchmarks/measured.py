@@ -8,17 +8,19 @@ commands (docs/measured-data.md).
 
 Each case writes QuCumber's two text files (samples, bases), runs ``qtomo import qucumber``
 (``--allow-biased-bases`` for Z-only), ``qtomo fit --model F`` with the defaults
-(:func:`qtomo.recipe.fit_recipe`: on Z-only records mps/lpdo take ``positive=1``), and the
+(:func:`qtomo.recipe.fit_recipe`: on Z-only records mps/lpdo take ``positive=1``; the family
+``default`` is a plain ``qtomo fit``'s, :func:`qtomo.recipe.default_family`), and the
 default ``qtomo evaluate`` (its wall time is reported); the fidelity ⟨ψ|ρ|ψ⟩ to the generating
 state is computed here, independently of ``evaluate`` (contracted from the tensors for mps/lpdo;
 for a network ρ = Σ_a Q(a) Q_a where K^L ≤ 4^10, else Monte Carlo over 10^5 model samples).
 
 Usage::
 
-    python benchmarks/measured.py [--cases w900 tfim10z] [--families lpdo mps gru]
+    python benchmarks/measured.py [--cases w900 tfim10z] [--families lpdo mps gru default]
         [--seeds 0 1 2]
 
-Prints a table and writes ``benchmarks/results/measured.json``.
+Prints a table and writes ``benchmarks/results/measured.json`` (``measured_<families>.json``
+for other families than these).
 """
 
 from __future__ import annotations
@@ -37,12 +39,13 @@ from qtomo.distribution import PhysicalState, enumerable, enumerate_probabilitie
 from qtomo.evaluate import evaluate
 from qtomo.formats import import_records
 from qtomo.pauli_records import sample_shots
-from qtomo.recipe import fit_recipe
+from qtomo.recipe import default_family, fit_recipe
 from qtomo.reconstruct import density_matrix, mps_fidelity
 from qtomo.states.exact import tfim_ground_state
 from qtomo.states.mps import pure_state_fidelity, vector_to_mps
 
 PEERS = {"w900": 0.9656, "tfim10z": 0.9898}
+FAMILIES = ["lpdo", "mps", "gru"]
 
 
 def case(name: str) -> tuple[np.ndarray, np.ndarray]:
@@ -80,6 +83,9 @@ def run(name: str, family: str, seed: int, folder: Path) -> dict:
     data = import_records("qucumber", [folder / "samples.txt", folder / "bases.txt"],
                           folder / f"{name}_{seed}.h5", allow_biased_bases=True, seed=seed)
     dataset = read_dataset(data)
+    chosen = family == "default"
+    if chosen:
+        family = default_family(dataset)[0]
     torch.manual_seed(seed)
     start = time.perf_counter()
     selection = fit_recipe(family, dataset, {"seed": seed}, out=folder / f"{name}_{family}.pt",
@@ -90,7 +96,8 @@ def run(name: str, family: str, seed: int, folder: Path) -> dict:
     evaluate(model, dataset)
     evaluate_s = time.perf_counter() - start
     value, stderr = fidelity(model, psi, dataset.povm)
-    return {"case": name, "family": family, "seed": seed, "N": dataset.n_records,
+    return {"case": name, "family": family + (" (default)" if chosen else ""), "seed": seed,
+            "N": dataset.n_records,
             "fidelity": value, "stderr": stderr, "peer": PEERS[name],
             "kept": str(selection.hyperparameters), "train_s": train_s,
             "evaluate_s": evaluate_s}
@@ -99,7 +106,8 @@ def run(name: str, family: str, seed: int, folder: Path) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", nargs="+", default=["w900", "tfim10z"])
-    parser.add_argument("--families", nargs="+", default=["lpdo", "mps", "gru"])
+    parser.add_argument("--families", nargs="+", default=FAMILIES,
+                        help="families, or default: the family a plain qtomo fit chooses")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     args = parser.parse_args()
     rows = []
@@ -109,7 +117,8 @@ def main() -> None:
                 for seed in args.seeds:
                     rows.append(run(name, family, seed, Path(tmp)))
                     print(rows[-1], flush=True)
-    report("measured", rows)
+    report("_".join(["measured", *args.families]) if args.families != FAMILIES else "measured",
+           rows)
 
 
 if __name__ == "__main__":

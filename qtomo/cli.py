@@ -17,10 +17,14 @@ import warnings
 import zipfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from qtomo import __version__
 from qtomo.errors import QtomoError
+
+if TYPE_CHECKING:
+    from qtomo.data import Dataset
+    from qtomo.train import TrainResult
 
 # Only the chosen subcommand's arguments are built, and every heavy module (torch, numpy, h5py,
 # the models) is imported inside the function that needs it: `qtomo --help` and `qtomo
@@ -378,7 +382,9 @@ def _add_fit_parser(subparsers) -> None:
                     "--epochs 50 --refine 500, and choose --chi (and --kraus) from the records "
                     "unless given.")
     parser.add_argument("--model", choices=tuple(FAMILIES), default=None,
-                        help="model family (default gru; with --resume, the checkpoint's)")
+                        help="model family (default: chosen by the records: mps for incomplete or "
+                             "biased bases or fewer than 10^4 records, else gru; with "
+                             "--resume, the checkpoint's)")
     parser.add_argument("--data", type=Path, default=None,
                         help="dataset (default: the newest data/*.h5; with --resume, the "
                              "resumed run's)")
@@ -460,18 +466,9 @@ def _run_fit(args: argparse.Namespace) -> int:
     import dataclasses
 
     from qtomo.data import read_dataset
-    from qtomo.models import build
     from qtomo.models.checkpoint import training_data_path
     from qtomo.pauli_records import dataset_warnings
-    from qtomo.recipe import fit_recipe, recipe
-    from qtomo.train import (
-        TrainOptions,
-        candidate_label,
-        fit,
-        fit_ensemble,
-        load_resume,
-        run_output,
-    )
+    from qtomo.train import TrainOptions, load_resume
 
     given = {key[3:]: value for key, value in vars(args).items()
              if key.startswith("hp_") and value is not None}
@@ -500,40 +497,81 @@ def _run_fit(args: argparse.Namespace) -> int:
     dataset = read_dataset(data)
     for line in dataset_warnings(dataset):  # also in the history JSON and the checkpoint
         _show_warning(line, UserWarning, __file__, 0)
-    family = args.model or "gru"
     if resumed is not None:
-        config = resumed.config
-        if given or args.model not in (None, config["family"]):
-            raise QtomoError(f"--resume continues the {config['family']} model of "
-                             f"{resumed.path}; drop --model and the hyperparameter options")
-        options = TrainOptions(**{**config["training"]["options"], **given_options})
-        # built for the data given, so that _fit names what differs from the resumed run
-        model = build(config["family"], L=dataset.L, K=dataset.K, povm=dataset.povm,
-                      **config["hyperparameters"])
-        result = fit(model, dataset, options, out=args.out or run_output(resumed.path),
-                     resume=args.resume, device=args.device, quiet=args.quiet)
-    elif args.ensemble is not None:
-        options = recipe(family, dataset, given_options, given)[0]
-        folder = args.out or Path("runs") / f"{dataset.path.stem}_{family}_ensemble"
-        results = fit_ensemble(family, dataset, options, members=args.ensemble, out=folder,
-                               hyperparameters=given, device=args.device, quiet=args.quiet)
-        if not args.quiet:
-            nll = ", ".join(f"{result.best_val_nll:.6f}" for result in results)
-            print(f"best validation NLL of the {len(results)} members: {nll}")
-            print(f"wrote {folder}/ (evaluate it with qtomo evaluate --model {folder})")
-        return 0
-    else:
-        out = args.out or Path("runs") / f"{dataset.path.stem}_{family}.pt"
-        selection = fit_recipe(family, dataset, given_options, given, restarts=args.restarts,
-                               out=out, device=args.device, quiet=args.quiet)
-        result = selection.best
-        if not args.quiet and len(selection.candidates) > 1:
-            for values, seed, nll in selection.candidates:
-                print(f"candidate {candidate_label(values, seed)}: best validation NLL "
-                      f"{nll:.6f}")
-            print(f"kept {candidate_label(selection.hyperparameters, selection.seed)} (lowest "
-                  f"validation NLL); the candidates' runs are beside it")
+        return _fit_resumed(args, dataset, resumed, given, given_options)
+    family = args.model or _default_family(dataset, given, args.quiet)
+    if args.ensemble is not None:
+        return _fit_ensemble(args, dataset, family, given, given_options)
+    return _fit_plain(args, dataset, family, given, given_options)
+
+
+def _default_family(dataset: Dataset, given: dict, quiet: bool) -> str:
+    """The recipe's family for ``dataset`` and the hyperparameters ``given``
+    (:func:`qtomo.recipe.default_family`), said."""
+    from qtomo.recipe import default_family
+
+    family, reason = default_family(dataset, given)
+    if not quiet:
+        print(f"model {family}: {reason}")
+    return family
+
+
+def _fit_resumed(args: argparse.Namespace, dataset: Dataset, resumed: Any, given: dict,
+                 given_options: dict) -> int:
+    """Continue the run of ``--resume`` on ``dataset``."""
+    from qtomo.models import build
+    from qtomo.train import TrainOptions, fit, run_output
+
+    config = resumed.config
+    if given or args.model not in (None, config["family"]):
+        raise QtomoError(f"--resume continues the {config['family']} model of "
+                         f"{resumed.path}; drop --model and the hyperparameter options")
+    options = TrainOptions(**{**config["training"]["options"], **given_options})
+    # built for the data given, so that fit names what differs from the resumed run
+    model = build(config["family"], L=dataset.L, K=dataset.K, povm=dataset.povm,
+                  **config["hyperparameters"])
+    result = fit(model, dataset, options, out=args.out or run_output(resumed.path),
+                 resume=args.resume, device=args.device, quiet=args.quiet)
+    return _said_fit(result, args.quiet)
+
+
+def _fit_ensemble(args: argparse.Namespace, dataset: Dataset, family: str, given: dict,
+                  given_options: dict) -> int:
+    """Train ``--ensemble`` members of ``family`` into one folder."""
+    from qtomo.recipe import recipe
+    from qtomo.train import fit_ensemble
+
+    options = recipe(family, dataset, given_options, given)[0]
+    folder = args.out or Path("runs") / f"{dataset.path.stem}_{family}_ensemble"
+    results = fit_ensemble(family, dataset, options, members=args.ensemble, out=folder,
+                           hyperparameters=given, device=args.device, quiet=args.quiet)
     if not args.quiet:
+        nll = ", ".join(f"{result.best_val_nll:.6f}" for result in results)
+        print(f"best validation NLL of the {len(results)} members: {nll}")
+        print(f"wrote {folder}/ (evaluate it with qtomo evaluate --model {folder})")
+    return 0
+
+
+def _fit_plain(args: argparse.Namespace, dataset: Dataset, family: str, given: dict,
+               given_options: dict) -> int:
+    """Fit ``family`` by its recipe (a size search or selection where it has one)."""
+    from qtomo.recipe import fit_recipe
+    from qtomo.train import candidate_label
+
+    out = args.out or Path("runs") / f"{dataset.path.stem}_{family}.pt"
+    selection = fit_recipe(family, dataset, given_options, given, restarts=args.restarts,
+                           out=out, device=args.device, quiet=args.quiet)
+    if not args.quiet and len(selection.candidates) > 1:
+        for values, seed, nll in selection.candidates:
+            print(f"candidate {candidate_label(values, seed)}: best validation NLL {nll:.6f}")
+        print(f"kept {candidate_label(selection.hyperparameters, selection.seed)} (lowest "
+              f"validation NLL); the candidates' runs are beside it")
+    return _said_fit(selection.best, args.quiet)
+
+
+def _said_fit(result: TrainResult, quiet: bool) -> int:
+    """Print where the fit's files went; the command's exit status."""
+    if not quiet:
         print(f"best validation NLL {result.best_val_nll:.6f} at epoch {result.best_epoch}")
         print(f"wrote {result.checkpoint}, {result.last}, {result.history_path}")
     return 0

@@ -82,7 +82,9 @@ from qtomo.pauli_records import (
     BasisWeightedLogProb,
     basis_observables,
     dataset_warnings,
-    is_pauli_records,
+    has_settings,
+    records_incomplete,
+    sign_calibration,
     training_basis_frequencies,
 )
 from qtomo.products import ghz_fidelity, masked_expectation, operator_tables, pauli_operators
@@ -524,7 +526,7 @@ def _classical_figures(run: _Request, notes: list[str]) -> ClassicalMetrics:
     if not model.exact_log_prob:
         notes.append("this model's ln Q is an estimate (not exact): NLL, KL, F_c and the exact "
                      "sums are estimates too")
-    if isinstance(model, PhysicalState) and is_pauli_records(dataset.povm) and not \
+    if isinstance(model, PhysicalState) and has_settings(dataset.povm) and not \
             dataset.has_log_prob:  # fair NLL on measured bases (docs/measured-data.md)
         notes.append("the NLL of this physical model includes the basis distribution of the "
                      "training records (per-site frequencies), as a network learns it; its "
@@ -618,9 +620,11 @@ def _data_figures(run: _Request, model_blocks,
             data_blocks.add(outcomes)
             yield outcomes
 
-    if is_pauli_records(povm):  # only the records measuring each operator (any bases)
+    calibration = sign_calibration(povm, dataset.L)
+    if calibration is not None:  # only the records measuring each operator (any bases)
         data_obs, refused = basis_observables(records(), dataset.L, hamiltonian=run.hamiltonian,
-                                              pauli_strings=run.pauli_strings)
+                                              pauli_strings=run.pauli_strings,
+                                              calibration=calibration)
         notes += [f"data-only {note}" for note in refused]
     else:
         data_obs = estimate_observables(records(), povm, hamiltonian=run.hamiltonian,
@@ -630,7 +634,7 @@ def _data_figures(run: _Request, model_blocks,
                      f"distribution, while ρ = Σ_a Q(a) Q_a assumes uniform bases: the model's "
                      f"ρ, fidelity and observables are not those of the measured state (fit "
                      f"mps or lpdo)")
-    incomplete = bool(dataset.attrs.get("biased_bases") or dataset.attrs.get("undetermined"))
+    incomplete = records_incomplete(dataset) is not None
     if incomplete and run.block_list:  # the dual-frame ρ̂_A assumes uniform, complete bases
         notes.append("data-only reduced states of blocks are left out: they need every "
                      "qubit's basis uniform and independent, and these records are not")

@@ -18,6 +18,12 @@ Var = Σ_{t,u} c_t c_u Σ_n m_t m_u (s_t − μ_t)(s_u − μ_u) / (n_t n_u), co
 An operator measured by fewer than :data:`MIN_RECORDS` records is refused (value NaN) with a
 note naming it and the reason ("⟨X_4⟩ is not measured: no X outcomes on site 4").
 
+With readout errors (``pauli6+readout``: P(read 1 | 0) = e0, P(read 0 | 1) = e1 on qubit i) the
+read sign has E[s_i] = g_i ⟨σ_i⟩ + o_i, g_i = 1 − e0 − e1, o_i = e1 − e0, and the flips are
+independent across qubits, so each sign is replaced by its unbiased correction
+(s_i − o_i) / g_i (:func:`sign_calibration` reads g and o from the POVM elements); the errors
+then come from the second moments of the corrected values.
+
 Example (Z-only records of |00⟩: ⟨Z_0 Z_1⟩ = 1 exactly, ⟨X_0⟩ not measured):
     >>> records = np.zeros((20, 2), dtype=np.uint8)
     >>> obs, notes = basis_observables(records, L=2)
@@ -39,13 +45,13 @@ from qtomo.distribution import records_numpy
 from qtomo.errors import QtomoError
 from qtomo.estimate import Estimate
 from qtomo.observables import Observables, parse_pauli_string
-from qtomo.povm import POVM, PerQubitPOVM
+from qtomo.povm import PAULI, POVM, PerQubitPOVM
 from qtomo.states.hamiltonians import TFIM
 
 __all__ = ["BASIS_CODES", "MIN_RECORDS", "BasisCoverage", "BasisWeightedLogProb",
            "basis_observables", "training_basis_frequencies",
-           "dataset_warnings", "has_settings", "is_pauli_records", "phases_undetermined",
-           "sample_shots"]
+           "dataset_warnings", "has_settings", "phases_undetermined", "records_incomplete",
+           "sample_shots", "sign_calibration"]
 
 #: basis code of each Pauli letter in a ``pauli6`` record (a = 2·code + bit)
 BASIS_CODES = {"Z": 0, "X": 1, "Y": 2}
@@ -57,16 +63,38 @@ _LIST_SETTINGS_MAX_L = 3
 _CHUNK = 2**16
 
 
-def is_pauli_records(povm: POVM | PerQubitPOVM) -> bool:
-    """Whether records of ``povm`` are Pauli-basis shots (the ideal ``pauli6`` POVM; a readout
-    POVM is not: its duals correct the readout error, the bits alone do not)."""
-    return povm.name == "pauli6"
+def sign_calibration(povm: POVM | PerQubitPOVM, L: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """(g, o), each (L, 3) float64, with M^(i)_{2b} − M^(i)_{2b+1} = g_ib σ_b + o_ib 1 on every
+    qubit i and basis b ∈ {Z, X, Y}, so that the read sign has E[s] = g ⟨σ_b⟩ + o; None where
+    the records of ``povm`` are not Pauli-basis shots of this form. The ideal ``pauli6`` gives
+    g = 1, o = 0; readout errors g = 1 − e0 − e1, o = e1 − e0 (module docstring).
+
+    Example:
+        >>> from qtomo.readout import readout_povm
+        >>> g, o = sign_calibration(readout_povm(0.1, 0.2), L=1)
+        >>> np.round(g, 12).tolist(), np.round(o, 12).tolist()
+        ([[0.7, 0.7, 0.7]], [[0.1, 0.1, 0.1]])
+    """
+    if not has_settings(povm):
+        return None
+    elements = povm.site_elements(L)  # (L, 6, 2, 2)
+    setting = elements[:, 0::2] + elements[:, 1::2]  # (L, 3, 2, 2): w_ib 1, w_ib = P(b) = 1/3
+    weight = np.einsum("lbii->lb", setting).real[..., None, None] / 2
+    difference = (elements[:, 0::2] - elements[:, 1::2]) / weight  # given the setting
+    paulis = np.stack([PAULI[letter] for letter in "ZXY"])  # (3, 2, 2)
+    gain = np.einsum("lbij,bji->lb", difference, paulis).real / 2
+    offset = np.einsum("lbii->lb", difference).real / 2
+    rebuilt = gain[..., None, None] * paulis + offset[..., None, None] * np.eye(2)
+    if not (np.allclose(setting, weight * np.eye(2), atol=1e-10)
+            and np.allclose(rebuilt, difference, atol=1e-10)) or np.any(np.abs(gain) < 1e-6):
+        return None
+    return gain, offset
 
 
 def has_settings(povm: POVM | PerQubitPOVM) -> bool:
     """Whether each record holds its setting as a_i // 2 (``pauli6``, also with readout
     errors): the coverage and the phase check apply; the bit estimators need
-    :func:`is_pauli_records`."""
+    :func:`sign_calibration`."""
     return povm.name.startswith("pauli6")
 
 
@@ -79,6 +107,19 @@ def dataset_warnings(dataset: Dataset) -> tuple[str, ...]:
     lines += [f"the records do not determine everything: {line}"
               for line in np.atleast_1d(attrs.get("undetermined", [])).tolist()]
     return tuple(lines)
+
+
+def records_incomplete(dataset: Dataset) -> str | None:
+    """Why the records are not complete, uniform tomography, or None: bases kept biased at import
+    (``biased_bases``) or operators no record measures (``undetermined``). The dual-frame ρ of
+    such records (a network's Q, the data-only blocks) is not the measured state's."""
+    attrs = dataset.attrs
+    if attrs.get("biased_bases"):
+        return "the bases of the records are biased"
+    undetermined = np.atleast_1d(attrs.get("undetermined", [])).tolist()
+    if undetermined:
+        return f"the records do not determine everything ({undetermined[0]})"
+    return None
 
 
 def phases_undetermined(dataset: Dataset) -> str | None:
@@ -213,11 +254,11 @@ def _names(sites: Sequence[int]) -> str:
     return ", ".join(map(str, sites))
 
 
-def _sign_estimate(count: np.ndarray, total: np.ndarray) -> Estimate:
-    """μ = total / count ± √((1 − μ²) / count) of ±1 values; NaN where count < MIN_RECORDS."""
+def _mean_estimate(count: np.ndarray, total: np.ndarray, squares: np.ndarray) -> Estimate:
+    """μ = total / count ± √((squares / count − μ²) / count); NaN where count < MIN_RECORDS."""
     with np.errstate(divide="ignore", invalid="ignore"):
         mean = total / count
-        stderr = np.sqrt(np.clip(1.0 - mean**2, 0.0, None) / count)
+        stderr = np.sqrt(np.clip(squares / count - mean**2, 0.0, None) / count)
     refused = count < MIN_RECORDS
     return Estimate.of(np.where(refused, np.nan, mean), np.where(refused, np.nan, stderr))
 
@@ -232,7 +273,7 @@ class _PauliSums:
         self.A, self.B, self.C = np.zeros((T, T)), np.zeros((T, T)), np.zeros((T, T))
 
     def add(self, bases: np.ndarray, signs: np.ndarray) -> None:
-        """bases, signs: (B, L) basis codes and ±1 of a chunk."""
+        """bases, signs: (B, L) basis codes and (corrected) signs of a chunk."""
         if not self.terms:
             return
         measured = np.ones((bases.shape[0], len(self.terms)))  # (B, T)
@@ -273,8 +314,9 @@ class _PauliSums:
 
 
 def basis_observables(records: np.ndarray | torch.Tensor | Iterable, L: int, *,
-                      hamiltonian: TFIM | None = None,
-                      pauli_strings: Sequence[str] = ()) -> tuple[Observables, list[str]]:
+                      hamiltonian: TFIM | None = None, pauli_strings: Sequence[str] = (),
+                      calibration: tuple[np.ndarray, np.ndarray] | None = None,
+                      ) -> tuple[Observables, list[str]]:
     """Data-only ⟨X_i⟩, ⟨Z_i⟩, ⟨X_iX_j⟩, ⟨Z_iZ_j⟩, the energy and Pauli strings from the records
     that measure each operator (module docstring), unbiased for any basis distribution.
 
@@ -283,6 +325,8 @@ def basis_observables(records: np.ndarray | torch.Tensor | Iterable, L: int, *,
         L: qubits.
         hamiltonian: optional Pauli sum (``terms()`` → [(c, {site: letter})]) for the energy.
         pauli_strings: texts like ``"X0 Z3 Z4"``.
+        calibration: (g, o) of :func:`sign_calibration` for records with readout errors; None:
+            ideal readout.
 
     Returns:
         (:class:`~qtomo.observables.Observables` with ``n_samples`` = N, the values NaN for
@@ -299,7 +343,10 @@ def basis_observables(records: np.ndarray | torch.Tensor | Iterable, L: int, *,
     pauli_sums = _PauliSums(sums)
     count = {letter: np.zeros((L, L)) for letter in "XZ"}  # diagonal: single sites
     total = {letter: np.zeros((L, L)) for letter in "XZ"}
+    squares = {letter: np.zeros((L, L)) for letter in "XZ"}  # off-diagonal: of products
     single_total = {letter: np.zeros(L) for letter in "XZ"}
+    gain, offset = calibration if calibration is not None else (np.ones((L, 3)),
+                                                                np.zeros((L, 3)))
     n = 0
     for chunk in chunks:
         chunk = records_numpy(chunk).astype(np.intp)
@@ -307,11 +354,13 @@ def basis_observables(records: np.ndarray | torch.Tensor | Iterable, L: int, *,
                 or chunk.max(initial=0) > 5:
             raise QtomoError(f"pauli6 records must be (N, {L}) integers in 0..5; got shape "
                              f"{chunk.shape}")
-        bases, signs = chunk // 2, 1.0 - 2.0 * (chunk % 2)
+        bases, sites = chunk // 2, np.arange(L)
+        signs = (1.0 - 2.0 * (chunk % 2) - offset[sites, bases]) / gain[sites, bases]  # (B, L)
         for letter in "XZ":
             measured = (bases == BASIS_CODES[letter]).astype(float)  # (B, L)
             count[letter] += measured.T @ measured
             total[letter] += (measured * signs).T @ (measured * signs)
+            squares[letter] += (measured * signs**2).T @ (measured * signs**2)
             single_total[letter] += (measured * signs).sum(axis=0)
         pauli_sums.add(bases, signs)
         n += chunk.shape[0]
@@ -319,8 +368,10 @@ def basis_observables(records: np.ndarray | torch.Tensor | Iterable, L: int, *,
         raise QtomoError("no records to estimate observables from")
     singles, pairs, notes = {}, {}, []
     for letter in "XZ":
-        singles[letter] = _sign_estimate(np.diag(count[letter]), single_total[letter])
-        pair = _sign_estimate(count[letter], total[letter])
+        single_count = np.diag(count[letter])
+        singles[letter] = _mean_estimate(single_count, single_total[letter],
+                                         np.diag(total[letter]))
+        pair = _mean_estimate(count[letter], total[letter], squares[letter])
         np.fill_diagonal(pair.value, 1.0)
         np.fill_diagonal(pair.stderr, 0.0)
         pairs[letter] = pair

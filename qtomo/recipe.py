@@ -1,5 +1,5 @@
-"""What a plain ``qtomo fit --model F`` does: the families' training recipes, read in one place
-(docs/training.md "Choosing hyperparameters").
+"""What a plain ``qtomo fit`` does: which family (:func:`default_family`) and its training
+recipe, read in one place (docs/training.md "The default family", "Choosing hyperparameters").
 
 :func:`recipe` turns a family's declared defaults (``model.train_defaults``,
 ``model.selection_defaults``, ``model.sizes``) and what the user gave into training options and
@@ -11,8 +11,9 @@ these, so that a benchmark measures what a user gets.
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +23,8 @@ from qtomo.atomic import check_outputs
 from qtomo.data import Dataset
 from qtomo.errors import QtomoError
 from qtomo.growth import fit_growing
-from qtomo.models import build, family_classes
-from qtomo.pauli_records import phases_undetermined
+from qtomo.models import build, config_class, family_classes
+from qtomo.pauli_records import phases_undetermined, records_incomplete
 from qtomo.train import Selection, TrainOptions, fit, fit_selection, run_paths, split_rows
 
 
@@ -35,6 +36,50 @@ class PhasePriorWarning(UserWarning):
 #: (QuCumber's 900-shot W state: docs/measured-data.md)
 _MIN_STEPS = 8
 _MIN_BATCH = 32
+
+
+#: the family a plain fit trains on complete records of at least NETWORK_MIN_RECORDS rows
+NETWORK = "gru"
+#: the family it trains otherwise: it returns a state where a network's dual-frame ρ does not
+PHYSICAL = "mps"
+#: fewer records than this and the networks' ρ falls far below the mps's (measured:
+#: docs/training.md "The default family")
+NETWORK_MIN_RECORDS = 10_000
+
+
+def default_family(dataset: Dataset, hyperparameters: Iterable[str] = ()) -> tuple[str, str]:
+    """The family of a ``qtomo fit`` without ``--model``, and why.
+
+    The physical :data:`PHYSICAL` family where the records are not complete, uniform tomography
+    (:func:`qtomo.pauli_records.records_incomplete`; :func:`phases_undetermined`) — a network
+    then models the records but its ρ = Σ_a Q(a) Q_a is not the measured state — or where they
+    are fewer than :data:`NETWORK_MIN_RECORDS`; else the network :data:`NETWORK`. Hyperparameters
+    the user named that only the network takes (``--hidden``) choose the network.
+
+    Args:
+        dataset: the records.
+        hyperparameters: names of the hyperparameters given.
+
+    Returns:
+        (family, reason): a registered family and one line saying why it was chosen.
+    """
+    named = set(hyperparameters)
+    if not _takes(PHYSICAL, named) and _takes(NETWORK, named):
+        return NETWORK, f"{', '.join(sorted(named))} given, which the {NETWORK} takes"
+    incomplete = records_incomplete(dataset) or phases_undetermined(dataset)
+    if incomplete is not None:
+        return PHYSICAL, (f"{incomplete}: a network's ρ of such records is not the measured "
+                          f"state")
+    if dataset.n_records < NETWORK_MIN_RECORDS:
+        return PHYSICAL, (f"{dataset.n_records} records, fewer than {NETWORK_MIN_RECORDS}: the "
+                          f"physical family returns the better state from few records")
+    return NETWORK, (f"{dataset.n_records} records of complete, uniform tomography (give "
+                     f"--model {PHYSICAL} for a physical state)")
+
+
+def _takes(family: str, names: set[str]) -> bool:
+    """Whether ``family``'s config has every hyperparameter in ``names``."""
+    return names <= {field.name for field in dataclasses.fields(config_class(family))}
 
 
 def recipe(family: str, dataset: Dataset, options: Mapping[str, Any] | None = None,

@@ -54,7 +54,7 @@ def test_fit_transformer_then_resume_for_more_epochs(workdir, capsys):
 
 @pytest.mark.parametrize("args, message", [
     (["--model", "gpt"], "invalid choice: 'gpt'"),
-    (["--heads", "2"], "unknown hyperparameter 'heads' for model 'gru'"),
+    (["--heads", "2"], "unknown hyperparameter 'heads' for model 'mps'"),
     (["--hidden", "0"], "hidden must be an integer in 1..4096; got 0"),
     (["--lr", "-1"], "training option lr must be > 0; got -1.0"),
     (["--data", "notes.txt"], "notes.txt: not a readable HDF5 file"),
