@@ -4,7 +4,10 @@ every measured table in the docs comes from a results file (``python benchmarks/
 ``--check`` exits 1 when the page is out of date, as tests/test_docs.py checks).
 
 Each table names its file, the machine the numbers came from, and the command and options
-stored with it; rows are the file's ``rows`` (or ``cases``), numbers to four significant digits.
+stored with it, then any other top-level figure of the file (a peak measured in the same run,
+peers' notes); rows are the file's ``rows`` (or ``cases``), numbers to four significant digits.
+Link to one file's table from another page as ``benchmarks.md#resultsNAMEjson`` (the heading's
+anchor: ``results/mps_simulate.json`` gives ``#resultsmps_simulatejson``).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 PAGE = HERE.parent / "docs" / "benchmarks.md"
+SHOWN = ("machine", "command", "commit", "options")
 BEGIN, END = "<!-- results: begin (benchmarks/tables.py) -->", "<!-- results: end -->"
 
 
@@ -44,6 +48,13 @@ def render(path: Path) -> str:
     for key in ("command", "commit", "options"):
         if key in report:
             lines.append(f"{key.capitalize()}: `{json.dumps(report[key])}`.")
+    for key, value in report.items():  # the file's other figures (a measured peak, peers' notes)
+        if key in (*SHOWN, "rows", "cases"):
+            continue
+        if isinstance(value, dict):
+            lines += [f"{key}:", ""] + [f"- {name}: {cell(item)}" for name, item in value.items()]
+        else:
+            lines.append(f"{key}: {cell(value)}.")
     columns = list(dict.fromkeys(key for row in rows for key in row))
     lines += ["", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(cell(row.get(c)) for c in columns) + " |" for row in rows]
