@@ -12,10 +12,16 @@ the records, the networks with their training defaults) on the same rows. Report
   entropy (nats), the entanglement the families face; ``chi`` of the ``mps``.
 
 States: ``w``, ``cluster``, ``xxz`` (Δ = 1, the Heisenberg chain), ``rc2``, ``rc4``, ``rc8``
-(Haar brickwork of depth 2, 4, 8). Families: ``mps``, ``gru``, ``transformer`` and, at L ≤ 8,
+(Haar brickwork of depth 2, 4, 8), and ``quench0.25``, ``quench0.5``: a quench circuit like the
+20-ion experiment of Kurmapu et al. (2022; a long-range XY chain there), the Néel
+state |0101…⟩ evolved for J t = 0.25, 0.5 under the nearest-neighbour XY chain
+H = (J/2) Σ_i (X_i X_{i+1} + Y_i Y_{i+1}) in 4 Trotter steps, each a brickwork of
+rxx(J dt)·ryy(J dt) gates, written as an OpenQASM 2 file and read by ``simulate(circuit=…)``.
+Families: ``mps``, ``gru``, ``transformer`` and, at L ≤ 8,
 ``dense`` where the registry has it. The ``targets`` case list checks the issue's targets:
-``w8``/``cluster8`` (10^4 records, default ``mps`` fit, F ≥ 0.99) and ``brickwork20`` (depth-4
-brickwork, L = 20, 2.7·10^4 records, F ≥ 0.99).
+``w8``/``cluster8`` (10^4 records, default ``mps`` fit, F ≥ 0.99), ``brickwork20`` (depth-4
+brickwork, L = 20, 2.7·10^4 records, F ≥ 0.99) and the quenches ``quench20_t0.25``,
+``quench20_t0.5`` (L = 20, 2.7·10^4 records).
 
 Usage::
 
@@ -46,10 +52,37 @@ STATES = {
     "w": {"state": "w"}, "cluster": {"state": "cluster"}, "xxz": {"state": "xxz", "delta": 1.0},
     "rc2": {"state": "random-circuit", "depth": 2}, "rc4": {"state": "random-circuit", "depth": 4},
     "rc8": {"state": "random-circuit", "depth": 8},
+    "quench0.25": {"quench_time": 0.25}, "quench0.5": {"quench_time": 0.5},
 }
 #: the issue's targets: (state, L, records, families)
 TARGETS = {"w8": ("w", 8, 10_000), "cluster8": ("cluster", 8, 10_000),
-           "brickwork20": ("rc4", 20, 27_000)}
+           "brickwork20": ("rc4", 20, 27_000), "quench20_t0.25": ("quench0.25", 20, 27_000),
+           "quench20_t0.5": ("quench0.5", 20, 27_000)}
+TROTTER_STEPS = 4
+
+
+def quench_qasm(L: int, time: float, steps: int = TROTTER_STEPS) -> str:
+    """OpenQASM 2 of the Néel state |0101…⟩ evolved for J t = ``time`` under
+    H = (J/2) Σ_i (X_i X_{i+1} + Y_i Y_{i+1}) (J = 1) by ``steps`` Trotter steps: per step, the
+    even then the odd bonds get exp(−i dt (XX + YY)/2) = rxx(dt) ryy(dt) (XX and YY commute)."""
+    dt = time / steps
+    lines = ["OPENQASM 2.0;", 'include "qelib1.inc";', f"qreg q[{L}];"]
+    lines += [f"x q[{i}];" for i in range(1, L, 2)]
+    for _ in range(steps):
+        for first in (0, 1):
+            for i in range(first, L - 1, 2):
+                lines += [f"rxx({dt!r}) q[{i}],q[{i + 1}];", f"ryy({dt!r}) q[{i}],q[{i + 1}];"]
+    return "\n".join(lines) + "\n"
+
+
+def state_options(name: str, L: int, folder: Path) -> dict:
+    """The keyword arguments of :func:`qtomo.simulate.simulate` for the state ``name``."""
+    options = dict(STATES[name])
+    if "quench_time" in options:
+        path = folder / f"{name}_L{L}.qasm"
+        path.write_text(quench_qasm(L, options.pop("quench_time")))
+        options["circuit"] = path
+    return options
 DENSE_MAX_L = 8
 
 
@@ -70,7 +103,8 @@ def fit_and_score(family: str, dataset, *, epochs: int | None, samples: int) -> 
 def run_case(name: str, L: int, records: int, families: list[str], folder: Path, *,
              epochs: int | None, samples: int) -> list[dict]:
     path = simulate(L=L, povm="pauli6", samples=records, seed=0, device="cpu", quiet=True,
-                    method="mps", out=folder / f"{name}_L{L}_N{records}.h5", **STATES[name])
+                    method="mps", out=folder / f"{name}_L{L}_N{records}.h5",
+                    **state_options(name, L, folder))
     dataset = read_dataset(path)
     s_max = float(np.max(dataset.reference["entropy"]))
     rows = []
