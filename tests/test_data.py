@@ -1,4 +1,7 @@
-"""The HDF5 v1 dataset: round trip, validation of corrupt and foreign files, atomic writes."""
+"""The HDF5 v1 dataset: round trip, validation of corrupt and foreign files (attributes,
+references), the writer's input checks, atomic writes, a read file that is replaced."""
+
+import math
 
 import h5py
 import numpy as np
@@ -8,6 +11,7 @@ from qtomo.data import FORMAT, read_dataset, write_dataset
 from qtomo.errors import DataFormatError, QtomoError
 from qtomo.povm import get_povm
 from qtomo.simulate import simulate
+from qtomo.states.mps import ghz_mps
 from tests.files import copy_and_edit, replace_item
 
 
@@ -108,3 +112,106 @@ def test_broken_reference_mps_is_rejected(tmp_path):
                          replace_item("reference/mps/B_2", np.zeros((3, 2, 2), dtype=complex)))
     with pytest.raises(DataFormatError, match=r"/reference/mps: MPS tensor 2 must have shape"):
         read_dataset(bad)
+
+
+def _set(name, value):
+    return lambda file: file.attrs.__setitem__(name, value)
+
+
+BAD_FILES = {
+    "TFIM without J": (lambda f: f.attrs.__delitem__("J"), "needs the attribute(s) J"),
+    "h a string": (_set("h", "strong"), "attribute h must be a finite number; got 'strong'"),
+    "h NaN": (_set("h", np.nan), "attribute h must be a finite number"),
+    "boundary unknown": (_set("boundary", "twisted"), "attribute boundary must be one of"),
+    "L a float": (_set("L", 4.7), "attribute L must be a positive integer; got 4.7"),
+    "L an array": (_set("L", np.array([3, 3])), "attribute L must be a positive integer"),
+    "seed a string": (_set("seed", "x"), "attribute seed must be an integer"),
+    "method unknown": (_set("method", "dmrg"), "attribute method must be 'exact' or 'mps'"),
+    "chi_max zero": (_set("chi_max", 0), "attribute chi_max must be an integer >= 1"),
+    "energy a string": (replace_item("reference/energy", "low"),
+                        "/reference/energy must hold real"),
+    "energy complex": (replace_item("reference/energy", 1j), "/reference/energy must hold real"),
+    "psi not normalised": (replace_item("reference/psi", np.full(8, 1.0 + 0j)),
+                           "/reference/psi must have norm 1; got 2.82843"),
+    "psi NaN": (replace_item("reference/psi", np.full(8, np.nan + 0j)), "non-finite"),
+    "psi of the wrong length": (replace_item("reference/psi", np.ones(4) / 2),
+                                "/reference/psi must have shape (8,)"),
+    "ZZ above one": (replace_item("reference/ZZ", np.full((3, 3), 3.0)), "outside [-1, 1]: 3"),
+    "X infinite": (replace_item("reference/X", np.full(3, np.inf)), "non-finite"),
+    "entropy negative": (replace_item("reference/entropy", -np.ones(2)), "must be >= 0"),
+    "reference not a group": (replace_item("reference", np.zeros(3)), "/reference is not an HDF5"),
+    "energy a group": (lambda f: (f.__delitem__("reference/energy"),
+                                  f.create_group("reference/energy")),
+                       "/reference/energy must have shape (); got a group"),
+    "outcomes a group": (lambda f: (f.__delitem__("outcomes"), f.create_group("outcomes")),
+                         "/outcomes is not an HDF5 dataset"),
+    "ln P positive": (lambda f: f["log_prob"].__setitem__(17, 0.5),
+                      "ln P must be finite and <= 0 (0 < P <= 1); got 0.5 in row 17"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_FILES))
+def test_dataset_attributes_and_references_are_checked(tfim3_records, tmp_path, case):
+    edit, message = BAD_FILES[case]
+    bad = copy_and_edit(tfim3_records, tmp_path / "bad.h5", edit)
+    with pytest.raises(DataFormatError) as info:
+        read_dataset(bad)
+    assert message in str(info.value) and str(bad) in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_absent_optional_items_are_fine(tfim3_records, tmp_path):
+    bare = copy_and_edit(tfim3_records, tmp_path / "bare.h5",
+                   lambda f: (f.__delitem__("reference"), f.__delitem__("log_prob")))
+    dataset = read_dataset(bare)
+    assert dataset.reference == {} and not dataset.has_log_prob
+
+
+def test_mps_reference_must_be_normalised(tmp_path):
+    path = simulate("ghz", 4, povm="pauli6", samples=10, out=tmp_path / "ghz.h5", quiet=True)
+    scaled = 2 * read_dataset(path).reference["mps"][0]
+    bad = copy_and_edit(path, tmp_path / "bad.h5", replace_item("reference/mps/B_0", scaled))
+    with pytest.raises(DataFormatError, match="/reference/mps: MPS tensor 0 is not right-canon"):
+        read_dataset(bad)
+
+
+def test_replacing_the_file_after_reading_cannot_feed_other_rows(tfim3_records, tmp_path):
+    path = tmp_path / "d.h5"
+    path.write_bytes(tfim3_records.read_bytes())
+    dataset = read_dataset(path)
+    before = dataset.outcomes()
+    simulate("tfim", 5, samples=4000, povm="pauli6", out=path, quiet=True)  # replaces path
+    assert read_dataset(path).L == 5
+    assert np.array_equal(dataset.outcomes(), before) and dataset.outcomes().shape[1] == 3
+    assert np.array_equal(np.concatenate([c for c, _ in dataset.iter_chunks(700)]), before)
+    dataset.close()
+
+
+ATTRS = {"state": "product", "L": 2, "seed": 0, "method": "exact"}
+
+
+@pytest.mark.parametrize("attrs, chunk, reference, message", [
+    (ATTRS, (np.array([[0.0, 1.7]]), [-1.0]), {}, "integer array of shape (B, 2); got float64"),
+    (ATTRS, (np.array([[0, np.nan]]), [-1.0]), {}, "integer array"),
+    (ATTRS, (np.array([[0, -1]]), [-1.0]), {}, "must lie in 0..3 for POVM 'pauli4'; got -1 in "
+                                               "row 0"),
+    (ATTRS, (np.array([[0, 1]]), [0.3]), {}, "ln P must be finite and <= 0"),
+    (ATTRS, (np.array([[0, 1]]), [np.nan]), {}, "got nan in row 0"),
+    (ATTRS, (np.array([["a", "b"]]), [-1.0]), {}, "integer array"),
+    (ATTRS, (np.array([[0, 1]]), ["x"]), {}, "real log_prob"),
+    ({"state": "product", "seed": 0, "method": "exact"}, (np.array([[0, 1]]), [-1.0]), {},
+     "missing root attribute(s) L"),
+    ({**ATTRS, "L": 4.7}, (np.array([[0, 1]]), [-1.0]), {}, "attribute L must be a positive "
+                                                             "integer; got 4.7"),
+    ({**ATTRS, "state": "tfim"}, (np.array([[0, 1]]), [-1.0]), {}, "needs the attribute(s) J"),
+    (ATTRS, (np.array([[0, 1]]), [-1.0]), {"psi": np.ones(3) / math.sqrt(3)},
+     "/reference/psi must have shape (4,)"),
+    (ATTRS, (np.array([[0, 1]]), [-1.0]), {"energy": "low"}, "must hold real numbers"),
+    (ATTRS, (np.array([[0, 1]]), [-1.0]), {"mps": ghz_mps(3).mps}, "must hold L = 2 tensors"),
+])
+def test_write_dataset_checks_its_inputs(tmp_path, attrs, chunk, reference, message):
+    with pytest.raises(QtomoError) as info:
+        write_dataset(tmp_path / "d.h5", povm=get_povm("pauli4"), attrs=attrs, n_records=1,
+                      chunks=[(chunk[0], np.asarray(chunk[1]))], reference=reference)
+    assert message in str(info.value) and "\n" not in str(info.value)
+    assert list(tmp_path.iterdir()) == []

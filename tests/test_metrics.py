@@ -1,4 +1,5 @@
-"""Classical metrics (NLL, KL, F_c) against exact enumeration (issue 5)."""
+"""Classical metrics (NLL, KL, F_c) against exact enumeration (issue 5); inputs that are not
+log-probabilities are refused."""
 
 import numpy as np
 import pytest
@@ -96,3 +97,20 @@ def test_closed_forms_and_empty_input():
     assert nll(np.log([0.25, 0.25])).value == pytest.approx(np.log(4))
     with pytest.raises(QtomoError, match="no test records"):
         classical_metrics(None, [])
+
+
+def test_metrics_refuse_what_is_not_a_log_probability():
+    log_p = np.log([0.5, 0.25])
+    with pytest.raises(QtomoError, match=r"ln Q must be <= 0 .*got 0.5 at record 1"):
+        kl_divergence(log_p, [-1.0, 0.5])
+    with pytest.raises(QtomoError, match="ln Q must be <= 0"):
+        classical_fidelity(log_p, [0.2, -1.0])
+    with pytest.raises(QtomoError, match=r"ln Q must have shape \(2,\)"):
+        kl_divergence(log_p, [-1.0, -1.0, -1.0])
+    with pytest.raises(QtomoError, match="ln P must be <= 0 .*and finite"):
+        kl_divergence([np.nan, -1.0], log_p)
+    with pytest.raises(QtomoError, match=r"\(a log-probability\) and finite; got -inf"):
+        classical_fidelity([-np.inf, -1.0], log_p)
+    # variant: ln Q = -inf (Q = 0 at a record) is a true, infinite NLL; rounding above 0 passes
+    assert nll([-np.inf, -1.0]).value == np.inf
+    assert kl_divergence(log_p, log_p + 1e-9).value == pytest.approx(-1e-9)

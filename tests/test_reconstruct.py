@@ -22,6 +22,7 @@ from qtomo.reconstruct import (
     project_to_physical,
     pure_state_overlaps,
     quantum_fidelity,
+    uhlmann_fidelity,
 )
 from qtomo.states.exact import (
     ExactDistribution,
@@ -283,3 +284,21 @@ def test_reconstruction_diagnostics_against_dense_values():
     assert abs(fidelity.top_eigenvector - abs(np.vdot(top, psi)) ** 2) < 1e-10
     assert abs(fidelity.projected - np.vdot(psi, project_to_physical(rho) @ psi).real) < 1e-10
     assert rec.diagnostics(fidelity)["top_eigenvector_fidelity"] == fidelity.top_eigenvector
+
+
+def test_fidelities_refuse_targets_that_are_not_states():
+    psi = np.array([1, 0, 0, 1]) / np.sqrt(2)
+    rho = np.outer(psi, psi)
+    assert quantum_fidelity(rho, psi).value == pytest.approx(1.0)
+    with pytest.raises(QtomoError, match="squared norm 4"):
+        quantum_fidelity(rho, 2 * psi)
+    with pytest.raises(QtomoError, match="its trace is 2"):
+        uhlmann_fidelity(2 * rho, 2 * rho)
+    with pytest.raises(QtomoError, match="NaN"):
+        quantum_fidelity(np.full((4, 4), np.nan), psi)
+    with pytest.raises(QtomoError, match="ρ has trace 2"):
+        quantum_fidelity(2 * rho, psi)
+    # variant: a Hermitian, trace-1 σ with a negative eigenvalue is not a state either
+    with pytest.raises(QtomoError, match="smallest eigenvalue is -0.2"):
+        uhlmann_fidelity(rho, np.diag([1.2, -0.2, 0.0, 0.0]))
+    assert float(uhlmann_fidelity(np.eye(4) / 4, rho)) == pytest.approx(0.25)
