@@ -1,16 +1,22 @@
 """``qtomo.cli`` across its commands: counts are whole numbers or one-line errors, negative
-values name the expected form, a closed pipe ends a command silently (status 141)."""
+values name the expected form (also fuzzed with hypothesis), a closed pipe ends a command
+silently (status 141)."""
 
+import decimal
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import event, given, settings
+from hypothesis import strategies as st
 
-from qtomo.cli import main
+from qtomo.cli import build_parser, main
 from qtomo.data import read_dataset
+from qtomo.errors import QtomoError
 from tests.commands import one_line_error
+from tests.fuzz import FUZZ, one_line
 
 
 @pytest.mark.parametrize("argv, flag", [
@@ -70,3 +76,44 @@ def test_a_negative_option_value_names_the_expected_form(option, value, capsys, 
     assert main(argv) == 2
     one_line_error(capsys, f"argument {option}", "expected", repr(value))
     assert list(tmp_path.iterdir()) == []
+
+
+COUNT_FLAGS = [  # (command, flag, its destination, the least value)
+    (["simulate"], "--samples", "samples", 1), (["simulate"], "--L", "L", 1),
+    (["simulate"], "--chi-max", "chi_max", 1), (["fit"], "--epochs", "epochs", 0),
+    (["fit"], "--batch-size", "batch_size", 1), (["fit"], "--warmup", "warmup", 0),
+    (["fit"], "--patience", "patience", 0), (["fit"], "--hidden", "hp_hidden", 0),
+    (["evaluate", "--model", "m.pt"], "--samples", "samples", 1),
+    (["simulate"], "--seed", "seed", 0)]
+
+
+number_text = st.one_of(
+    st.integers(-10**25, 10**25).map(str),
+    st.floats(allow_nan=True, allow_infinity=True).map(repr),
+    st.decimals(allow_nan=True, allow_infinity=True).map(str),
+    st.builds(lambda m, e: f"{m}e{e}", st.integers(-99, 99), st.integers(-500, 500)),
+    st.text(alphabet="0123456789.eE+-_xXnaifINF ", min_size=1, max_size=14),
+)
+
+
+@settings(FUZZ, max_examples=200)
+@given(flag=st.sampled_from(COUNT_FLAGS), text=number_text)
+def test_cli_counts_parse_to_the_exact_integer_or_fail_in_one_line(flag, text, capsys):
+    prefix, name, dest, low = flag
+    argv = [*prefix, f"{name}={text}"]
+    try:
+        value = getattr(build_parser().parse_args(argv), dest)
+    except QtomoError as error:
+        one_line(error)
+        assert name in str(error)
+        value = None
+    if not isinstance(value, int):  # refused (or argparse's "--samples=--" quirk: [])
+        event("refused")
+        if prefix[0] != "evaluate":  # through main: exit 2, one line, before any work
+            assert main(argv) == 2
+            err = capsys.readouterr().err
+            assert err.startswith("qtomo: error: ") and err.count("\n") == 1
+        return
+    event("parsed")
+    assert isinstance(value, int) and not isinstance(value, bool) and value >= low
+    assert decimal.Decimal(text.strip().replace("_", "")) == value  # exactly what was written

@@ -1,12 +1,17 @@
 """``qtomo.formats``: the import and export readers and writers. Refused: outputs over their
 inputs, huge or duplicated entries, foreign files, bad letters and bits, oversized array
-headers; read: NetKet bases in a wider string dtype."""
+headers; read: NetKet bases in a wider string dtype. Damaged files of each format (hypothesis)
+are refused in one line or read as valid records."""
 
 import json
+import tempfile
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import event, given, settings
+from hypothesis import strategies as st
 from numpy.lib import format as npy
 
 from qtomo.cli import main
@@ -16,6 +21,7 @@ from qtomo.formats import export_records, import_records, read_genmodel_mps
 from qtomo.readout import read_readout_errors
 from qtomo.simulate import simulate
 from tests.commands import one_line_error, refused
+from tests.fuzz import FUZZ, one_line
 
 
 def test_export_and_import_over_their_inputs_are_refused(ghz3_records, capsys, tmp_path):
@@ -178,3 +184,81 @@ def test_an_array_header_announcing_too_much_is_refused_before_loading(tmp_path)
     with pytest.raises(QtomoError, match="huge.npz: sigma has shape"):
         import_records("netket", [archive], tmp_path / "o.h5")
     assert not (tmp_path / "o.h5").exists()
+
+
+FORMATS = ["pauli-shots", "qucumber", "qiskit-counts", "netket", "aqt", "genmodel"]
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """Each format's files of the same 300 pauli6 GHZ records (genmodel: their data.txt), as
+    {format: [path, …]}."""
+    folder = tmp_path_factory.mktemp("fuzz-import")
+    data = simulate("ghz", 3, povm="pauli6", samples=300, seed=5, out=folder / "d.h5",
+                    quiet=True)
+    files = {}
+    for fmt, name in (("pauli-shots", "s.npz"), ("qucumber", "s.txt"),
+                      ("qiskit-counts", "c.json"), ("netket", "n.npz"), ("aqt", "a.npy")):
+        files[fmt] = export_records(fmt, data, folder / name)
+    theirs = np.array([2, 3, 4, 5, 0, 1])  # genmodel's Pauli order, inverted
+    records = np.argsort(theirs)[read_dataset(data).outcomes()]
+    np.savetxt(folder / "data.txt", records, fmt="%d")
+    files["genmodel"] = [folder / "data.txt"]
+    return files
+
+
+@st.composite
+def damage(draw):
+    """One to three byte-level edits: cut, overwrite, insert, or duplicate a line."""
+    edits = []
+    for _ in range(draw(st.integers(1, 3))):
+        kind = draw(st.sampled_from(["cut", "overwrite", "insert", "repeat", "empty"]))
+        edits.append((kind, draw(st.floats(0, 1)), draw(st.binary(min_size=1, max_size=6))))
+    return edits
+
+
+def _damaged(content: bytes, edits) -> bytes:
+    for kind, where, text in edits:
+        at = int(where * len(content))
+        if kind == "cut":
+            content = content[:at]
+        elif kind == "overwrite":
+            content = content[:at] + text + content[at + len(text):]
+        elif kind == "insert":
+            content = content[:at] + text + content[at:]
+        elif kind == "repeat":
+            lines = content.splitlines(keepends=True)
+            if lines:
+                line = lines[min(int(where * len(lines)), len(lines) - 1)]
+                content = content[:at] + line + content[at:]
+        else:
+            content = b""
+    return content
+
+
+@settings(FUZZ, max_examples=150)
+@given(fmt=st.sampled_from(FORMATS), which=st.integers(0, 1), edits=damage())
+def test_import_of_a_damaged_file_refuses_in_one_line_or_reads_valid_records(exported, fmt,
+                                                                             which, edits):
+    with tempfile.TemporaryDirectory() as name:
+        folder = Path(name)
+        paths = []
+        for index, source in enumerate(exported[fmt]):
+            path, content = folder / source.name, source.read_bytes()
+            path.write_bytes(_damaged(content, edits) if index == which % len(exported[fmt])
+                             else content)
+            paths.append(path)
+        before = sorted(folder.iterdir())
+        out = folder / "out.h5"
+        try:
+            import_records(fmt, paths, out, povm="Pauli" if fmt == "genmodel" else None,
+                           allow_biased_bases=True)
+        except QtomoError as error:
+            one_line(error)
+            assert sorted(folder.iterdir()) == before  # no output, inputs untouched
+            event(f"{fmt} refused")
+            return
+        event(f"{fmt} read")
+        with read_dataset(out) as dataset:
+            outcomes = dataset.outcomes()
+            assert outcomes.shape[1] >= 1 and outcomes.min() >= 0 and outcomes.max() < 6
