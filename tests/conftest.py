@@ -86,3 +86,10 @@ def ghz3_gru(ghz3_records):
     out = ghz3_records.parent / "m.pt"
     assert main(["fit", "--data", str(ghz3_records), "--out", str(out), *tiny_fit(1)]) == 0
     return out
+
+
+@pytest.fixture(scope="module")
+def tfim3_dataset(tmp_path_factory):
+    """2 000 pauli4 records of the exact L = 3 TFIM at h = 1 (seed 2), read."""
+    path = tmp_path_factory.mktemp("tfim3-h1") / "tfim.h5"
+    return read_dataset(simulate("tfim", 3, samples=2000, seed=2, out=path, quiet=True))

@@ -2,8 +2,10 @@
 values name the expected form (also fuzzed with hypothesis), a closed pipe ends a command
 silently (status 141)."""
 
+import argparse
 import decimal
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -12,11 +14,13 @@ import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
-from qtomo.cli import build_parser, main
+from qtomo.cli import COMMANDS, build_parser, main
 from qtomo.data import read_dataset
 from qtomo.errors import QtomoError
 from tests.commands import one_line_error
 from tests.fuzz import FUZZ, one_line
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.parametrize("argv, flag", [
@@ -63,7 +67,7 @@ def test_a_closed_pipe_ends_the_command_silently(argv, ghz3_records, ghz3_gru):
     os.close(read_end)  # the reader (head) has already gone
     done = subprocess.run([sys.executable, "-m", "qtomo.cli", *argv], stdout=write_end,
                           stderr=subprocess.PIPE, text=True, timeout=300,
-                          env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
     os.close(write_end)
     assert (done.returncode, done.stderr) == (141, "")
 
@@ -117,3 +121,39 @@ def test_cli_counts_parse_to_the_exact_integer_or_fail_in_one_line(flag, text, c
     event("parsed")
     assert isinstance(value, int) and not isinstance(value, bool) and value >= low
     assert decimal.Decimal(text.strip().replace("_", "")) == value  # exactly what was written
+
+
+def _run_cli(*args: str) -> subprocess.CompletedProcess:
+    code = ("import sys, time; started = time.perf_counter()\n"
+            "from qtomo.cli import main\n"
+            "try:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+            "print('TORCH' if 'torch' in sys.modules else 'NO-TORCH', "
+            "'NUMPY' if 'numpy' in sys.modules else 'NO-NUMPY', "
+            "time.perf_counter() - started, file=sys.stderr)\n")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
+                          env=env, timeout=120)
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["--version"]])
+def test_help_and_version_do_not_import_torch(argv):
+    run = _run_cli(*argv)
+    marks = run.stderr.split()
+    assert marks[:2] == ["NO-TORCH", "NO-NUMPY"], run.stderr
+    assert ("qtomo 0.1.0" if argv == ["--version"] else "compare") in run.stdout
+
+
+@pytest.mark.parametrize("command", list(COMMANDS))
+def test_every_option_help_shows_its_default(command, capsys):
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    text = capsys.readouterr().out
+    parser = build_parser([command])
+    sub = next(action for action in parser._actions
+               if isinstance(action, argparse._SubParsersAction)).choices[command]
+    blocks = re.split(r"\n(?=  -)", text.split("options:", 1)[1])
+    for action in sub._actions:
+        if not action.option_strings or action.nargs == 0 or action.required:
+            continue
+        block = next(b for b in blocks if b.lstrip().startswith(action.option_strings[0] + " "))
+        assert "default" in block, (command, action.option_strings[0], block)

@@ -15,6 +15,7 @@ import qtomo.train
 from qtomo.cli import main
 from qtomo.data import read_dataset
 from qtomo.errors import CheckpointError, ConvergenceError, QtomoError
+from qtomo.evaluate import evaluate
 from qtomo.models import build, load_checkpoint
 from qtomo.povm import enumerate_outcomes, get_povm
 from qtomo.simulate import simulate
@@ -299,3 +300,25 @@ def test_resume_on_another_dataset_names_the_dataset(ghz3_records, ghz3_gru, cap
                  "--quiet"]) == 2
     one_line_error(capsys, "small.h5", "150 records", "2000 records")
     assert digests(ghz3_gru.parent) == before
+
+
+def test_fit_in_memory_writes_nothing_and_matches_a_saved_run(tfim3_dataset, tmp_path, monkeypatch):
+    L, N = 3, 2000  # those of tfim3_dataset
+    monkeypatch.chdir(tmp_path)
+    options = TrainOptions(epochs=3, batch_size=128)
+    torch.manual_seed(0)
+    memory = fit(build("gru", L=L, K=4, hidden=8), tfim3_dataset, options, device="cpu", quiet=True)
+    assert list(tmp_path.iterdir()) == []
+    assert memory.checkpoint is memory.last is memory.history_path is None
+    assert memory.val_rows == (N - N // 10, N)
+    torch.manual_seed(0)
+    saved = fit(build("gru", L=L, K=4, hidden=8), tfim3_dataset, options, out=tmp_path / "m.pt",
+                device="cpu", quiet=True)
+    assert saved.checkpoint.is_file() and saved.val_rows == memory.val_rows
+    assert [row["val_nll"] for row in memory.history] == [row["val_nll"] for row in saved.history]
+    evaluation = evaluate(memory.model, tfim3_dataset, rows=memory.val_rows, blocks=())
+    assert evaluation.classical.n_test == N // 10
+    assert evaluation.classical.nll.value == pytest.approx(memory.best_val_nll, rel=1e-5)
+    with pytest.raises(QtomoError, match="resuming needs the run's files"):
+        fit(build("gru", L=L, K=4, hidden=8), tfim3_dataset, options, resume=saved.last,
+            device="cpu", quiet=True)
