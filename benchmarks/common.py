@@ -1,8 +1,10 @@
-"""Shared benchmark helpers: timing, a matrix-product peak, table printing and JSON output."""
+"""Shared benchmark helpers: timing, a matrix-product peak, training options under a step budget,
+table printing and JSON output."""
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import subprocess
@@ -11,6 +13,10 @@ import time
 from pathlib import Path
 
 import torch
+
+from qtomo.data import Dataset
+from qtomo.recipe import recipe
+from qtomo.train import TrainOptions, split_rows
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -38,6 +44,17 @@ def matmul_peak_gflops(dtype: torch.dtype = torch.float64, n: int = 1024,
 
     product()
     return 2 * n**3 / best_time(product, repeats=5) / 1e9
+
+
+def step_budget_options(family: str, dataset: Dataset, steps: int,
+                        given: dict | None = None) -> TrainOptions:
+    """The options ``qtomo fit`` uses for ``family`` on ``dataset`` (:func:`qtomo.recipe.recipe`)
+    with ``given``, and as many epochs as ``steps`` optimizer steps take at the recipe's batch
+    size (at least one): the budget is the only policy a benchmark sets."""
+    options = recipe(family, dataset, given)[0]
+    n_train = split_rows(dataset.n_records, options.val_fraction)[0][1]
+    epochs = max(1, math.ceil(steps / math.ceil(n_train / options.batch_size)))
+    return recipe(family, dataset, {**(given or {}), "epochs": epochs})[0]
 
 
 def machine() -> dict:

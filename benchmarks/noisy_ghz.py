@@ -17,9 +17,9 @@ compared with the noisy σ = /reference/rho by Uhlmann's F = (Tr √(√σ ρ �
 
 Families: ``gru`` and ``transformer`` with their default hyperparameters, and ``lpdo`` whenever
 the model registry has it (the physical family of the LPDO issue: ρ = X X† by construction, so
-its ``unphysical`` count must be 0). The training recipe is the same for every family (AdamW,
-``--epochs``, ``--batch-size``, ``--lr``, early stopping on the validation NLL, the last 10 % of
-the records).
+its ``unphysical`` count must be 0). Each family trains with the options ``qtomo fit`` uses for
+it on the records (:func:`qtomo.recipe.recipe`, its selection grid aside: one model per family),
+the seed and, where given, ``--epochs`` fixed.
 
 Usage::
 
@@ -45,9 +45,10 @@ from qtomo.data import read_dataset
 from qtomo.distribution import enumerate_probabilities
 from qtomo.models import build
 from qtomo.models.registry import FAMILIES
+from qtomo.recipe import recipe
 from qtomo.reconstruct import density_matrix
 from qtomo.simulate import simulate
-from qtomo.train import TrainOptions, fit
+from qtomo.train import fit
 
 #: Cha et al. (2022), AQT's quantum fidelity on the noisy 3-qubit GHZ state: p → (mean, std)
 AQT = {0.0: (0.961, 0.033), 0.1: (1.079, 0.052), 0.2: (0.985, 0.069), 0.3: (0.992, 0.038)}
@@ -63,8 +64,8 @@ def one_run(family: str, p: float, seed: int, args, folder: Path) -> dict:
     dataset = read_dataset(data)
     reference = dataset.reference
     target = reference["rho"] if "rho" in reference else reference["psi"]  # p = 0: pure
-    options = TrainOptions(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                           patience=args.patience, seed=seed)
+    given = {"seed": seed, **({"epochs": args.epochs} if args.epochs else {})}
+    options = recipe(family, dataset, given)[0]
     torch.manual_seed(seed)
     hyperparameters = {"kraus": args.kraus} if family == "lpdo" else {}
     model = build(family, L=L, K=dataset.K, povm=dataset.povm, **hyperparameters)
@@ -104,17 +105,15 @@ def main() -> None:
     parser.add_argument("--families", nargs="+", default=None,
                         help=f"default: those of {', '.join(WANTED)} in the registry")
     parser.add_argument("--records", type=int, default=RECORDS)
-    parser.add_argument("--epochs", type=int, default=None, help="default 100 (quick: 15)")
-    parser.add_argument("--batch-size", type=int, default=100)
-    parser.add_argument("--lr", type=float, default=3e-3)
-    parser.add_argument("--patience", type=int, default=10)
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="default: the family's recipe (quick: 15)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     levels = args.p or ([0.0, 0.2] if args.quick else sorted(AQT))
     seeds = args.seeds or (2 if args.quick else 10)
-    args.epochs = args.epochs or (15 if args.quick else 100)
+    args.epochs = args.epochs or (15 if args.quick else None)
     families = args.families or [name for name in WANTED if name in FAMILIES]
 
     runs = []
@@ -132,8 +131,9 @@ def main() -> None:
             for family in families for p in levels]
     print(f"\nGHZ L = {L}, {POVM}, {args.records} records, depolarizing p; fidelity to the noisy "
           f"state (F as built, flagged by 'unphysical'; F_SGS of the closest physical state)")
-    report("noisy_ghz", rows, {"options": vars(args), "aqt": {str(p): v for p, v in AQT.items()},
-                               "runs": runs})
+    name = "noisy_ghz" + ("_quick" if args.quick else "")
+    report(name, rows, {"options": vars(args), "aqt": {str(p): v for p, v in AQT.items()},
+                        "runs": runs})
 
 
 if __name__ == "__main__":

@@ -8,11 +8,12 @@ one dataset of max(N) records is simulated per L; for each N in 10^3, 10^4, 10^5
 are
 
 - fitted by each family (``gru``, ``transformer`` and ``mps`` where the registry has it) with
-  ``qtomo.train.fit``: AdamW, a budget of ``--steps`` optimizer steps (epochs = steps / batches
-  per epoch), warm-up and cosine decay, a moving average of the weights (``--ema``) that is
-  validated and kept, early stopping (``--patience``); the model's observables are exact sums
-  over all 4^L records at L ≤ 10 and Monte Carlo over ``--samples`` model samples above (their
-  mean standard error is reported beside, as ``model_stderr``: it is part of the error);
+  ``qtomo.train.fit`` and the options ``qtomo fit`` uses for the family on those N records
+  (:func:`qtomo.recipe.recipe`, its selection grid aside: one model per family), the epochs
+  set by a budget of ``--steps`` optimizer steps (epochs = steps / batches per epoch); the
+  model's observables are exact sums over all 4^L records at L ≤ 10 and Monte Carlo over
+  ``--samples`` model samples above (their mean standard error is reported beside, as
+  ``model_stderr``: it is part of the error);
 - averaged directly (data only): mean_n Π_i Tr(O_i Q_{a_i^(n)}) over the same N records.
 
 Each row gives, against the exact reference values of the dataset: max and RMS error of ⟨X_i⟩
@@ -33,23 +34,22 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import math
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
-from common import report
+from common import report, step_budget_options
 
 from qtomo.data import read_dataset
 from qtomo.distribution import ENUMERATE_MAX_L
-from qtomo.models import build, family_classes
+from qtomo.models import build
 from qtomo.models.registry import FAMILIES
 from qtomo.observables import Observables, estimate_observables, model_observables
 from qtomo.simulate import simulate
 from qtomo.states.hamiltonians import TFIM
-from qtomo.train import TrainOptions, fit
+from qtomo.train import fit
 
 
 def errors(observables: Observables, reference: dict, L: int) -> dict:
@@ -66,13 +66,7 @@ def errors(observables: Observables, reference: dict, L: int) -> dict:
 def fitted_observables(family: str, dataset, n: int, args, out: Path) -> tuple[dict, float]:
     """Train ``family`` on the first n rows; its observables' errors and the training time."""
     head = dataclasses.replace(dataset, n_records=n)  # the trainer sees rows [0, n) only
-    # a family's own recipe (the physical families' lr, batch and averaging) over the defaults
-    recipe = {"batch_size": args.batch_size, "lr": args.lr, "ema": args.ema,
-              **family_classes(family)[0].train_defaults}
-    batch = min(recipe["batch_size"], int(0.9 * n))
-    epochs = max(1, math.ceil(args.steps / math.ceil(0.9 * n / batch)))
-    options = TrainOptions(epochs=epochs, batch_size=batch, lr=recipe["lr"],
-                           patience=args.patience, ema=recipe["ema"], seed=args.seed)
+    options = step_budget_options(family, head, args.steps, {"seed": args.seed})
     torch.manual_seed(args.seed)
     model = build(family, L=dataset.L, K=dataset.K, povm=dataset.povm)
     started = time.perf_counter()
@@ -116,10 +110,6 @@ def main() -> None:
     parser.add_argument("--families", nargs="+", default=["gru", "transformer", "mps"],
                         help="model families (those missing from the registry are skipped)")
     parser.add_argument("--steps", type=int, default=4_000, help="optimizer steps per fit")
-    parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--lr", type=float, default=3e-3)
-    parser.add_argument("--patience", type=int, default=10)
-    parser.add_argument("--ema", type=float, default=0.99, help="weight-average decay (0 = off)")
     parser.add_argument("--samples", type=int, default=100_000,
                         help="model samples for Monte Carlo observables above the exact limit")
     parser.add_argument("--seed", type=int, default=0)

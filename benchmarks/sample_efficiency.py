@@ -27,10 +27,9 @@ F < 0.99. Reported: the smallest passing N (or "> largest tried"), F and F_c the
 F_c, and Cha et al.'s record counts for F_c ≥ 0.99 (6 000 / 8 000 / 10 000 at L = 10 / 20 / 40;
 Mach. Learn.: Sci. Technol. 3, 01LT01 (2022)), which certify no coherence.
 
-Recipe (the defaults, those that reached F_c ≥ 0.99 with 3 000-4 000 records at L = 10-40 in the
-classical version): GRU 1 × 8, AdamW lr 4·10⁻², batch 128, 8 000 optimizer steps with warm-up and
-cosine decay, gradient clipping at 1, a moving average of the weights (``ema`` 0.99) that is
-validated and kept, early stopping after 20 epochs without a better validation NLL.
+Training: the model of ``--model`` and ``--hp`` (default GRU 1 × 8) with the options ``qtomo fit``
+uses for the family on those N records (:func:`qtomo.recipe.recipe`), the epochs set by a budget
+of ``--steps`` optimizer steps (default 8 000).
 
 Usage::
 
@@ -55,7 +54,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import torch
-from common import report
+from common import report, step_budget_options
 
 from qtomo.data import read_dataset
 from qtomo.distribution import ENUMERATE_MAX_L, log_prob_batched
@@ -64,7 +63,7 @@ from qtomo.models import build
 from qtomo.povm import get_povm
 from qtomo.products import ghz_fidelity
 from qtomo.simulate import simulate
-from qtomo.train import TrainOptions, fit
+from qtomo.train import fit
 
 CHA_ET_AL = {10: 6_000, 20: 8_000, 40: 10_000, 60: 11_500, 80: 13_000}
 LADDER = [1_000, 2_000, 3_000, 5_000, 7_000, 10_000, 15_000, 20_000, 30_000, 50_000, 70_000,
@@ -80,11 +79,7 @@ def mixture_classical_fidelity(L: int) -> float:
 def fidelities_at(dataset, n: int, test: tuple[int, int], args, out: Path) -> dict:
     """Train on the first n rows of ``dataset``; quantum F and F_c (value, stderr)."""
     head = dataclasses.replace(dataset, n_records=n)  # the trainer sees rows [0, n) only
-    batch = min(args.batch_size, int(0.9 * n))
-    epochs = max(1, math.ceil(args.steps / math.ceil(0.9 * n / batch)))
-    options = TrainOptions(epochs=epochs, batch_size=batch, lr=args.lr,
-                           weight_decay=args.weight_decay, patience=args.patience, ema=args.ema,
-                           seed=args.seed)
+    options = step_budget_options(args.model, head, args.steps, {"seed": args.seed})
     torch.manual_seed(args.seed)
     model = build(args.model, L=dataset.L, K=dataset.K, povm=dataset.povm, **args.hp)
     started = time.perf_counter()
@@ -149,11 +144,6 @@ def main() -> None:
                         help="masked draws per GHZ term above the exact limit")
     parser.add_argument("--max-records", type=int, default=LADDER[-1], help="top of the ladder")
     parser.add_argument("--steps", type=int, default=8_000, help="optimizer steps per run")
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--lr", type=float, default=4e-2)
-    parser.add_argument("--weight-decay", type=float, default=0.0)
-    parser.add_argument("--patience", type=int, default=20)
-    parser.add_argument("--ema", type=float, default=0.99, help="weight-average decay (0 = off)")
     parser.add_argument("--seed", type=int, default=0, help="initialisation and shuffling")
     parser.add_argument("--jobs", type=int, default=2, help="L values trained in parallel")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per job")

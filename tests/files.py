@@ -1,5 +1,6 @@
-"""Damaged copies of a dataset file, for the reader's tests."""
+"""Damaged copies of a dataset file, for the reader's tests, and digests of a folder."""
 
+import hashlib
 from pathlib import Path
 
 import h5py
@@ -19,3 +20,9 @@ def replace_item(name, data):
         del file[name]
         file.create_dataset(name, data=data)
     return edit
+
+
+def digests(folder: Path) -> dict[str, str]:
+    """SHA-256 of every file in ``folder``: a refused command must leave it unchanged."""
+    return {path.name: hashlib.sha256(path.read_bytes()).hexdigest()
+            for path in sorted(folder.iterdir()) if path.is_file()}

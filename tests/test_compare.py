@@ -1,5 +1,6 @@
 """``qtomo.report.compare`` / ``qtomo.plots.plot_comparison`` and ``qtomo compare``: several
-models on the same test records, and the recorded training time."""
+models on the same test records, and the recorded training time; two outputs on one path or one
+model given twice are refused."""
 
 import json
 
@@ -19,6 +20,7 @@ from qtomo.report import compare, training_time
 from qtomo.simulate import simulate
 from qtomo.states.exact import tfim_ground_state
 from qtomo.train import TrainOptions, fit, run_paths
+from tests.commands import refused
 from tests.test_mps_model import dense_rho, randomised
 
 L, N = 4, 3000
@@ -168,3 +170,21 @@ def test_cli_compare_bad_options_exit_2(dataset, tmp_path, capsys, extra, messag
     assert main(argv) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "x.json").exists()
+
+
+def test_two_outputs_on_one_path_and_duplicate_models_are_refused(ghz3_records, ghz3_gru, capsys):
+    folder = ghz3_records.parent
+    copy = folder / "n.pt"
+    copy.write_bytes(ghz3_gru.read_bytes())
+    json = str(folder / "a.json")
+    refused(capsys, folder, ["compare", "--model", str(ghz3_gru), "--model", str(copy), "--json",
+                              json, "--json", json, "--quiet"], "same file")
+    refused(capsys, folder, ["compare", "--model", str(ghz3_gru), "--model",
+                              str(folder / "." / "m.pt"), "--quiet"], "same file")
+    refused(capsys, folder, ["evaluate", "--model", str(ghz3_gru), str(ghz3_gru), "--quiet"],
+             "same file")
+    # variant: --json and --plot on one file
+    image = folder / "a.png"
+    refused(capsys, folder, ["evaluate", "--model", str(ghz3_gru), "--json", str(image), "--plot",
+                              str(folder / "." / "a.png"), "--quiet"], "same file")
+    copy.unlink()

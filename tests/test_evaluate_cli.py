@@ -1,12 +1,14 @@
 """``evaluate`` and ``qtomo evaluate``: truth as the model, the JSON keys, files, bad input."""
 
 import json
+import os
 
 import h5py
 import numpy as np
 import pytest
 import torch
 
+import qtomo.evaluate
 from qtomo.cli import main
 from qtomo.data import read_dataset, write_dataset
 from qtomo.errors import QtomoError
@@ -16,6 +18,8 @@ from qtomo.povm import enumerate_outcomes, get_povm
 from qtomo.simulate import simulate
 from qtomo.states.exact import tfim_ground_state
 from qtomo.states.mps import ghz_mps
+from qtomo.train import TrainOptions, fit
+from tests.commands import one_line_error, refused, strict_json, tiny_fit
 
 L, N = 4, 4000
 
@@ -365,3 +369,75 @@ def test_cli_evaluates_a_gan_from_its_samples(tiny_data, tmp_path, capsys):
     assert "nll" not in report and report["classical_fidelity"]["method"] == "histogram"
     assert main(["evaluate", "--model", str(out), "--method", "exact", "--quiet"]) == 2
     assert capsys.readouterr().err.startswith("qtomo: error: the gan model has no log_prob")
+
+
+@pytest.mark.parametrize("option, name", [("--json", "eval.json"), ("--plot", "eval.png")])
+def test_evaluate_into_a_folder_fails_before_the_work(tfim3_gru, tfim3_records, tmp_path,
+                                                      monkeypatch, capsys, option, name):
+    (tmp_path / name).mkdir()
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("evaluated before the output was checked")
+
+    monkeypatch.setattr(qtomo.evaluate, "evaluate", no_work)
+    assert main(["evaluate", "--model", str(tfim3_gru[0]), "--data", str(tfim3_records), option,
+                 str(tmp_path / name), "--quiet"]) == 2
+    one_line_error(capsys, "it is a folder")
+    assert list((tmp_path / name).iterdir()) == []
+
+
+def test_evaluate_json_over_its_dataset_is_refused(ghz3_records, ghz3_gru, capsys):
+    folder = ghz3_records.parent
+    refused(capsys, folder, ["evaluate", "--model", str(ghz3_gru), "--data", str(ghz3_records),
+                             "--json", str(ghz3_records), "--quiet"],
+            "it is an input of this command")
+    # variant: the run's own .last.pt, reached through a relative path with ..
+    relative = os.path.relpath(folder / "sub" / ".." / "m.last.pt")
+    refused(capsys, folder, ["evaluate", "--model", str(ghz3_gru), "--json", relative, "--quiet"],
+             "m.last.pt", "input")
+
+
+def test_api_takes_paths_and_checks_rows(ghz3_records, ghz3_gru):
+    torch.manual_seed(0)
+    result = fit(build("gru", L=3, K=6, hidden=4), str(ghz3_records), TrainOptions(epochs=1),
+                 device="cpu", quiet=True)
+    assert np.isfinite(result.best_val_nll)
+    evaluation = evaluate(str(ghz3_gru), ghz3_records, blocks=(), rows=(0, 100))
+    assert evaluation.classical.n_test == 100
+    for rows in ((-5, 10), (0, 10**6), (7, 7), (0.0, 10), (0, 2001)):
+        with pytest.raises(QtomoError, match="0 <= start < stop <= 2000"):
+            evaluate(ghz3_gru, str(ghz3_records), blocks=(), rows=rows)
+
+
+def test_evaluate_refuses_readout_elements_that_differ_under_one_name(tmp_path, capsys):
+    common = ["--state", "ghz", "--L", "2", "--povm", "pauli6", "--samples", "1500", "--quiet"]
+    a, b = tmp_path / "a.h5", tmp_path / "b.h5"
+    assert main(["simulate", *common, "--readout-error", "0.01", "0.02", "--out", str(a)]) == 0
+    assert main(["simulate", *common, "--readout-error", "0.05", "0.02", "--out", str(b)]) == 0
+    for family in (["--hidden", "4", "--layers", "1"], ["--model", "mps", "--chi", "2",
+                                                         "--real", "1", "--refine", "0"]):
+        model = tmp_path / f"{family[1]}.pt"
+        assert main(["fit", "--data", str(a), "--out", str(model), "--epochs", "1",
+                     "--batch-size", "128", "--device", "cpu", "--quiet", *family]) == 0
+        refused(capsys, tmp_path, ["evaluate", "--model", str(model), "--data", str(b),
+                                    "--json", str(tmp_path / "e.json"), "--quiet"],
+                 "model does not match", "other elements")
+        assert main(["evaluate", "--model", str(model), "--data", str(a), "--blocks", "none",
+                     "--quiet"]) == 0  # the data it was trained on
+
+
+def test_default_blocks_fit_small_L_and_an_L_mismatch_is_named(tmp_path, capsys):
+    two = simulate("ghz", 2, samples=1500, seed=0, out=tmp_path / "two.h5", quiet=True)
+    model = tmp_path / "m.pt"
+    assert main(["fit", "--data", str(two), "--out", str(model), *tiny_fit(1)]) == 0
+    assert main(["evaluate", "--model", str(model), "--json", str(tmp_path / "e.json"),
+                 "--quiet"]) == 0
+    report = strict_json((tmp_path / "e.json").read_text())
+    assert [len(state["sites"]) for state in report["reduced_states"]] == [2]
+    one = simulate("product", 1, product_state="0", samples=500, seed=0,
+                   out=tmp_path / "one.h5", quiet=True)
+    assert main(["evaluate", "--model", str(model), "--data", str(one), "--quiet"]) == 2
+    one_line_error(capsys, "model does not match", "L = 2 (data: 1)")
+    # variant: a size given explicitly is still checked against L
+    assert main(["evaluate", "--model", str(model), "--blocks", "3", "--quiet"]) == 2
+    one_line_error(capsys, "block size '3'", "L = 2")

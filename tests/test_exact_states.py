@@ -113,3 +113,9 @@ def test_exact_limits_and_bad_input():
         product_state(3, "up")
     with pytest.raises(QtomoError, match="finite"):
         tfim_ground_state(4, h=float("nan"))
+
+
+def test_field_free_of_coupling_is_unique_and_silent():
+    state = tfim_ground_state(5, J=0.0, h=1.0)
+    assert "warning" not in state.attrs
+    assert np.allclose(state.references()["X"], 1.0)

@@ -9,6 +9,7 @@ import torch
 from qtomo.cli import main
 from qtomo.models import hyperparameter_types, load, load_checkpoint
 from qtomo.simulate import simulate
+from tests.commands import one_line_error, refused, tiny_fit
 
 QUICK = ["--epochs", "2", "--batch-size", "128", "--hidden", "16", "--device", "cpu"]
 
@@ -133,3 +134,37 @@ def test_every_family_fits_and_resumes_from_the_command_line(tiny_data, tmp_path
         trainer = torch.load(tmp_path / "gan.last.pt", weights_only=True)["trainer"]
         assert list(trainer["optimizer"]["param_groups"][0]["betas"]) == [0.5, 0.9]
     assert torch.load(out, weights_only=True)["config"]["training"]["epochs_run"] == 2
+
+
+def test_fit_into_a_folder_fails_before_the_work_and_leaves_nothing(tfim3_records, tmp_path,
+                                                                    capsys):
+    out = tmp_path / "m.pt"
+    out.mkdir()
+    assert main(["fit", "--data", str(tfim3_records), "--out", str(out), *tiny_fit(2)]) == 2
+    one_line_error(capsys, "it is a folder")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.pt"]
+    assert list(out.iterdir()) == []
+
+
+@pytest.mark.parametrize("model", [tiny_fit(2), ["--model", "mps", "--epochs", "1", "--quiet"]])
+def test_fit_onto_its_own_data_fails_and_leaves_the_data(tfim3_records, capsys, model):
+    """A plain fit and a size search (which copies its kept run to --out) both refuse."""
+    before = tfim3_records.read_bytes()
+    assert main(["fit", "--data", str(tfim3_records), "--out", str(tfim3_records), *model]) == 2
+    one_line_error(capsys, "it is an input of this command")
+    assert tfim3_records.read_bytes() == before
+
+
+def test_fit_out_over_its_dataset_through_a_link_is_refused(ghz3_records, capsys, tmp_path):
+    link = tmp_path / "link.h5"
+    link.symlink_to(ghz3_records)
+    refused(capsys, ghz3_records.parent,
+            ["fit", "--data", str(link), "--out", str(ghz3_records), *tiny_fit(1)], "input")
+    # variant: a hard link, another name for the same inode
+    hard = ghz3_records.parent / "hard.h5"
+    os.link(ghz3_records, hard)
+    try:
+        refused(capsys, ghz3_records.parent,
+                ["fit", "--data", str(ghz3_records), "--out", str(hard), *tiny_fit(1)], "input")
+    finally:
+        hard.unlink()

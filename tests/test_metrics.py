@@ -1,13 +1,18 @@
-"""Classical metrics (NLL, KL, F_c) against exact enumeration (issue 5)."""
+"""Classical metrics (NLL, KL, F_c) against exact enumeration (issue 5); inputs that are not
+log-probabilities are refused (also for values drawn by hypothesis)."""
+
 
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from qtomo.distribution import enumerate_probabilities, log_prob_batched
 from qtomo.errors import QtomoError
 from qtomo.estimate import Estimate
 from qtomo.metrics import (
+    LOG_PROB_TOL,
     classical_fidelity,
     classical_metrics,
     kl_divergence,
@@ -16,6 +21,7 @@ from qtomo.metrics import (
 from qtomo.models import build
 from qtomo.povm import born_probabilities, get_povm
 from qtomo.states.exact import ExactDistribution, tfim_ground_state
+from tests.fuzz import FUZZ, accepted_or_refused
 
 
 def test_estimate_behaves_like_a_value_with_an_error():
@@ -96,3 +102,39 @@ def test_closed_forms_and_empty_input():
     assert nll(np.log([0.25, 0.25])).value == pytest.approx(np.log(4))
     with pytest.raises(QtomoError, match="no test records"):
         classical_metrics(None, [])
+
+
+def test_metrics_refuse_what_is_not_a_log_probability():
+    log_p = np.log([0.5, 0.25])
+    with pytest.raises(QtomoError, match=r"ln Q must be <= 0 .*got 0.5 at record 1"):
+        kl_divergence(log_p, [-1.0, 0.5])
+    with pytest.raises(QtomoError, match="ln Q must be <= 0"):
+        classical_fidelity(log_p, [0.2, -1.0])
+    with pytest.raises(QtomoError, match=r"ln Q must have shape \(2,\)"):
+        kl_divergence(log_p, [-1.0, -1.0, -1.0])
+    with pytest.raises(QtomoError, match="ln P must be <= 0 .*and finite"):
+        kl_divergence([np.nan, -1.0], log_p)
+    with pytest.raises(QtomoError, match=r"\(a log-probability\) and finite; got -inf"):
+        classical_fidelity([-np.inf, -1.0], log_p)
+    # variant: ln Q = -inf (Q = 0 at a record) is a true, infinite NLL; rounding above 0 passes
+    assert nll([-np.inf, -1.0]).value == np.inf
+    assert kl_divergence(log_p, log_p + 1e-9).value == pytest.approx(-1e-9)
+
+
+log_values = st.one_of(st.floats(-30, 0), st.floats(allow_nan=True, allow_infinity=True),
+                       st.floats(0, 1e-7))
+
+
+@settings(FUZZ, max_examples=150)
+@given(log_p=st.lists(log_values, max_size=5), log_q=st.lists(log_values, max_size=5))
+def test_metrics_refuse_whatever_is_not_a_log_probability(log_p, log_q):
+    p, q = np.array(log_p, dtype=float), np.array(log_q, dtype=float)
+    valid = (p.size == q.size > 0 and np.all(np.isfinite(p)) and not np.isnan(q).any()
+             and np.all(p <= LOG_PROB_TOL) and np.all(q <= LOG_PROB_TOL))
+    figures = accepted_or_refused(
+        lambda: (kl_divergence(p, q), classical_fidelity(p, q), nll(q)), valid, (p, q))
+    if figures is None:
+        return
+    kl, fidelity, cross = figures
+    assert cross.value >= -LOG_PROB_TOL and fidelity.value >= 0
+    assert np.isclose(kl.value, np.mean(p - q)) or np.isinf(kl.value)

@@ -4,6 +4,7 @@ from functools import reduce
 
 import numpy as np
 import pytest
+import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -17,6 +18,8 @@ from qtomo.povm import (
     get_povm,
     invert_probabilities,
 )
+from qtomo.states.exact import tfim_ground_state
+from qtomo.states.mps import ghz_mps
 
 
 def random_density_matrix(L: int, rng: np.random.Generator) -> np.ndarray:
@@ -138,3 +141,12 @@ def test_invalid_povms_are_rejected(elements, problem):
 def test_unknown_name():
     with pytest.raises(QtomoError, match="unknown POVM 'pauli5'"):
         get_povm("pauli5")
+
+
+def test_truth_distributions_share_the_record_check():
+    pauli4 = get_povm("pauli4")
+    for truth in (tfim_ground_state(3).distribution(pauli4), ghz_mps(3).distribution(pauli4)):
+        with pytest.raises(QtomoError, match="must lie in 0..3 for POVM 'pauli4'; got 9 in row"):
+            truth.log_prob(torch.tensor([[0, 9, 0]]))
+        with pytest.raises(QtomoError, match="shape"):
+            truth.log_prob(torch.zeros(1, 4, dtype=torch.long))

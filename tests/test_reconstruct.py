@@ -1,10 +1,13 @@
-"""Reconstruction and observables against dense linear algebra and closed forms (issue 5)."""
+"""Reconstruction and observables against dense linear algebra and closed forms (issue 5);
+fidelities refuse targets that are not states and lie in [0, 1] for those that are (hypothesis)."""
 
 from functools import reduce
 
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from qtomo.distribution import ENUMERATE_MAX_L, enumerate_probabilities, outcome_blocks
 from qtomo.errors import QtomoError
@@ -22,6 +25,7 @@ from qtomo.reconstruct import (
     project_to_physical,
     pure_state_overlaps,
     quantum_fidelity,
+    uhlmann_fidelity,
 )
 from qtomo.states.exact import (
     ExactDistribution,
@@ -31,6 +35,7 @@ from qtomo.states.exact import (
     tfim_ground_state,
 )
 from qtomo.states.mps import vector_to_mps
+from tests.fuzz import FUZZ, accepted_or_refused
 
 from .physics import site_operator
 
@@ -283,3 +288,43 @@ def test_reconstruction_diagnostics_against_dense_values():
     assert abs(fidelity.top_eigenvector - abs(np.vdot(top, psi)) ** 2) < 1e-10
     assert abs(fidelity.projected - np.vdot(psi, project_to_physical(rho) @ psi).real) < 1e-10
     assert rec.diagnostics(fidelity)["top_eigenvector_fidelity"] == fidelity.top_eigenvector
+
+
+def test_fidelities_refuse_targets_that_are_not_states():
+    psi = np.array([1, 0, 0, 1]) / np.sqrt(2)
+    rho = np.outer(psi, psi)
+    assert quantum_fidelity(rho, psi).value == pytest.approx(1.0)
+    with pytest.raises(QtomoError, match="squared norm 4"):
+        quantum_fidelity(rho, 2 * psi)
+    with pytest.raises(QtomoError, match="its trace is 2"):
+        uhlmann_fidelity(2 * rho, 2 * rho)
+    with pytest.raises(QtomoError, match="NaN"):
+        quantum_fidelity(np.full((4, 4), np.nan), psi)
+    with pytest.raises(QtomoError, match="ρ has trace 2"):
+        quantum_fidelity(2 * rho, psi)
+    # variant: a Hermitian, trace-1 σ with a negative eigenvalue is not a state either
+    with pytest.raises(QtomoError, match="smallest eigenvalue is -0.2"):
+        uhlmann_fidelity(rho, np.diag([1.2, -0.2, 0.0, 0.0]))
+    assert float(uhlmann_fidelity(np.eye(4) / 4, rho)) == pytest.approx(0.25)
+
+
+@settings(FUZZ, max_examples=100)
+@given(seed=st.integers(0, 2**16), scale=st.sampled_from([1.0, 1.0, 2.0, 0.5, 1 + 1e-9]),
+       trace=st.sampled_from([1.0, 1.0, 3.0, 1 + 1e-9]), mixed=st.booleans(),
+       poison=st.booleans())
+def test_fidelity_is_in_0_1_for_states_and_refused_otherwise(seed, scale, trace, mixed,
+                                                              poison):
+    rng = np.random.default_rng(seed)
+    D = 4
+    vector = rng.normal(size=D) + 1j * rng.normal(size=D)
+    vector /= np.linalg.norm(vector)
+    factor = rng.normal(size=(D, D)) + 1j * rng.normal(size=(D, D))
+    rho = factor @ factor.conj().T
+    rho *= trace / np.trace(rho).real
+    if poison:
+        rho[0, 0] = np.nan if seed % 2 else np.inf
+    target = np.outer(vector, vector.conj()) * scale if mixed else vector * np.sqrt(scale)
+    valid = abs(scale - 1) < 1e-6 and abs(trace - 1) < 1e-6 and not poison
+    fidelity = accepted_or_refused(lambda: quantum_fidelity(rho, target), valid,
+                                   (seed, scale, trace, mixed, poison))
+    assert fidelity is None or -1e-9 <= fidelity.value <= 1 + 1e-6

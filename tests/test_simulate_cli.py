@@ -4,8 +4,13 @@ import h5py
 import numpy as np
 import pytest
 
+import qtomo.simulate
 from qtomo.cli import main
 from qtomo.data import read_dataset
+from qtomo.errors import QtomoError
+from qtomo.simulate import SimulationWarning, simulate
+from qtomo.states.mps import tfim_mps
+from tests.commands import one_line_error
 
 from .physics import X, Z, dense_born, dense_tfim, site_operator
 
@@ -107,3 +112,40 @@ def test_info_bad_files(tfim8, tmp_path, capsys):
         assert main(["info", str(path)]) == 2
         err = capsys.readouterr().err
         assert err.startswith("qtomo: error:") and err.count("\n") == 1
+
+
+def test_simulate_into_a_folder_fails_before_the_work(tmp_path, monkeypatch, capsys):
+    def no_work(*args):
+        raise AssertionError("the state was built before the output was checked")
+
+    monkeypatch.setattr(qtomo.simulate, "_build_state", no_work)
+    assert main(["simulate", "--L", "3", "--samples", "10", "--out", str(tmp_path),
+                 "--quiet"]) == 2
+    one_line_error(capsys, "it is a folder")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("method", ["exact", "mps"])
+def test_classical_ising_point_warns_on_both_paths(tmp_path, method):
+    with pytest.warns(SimulationWarning, match=r"parity gap 0.0e\+00 is below .* selected by "
+                                               r"symmetry"):
+        path = simulate("tfim", 6, h=0.0, samples=100, method=method, out=tmp_path / "d.h5",
+                        quiet=True)
+    assert "selected by symmetry" in read_dataset(path).attrs["warning"]
+
+
+@pytest.mark.parametrize("method", ["exact", "mps"])
+def test_zero_hamiltonian_is_one_line_on_both_paths(tmp_path, capsys, method):
+    assert main(["simulate", "--L", "6", "--J", "0", "--h", "0", "--method", method,
+                 "--samples", "10", "--out", str(tmp_path / "d.h5"), "--quiet"]) == 2
+    one_line_error(capsys, "J = h = 0 makes H = 0")
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(QtomoError, match="J = h = 0"):
+        tfim_mps(6, J=0.0, h=0.0)
+
+
+def test_a_dataset_larger_than_the_free_disk_is_refused_before_the_work(tmp_path, capsys):
+    assert main(["simulate", "--L", "3", "--samples", str(2**61), "--out",
+                 str(tmp_path / "huge.h5"), "--quiet"]) == 2
+    one_line_error(capsys, "the ln P column alone (8 bytes per record) needs", "GiB free")
+    assert list(tmp_path.iterdir()) == []

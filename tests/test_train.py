@@ -4,6 +4,7 @@ import json
 import math
 import os
 import socket
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,13 +12,17 @@ import torch
 import torch.multiprocessing as mp
 
 import qtomo.train
+from qtomo.cli import main
 from qtomo.data import read_dataset
 from qtomo.errors import CheckpointError, ConvergenceError, QtomoError
+from qtomo.evaluate import evaluate
 from qtomo.models import build, load_checkpoint
 from qtomo.povm import enumerate_outcomes, get_povm
 from qtomo.simulate import simulate
 from qtomo.states.exact import tfim_ground_state
 from qtomo.train import TrainOptions, _Average, _Rows, fit
+from tests.commands import one_line_error, refused, tiny_fit
+from tests.files import digests
 
 FAST = dict(epochs=3, batch_size=128, warmup=20)
 
@@ -203,3 +208,117 @@ def test_ddp_with_two_gloo_processes_matches_one_process(tfim4, tmp_path):
     for one, two in zip(single.history, ddp.trainer["history"], strict=True):
         assert abs(one["train_nll"] - two["train_nll"]) < 1e-4
         assert abs(one["val_nll"] - two["val_nll"]) < 1e-4
+
+
+def test_resume_from_an_optimizer_state_of_the_wrong_shape_is_one_line(tfim3_gru, tfim3_records,
+                                                                       tmp_path, capsys):
+    payload = torch.load(tfim3_gru[1], weights_only=True)
+    state = payload["trainer"]["optimizer"]["state"]
+    state[0]["exp_avg"] = torch.zeros(5)
+    torch.save(payload, tmp_path / "m.last.pt")
+    assert main(["fit", "--resume", str(tmp_path / "m.last.pt"), "--data", str(tfim3_records),
+                 "--epochs", "2", "--quiet", "--device", "cpu"]) == 2
+    one_line_error(capsys, "trainer state does not fit the model", "exp_avg")
+
+
+def _interrupted(interrupt_after, argv, after=1):
+    """Run ``qtomo fit argv`` and kill it (KeyboardInterrupt) once ``after`` epochs are saved."""
+    with interrupt_after(after):
+        assert main(["fit", *argv]) == 130
+
+
+def test_resume_without_seed_keeps_the_seed_and_equals_the_uninterrupted_run(
+        tfim3_records, tmp_path, interrupt_after):
+    common = ["--data", str(tfim3_records), *tiny_fit(2), "--seed", "7"]
+    assert main(["fit", *common, "--out", str(tmp_path / "whole.pt")]) == 0
+    _interrupted(interrupt_after, [*common, "--out", str(tmp_path / "cut.pt")])
+    torch.manual_seed(123)  # another global state: the resumed run must not depend on it
+    assert main(["fit", "--resume", str(tmp_path / "cut.pt"), "--quiet", "--device", "cpu"]) == 0
+    whole, cut = (load_checkpoint(tmp_path / name) for name in ("whole.last.pt", "cut.last.pt"))
+    assert cut.config["training"]["options"]["seed"] == 7
+    assert ([{k: v for k, v in row.items() if k != "time_s"} for row in cut.trainer["history"]]
+            == [{k: v for k, v in row.items() if k != "time_s"}
+                for row in whole.trainer["history"]])
+    for key, value in whole.model.state_dict().items():
+        assert torch.equal(value, cut.model.state_dict()[key]), key
+
+
+def test_options_given_on_resume_are_applied(tfim3_records, tmp_path, interrupt_after):
+    argv = ["--data", str(tfim3_records), *tiny_fit(2), "--schedule", "constant", "--warmup", "0",
+            "--lr", "3e-3", "--weight-decay", "0", "--out", str(tmp_path / "m.pt")]
+    _interrupted(interrupt_after, argv)
+    assert main(["fit", "--resume", str(tmp_path / "m.pt"), "--lr", "1e-3", "--weight-decay",
+                 "0.01", "--epochs", "3", "--quiet", "--device", "cpu"]) == 0
+    last = load_checkpoint(tmp_path / "m.last.pt")
+    assert [row["lr"] for row in last.trainer["history"]] == [3e-3, 1e-3, 1e-3]
+    group = last.trainer["optimizer"]["param_groups"][0]
+    assert (group["lr"], group["initial_lr"], group["weight_decay"]) == (1e-3, 1e-3, 0.01)
+    options = last.config["training"]["options"]
+    assert (options["lr"], options["epochs"], options["schedule"]) == (1e-3, 3, "constant")
+
+
+def test_resume_with_another_weight_average_is_refused(tfim3_records, tmp_path, interrupt_after,
+                                                       capsys):
+    _interrupted(interrupt_after,
+                 ["--data", str(tfim3_records), *tiny_fit(2), "--out", str(tmp_path / "m.pt")])
+    capsys.readouterr()
+    assert main(["fit", "--resume", str(tmp_path / "m.pt"), "--ema", "0.9", "--quiet"]) == 2
+    one_line_error(capsys, "was trained with ema = 0.0; resume it with that ema (got 0.9)")
+
+
+def test_resume_refuses_a_last_checkpoint_of_another_family(ghz3_records, ghz3_gru, capsys,
+                                                            tmp_path):
+    import shutil
+
+    mine = tmp_path / "x.pt"
+    shutil.copy(ghz3_gru, mine)
+    other = tmp_path / "other.pt"
+    assert main(["fit", "--data", str(ghz3_records), "--out", str(other), "--model", "mps", "--chi",
+                 "2", "--real", "1", "--epochs", "1", "--refine", "0", "--batch-size", "128",
+                 "--device", "cpu", "--quiet"]) == 0
+    shutil.copy(tmp_path / "other.last.pt", tmp_path / "x.last.pt")  # the gru's .last.pt is an mps
+    refused(capsys, tmp_path, ["fit", "--resume", str(mine), "--epochs", "2", "--quiet"],
+             "x.last.pt is not the last state of the run of", "family 'mps'", "'gru'")
+    # variant: the same family with other hyperparameters, through the API
+    from qtomo.errors import CheckpointError
+    from qtomo.train import load_resume
+
+    assert main(["fit", "--data", str(ghz3_records), "--out", str(other), "--epochs", "1",
+                 "--batch-size", "128", "--hidden", "5", "--layers", "1", "--device", "cpu",
+                 "--quiet"]) == 0
+    shutil.copy(tmp_path / "other.last.pt", tmp_path / "x.last.pt")
+    with pytest.raises(CheckpointError, match="hyperparameters"):
+        load_resume(mine)
+
+
+def test_resume_on_another_dataset_names_the_dataset(ghz3_records, ghz3_gru, capsys, tmp_path):
+    small = simulate("ghz", 3, povm="pauli6", samples=150, seed=4, out=tmp_path / "small.h5",
+                     quiet=True)
+    last = Path(str(ghz3_gru).replace("m.pt", "m.last.pt"))
+    before = digests(ghz3_gru.parent)
+    assert main(["fit", "--resume", str(last), "--data", str(small), "--epochs", "2",
+                 "--quiet"]) == 2
+    one_line_error(capsys, "small.h5", "150 records", "2000 records")
+    assert digests(ghz3_gru.parent) == before
+
+
+def test_fit_in_memory_writes_nothing_and_matches_a_saved_run(tfim3_dataset, tmp_path, monkeypatch):
+    L, N = 3, 2000  # those of tfim3_dataset
+    monkeypatch.chdir(tmp_path)
+    options = TrainOptions(epochs=3, batch_size=128)
+    torch.manual_seed(0)
+    memory = fit(build("gru", L=L, K=4, hidden=8), tfim3_dataset, options, device="cpu", quiet=True)
+    assert list(tmp_path.iterdir()) == []
+    assert memory.checkpoint is memory.last is memory.history_path is None
+    assert memory.val_rows == (N - N // 10, N)
+    torch.manual_seed(0)
+    saved = fit(build("gru", L=L, K=4, hidden=8), tfim3_dataset, options, out=tmp_path / "m.pt",
+                device="cpu", quiet=True)
+    assert saved.checkpoint.is_file() and saved.val_rows == memory.val_rows
+    assert [row["val_nll"] for row in memory.history] == [row["val_nll"] for row in saved.history]
+    evaluation = evaluate(memory.model, tfim3_dataset, rows=memory.val_rows, blocks=())
+    assert evaluation.classical.n_test == N // 10
+    assert evaluation.classical.nll.value == pytest.approx(memory.best_val_nll, rel=1e-5)
+    with pytest.raises(QtomoError, match="resuming needs the run's files"):
+        fit(build("gru", L=L, K=4, hidden=8), tfim3_dataset, options, resume=saved.last,
+            device="cpu", quiet=True)
