@@ -29,7 +29,8 @@ Usage::
         [--records 10000 100000] [--families mps gru transformer] [--targets] [--quick]
 
 ``--quick`` runs L = 4, 2 000 records, one epoch for the networks (its numbers mean nothing).
-Writes a table to stdout and ``benchmarks/results/states[_targets][_quick].json``.
+Writes a table to stdout and ``benchmarks/results/states[_targets][_N<records>][_quick].json``
+(``_N…`` where ``--records`` is not the default).
 """
 
 from __future__ import annotations
@@ -84,6 +85,7 @@ def state_options(name: str, L: int, folder: Path) -> dict:
         options["circuit"] = path
     return options
 DENSE_MAX_L = 8
+RECORDS = [10_000, 100_000]
 
 
 def fit_and_score(family: str, dataset, *, epochs: int | None, samples: int) -> dict:
@@ -139,7 +141,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--states", nargs="+", choices=tuple(STATES), default=list(STATES))
     parser.add_argument("--L", nargs="+", type=int, default=[8, 16])
-    parser.add_argument("--records", nargs="+", type=int, default=[10_000, 100_000])
+    parser.add_argument("--records", nargs="+", type=int, default=RECORDS)
     default_families = ["mps", "gru", "transformer"] + (["dense"] if "dense" in FAMILIES else [])
     parser.add_argument("--families", nargs="+", choices=list(FAMILIES),
                         default=default_families)
@@ -169,8 +171,10 @@ def main() -> None:
     extra = {} if args.targets else {"winners": winners(rows)}
     for row in extra.get("winners", []):
         print_row(row, 5)
-    report("states" + ("_targets" if args.targets else "") + ("_quick" if args.quick else ""),
-           rows, extra)
+    counts = "" if args.targets or args.records == RECORDS else "_N" + "_".join(
+        map(str, args.records))
+    report("states" + ("_targets" if args.targets else "") + counts
+           + ("_quick" if args.quick else ""), rows, extra)
 
 
 if __name__ == "__main__":

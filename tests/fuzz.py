@@ -41,3 +41,14 @@ def accepted_or_refused(call, valid: bool, label=()):
     event("accepted")
     assert valid, label
     return result
+
+
+def read_or_refused(read, path, refusal: type[QtomoError]):
+    """``read(path)``, or None where it raises ``refusal`` in one line naming the file."""
+    try:
+        return read(path)
+    except refusal as error:
+        one_line(error)
+        assert str(path) in str(error)
+        event("refused")
+        return None

@@ -59,9 +59,12 @@ VERSION = 1
 # required ("key?" optional, "*" any other key); ("list", spec) a list, ("or none", spec) either.
 _ROWS = ("rows",)
 _TENSORS = {"*": "tensor"}
+_REFINEMENT = {"iterations?": "integer", "val_nll_before?": "number", "val_nll?": "number",
+               "*": "any"}
 _TRAINING = {"epochs_run?": "integer", "best_epoch?": "integer", "best_val_nll?": "number",
              "stopped_early?": "bool", "options?": "mapping", "world_size?": "integer",
-             "device?": "text", "n_parameters?": "integer", "*": "any"}
+             "device?": "text", "n_parameters?": "integer", "time_s?": "number",
+             "refine?": ("or none", _REFINEMENT), "*": "any"}
 SCHEMA = {
     "format": "text", "version": "integer", "qtomo_version?": "text",
     "config": {
