@@ -111,12 +111,12 @@ class NamedState:
 
     def build(self, L: int, parameters: StateParameters, method: str) -> ExactState | MPSState:
         """The state of L qubits on the ``exact`` (dense ψ) or ``mps`` path."""
-        if method == "mps":
-            return self.mps(L, parameters)
-        if self.exact is not None:
+        if method == "exact" and self.exact is not None:
             return self.exact(L, parameters)
         built = self.mps(L, parameters)
-        return ExactState(mps_to_vector(built.tensors), built.attrs)
+        if method == "exact":
+            return ExactState(mps_to_vector(built.tensors), built.attrs)
+        return built
 
     def references(self, built: Any, L: int, parameters: StateParameters) -> dict:
         """``built.references()``, with the exact MPS added where :attr:`mps_reference` asks."""
