@@ -288,7 +288,8 @@ def check_attrs(attrs: dict) -> None:
         ...
         qtomo.errors.QtomoError: attribute h must be a finite number; got 'strong'
     """
-    from qtomo.states.hamiltonians import BOUNDARIES, TFIM, XXZ
+    from qtomo.states.hamiltonians import BOUNDARIES
+    from qtomo.states.registry import dataset_hamiltonian
 
     missing = [key for key in ("L", "povm", *_REQUIRED_ATTRS) if key not in attrs]
     if missing:
@@ -319,16 +320,7 @@ def check_attrs(attrs: dict) -> None:
             readout_povms(attrs["readout_error"], L)
         except QtomoError as error:
             raise QtomoError(f"attribute readout_error: {error}") from None
-    if attrs.get("state") == "xxz":
-        missing = [key for key in ("J", "delta") if key not in attrs]
-        if missing:
-            raise QtomoError(f"an XXZ dataset needs the attribute(s) {', '.join(missing)}")
-        XXZ(L, attrs["J"], attrs["delta"])
-    if attrs.get("state") == "tfim":
-        missing = [key for key in ("J", "h", "boundary") if key not in attrs]
-        if missing:
-            raise QtomoError(f"a TFIM dataset needs the attribute(s) {', '.join(missing)}")
-        TFIM(L, attrs["J"], attrs["h"], attrs["boundary"])
+    dataset_hamiltonian(attrs, L)  # its attributes make a valid Hamiltonian
 
 
 _PAULI_BOUND = 1 + 1e-8

@@ -27,11 +27,12 @@ from typing import Any
 from qtomo.errors import QtomoError
 from qtomo.states import exact
 from qtomo.states.exact import ExactState
+from qtomo.states.hamiltonians import TFIM, XXZ
 from qtomo.states.mps import MPSState, ghz_mps, mps_to_vector, product_mps, tfim_mps
 from qtomo.states.named import cluster_mps, w_mps, xxz_ground_state, xxz_mps
 
-__all__ = ["CIRCUIT", "NAMED_STATES", "TARGETS", "NamedState", "StateParameters",
-           "named_state_entry", "prepare_state"]
+__all__ = ["CIRCUIT", "NAMED_STATES", "TARGETS", "GroundStateOf", "NamedState",
+           "StateParameters", "dataset_hamiltonian", "named_state_entry", "prepare_state"]
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,30 @@ Builder = Callable[[int, StateParameters], Any]
 
 
 @dataclass(frozen=True)
+class GroundStateOf:
+    """The Hamiltonian a named state is the ground state of, as a dataset's root attributes
+    give it (docs/conventions.md "The dataset file").
+
+    Attributes:
+        label: the dataset in messages, e.g. ``"a TFIM dataset"``.
+        attrs: the root attributes it needs.
+        build: (L, attrs) → the Hamiltonian (:class:`~qtomo.states.hamiltonians.TFIM`, …),
+            which checks the values.
+    """
+
+    label: str
+    attrs: tuple[str, ...]
+    build: Callable[[int, Mapping[str, Any]], TFIM | XXZ]
+
+    def from_attrs(self, attrs: Mapping[str, Any], L: int) -> TFIM | XXZ:
+        """The Hamiltonian of L qubits; QtomoError naming the attributes missing."""
+        missing = [key for key in self.attrs if key not in attrs]
+        if missing:
+            raise QtomoError(f"{self.label} needs the attribute(s) {', '.join(missing)}")
+        return self.build(L, attrs)
+
+
+@dataclass(frozen=True)
 class NamedState:
     """How qtomo builds one named state.
 
@@ -94,6 +119,7 @@ class NamedState:
         target_parameters: the numbers a target spec ``name:key=value,…`` may set, with their
             defaults; None when the spec carries no such parameters.
         site_labels: a target spec names one single-qubit label per site (``product:+-0``).
+        ground_state_of: the Hamiltonian whose ground state it is; None for the others.
         requires: (parameter, what to give) the state cannot do without.
         prepare: (L or None, parameters) → (L, parameters with the gates); circuits only.
     """
@@ -106,6 +132,7 @@ class NamedState:
     exact_mps: bool = False
     target_parameters: Mapping[str, float] | None = None
     site_labels: bool = False
+    ground_state_of: GroundStateOf | None = None
     requires: tuple[str, str] | None = None
     prepare: Callable[[int | None, StateParameters], tuple[int, StateParameters]] | None = None
 
@@ -175,7 +202,9 @@ NAMED_STATES: dict[str, NamedState] = {entry.name: entry for entry in (
         "tfim",
         mps=lambda L, p: tfim_mps(L, p.J, p.h, boundary=p.boundary, **p.dmrg_options()),
         exact=lambda L, p: exact.tfim_ground_state(L, p.J, p.h, p.boundary),
-        file_name=("h", "_h{:g}"), target_parameters={"h": 1.0, "J": 1.0}),
+        file_name=("h", "_h{:g}"), target_parameters={"h": 1.0, "J": 1.0},
+        ground_state_of=GroundStateOf("a TFIM dataset", ("J", "h", "boundary"), lambda L, a: TFIM(
+            int(L), float(a["J"]), float(a["h"]), str(a["boundary"])))),
     NamedState("ghz", mps=lambda L, p: ghz_mps(L), exact=lambda L, p: exact.ghz_state(L),
                mps_reference=True, exact_mps=True, target_parameters=_NO_PARAMETERS),
     NamedState("product", mps=lambda L, p: product_mps(L, p.product_state),
@@ -188,7 +217,9 @@ NAMED_STATES: dict[str, NamedState] = {entry.name: entry for entry in (
     NamedState(
         "xxz", mps=lambda L, p: xxz_mps(L, p.J, p.delta, **p.dmrg_options()),
         exact=lambda L, p: xxz_ground_state(L, p.J, p.delta),
-        file_name=("delta", "_delta{:g}"), target_parameters={"delta": 1.0, "J": 1.0}),
+        file_name=("delta", "_delta{:g}"), target_parameters={"delta": 1.0, "J": 1.0},
+        ground_state_of=GroundStateOf("an XXZ dataset", ("J", "delta"), lambda L, a: XXZ(
+            int(L), float(a["J"]), float(a["delta"])))),
     NamedState(
         "random-circuit",
         mps=_circuit_mps(lambda p: {"state": "random-circuit", "circuit": p.circuit_label,
@@ -231,3 +262,20 @@ def prepare_state(name: str, L: int | None,
     if entry.prepare is None:
         return entry, DEFAULT_L if L is None else L, parameters
     return (entry, *entry.prepare(L, parameters))
+
+
+def dataset_hamiltonian(attrs: Mapping[str, Any], L: int) -> TFIM | XXZ | None:
+    """The Hamiltonian whose ground state a dataset with root attributes ``attrs`` holds, or
+    None for a state without one (GHZ, product, W, cluster, circuits, measured data).
+
+    Raises:
+        QtomoError: an attribute the Hamiltonian needs is missing or has an impossible value.
+
+    Example:
+        >>> dataset_hamiltonian({"state": "xxz", "J": 1.0, "delta": 0.5}, 4)
+        XXZ(L=4, J=1.0, delta=0.5, boundary='open')
+    """
+    entry = NAMED_STATES.get(attrs.get("state"))
+    if entry is None or entry.ground_state_of is None:
+        return None
+    return entry.ground_state_of.from_attrs(attrs, L)
