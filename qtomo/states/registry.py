@@ -32,7 +32,8 @@ from qtomo.states.mps import MPSState, ghz_mps, mps_to_vector, product_mps, tfim
 from qtomo.states.named import cluster_mps, w_mps, xxz_ground_state, xxz_mps
 
 __all__ = ["CIRCUIT", "NAMED_STATES", "TARGETS", "GroundStateOf", "NamedState",
-           "StateParameters", "dataset_hamiltonian", "named_state_entry", "prepare_state"]
+           "StateParameters", "dataset_hamiltonian", "named_state_entry", "prepare_state",
+           "x_term"]
 
 
 @dataclass(frozen=True)
@@ -87,11 +88,13 @@ class GroundStateOf:
         attrs: the root attributes it needs.
         build: (L, attrs) → the Hamiltonian (:class:`~qtomo.states.hamiltonians.TFIM`, …),
             which checks the values.
+        x_term: what Σ X_i is in H, named in plot titles (the TFIM's ``"transverse field"``).
     """
 
     label: str
     attrs: tuple[str, ...]
     build: Callable[[int, Mapping[str, Any]], TFIM | XXZ]
+    x_term: str = ""
 
     def from_attrs(self, attrs: Mapping[str, Any], L: int) -> TFIM | XXZ:
         """The Hamiltonian of L qubits; QtomoError naming the attributes missing."""
@@ -204,7 +207,7 @@ NAMED_STATES: dict[str, NamedState] = {entry.name: entry for entry in (
         exact=lambda L, p: exact.tfim_ground_state(L, p.J, p.h, p.boundary),
         file_name=("h", "_h{:g}"), target_parameters={"h": 1.0, "J": 1.0},
         ground_state_of=GroundStateOf("a TFIM dataset", ("J", "h", "boundary"), lambda L, a: TFIM(
-            int(L), float(a["J"]), float(a["h"]), str(a["boundary"])))),
+            int(L), float(a["J"]), float(a["h"]), str(a["boundary"])), "transverse field")),
     NamedState("ghz", mps=lambda L, p: ghz_mps(L), exact=lambda L, p: exact.ghz_state(L),
                mps_reference=True, exact_mps=True, target_parameters=_NO_PARAMETERS),
     NamedState("product", mps=lambda L, p: product_mps(L, p.product_state),
@@ -279,3 +282,15 @@ def dataset_hamiltonian(attrs: Mapping[str, Any], L: int) -> TFIM | XXZ | None:
     if entry is None or entry.ground_state_of is None:
         return None
     return entry.ground_state_of.from_attrs(attrs, L)
+
+
+def x_term(state: str | None) -> str:
+    """What Σ X_i is in the Hamiltonian of the named state ``state`` (``"transverse field"``
+    for the TFIM), or ``""`` (another state, measured data).
+
+    Example:
+        >>> x_term("tfim"), x_term("ghz"), x_term(None)
+        ('transverse field', '', '')
+    """
+    entry = NAMED_STATES.get(state)
+    return "" if entry is None or entry.ground_state_of is None else entry.ground_state_of.x_term
