@@ -15,6 +15,8 @@ Example:
     ('_h0.5', {'h': 1.0, 'J': 1.0})
     >>> named_state_entry("ghz").mps(4, StateParameters()).bond_dimensions
     [2, 2, 2]
+    >>> [name for name in TARGETS if name not in NAMED_STATES]   # every target is registered
+    []
 """
 
 from __future__ import annotations
@@ -149,7 +151,9 @@ class NamedState:
         return built
 
     def references(self, built: Any, L: int, parameters: StateParameters) -> dict:
-        """``built.references()``, with the exact MPS added where :attr:`mps_reference` asks."""
+        """``built.references()`` of the state built (maybe followed by a noise channel,
+        :func:`qtomo.states.noise.noisy_state`), with the exact MPS of the noiseless state
+        added where :attr:`mps_reference` asks."""
         reference = built.references()
         if self.mps_reference and "mps" not in reference:
             reference["mps"] = self.mps(L, parameters).references()["mps"]
@@ -206,8 +210,10 @@ NAMED_STATES: dict[str, NamedState] = {entry.name: entry for entry in (
         mps=lambda L, p: tfim_mps(L, p.J, p.h, boundary=p.boundary, **p.dmrg_options()),
         exact=lambda L, p: exact.tfim_ground_state(L, p.J, p.h, p.boundary),
         file_name=("h", "_h{:g}"), target_parameters={"h": 1.0, "J": 1.0},
-        ground_state_of=GroundStateOf("a TFIM dataset", ("J", "h", "boundary"), lambda L, a: TFIM(
-            int(L), float(a["J"]), float(a["h"]), str(a["boundary"])), "transverse field")),
+        ground_state_of=GroundStateOf(
+            label="a TFIM dataset", attrs=("J", "h", "boundary"),
+            build=lambda L, a: TFIM(int(L), float(a["J"]), float(a["h"]), str(a["boundary"])),
+            x_term="transverse field")),
     NamedState("ghz", mps=lambda L, p: ghz_mps(L), exact=lambda L, p: exact.ghz_state(L),
                mps_reference=True, exact_mps=True, target_parameters=_NO_PARAMETERS),
     NamedState("product", mps=lambda L, p: product_mps(L, p.product_state),
@@ -221,8 +227,9 @@ NAMED_STATES: dict[str, NamedState] = {entry.name: entry for entry in (
         "xxz", mps=lambda L, p: xxz_mps(L, p.J, p.delta, **p.dmrg_options()),
         exact=lambda L, p: xxz_ground_state(L, p.J, p.delta),
         file_name=("delta", "_delta{:g}"), target_parameters={"delta": 1.0, "J": 1.0},
-        ground_state_of=GroundStateOf("an XXZ dataset", ("J", "delta"), lambda L, a: XXZ(
-            int(L), float(a["J"]), float(a["delta"])))),
+        ground_state_of=GroundStateOf(
+            label="an XXZ dataset", attrs=("J", "delta"),
+            build=lambda L, a: XXZ(int(L), float(a["J"]), float(a["delta"])))),
     NamedState(
         "random-circuit",
         mps=_circuit_mps(lambda p: {"state": "random-circuit", "circuit": p.circuit_label,
