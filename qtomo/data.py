@@ -139,14 +139,7 @@ def write_dataset(
     """
     if isinstance(n_records, bool) or not isinstance(n_records, int | np.integer) or n_records < 1:
         raise QtomoError(f"a dataset needs an integer n_records >= 1; got {n_records!r}")
-    own = {"format": FORMAT, "version": VERSION, "povm": povm.name}  # the writer's to set
-    given = {str(key): plain(value) for key, value in attrs.items() if value is not None}
-    for key, value in own.items():
-        if key in given and given[key] != value:
-            raise QtomoError(f"attribute {key} is {value!r} for this file; got {given[key]!r}")
-    root = {"qtomo_version": qtomo.__version__, **given, **own}
-    check_attrs(root)
-    root["source"] = check_source(root)
+    root = _root_attrs(povm, attrs)
     L = root["L"]
     elements = povm_elements(povm, L)
     reference = {name: check_reference(name, value, L) for name, value in reference.items()}
@@ -155,51 +148,87 @@ def write_dataset(
     # that write; dirty cached chunks that cannot be flushed make h5py crash at exit instead.
     with atomic_output(target) as temporary, h5py.File(temporary, "w", rdcc_nbytes=0) as file:
         file.attrs.update(root)
-        chunk_rows = int(min(n_records, max(1, 2**20 // L)))
-        outcomes = file.create_dataset(
-            "outcomes", (n_records, L), dtype=np.uint8, chunks=(chunk_rows, L),
-            compression="gzip", compression_opts=1,
-        )
-        log_prob = None
-        row, written, pending = 0, 0, []  # rows received, rows on disk, rows not yet on disk
         with progress_bar(n_records, f"writing {target.name}", quiet=quiet, unit="rec") as bar:
-            for chunk_outcomes, chunk_log_prob in chunks:
-                chunk_outcomes = np.asarray(chunk_outcomes)
-                if row == 0 and chunk_log_prob is not None:
-                    log_prob = file.create_dataset("log_prob", (n_records,), dtype=np.float64,
-                                                   chunks=(chunk_rows,))
-                if (chunk_log_prob is None) != (log_prob is None):
-                    found = "lacks" if log_prob is not None else "has"
-                    raise QtomoError(f"chunk at row {row} {found} ln P; expected ln P in every "
-                                     f"chunk or in none")
-                chunk_log_prob = (np.zeros(chunk_outcomes.shape[:1]) if chunk_log_prob is None
-                                  else np.asarray(chunk_log_prob))  # zeros: shape check only
-                rows = _check_chunk(chunk_outcomes, chunk_log_prob, L, povm, row)
-                if row + rows > n_records:
-                    raise QtomoError(f"more than the announced {n_records} records were written")
-                pending.append((chunk_outcomes, chunk_log_prob))
-                row += rows
-                if row - written >= chunk_rows or row == n_records:
-                    block = np.concatenate([p[0] for p in pending])  # (b, L)
-                    block_log_prob = np.concatenate([p[1] for p in pending])  # (b,)
-                    size = len(block) if row == n_records else len(block) // chunk_rows * chunk_rows
-                    outcomes[written : written + size] = block[:size]
-                    if log_prob is not None:
-                        log_prob[written : written + size] = block_log_prob[:size]
-                    written += size
-                    pending = [(block[size:], block_log_prob[size:])]
-                bar.update(rows)
-        if row != n_records:
-            raise QtomoError(f"{row} records were written; expected n_records = {n_records}")
+            _write_records(file, chunks, n_records, povm, L, bar)
         file.create_dataset("povm/elements", data=elements)
-        for name, value in reference.items():
-            if name == "mps":
-                for site, tensor in enumerate(value):
-                    file.create_dataset(f"reference/mps/B_{site}",
-                                        data=np.asarray(tensor, dtype=np.complex128))
-            else:
-                file.create_dataset(f"reference/{name}", data=value)
+        _write_reference(file, reference)
     return target
+
+
+def _root_attrs(povm: POVM | PerQubitPOVM, attrs: dict) -> dict:
+    """The file's root attributes: ``attrs`` (None values dropped) with qtomo_version, format,
+    version, povm and source set, checked by :func:`check_attrs`.
+
+    Raises:
+        QtomoError: ``attrs`` sets format, version or povm to another value, or fails
+            :func:`check_attrs` / :func:`check_source`.
+    """
+    own = {"format": FORMAT, "version": VERSION, "povm": povm.name}  # the writer's to set
+    given = {str(key): plain(value) for key, value in attrs.items() if value is not None}
+    for key, value in own.items():
+        if key in given and given[key] != value:
+            raise QtomoError(f"attribute {key} is {value!r} for this file; got {given[key]!r}")
+    root = {"qtomo_version": qtomo.__version__, **given, **own}
+    check_attrs(root)
+    root["source"] = check_source(root)
+    return root
+
+
+def _write_records(file: h5py.File, chunks: Iterable[tuple[np.ndarray, np.ndarray]],
+                   n_records: int, povm: POVM | PerQubitPOVM, L: int, bar) -> None:
+    """Check the chunks (as :func:`write_dataset`) and write them to ``/outcomes`` (N, L) uint8
+    and, when they carry ln P, ``/log_prob`` (N,) float64, in whole HDF5 chunks of
+    ≈ 2^20 / L rows; ``bar`` counts the rows received.
+
+    Raises:
+        QtomoError: a bad chunk, ln P in some chunks only, or a row count other than N.
+    """
+    chunk_rows = int(min(n_records, max(1, 2**20 // L)))
+    outcomes = file.create_dataset(
+        "outcomes", (n_records, L), dtype=np.uint8, chunks=(chunk_rows, L),
+        compression="gzip", compression_opts=1,
+    )
+    log_prob = None
+    row, written, pending = 0, 0, []  # rows received, rows on disk, rows not yet on disk
+    for chunk_outcomes, chunk_log_prob in chunks:
+        chunk_outcomes = np.asarray(chunk_outcomes)
+        if row == 0 and chunk_log_prob is not None:
+            log_prob = file.create_dataset("log_prob", (n_records,), dtype=np.float64,
+                                           chunks=(chunk_rows,))
+        if (chunk_log_prob is None) != (log_prob is None):
+            found = "lacks" if log_prob is not None else "has"
+            raise QtomoError(f"chunk at row {row} {found} ln P; expected ln P in every "
+                             f"chunk or in none")
+        chunk_log_prob = (np.zeros(chunk_outcomes.shape[:1]) if chunk_log_prob is None
+                          else np.asarray(chunk_log_prob))  # zeros: shape check only
+        rows = _check_chunk(chunk_outcomes, chunk_log_prob, L, povm, row)
+        if row + rows > n_records:
+            raise QtomoError(f"more than the announced {n_records} records were written")
+        pending.append((chunk_outcomes, chunk_log_prob))
+        row += rows
+        if row - written >= chunk_rows or row == n_records:
+            block = np.concatenate([p[0] for p in pending])  # (b, L)
+            block_log_prob = np.concatenate([p[1] for p in pending])  # (b,)
+            size = len(block) if row == n_records else len(block) // chunk_rows * chunk_rows
+            outcomes[written : written + size] = block[:size]
+            if log_prob is not None:
+                log_prob[written : written + size] = block_log_prob[:size]
+            written += size
+            pending = [(block[size:], block_log_prob[size:])]
+        bar.update(rows)
+    if row != n_records:
+        raise QtomoError(f"{row} records were written; expected n_records = {n_records}")
+
+
+def _write_reference(file: h5py.File, reference: dict) -> None:
+    """``/reference/<name>`` for each checked reference; the MPS as ``/reference/mps/B_i``."""
+    for name, value in reference.items():
+        if name == "mps":
+            for site, tensor in enumerate(value):
+                file.create_dataset(f"reference/mps/B_{site}",
+                                    data=np.asarray(tensor, dtype=np.complex128))
+        else:
+            file.create_dataset(f"reference/{name}", data=value)
 
 
 def _check_chunk(outcomes: np.ndarray, log_prob: np.ndarray, L: int, povm: POVM | PerQubitPOVM,
@@ -259,7 +288,8 @@ def check_attrs(attrs: dict) -> None:
         ...
         qtomo.errors.QtomoError: attribute h must be a finite number; got 'strong'
     """
-    from qtomo.states.hamiltonians import BOUNDARIES, TFIM, XXZ
+    from qtomo.states.hamiltonians import BOUNDARIES
+    from qtomo.states.registry import dataset_hamiltonian
 
     missing = [key for key in ("L", "povm", *_REQUIRED_ATTRS) if key not in attrs]
     if missing:
@@ -290,16 +320,7 @@ def check_attrs(attrs: dict) -> None:
             readout_povms(attrs["readout_error"], L)
         except QtomoError as error:
             raise QtomoError(f"attribute readout_error: {error}") from None
-    if attrs.get("state") == "xxz":
-        missing = [key for key in ("J", "delta") if key not in attrs]
-        if missing:
-            raise QtomoError(f"an XXZ dataset needs the attribute(s) {', '.join(missing)}")
-        XXZ(L, attrs["J"], attrs["delta"])
-    if attrs.get("state") == "tfim":
-        missing = [key for key in ("J", "h", "boundary") if key not in attrs]
-        if missing:
-            raise QtomoError(f"a TFIM dataset needs the attribute(s) {', '.join(missing)}")
-        TFIM(L, attrs["J"], attrs["h"], attrs["boundary"])
+    dataset_hamiltonian(attrs, L)  # its attributes make a valid Hamiltonian
 
 
 _PAULI_BOUND = 1 + 1e-8

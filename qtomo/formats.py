@@ -676,6 +676,42 @@ def import_records(
             outside [0, 0.5) or on records that are not Pauli-basis shots.
     """
     spec = _format(fmt)
+    paths = _checked_inputs(fmt, spec, files, out, povm, readout_error, tfim_sign_map)
+    records = _read_records(fmt, spec, paths, povm, tfim_sign_map)
+    outcomes, measured, attrs = records.outcomes, records.povm, dict(records.attrs)
+    check_import_size(paths[0], *outcomes.shape)
+    if readout_error is not None:
+        if not spec.pauli_shots and measured.name != "pauli6":
+            raise QtomoError(f"readout errors apply to Pauli-basis shots (pauli6); these records "
+                             f"are {measured.name}")
+        measured = readout_povms(readout_error, outcomes.shape[1])
+        attrs["readout_error"] = np.asarray(readout_error, dtype=np.float64).tolist()
+    if measured.name.startswith("pauli6"):
+        attrs.update(_uniform_bases(outcomes, allow_biased_bases))
+    if has_settings(measured):
+        attrs.update(_basis_coverage(outcomes))
+    if shuffle:
+        outcomes = outcomes[np.random.default_rng(seed).permutation(len(outcomes))]
+        attrs["shuffle_seed"] = seed
+    N, L = outcomes.shape
+    attrs.update({"L": L, "source": IMPORTED + fmt,
+                  "imported_files": [path.name for path in paths]})
+    chunks = ((outcomes[start : start + _CHUNK], None) for start in range(0, N, _CHUNK))
+    return write_dataset(out, povm=measured, attrs=attrs, n_records=N, chunks=chunks,
+                         reference=records.reference, quiet=quiet)
+
+
+def _checked_inputs(fmt: str, spec: _Format, files: Sequence[str | os.PathLike],
+                    out: str | os.PathLike, povm: str | None,
+                    readout_error: Sequence[float] | Sequence[Sequence[float]] | None,
+                    tfim_sign_map: bool) -> list[Path]:
+    """The input paths, once the options of :func:`import_records` and the files are checked
+    (before any file is read): the readout error's values, the number of files and that each
+    exists, the output, and genmodel's options on genmodel only.
+
+    Raises:
+        QtomoError: as :func:`import_records`.
+    """
     if readout_error is not None:
         readout_povms(readout_error)  # checked before any file is read; L once the records are
     paths = [Path(file) for file in files]
@@ -689,52 +725,56 @@ def import_records(
     if fmt != "genmodel" and (povm is not None or tfim_sign_map):
         raise QtomoError(f"--povm and --tfim-sign-map apply to genmodel files; format {fmt} "
                          f"holds Pauli-basis shots (pauli6)")
+    return paths
+
+
+def _read_records(fmt: str, spec: _Format, paths: list[Path], povm: str | None,
+                  tfim_sign_map: bool) -> Records:
+    """The records of ``paths`` read by the format's reader; every error names the files."""
     try:
-        records = (_read_genmodel(paths, povm, tfim_sign_map) if fmt == "genmodel"
-                   else spec.reader(paths))
+        return (_read_genmodel(paths, povm, tfim_sign_map) if fmt == "genmodel"
+                else spec.reader(paths))
     except QtomoError as error:  # every message names the file it is about
         if any(str(path) in str(error) for path in paths):
             raise
         raise QtomoError(f"{', '.join(map(str, paths))}: {error}") from None
-    outcomes, measured, attrs = records.outcomes, records.povm, dict(records.attrs)
-    check_import_size(paths[0], *outcomes.shape)
-    if readout_error is not None:
-        if not spec.pauli_shots and measured.name != "pauli6":
-            raise QtomoError(f"readout errors apply to Pauli-basis shots (pauli6); these records "
-                             f"are {measured.name}")
-        measured = readout_povms(readout_error, outcomes.shape[1])
-        attrs["readout_error"] = np.asarray(readout_error, dtype=np.float64).tolist()
-    if measured.name.startswith("pauli6"):
-        test = bases_uniformity(outcomes // 2)
-        if not test["uniform"]:
-            message = (f"bases are not uniform and independent: {test['worst']} has χ² = "
-                       f"{test['chi2']:.4g} ({test['dof']} dof, p = {test['p_value']:.3g} < "
-                       f"{test['threshold']:.3g})")
-            if not allow_biased_bases:
-                raise QtomoError(f"{message}; the records are not pauli6 records (keep them "
-                                 f"with --allow-biased-bases)")
-            attrs["biased_bases"] = 1
-            attrs["warning"] = (f"{message}: kept with --allow-biased-bases, so the pauli6 "
-                                f"duals and the model's distribution describe a different "
-                                f"measurement")
-            warnings.warn(attrs["warning"], BiasedBasesWarning, stacklevel=2)
-    if has_settings(measured):
-        coverage = BasisCoverage(outcomes.shape[1])
-        coverage.add(outcomes)
-        if coverage.undetermined():
-            attrs["undetermined"] = coverage.undetermined()
-            for line in attrs["undetermined"]:
-                warnings.warn(f"the records do not determine everything: {line}",
-                              IncompleteBasesWarning, stacklevel=2)
-    if shuffle:
-        outcomes = outcomes[np.random.default_rng(seed).permutation(len(outcomes))]
-        attrs["shuffle_seed"] = seed
-    N, L = outcomes.shape
-    attrs.update({"L": L, "source": IMPORTED + fmt,
-                  "imported_files": [path.name for path in paths]})
-    chunks = ((outcomes[start : start + _CHUNK], None) for start in range(0, N, _CHUNK))
-    return write_dataset(out, povm=measured, attrs=attrs, n_records=N, chunks=chunks,
-                         reference=records.reference, quiet=quiet)
+
+
+def _uniform_bases(outcomes: np.ndarray, allow_biased_bases: bool) -> dict:
+    """{} when the bases of pauli6 records (N, L) pass :func:`bases_uniformity`; else, with
+    ``allow_biased_bases``, the attributes ``biased_bases`` and ``warning`` (also issued as a
+    :class:`BiasedBasesWarning`).
+
+    Raises:
+        QtomoError: biased bases without ``allow_biased_bases``.
+    """
+    test = bases_uniformity(outcomes // 2)
+    if test["uniform"]:
+        return {}
+    message = (f"bases are not uniform and independent: {test['worst']} has χ² = "
+               f"{test['chi2']:.4g} ({test['dof']} dof, p = {test['p_value']:.3g} < "
+               f"{test['threshold']:.3g})")
+    if not allow_biased_bases:
+        raise QtomoError(f"{message}; the records are not pauli6 records (keep them "
+                         f"with --allow-biased-bases)")
+    warning = (f"{message}: kept with --allow-biased-bases, so the pauli6 duals and the "
+               f"model's distribution describe a different measurement")
+    warnings.warn(warning, BiasedBasesWarning, stacklevel=3)  # the caller of import_records
+    return {"biased_bases": 1, "warning": warning}
+
+
+def _basis_coverage(outcomes: np.ndarray) -> dict:
+    """{} when the settings of the records (N, L) determine every reference the reports use;
+    else ``undetermined``: one line per gap, each also an :class:`IncompleteBasesWarning`."""
+    coverage = BasisCoverage(outcomes.shape[1])
+    coverage.add(outcomes)
+    undetermined = coverage.undetermined()
+    if not undetermined:
+        return {}
+    for line in undetermined:
+        warnings.warn(f"the records do not determine everything: {line}",
+                      IncompleteBasesWarning, stacklevel=3)  # the caller of import_records
+    return {"undetermined": undetermined}
 
 
 def export_records(fmt: str, dataset: str | os.PathLike | Dataset,

@@ -28,6 +28,7 @@ from qtomo.estimate import Estimate
 from qtomo.evaluate import Evaluation
 from qtomo.reconstruct import ContractedFidelity, QuantumFidelity, SampledFidelity
 from qtomo.report import check_comparable
+from qtomo.states.registry import x_term
 
 __all__ = ["check_plot_path", "plot_comparison", "plot_evaluation"]
 
@@ -194,8 +195,7 @@ def plot_evaluation(evaluation: Evaluation, path: str | os.PathLike,
     axes["correlations"].legend(fontsize="small")
     _series(axes["field"], np.arange(L), observables.model.X, observables.data.X,
             reference.get("X"), lambda vector: vector)
-    field_title = ("transverse field " if data.get("state") == "tfim" else "") + \
-        r"$\langle X_i\rangle$"
+    field_title = " ".join(filter(None, (x_term(data.get("state")), r"$\langle X_i\rangle$")))
     axes["field"].set(xlabel="site i", ylabel=r"$\langle X_i\rangle$", title=field_title)
     if "strings" in axes:
         _strings_panel(axes["strings"], evaluation)

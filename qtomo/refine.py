@@ -88,43 +88,78 @@ def refine(model: QtomoModel, batches: Callable[[], Iterable[torch.Tensor]], n_r
     """
     started = time.perf_counter()
     parameters = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.LBFGS(parameters, lr=1, max_iter=check_every,
-                                  history_size=_HISTORY, line_search_fn="strong_wolfe",
-                                  tolerance_grad=_TOLERANCE_GRAD,
-                                  tolerance_change=_TOLERANCE_CHANGE)
-    evaluations = 0
+    objective = _TrainingNLL(model, parameters, batches, n_rows, world)
+    model.train()
+    val_before = validate()
+    iterations, stopped, val, kept = _lbfgs_with_checks(
+        objective, validate, val_before, max_iter=max_iter, check_every=check_every,
+        patience=patience, select=select)
+    with torch.no_grad():
+        for p, value in zip(parameters, kept, strict=True):
+            p.copy_(value)
+    model.after_step()
+    train_nll = objective(gradient=False)
+    model.eval()
+    return Refinement(iterations=iterations, evaluations=objective.evaluations,
+                      train_nll=train_nll, val_nll_before=val_before, val_nll=val,
+                      stopped=stopped, time_s=time.perf_counter() - started)
 
-    def mean_nll(gradient: bool) -> float:
-        """The training NLL over all rows; with ``gradient``, its gradient in ``p.grad``."""
-        total = torch.zeros((), dtype=torch.float64, device=parameters[0].device)
+
+class _TrainingNLL:
+    """NLL(θ) = -(1/N) Σ_n ln Q_θ(a_n) over all training rows of all ranks, float64 on the
+    parameters' device; counts its evaluations with gradient (the L-BFGS closure calls)."""
+
+    def __init__(self, model: QtomoModel, parameters: list[torch.Tensor],
+                 batches: Callable[[], Iterable[torch.Tensor]], n_rows: int, world: int):
+        self.model, self.parameters, self.batches = model, parameters, batches
+        self.n_rows, self.world = n_rows, world
+        self.evaluations = 0
+
+    def __call__(self, gradient: bool) -> float:
+        """The training NLL; with ``gradient``, its gradient accumulated into ``p.grad``."""
+        total = torch.zeros((), dtype=torch.float64, device=self.parameters[0].device)
         with torch.set_grad_enabled(gradient):
-            for a in batches():
-                loss = model.training_nll(a).sum() / n_rows
+            for a in self.batches():
+                loss = self.model.training_nll(a).sum() / self.n_rows
                 if gradient:
                     loss.backward()
                 total += loss.detach().double()
-        if world > 1:
-            for p in parameters if gradient else ():
+        if self.world > 1:
+            for p in self.parameters if gradient else ():
                 dist.all_reduce(p.grad)
             dist.all_reduce(total)
         return total.item()
 
-    def closure() -> float:
-        nonlocal evaluations
-        evaluations += 1
-        model.train()
-        optimizer.zero_grad(set_to_none=False)
-        return mean_nll(gradient=True)
 
-    model.train()
-    best_val = val_before = validate()
-    best_state = _copy(parameters)
+def _lbfgs_with_checks(objective: _TrainingNLL, validate: Callable[[], float], val_before: float,
+                       *, max_iter: int, check_every: int, patience: int,
+                       select: bool) -> tuple[int, str, float, list[torch.Tensor]]:
+    """L-BFGS on ``objective`` in rounds of ``check_every`` iterations, the validation NLL
+    checked after each (arguments as :func:`refine`).
+
+    Returns:
+        (iterations, why it stopped, validation NLL of the kept parameters, a copy of the kept
+        parameters); the model's parameters are left at the last step's, gradients cleared.
+    """
+    parameters = objective.parameters
+    optimizer = torch.optim.LBFGS(parameters, lr=1, max_iter=check_every,
+                                  history_size=_HISTORY, line_search_fn="strong_wolfe",
+                                  tolerance_grad=_TOLERANCE_GRAD,
+                                  tolerance_change=_TOLERANCE_CHANGE)
+
+    def closure() -> float:
+        objective.evaluations += 1
+        objective.model.train()
+        optimizer.zero_grad(set_to_none=False)
+        return objective(gradient=True)
+
+    best_val, best_state = val_before, _copy(parameters)
     stopped, bad_checks, iterations = "iterations", 0, 0
     while iterations < max_iter:
         group = optimizer.param_groups[0]
         group["max_iter"] = min(check_every, max_iter - iterations)
         group["max_eval"] = _MAX_EVALUATIONS * group["max_iter"]
-        before, evaluated = optimizer.state[parameters[0]].get("n_iter", 0), evaluations
+        before, evaluated = optimizer.state[parameters[0]].get("n_iter", 0), objective.evaluations
         optimizer.step(closure)
         done = optimizer.state[parameters[0]]["n_iter"] - before
         iterations += done
@@ -139,22 +174,14 @@ def refine(model: QtomoModel, batches: Callable[[], Iterable[torch.Tensor]], n_r
             best_val, best_state, bad_checks = val, _copy(parameters), 0
         else:
             bad_checks += 1
-        if done < group["max_iter"] and evaluations - evaluated < group["max_eval"]:
+        if done < group["max_iter"] and objective.evaluations - evaluated < group["max_eval"]:
             stopped = "converged"  # L-BFGS stopped on a tolerance, not on a cap
             break
         if bad_checks >= patience:
             stopped = "validation"
             break
-    with torch.no_grad():
-        for p, kept in zip(parameters, best_state, strict=True):
-            p.copy_(kept)
     optimizer.zero_grad(set_to_none=True)
-    model.after_step()
-    train_nll = mean_nll(gradient=False)
-    model.eval()
-    return Refinement(iterations=iterations, evaluations=evaluations, train_nll=train_nll,
-                      val_nll_before=val_before, val_nll=best_val, stopped=stopped,
-                      time_s=time.perf_counter() - started)
+    return iterations, stopped, best_val, best_state
 
 
 def _copy(parameters: list[torch.Tensor]) -> list[torch.Tensor]:

@@ -16,8 +16,7 @@ Specifications (:func:`parse_target`):
 - ``tfim:h=H[,J=J]``: ground state of H = -J Σ Z_i Z_{i+1} - h Σ X_i (open), exact
   diagonalisation for L ≤ 12, DMRG above;
 - ``xxz:delta=D[,J=J]``: ground state of H = J Σ (X_i X_{i+1} + Y_i Y_{i+1} + D Z_i Z_{i+1})
-  (open), the lowest state with Σ Z_i = 0 (:func:`qtomo.states.named.named_state`: exact
-  diagonalisation for L ≤ 12, DMRG above);
+  (open), the lowest state with Σ Z_i = 0 (exact diagonalisation for L ≤ 12, DMRG above);
 - a file: ``.npy`` state vector (2^L,) or density matrix (2^L, 2^L); QuCumber psi text (two
   columns, re and im, one row per amplitude); ``.npz`` of MPS tensors (keys in the order of
   ``np.savez`` positional arrays, or ``B_0``, ``B_1``, …); a qtomo dataset ``.h5`` whose
@@ -39,26 +38,24 @@ import numpy as np
 
 from qtomo.errors import QtomoError
 from qtomo.povm import sites_from_size
-from qtomo.states.exact import EXACT_MAX_L, single_qubit_state, tfim_ground_state
+from qtomo.states.exact import EXACT_MAX_L, single_qubit_state
 from qtomo.states.mps import (
     check_mps_shapes,
     ghz_mps,
     mps_to_vector,
     pure_state_fidelity,
     right_canonical,
-    tfim_mps,
     vector_to_mps,
 )
-from qtomo.states.named import cluster_mps, named_state, w_mps
+from qtomo.states.registry import TARGETS, NamedState, StateParameters, named_state_entry
 
 __all__ = ["DENSE_MAX_L", "NAMES", "Target", "dataset_target", "parse_target"]
 
 #: largest L whose dense ψ or ρ a target builds (a 2^10 × 2^10 ρ is 16 MiB)
 DENSE_MAX_L = 10
-#: built-in target names
-NAMES = ("ghz", "w", "cluster", "product", "tfim", "xxz")
+#: built-in target names: the named states a target may be (:mod:`qtomo.states.registry`)
+NAMES = TARGETS
 _NORM_TOLERANCE = 1e-6
-_PARAMETERS = {"tfim": {"h": 1.0, "J": 1.0}, "xxz": {"delta": 1.0, "J": 1.0}}
 
 
 @dataclass(frozen=True)
@@ -151,9 +148,9 @@ def density_target(spec: str, rho: np.ndarray, L: int) -> Target:
     return Target(spec, L, rho=(rho + rho.conj().T) / 2)
 
 
-def _parameters(name: str, text: str, spec: str) -> dict[str, float]:
-    """``h=0.5,J=1`` → {"h": 0.5, "J": 1.0}; defaults from :data:`_PARAMETERS`."""
-    values = dict(_PARAMETERS[name])
+def _parameters(entry: NamedState, text: str, spec: str) -> dict[str, float]:
+    """``h=0.5,J=1`` → {"h": 0.5, "J": 1.0}; defaults from the state's registry entry."""
+    name, values = entry.name, dict(entry.target_parameters)
     for item in filter(None, text.split(",")):
         key, _, value = item.partition("=")
         if key.strip() not in values:
@@ -179,28 +176,20 @@ def _product_tensors(labels: str, L: int, spec: str) -> list[np.ndarray]:
 
 
 def _named_target(spec: str, L: int) -> Target:
+    """A named state (``name[:arguments]``) as its registry entry builds it: its MPS where that
+    is exact at every L, else the dense state up to EXACT_MAX_L and DMRG above."""
     name, _, arguments = spec.partition(":")
-    if arguments and name in ("ghz", "w", "cluster"):
-        raise QtomoError(f"target {spec!r}: {name} takes no parameters")
-    if name == "ghz":
-        return pure_target(spec, L, ghz_mps(L).tensors)
-    if name == "w":
-        return pure_target(spec, L, w_mps(L).tensors)
-    if name == "cluster":
-        return pure_target(spec, L, cluster_mps(L).tensors)
-    if name == "product":
+    entry = named_state_entry(name)
+    if entry.site_labels:
         return pure_target(spec, L, _product_tensors(arguments, L, spec))
-    if name == "tfim":
-        values = _parameters(name, arguments, spec)
-        if L <= EXACT_MAX_L:
-            return vector_target(spec, tfim_ground_state(L, values["J"], values["h"]).psi, L)
-        return Target(spec, L, mps=tuple(tfim_mps(L, values["J"], values["h"]).tensors))
-    values = _parameters(name, arguments, spec)
-    method = "exact" if L <= EXACT_MAX_L else "mps"
-    state = named_state("xxz", L, method, J=values["J"], delta=values["delta"])
-    if method == "exact":
-        return vector_target(spec, state.psi, L)
-    return Target(spec, L, mps=tuple(state.tensors))
+    if arguments and not entry.target_parameters:
+        raise QtomoError(f"target {spec!r}: {name} takes no parameters")
+    parameters = StateParameters(**_parameters(entry, arguments, spec))
+    if entry.exact_mps:
+        return pure_target(spec, L, entry.mps(L, parameters).tensors)
+    if L <= EXACT_MAX_L:
+        return vector_target(spec, entry.build(L, parameters, "exact").psi, L)
+    return Target(spec, L, mps=tuple(entry.build(L, parameters, "mps").tensors))
 
 
 def parse_target(spec: str, L: int) -> Target:

@@ -304,7 +304,8 @@ class XXZ:
 def hamiltonian_from_attrs(attrs: dict, L: int) -> TFIM | XXZ | None:
     """The Hamiltonian a dataset's root attributes describe (``state``, ``J``, ``h``,
     ``boundary``; for ``xxz`` ``J`` and ``delta``; docs/conventions.md "The dataset file"), or None
-    for a state without one (GHZ, product, W, cluster, circuits, measured data).
+    for a state without one (GHZ, product, W, cluster, circuits, measured data): the registry's
+    :func:`~qtomo.states.registry.dataset_hamiltonian`.
 
     Example:
         >>> hamiltonian_from_attrs({"state": "tfim", "J": 1.0, "h": 0.5, "boundary": "open"}, 4)
@@ -312,8 +313,6 @@ def hamiltonian_from_attrs(attrs: dict, L: int) -> TFIM | XXZ | None:
         >>> hamiltonian_from_attrs({"state": "ghz"}, 4) is None
         True
     """
-    if attrs.get("state") == "xxz":
-        return XXZ(int(L), float(attrs["J"]), float(attrs["delta"]))
-    if attrs.get("state") != "tfim":
-        return None
-    return TFIM(int(L), float(attrs["J"]), float(attrs["h"]), str(attrs["boundary"]))
+    from qtomo.states.registry import dataset_hamiltonian  # the registry imports this module
+
+    return dataset_hamiltonian(attrs, L)

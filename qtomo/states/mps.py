@@ -675,22 +675,11 @@ def tfim_mps(
     start = np.array([1.0, 1.0 if h >= 0 else -1.0]) / np.sqrt(2)
     tensors, energy, truncation_error = dmrg_ground_state(
         hamiltonian, [start] * L, chi_max, svd_min, energy_tol, max_seconds)
-    target = _ground_parity(L, h)
-    parity = _expectation(tensors, dict.fromkeys(range(L), "X"))
-    if abs(parity - target) > _PARITY_TOL:
-        # Near-degenerate parity sectors let the sweeps drift to a symmetry-broken state φ of
-        # the ground-state doublet; (1 + πΠ)φ is then the ground state of parity π.
-        tensors, discarded = _parity_projection(tensors, target, svd_min)
-        truncation_error = max(truncation_error, discarded)
-        parity = _expectation(tensors, dict.fromkeys(range(L), "X"))
-        if abs(parity - target) > _PARITY_TOL:
-            raise ConvergenceError(
-                f"DMRG found no ground state of parity {target:+d}: ⟨ΠX⟩ = {parity:.8f}"
-            )
+    tensors, discarded, parity = _fix_ground_parity(tensors, _ground_parity(L, h), svd_min)
     attrs = {
         "state": "tfim", "J": float(J), "h": float(h), "boundary": boundary,
         "chi_max": int(chi_max), "svd_min": float(svd_min), "energy_tol": float(energy_tol),
-        "truncation_error": float(truncation_error),
+        "truncation_error": float(max(truncation_error, discarded)),
     }
     state = MPSState(tensors, attrs, hamiltonian)
     gap = hamiltonian.parity_gap()
@@ -701,6 +690,31 @@ def tfim_mps(
             f"the ground state of parity ⟨ΠX⟩ = {parity:.10f} was selected by symmetry"
         )
     return state
+
+
+def _fix_ground_parity(tensors: list[np.ndarray], target: int,
+                       svd_min: float) -> tuple[list[np.ndarray], float, float]:
+    """(tensors, discarded weight, ⟨ΠX⟩): the DMRG state, or (1 + πΠ)φ when it is not in the
+    sector of parity π = ``target`` (within 1e-6).
+
+    Near-degenerate parity sectors let the sweeps drift to a symmetry-broken state φ of the
+    ground-state doublet; (1 + πΠ)φ is then the ground state of parity π. The discarded
+    weight is that of recompressing it (0.0 when the state was kept).
+
+    Raises:
+        ConvergenceError: the projected state has no parity π either.
+    """
+    everywhere_x = dict.fromkeys(range(len(tensors)), "X")
+    parity = _expectation(tensors, everywhere_x)
+    if abs(parity - target) <= _PARITY_TOL:
+        return tensors, 0.0, parity
+    tensors, discarded = _parity_projection(tensors, target, svd_min)
+    parity = _expectation(tensors, everywhere_x)
+    if abs(parity - target) > _PARITY_TOL:
+        raise ConvergenceError(
+            f"DMRG found no ground state of parity {target:+d}: ⟨ΠX⟩ = {parity:.8f}"
+        )
+    return tensors, discarded, parity
 
 
 def _ground_parity(L: int, h: float) -> int:

@@ -30,7 +30,7 @@ from qtomo.errors import QtomoError
 from qtomo.states.dmrg import DMRG_SECONDS, dmrg_ground_state
 from qtomo.states.exact import EXACT_MAX_L, ExactState
 from qtomo.states.hamiltonians import XXZ, check_chain_length
-from qtomo.states.mps import MPSState, mps_to_vector, right_canonical
+from qtomo.states.mps import MPSState, right_canonical
 
 __all__ = ["cluster_mps", "named_state", "w_mps", "xxz_ground_state", "xxz_mps"]
 
@@ -152,7 +152,8 @@ def _xxz_attrs(J: float, delta: float) -> dict:
 def named_state(state: str, L: int, method: str, *, J: float = 1.0, delta: float = 1.0,
                 chi_max: int | None = None, svd_min: float | None = None,
                 max_seconds: float = DMRG_SECONDS) -> ExactState | MPSState:
-    """``w``, ``cluster`` or ``xxz`` of L qubits on the ``exact`` (dense ψ) or ``mps`` path.
+    """``w``, ``cluster`` or ``xxz`` (any state of :mod:`qtomo.states.registry`) of L qubits on
+    the ``exact`` (dense ψ) or ``mps`` path, as the registry builds it.
 
     W and cluster states are built as their exact MPS and contracted to ψ on the exact path;
     ``chi_max`` and ``svd_min`` (None: the XXZ defaults) and ``max_seconds`` set the XXZ
@@ -163,13 +164,8 @@ def named_state(state: str, L: int, method: str, *, J: float = 1.0, delta: float
         >>> np.round(psi.real * 3**0.5, 6).tolist()
         [0.0, 1.0, 1.0, 0.0, 1.0, 0.0, 0.0, 0.0]
     """
-    if state == "xxz":
-        if method == "exact":
-            return xxz_ground_state(L, J, delta)
-        return xxz_mps(L, J, delta, chi_max=XXZ_CHI_MAX if chi_max is None else chi_max,
-                       svd_min=XXZ_SVD_MIN if svd_min is None else svd_min,
-                       max_seconds=max_seconds)
-    built = {"w": w_mps, "cluster": cluster_mps}[state](L)
-    if method == "exact":
-        return ExactState(mps_to_vector(built.tensors), built.attrs)
-    return built
+    from qtomo.states.registry import StateParameters, named_state_entry  # it imports this module
+
+    parameters = StateParameters(J=J, delta=delta, chi_max=chi_max, svd_min=svd_min,
+                                 dmrg_seconds=max_seconds)
+    return named_state_entry(state).build(L, parameters, method)
