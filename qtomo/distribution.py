@@ -41,6 +41,7 @@ __all__ = [
     "ENUMERATE_MAX_L",
     "Distribution",
     "EnumerableDistribution",
+    "FullState",
     "PhysicalState",
     "Autoregressive",
     "check_enumerable",
@@ -147,6 +148,17 @@ class Autoregressive(Distribution, Protocol):
 
     def enumerate_log_probs(self, block: int = ...) -> Iterator[torch.Tensor]:
         """ln Q(a) of consecutive records in :func:`qtomo.povm.enumerate_outcomes` order."""
+        ...
+
+
+@runtime_checkable
+class FullState(Distribution, Protocol):
+    """Q(a) = Tr(M_a ρ) of a state held as its whole density matrix (the full-state baselines
+    ``dense`` and ``linear``, whose K^L table fits by construction): every figure is an exact
+    sum over the K^L records, at any K^L they allow."""
+
+    def density_matrix(self) -> torch.Tensor:
+        """ρ, (2^L, 2^L) complex128."""
         ...
 
 

@@ -56,6 +56,7 @@ from qtomo.distribution import (
     ENUMERATE_MAX_L,
     Autoregressive,
     Distribution,
+    FullState,
     PhysicalState,
     distribution_device,
     enumerable,
@@ -113,8 +114,8 @@ from qtomo.targets import Target, dataset_target, parse_target
 __all__ = ["METHODS", "Entanglement", "Evaluation", "ObservableComparison", "comparisons",
            "evaluate", "unseen_rows", "z_score"]
 
-#: ``auto`` = exact sums where K^L is enumerable (:func:`qtomo.distribution.enumerable`),
-#: Monte Carlo above
+#: ``auto`` = exact sums where K^L is enumerable (:func:`qtomo.distribution.enumerable`) or
+#: the model holds its whole ρ (:class:`qtomo.distribution.FullState`), Monte Carlo above
 METHODS = ("auto", "exact", "monte-carlo")
 DEFAULT_SAMPLES = 100_000
 _CHUNK = 2**16
@@ -360,8 +361,9 @@ def evaluate(model: Checkpoint | Distribution | str | os.PathLike,
             path); without ``/log_prob``
             (measured data) KL and F_c are left out, without a reference state the fidelity.
         samples: model samples for Monte Carlo observables and fidelity.
-        method: ``"auto"`` (exact where K^L ≤ 4^10, :func:`qtomo.distribution.enumerable`),
-            ``"exact"`` (L ≤ ENUMERATE_MAX_L) or ``"monte-carlo"``.
+        method: ``"auto"`` (exact where K^L ≤ 4^10, :func:`qtomo.distribution.enumerable`,
+            or for a :class:`~qtomo.distribution.FullState`), ``"exact"`` (L ≤
+            ENUMERATE_MAX_L) or ``"monte-carlo"``.
         pauli_strings: extra observables such as ``"X0 Z3 Z4"``.
         rows: test rows ``[start, stop)`` for the classical metrics; default :func:`unseen_rows`.
         seed: seed of the model's sampling generator.
@@ -457,7 +459,8 @@ class _Request:
         if method not in METHODS:
             raise QtomoError(f"unknown evaluation method {method!r}; expected one of "
                              f"{', '.join(METHODS)}")
-        exact = method == "exact" or (method == "auto" and enumerable(dataset.L, dataset.K))
+        exact = method == "exact" or (method == "auto" and (
+            enumerable(dataset.L, dataset.K) or isinstance(model, FullState)))
         if exact and dataset.L > ENUMERATE_MAX_L:
             raise QtomoError(f"exact evaluation enumerates K^L records and needs L <= "
                              f"{ENUMERATE_MAX_L}; got L = {dataset.L} (use --method monte-carlo)")

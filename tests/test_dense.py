@@ -149,3 +149,18 @@ def test_cached_table_follows_every_change():
     model.load_state_dict(other.state_dict())
     with torch.no_grad():
         assert torch.allclose(model.log_prob(records), before, atol=1e-14)
+
+
+def test_evaluate_sums_exactly_where_the_table_is_too_large_to_enumerate(tmp_path):
+    """pauli6 at L = 8: 6^8 records are above the enumeration limit of the networks, but a
+    full-state model holds ρ, so evaluate gives ⟨ψ|ρ|ψ⟩ exactly (not Monte Carlo)."""
+    path = simulate("ghz", 8, povm="pauli6", samples=200, method="exact",
+                    out=tmp_path / "ghz8.h5", quiet=True)
+    torch.manual_seed(0)
+    model = build("dense", L=8, K=6, povm="pauli6")
+    evaluation = evaluate(model, read_dataset(path), blocks=())
+    psi = np.zeros(2**8)
+    psi[[0, -1]] = 2**-0.5
+    rho = model.density_matrix().detach().numpy()
+    assert evaluation.fidelity.as_dict()["method"] == "exact"
+    assert evaluation.fidelity.value == pytest.approx(float(np.real(psi @ rho @ psi)), abs=1e-10)
