@@ -147,40 +147,38 @@ def check_finite(matrix: np.ndarray, what: str) -> None:
         raise QtomoError(f"{what} holds NaN or infinite entries; expected finite numbers")
 
 
-def check_target(target: np.ndarray, dimension: int) -> None:
+def check_target(target: np.ndarray, dimension: int, what: str = "the target") -> None:
     """Raise QtomoError unless ``target`` is a state of ``dimension`` D: a vector (D,) with
-    ‖ψ‖² = 1, or a density matrix (D, D) that is Hermitian, of trace 1 and positive, each within
-    :data:`STATE_TOL` (a target 2ψ would report a fidelity of 4).
+    ‖ψ‖ = 1, or a density matrix (D, D) that is Hermitian, of trace 1 and positive, each within
+    :data:`STATE_TOL` (a target 2ψ would report a fidelity of 4). ``what`` names it in the
+    message.
 
     Example:
         >>> check_target(np.array([2.0, 0.0]), 2)
         Traceback (most recent call last):
         ...
-        qtomo.errors.QtomoError: the target vector has squared norm 4; expected a normalised ...
+        qtomo.errors.QtomoError: the target is not normalised: ‖ψ‖ = 2; expected 1 (within 1e-06)
     """
     if target.shape not in ((dimension,), (dimension, dimension)):
-        raise QtomoError(f"the target of shape {target.shape} does not match the state's "
+        raise QtomoError(f"{what} of shape {target.shape} does not match the state's "
                          f"dimension {dimension}; expected ({dimension},) or "
                          f"({dimension}, {dimension})")
-    check_finite(target, "the target state")
+    check_finite(target, what)
     if target.ndim == 1:
-        norm = float(np.vdot(target, target).real)
+        norm = float(np.linalg.norm(target))
         if abs(norm - 1) > STATE_TOL:
-            raise QtomoError(f"the target vector has squared norm {norm:.6g}; expected a "
-                             f"normalised state (norm 1)")
+            raise QtomoError(f"{what} is not normalised: ‖ψ‖ = {norm:.8g}; expected 1 (within "
+                             f"{STATE_TOL:g})")
         return
-    problems = []
     if np.abs(target - target.conj().T).max() > STATE_TOL:
-        problems.append("it is not Hermitian")
-    trace = complex(np.trace(target))
+        raise QtomoError(f"{what} is not a Hermitian matrix; a density matrix is")
+    trace = float(np.trace(target).real)
     if abs(trace - 1) > STATE_TOL:
-        problems.append(f"its trace is {trace.real:.6g}")
+        raise QtomoError(f"{what} has trace {trace:.8g}; a density matrix has trace 1")
     smallest = float(np.linalg.eigvalsh(0.5 * (target + target.conj().T))[0])
     if smallest < -STATE_TOL:
-        problems.append(f"its smallest eigenvalue is {smallest:.3g}")
-    if problems:
-        raise QtomoError(f"the target density matrix is not a state: {', '.join(problems)}; "
-                         f"expected Hermitian, positive, trace 1")
+        raise QtomoError(f"{what} is not positive: smallest eigenvalue {smallest:.3g}; a "
+                         f"density matrix has none below 0")
 
 
 def integer_records(values: np.ndarray, K: int, what: str = "records") -> np.ndarray:

@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from qtomo.errors import QtomoError
+from qtomo.guards import check_target
 from qtomo.povm import sites_from_size
 from qtomo.states.exact import EXACT_MAX_L, single_qubit_state
 from qtomo.states.mps import (
@@ -55,7 +56,6 @@ __all__ = ["DENSE_MAX_L", "NAMES", "Target", "dataset_target", "parse_target"]
 DENSE_MAX_L = 10
 #: built-in target names: the named states a target may be (:mod:`qtomo.states.registry`)
 NAMES = TARGETS
-_NORM_TOLERANCE = 1e-6
 
 
 @dataclass(frozen=True)
@@ -116,35 +116,25 @@ def pure_target(spec: str, L: int, tensors) -> Target:
 
 
 def vector_target(spec: str, psi: np.ndarray, L: int) -> Target:
-    """A pure :class:`Target` from ψ (2^L,); QtomoError unless ‖ψ‖ = 1 within 1e-6."""
+    """A pure :class:`Target` from ψ (2^L,); QtomoError unless ‖ψ‖ = 1 within 1e-6
+    (:func:`qtomo.guards.check_target`)."""
     psi = np.asarray(psi, dtype=np.complex128).reshape(-1)
     if psi.size != 2**L:
         raise QtomoError(f"target {spec!r} has {psi.size} amplitudes; L = {L} needs 2^{L} = "
                          f"{2**L}")
-    norm = float(np.linalg.norm(psi))
-    if not np.isfinite(norm) or abs(norm - 1) > _NORM_TOLERANCE:
-        raise QtomoError(f"target {spec!r} is not normalised: ‖ψ‖ = {norm:.8g}; expected 1 "
-                         f"(within {_NORM_TOLERANCE:g})")
-    return pure_target(spec, L, vector_to_mps(psi / norm))
+    check_target(psi, psi.size, f"target {spec!r}")
+    return pure_target(spec, L, vector_to_mps(psi / np.linalg.norm(psi)))
 
 
 def density_target(spec: str, rho: np.ndarray, L: int) -> Target:
     """A mixed :class:`Target` from ρ (2^L, 2^L); QtomoError unless ρ is Hermitian, Tr ρ = 1
-    and ρ ≥ 0 (within 1e-6)."""
+    and ρ ≥ 0 (within 1e-6; :func:`qtomo.guards.check_target`)."""
     rho = np.asarray(rho, dtype=np.complex128)
     if rho.shape != (2**L, 2**L):
         raise QtomoError(f"target {spec!r} is a matrix of shape {rho.shape}; L = {L} needs "
                          f"({2**L}, {2**L})")
     _check_dense(L, spec)
-    if not np.all(np.isfinite(rho)) or np.abs(rho - rho.conj().T).max() > _NORM_TOLERANCE:
-        raise QtomoError(f"target {spec!r} is not a Hermitian matrix; a density matrix is")
-    trace = float(np.trace(rho).real)
-    if abs(trace - 1) > _NORM_TOLERANCE:
-        raise QtomoError(f"target {spec!r} has trace {trace:.8g}; a density matrix has trace 1")
-    smallest = float(np.linalg.eigvalsh((rho + rho.conj().T) / 2)[0])
-    if smallest < -_NORM_TOLERANCE:
-        raise QtomoError(f"target {spec!r} is not positive: smallest eigenvalue {smallest:.3g}; "
-                         f"a density matrix has none below 0")
+    check_target(rho, 2**L, f"target {spec!r}")
     return Target(spec, L, rho=(rho + rho.conj().T) / 2)
 
 
