@@ -27,6 +27,7 @@ Usage::
 
     python benchmarks/states.py [--states w cluster xxz rc2 rc4 rc8] [--L 8 16]
         [--records 10000 100000] [--families mps gru transformer] [--targets] [--quick]
+    python benchmarks/states.py --rescore results/states_N10000.json   # winners from its rows
 
 ``--quick`` runs L = 4, 2 000 records, one epoch for the networks (its numbers mean nothing).
 Writes a table to stdout and ``benchmarks/results/states[_targets][_N<records>][_quick].json``
@@ -36,6 +37,8 @@ Writes a table to stdout and ``benchmarks/results/states[_targets][_N<records>][
 from __future__ import annotations
 
 import argparse
+import json
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -121,7 +124,9 @@ def run_case(name: str, L: int, records: int, families: list[str], folder: Path,
 
 
 def winners(rows: list[dict]) -> list[dict]:
-    """Per (state, L, N): the mps's F beside the best network's F (the ``winner`` column)."""
+    """Per (state, L, N): the mps's F beside the best network's F, and the ``winner``: the family
+    of the highest F where its F − 2 F_err exceeds every other family's F + 2 F_err, else
+    ``within 2σ: …`` naming the families the errors cannot separate."""
     summary = []
     for key in dict.fromkeys((row["state"], row["L"], row["N"]) for row in rows):
         case = [row for row in rows if (row["state"], row["L"], row["N"]) == key]
@@ -132,9 +137,27 @@ def winners(rows: list[dict]) -> list[dict]:
             "state": key[0], "L": key[1], "N": key[2], "S_max": case[0]["S_max"],
             "F_mps": mps[0]["F"] if mps else None,
             "network": best["family"] if best else None, "F_network": best["F"] if best else None,
-            "F_network_err": best["F_err"] if best else None,
-            "winner": max(case, key=lambda row: row["F"])["family"]})
+            "F_network_err": best["F_err"] if best else None, "winner": _winner(case)})
     return summary
+
+
+def _winner(case: list[dict]) -> str:
+    """The family of the highest F, or the families whose 2σ intervals reach its own."""
+    best = max(case, key=lambda row: row["F"])
+    low = best["F"] - 2 * best["F_err"]
+    close = [row["family"] for row in case
+             if row is not best and row["F"] + 2 * row["F_err"] >= low]
+    return ", ".join([best["family"], *close]) + " (within 2σ)" if close else best["family"]
+
+
+def rescore(path: Path) -> None:
+    """Recompute the ``winners`` of a results file from its rows (by :func:`winners`' rule)."""
+    results = json.loads(path.read_text())
+    results["winners"] = winners(results["rows"])
+    results["rescored_by"] = " ".join(["python", *sys.argv])
+    path.write_text(json.dumps(results, indent=2))
+    for row in results["winners"]:
+        print_row(row, 5)
 
 
 def main() -> None:
@@ -150,7 +173,11 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=20_000,
                         help="model samples of the Monte Carlo fidelity (default 20 000)")
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--rescore", type=Path, metavar="FILE",
+                        help="only recompute the winners of a results file from its rows")
     args = parser.parse_args()
+    if args.rescore is not None:
+        return rescore(args.rescore)
     epochs = 1 if args.quick else None
     with tempfile.TemporaryDirectory() as folder:
         rows = []

@@ -53,12 +53,18 @@ def render(path: Path) -> str:
             continue
         if isinstance(value, dict):
             lines += [f"{key}:", ""] + [f"- {name}: {cell(item)}" for name, item in value.items()]
+        elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+            lines += ["", f"{key}:", *table(value)]  # a summary of the rows (the winners)
         else:
             lines.append(f"{key}: {cell(value)}.")
+    return "\n".join([*lines, "", *table(rows)]) + "\n"
+
+
+def table(rows: list[dict]) -> list[str]:
+    """Markdown table lines of ``rows``, one column per key in order of appearance."""
     columns = list(dict.fromkeys(key for row in rows for key in row))
-    lines += ["", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(cell(row.get(c)) for c in columns) + " |" for row in rows]
-    return "\n".join(lines) + "\n"
+    return (["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+            + ["| " + " | ".join(cell(row.get(c)) for c in columns) + " |" for row in rows])
 
 
 def rendered_page(page: str) -> str:
