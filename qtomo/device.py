@@ -1,6 +1,8 @@
-"""Device selection shared by the API and the CLI."""
+"""Device selection shared by the API and the CLI, and the memory a device has left."""
 
 from __future__ import annotations
+
+import os
 
 import torch
 
@@ -27,3 +29,24 @@ def resolve_device(name: str | torch.device = "auto") -> torch.device:
     if device.type not in ("cpu", "cuda"):
         raise QtomoError(f"unsupported device {name!r}; expected auto, cpu, cuda or cuda:N")
     return device
+
+
+def available_memory(device: torch.device) -> int:
+    """Bytes a new allocation can take on ``device`` now: the free memory of a CUDA device, or
+    the kernel's estimate of what the CPU can allocate without swapping (``MemAvailable`` of
+    /proc/meminfo; the free pages where that file does not exist).
+
+    Example:
+        >>> available_memory(torch.device("cpu")) > 0
+        True
+    """
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    try:
+        with open("/proc/meminfo", encoding="ascii") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024  # the file counts kB
+    except OSError:
+        pass
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")

@@ -18,10 +18,12 @@ repeatedly:
    longer support a larger state. (One standard error let a 10^3-row validation set pick χ = 3
    over χ = 2 on TFIM L = 10 from 10^4 records by chance, 0.9885 against 0.9909.)
 
-The search also stops at the end of a ladder (a one-line note names the option that fits larger
-states). Each candidate is an ordinary run beside ``out`` (:func:`qtomo.train.candidate_output`),
-and the kept one is copied to ``out`` with the search (every stage's size, gain, standard error
-and the reason it stopped) in its checkpoint's training summary under ``size_search``.
+The search also stops at the end of a ladder, and before a size whose training pass would take
+more than half of the free memory (:meth:`~qtomo.models.QtomoModel.training_bytes`; a one-line
+note names the option that fits a fixed or larger size). Each candidate is an ordinary run
+beside ``out`` (:func:`qtomo.train.candidate_output`), and the kept one is copied to ``out`` with
+the search (every stage's size, gain, standard error and the reason it stopped) in its
+checkpoint's training summary under ``size_search``.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from typing import Any
 import torch
 
 from qtomo.data import Dataset
+from qtomo.device import available_memory
 from qtomo.errors import QtomoError
 from qtomo.models import QtomoModel, build, family_classes, load_checkpoint, save_checkpoint
 from qtomo.train import (
@@ -46,12 +49,16 @@ from qtomo.train import (
     candidate_output,
     fit,
     keep_run,
+    refine_chunk,
 )
 
 #: Adam epochs of a grown stage before its L-BFGS refinement: at L = 50 L-BFGS alone left the
 #: new bond directions unused (χ = 3 → 4 gained nothing), a few epochs of Adam develop them
 _GROWN_EPOCHS = 10
 _SIGNIFICANCE = 1.5  # standard errors a larger size must gain on the held-out rows
+#: share of the free memory one training pass of a grown stage may take: the kept stage, the
+#: data and the validation pass hold the rest
+_MEMORY_SHARE = 0.5
 
 
 @dataclass(frozen=True)
@@ -120,9 +127,9 @@ def fit_growing(family: str, dataset: Dataset, options: TrainOptions, *,
     first, combination, seed = min(starts, key=lambda start: start[0].best_val_nll)
     grown_options = dataclasses.replace(options, seed=seed,
                                         epochs=min(options.epochs, _GROWN_EPOCHS))
-    result, stages, stopped = _grow(first, sizes, ladders, dataset, grown_options,
-                                    combination, restarted, out, device, quiet)
-    search = _summary(stages, stopped, ladders)
+    result, stages, stopped, memory = _grow(first, sizes, ladders, dataset, grown_options,
+                                            combination, restarted, out, device, quiet)
+    search = _summary(stages, stopped, ladders, memory)
     chosen = {**combination, **search["chosen"]}
     if not quiet:
         print(f"kept {candidate_label(chosen, seed)}: {search['reason']}")
@@ -144,12 +151,14 @@ def _combinations(grid: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
 def _grow(kept: TrainResult, sizes: dict[str, int], ladders: Mapping[str, Sequence[int]],
           dataset: Dataset, options: TrainOptions, values: dict[str, Any],
           restarted: bool, out: str | Path | None, device, quiet: bool,
-          ) -> tuple[TrainResult, list[Stage], str]:
+          ) -> tuple[TrainResult, list[Stage], str, dict[str, Any]]:
     """Steps 1–3 of the module docstring from the first stage ``kept`` (of ``sizes``); returns
-    the kept run, every stage, and why the search stopped: ``"gain"`` (no larger size gained
-    enough), ``"ladder"`` (a ladder's end) or ``"full"`` (every bond at its largest)."""
+    the kept run, every stage, why the search stopped: ``"gain"`` (no larger size gained
+    enough), ``"memory"`` (the next size would not fit in memory), ``"ladder"`` (a ladder's
+    end) or ``"full"`` (every bond at its largest), and the size memory refused, if any."""
     kept_log_q = _validation_log_q(kept, dataset)
     stages = [Stage(dict(sizes), kept.best_val_nll, None, None, True, _seconds(kept))]
+    memory: dict[str, Any] = {}  # the size memory refused (_fits_in_memory)
     while True:
         trials, ends = [], set()
         for name, ladder in ladders.items():
@@ -159,19 +168,24 @@ def _grow(kept: TrainResult, sizes: dict[str, int], ladders: Mapping[str, Sequen
                 continue
             larger = {**sizes, name: ladder[rung]}
             torch.manual_seed(options.seed)
-            result = _fit_stage(kept.model.grown(**larger), dataset, options,
-                                {**values, **larger}, restarted, out, device, quiet)
+            grown = kept.model.grown(**larger)
+            if not _fits_in_memory(grown, name, ladder[rung], options, memory):
+                ends.add("memory")
+                continue
+            result = _fit_stage(grown, dataset, options, {**values, **larger}, restarted, out,
+                                device, quiet)
             log_q = _validation_log_q(result, dataset)
             gain, stderr = _paired_gain(log_q, kept_log_q)
             trials.append((gain - _SIGNIFICANCE * stderr, larger, result, log_q, gain, stderr))
         if not trials:
-            return kept, stages, "ladder" if "ladder" in ends else "full"
+            stopped = next(end for end in ("memory", "ladder", "full") if end in ends)
+            return kept, stages, stopped, memory
         margin, larger, result, log_q, _, _ = max(trials, key=lambda trial: trial[0])
         stages += [Stage(trial[1], trial[2].best_val_nll, trial[4], trial[5],
                          margin > 0 and trial[1] is larger, _seconds(trial[2]))
                    for trial in trials]
         if margin <= 0:
-            return kept, stages, "gain"
+            return kept, stages, "gain", memory
         sizes, kept, kept_log_q = larger, result, log_q
 
 
@@ -208,10 +222,33 @@ def _validation_log_q(result: TrainResult, dataset: Dataset) -> torch.Tensor:
                       for a in rows.split(16384)]).double()
 
 
-def _summary(stages: list[Stage], stopped: str,
-             ladders: Mapping[str, Sequence[int]]) -> dict[str, Any]:
-    """The search as plain data, with the reason it stopped."""
+def _fits_in_memory(model: QtomoModel, name: str, value: int, options: TrainOptions,
+                    refused: dict[str, Any]) -> bool:
+    """Whether one training pass of ``model`` (an Adam batch, or a chunk of the refinement,
+    whichever is larger) needs at most :data:`_MEMORY_SHARE` of the memory its device has
+    free; if not, ``refused`` records the size (``name`` = ``value``), the bytes needed and
+    those available."""
+    rows = max(options.batch_size, refine_chunk(model.L))
+    needed, available = model.training_bytes(rows), available_memory(model.device)
+    if needed <= _MEMORY_SHARE * available:
+        return True
+    refused.update(name=name, value=value, rows=rows,
+                   needed_bytes=needed, available_bytes=available)
+    return False
+
+
+def _summary(stages: list[Stage], stopped: str, ladders: Mapping[str, Sequence[int]],
+             memory: Mapping[str, Any]) -> dict[str, Any]:
+    """The search as plain data, with the reason it stopped (and the size memory refused)."""
     kept = next(stage for stage in reversed(stages) if stage.kept)
+    if stopped == "memory":
+        return {"chosen": kept.sizes, "stopped": stopped, "memory": dict(memory),
+                "stages": [dataclasses.asdict(stage) for stage in stages],
+                "reason": f"the next size ({memory['name']} = {memory['value']}) needs about "
+                          f"{memory['needed_bytes'] / 2**30:.3g} GiB for a pass over "
+                          f"{memory['rows']} rows, more than half of the "
+                          f"{memory['available_bytes'] / 2**30:.3g} GiB free; give "
+                          f"--{memory['name']} to fit a fixed size"}
     reason = {
         "gain": f"no larger size improved the held-out NLL by more than {_SIGNIFICANCE:g} "
                 f"standard errors",

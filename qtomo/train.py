@@ -706,11 +706,17 @@ def _split(dataset: Dataset, options: TrainOptions,
     return train_rows, val_rows
 
 
+def refine_chunk(L: int) -> int:
+    """Rows per pass of the L-BFGS refinement: fewer as L grows, so one chunk's graph stays
+    small (16 384 up to L = 32, 1 024 from L = 512)."""
+    return min(16384, max(1024, 2**19 // L))
+
+
 def _refine(model: QtomoModel, train: _Rows, val: _Rows, options: TrainOptions, autocast, *,
             rank: int, world: int, quiet: bool) -> Refinement:
     """The L-BFGS stage (:func:`qtomo.refine.refine`) on this rank's share of the training
     rows, in chunks whose size falls with L so that one chunk's graph stays small."""
-    chunk = min(16384, max(1024, 2**19 // model.L))
+    chunk = refine_chunk(model.L)
     n_rows = train.n_rows
     refinement = refine(model, lambda: train.batches(chunk, rank=rank, world=world), n_rows,
                         lambda: _validation_nll(model, val, options, autocast, rank, world),

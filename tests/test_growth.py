@@ -102,6 +102,20 @@ def test_the_search_selects_real_or_complex_on_the_first_size(tmp_path):
     assert values[1] > values[0] + 0.1
 
 
+def test_the_search_stops_before_a_size_that_would_not_fit_in_memory(random4, monkeypatch):
+    """With the free memory just under twice what a χ = 3 pass needs, χ = 3 is refused: the
+    search keeps χ = 2, says why and names the option, and stores what it refused."""
+    needed = build("mps", L=5, K=4, povm="pauli4", chi=3, real=1).training_bytes(16384)
+    monkeypatch.setattr("qtomo.growth.available_memory", lambda device: 2 * needed - 1)
+    selection = fit_growing("mps", random4, QUICK, hyperparameters={"real": 1}, device="cpu",
+                            quiet=True)
+    search = selection.search
+    assert search["stopped"] == "memory" and selection.hyperparameters["chi"] == 2
+    assert [stage["sizes"]["chi"] for stage in search["stages"]] == [2]
+    assert search["memory"]["value"] == 3 and search["memory"]["needed_bytes"] == needed
+    assert "chi = 3" in search["reason"] and "give --chi" in search["reason"]
+
+
 @pytest.mark.parametrize("family, options, message", [
     ("gru", QUICK, "no size left to choose"),
     ("mps", TrainOptions(refine=0), "give refine > 0"),

@@ -2,6 +2,8 @@
 
 import math
 import re
+import subprocess
+import sys
 from functools import reduce
 
 import numpy as np
@@ -162,6 +164,30 @@ def test_born_log_prob_is_finite_at_large_L():
     elements = torch.tensor(get_povm("pauli4").elements)
     log_p = born_log_prob(tensors, elements, torch.zeros(1, L, dtype=torch.long))
     assert abs(float(log_p[0]) - (L * math.log(1 / 3) - math.log(2))) < 1e-9
+
+
+_PEAK_SCRIPT = """
+import resource, sys, torch
+from qtomo.models import build
+L, chi, rows = map(int, sys.argv[1:])
+model = build("mps", L=L, K=4, povm="pauli4", chi=chi, real=1)
+a = torch.randint(0, 4, (rows, L), generator=torch.Generator().manual_seed(0))
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+model.training_nll(a).mean().backward()
+print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) * 1024)
+"""
+
+
+@pytest.mark.parametrize("L, chi, rows", [(50, 8, 16384), (16, 48, 2048)])  # tables, dense
+def test_training_bytes_bound_the_measured_peak(L, chi, rows):
+    """The estimate a size search compares with the free memory is above the growth of the
+    resident memory over one forward and backward pass (Linux counts it in KiB), and within
+    twice it, on the table path and the dense path."""
+    measured = int(subprocess.run([sys.executable, "-c", _PEAK_SCRIPT, str(L), str(chi),
+                                   str(rows)], capture_output=True, text=True, check=True,
+                                  ).stdout)
+    estimate = build("mps", L=L, K=4, povm="pauli4", chi=chi, real=1).training_bytes(rows)
+    assert measured < estimate < 2 * measured
 
 
 @pytest.mark.parametrize("kraus", [None, 2])

@@ -98,6 +98,12 @@ class QtomoModel(nn.Module):
         random (so that a gradient method can use them)."""
         raise QtomoError(f"the {self.family} family has no size to grow")
 
+    def training_bytes(self, records: int) -> int:
+        """Estimated peak memory in bytes of one differentiable pass of :meth:`training_nll`
+        over ``records`` rows, for the families with :attr:`sizes` (a size search stops before
+        a size that would not fit)."""
+        raise QtomoError(f"the {self.family} family has no size to grow")
+
     def check_records(self, a: torch.Tensor) -> None:
         """Raise QtomoError unless ``a`` is an integer tensor (B, L) with outcomes in 0..K−1.
 

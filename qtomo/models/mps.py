@@ -39,7 +39,7 @@ from qtomo.errors import QtomoError
 from qtomo.models.base import QtomoModel, check_hyperparameter
 from qtomo.povm import POVM, PerQubitPOVM, povm_elements
 from qtomo.states.mps import right_canonical
-from qtomo.states.mps_sampler import MPSDistribution, born_log_prob
+from qtomo.states.mps_sampler import MPSDistribution, born_log_prob, born_log_prob_bytes
 
 _NOISE = 0.3  # relative size of the random part of the initial tensors
 _GROWTH_NOISE = 0.02  # size of a grown tensor's new entries, relative to its typical entry
@@ -170,6 +170,11 @@ class LPDOModel(QtomoModel):
                 new.copy_(scale * torch.randn_like(new))
                 new[tuple(slice(0, n) for n in old.shape)] += old
         return larger.to(self.povm_elements.device)
+
+    def training_bytes(self, records: int) -> int:
+        """Peak bytes of ln Q and its gradient over ``records`` rows
+        (:func:`~qtomo.states.mps_sampler.born_log_prob_bytes`)."""
+        return born_log_prob_bytes(self.chi, self.kappa, self.K, records)
 
     @torch.no_grad()
     def set_tensors(self, tensors: list[np.ndarray]) -> None:

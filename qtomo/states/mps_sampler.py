@@ -77,11 +77,12 @@ from qtomo.states.real_environment import (
     real_site_tables,
 )
 
-__all__ = ["MPSDistribution", "born_log_prob"]
+__all__ = ["MPSDistribution", "born_log_prob", "born_log_prob_bytes"]
 
 _TABLE_BUDGET = 2**30  # bytes of superoperator tables before the dense fallback
 _TABLE_MAX_CHI = 32
 _CHUNK_BYTES = 64 * 2**20  # working memory of one chunk of records
+_WORKSPACE = 256 * 2**20  # bytes of a gradient pass besides its tables and environments
 _RENORMALISE = 8  # sites between trace normalisations: a product of 8 conditionals stays normal
 _RENORMALISE_GRADIENT = 4  # the same in born_log_prob, whose tensors may have any norm
 
@@ -370,6 +371,26 @@ def _refinements(povm: POVM | PerQubitPOVM, L: int) -> tuple[np.ndarray, np.ndar
 
 def _table_bytes(chi: list[int], K: int) -> int:
     return 8 * K * sum((left * right) ** 2 for left, right in zip(chi[:-1], chi[1:], strict=True))
+
+
+def born_log_prob_bytes(chi: Sequence[int], kappa: int, K: int, records: int) -> int:
+    """Estimated peak bytes of :func:`born_log_prob` and its gradient over ``records`` rows.
+
+    Measured on this project's CPU (L = 16 and 50, χ = 4 … 64, the growth of the maximum
+    resident memory over one forward and backward pass): the table path holds about 3 times its
+    tables while it builds them, then about 18 bytes per record and Σ_i χ_i² (its saved
+    environments); the dense path about 55 κ bytes per record and Σ_i χ_i² (F, Z and X of every
+    site, saved for the gradient); both up to about 350 MiB of workspace besides. The estimate
+    adds a third to the first two and 256 MiB.
+
+    Args:
+        chi: bond dimensions χ_0 … χ_L; kappa: Kraus dimension κ; K: outcomes per qubit.
+        records: rows of one pass.
+    """
+    squares = sum(bond * bond for bond in chi)
+    if _use_tables(list(chi), K):
+        return _WORKSPACE + 4 * _table_bytes(list(chi), K) + 24 * records * squares
+    return _WORKSPACE + 72 * kappa * records * squares
 
 
 def _use_tables(chi: list[int], K: int) -> bool:
