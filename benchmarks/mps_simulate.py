@@ -63,7 +63,7 @@ def previous_path_seconds(dist: MPSDistribution, a: torch.Tensor) -> tuple[str, 
     elements, tensors = dist._elements, dist._tensors
     if mps_sampler._use_tables(dist.chi, dist.K):
         with torch.no_grad():
-            tables = [mps_sampler._superoperator(B, M) for B, M in zip(tensors, elements,
+            tables = [mps_sampler.superoperator_tables(B, M) for B, M in zip(tensors, elements,
                                                                         strict=True)]
         start = time.perf_counter()
         mps_sampler._table_log_trace(tables, a, mps_sampler._RENORMALISE)

@@ -378,9 +378,9 @@ def _add_fit_parser(subparsers) -> None:
         description="Train a model on POVM records (mean NLL, AdamW). Holds out the last "
                     "--val-fraction of rows, keeps the best checkpoint by validation NLL, writes "
                     "<out>.last.pt (resumable) and <out>.history.json beside it. The physical "
-                    "families mps and lpdo default to --lr 0.03 --batch-size 1024 --ema 0.9 "
-                    "--epochs 50 --refine 500, and choose --chi (and --kraus) from the records "
-                    "unless given.")
+                    "families mps and lpdo default to --epochs 0 --sweeps 8 (--epochs 50 "
+                    "--refine 500 with --positive 1), and choose --chi (and --kraus) from the "
+                    "records unless given.")
     parser.add_argument("--model", choices=tuple(FAMILIES), default=None,
                         help="model family (default: chosen by the records: mps for incomplete or "
                              "biased bases or fewer than 10^4 records, else gru; with "
@@ -418,8 +418,10 @@ def _add_fit_parser(subparsers) -> None:
         ("--patience", _integer(0), "stop after this many epochs without improvement (0 = never)"),
         ("--ema", _finite_float, "decay of a moving average of the weights, validated and "
                                  "saved (0 = off)"),
-        ("--refine", _integer(0), "after the epochs, at most this many full-batch L-BFGS "
-                                  "iterations towards the maximum likelihood (0 = none)"),
+        ("--sweeps", _integer(0), "after the epochs, at most this many local maximum-likelihood "
+                                  "sweeps over the sites of mps/lpdo (0 = none)"),
+        ("--refine", _integer(0), "after the epochs and sweeps, at most this many full-batch "
+                                  "L-BFGS iterations towards the maximum likelihood (0 = none)"),
     ):
         name = flag[2:].replace("-", "_")
         train_options.add_argument(flag, type=kind, default=None,

@@ -109,8 +109,9 @@ def fit_growing(family: str, dataset: Dataset, options: TrainOptions, *,
     if not ladders:
         raise QtomoError(f"the {family} family has no size left to choose (given: "
                          f"{', '.join(sorted(fixed)) or 'none'})")
-    if not options.refine:
-        raise QtomoError("choosing the size compares maximum-likelihood fits; give refine > 0")
+    if not (options.sweeps or options.refine):
+        raise QtomoError("choosing the size compares maximum-likelihood fits; give sweeps or "
+                         "refine > 0")
     if isinstance(restarts, bool) or not isinstance(restarts, int) or restarts < 1:
         raise QtomoError(f"restarts must be an integer >= 1; got {restarts!r}")
     sizes = {name: ladder[0] for name, ladder in ladders.items()}
@@ -157,7 +158,7 @@ def _grow(kept: TrainResult, sizes: dict[str, int], ladders: Mapping[str, Sequen
     enough), ``"memory"`` (the next size would not fit in memory), ``"ladder"`` (a ladder's
     end) or ``"full"`` (every bond at its largest), and the size memory refused, if any."""
     kept_log_q = _validation_log_q(kept, dataset)
-    stages = [Stage(dict(sizes), kept.best_val_nll, None, None, True, _seconds(kept))]
+    stages = [Stage(dict(sizes), kept.best_val_nll, None, None, True, kept.time_s)]
     memory: dict[str, Any] = {}  # the size memory refused (_fits_in_memory)
     while True:
         trials, ends = [], set()
@@ -182,17 +183,11 @@ def _grow(kept: TrainResult, sizes: dict[str, int], ladders: Mapping[str, Sequen
             return kept, stages, stopped, memory
         margin, larger, result, log_q, _, _ = max(trials, key=lambda trial: trial[0])
         stages += [Stage(trial[1], trial[2].best_val_nll, trial[4], trial[5],
-                         margin > 0 and trial[1] is larger, _seconds(trial[2]))
+                         margin > 0 and trial[1] is larger, trial[2].time_s)
                    for trial in trials]
         if margin <= 0:
             return kept, stages, "gain", memory
         sizes, kept, kept_log_q = larger, result, log_q
-
-
-def _seconds(result: TrainResult) -> float:
-    """Training time of a run: its epochs and its refinement."""
-    refined = result.refinement.time_s if result.refinement else 0.0
-    return sum(row["time_s"] for row in result.history) + refined
 
 
 def _paired_gain(log_q: torch.Tensor, kept_log_q: torch.Tensor) -> tuple[float, float]:

@@ -16,7 +16,8 @@ class TrainOptions:
     """Optimisation settings of :func:`fit` (all stored in the checkpoint).
 
     Args:
-        epochs: maximum number of passes over the training rows (0: none, with ``refine``).
+        epochs: maximum number of passes over the training rows (0: none, with ``sweeps`` or
+            ``refine``).
         batch_size: records per optimizer step (global under DDP).
         lr: peak learning rate of AdamW.
         weight_decay: decoupled weight decay of AdamW.
@@ -37,8 +38,12 @@ class TrainOptions:
         bootstrap: train on a bootstrap resample of the training rows (as many draws with
             replacement, seeded by ``seed``), the finite-data spread of an ensemble
             (:func:`fit_ensemble`); needs the rows resident. Validation rows are never resampled.
-        refine: after the epochs, at most this many full-batch L-BFGS iterations from the best
-            weights (:func:`qtomo.refine.refine`; 0 = none), validated every ``refine_check``.
+        sweeps: after the epochs, at most this many local maximum-likelihood sweeps of a
+            tensor-network family (:func:`qtomo.sweeps.sweep`, docs/physical-fits.md "Sweeps";
+            0 = none), from the best weights; they stop earlier when the validation NLL does.
+        refine: after the epochs and sweeps, at most this many full-batch L-BFGS iterations
+            from the best weights (:func:`qtomo.refine.refine`; 0 = none), validated every
+            ``refine_check``.
         refine_check: L-BFGS iterations between validation checks of the refinement.
     """
 
@@ -58,6 +63,7 @@ class TrainOptions:
     resident_bytes: int = 4 * 2**30
     chunk_records: int = 2**18
     bootstrap: bool = False
+    sweeps: int = 0
     refine: int = 0
     refine_check: int = 10
 
@@ -71,8 +77,8 @@ class TrainOptions:
             if not ok:
                 raise QtomoError(f"training option {option.name} must be of type {kind}; got "
                                  f"{value!r}")
-        checks = [("epochs", self.epochs >= (0 if self.refine else 1),
-                   ">= 1 (or 0 with refine > 0)"),
+        checks = [("epochs", self.epochs >= (0 if self.refine or self.sweeps else 1),
+                   ">= 1 (or 0 with sweeps or refine > 0)"),
                   ("batch_size", self.batch_size >= 1, ">= 1"),
                   ("lr", 0 < self.lr < math.inf, "> 0"),
                   ("weight_decay", 0 <= self.weight_decay < math.inf, ">= 0"),
@@ -84,6 +90,7 @@ class TrainOptions:
                   ("ema", self.ema == 0 or 0.5 <= self.ema < 1, "0 or in [0.5, 1)"),
                   ("resident_bytes", self.resident_bytes >= 0, ">= 0"),
                   ("chunk_records", self.chunk_records >= 1, ">= 1"),
+                  ("sweeps", self.sweeps >= 0, ">= 0"),
                   ("refine", self.refine >= 0, ">= 0"),
                   ("refine_check", self.refine_check >= 1, ">= 1")]
         for name, ok, expected in checks:

@@ -1,7 +1,7 @@
 """What a plain ``qtomo fit`` does: which family (:func:`default_family`) and its training
 recipe, read in one place (docs/training.md "The default family", "Choosing hyperparameters").
 
-:func:`recipe` turns a family's declared defaults (``model.train_defaults``,
+:func:`recipe` turns a family's declared defaults (``model.train_defaults_for``,
 ``model.selection_defaults``, ``model.sizes``) and what the user gave into training options and
 a selection grid; :func:`fit_recipe` runs it: a size search (:func:`qtomo.growth.fit_growing`)
 for a family with sizes the user left open, a selection (:func:`qtomo.train.fit_selection`) for
@@ -87,8 +87,8 @@ def recipe(family: str, dataset: Dataset, options: Mapping[str, Any] | None = No
            ) -> tuple[TrainOptions, dict[str, list]]:
     """The training options and the selection grid of a plain fit of ``family``.
 
-    The family's ``train_defaults`` (else :class:`TrainOptions`') apply unless given in
-    ``options``; a default batch is cut
+    The family's ``train_defaults_for(hyperparameters)`` (else :class:`TrainOptions`') apply
+    unless given in ``options``; a default batch is cut
     to an eighth of the training rows (at least 32, at most all of them), so that a small file
     still gets several optimizer steps per epoch. The family's ``selection_defaults`` (the
     physical families: ``real`` ∈ {1, 0}) join the grid unless given in ``hyperparameters``;
@@ -106,7 +106,7 @@ def recipe(family: str, dataset: Dataset, options: Mapping[str, Any] | None = No
     """
     options, given = dict(options or {}), dict(hyperparameters or {})
     model_class = family_classes(family)[0]
-    defaults = dict(model_class.train_defaults)
+    defaults = model_class.train_defaults_for(given)
     if "batch_size" not in options:
         val_fraction = options.get("val_fraction", TrainOptions.val_fraction)
         n_train = split_rows(dataset.n_records, val_fraction)[0][1]
@@ -174,7 +174,7 @@ def fit_recipe(family: str, dataset: Dataset, options: Mapping[str, Any] | None 
              if not isinstance(value, list)}
     model_class = family_classes(family)[0]
     open_sizes = [name for name in model_class.sizes if name not in fixed and name not in grid]
-    searched = bool(open_sizes and training.refine)
+    searched = bool(open_sizes and (training.sweeps or training.refine))
     if restarts is None:
         restarts = model_class.search_restarts if searched else 1
     if searched:

@@ -76,6 +76,7 @@ from qtomo.options import TrainOptions
 from qtomo.pauli_records import dataset_warnings
 from qtomo.progress import progress_bar
 from qtomo.refine import Refinement, refine
+from qtomo.sweeps import SweepResult
 
 
 @dataclass(frozen=True)
@@ -93,6 +94,7 @@ class TrainResult:
             on: ``evaluate(result.model, dataset, rows=result.val_rows)`` for an in-memory run
             (a checkpoint carries them itself).
         refinement: what the L-BFGS stage did (``options.refine`` > 0), else None.
+        sweeps: what the local sweeps did (``options.sweeps`` > 0), else None.
     """
 
     model: QtomoModel
@@ -105,6 +107,18 @@ class TrainResult:
     stopped_early: bool
     val_rows: tuple[int, int]
     refinement: Refinement | None = None
+    sweeps: SweepResult | None = None
+
+    @property
+    def time_s(self) -> float:
+        """Training time: the epochs, the sweeps and the refinement."""
+        return _training_seconds(self.history, self.sweeps, self.refinement)
+
+
+def _training_seconds(history: Sequence[Mapping[str, float]],
+                      *stages: SweepResult | Refinement | None) -> float:
+    """Wall time of the epochs of ``history`` and of the stages run after them."""
+    return sum(row["time_s"] for row in history) + sum(stage.time_s for stage in stages if stage)
 
 
 def run_paths(out: str | Path) -> tuple[Path, Path, Path]:
@@ -512,6 +526,7 @@ class _Run:
         self.epoch, self.bad_epochs, self.stopped_early = 0, 0, False
         self.best: dict[str, Any] = {"epoch": 0, "val_nll": math.inf, "state_dict": None}
         self.refinement: Refinement | None = None
+        self.sweeps: SweepResult | None = None
 
     def restore(self, state) -> None:
         """Continue the interrupted run of the checkpoint ``state`` (:func:`load_resume`)."""
@@ -558,12 +573,12 @@ class _Run:
 
     def summary(self) -> dict[str, Any]:
         """The training summary stored in every checkpoint and the history file."""
-        refinement = self.refinement
+        refinement, sweeps = self.refinement, self.sweeps
         return {"epochs_run": self.epoch, "best_epoch": self.best["epoch"],
                 "best_val_nll": self.best["val_nll"], "stopped_early": self.stopped_early,
+                "sweeps": dataclasses.asdict(sweeps) if sweeps else None,
                 "refine": dataclasses.asdict(refinement) if refinement else None,
-                "time_s": sum(row["time_s"] for row in self.history)
-                + (refinement.time_s if refinement else 0.0),
+                "time_s": _training_seconds(self.history, sweeps, refinement),
                 "options": dataclasses.asdict(self.options),
                 "world_size": self.world, "device": str(self.device),
                 "n_parameters": sum(p.numel() for p in self.model.parameters()),
@@ -653,17 +668,22 @@ class _Run:
                                 data=self.data, training=self.summary())
 
     def finish(self) -> TrainResult:
-        """The best weights, refined when asked, saved with the final summary."""
+        """The best weights, swept and refined when asked, saved with the final summary."""
         model, options = self.model, self.options
         if self.best["state_dict"] is not None:
             model.load_state_dict(self.best["state_dict"])
+        if options.sweeps:
+            self.sweeps = _sweep(model, self.train, self.val, options, self.autocast,
+                                 rank=self.rank, world=self.world, quiet=self.quiet)
+            self.best = {"epoch": self.epoch, "val_nll": self.sweeps.val_nll,
+                         "state_dict": None}
         if options.refine:
             self.refinement = _refine(model, self.train, self.val, options, self.autocast,
                                       rank=self.rank, world=self.world, quiet=self.quiet)
             self.best = {"epoch": self.epoch, "val_nll": self.refinement.val_nll,
                          "state_dict": None}
-            if self.save:
-                self.save_last()
+        if self.save and (options.sweeps or options.refine):
+            self.save_last()
         model.eval()
         best_path, last_path, history_path = self.paths
         if self.save:  # final summary into the best checkpoint
@@ -674,7 +694,7 @@ class _Run:
                            best_epoch=self.best["epoch"], best_val_nll=self.best["val_nll"],
                            stopped_early=self.stopped_early,
                            val_rows=(int(self.val_rows[0]), int(self.val_rows[1])),
-                           refinement=self.refinement)
+                           refinement=self.refinement, sweeps=self.sweeps)
 
 
 def _check_pairing(model: QtomoModel, dataset: Dataset, options: TrainOptions,
@@ -692,6 +712,9 @@ def _check_pairing(model: QtomoModel, dataset: Dataset, options: TrainOptions,
                          f"in one process; got a world size of {world} (run without torchrun)")
     if model.makes_own_step and options.refine:
         raise QtomoError(f"the {model.family} model has no likelihood to refine; drop --refine")
+    refusal = model.sweep_refusal() if options.sweeps else None
+    if refusal is not None:
+        raise QtomoError(f"{refusal}; drop --sweeps")
 
 
 def _split(dataset: Dataset, options: TrainOptions,
@@ -731,6 +754,26 @@ def _refine(model: QtomoModel, train: _Rows, val: _Rows, options: TrainOptions, 
                       f"before converging; raise --refine to go on (the best state so far is "
                       f"kept)", stacklevel=2)
     return refinement
+
+
+def _sweep(model: QtomoModel, train: _Rows, val: _Rows, options: TrainOptions, autocast, *,
+           rank: int, world: int, quiet: bool) -> SweepResult:
+    """The local sweeps (:meth:`QtomoModel.sweep`) on this rank's share of the training rows,
+    gathered in memory (their environments are held there anyway)."""
+    records = torch.cat([a.to(torch.uint8) for a in
+                         train.batches(refine_chunk(model.L), rank=rank, world=world)])
+    result = model.sweep(records, train.n_rows,
+                         lambda: _validation_nll(model, val, options, autocast, rank, world),
+                         max_sweeps=options.sweeps, world=world)
+    if not quiet:
+        print(f"sweeps: {result.half_sweeps} half-sweeps, validation NLL "
+              f"{result.val_nll_before:.6f} -> {result.val_nll:.6f}, stopped: "
+              f"{result.stopped}, {result.time_s:.1f}s")
+    if result.stopped == "sweeps":
+        warnings.warn(f"the sweeps reached their cap of {options.sweeps} before the validation "
+                      f"NLL stopped improving; raise --sweeps to go on (the best state so far "
+                      f"is kept)", stacklevel=2)
+    return result
 
 
 @torch.no_grad()

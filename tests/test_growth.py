@@ -118,7 +118,7 @@ def test_the_search_stops_before_a_size_that_would_not_fit_in_memory(random4, mo
 
 @pytest.mark.parametrize("family, options, message", [
     ("gru", QUICK, "no size left to choose"),
-    ("mps", TrainOptions(refine=0), "give refine > 0"),
+    ("mps", TrainOptions(refine=0), "give sweeps or refine > 0"),
 ])
 def test_search_errors(random4, family, options, message):
     with pytest.raises(QtomoError, match=message):
@@ -148,7 +148,7 @@ def test_cli_given_chi_is_not_searched(random4, tmp_path):
     checkpoint = load_checkpoint(out)
     assert checkpoint.config["hyperparameters"]["chi"] == 3
     assert "size_search" not in checkpoint.config["training"]
-    assert checkpoint.config["training"]["refine"]["iterations"] >= 1
+    assert checkpoint.config["training"]["sweeps"]["half_sweeps"] >= 1
 
 
 def test_set_tensors_rejects_what_the_model_cannot_hold():

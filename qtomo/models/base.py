@@ -8,6 +8,7 @@ A model is a normalised distribution Q(a) over POVM records a ∈ {0..K-1}^L::
     model.training_nll(a) -> Tensor[B]                # what the trainer minimises (default -ln Q)
     model.train_step(a, optimizer, clip)              # optional: a family's own update (gan)
     model.after_step()                                # the trainer calls it after each step
+    model.sweep(records, n_rows, validate, ...)       # optional: local sweeps (mps, lpdo)
     model.povm                                        # the POVM Q refers to, or None
 
 Families hold their hyperparameters in a frozen dataclass ``model.config``; ``model.family`` is
@@ -19,7 +20,7 @@ and the trainer checks that the data were measured with it; for the networks ``p
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 import numpy as np
@@ -28,6 +29,7 @@ from torch import nn
 
 from qtomo.errors import QtomoError
 from qtomo.povm import POVM, check_outcomes
+from qtomo.sweeps import SweepResult
 
 
 class QtomoModel(nn.Module):
@@ -60,6 +62,13 @@ class QtomoModel(nn.Module):
     #: hyperparameters a plain ``qtomo fit`` uses, instead of selecting them, when the records
     #: cannot determine the phases of the amplitudes (:func:`qtomo.recipe.phase_prior`)
     unphased_defaults: ClassVar[dict[str, Any]] = {}
+
+    @classmethod
+    def train_defaults_for(cls, hyperparameters: Mapping[str, Any]) -> dict[str, Any]:
+        """The training options a plain fit uses with ``hyperparameters`` given (a list value is
+        several to select among): :attr:`train_defaults` unless a family's recipe depends on
+        them."""
+        return dict(cls.train_defaults)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         """Give every family's ``log_prob`` and ``training_nll`` records of any integer dtype
@@ -103,6 +112,18 @@ class QtomoModel(nn.Module):
         over ``records`` rows, for the families with :attr:`sizes` (a size search stops before
         a size that would not fit)."""
         raise QtomoError(f"the {self.family} family has no size to grow")
+
+    def sweep_refusal(self) -> str | None:
+        """Why this model cannot be fitted by local sweeps (:meth:`sweep`), or None where it
+        can; the trainer refuses ``sweeps`` > 0 with this line before any epoch."""
+        return f"the {self.family} family has no local sweeps"
+
+    def sweep(self, records: torch.Tensor, n_rows: int, validate: Callable[[], float], *,
+              max_sweeps: int, world: int = 1) -> SweepResult:
+        """Maximise the likelihood of ``records`` (LongTensor (N_rank, L), this rank's training
+        rows; ``n_rows`` over all ranks) site by site (:func:`qtomo.sweeps.sweep`), keeping the
+        state with the lowest ``validate()``; the model ends holding it."""
+        raise QtomoError(self.sweep_refusal() or f"the {self.family} family cannot sweep")
 
     def check_records(self, a: torch.Tensor) -> None:
         """Raise QtomoError unless ``a`` is an integer tensor (B, L) with outcomes in 0..K−1.

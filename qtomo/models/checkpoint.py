@@ -59,12 +59,14 @@ VERSION = 1
 # required ("key?" optional, "*" any other key); ("list", spec) a list, ("or none", spec) either.
 _ROWS = ("rows",)
 _TENSORS = {"*": "tensor"}
-_REFINEMENT = {"iterations?": "integer", "val_nll_before?": "number", "val_nll?": "number",
-               "*": "any"}
+_STAGE = {"val_nll_before?": "number", "val_nll?": "number", "time_s?": "number", "*": "any"}
+_REFINEMENT = {**_STAGE, "iterations?": "integer"}
+_SWEEPS = {**_STAGE, "half_sweeps?": "integer"}
 _TRAINING = {"epochs_run?": "integer", "best_epoch?": "integer", "best_val_nll?": "number",
              "stopped_early?": "bool", "options?": "mapping", "world_size?": "integer",
              "device?": "text", "n_parameters?": "integer", "time_s?": "number",
-             "refine?": ("or none", _REFINEMENT), "*": "any"}
+             "sweeps?": ("or none", _SWEEPS), "refine?": ("or none", _REFINEMENT),
+             "*": "any"}
 SCHEMA = {
     "format": "text", "version": "integer", "qtomo_version?": "text",
     "config": {
@@ -351,6 +353,11 @@ def describe(checkpoint: Checkpoint) -> str:
                      f"{training.get('best_val_nll'):.6g} at epoch {training.get('best_epoch')}"
                      + (", stopped early" if training.get("stopped_early") else "")
                      + (f", {training['time_s']:.1f} s" if "time_s" in training else ""))
+    swept = training.get("sweeps")
+    if isinstance(swept, dict):
+        lines.append(f"  sweeps: {swept.get('half_sweeps')} half-sweeps, validation NLL "
+                     f"{swept.get('val_nll_before'):.6g} -> {swept.get('val_nll'):.6g}, "
+                     f"stopped: {swept.get('stopped')}")
     refined = training.get("refine")
     if isinstance(refined, dict):
         lines.append(f"  L-BFGS refinement: {refined.get('iterations')} iterations, validation "

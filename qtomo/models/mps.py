@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -40,6 +41,7 @@ from qtomo.models.base import QtomoModel, check_hyperparameter
 from qtomo.povm import POVM, PerQubitPOVM, povm_elements
 from qtomo.states.mps import right_canonical
 from qtomo.states.mps_sampler import MPSDistribution, born_log_prob, born_log_prob_bytes
+from qtomo.sweeps import SweepResult, sweep
 
 _NOISE = 0.3  # relative size of the random part of the initial tensors
 _GROWTH_NOISE = 0.02  # size of a grown tensor's new entries, relative to its typical entry
@@ -118,9 +120,16 @@ class LPDOModel(QtomoModel):
 
     family = "lpdo"
     needs_povm = True
-    #: measured on TFIM L = 10 and GHZ L = 8 (docs/models.md "Physical model families")
+    #: local sweeps from the initial state: they reach the maximum likelihood in seconds where
+    #: Adam and L-BFGS took minutes (docs/physical-fits.md "Sweeps"); the Adam settings apply
+    #: where --epochs is given
     train_defaults: ClassVar[dict[str, Any]] = {"lr": 3e-2, "batch_size": 1024, "ema": 0.9,
-                                                 "epochs": 50, "refine": 500}
+                                                 "epochs": 0, "sweeps": 8}
+    #: non-negative tensors (``positive``) cannot sweep: Adam then full-batch L-BFGS, measured
+    #: on TFIM L = 10 and GHZ L = 8 (docs/models.md "Physical model families")
+    gradient_train_defaults: ClassVar[dict[str, Any]] = {"lr": 3e-2, "batch_size": 1024,
+                                                          "ema": 0.9, "epochs": 50,
+                                                          "refine": 500}
     #: real tensors generalise better from few records where the state allows them, complex
     #: ones are needed where it does not: measured in docs/training.md "Choosing hyperparameters"
     selection_defaults: ClassVar[dict[str, tuple]] = {"real": (1, 0)}
@@ -132,6 +141,14 @@ class LPDOModel(QtomoModel):
     #: records without X/Y outcomes fix |ψ(s)|² only: the positive prior, not a selection of
     #: real vs complex on noise (docs/measured-data.md)
     unphased_defaults: ClassVar[dict[str, Any]] = {"positive": 1, "real": 1}
+
+    @classmethod
+    def train_defaults_for(cls, hyperparameters: Mapping[str, Any]) -> dict[str, Any]:
+        """The sweeps, or Adam and L-BFGS where ``positive`` = 1 is among the values given."""
+        positive = hyperparameters.get("positive", 0)
+        if 1 in (positive if isinstance(positive, list) else [positive]):
+            return dict(cls.gradient_train_defaults)
+        return dict(cls.train_defaults)
 
     def __init__(self, L: int, K: int, config: LPDOConfig | MPSConfig,
                  povm: POVM | PerQubitPOVM) -> None:
@@ -175,6 +192,30 @@ class LPDOModel(QtomoModel):
         """Peak bytes of ln Q and its gradient over ``records`` rows
         (:func:`~qtomo.states.mps_sampler.born_log_prob_bytes`)."""
         return born_log_prob_bytes(self.chi, self.kappa, self.K, records)
+
+    def sweep_refusal(self) -> str | None:
+        """Non-negative tensors (``positive``) stay so only under gradient steps: a sweep's
+        gauge moves (QR) would make them signed."""
+        if self.config.positive:
+            return (f"the {self.family} model with positive = 1 (non-negative tensors) cannot "
+                    f"sweep; drop --sweeps or positive")
+        return None
+
+    def sweep(self, records: torch.Tensor, n_rows: int, validate: Callable[[], float], *,
+              max_sweeps: int, world: int = 1) -> SweepResult:
+        """Local maximum-likelihood sweeps over the sites (:func:`qtomo.sweeps.sweep`)."""
+        refusal = self.sweep_refusal()
+        if refusal is not None:
+            raise QtomoError(refusal)
+        elements = self.povm_elements.expand(self.L, *self.povm_elements.shape[-3:])
+
+        @torch.no_grad()
+        def store(sites: list[torch.Tensor]) -> None:
+            for parameter, site in zip(self.sites, sites, strict=True):
+                parameter.copy_(site)
+
+        return sweep(list(self.sites), bool(self.config.real), elements, records, n_rows,
+                     store, validate, max_sweeps=max_sweeps, world=world)
 
     @torch.no_grad()
     def set_tensors(self, tensors: list[np.ndarray]) -> None:

@@ -77,7 +77,7 @@ from qtomo.states.real_environment import (
     real_site_tables,
 )
 
-__all__ = ["MPSDistribution", "born_log_prob", "born_log_prob_bytes"]
+__all__ = ["MPSDistribution", "born_log_prob", "born_log_prob_bytes", "superoperator_tables"]
 
 _TABLE_BUDGET = 2**30  # bytes of superoperator tables before the dense fallback
 _TABLE_MAX_CHI = 32
@@ -119,8 +119,8 @@ def born_log_prob(
     if elements.dim() == 3:  # one POVM for every qubit
         elements = elements.expand(len(tensors), *elements.shape)  # (L, K, 2, 2)
     if _use_tables([1] + [A.shape[-1] for A in tensors], elements.shape[1]):
-        tables = [_superoperator(A, M) for A, M in zip(tensors, elements, strict=True)]
-        norms = [_superoperator(A, identity[None]) for A in tensors]
+        tables = [superoperator_tables(A, M) for A, M in zip(tensors, elements, strict=True)]
+        norms = [superoperator_tables(A, identity[None]) for A in tensors]
         return (_table_log_trace(tables, a, _RENORMALISE_GRADIENT)
                 - _table_log_trace(norms, a.new_zeros((1, a.shape[1])), _RENORMALISE_GRADIENT))
     log_norm = _log_trace(tensors, identity[None].expand(len(tensors), 1, 2, 2),
@@ -240,7 +240,7 @@ class MPSDistribution:
         if _use_tables(self.chi, self.K):
             self.log_prob_pass = "tables"
             with torch.no_grad():
-                self._T = [_superoperator(B, M) for B, M in zip(
+                self._T = [superoperator_tables(B, M) for B, M in zip(
                     self._tensors, self._elements.expand(self.L, -1, 2, 2), strict=True)]
             return 2 * 8 * max(self.chi) ** 2
         self.log_prob_pass = "dense"  # born_log_prob: E, W_k gathered, X and Y per record
@@ -398,7 +398,7 @@ def _use_tables(chi: list[int], K: int) -> bool:
     return max(chi) <= _TABLE_MAX_CHI and _table_bytes(chi, K) <= _TABLE_BUDGET
 
 
-def _superoperator(A: torch.Tensor, elements: torch.Tensor) -> torch.Tensor:
+def superoperator_tables(A: torch.Tensor, elements: torch.Tensor) -> torch.Tensor:
     """T_k (K, χl², χr²) float64: the real coordinates of Σ_{st,q} (M_k)_st A^{s,q†} G_j A^{t,q}
     for each Hermitian basis matrix G_j, so that x' = x T_k is the environment update
     E' = Σ_st (M_k)_st A^{s†} E A^t in the coordinates x = (Re E_pq)_{p≤q} ⊕ (Im E_pq)_{p<q}.
@@ -424,7 +424,7 @@ def _triangle(chi: int, offset: int, device: torch.device) -> torch.Tensor:
 
 
 def _table_log_trace(tables: Sequence[torch.Tensor], a: torch.Tensor, every: int) -> torch.Tensor:
-    """ln Tr E_L for records a (B, L) on superoperator tables (:func:`_superoperator`, one
+    """ln Tr E_L for records a (B, L) on superoperator tables (:func:`superoperator_tables`, one
     (K, χl², χr²) per site); differentiable in the tables.
 
     At each site the records are grouped by their outcome, so the site is K matrix products
