@@ -76,7 +76,7 @@ def test_refine_alone_from_the_cli(tfim4, tmp_path):
 
 
 @pytest.mark.parametrize("options, message", [
-    (dict(epochs=0), "epochs must be >= 1 (or 0 with refine > 0)"),
+    (dict(epochs=0), "epochs must be >= 1 (or 0 with sweeps or refine > 0)"),
     (dict(refine=-1), "refine must be >= 0"),
     (dict(refine=5, refine_check=0), "refine_check must be >= 1"),
 ])
