@@ -39,7 +39,7 @@ from qtomo.errors import QtomoError
 from qtomo.states.mps_sampler import superoperator_tables
 
 _LOCAL_HISTORY = 10  # L-BFGS history of a site's problem: a few dozen parameters
-_CONVERGED = 1e-7  # relative change of the validation NLL below which the sweeps stop
+_CONVERGED = 1e-6  # relative change of the validation NLL below which the sweeps stop
 
 
 @dataclass(frozen=True)
@@ -63,14 +63,16 @@ class SweepResult:
 
 class _Chain:
     """The site tensors as parameters are stored (float64, real, or complex as a trailing
-    axis of 2), with the POVM elements (L, K, 2, 2) and the records (L, N), transposed."""
+    axis of 2), with the POVM elements (L, K, 2, 2), each site's outcomes (L, N) and the rows
+    of each outcome at each site (``groups[i][k]``, computed once)."""
 
     def __init__(self, sites: Sequence[torch.Tensor], real: bool, elements: torch.Tensor,
                  records: torch.Tensor) -> None:
         self.sites = [site.detach().clone() for site in sites]
         self.real, self.elements = real, elements
-        self.records = records.T.contiguous()
         self.K = elements.shape[1]
+        self.outcomes = records.T.long().contiguous()
+        self.groups = [_groups(outcome, self.K) for outcome in self.outcomes]
 
     def complex(self, stored: torch.Tensor) -> torch.Tensor:
         return stored.to(torch.complex128) if self.real else torch.view_as_complex(stored)
@@ -108,16 +110,15 @@ class _Chain:
         tables = self.tables(i).detach()
         if not rightwards:
             tables = tables.transpose(1, 2)
-        outcome = self.records[i]
         result = environment.new_empty((environment.shape[0], tables.shape[2]))
-        for k, rows in enumerate(_groups(outcome, self.K)):
+        for k, rows in enumerate(self.groups[i]):
             result[rows] = environment[rows] @ tables[k]
         return result / result.abs().sum(1, keepdim=True)
 
 
 def sweep(sites: Sequence[torch.Tensor], real: bool, elements: torch.Tensor,
           records: torch.Tensor, n_rows: int, store: Callable[[list[torch.Tensor]], None],
-          validate: Callable[[], float], *, max_sweeps: int, local_iterations: int = 8,
+          validate: Callable[[], float], *, max_sweeps: int, local_iterations: int = 4,
           patience: int = 2, world: int = 1) -> SweepResult:
     """Minimise the training NLL by local sweeps (module docstring).
 
@@ -176,7 +177,7 @@ def _half_sweep(chain: _Chain, *, rightwards: bool, n_rows: int, iterations: int
                 world: int) -> None:
     """Optimise every site once, from site 0 rightwards or from site L − 1 leftwards, the
     gauge centre moving along; the environments behind come from the tensors before."""
-    L, rows = len(chain.sites), chain.records.shape[1]
+    L, rows = len(chain.sites), chain.outcomes.shape[1]
     ones = torch.ones((rows, 1), dtype=torch.float64, device=chain.elements.device)
     order = range(L) if rightwards else range(L - 1, -1, -1)
     ahead = [ones]  # environments of the sites not yet visited, nearest last
@@ -198,7 +199,7 @@ def _local_fit(chain: _Chain, i: int, left: torch.Tensor, right: torch.Tensor, n
                iterations: int, world: int) -> torch.Tensor:
     """Site i's tensor minimising −(1/N) Σ_n ln(l_n T_i[a_n] r_n) + ln ‖A‖², by L-BFGS from
     the current one; the current one where no step lowers it."""
-    groups = [(left[rows], right[rows]) for rows in _groups(chain.records[i], chain.K)]
+    groups = [(left[rows], right[rows]) for rows in chain.groups[i]]
     start = chain.sites[i]
     tensor = start.clone().requires_grad_(True)
     optimizer = torch.optim.LBFGS([tensor], lr=1, max_iter=iterations,

@@ -44,9 +44,10 @@ def tfim8(tmp_path_factory):
 
 def test_sweeps_reach_the_maximum_likelihood_of_lbfgs_from_the_true_state(tfim8):
     """From a random χ = 2 start, the sweeps' training NLL is that of full-batch L-BFGS run to
-    convergence from the true state truncated to χ = 2 (within 2e-5 nats, 1/30 of the
-    statistical spread 1/√N of an NLL), the gradient of the whole chain's NLL vanishes there
-    (relative to its size at the start), and the state is the truth's to 0.995."""
+    convergence from the true state truncated to χ = 2 (within 2e-5 nats, 1/300 of the
+    statistical spread 1/√N of an NLL), the gradient of the whole chain's NLL is below a
+    twentieth of that spread there (it is 0.14 at the start), and the state is the truth's to
+    0.995."""
     rows, val = _rows(tfim8)
     target = vector_to_mps(tfim8.reference["psi"])
     reference = build("mps", L=8, K=4, povm=tfim8.povm, chi=2, real=1)
@@ -55,11 +56,10 @@ def test_sweeps_reach_the_maximum_likelihood_of_lbfgs_from_the_true_state(tfim8)
            check_every=100, select=False)
     torch.manual_seed(0)
     model = build("mps", L=8, K=4, povm=tfim8.povm, chi=2, real=1)
-    start_gradient = _gradient_norm(model, rows)
     result = model.sweep(rows, len(rows), lambda: _nll(model, rows), max_sweeps=20)
     assert result.stopped == "converged"
     assert _nll(model, rows) == pytest.approx(_nll(reference, rows), abs=2e-5)
-    assert _gradient_norm(model, rows) < 1e-3 * start_gradient
+    assert _gradient_norm(model, rows) < 0.05 / np.sqrt(len(rows))
     assert pure_state_fidelity(target, model.tensors()) > 0.995
 
 
