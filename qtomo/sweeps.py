@@ -16,11 +16,15 @@ product per record. As in DMRG, each site is brought to its optimum given the ot
 converges in a few sweeps where gradient steps on the whole chain need hundreds of passes
 (TFIM L = 50: docs/physical-fits.md).
 
-The validation NLL is measured after every half-sweep and the best tensors kept; the sweeps
-stop when it has not improved for ``patience`` half-sweeps (the records support no better
-state: at a size the data barely support, the first sweep is usually the best), when it has
-converged, or after ``max_sweeps``. Every record's environments are held in memory,
-2 N Σ_i χ_i² float64 numbers (the ``training_bytes`` estimate of the families bounds them).
+The environments are rescaled row by row as they grow (their log-scales kept beside them), so
+the local NLL at the last site of a half-sweep gives the training NLL of the whole chain
+exactly, at no extra cost. The sweeps run until a half-sweep gains less than 0.1 nat of total
+log-likelihood N·ΔNLL (``converged``: the maximum of the likelihood), or for ``max_sweeps``; the
+validation NLL, measured after every half-sweep, ends them earlier when it has been above its
+best for ``patience`` half-sweeps in a row (a size the records do not support: the state goes
+on fitting noise, and the size search will refuse it). The state returned is the last one.
+Every record's environments are held in memory, 2 N Σ_i χ_i² float64 numbers (the
+``training_bytes`` estimate of the families bounds them).
 Under torchrun each rank holds its share of the rows and the local objectives and gradients are
 summed with ``all_reduce``, so all ranks take the same steps.
 """
@@ -39,7 +43,12 @@ from qtomo.errors import QtomoError
 from qtomo.states.mps_sampler import superoperator_tables
 
 _LOCAL_HISTORY = 10  # L-BFGS history of a site's problem: a few dozen parameters
-_CONVERGED = 1e-6  # relative change of the validation NLL below which the sweeps stop
+_PHASE_TURNS = 8  # phases tried at every site visit (_phase_turns)
+#: gain in the total training log-likelihood (nats, summed over records) of a half-sweep below
+#: which the sweeps stop: far below the 1–2 nats a likelihood-ratio test resolves, and small
+#: enough to finish a slow flat direction (the phase of a GHZ state, 1 nat from its maximum,
+#: still had fidelity 0.969 where the maximum has 0.998)
+_CONVERGED_NATS = 0.1
 
 
 @dataclass(frozen=True)
@@ -48,17 +57,26 @@ class SweepResult:
 
     Attributes:
         half_sweeps: half-sweeps run (one pass over the sites in one direction each).
-        val_nll_before, val_nll: validation NLL at the start and of the kept tensors.
-        stopped: ``"validation"`` (no better validation NLL for ``patience`` half-sweeps),
-            ``"converged"`` (relative change below 1e-7) or ``"sweeps"`` (the cap).
+        val_nll_before, val_nll: validation NLL at the start and at the end.
+        train_nll: training NLL at the end.
+        stopped: ``"converged"`` (a half-sweep gained less than 0.1 nat of total training
+            log-likelihood),
+            ``"validation"`` (validation NLL above its best for ``patience`` half-sweeps),
+            ``"sweeps"`` (the cap) or ``"non-finite"`` (a non-finite validation NLL; the state
+            before that half-sweep is kept).
         time_s: wall time.
     """
 
     half_sweeps: int
     val_nll_before: float
     val_nll: float
+    train_nll: float
     stopped: str
     time_s: float
+
+
+#: a record's environment rescaled, and the log of the factor taken out: (N, χ²), (N,)
+_Environment = tuple[torch.Tensor, torch.Tensor]
 
 
 class _Chain:
@@ -104,22 +122,24 @@ class _Chain:
         self.sites[i - 1] = self.stored(torch.tensordot(preceding, R.conj().T,
                                                         dims=([preceding.dim() - 1], [0])))
 
-    def step(self, environment: torch.Tensor, i: int, rightwards: bool) -> torch.Tensor:
+    def step(self, environment: _Environment, i: int, rightwards: bool) -> _Environment:
         """The environment one site further: l T_i[a_i] (rightwards) or T_i[a_i] r, every row
-        rescaled to unit sum of magnitudes (P_n changes by a factor, its gradient does not)."""
+        rescaled to unit sum of magnitudes, the log of the factor added to its log-scale."""
+        vectors, log_scale = environment
         tables = self.tables(i).detach()
         if not rightwards:
             tables = tables.transpose(1, 2)
-        result = environment.new_empty((environment.shape[0], tables.shape[2]))
+        result = vectors.new_empty((vectors.shape[0], tables.shape[2]))
         for k, rows in enumerate(self.groups[i]):
-            result[rows] = environment[rows] @ tables[k]
-        return result / result.abs().sum(1, keepdim=True)
+            result[rows] = vectors[rows] @ tables[k]
+        norm = result.abs().sum(1)
+        return result / norm[:, None], log_scale + torch.log(norm)
 
 
 def sweep(sites: Sequence[torch.Tensor], real: bool, elements: torch.Tensor,
           records: torch.Tensor, n_rows: int, store: Callable[[list[torch.Tensor]], None],
           validate: Callable[[], float], *, max_sweeps: int, local_iterations: int = 4,
-          patience: int = 2, world: int = 1) -> SweepResult:
+          patience: int = 3, world: int = 1) -> SweepResult:
     """Minimise the training NLL by local sweeps (module docstring).
 
     Args:
@@ -133,11 +153,11 @@ def sweep(sites: Sequence[torch.Tensor], real: bool, elements: torch.Tensor,
         validate: the validation NLL of the model as stored.
         max_sweeps: most full sweeps (right and back), ≥ 1.
         local_iterations: L-BFGS iterations per site and visit.
-        patience: half-sweeps without a better validation NLL before stopping.
+        patience: half-sweeps with the validation NLL above its best before stopping.
         world: number of processes (torchrun); 1 otherwise.
 
     Returns:
-        :class:`SweepResult`; the model holds the kept tensors (in a mixed-canonical gauge).
+        :class:`SweepResult`; the model holds the last tensors (in a mixed-canonical gauge).
     """
     if max_sweeps < 1:
         raise QtomoError(f"sweeps must be >= 1; got {max_sweeps}")
@@ -146,88 +166,116 @@ def sweep(sites: Sequence[torch.Tensor], real: bool, elements: torch.Tensor,
     for i in range(len(chain.sites) - 1, 0, -1):
         chain.right_canonical(i)
     store(chain.sites)
-    best_val = val_before = validate()
-    best, bad, half_sweeps, stopped = list(chain.sites), 0, 0, "sweeps"
+    val = best_val = val_before = validate()
+    bad, half_sweeps, stopped, train_nll = 0, 0, "sweeps", math.inf
     while half_sweeps < 2 * max_sweeps:
-        _half_sweep(chain, rightwards=half_sweeps % 2 == 0, n_rows=n_rows,
-                    iterations=local_iterations, world=world)
+        previous = (list(chain.sites), val, train_nll)
+        train_nll = _half_sweep(chain, rightwards=half_sweeps % 2 == 0, n_rows=n_rows,
+                                iterations=local_iterations, world=world)
         half_sweeps += 1
         store(chain.sites)
         val = validate()
         if not math.isfinite(val):
+            chain.sites, val, train_nll = previous
+            store(chain.sites)
             stopped = "non-finite"
             break
-        change = (best_val - val) / abs(best_val)
-        if val < best_val:
-            best_val, best, bad = val, list(chain.sites), 0
-        else:
-            bad += 1
-        if abs(change) < _CONVERGED:
+        bad = 0 if val < best_val else bad + 1
+        best_val = min(best_val, val)
+        if (previous[2] - train_nll) * n_rows < _CONVERGED_NATS:
             stopped = "converged"
             break
         if bad >= patience:
             stopped = "validation"
             break
-    store(best)
-    return SweepResult(half_sweeps=half_sweeps, val_nll_before=val_before, val_nll=best_val,
-                       stopped=stopped, time_s=time.perf_counter() - started)
+    return SweepResult(half_sweeps=half_sweeps, val_nll_before=val_before, val_nll=val,
+                       train_nll=train_nll, stopped=stopped,
+                       time_s=time.perf_counter() - started)
 
 
 def _half_sweep(chain: _Chain, *, rightwards: bool, n_rows: int, iterations: int,
-                world: int) -> None:
+                world: int) -> float:
     """Optimise every site once, from site 0 rightwards or from site L − 1 leftwards, the
-    gauge centre moving along; the environments behind come from the tensors before."""
-    L, rows = len(chain.sites), chain.outcomes.shape[1]
+    gauge centre moving along; the environments behind come from the tensors before. Returns
+    the training NLL of the chain after the last site's fit."""
+    rows = chain.outcomes.shape[1]
     ones = torch.ones((rows, 1), dtype=torch.float64, device=chain.elements.device)
+    L = len(chain.sites)
     order = range(L) if rightwards else range(L - 1, -1, -1)
-    ahead = [ones]  # environments of the sites not yet visited, nearest last
-    for i in reversed(order[1:]):
+    ahead = [(ones, torch.zeros(rows, dtype=torch.float64, device=ones.device))]
+    for i in reversed(order[1:]):  # environments of the sites not yet visited, nearest last
         ahead.append(chain.step(ahead[-1], i, not rightwards))
-    behind = ones
+    behind = ahead[0]
     for i in order:
         front = ahead.pop()
         left, right = (behind, front) if rightwards else (front, behind)
-        chain.sites[i] = _local_fit(chain, i, left, right, n_rows, iterations, world)
-        if rightwards and i < L - 1:
+        chain.sites[i], local_nll = _local_fit(chain, i, left[0], right[0], n_rows, iterations,
+                                               world)
+        if i == order[-1]:
+            break
+        if rightwards:
             chain.left_canonical(i)
-        elif not rightwards and i > 0:
+        else:
             chain.right_canonical(i)
         behind = chain.step(behind, i, rightwards)
+    # ln Q_n = ln(l_n T r_n) − ln ‖A‖² + (log-scales of l_n and r_n), in the gauge of the end
+    scales = _summed((left[1] + right[1]).sum(), world=world).item()
+    return local_nll - scales / n_rows
 
 
 def _local_fit(chain: _Chain, i: int, left: torch.Tensor, right: torch.Tensor, n_rows: int,
-               iterations: int, world: int) -> torch.Tensor:
+               iterations: int, world: int) -> tuple[torch.Tensor, float]:
     """Site i's tensor minimising −(1/N) Σ_n ln(l_n T_i[a_n] r_n) + ln ‖A‖², by L-BFGS from
-    the current one; the current one where no step lowers it."""
+    the best phase turn of the current one (:func:`_phase_turns`; that turn where no step
+    lowers it), normalised, and that minimum (summed over ranks)."""
     groups = [(left[rows], right[rows]) for rows in chain.groups[i]]
-    start = chain.sites[i]
-    tensor = start.clone().requires_grad_(True)
-    optimizer = torch.optim.LBFGS([tensor], lr=1, max_iter=iterations,
-                                  history_size=_LOCAL_HISTORY, line_search_fn="strong_wolfe")
 
-    def share() -> torch.Tensor:
+    def share(tensor: torch.Tensor) -> torch.Tensor:
         """This rank's share of the local NLL (the shares of all ranks add up to it)."""
         tables = chain.tables(i, tensor)
         log_p = sum(torch.log(((l @ tables[k]) * r).sum(1)).sum()
                     for k, (l, r) in enumerate(groups))
         return -log_p / n_rows + torch.log((tensor * tensor).sum()) / world
 
+    candidates = _phase_turns(chain, chain.sites[i])
+    with torch.no_grad():
+        values = [_summed(share(candidate), world=world).item() for candidate in candidates]
+    before = min(values)
+    start = candidates[values.index(before)]
+    if not math.isfinite(before):
+        return start, before
+    tensor = start.clone().requires_grad_(True)
+    optimizer = torch.optim.LBFGS([tensor], lr=1, max_iter=iterations,
+                                  history_size=_LOCAL_HISTORY, line_search_fn="strong_wolfe")
+
     def closure() -> torch.Tensor:
         optimizer.zero_grad()
-        value = share()
+        value = share(tensor)
         value.backward()
         return _summed(value.detach(), tensor.grad, world=world)
 
-    with torch.no_grad():
-        before = _summed(share(), world=world).item()
-    if not math.isfinite(before):
-        return start
     optimizer.step(closure)
     with torch.no_grad():
-        after = _summed(share(), world=world).item()
+        after = _summed(share(tensor), world=world).item()
     if not math.isfinite(after) or after > before or not torch.isfinite(tensor).all():
-        return start
-    return (tensor / tensor.norm()).detach()
+        return start, before
+    return (tensor / tensor.norm()).detach(), after
+
+
+def _phase_turns(chain: _Chain, stored: torch.Tensor) -> list[torch.Tensor]:
+    """The site tensor with its qubit's |1⟩ amplitudes turned by e^{iφ}, φ = 2πj/8 (real
+    tensors: φ = 0, π), φ = 0 first. The likelihood of a GHZ-like state has separate basins in
+    its relative phase (records of zero probability bound them), which no local descent leaves;
+    the turn of the best local likelihood starts the descent."""
+    turns = (1.0, -1.0) if chain.real else torch.exp(
+        2j * math.pi * torch.arange(_PHASE_TURNS) / _PHASE_TURNS).tolist()
+    tensor = chain.complex(stored)
+    candidates = []
+    for turn in turns:
+        turned = tensor.clone()
+        turned[:, 1] *= turn
+        candidates.append(chain.stored(turned))
+    return candidates
 
 
 def _summed(value: torch.Tensor, *gradients: torch.Tensor, world: int) -> torch.Tensor:
