@@ -770,9 +770,9 @@ def _sweep(model: QtomoModel, train: _Rows, val: _Rows, options: TrainOptions, a
               f"{result.val_nll_before:.6f} -> {result.val_nll:.6f}, stopped: "
               f"{result.stopped}, {result.time_s:.1f}s")
     if result.stopped == "sweeps":
-        warnings.warn(f"the sweeps reached their cap of {options.sweeps} before the validation "
-                      f"NLL stopped improving; raise --sweeps to go on (the best state so far "
-                      f"is kept)", stacklevel=2)
+        warnings.warn(f"the sweeps reached their cap of {options.sweeps} before the likelihood "
+                      f"converged; raise --sweeps to go on (the last state is kept)",
+                      stacklevel=2)
     return result
 
 
