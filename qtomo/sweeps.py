@@ -21,8 +21,8 @@ the local NLL at the last site of a half-sweep gives the training NLL of the who
 exactly, at no extra cost. The sweeps run until a half-sweep gains less than 0.1 nat of total
 log-likelihood N·ΔNLL (``converged``: the maximum of the likelihood), or for ``max_sweeps``; the
 validation NLL, measured after every half-sweep, ends them earlier when it has been above its
-best for ``patience`` half-sweeps in a row (a size the records do not support: the state goes
-on fitting noise, and the size search will refuse it). The state returned is the last one.
+best for ``patience`` half-sweeps in a row (the state goes on fitting noise); the state of the
+best validation NLL is then returned, else the last one.
 Every record's environments are held in memory, 2 N Σ_i χ_i² float64 numbers (the
 ``training_bytes`` estimate of the families bounds them).
 Under torchrun each rank holds its share of the rows and the local objectives and gradients are
@@ -57,11 +57,12 @@ class SweepResult:
 
     Attributes:
         half_sweeps: half-sweeps run (one pass over the sites in one direction each).
-        val_nll_before, val_nll: validation NLL at the start and at the end.
-        train_nll: training NLL at the end.
+        val_nll_before, val_nll: validation NLL at the start and of the state kept.
+        train_nll: training NLL of the state kept.
         stopped: ``"converged"`` (a half-sweep gained less than 0.1 nat of total training
             log-likelihood),
-            ``"validation"`` (validation NLL above its best for ``patience`` half-sweeps),
+            ``"validation"`` (validation NLL above its best for ``patience`` half-sweeps; the
+            best state is kept),
             ``"sweeps"`` (the cap) or ``"non-finite"`` (a non-finite validation NLL; the state
             before that half-sweep is kept).
         time_s: wall time.
@@ -157,7 +158,8 @@ def sweep(sites: Sequence[torch.Tensor], real: bool, elements: torch.Tensor,
         world: number of processes (torchrun); 1 otherwise.
 
     Returns:
-        :class:`SweepResult`; the model holds the last tensors (in a mixed-canonical gauge).
+        :class:`SweepResult`; the model holds the last tensors, or after ``"validation"`` those
+        of the best validation NLL (in a mixed-canonical gauge).
     """
     if max_sweeps < 1:
         raise QtomoError(f"sweeps must be >= 1; got {max_sweeps}")
@@ -166,8 +168,9 @@ def sweep(sites: Sequence[torch.Tensor], real: bool, elements: torch.Tensor,
     for i in range(len(chain.sites) - 1, 0, -1):
         chain.right_canonical(i)
     store(chain.sites)
-    val = best_val = val_before = validate()
+    val = val_before = validate()
     bad, half_sweeps, stopped, train_nll = 0, 0, "sweeps", math.inf
+    best = (list(chain.sites), val, train_nll)
     while half_sweeps < 2 * max_sweeps:
         previous = (list(chain.sites), val, train_nll)
         train_nll = _half_sweep(chain, rightwards=half_sweeps % 2 == 0, n_rows=n_rows,
@@ -180,12 +183,15 @@ def sweep(sites: Sequence[torch.Tensor], real: bool, elements: torch.Tensor,
             store(chain.sites)
             stopped = "non-finite"
             break
-        bad = 0 if val < best_val else bad + 1
-        best_val = min(best_val, val)
+        bad = 0 if val < best[1] else bad + 1
+        if not bad:
+            best = (list(chain.sites), val, train_nll)
         if (previous[2] - train_nll) * n_rows < _CONVERGED_NATS:
             stopped = "converged"
             break
-        if bad >= patience:
+        if bad >= patience:  # early stopping: the state of the best validation NLL
+            chain.sites, val, train_nll = best
+            store(chain.sites)
             stopped = "validation"
             break
     return SweepResult(half_sweeps=half_sweeps, val_nll_before=val_before, val_nll=val,
