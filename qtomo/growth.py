@@ -50,6 +50,7 @@ from qtomo.train import (
     fit,
     keep_run,
     refine_chunk,
+    split_rows,
 )
 
 #: Adam epochs of a grown stage before its L-BFGS refinement: at L = 50 L-BFGS alone left the
@@ -170,7 +171,8 @@ def _grow(kept: TrainResult, sizes: dict[str, int], ladders: Mapping[str, Sequen
             larger = {**sizes, name: ladder[rung]}
             torch.manual_seed(options.seed)
             grown = kept.model.grown(**larger)
-            if not _fits_in_memory(grown, name, ladder[rung], options, memory):
+            n_train = split_rows(dataset.n_records, options.val_fraction)[0][1]
+            if not _fits_in_memory(grown, name, ladder[rung], options, n_train, memory):
                 ends.add("memory")
                 continue
             result = _fit_stage(grown, dataset, options, {**values, **larger}, restarted, out,
@@ -218,13 +220,17 @@ def _validation_log_q(result: TrainResult, dataset: Dataset) -> torch.Tensor:
 
 
 def _fits_in_memory(model: QtomoModel, name: str, value: int, options: TrainOptions,
-                    refused: dict[str, Any]) -> bool:
+                    n_train: int, refused: dict[str, Any]) -> bool:
     """Whether one training pass of ``model`` (an Adam batch, or a chunk of the refinement,
-    whichever is larger) needs at most :data:`_MEMORY_SHARE` of the memory its device has
-    free; if not, ``refused`` records the size (``name`` = ``value``), the bytes needed and
+    whichever is larger; with sweeps, their environments of all ``n_train`` training rows if
+    larger still) needs at most :data:`_MEMORY_SHARE` of the memory its device has free; if
+    not, ``refused`` records the size (``name`` = ``value``), the rows and bytes needed and
     those available."""
     rows = max(options.batch_size, refine_chunk(model.L))
-    needed, available = model.training_bytes(rows), available_memory(model.device)
+    needed = model.training_bytes(rows)
+    if options.sweeps and model.sweep_bytes(n_train) > needed:
+        rows, needed = n_train, model.sweep_bytes(n_train)
+    available = available_memory(model.device)
     if needed <= _MEMORY_SHARE * available:
         return True
     refused.update(name=name, value=value, rows=rows,

@@ -5,6 +5,10 @@ where they cannot run, and records them."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -165,3 +169,32 @@ def test_sweeps_find_the_phase_basin_of_a_ghz_state(tmp_path):
         model = build("mps", L=8, K=6, povm=data.povm, chi=2, real=0)
         model.sweep(rows, len(rows), lambda m=model: _nll(m, val), max_sweeps=8)
         assert pure_state_fidelity(target, model.tensors()) > 0.99, seed
+
+
+_SWEEP_PEAK = """
+import pathlib, sys, torch
+from qtomo.models import build
+L, chi, rows = map(int, sys.argv[1:])
+model = build("mps", L=L, K=4, povm="pauli4", chi=chi, real=1)
+a = torch.randint(0, 4, (rows, L), generator=torch.Generator().manual_seed(0))
+status = pathlib.Path("/proc/self/status")
+def kib(field):
+    return next(int(line.split()[1]) for line in status.read_text().splitlines()
+                if line.startswith(field))
+pathlib.Path("/proc/self/clear_refs").write_text("5")  # the peak restarts from the present
+before = kib("VmRSS:")
+model.sweep(a, rows, lambda: 0.0, max_sweeps=1)
+print((kib("VmHWM:") - before) * 1024)
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="needs Linux's /proc")
+@pytest.mark.parametrize("L, chi, rows", [(30, 8, 20_000), (20, 16, 5_000)])
+def test_sweep_bytes_bound_the_measured_peak(L, chi, rows):
+    """The estimate the size search compares with the free memory is above the growth of the
+    peak resident memory over a sweep, and within twice it."""
+    measured = int(subprocess.run([sys.executable, "-c", _SWEEP_PEAK, str(L), str(chi),
+                                   str(rows)], capture_output=True, text=True, check=True,
+                                  ).stdout)
+    estimate = build("mps", L=L, K=4, povm="pauli4", chi=chi, real=1).sweep_bytes(rows)
+    assert measured < estimate < 2 * measured

@@ -125,6 +125,11 @@ class QtomoModel(nn.Module):
         state with the lowest ``validate()``; the model ends holding it."""
         raise QtomoError(self.sweep_refusal() or f"the {self.family} family cannot sweep")
 
+    def sweep_bytes(self, records: int) -> int:
+        """Estimated peak memory in bytes of :meth:`sweep` over ``records`` rows (the size
+        search refuses a size whose sweeps would not fit)."""
+        raise QtomoError(self.sweep_refusal() or f"the {self.family} family cannot sweep")
+
     def check_records(self, a: torch.Tensor) -> None:
         """Raise QtomoError unless ``a`` is an integer tensor (B, L) with outcomes in 0..K−1.
 

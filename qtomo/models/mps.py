@@ -41,7 +41,7 @@ from qtomo.models.base import QtomoModel, check_hyperparameter
 from qtomo.povm import POVM, PerQubitPOVM, povm_elements
 from qtomo.states.mps import right_canonical
 from qtomo.states.mps_sampler import MPSDistribution, born_log_prob, born_log_prob_bytes
-from qtomo.sweeps import SweepResult, sweep
+from qtomo.sweeps import SweepResult, sweep, sweep_bytes
 
 _NOISE = 0.3  # relative size of the random part of the initial tensors
 _GROWTH_NOISE = 0.02  # size of a grown tensor's new entries, relative to its typical entry
@@ -192,6 +192,10 @@ class LPDOModel(QtomoModel):
         """Peak bytes of ln Q and its gradient over ``records`` rows
         (:func:`~qtomo.states.mps_sampler.born_log_prob_bytes`)."""
         return born_log_prob_bytes(self.chi, self.kappa, self.K, records)
+
+    def sweep_bytes(self, records: int) -> int:
+        """Peak bytes of the sweeps (:func:`qtomo.sweeps.sweep_bytes`)."""
+        return sweep_bytes(self.chi, records)
 
     def sweep_refusal(self) -> str | None:
         """Non-negative tensors (``positive``) stay so only under gradient steps: a sweep's
