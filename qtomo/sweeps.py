@@ -139,12 +139,13 @@ class _Chain:
 
 def sweep_bytes(chi: Sequence[int], records: int) -> int:
     """Peak bytes of :func:`sweep` over ``records`` rows of a chain with bonds χ_0 … χ_L:
-    24 N Σ_i χ_i² + 16 N L + 64 MiB (the environments ahead and behind, each outcome's copy at
-    the site being fitted, the outcomes and their groups as int64). Measured peak resident
-    growth of one sweep (2-core CPU, real MPS): (L, χ, N) = (50, 4, 5·10^4) 722 MB against this
-    1 021 MB, (30, 8, 2·10^4) 647 MB against 865 MB, (20, 16, 5·10^3) 370 MB against 488 MB."""
+    32 N Σ_i χ_i² + 16 N L + 64 MiB (the environments ahead and behind, each outcome's copy at
+    the site being fitted and the local passes' intermediates; the outcomes and their groups as
+    int64). Measured peak resident growth of one sweep (2-core CPU, real MPS; largest of 6 runs
+    where repeated): (L, χ, N) = (50, 4, 5·10^4) 722 MB against this 1 326 MB, (30, 8, 2·10^4)
+    908 MB against 1 128 MB, (20, 16, 5·10^3) 370 MB against 628 MB."""
     L = len(chi) - 1
-    return 24 * records * sum(c * c for c in chi) + 16 * records * L + 64 * 2**20
+    return 32 * records * sum(c * c for c in chi) + 16 * records * L + 64 * 2**20
 
 
 def sweep(sites: Sequence[torch.Tensor], real: bool, elements: torch.Tensor,

@@ -2,8 +2,6 @@
 
 import math
 import re
-import subprocess
-import sys
 from functools import reduce
 from pathlib import Path
 
@@ -22,6 +20,7 @@ from qtomo.states import mps_sampler
 from qtomo.states.mps import ghz_mps, pure_state_fidelity, right_canonical
 from qtomo.states.mps_sampler import MPSDistribution, born_log_prob
 from qtomo.train import TrainOptions, fit
+from tests.memory import mps_peak_bytes
 from tests.physics import dense_born, dense_from_mps
 from tests.test_mps_sampler import random_mps
 
@@ -167,34 +166,15 @@ def test_born_log_prob_is_finite_at_large_L():
     assert abs(float(log_p[0]) - (L * math.log(1 / 3) - math.log(2))) < 1e-9
 
 
-_PEAK_SCRIPT = """
-import pathlib, sys, torch
-from qtomo.models import build
-L, chi, rows = map(int, sys.argv[1:])
-model = build("mps", L=L, K=4, povm="pauli4", chi=chi, real=1)
-a = torch.randint(0, 4, (rows, L), generator=torch.Generator().manual_seed(0))
-status = pathlib.Path("/proc/self/status")
-def kib(field):
-    return next(int(line.split()[1]) for line in status.read_text().splitlines()
-                if line.startswith(field))
-pathlib.Path("/proc/self/clear_refs").write_text("5")  # the peak restarts from the present
-before = kib("VmRSS:")
-model.training_nll(a).mean().backward()
-print((kib("VmHWM:") - before) * 1024)
-"""
-
-
 @pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="needs Linux's /proc")
 @pytest.mark.parametrize("L, chi, rows", [(50, 8, 16384), (16, 48, 2048)])  # tables, dense
 def test_training_bytes_bound_the_measured_peak(L, chi, rows):
     """The estimate a size search compares with the free memory is above the growth of the
     peak resident memory over one forward and backward pass (Linux's VmHWM, reset before the
-    pass), and within twice it, on the table path and the dense path."""
-    measured = int(subprocess.run([sys.executable, "-c", _PEAK_SCRIPT, str(L), str(chi),
-                                   str(rows)], capture_output=True, text=True, check=True,
-                                  ).stdout)
+    pass), and within three times it, on the table path and the dense path."""
+    measured = mps_peak_bytes("model.training_nll(a).mean().backward()", L, chi, rows)
     estimate = build("mps", L=L, K=4, povm="pauli4", chi=chi, real=1).training_bytes(rows)
-    assert measured < estimate < 2 * measured
+    assert measured < estimate < 3 * measured
 
 
 @pytest.mark.parametrize("kraus", [None, 2])

@@ -5,8 +5,6 @@ where they cannot run, and records them."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +25,7 @@ from qtomo.states.mps import (
     vector_to_mps,
 )
 from qtomo.train import TrainOptions, fit, split_rows
+from tests.memory import mps_peak_bytes
 
 
 def _rows(dataset):
@@ -171,30 +170,11 @@ def test_sweeps_find_the_phase_basin_of_a_ghz_state(tmp_path):
         assert pure_state_fidelity(target, model.tensors()) > 0.99, seed
 
 
-_SWEEP_PEAK = """
-import pathlib, sys, torch
-from qtomo.models import build
-L, chi, rows = map(int, sys.argv[1:])
-model = build("mps", L=L, K=4, povm="pauli4", chi=chi, real=1)
-a = torch.randint(0, 4, (rows, L), generator=torch.Generator().manual_seed(0))
-status = pathlib.Path("/proc/self/status")
-def kib(field):
-    return next(int(line.split()[1]) for line in status.read_text().splitlines()
-                if line.startswith(field))
-pathlib.Path("/proc/self/clear_refs").write_text("5")  # the peak restarts from the present
-before = kib("VmRSS:")
-model.sweep(a, rows, lambda: 0.0, max_sweeps=1)
-print((kib("VmHWM:") - before) * 1024)
-"""
-
-
 @pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="needs Linux's /proc")
 @pytest.mark.parametrize("L, chi, rows", [(30, 8, 20_000), (20, 16, 5_000)])
 def test_sweep_bytes_bound_the_measured_peak(L, chi, rows):
     """The estimate the size search compares with the free memory is above the growth of the
-    peak resident memory over a sweep, and within twice it."""
-    measured = int(subprocess.run([sys.executable, "-c", _SWEEP_PEAK, str(L), str(chi),
-                                   str(rows)], capture_output=True, text=True, check=True,
-                                  ).stdout)
+    peak resident memory over a sweep, and within three times it."""
+    measured = mps_peak_bytes("model.sweep(a, rows, lambda: 0.0, max_sweeps=1)", L, chi, rows)
     estimate = build("mps", L=L, K=4, povm="pauli4", chi=chi, real=1).sweep_bytes(rows)
-    assert measured < estimate < 2 * measured
+    assert measured < estimate < 3 * measured
