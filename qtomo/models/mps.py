@@ -202,7 +202,7 @@ class LPDOModel(QtomoModel):
         gauge moves (QR) would make them signed."""
         if self.config.positive:
             return (f"the {self.family} model with positive = 1 (non-negative tensors) cannot "
-                    f"sweep; drop --sweeps or positive")
+                    f"sweep")
         return None
 
     def sweep(self, records: torch.Tensor, n_rows: int, validate: Callable[[], float], *,
