@@ -540,13 +540,11 @@ def _fit_resumed(args: argparse.Namespace, dataset: Dataset, resumed: Any, given
 def _fit_ensemble(args: argparse.Namespace, dataset: Dataset, family: str, given: dict,
                   given_options: dict) -> int:
     """Train ``--ensemble`` members of ``family`` into one folder."""
-    from qtomo.recipe import recipe
-    from qtomo.train import fit_ensemble
+    from qtomo.recipe import fit_recipe_ensemble
 
-    options = recipe(family, dataset, given_options, given)[0]
     folder = args.out or Path("runs") / f"{dataset.path.stem}_{family}_ensemble"
-    results = fit_ensemble(family, dataset, options, members=args.ensemble, out=folder,
-                           hyperparameters=given, device=args.device, quiet=args.quiet)
+    results = fit_recipe_ensemble(family, dataset, given_options, given, members=args.ensemble,
+                                  out=folder, device=args.device, quiet=args.quiet)
     if not args.quiet:
         nll = ", ".join(f"{result.best_val_nll:.6f}" for result in results)
         print(f"best validation NLL of the {len(results)} members: {nll}")

@@ -25,7 +25,16 @@ from qtomo.errors import QtomoError
 from qtomo.growth import fit_growing
 from qtomo.models import build, config_class, family_classes
 from qtomo.pauli_records import phases_undetermined, records_incomplete
-from qtomo.train import Selection, TrainOptions, fit, fit_selection, run_paths, split_rows
+from qtomo.train import (
+    Selection,
+    TrainOptions,
+    TrainResult,
+    fit,
+    fit_ensemble,
+    fit_selection,
+    run_paths,
+    split_rows,
+)
 
 
 class PhasePriorWarning(UserWarning):
@@ -144,6 +153,56 @@ def phase_prior(family: str, dataset: Dataset, hyperparameters: Mapping[str, Any
     return {**given, **added}, f"{reason}: {family} uses {chosen} (give them to override)"
 
 
+def _plan(family: str, dataset: Dataset, options: Mapping[str, Any] | None,
+          hyperparameters: Mapping[str, Any] | None,
+          ) -> tuple[TrainOptions, dict[str, list], dict[str, Any], bool]:
+    """The options, selection grid and fixed hyperparameters of a plain fit (the phase prior
+    added, with its warning), and whether it searches the family's sizes."""
+    hyperparameters, prior = phase_prior(family, dataset, hyperparameters)
+    if prior is not None:
+        warnings.warn(prior, PhasePriorWarning, stacklevel=3)
+    training, grid = recipe(family, dataset, options, hyperparameters)
+    fixed = {name: value for name, value in hyperparameters.items()
+             if not isinstance(value, list)}
+    sizes = family_classes(family)[0].sizes
+    open_sizes = [name for name in sizes if name not in fixed and name not in grid]
+    return training, grid, fixed, bool(open_sizes and (training.sweeps or training.refine))
+
+
+def fit_recipe_ensemble(family: str, dataset: Dataset, options: Mapping[str, Any] | None = None,
+                        hyperparameters: Mapping[str, Any] | None = None, *, members: int,
+                        out: str | Path, device: str | torch.device = "auto",
+                        quiet: bool = False) -> list[TrainResult]:
+    """``members`` fits of ``family`` to ``dataset`` into the folder ``out``, as ``qtomo fit
+    --ensemble`` trains them (docs/evaluate.md "Ensembles").
+
+    Where a plain fit would search the family's sizes (``mps``, ``lpdo`` without ``--chi``),
+    one plain fit of all training rows (:func:`fit_recipe`, in memory, never resampled) chooses
+    them, and every
+    member starts at its state: with ``bootstrap`` the members are the bootstrap replicates of
+    that maximum-likelihood state, and their spread its finite-data error (members started at
+    random at a fixed size land in worse states at L = 50). Otherwise the members are those of
+    :func:`qtomo.train.fit_ensemble` with the recipe's options.
+
+    Returns:
+        One :class:`qtomo.train.TrainResult` per member.
+
+    Raises:
+        QtomoError: everything :func:`fit_recipe` and :func:`qtomo.train.fit_ensemble` raise.
+    """
+    training, _, fixed, searched = _plan(family, dataset, options, hyperparameters)
+    start = None
+    if searched:
+        whole = {name: value for name, value in (options or {}).items() if name != "bootstrap"}
+        with warnings.catch_warnings():  # the phase prior was said by _plan
+            warnings.simplefilter("ignore", PhasePriorWarning)
+            chosen = fit_recipe(family, dataset, whole, hyperparameters, device=device,
+                                quiet=quiet)
+        fixed, start = {**fixed, **chosen.hyperparameters}, chosen.best.model
+    return fit_ensemble(family, dataset, training, members=members, out=out,
+                        hyperparameters=fixed, start=start, device=device, quiet=quiet)
+
+
 def fit_recipe(family: str, dataset: Dataset, options: Mapping[str, Any] | None = None,
                hyperparameters: Mapping[str, Any] | None = None, *, restarts: int | None = None,
                out: str | Path | None = None, device: str | torch.device = "auto",
@@ -164,17 +223,10 @@ def fit_recipe(family: str, dataset: Dataset, options: Mapping[str, Any] | None 
         QtomoError: everything :func:`recipe`, :func:`qtomo.train.fit` and the selections
             raise.
     """
-    hyperparameters, prior = phase_prior(family, dataset, hyperparameters)
-    if prior is not None:
-        warnings.warn(prior, PhasePriorWarning, stacklevel=2)
-    training, grid = recipe(family, dataset, options, hyperparameters)
+    training, grid, fixed, searched = _plan(family, dataset, options, hyperparameters)
     if out is not None:  # a selection copies its run there
         check_outputs(run_paths(out), inputs=(dataset.path,))
-    fixed = {name: value for name, value in (hyperparameters or {}).items()
-             if not isinstance(value, list)}
     model_class = family_classes(family)[0]
-    open_sizes = [name for name in model_class.sizes if name not in fixed and name not in grid]
-    searched = bool(open_sizes and (training.sweeps or training.refine))
     if restarts is None:
         restarts = model_class.search_restarts if searched else 1
     if searched:

@@ -43,6 +43,8 @@ from qtomo.errors import QtomoError
 from qtomo.states.mps_sampler import superoperator_tables
 
 _LOCAL_HISTORY = 10  # L-BFGS history of a site's problem: a few dozen parameters
+#: half-sweeps with the validation NLL above its best before the sweeps stop
+PATIENCE = 3
 _PHASE_TURNS = 8  # phases tried at every site visit (_phase_turns)
 #: gain in the total training log-likelihood (nats, summed over records) of a half-sweep below
 #: which the sweeps stop: far below the 1–2 nats a likelihood-ratio test resolves, and small
@@ -151,7 +153,7 @@ def sweep_bytes(chi: Sequence[int], records: int) -> int:
 def sweep(sites: Sequence[torch.Tensor], real: bool, elements: torch.Tensor,
           records: torch.Tensor, n_rows: int, store: Callable[[list[torch.Tensor]], None],
           validate: Callable[[], float], *, max_sweeps: int, local_iterations: int = 4,
-          patience: int = 3, world: int = 1) -> SweepResult:
+          patience: int = PATIENCE, world: int = 1) -> SweepResult:
     """Minimise the training NLL by local sweeps (module docstring).
 
     Args:
@@ -165,7 +167,8 @@ def sweep(sites: Sequence[torch.Tensor], real: bool, elements: torch.Tensor,
         validate: the validation NLL of the model as stored.
         max_sweeps: most full sweeps (right and back), ≥ 1.
         local_iterations: L-BFGS iterations per site and visit.
-        patience: half-sweeps with the validation NLL above its best before stopping.
+        patience: half-sweeps with the validation NLL above its best before stopping (0: no
+            early stopping, to the maximum of the likelihood).
         world: number of processes (torchrun); 1 otherwise.
 
     Returns:
@@ -200,7 +203,7 @@ def sweep(sites: Sequence[torch.Tensor], real: bool, elements: torch.Tensor,
         if (previous[2] - train_nll) * n_rows < _CONVERGED_NATS:
             stopped = "converged"
             break
-        if bad >= patience:  # early stopping: the state of the best validation NLL
+        if patience and bad >= patience:  # early stopping: the state of the best validation NLL
             chain.sites, val, train_nll = best
             store(chain.sites)
             stopped = "validation"

@@ -76,7 +76,7 @@ from qtomo.options import TrainOptions
 from qtomo.pauli_records import dataset_warnings
 from qtomo.progress import progress_bar
 from qtomo.refine import Refinement, refine
-from qtomo.sweeps import SweepResult
+from qtomo.sweeps import PATIENCE, SweepResult
 
 
 @dataclass(frozen=True)
@@ -759,12 +759,16 @@ def _refine(model: QtomoModel, train: _Rows, val: _Rows, options: TrainOptions, 
 def _sweep(model: QtomoModel, train: _Rows, val: _Rows, options: TrainOptions, autocast, *,
            rank: int, world: int, quiet: bool) -> SweepResult:
     """The local sweeps (:meth:`QtomoModel.sweep`) on this rank's share of the training rows,
-    gathered in memory (their environments are held there anyway)."""
+    gathered in memory (their environments are held there anyway). A bootstrap replicate runs
+    to the maximum of its resampled likelihood: early stopping on the validation rows would
+    keep it at its start when that is the maximum-likelihood state of all rows."""
     records = torch.cat([a.to(torch.uint8) for a in
                          train.batches(refine_chunk(model.L), rank=rank, world=world)])
     result = model.sweep(records, train.n_rows,
                          lambda: _validation_nll(model, val, options, autocast, rank, world),
-                         max_sweeps=options.sweeps, world=world)
+                         max_sweeps=options.sweeps,
+                         patience=0 if options.bootstrap else PATIENCE,
+                         world=world)
     if not quiet:
         print(f"sweeps: {result.half_sweeps} half-sweeps, validation NLL "
               f"{result.val_nll_before:.6f} -> {result.val_nll:.6f}, stopped: "
@@ -792,7 +796,8 @@ def _validation_nll(model: QtomoModel, val: _Rows, options: TrainOptions, autoca
 
 def fit_ensemble(family: str, dataset: Dataset, options: TrainOptions | None = None, *,
                  members: int, out: str | Path, hyperparameters: dict[str, Any] | None = None,
-                 device: str | torch.device = "auto", quiet: bool = False) -> list[TrainResult]:
+                 start: QtomoModel | None = None, device: str | torch.device = "auto",
+                 quiet: bool = False) -> list[TrainResult]:
     """Train ``members`` models of one family into the folder ``out`` (docs/evaluate.md
     "Ensembles").
 
@@ -809,6 +814,8 @@ def fit_ensemble(family: str, dataset: Dataset, options: TrainOptions | None = N
         members: number of models, ≥ 2.
         out: the ensemble folder (created).
         hyperparameters: the family's hyperparameters (defaults otherwise).
+        start: a model of that family and those hyperparameters every member starts from (a
+            copy each) instead of its own random initialisation.
         device, quiet: as for :func:`fit`.
 
     Returns:
@@ -833,6 +840,8 @@ def fit_ensemble(family: str, dataset: Dataset, options: TrainOptions | None = N
         torch.manual_seed(seed)
         model = build(family, L=dataset.L, K=dataset.K, povm=dataset.povm,
                       **(hyperparameters or {}))
+        if start is not None:
+            model.load_state_dict(start.state_dict())
         if not quiet:
             print(f"ensemble member {member + 1}/{members} (seed {seed})")
         results.append(fit(model, dataset, dataclasses.replace(options, seed=seed),

@@ -15,6 +15,7 @@ from qtomo.cli import main
 from qtomo.data import read_dataset
 from qtomo.errors import QtomoError
 from qtomo.models import build, load_checkpoint
+from qtomo.recipe import fit_recipe
 from qtomo.reconstruct import Reconstruction
 from qtomo.refine import refine
 from qtomo.simulate import simulate
@@ -178,3 +179,22 @@ def test_sweep_bytes_bound_the_measured_peak(L, chi, rows):
     measured = mps_peak_bytes("model.sweep(a, rows, lambda: 0.0, max_sweeps=1)", L, chi, rows)
     estimate = build("mps", L=L, K=4, povm="pauli4", chi=chi, real=1).sweep_bytes(rows)
     assert measured < estimate < 3 * measured
+
+
+def test_bootstrap_ensemble_of_a_size_search_starts_at_the_chosen_state(tfim8, tmp_path):
+    """``--ensemble 3 --bootstrap`` of ``mps`` without ``--chi``: one plain fit chooses the
+    size, the members are its bootstrap replicates (every one at that size, all different, all
+    near the truth)."""
+    folder = tmp_path / "ens"
+    assert main(["fit", "--model", "mps", "--ensemble", "3", "--bootstrap", "--data",
+                 str(tfim8.path), "--out", str(folder), "--quiet"]) == 0
+    chosen = fit_recipe("mps", tfim8, device="cpu", quiet=True).hyperparameters
+    target = vector_to_mps(tfim8.reference["psi"])
+    fidelities = []
+    for m in range(3):
+        checkpoint = load_checkpoint(folder / f"member{m:02d}.pt")
+        assert checkpoint.config["hyperparameters"] == {**chosen, "positive": 0}
+        assert checkpoint.config["training"]["options"]["bootstrap"]
+        fidelities.append(pure_state_fidelity(target, checkpoint.model.tensors()))
+    assert min(fidelities) > 0.99 and len(set(fidelities)) == 3
+

@@ -29,7 +29,7 @@ from torch import nn
 
 from qtomo.errors import QtomoError
 from qtomo.povm import POVM, check_outcomes
-from qtomo.sweeps import SweepResult
+from qtomo.sweeps import PATIENCE, SweepResult
 
 
 class QtomoModel(nn.Module):
@@ -119,10 +119,11 @@ class QtomoModel(nn.Module):
         return f"the {self.family} family has no local sweeps"
 
     def sweep(self, records: torch.Tensor, n_rows: int, validate: Callable[[], float], *,
-              max_sweeps: int, world: int = 1) -> SweepResult:
+              max_sweeps: int, patience: int = PATIENCE, world: int = 1) -> SweepResult:
         """Maximise the likelihood of ``records`` (LongTensor (N_rank, L), this rank's training
-        rows; ``n_rows`` over all ranks) site by site (:func:`qtomo.sweeps.sweep`), keeping the
-        state with the lowest ``validate()``; the model ends holding it."""
+        rows; ``n_rows`` over all ranks) site by site (:func:`qtomo.sweeps.sweep`; early
+        stopping on ``validate()`` after ``patience`` half-sweeps, 0 for none); the model ends
+        holding the state kept."""
         raise QtomoError(self.sweep_refusal() or f"the {self.family} family cannot sweep")
 
     def sweep_bytes(self, records: int) -> int:

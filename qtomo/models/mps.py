@@ -41,7 +41,7 @@ from qtomo.models.base import QtomoModel, check_hyperparameter
 from qtomo.povm import POVM, PerQubitPOVM, povm_elements
 from qtomo.states.mps import right_canonical
 from qtomo.states.mps_sampler import MPSDistribution, born_log_prob, born_log_prob_bytes
-from qtomo.sweeps import SweepResult, sweep, sweep_bytes
+from qtomo.sweeps import PATIENCE, SweepResult, sweep, sweep_bytes
 
 _NOISE = 0.3  # relative size of the random part of the initial tensors
 _GROWTH_NOISE = 0.02  # size of a grown tensor's new entries, relative to its typical entry
@@ -206,7 +206,7 @@ class LPDOModel(QtomoModel):
         return None
 
     def sweep(self, records: torch.Tensor, n_rows: int, validate: Callable[[], float], *,
-              max_sweeps: int, world: int = 1) -> SweepResult:
+              max_sweeps: int, patience: int = PATIENCE, world: int = 1) -> SweepResult:
         """Local maximum-likelihood sweeps over the sites (:func:`qtomo.sweeps.sweep`)."""
         refusal = self.sweep_refusal()
         if refusal is not None:
@@ -219,7 +219,7 @@ class LPDOModel(QtomoModel):
                 parameter.copy_(site)
 
         return sweep(list(self.sites), bool(self.config.real), elements, records, n_rows,
-                     store, validate, max_sweeps=max_sweeps, world=world)
+                     store, validate, max_sweeps=max_sweeps, patience=patience, world=world)
 
     @torch.no_grad()
     def set_tensors(self, tensors: list[np.ndarray]) -> None:
