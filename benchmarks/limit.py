@@ -27,9 +27,15 @@ Cases: ``tfim8`` (TFIM L = 8, h = 1, 2·10^5 ``pauli4`` records, ``make demo``'s
 h = 0.9, depolarizing p = 0.1, 10^5, ``lpdo``), ``tfim50`` (L = 50, 10^5, DMRG), ``tfim100``
 (L = 100, 10^6; not in the default list: about an hour here).
 
+With ``--bootstrap M`` each case also trains the ensemble of ``qtomo fit --ensemble M
+--bootstrap`` (:func:`qtomo.recipe.fit_recipe_ensemble`: M bootstrap replicates of the default
+fit's state) and prints the mean and spread (standard deviation, ddof 1) of its members'
+fidelities and the ensemble's seconds.
+
 Usage::
 
     python benchmarks/limit.py [--cases tfim8 tfim10 ghz20 tfim6_noisy tfim50] [--seed 1]
+                               [--bootstrap M]
 
 Writes ``benchmarks/results/limit.json`` (``limit_<cases>.json`` for other ``--cases``).
 """
@@ -47,7 +53,7 @@ from common import matmul_peak_gflops, print_row, report
 
 from qtomo.data import Dataset, read_dataset
 from qtomo.models import build
-from qtomo.recipe import fit_recipe
+from qtomo.recipe import fit_recipe, fit_recipe_ensemble
 from qtomo.reconstruct import Reconstruction
 from qtomo.simulate import simulate
 from qtomo.states.exact import tfim_ground_state
@@ -133,7 +139,19 @@ def throughput(model, dataset: Dataset) -> float:
     return flops / (time.perf_counter() - started) / 1e9
 
 
-def run_case(case: str, seed: int, folder: Path) -> dict:
+def bootstrap_spread(family: str, dataset: Dataset, target, members: int,
+                     folder: Path) -> dict:
+    """Mean and spread of the members' fidelities of a bootstrap ensemble, and its seconds."""
+    started = time.perf_counter()
+    results = fit_recipe_ensemble(family, dataset, {"bootstrap": True}, members=members,
+                                  out=folder, device="cpu", quiet=True)
+    seconds = time.perf_counter() - started
+    fidelities = [fidelity(result.model, dataset, target) for result in results]
+    return {"F_bootstrap_mean": float(np.mean(fidelities)),
+            "F_bootstrap_spread": float(np.std(fidelities, ddof=1)), "bootstrap_s": seconds}
+
+
+def run_case(case: str, seed: int, folder: Path, members: int) -> dict:
     family, kind = CASES[case]
     path = simulate(**kind, seed=seed, device="cpu", out=folder / f"{case}.h5", quiet=True)
     dataset = read_dataset(path)
@@ -157,6 +175,8 @@ def run_case(case: str, seed: int, folder: Path) -> dict:
                               f"{'*' if stage['kept'] else ''}"
                               for stage in selection.search["stages"]),
            "gflops": throughput(selection.best.model, dataset)}
+    if members:
+        row.update(bootstrap_spread(family, dataset, target, members, folder / f"{case}_ens"))
     print_row(row, 5)
     return row
 
@@ -166,16 +186,19 @@ def main() -> None:
     parser.add_argument("--cases", nargs="+", choices=tuple(CASES),
                         default=["tfim8", "tfim10", "ghz20", "tfim6_noisy", "tfim50"])
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--bootstrap", type=int, default=0, metavar="M",
+                        help="also a bootstrap ensemble of M >= 2 members per case (0: none)")
     args = parser.parse_args()
     peak = matmul_peak_gflops()
     rows = []
     with tempfile.TemporaryDirectory() as folder:
         for case in args.cases:
-            rows.append(run_case(case, args.seed, Path(folder)))
+            rows.append(run_case(case, args.seed, Path(folder), args.bootstrap))
     print(f"fp64 matrix-product peak: {peak:.1f} GFLOP/s; "
           f"worst infidelity ratio {max(row['infidelity_ratio'] for row in rows):.3g}")
     default = parser.get_default("cases")
     name = "limit" if args.cases == default else "limit_" + "_".join(args.cases)
+    name += f"_bootstrap{args.bootstrap}" if args.bootstrap else ""
     report(name, rows, {"options": vars(args), "fp64_peak_gflops": peak,
                            "command": "python benchmarks/limit.py " + " ".join(
                                f"--{k} {' '.join(map(str, v)) if isinstance(v, list) else v}"
