@@ -98,9 +98,11 @@ def fidelity(model, dataset: Dataset, target: list[np.ndarray]) -> float:
     return pure_state_fidelity(target, model.tensors())
 
 
-def reference_fit(dataset: Dataset, family: str, hp: dict, target: list[np.ndarray]):
-    """The truth-started maximum-likelihood fit at the default's size (module docstring):
-    the model, its SweepResult (``val_nll`` is the training NLL) and the truth's training NLL."""
+def reference_fit(dataset: Dataset, family: str, hp: dict, target: list[np.ndarray],
+                  rows: torch.Tensor):
+    """The truth-started maximum-likelihood fit at the default's size on the training ``rows``
+    (module docstring): the model, its SweepResult (``val_nll`` is the training NLL) and the
+    truth's training NLL."""
     model = build(family, L=dataset.L, K=dataset.K, povm=dataset.povm, **hp)
     if family == "mps":
         model.set_tensors(truncated(target, hp["chi"]))
@@ -109,7 +111,6 @@ def reference_fit(dataset: Dataset, family: str, hp: dict, target: list[np.ndarr
                          hp["chi"])
         kraus = dataset.noise.kraus[:hp["kraus"]]
         model.set_tensors([np.einsum("qst,ctd->csqd", kraus, B) for B in pure])
-    rows = training_rows(dataset)
     truth_nll = mean_nll(model, rows)
     result = model.sweep(rows, len(rows), lambda: mean_nll(model, rows), max_sweeps=20)
     return model, result, truth_nll
@@ -126,10 +127,9 @@ def mean_nll(model, rows: torch.Tensor) -> float:
         return -torch.cat([model.log_prob(a) for a in rows.split(_CHUNK)]).mean().item()
 
 
-def throughput(model, dataset: Dataset) -> float:
+def throughput(model, rows: torch.Tensor) -> float:
     """GFLOP/s of one full pass (NLL and gradient) of the table contraction over the training
     rows (module docstring for the count)."""
-    rows = training_rows(dataset)
     chi = [1] + [A.shape[-1] for A in model.tensors()]  # χ_0 … χ_L
     flops = 3 * 2 * len(rows) * sum(a * a * b * b for a, b in zip(chi[:-1], chi[1:], strict=True))
     model.train()
@@ -161,7 +161,8 @@ def run_case(case: str, seed: int, folder: Path, members: int) -> dict:
     default_s = time.perf_counter() - started
     hp = {name: value for name, value in selection.hyperparameters.items()}
     f_default = fidelity(selection.best.model, dataset, target)
-    reference, sweeps, truth_nll = reference_fit(dataset, family, hp, target)
+    rows = training_rows(dataset)
+    reference, sweeps, truth_nll = reference_fit(dataset, family, hp, target, rows)
     f_reference = fidelity(reference, dataset, target)
     row = {"case": case, "family": family, "N": dataset.n_records, **hp,
            "F_default": f_default, "F_reference": f_reference,
@@ -169,12 +170,12 @@ def run_case(case: str, seed: int, folder: Path, members: int) -> dict:
            "default_s": default_s, "reference_s": sweeps.time_s,
            "reference_half_sweeps": sweeps.half_sweeps,
            "train_nll_truth": truth_nll, "train_nll_reference": sweeps.val_nll,
-           "train_nll_default": mean_nll(selection.best.model, training_rows(dataset)),
+           "train_nll_default": mean_nll(selection.best.model, rows),
            "val_nll_default": selection.best.best_val_nll,
            "search": " ".join(f"{','.join(str(v) for v in stage['sizes'].values())}"
                               f"{'*' if stage['kept'] else ''}"
                               for stage in selection.search["stages"]),
-           "gflops": throughput(selection.best.model, dataset)}
+           "gflops": throughput(selection.best.model, rows)}
     if members:
         row.update(bootstrap_spread(family, dataset, target, members, folder / f"{case}_ens"))
     print_row(row, 5)

@@ -1,12 +1,23 @@
-"""Device selection shared by the API and the CLI, and the memory a device has left."""
+"""Device selection shared by the API and the CLI, the memory a device has left, and the sum
+over the processes of a torchrun."""
 
 from __future__ import annotations
 
 import os
 
 import torch
+import torch.distributed as dist
 
 from qtomo.errors import QtomoError
+
+
+def sum_over_ranks(*tensors: torch.Tensor, world: int) -> torch.Tensor:
+    """Sum each tensor in place over the ``world`` processes of a torchrun (``all_reduce``;
+    nothing with one process); returns the first."""
+    if world > 1:
+        for tensor in tensors:
+            dist.all_reduce(tensor)
+    return tensors[0]
 
 
 def resolve_device(name: str | torch.device = "auto") -> torch.device:

@@ -161,6 +161,7 @@ def _grow(kept: TrainResult, sizes: dict[str, int], ladders: Mapping[str, Sequen
     kept_log_q = _validation_log_q(kept, dataset)
     stages = [Stage(dict(sizes), kept.best_val_nll, None, None, True, kept.time_s)]
     memory: dict[str, Any] = {}  # the size memory refused (_fits_in_memory)
+    n_train = split_rows(dataset.n_records, options.val_fraction)[0][1]
     while True:
         trials, ends = [], set()
         for name, ladder in ladders.items():
@@ -171,7 +172,6 @@ def _grow(kept: TrainResult, sizes: dict[str, int], ladders: Mapping[str, Sequen
             larger = {**sizes, name: ladder[rung]}
             torch.manual_seed(options.seed)
             grown = kept.model.grown(**larger)
-            n_train = split_rows(dataset.n_records, options.val_fraction)[0][1]
             if not _fits_in_memory(grown, name, ladder[rung], options, n_train, memory):
                 ends.add("memory")
                 continue
@@ -228,8 +228,9 @@ def _fits_in_memory(model: QtomoModel, name: str, value: int, options: TrainOpti
     those available."""
     rows = max(options.batch_size, refine_chunk(model.L))
     needed = model.training_bytes(rows)
-    if options.sweeps and model.sweep_bytes(n_train) > needed:
-        rows, needed = n_train, model.sweep_bytes(n_train)
+    swept = model.sweep_bytes(n_train) if options.sweeps else 0
+    if swept > needed:
+        rows, needed = n_train, swept
     available = available_memory(model.device)
     if needed <= _MEMORY_SHARE * available:
         return True

@@ -178,11 +178,11 @@ def fit_recipe_ensemble(family: str, dataset: Dataset, options: Mapping[str, Any
 
     Where a plain fit would search the family's sizes (``mps``, ``lpdo`` without ``--chi``),
     one plain fit of all training rows (:func:`fit_recipe`, in memory, never resampled) chooses
-    them, and every
-    member starts at its state: with ``bootstrap`` the members are the bootstrap replicates of
-    that maximum-likelihood state, and their spread its finite-data error (members started at
-    random at a fixed size land in worse states at L = 50). Otherwise the members are those of
-    :func:`qtomo.train.fit_ensemble` with the recipe's options.
+    them, and every member starts at its state: with ``bootstrap`` the members are the
+    bootstrap replicates of that maximum-likelihood state, and their spread its finite-data
+    error (members started at random at a fixed size land in worse states at L = 50).
+    Otherwise the members are those of :func:`qtomo.train.fit_ensemble` with the recipe's
+    options.
 
     Returns:
         One :class:`qtomo.train.TrainResult` per member.

@@ -26,8 +26,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import torch
-import torch.distributed as dist
 
+from qtomo.device import sum_over_ranks
 from qtomo.models import QtomoModel
 
 #: L-BFGS settings: the history spans the few hundred parameters of a small χ many times over;
@@ -124,11 +124,8 @@ class _TrainingNLL:
                 if gradient:
                     loss.backward()
                 total += loss.detach().double()
-        if self.world > 1:
-            for p in self.parameters if gradient else ():
-                dist.all_reduce(p.grad)
-            dist.all_reduce(total)
-        return total.item()
+        grads = [p.grad for p in self.parameters] if gradient else []
+        return sum_over_ranks(total, *grads, world=self.world).item()
 
 
 def _lbfgs_with_checks(objective: _TrainingNLL, validate: Callable[[], float], val_before: float,

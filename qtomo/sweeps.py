@@ -23,8 +23,8 @@ log-likelihood N·ΔNLL (``converged``: the maximum of the likelihood), or for `
 validation NLL, measured after every half-sweep, ends them earlier when it has been above its
 best for ``patience`` half-sweeps in a row (the state goes on fitting noise); the state of the
 best validation NLL is then returned, else the last one.
-Every record's environments are held in memory, 2 N Σ_i χ_i² float64 numbers (the
-``training_bytes`` estimate of the families bounds them).
+Every record's environments are held in memory, 2 N Σ_i χ_i² float64 numbers (with the rest,
+:func:`sweep_bytes`; the size search refuses a size whose sweeps would not fit).
 Under torchrun each rank holds its share of the rows and the local objectives and gradients are
 summed with ``all_reduce``, so all ranks take the same steps.
 """
@@ -37,8 +37,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
-import torch.distributed as dist
 
+from qtomo.device import sum_over_ranks
 from qtomo.errors import QtomoError
 from qtomo.states.mps_sampler import superoperator_tables
 
@@ -239,7 +239,7 @@ def _half_sweep(chain: _Chain, *, rightwards: bool, n_rows: int, iterations: int
             chain.right_canonical(i)
         behind = chain.step(behind, i, rightwards)
     # ln Q_n = ln(l_n T r_n) − ln ‖A‖² + (log-scales of l_n and r_n), in the gauge of the end
-    scales = _summed((left[1] + right[1]).sum(), world=world).item()
+    scales = sum_over_ranks((left[1] + right[1]).sum(), world=world).item()
     return local_nll - scales / n_rows
 
 
@@ -259,7 +259,8 @@ def _local_fit(chain: _Chain, i: int, left: torch.Tensor, right: torch.Tensor, n
 
     candidates = _phase_turns(chain, chain.sites[i])
     with torch.no_grad():
-        values = [_summed(share(candidate), world=world).item() for candidate in candidates]
+        values = [sum_over_ranks(share(candidate), world=world).item()
+                  for candidate in candidates]
     before = min(values)
     start = candidates[values.index(before)]
     if not math.isfinite(before):
@@ -272,11 +273,11 @@ def _local_fit(chain: _Chain, i: int, left: torch.Tensor, right: torch.Tensor, n
         optimizer.zero_grad()
         value = share(tensor)
         value.backward()
-        return _summed(value.detach(), tensor.grad, world=world)
+        return sum_over_ranks(value.detach(), tensor.grad, world=world)
 
     optimizer.step(closure)
     with torch.no_grad():
-        after = _summed(share(tensor), world=world).item()
+        after = sum_over_ranks(share(tensor), world=world).item()
     if not math.isfinite(after) or after > before or not torch.isfinite(tensor).all():
         return start, before
     return (tensor / tensor.norm()).detach(), after
@@ -296,14 +297,6 @@ def _phase_turns(chain: _Chain, stored: torch.Tensor) -> list[torch.Tensor]:
         turned[:, 1] *= turn
         candidates.append(chain.stored(turned))
     return candidates
-
-
-def _summed(value: torch.Tensor, *gradients: torch.Tensor, world: int) -> torch.Tensor:
-    """``value`` summed over ranks; ``gradients`` are summed in place."""
-    if world > 1:
-        for tensor in (value, *gradients):
-            dist.all_reduce(tensor)
-    return value
 
 
 def _groups(outcome: torch.Tensor, K: int) -> list[torch.Tensor]:

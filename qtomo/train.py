@@ -68,7 +68,7 @@ from torch import nn
 
 from qtomo.atomic import atomic_output, check_outputs
 from qtomo.data import Dataset, as_dataset
-from qtomo.device import resolve_device
+from qtomo.device import resolve_device, sum_over_ranks
 from qtomo.errors import CheckpointError, ConvergenceError, QtomoError
 from qtomo.jsontext import json_text
 from qtomo.models import QtomoModel, hyperparameters, load_checkpoint, save_checkpoint
@@ -298,12 +298,6 @@ def _distributed() -> tuple[int, int, bool]:
     if created:
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
     return dist.get_rank(), dist.get_world_size(), created
-
-
-def _all_sum(values: torch.Tensor, world: int) -> torch.Tensor:
-    if world > 1:
-        dist.all_reduce(values)
-    return values
 
 
 def _lr_lambda(options: TrainOptions, total_steps: int):
@@ -635,7 +629,7 @@ class _Run:
             if step % 25 == 0 and not bar.disable:
                 bar.set_postfix(nll=f"{(totals[0] / totals[1]).item():.4f}")
         bar.close()
-        train_nll = (_all_sum(totals, self.world)[0] / totals[1]).item()
+        train_nll = (sum_over_ranks(totals, world=self.world)[0] / totals[1]).item()
         val_nll = _validation_nll(self.evaluated, self.val, options, self.autocast, self.rank,
                                   self.world)
         self._record(train_nll, val_nll, time.perf_counter() - started)
@@ -790,7 +784,7 @@ def _validation_nll(model: QtomoModel, val: _Rows, options: TrainOptions, autoca
         with autocast:
             totals += torch.stack([model.training_nll(a).double().sum(),
                                    totals.new_tensor(a.shape[0])])
-    _all_sum(totals, world)
+    sum_over_ranks(totals, world=world)
     return (totals[0] / totals[1]).item()
 
 
