@@ -29,6 +29,7 @@ from qtomo.train import (
     Selection,
     TrainOptions,
     TrainResult,
+    check_ensemble,
     fit,
     fit_ensemble,
     fit_selection,
@@ -190,6 +191,7 @@ def fit_recipe_ensemble(family: str, dataset: Dataset, options: Mapping[str, Any
     Raises:
         QtomoError: everything :func:`fit_recipe` and :func:`qtomo.train.fit_ensemble` raise.
     """
+    check_ensemble(members, out)  # before the plain fit, which may take minutes
     training, _, fixed, searched = _plan(family, dataset, options, hyperparameters)
     start = None
     if searched:

@@ -788,6 +788,17 @@ def _validation_nll(model: QtomoModel, val: _Rows, options: TrainOptions, autoca
     return (totals[0] / totals[1]).item()
 
 
+def check_ensemble(members: Any, out: str | Path) -> Path:
+    """QtomoError unless ``members`` is an integer >= 2 and ``out`` is not a file; the folder
+    as a Path."""
+    if isinstance(members, bool) or not isinstance(members, int) or members < 2:
+        raise QtomoError(f"an ensemble needs an integer number of members >= 2; got {members!r}")
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise QtomoError(f"the ensemble output {out} is a file; expected a folder")
+    return out
+
+
 def fit_ensemble(family: str, dataset: Dataset, options: TrainOptions | None = None, *,
                  members: int, out: str | Path, hyperparameters: dict[str, Any] | None = None,
                  start: QtomoModel | None = None, device: str | torch.device = "auto",
@@ -822,11 +833,7 @@ def fit_ensemble(family: str, dataset: Dataset, options: TrainOptions | None = N
     from qtomo.models import build
 
     options = options or TrainOptions()
-    if isinstance(members, bool) or not isinstance(members, int) or members < 2:
-        raise QtomoError(f"an ensemble needs an integer number of members >= 2; got {members!r}")
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise QtomoError(f"the ensemble output {out} is a file; expected a folder")
+    out = check_ensemble(members, out)
     out.mkdir(parents=True, exist_ok=True)
     results = []
     for member in range(members):

@@ -198,3 +198,19 @@ def test_bootstrap_ensemble_of_a_size_search_starts_at_the_chosen_state(tfim8, t
         fidelities.append(pure_state_fidelity(target, checkpoint.model.tensors()))
     assert min(fidelities) > 0.99 and len(set(fidelities)) == 3
 
+
+
+def test_ensemble_output_that_is_a_file_is_refused_before_the_plain_fit(tfim8, tmp_path,
+                                                                       monkeypatch):
+    import qtomo.recipe
+
+    def no_fit(*args, **kwargs):
+        raise AssertionError("the plain fit ran before the output was checked")
+
+    monkeypatch.setattr(qtomo.recipe, "fit_recipe", no_fit)
+    taken = tmp_path / "taken.pt"
+    taken.write_bytes(b"x")
+    with pytest.raises(QtomoError, match="is a file; expected a folder"):
+        qtomo.recipe.fit_recipe_ensemble("mps", tfim8, {"bootstrap": True}, members=2,
+                                         out=taken, device="cpu", quiet=True)
+    assert taken.read_bytes() == b"x"
