@@ -23,8 +23,12 @@ log-likelihood N·ΔNLL (``converged``: the maximum of the likelihood), or for `
 validation NLL, measured after every half-sweep, ends them earlier when it has been above its
 best for ``patience`` half-sweeps in a row (the state goes on fitting noise); the state of the
 best validation NLL is then returned, else the last one.
-Every record's environments are held in memory, 2 N Σ_i χ_i² float64 numbers (with the rest,
-:func:`sweep_bytes`; the size search refuses a size whose sweeps would not fit).
+The environments ahead of the site being fitted are kept only every ⌈√L⌉ sites and the
+block in front recomputed from its checkpoint when the sweep enters it (one more table product
+per record and site, against the ~40 of a site's local fit), so a sweep holds about 2√L
+environments of every record instead of L (:func:`sweep_bytes`; the size search refuses a size
+whose sweeps would not fit). TFIM L = 100 from 9·10^5 training rows at χ = 4 needs 3.8 GB
+instead of 26 GB.
 Under torchrun each rank holds its share of the rows and the local objectives and gradients are
 summed with ``all_reduce``, so all ranks take the same steps.
 """
@@ -33,7 +37,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -84,16 +88,21 @@ _Environment = tuple[torch.Tensor, torch.Tensor]
 
 class _Chain:
     """The site tensors as parameters are stored (float64, real, or complex as a trailing
-    axis of 2), with the POVM elements (L, K, 2, 2), each site's outcomes (L, N) and the rows
-    of each outcome at each site (``groups[i][k]``, computed once)."""
+    axis of 2), with the POVM elements (L, K, 2, 2) and the rows of each outcome at each site
+    (``groups[i][k]``, int32, computed once)."""
 
     def __init__(self, sites: Sequence[torch.Tensor], real: bool, elements: torch.Tensor,
                  records: torch.Tensor) -> None:
         self.sites = [site.detach().clone() for site in sites]
         self.real, self.elements = real, elements
         self.K = elements.shape[1]
-        self.outcomes = records.T.long().contiguous()
-        self.groups = [_groups(outcome, self.K) for outcome in self.outcomes]
+        self.rows = records.shape[0]
+        self.groups = [_groups(outcome.long(), self.K) for outcome in records.T]
+
+    def empty(self) -> _Environment:
+        """The environment of no sites: 1 for every row, log-scale 0."""
+        ones = torch.ones((self.rows, 1), dtype=torch.float64, device=self.elements.device)
+        return ones, torch.zeros(self.rows, dtype=torch.float64, device=ones.device)
 
     def complex(self, stored: torch.Tensor) -> torch.Tensor:
         return stored.to(torch.complex128) if self.real else torch.view_as_complex(stored)
@@ -140,14 +149,26 @@ class _Chain:
 
 
 def sweep_bytes(chi: Sequence[int], records: int) -> int:
-    """Peak bytes of :func:`sweep` over ``records`` rows of a chain with bonds χ_0 … χ_L:
-    32 N Σ_i χ_i² + 16 N L + 64 MiB (the environments ahead and behind, each outcome's copy at
-    the site being fitted and the local passes' intermediates; the outcomes and their groups as
-    int64). Measured peak resident growth of one sweep (2-core CPU, real MPS; largest of 6 runs
-    where repeated): (L, χ, N) = (50, 4, 5·10^4) 722 MB against this 1 326 MB, (30, 8, 2·10^4)
-    908 MB against 1 128 MB, (20, 16, 5·10^3) 370 MB against 628 MB."""
+    """Peak bytes of :func:`sweep` over ``records`` rows of a chain with bonds χ_0 … χ_L, with
+    χ² = max_i χ_i² and B = ⌈√L⌉: 8 N (χ² + 1)(⌈L/B⌉ + B + 2) for the environments (the
+    checkpoints ahead, the block in front, the one behind and the next), 48 N χ² for the local
+    fit (each outcome's copy of the two environments and the autograd intermediates), 4 N L
+    for the rows of each outcome (int32), and 64 MiB. Measured peak resident growth of one
+    sweep (2-core CPU, real MPS) against this: (L, χ, N) = (30, 8, 10^5) 889 MB against
+    1 062 MB, (20, 16, 2.5·10^4) 714 MB against 942 MB, (50, 4, 3·10^5) 1 023 MB against
+    1 051 MB. Below ~10^5 rows glibc's heap keeps freed arrays for reuse and the peak reaches
+    up to twice this estimate's part per row (tests/memory.py); there it is small anyway."""
     L = len(chi) - 1
-    return 32 * records * sum(c * c for c in chi) + 16 * records * L + 64 * 2**20
+    block = _block(L)
+    chi2 = max(c * c for c in chi)
+    held = -(-L // block) + block + 2
+    return (8 * records * (chi2 + 1) * held + 48 * records * chi2 + 4 * records * L
+            + 64 * 2**20)
+
+
+def _block(L: int) -> int:
+    """Sites between two checkpoints of the environments ahead: ⌈√L⌉ (fewest held)."""
+    return math.isqrt(L - 1) + 1 if L > 1 else 1
 
 
 def sweep(sites: Sequence[torch.Tensor], real: bool, elements: torch.Tensor,
@@ -218,16 +239,10 @@ def _half_sweep(chain: _Chain, *, rightwards: bool, n_rows: int, iterations: int
     """Optimise every site once, from site 0 rightwards or from site L − 1 leftwards, the
     gauge centre moving along; the environments behind come from the tensors before. Returns
     the training NLL of the chain after the last site's fit."""
-    rows = chain.outcomes.shape[1]
-    ones = torch.ones((rows, 1), dtype=torch.float64, device=chain.elements.device)
     L = len(chain.sites)
     order = range(L) if rightwards else range(L - 1, -1, -1)
-    ahead = [(ones, torch.zeros(rows, dtype=torch.float64, device=ones.device))]
-    for i in reversed(order[1:]):  # environments of the sites not yet visited, nearest last
-        ahead.append(chain.step(ahead[-1], i, not rightwards))
-    behind = ahead[0]
-    for i in order:
-        front = ahead.pop()
+    behind = chain.empty()
+    for i, front in zip(order, _environments_ahead(chain, order, rightwards), strict=True):
         left, right = (behind, front) if rightwards else (front, behind)
         chain.sites[i], local_nll = _local_fit(chain, i, left[0], right[0], n_rows, iterations,
                                                world)
@@ -241,6 +256,28 @@ def _half_sweep(chain: _Chain, *, rightwards: bool, n_rows: int, iterations: int
     # ln Q_n = ln(l_n T r_n) − ln ‖A‖² + (log-scales of l_n and r_n), in the gauge of the end
     scales = sum_over_ranks((left[1] + right[1]).sum(), world=world).item()
     return local_nll - scales / n_rows
+
+
+def _environments_ahead(chain: _Chain, order: range,
+                        rightwards: bool) -> Iterator[_Environment]:
+    """For each site of ``order`` in turn, the environment of the sites after it in the
+    sweep's direction. They are computed from the far end once, keeping every B-th
+    (:func:`_block`); a block of B is recomputed from its checkpoint when the sweep reaches it,
+    from tensors still as they were (the gauge moves only into the site about to be fitted)."""
+    L, B = len(order), _block(len(order))
+    environment = chain.empty()
+    checkpoints = [environment]  # environment p covers order[p + 1:]; the nearest last
+    for p in range(L - 2, -1, -1):
+        environment = chain.step(environment, order[p + 1], not rightwards)
+        if p % B == B - 1:
+            checkpoints.append(environment)
+    del environment
+    for start in range(0, L, B):
+        block = [checkpoints.pop()]
+        for p in range(min(start + B, L) - 2, start - 1, -1):
+            block.append(chain.step(block[-1], order[p + 1], not rightwards))
+        while block:
+            yield block.pop()
 
 
 def _local_fit(chain: _Chain, i: int, left: torch.Tensor, right: torch.Tensor, n_rows: int,
@@ -301,5 +338,5 @@ def _phase_turns(chain: _Chain, stored: torch.Tensor) -> list[torch.Tensor]:
 
 def _groups(outcome: torch.Tensor, K: int) -> list[torch.Tensor]:
     """Row indices of each outcome 0 … K−1."""
-    order = torch.argsort(outcome, stable=True)
+    order = torch.argsort(outcome, stable=True).to(torch.int32)
     return list(order.split(torch.bincount(outcome, minlength=K).tolist()))
