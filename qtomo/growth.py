@@ -4,13 +4,13 @@
 A physical family declares the hyperparameters that size its state and the ladder of values to
 try (``model.sizes``, e.g. χ ∈ 2, 3, 4, 6, 8, …) and can embed its state in a larger model
 (``model.grown(chi=…)``: the same state, new entries small and random). :func:`fit_growing`
-fits the smallest size with the family's full recipe (Adam, then the L-BFGS refinement), then
-repeatedly:
+fits the smallest size with the options given (the family's recipe: local sweeps to the
+maximum of the likelihood, or Adam then the L-BFGS refinement), then repeatedly:
 
-1. for each size not fixed by the user, grows it one rung from the kept state and refines the
-   grown model with a few Adam epochs (they develop the new directions, which L-BFGS alone
-   left unused at L = 50) and full-batch L-BFGS (it starts near the smaller maximum, so it is
-   cheap);
+1. for each size not fixed by the user, grows it one rung from the kept state and fits the
+   grown model with the same options, at most a few Adam epochs (they develop the new
+   directions, which L-BFGS alone left unused at L = 50) before the sweeps or the refinement
+   (it starts near the smaller maximum, so it is cheap);
 2. compares each grown model with the kept one on the held-out rows, record by record:
    gain = mean_n [ln Q_new(a_n) − ln Q_kept(a_n)] with its standard error s/√N_val (a paired
    difference, so the noise of the rows themselves cancels);
@@ -87,7 +87,7 @@ def fit_growing(family: str, dataset: Dataset, options: TrainOptions, *,
         family: a registered family with sizes (``model.sizes``: ``mps``, ``lpdo``).
         dataset: the records.
         options: the training options of the first stage; the grown stages use the same with
-            at most ``_GROWN_EPOCHS`` (10) Adam epochs before their L-BFGS refinement.
+            at most ``_GROWN_EPOCHS`` (10) Adam epochs before their sweeps or refinement.
         grid: other hyperparameters to select among (e.g. ``{"real": [1, 0]}``): one search
             per combination, the lowest validation NLL kept.
         hyperparameters: fixed values; a size given here is not searched.

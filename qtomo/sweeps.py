@@ -24,11 +24,13 @@ validation NLL, measured after every half-sweep, ends them earlier when it has b
 best for ``patience`` half-sweeps in a row (the state goes on fitting noise); the state of the
 best validation NLL is then returned, else the last one.
 The environments ahead of the site being fitted are kept only every ⌈√L⌉ sites and the
-block in front recomputed from its checkpoint when the sweep enters it (one more table product
-per record and site, against the ~40 of a site's local fit), so a sweep holds about 2√L
-environments of every record instead of L (:func:`sweep_bytes`; the size search refuses a size
-whose sweeps would not fit). TFIM L = 100 from 9·10^5 training rows at χ = 4 needs 3.8 GB
-instead of 26 GB.
+block in front recomputed from its checkpoint when the sweep enters it, so a sweep holds about
+2√L environments of every record instead of L (:func:`sweep_bytes`; the size search refuses a
+size whose sweeps would not fit): TFIM L = 100 from 9·10^5 training rows at χ = 4 needs 3.8 GB
+instead of 26 GB. A half-sweep's checkpoints are the previous half-sweep's environments behind
+(the same tensors), so only the first builds them, and a half-sweep costs two table products
+per record and site, as when every environment was held; the sweeps' results are bit for bit
+those of holding them all.
 Under torchrun each rank holds its share of the rows and the local objectives and gradients are
 summed with ``all_reduce``, so all ranks take the same steps.
 """
@@ -206,10 +208,12 @@ def sweep(sites: Sequence[torch.Tensor], real: bool, elements: torch.Tensor,
     val = val_before = validate()
     bad, half_sweeps, stopped, train_nll = 0, 0, "sweeps", math.inf
     best = (list(chain.sites), val, train_nll)
+    checkpoints = None  # the first half-sweep builds its environments ahead
     while half_sweeps < 2 * max_sweeps:
         previous = (list(chain.sites), val, train_nll)
-        train_nll = _half_sweep(chain, rightwards=half_sweeps % 2 == 0, n_rows=n_rows,
-                                iterations=local_iterations, world=world)
+        train_nll, checkpoints = _half_sweep(chain, rightwards=half_sweeps % 2 == 0,
+                                             checkpoints=checkpoints, n_rows=n_rows,
+                                             iterations=local_iterations, world=world)
         half_sweeps += 1
         store(chain.sites)
         val = validate()
@@ -234,15 +238,19 @@ def sweep(sites: Sequence[torch.Tensor], real: bool, elements: torch.Tensor,
                        time_s=time.perf_counter() - started)
 
 
-def _half_sweep(chain: _Chain, *, rightwards: bool, n_rows: int, iterations: int,
-                world: int) -> float:
+def _half_sweep(chain: _Chain, *, rightwards: bool, checkpoints: list[_Environment] | None,
+                n_rows: int, iterations: int, world: int) -> tuple[float, list[_Environment]]:
     """Optimise every site once, from site 0 rightwards or from site L − 1 leftwards, the
-    gauge centre moving along; the environments behind come from the tensors before. Returns
-    the training NLL of the chain after the last site's fit."""
+    gauge centre moving along; the environments ahead come from ``checkpoints`` (None: built
+    here), those behind from the tensors as fitted. Returns the training NLL of the chain after
+    the last site's fit and the checkpoints of the next half-sweep: its environments ahead are
+    this one's behind, of the same tensors."""
     L = len(chain.sites)
     order = range(L) if rightwards else range(L - 1, -1, -1)
     behind = chain.empty()
-    for i, front in zip(order, _environments_ahead(chain, order, rightwards), strict=True):
+    following = [behind]  # behind order[:q] is the next half-sweep's ahead at L − 1 − q
+    ahead = _environments_ahead(chain, order, rightwards, checkpoints)
+    for q, (i, front) in enumerate(zip(order, ahead, strict=True)):
         left, right = (behind, front) if rightwards else (front, behind)
         chain.sites[i], local_nll = _local_fit(chain, i, left[0], right[0], n_rows, iterations,
                                                world)
@@ -253,25 +261,36 @@ def _half_sweep(chain: _Chain, *, rightwards: bool, n_rows: int, iterations: int
         else:
             chain.right_canonical(i)
         behind = chain.step(behind, i, rightwards)
+        if _checkpointed(L, L - 2 - q):
+            following.append(behind)
     # ln Q_n = ln(l_n T r_n) − ln ‖A‖² + (log-scales of l_n and r_n), in the gauge of the end
     scales = sum_over_ranks((left[1] + right[1]).sum(), world=world).item()
-    return local_nll - scales / n_rows
+    return local_nll - scales / n_rows, following
 
 
-def _environments_ahead(chain: _Chain, order: range,
-                        rightwards: bool) -> Iterator[_Environment]:
+def _checkpointed(L: int, p: int) -> bool:
+    """Whether the environment ahead of position p of a half-sweep (the sites at positions
+    p + 1 … L − 1) is kept: every B-th (:func:`_block`), and the empty one at p = L − 1."""
+    B = _block(L)
+    return p == L - 1 or p % B == B - 1
+
+
+def _environments_ahead(chain: _Chain, order: range, rightwards: bool,
+                        checkpoints: list[_Environment] | None) -> Iterator[_Environment]:
     """For each site of ``order`` in turn, the environment of the sites after it in the
-    sweep's direction. They are computed from the far end once, keeping every B-th
-    (:func:`_block`); a block of B is recomputed from its checkpoint when the sweep reaches it,
-    from tensors still as they were (the gauge moves only into the site about to be fitted)."""
+    sweep's direction, from the checkpoints (:func:`_checkpointed`, the nearest last; None:
+    computed here from the far end): a block of B is recomputed from its checkpoint when the
+    sweep reaches it, from tensors still as they were (the gauge moves only into the site about
+    to be fitted)."""
     L, B = len(order), _block(len(order))
-    environment = chain.empty()
-    checkpoints = [environment]  # environment p covers order[p + 1:]; the nearest last
-    for p in range(L - 2, -1, -1):
-        environment = chain.step(environment, order[p + 1], not rightwards)
-        if p % B == B - 1:
-            checkpoints.append(environment)
-    del environment
+    if checkpoints is None:
+        environment = chain.empty()
+        checkpoints = [environment]
+        for p in range(L - 2, -1, -1):
+            environment = chain.step(environment, order[p + 1], not rightwards)
+            if _checkpointed(L, p):
+                checkpoints.append(environment)
+        del environment
     for start in range(0, L, B):
         block = [checkpoints.pop()]
         for p in range(min(start + B, L) - 2, start - 1, -1):

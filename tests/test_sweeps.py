@@ -25,6 +25,7 @@ from qtomo.states.mps import (
     truncated,
     vector_to_mps,
 )
+from qtomo.sweeps import _Chain, _environments_ahead, _half_sweep
 from qtomo.train import TrainOptions, fit, split_rows
 from tests.memory import mps_peak_bytes
 
@@ -169,6 +170,59 @@ def test_sweeps_find_the_phase_basin_of_a_ghz_state(tmp_path):
         model = build("mps", L=8, K=6, povm=data.povm, chi=2, real=0)
         model.sweep(rows, len(rows), lambda m=model: _nll(m, val), max_sweeps=8)
         assert pure_state_fidelity(target, model.tensors()) > 0.99, seed
+
+
+@pytest.mark.parametrize("L", [1, 2, 3, 5, 9, 10, 17])
+@pytest.mark.parametrize("rightwards", [True, False])
+def test_checkpointed_environments_are_those_of_the_whole_chain(L, rightwards):
+    """The environments ahead, kept every ⌈√L⌉ sites and recomputed by blocks, are bit for bit
+    those computed site by site from the far end, and at the first site of the sweep they give
+    the model's own ln Q of every record (its contraction of the whole chain)."""
+    torch.manual_seed(L)
+    model = build("mps", L=L, K=4, povm="pauli4", chi=3, real=0)
+    records = torch.randint(0, 4, (50, L))
+    chain = _Chain(list(model.sites), False, model.povm_elements.expand(L, 4, 2, 2), records)
+    order = range(L) if rightwards else range(L - 1, -1, -1)
+    for i in order[:0:-1]:  # the gauge of a sweep's start: Tr ρ = ‖A‖² of its first site
+        chain.right_canonical(i) if rightwards else chain.left_canonical(i)
+    direct = [chain.empty()]
+    for i in reversed(order[1:]):
+        direct.append(chain.step(direct[-1], i, not rightwards))
+    for expected, got in zip(reversed(direct), _environments_ahead(chain, order, rightwards, None),
+                             strict=True):
+        assert torch.equal(expected[0], got[0]) and torch.equal(expected[1], got[1])
+    first = order[0]
+    vectors, log_scale = direct[-1]
+    tables = chain.tables(first).detach()
+    if not rightwards:
+        tables = tables.transpose(1, 2)
+    outcome = records[:, first]
+    contracted = torch.einsum("nab,nb->n", tables[outcome], vectors)
+    norm = chain.sites[first].square().sum()
+    with torch.no_grad():
+        log_q = model.log_prob(records)
+    torch.testing.assert_close(torch.log(contracted) + log_scale, log_q + torch.log(norm),
+                               rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("L", [2, 7, 10])
+def test_half_sweeps_take_their_checkpoints_from_the_environments_behind(L):
+    """The checkpoints a half-sweep leaves (its environments behind) give the next half-sweep
+    the same tensors and NLL, bit for bit, as environments built afresh from the tensors."""
+    torch.manual_seed(L)
+    model = build("mps", L=L, K=4, povm="pauli4", chi=3, real=0)
+    records = torch.randint(0, 4, (60, L))
+    elements = model.povm_elements.expand(L, 4, 2, 2)
+    first = _Chain(list(model.sites), False, elements, records)
+    for i in range(L - 1, 0, -1):
+        first.right_canonical(i)
+    fitting = {"n_rows": len(records), "iterations": 2, "world": 1}
+    _, following = _half_sweep(first, rightwards=True, checkpoints=None, **fitting)
+    fresh = _Chain(first.sites, False, elements, records)
+    reused_nll, _ = _half_sweep(first, rightwards=False, checkpoints=following, **fitting)
+    fresh_nll, _ = _half_sweep(fresh, rightwards=False, checkpoints=None, **fitting)
+    assert reused_nll == fresh_nll
+    assert all(torch.equal(a, b) for a, b in zip(first.sites, fresh.sites, strict=True))
 
 
 @pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="needs Linux's /proc")

@@ -1,0 +1,94 @@
+"""A user's three commands on a large case, each timed as its own process: ``qtomo simulate``,
+``qtomo fit --model mps`` with the defaults (size search, sweeps: docs/physical-fits.md) and
+``qtomo evaluate``.
+
+Case ``tfim100``: TFIM L = 100, h = 1, open chain, 10^6 ``pauli4`` records of the DMRG state
+kept at χ ≤ 32 and discarded weight 10^-10 per truncation (bond 20 reached; the simulate
+defaults, χ ≤ 64 and 10^-14, would sample the records for more than an hour on 2 cores).
+
+Per command: the wall seconds and the peak resident memory of its process (``wait4``'s
+``ru_maxrss``). From the evaluation: the quantum fidelity of the fit to the DMRG state, the
+classical fidelity and KL(P‖Q) on the held-out rows; from the checkpoint: the chosen size, the
+size search's stages (sizes, ``*`` where kept) and why it stopped, and the seconds of fitting
+(the stages' sum).
+
+Usage::
+
+    python benchmarks/cli_pipeline.py [--case tfim100] [--folder FOLDER]  # default data/bench
+
+Writes ``benchmarks/results/cli_pipeline_<case>.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from common import print_row, report
+
+ROOT = Path(__file__).resolve().parent.parent
+CASES = {
+    "tfim100": {"simulate": ["--state", "tfim", "--L", "100", "--h", "1", "--povm", "pauli4",
+                             "--samples", "1000000", "--chi-max", "32", "--svd-min", "1e-10",
+                             "--seed", "1"],
+                "fit": ["--model", "mps"]},
+}
+
+
+def timed(arguments: list[str]) -> dict:
+    """Run ``qtomo <arguments>`` (output passed through); its wall seconds and peak resident
+    memory in GB. Exits with the command's status if it fails."""
+    command = [sys.executable, "-m", "qtomo", *arguments]
+    started = time.perf_counter()
+    process = subprocess.Popen(command)
+    _, status, usage = os.wait4(process.pid, 0)
+    wall = time.perf_counter() - started
+    code = os.waitstatus_to_exitcode(status)
+    if code:
+        sys.exit(f"qtomo {' '.join(arguments)} failed with status {code}")
+    row = {"command": f"qtomo {' '.join(arguments)}", "wall_s": wall,
+           "peak_rss_GB": usage.ru_maxrss * 1024 / 1e9}
+    print_row(row)
+    return row
+
+
+def summary(evaluation: dict) -> dict:
+    """The figures of an evaluation JSON and of its model's training summary."""
+    training = evaluation["model"]["training"]
+    search = training["size_search"]
+    return {
+        "F_quantum": evaluation["quantum_fidelity"]["value"],
+        "F_classical": evaluation["classical_fidelity"]["value"],
+        "F_classical_stderr": evaluation["classical_fidelity"]["stderr"],
+        "KL": evaluation["kl"]["value"], "KL_stderr": evaluation["kl"]["stderr"],
+        "chosen": search["chosen"], "stopped": search["reason"],
+        "search": " ".join(f"{','.join(str(v) for v in stage['sizes'].values())}"
+                           f"{'*' if stage['kept'] else ''}" for stage in search["stages"]),
+        "fit_s": sum(stage["time_s"] for stage in search["stages"]),
+        "sweeps": training["sweeps"],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--case", choices=tuple(CASES), default="tfim100")
+    parser.add_argument("--folder", type=Path, default=ROOT / "data" / "bench",
+                        help="where the dataset, checkpoint and evaluation go")
+    args = parser.parse_args()
+    args.folder.mkdir(parents=True, exist_ok=True)
+    data, model = args.folder / f"{args.case}.h5", args.folder / f"{args.case}_mps.pt"
+    evaluation = args.folder / f"{args.case}_evaluation.json"
+    case = CASES[args.case]
+    rows = [timed(["simulate", *case["simulate"], "--out", str(data), "--quiet"]),
+            timed(["fit", *case["fit"], "--data", str(data), "--out", str(model), "--quiet"]),
+            timed(["evaluate", "--model", str(model), "--json", str(evaluation), "--quiet"])]
+    report(f"cli_pipeline_{args.case}", rows, summary(json.loads(evaluation.read_text())))
+
+
+if __name__ == "__main__":
+    main()
