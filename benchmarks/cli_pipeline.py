@@ -6,17 +6,22 @@ Case ``tfim100``: TFIM L = 100, h = 1, open chain, 10^6 ``pauli4`` records of th
 kept at χ ≤ 32 and discarded weight 10^-10 per truncation (bond 20 reached; the simulate
 defaults, χ ≤ 64 and 10^-14, would sample the records for more than an hour on 2 cores).
 
+``--fit-args`` adds options to ``qtomo fit`` (e.g. ``"--chi 4 --real 0"``: one size, no
+search); ``--reuse`` keeps ``FOLDER/<case>.h5`` when it is there (no simulate row then).
+
 Per command: the wall seconds and the peak resident memory of its process (``wait4``'s
 ``ru_maxrss``). From the evaluation: the quantum fidelity of the fit to the DMRG state, the
-classical fidelity and KL(P‖Q) on the held-out rows; from the checkpoint: the chosen size, the
-size search's stages (sizes, ``*`` where kept) and why it stopped, and the seconds of fitting
-(the stages' sum).
+classical fidelity and KL(P‖Q) on the held-out rows; from the checkpoint: the seconds of fitting
+(of every stage of a size search), the sweeps of the kept fit and, after a search, the chosen
+size, its stages (sizes, ``*`` where kept) and why it stopped.
 
 Usage::
 
-    python benchmarks/cli_pipeline.py [--case tfim100] [--folder FOLDER]  # default data/bench
+    python benchmarks/cli_pipeline.py [--case tfim100] [--folder FOLDER] [--fit-args ARGS]
+                                      [--reuse]
 
 Writes ``benchmarks/results/cli_pipeline_<case>.json``.
+FOLDER is ``data/bench`` of the repository unless given.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -60,18 +66,22 @@ def timed(arguments: list[str]) -> dict:
 def summary(evaluation: dict) -> dict:
     """The figures of an evaluation JSON and of its model's training summary."""
     training = evaluation["model"]["training"]
-    search = training["size_search"]
-    return {
+    figures = {
         "F_quantum": evaluation["quantum_fidelity"]["value"],
         "F_classical": evaluation["classical_fidelity"]["value"],
         "F_classical_stderr": evaluation["classical_fidelity"]["stderr"],
         "KL": evaluation["kl"]["value"], "KL_stderr": evaluation["kl"]["stderr"],
-        "chosen": search["chosen"], "stopped": search["reason"],
-        "search": " ".join(f"{','.join(str(v) for v in stage['sizes'].values())}"
-                           f"{'*' if stage['kept'] else ''}" for stage in search["stages"]),
-        "fit_s": sum(stage["time_s"] for stage in search["stages"]),
-        "sweeps": training["sweeps"],
+        "hyperparameters": evaluation["model"]["hyperparameters"],
+        "fit_s": training["time_s"], "sweeps": training["sweeps"],
     }
+    search = training.get("size_search")
+    if search:
+        figures.update(
+            chosen=search["chosen"], stopped=search["reason"],
+            fit_s=sum(stage["time_s"] for stage in search["stages"]),
+            search=" ".join(f"{','.join(str(v) for v in stage['sizes'].values())}"
+                            f"{'*' if stage['kept'] else ''}" for stage in search["stages"]))
+    return figures
 
 
 def main() -> None:
@@ -79,14 +89,20 @@ def main() -> None:
     parser.add_argument("--case", choices=tuple(CASES), default="tfim100")
     parser.add_argument("--folder", type=Path, default=ROOT / "data" / "bench",
                         help="where the dataset, checkpoint and evaluation go")
+    parser.add_argument("--fit-args", default="", help="more options of qtomo fit, quoted")
+    parser.add_argument("--reuse", action="store_true",
+                        help="keep the dataset of an earlier run when it is there")
     args = parser.parse_args()
     args.folder.mkdir(parents=True, exist_ok=True)
     data, model = args.folder / f"{args.case}.h5", args.folder / f"{args.case}_mps.pt"
     evaluation = args.folder / f"{args.case}_evaluation.json"
     case = CASES[args.case]
-    rows = [timed(["simulate", *case["simulate"], "--out", str(data), "--quiet"]),
-            timed(["fit", *case["fit"], "--data", str(data), "--out", str(model), "--quiet"]),
-            timed(["evaluate", "--model", str(model), "--json", str(evaluation), "--quiet"])]
+    rows = []
+    if not (args.reuse and data.is_file()):
+        rows.append(timed(["simulate", *case["simulate"], "--out", str(data), "--quiet"]))
+    rows += [timed(["fit", *case["fit"], *shlex.split(args.fit_args), "--data", str(data),
+                    "--out", str(model), "--quiet"]),
+             timed(["evaluate", "--model", str(model), "--json", str(evaluation), "--quiet"])]
     report(f"cli_pipeline_{args.case}", rows, summary(json.loads(evaluation.read_text())))
 
 
