@@ -7,6 +7,7 @@ import json
 import math
 import os
 import platform
+import shlex
 import subprocess
 import sys
 import time
@@ -88,7 +89,7 @@ def report(name: str, rows: list[dict], extra: dict | None = None) -> Path:
         print("  ".join(_fmt(row.get(c)).rjust(widths[c]) for c in columns))
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"{name}.json"
-    provenance = {"command": " ".join(["python", *sys.argv]), "commit": _commit()}
+    provenance = {"command": shlex.join(["python", *sys.argv]), "commit": _commit()}
     path.write_text(json.dumps({"machine": machine(), **provenance, "rows": rows, **(extra or {})},
                                indent=2))
     print(f"wrote {path}")
