@@ -130,15 +130,16 @@ def test_cli_default_fit_chooses_chi_and_records_why(random4, tmp_path, capsys):
     assert main(["fit", "--model", "mps", "--real", "1", "--data", str(random4.path),
                  "--epochs", "4", "--out", str(out), "--device", "cpu"]) == 0
     printed = capsys.readouterr().out
-    # two restarts of the first stage by default, the seed in their names
-    assert "size search: chi = 2, seed 1" in printed and "kept chi = " in printed
+    # one start of the first stage by default (mps), no seed in the names
+    assert "size search: chi = 2" in printed and "kept chi = " in printed
+    assert "seed 1" not in printed
     checkpoint = load_checkpoint(out)
     search = checkpoint.config["training"]["size_search"]
     assert checkpoint.config["hyperparameters"]["chi"] == search["chosen"]["chi"] >= 3
     # with 4 epochs the χ = 4 stage may or may not clear 1.5 standard errors; either way
     # the stop and its reason are stored and printed
     assert search["stopped"] in ("gain", "full") and search["reason"] in printed
-    assert (tmp_path / "m.chi-2_seed-1.pt").is_file()  # the first stage's runs, beside it
+    assert (tmp_path / "m.chi-2.pt").is_file()  # the first stage's run, beside it
 
 
 def test_cli_given_chi_is_not_searched(random4, tmp_path):
