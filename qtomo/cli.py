@@ -428,9 +428,8 @@ def _add_fit_parser(subparsers) -> None:
                                    help=f"{help_text} (default {getattr(defaults, name)})")
     train_options.add_argument("--restarts", type=_positive_int, default=None, metavar="N",
                                help="train N models from seeds seed .. seed+N-1 (for each "
-                                    "hyperparameter value) and keep the lowest validation NLL; "
-                                    "the phase of a GHZ-like state needs a few (default 1; 2 "
-                                    "for the first size of an mps/lpdo size search)")
+                                    "hyperparameter value) and keep the lowest validation NLL "
+                                    "(default 1; 2 for the first size of an lpdo size search)")
     ensemble = parser.add_argument_group(
         "ensembles", "several models of the same records, for error bars that include the "
                      "finite data (see qtomo evaluate)")
