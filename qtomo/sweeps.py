@@ -46,6 +46,7 @@ import torch
 
 from qtomo.device import sum_over_ranks
 from qtomo.errors import QtomoError
+from qtomo.progress import progress_bar
 from qtomo.states.mps_sampler import superoperator_tables
 
 _LOCAL_HISTORY = 10  # L-BFGS history of a site's problem: a few dozen parameters
@@ -176,7 +177,7 @@ def _block(L: int) -> int:
 def sweep(sites: Sequence[torch.Tensor], real: bool, elements: torch.Tensor,
           records: torch.Tensor, n_rows: int, store: Callable[[list[torch.Tensor]], None],
           validate: Callable[[], float], *, max_sweeps: int, local_iterations: int = 4,
-          patience: int = PATIENCE, world: int = 1) -> SweepResult:
+          patience: int = PATIENCE, world: int = 1, quiet: bool = True) -> SweepResult:
     """Minimise the training NLL by local sweeps (module docstring).
 
     Args:
@@ -193,6 +194,8 @@ def sweep(sites: Sequence[torch.Tensor], real: bool, elements: torch.Tensor,
         patience: half-sweeps with the validation NLL above its best before stopping (0: no
             early stopping, to the maximum of the likelihood).
         world: number of processes (torchrun); 1 otherwise.
+        quiet: no progress bar (otherwise one over the site fits of at most ``max_sweeps``,
+            with the validation NLL of the last half-sweep).
 
     Returns:
         :class:`SweepResult`; the model holds the last tensors, or after ``"validation"`` those
@@ -209,42 +212,48 @@ def sweep(sites: Sequence[torch.Tensor], real: bool, elements: torch.Tensor,
     bad, half_sweeps, stopped, train_nll = 0, 0, "sweeps", math.inf
     best = (list(chain.sites), val, train_nll)
     checkpoints = None  # the first half-sweep builds its environments ahead
-    while half_sweeps < 2 * max_sweeps:
-        previous = (list(chain.sites), val, train_nll)
-        train_nll, checkpoints = _half_sweep(chain, rightwards=half_sweeps % 2 == 0,
-                                             checkpoints=checkpoints, n_rows=n_rows,
-                                             iterations=local_iterations, world=world)
-        half_sweeps += 1
-        store(chain.sites)
-        val = validate()
-        if not math.isfinite(val):
-            chain.sites, val, train_nll = previous
+    sites_to_fit = 2 * max_sweeps * len(chain.sites)
+    with progress_bar(sites_to_fit, "sweeps", quiet=quiet, unit="site") as bar:
+        while half_sweeps < 2 * max_sweeps:
+            previous = (list(chain.sites), val, train_nll)
+            train_nll, checkpoints = _half_sweep(chain, rightwards=half_sweeps % 2 == 0,
+                                                 checkpoints=checkpoints, n_rows=n_rows,
+                                                 iterations=local_iterations, world=world,
+                                                 advance=bar.update)
+            half_sweeps += 1
             store(chain.sites)
-            stopped = "non-finite"
-            break
-        bad = 0 if val < best[1] else bad + 1
-        if not bad:
-            best = (list(chain.sites), val, train_nll)
-        if (previous[2] - train_nll) * n_rows < _CONVERGED_NATS:
-            stopped = "converged"
-            break
-        if patience and bad >= patience:  # early stopping: the state of the best validation NLL
-            chain.sites, val, train_nll = best
-            store(chain.sites)
-            stopped = "validation"
-            break
+            val = validate()
+            bar.set_postfix_str(f"validation NLL {val:.6f}")
+            if not math.isfinite(val):
+                chain.sites, val, train_nll = previous
+                store(chain.sites)
+                stopped = "non-finite"
+                break
+            bad = 0 if val < best[1] else bad + 1
+            if not bad:
+                best = (list(chain.sites), val, train_nll)
+            if (previous[2] - train_nll) * n_rows < _CONVERGED_NATS:
+                stopped = "converged"
+                break
+            if patience and bad >= patience:  # early stopping: the state of the best validation NLL
+                chain.sites, val, train_nll = best
+                store(chain.sites)
+                stopped = "validation"
+                break
     return SweepResult(half_sweeps=half_sweeps, val_nll_before=val_before, val_nll=val,
                        train_nll=train_nll, stopped=stopped,
                        time_s=time.perf_counter() - started)
 
 
 def _half_sweep(chain: _Chain, *, rightwards: bool, checkpoints: list[_Environment] | None,
-                n_rows: int, iterations: int, world: int) -> tuple[float, list[_Environment]]:
+                n_rows: int, iterations: int, world: int,
+                advance: Callable[[int], object] = lambda sites: None,
+                ) -> tuple[float, list[_Environment]]:
     """Optimise every site once, from site 0 rightwards or from site L − 1 leftwards, the
     gauge centre moving along; the environments ahead come from ``checkpoints`` (None: built
     here), those behind from the tensors as fitted. Returns the training NLL of the chain after
     the last site's fit and the checkpoints of the next half-sweep: its environments ahead are
-    this one's behind, of the same tensors."""
+    this one's behind, of the same tensors. ``advance(1)`` follows every site's fit."""
     L = len(chain.sites)
     order = range(L) if rightwards else range(L - 1, -1, -1)
     behind = chain.empty()
@@ -254,6 +263,7 @@ def _half_sweep(chain: _Chain, *, rightwards: bool, checkpoints: list[_Environme
         left, right = (behind, front) if rightwards else (front, behind)
         chain.sites[i], local_nll = _local_fit(chain, i, left[0], right[0], n_rows, iterations,
                                                world)
+        advance(1)
         if i == order[-1]:
             break
         if rightwards:

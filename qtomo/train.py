@@ -762,7 +762,7 @@ def _sweep(model: QtomoModel, train: _Rows, val: _Rows, options: TrainOptions, a
                          lambda: _validation_nll(model, val, options, autocast, rank, world),
                          max_sweeps=options.sweeps,
                          patience=0 if options.bootstrap else PATIENCE,
-                         world=world)
+                         world=world, quiet=quiet or rank != 0)
     if not quiet:
         print(f"sweeps: {result.half_sweeps} half-sweeps, validation NLL "
               f"{result.val_nll_before:.6f} -> {result.val_nll:.6f}, stopped: "

@@ -5,6 +5,7 @@ where they cannot run, and records them."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -203,6 +204,17 @@ def test_checkpointed_environments_are_those_of_the_whole_chain(L, rightwards):
         log_q = model.log_prob(records)
     torch.testing.assert_close(torch.log(contracted) + log_scale, log_q + torch.log(norm),
                                rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("quiet", [True, False])
+def test_sweeps_show_a_progress_bar_over_the_sites_unless_quiet(quiet, monkeypatch, capsys):
+    torch.manual_seed(0)
+    model = build("mps", L=6, K=4, povm="pauli4", chi=2, real=1)
+    records = torch.randint(0, 4, (200, 6))
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)  # as on a terminal
+    model.sweep(records, len(records), lambda: 1.0, max_sweeps=1, quiet=quiet)
+    printed = capsys.readouterr().err
+    assert ("sweeps:" in printed and "site" in printed and "validation NLL" in printed) != quiet
 
 
 @pytest.mark.parametrize("L", [2, 7, 10])

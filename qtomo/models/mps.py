@@ -206,7 +206,8 @@ class LPDOModel(QtomoModel):
         return None
 
     def sweep(self, records: torch.Tensor, n_rows: int, validate: Callable[[], float], *,
-              max_sweeps: int, patience: int = PATIENCE, world: int = 1) -> SweepResult:
+              max_sweeps: int, patience: int = PATIENCE, world: int = 1,
+              quiet: bool = True) -> SweepResult:
         """Local maximum-likelihood sweeps over the sites (:func:`qtomo.sweeps.sweep`)."""
         refusal = self.sweep_refusal()
         if refusal is not None:
@@ -219,7 +220,8 @@ class LPDOModel(QtomoModel):
                 parameter.copy_(site)
 
         return sweep(list(self.sites), bool(self.config.real), elements, records, n_rows,
-                     store, validate, max_sweeps=max_sweeps, patience=patience, world=world)
+                     store, validate, max_sweeps=max_sweeps, patience=patience, world=world,
+                     quiet=quiet)
 
     @torch.no_grad()
     def set_tensors(self, tensors: list[np.ndarray]) -> None:
