@@ -35,7 +35,7 @@ import sys
 import time
 from pathlib import Path
 
-from common import print_row, report
+from common import print_row, report, search_text
 
 ROOT = Path(__file__).resolve().parent.parent
 CASES = {
@@ -79,8 +79,7 @@ def summary(evaluation: dict) -> dict:
         figures.update(
             chosen=search["chosen"], stopped=search["reason"],
             fit_s=sum(stage["time_s"] for stage in search["stages"]),
-            search=" ".join(f"{','.join(str(v) for v in stage['sizes'].values())}"
-                            f"{'*' if stage['kept'] else ''}" for stage in search["stages"]))
+            search=search_text(search["stages"]))
     return figures
 
 

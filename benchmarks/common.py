@@ -1,5 +1,5 @@
 """Shared benchmark helpers: timing, a matrix-product peak, training options under a step budget,
-table printing and JSON output."""
+table printing (with a size search's stages as text) and JSON output."""
 
 from __future__ import annotations
 
@@ -94,6 +94,13 @@ def report(name: str, rows: list[dict], extra: dict | None = None) -> Path:
                                indent=2))
     print(f"wrote {path}")
     return path
+
+
+def search_text(stages: list[dict]) -> str:
+    """A size search's stages as the tables print them: each stage's sizes (χ, or χ,κ),
+    ``*`` where kept, e.g. ``2* 3* 4* 6``."""
+    return " ".join(f"{','.join(str(v) for v in stage['sizes'].values())}"
+                    f"{'*' if stage['kept'] else ''}" for stage in stages)
 
 
 def print_row(row: dict, digits: int = 4) -> None:

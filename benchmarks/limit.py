@@ -49,7 +49,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from common import matmul_peak_gflops, print_row, report
+from common import matmul_peak_gflops, print_row, report, search_text
 
 from qtomo.data import Dataset, read_dataset
 from qtomo.models import build
@@ -174,9 +174,7 @@ def run_case(case: str, seed: int, folder: Path, members: int) -> dict:
            "train_nll_truth": truth_nll, "train_nll_reference": sweeps.val_nll,
            "train_nll_default": mean_nll(selection.best.model, rows),
            "val_nll_default": selection.best.best_val_nll,
-           "search": " ".join(f"{','.join(str(v) for v in stage['sizes'].values())}"
-                              f"{'*' if stage['kept'] else ''}"
-                              for stage in selection.search["stages"]),
+           "search": search_text(selection.search["stages"]),
            "gflops": throughput(selection.best.model, rows)}
     if members:
         row.update(bootstrap_spread(family, dataset, target, members, folder / f"{case}_ens"))
