@@ -192,14 +192,13 @@ def fit_recipe_ensemble(family: str, dataset: Dataset, options: Mapping[str, Any
         QtomoError: everything :func:`fit_recipe` and :func:`qtomo.train.fit_ensemble` raise.
     """
     check_ensemble(members, out)  # before the plain fit, which may take minutes
-    training, _, fixed, searched = _plan(family, dataset, options, hyperparameters)
+    plan = _plan(family, dataset, options, hyperparameters)
+    training, _, fixed, searched = plan
     start = None
-    if searched:
-        whole = {name: value for name, value in (options or {}).items() if name != "bootstrap"}
-        with warnings.catch_warnings():  # the phase prior was said by _plan
-            warnings.simplefilter("ignore", PhasePriorWarning)
-            chosen = fit_recipe(family, dataset, whole, hyperparameters, device=device,
-                                quiet=quiet)
+    if searched:  # the plain fit of all rows: the same plan, never resampled
+        whole = (dataclasses.replace(training, bootstrap=False), *plan[1:])
+        chosen = _fit_planned(family, dataset, whole, restarts=None, out=None, device=device,
+                              quiet=quiet)
         fixed, start = {**fixed, **chosen.hyperparameters}, chosen.best.model
     return fit_ensemble(family, dataset, training, members=members, out=out,
                         hyperparameters=fixed, start=start, device=device, quiet=quiet)
@@ -225,7 +224,16 @@ def fit_recipe(family: str, dataset: Dataset, options: Mapping[str, Any] | None 
         QtomoError: everything :func:`recipe`, :func:`qtomo.train.fit` and the selections
             raise.
     """
-    training, grid, fixed, searched = _plan(family, dataset, options, hyperparameters)
+    return _fit_planned(family, dataset, _plan(family, dataset, options, hyperparameters),
+                        restarts=restarts, out=out, device=device, quiet=quiet)
+
+
+def _fit_planned(family: str, dataset: Dataset,
+                 plan: tuple[TrainOptions, dict[str, list], dict[str, Any], bool], *,
+                 restarts: int | None, out: str | Path | None, device: str | torch.device,
+                 quiet: bool) -> Selection:
+    """:func:`fit_recipe` of the options, grid and fixed hyperparameters of :func:`_plan`."""
+    training, grid, fixed, searched = plan
     if out is not None:  # a selection copies its run there
         check_outputs(run_paths(out), inputs=(dataset.path,))
     model_class = family_classes(family)[0]

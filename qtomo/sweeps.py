@@ -209,17 +209,17 @@ def sweep(sites: Sequence[torch.Tensor], real: bool, elements: torch.Tensor,
         chain.right_canonical(i)
     store(chain.sites)
     val = val_before = validate()
-    bad, half_sweeps, stopped, train_nll = 0, 0, "sweeps", math.inf
-    best = (list(chain.sites), val, train_nll)
+    bad, half_sweeps, stopped, best = 0, 0, "sweeps", None
     checkpoints = None  # the first half-sweep builds its environments ahead
     sites_to_fit = 2 * max_sweeps * len(chain.sites)
     with progress_bar(sites_to_fit, "sweeps", quiet=quiet, unit="site") as bar:
         while half_sweeps < 2 * max_sweeps:
-            previous = (list(chain.sites), val, train_nll)
-            train_nll, checkpoints = _half_sweep(chain, rightwards=half_sweeps % 2 == 0,
-                                                 checkpoints=checkpoints, n_rows=n_rows,
-                                                 iterations=local_iterations, world=world,
-                                                 advance=bar.update)
+            before = list(chain.sites)
+            start_nll, train_nll, checkpoints = _half_sweep(
+                chain, rightwards=half_sweeps % 2 == 0, checkpoints=checkpoints, n_rows=n_rows,
+                iterations=local_iterations, world=world, advance=bar.update)
+            previous = (before, val, start_nll)  # the state before this half-sweep
+            best = best or previous
             half_sweeps += 1
             store(chain.sites)
             val = validate()
@@ -232,7 +232,7 @@ def sweep(sites: Sequence[torch.Tensor], real: bool, elements: torch.Tensor,
             bad = 0 if val < best[1] else bad + 1
             if not bad:
                 best = (list(chain.sites), val, train_nll)
-            if (previous[2] - train_nll) * n_rows < _CONVERGED_NATS:
+            if (start_nll - train_nll) * n_rows < _CONVERGED_NATS:
                 stopped = "converged"
                 break
             if patience and bad >= patience:  # early stopping: the state of the best validation NLL
@@ -248,12 +248,13 @@ def sweep(sites: Sequence[torch.Tensor], real: bool, elements: torch.Tensor,
 def _half_sweep(chain: _Chain, *, rightwards: bool, checkpoints: list[_Environment] | None,
                 n_rows: int, iterations: int, world: int,
                 advance: Callable[[int], object] = lambda sites: None,
-                ) -> tuple[float, list[_Environment]]:
+                ) -> tuple[float, float, list[_Environment]]:
     """Optimise every site once, from site 0 rightwards or from site L − 1 leftwards, the
     gauge centre moving along; the environments ahead come from ``checkpoints`` (None: built
-    here), those behind from the tensors as fitted. Returns the training NLL of the chain after
-    the last site's fit and the checkpoints of the next half-sweep: its environments ahead are
-    this one's behind, of the same tensors. ``advance(1)`` follows every site's fit."""
+    here), those behind from the tensors as fitted. Returns the training NLL of the chain
+    before the first site's fit and after the last one's, and the checkpoints of the next
+    half-sweep: its environments ahead are this one's behind, of the same tensors.
+    ``advance(1)`` follows every site's fit."""
     L = len(chain.sites)
     order = range(L) if rightwards else range(L - 1, -1, -1)
     behind = chain.empty()
@@ -261,8 +262,10 @@ def _half_sweep(chain: _Chain, *, rightwards: bool, checkpoints: list[_Environme
     ahead = _environments_ahead(chain, order, rightwards, checkpoints)
     for q, (i, front) in enumerate(zip(order, ahead, strict=True)):
         left, right = (behind, front) if rightwards else (front, behind)
-        chain.sites[i], local_nll = _local_fit(chain, i, left[0], right[0], n_rows, iterations,
-                                               world)
+        chain.sites[i], local_nll, unmoved = _local_fit(chain, i, left[0], right[0], n_rows,
+                                                        iterations, world)
+        if not q:
+            start_nll = _chain_nll(unmoved, left, right, n_rows, world)
         advance(1)
         if i == order[-1]:
             break
@@ -273,9 +276,15 @@ def _half_sweep(chain: _Chain, *, rightwards: bool, checkpoints: list[_Environme
         behind = chain.step(behind, i, rightwards)
         if _checkpointed(L, L - 2 - q):
             following.append(behind)
-    # ln Q_n = ln(l_n T r_n) − ln ‖A‖² + (log-scales of l_n and r_n), in the gauge of the end
+    return start_nll, _chain_nll(local_nll, left, right, n_rows, world), following
+
+
+def _chain_nll(local_nll: float, left: _Environment, right: _Environment, n_rows: int,
+               world: int) -> float:
+    """The training NLL of the chain from a site's local NLL and its environments, with the
+    gauge centre at that site: ln Q_n = ln(l_n T r_n) − ln ‖A‖² + (log-scales of l_n, r_n)."""
     scales = sum_over_ranks((left[1] + right[1]).sum(), world=world).item()
-    return local_nll - scales / n_rows, following
+    return local_nll - scales / n_rows
 
 
 def _checkpointed(L: int, p: int) -> bool:
@@ -310,10 +319,11 @@ def _environments_ahead(chain: _Chain, order: range, rightwards: bool,
 
 
 def _local_fit(chain: _Chain, i: int, left: torch.Tensor, right: torch.Tensor, n_rows: int,
-               iterations: int, world: int) -> tuple[torch.Tensor, float]:
+               iterations: int, world: int) -> tuple[torch.Tensor, float, float]:
     """Site i's tensor minimising −(1/N) Σ_n ln(l_n T_i[a_n] r_n) + ln ‖A‖², by L-BFGS from
     the best phase turn of the current one (:func:`_phase_turns`; that turn where no step
-    lowers it), normalised, and that minimum (summed over ranks)."""
+    lowers it), normalised, that minimum and the local NLL of the current tensor (summed over
+    ranks)."""
     groups = [(left[rows], right[rows]) for rows in chain.groups[i]]
 
     def share(tensor: torch.Tensor) -> torch.Tensor:
@@ -330,7 +340,7 @@ def _local_fit(chain: _Chain, i: int, left: torch.Tensor, right: torch.Tensor, n
     before = min(values)
     start = candidates[values.index(before)]
     if not math.isfinite(before):
-        return start, before
+        return start, before, values[0]
     tensor = start.clone().requires_grad_(True)
     optimizer = torch.optim.LBFGS([tensor], lr=1, max_iter=iterations,
                                   history_size=_LOCAL_HISTORY, line_search_fn="strong_wolfe")
@@ -345,8 +355,8 @@ def _local_fit(chain: _Chain, i: int, left: torch.Tensor, right: torch.Tensor, n
     with torch.no_grad():
         after = sum_over_ranks(share(tensor), world=world).item()
     if not math.isfinite(after) or after > before or not torch.isfinite(tensor).all():
-        return start, before
-    return (tensor / tensor.norm()).detach(), after
+        return start, before, values[0]
+    return (tensor / tensor.norm()).detach(), after, values[0]
 
 
 def _phase_turns(chain: _Chain, stored: torch.Tensor) -> list[torch.Tensor]:

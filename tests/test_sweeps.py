@@ -94,6 +94,33 @@ def test_validation_selects_the_kept_sweep_and_never_loses(tfim8):
     assert 1 <= result.half_sweeps <= 6
 
 
+def test_a_kept_start_reports_its_own_training_nll(tfim8):
+    """A validation NLL that only grows keeps the starting state after ``patience`` half-sweeps;
+    its training NLL is then the start's (not the last half-sweep's, nor unknown)."""
+    rows, _ = _rows(tfim8)
+    torch.manual_seed(2)
+    model = build("mps", L=8, K=4, povm=tfim8.povm, chi=2, real=1)
+    start = _nll(model, rows)
+    worse = iter(range(100))
+    result = model.sweep(rows, len(rows), lambda: float(next(worse)), max_sweeps=4, patience=2)
+    assert (result.stopped, result.half_sweeps) == ("validation", 2)
+    assert result.train_nll == pytest.approx(start, abs=1e-9)
+    assert _nll(model, rows) == pytest.approx(start, abs=1e-9)
+
+
+def test_sweeps_from_a_converged_state_stop_after_one_half_sweep(tfim8):
+    """Swept again, a converged state gains less than 0.1 nat in its first half-sweep and
+    stops there, with the training NLL it had."""
+    rows, _ = _rows(tfim8)
+    torch.manual_seed(3)
+    model = build("mps", L=8, K=4, povm=tfim8.povm, chi=2, real=1)
+    model.sweep(rows, len(rows), lambda: _nll(model, rows), max_sweeps=20)
+    converged = _nll(model, rows)
+    again = model.sweep(rows, len(rows), lambda: _nll(model, rows), max_sweeps=20)
+    assert (again.stopped, again.half_sweeps) == ("converged", 1)
+    assert again.train_nll == pytest.approx(converged, abs=0.1 / len(rows))
+
+
 def test_complex_tensors_find_a_complex_phase(tmp_path):
     """(|0⟩ + i|1⟩)/√2 on every qubit, measured with pauli6 (the Y basis sees the phase): complex
     χ = 1 tensors reach the state to 0.999; real ones cannot hold it."""
@@ -134,6 +161,27 @@ def test_fit_runs_the_sweeps_and_records_them(tfim8, tmp_path):
     stored = load_checkpoint(tmp_path / "m.pt").config["training"]
     assert stored["sweeps"]["half_sweeps"] == result.sweeps.half_sweeps
     assert (tmp_path / "m.last.pt").is_file() and (tmp_path / "m.history.json").is_file()
+
+@pytest.mark.filterwarnings("ignore:the sweeps reached their cap")
+@pytest.mark.parametrize("sweeps", [1, 20])
+def test_only_converged_sweeps_are_polished_to_the_maximum(tfim8, sweeps):
+    """A refinement follows the sweeps only where they converged (one sweep from a random start
+    does not), and then runs without held-out selection to the maximum of the training
+    likelihood: a lower training NLL and a gradient of the whole chain below 1e-3 of the
+    statistical spread 1/√N (the sweeps alone leave 8e-3, the polish 2e-4)."""
+    rows, _ = _rows(tfim8)
+    torch.manual_seed(4)
+    model = build("mps", L=8, K=4, povm=tfim8.povm, chi=2, real=1)
+    options = TrainOptions(epochs=0, sweeps=sweeps, refine=100, refine_select=False)
+    result = fit(model, tfim8, options, device="cpu", quiet=True)
+    if sweeps == 1:
+        assert result.sweeps.stopped == "sweeps" and result.refinement is None
+        return
+    assert result.sweeps.stopped == "converged" and result.refinement is not None
+    assert result.refinement.train_nll <= result.sweeps.train_nll
+    assert _nll(model, rows) == pytest.approx(result.refinement.train_nll, abs=1e-12)
+    assert _gradient_norm(model, rows) < 1e-3 / np.sqrt(len(rows))
+
 
 
 @pytest.mark.parametrize("family, hyperparameters, message", [
@@ -229,10 +277,10 @@ def test_half_sweeps_take_their_checkpoints_from_the_environments_behind(L):
     for i in range(L - 1, 0, -1):
         first.right_canonical(i)
     fitting = {"n_rows": len(records), "iterations": 2, "world": 1}
-    _, following = _half_sweep(first, rightwards=True, checkpoints=None, **fitting)
+    *_, following = _half_sweep(first, rightwards=True, checkpoints=None, **fitting)
     fresh = _Chain(first.sites, False, elements, records)
-    reused_nll, _ = _half_sweep(first, rightwards=False, checkpoints=following, **fitting)
-    fresh_nll, _ = _half_sweep(fresh, rightwards=False, checkpoints=None, **fitting)
+    reused_nll = _half_sweep(first, rightwards=False, checkpoints=following, **fitting)[:2]
+    fresh_nll = _half_sweep(fresh, rightwards=False, checkpoints=None, **fitting)[:2]
     assert reused_nll == fresh_nll
     assert all(torch.equal(a, b) for a, b in zip(first.sites, fresh.sites, strict=True))
 
