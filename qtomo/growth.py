@@ -18,10 +18,6 @@ maximum of the likelihood, or Adam then the L-BFGS refinement), then repeatedly:
    longer support a larger state. (One standard error let a 10^3-row validation set pick χ = 3
    over χ = 2 on TFIM L = 10 from 10^4 records by chance, 0.9885 against 0.9909.)
 
-With sweeps, the stages run without the refinement; the kept one then gets it where its sweeps
-converged (:func:`qtomo.train.refines_after`): full-batch L-BFGS finishes the flat directions
-the sweeps crawl along (docs/physical-fits.md "The polish").
-
 The search also stops at the end of a ladder, and before a size whose training pass would take
 more than half of the free memory (:meth:`~qtomo.models.QtomoModel.training_bytes`; a one-line
 note names the option that fits a fixed or larger size). Each candidate is an ordinary run
@@ -54,7 +50,6 @@ from qtomo.train import (
     fit,
     keep_run,
     refine_chunk,
-    refines_after,
     split_rows,
 )
 
@@ -92,8 +87,7 @@ def fit_growing(family: str, dataset: Dataset, options: TrainOptions, *,
         family: a registered family with sizes (``model.sizes``: ``mps``, ``lpdo``).
         dataset: the records.
         options: the training options of the first stage; the grown stages use the same with
-            at most ``_GROWN_EPOCHS`` (10) Adam epochs before their sweeps or refinement. With
-            sweeps, the refinement (``refine``) polishes only the kept size, after the search.
+            at most ``_GROWN_EPOCHS`` (10) Adam epochs before their sweeps or refinement.
         grid: other hyperparameters to select among (e.g. ``{"real": [1, 0]}``): one search
             per combination, the lowest validation NLL kept.
         hyperparameters: fixed values; a size given here is not searched.
@@ -122,34 +116,28 @@ def fit_growing(family: str, dataset: Dataset, options: TrainOptions, *,
     if isinstance(restarts, bool) or not isinstance(restarts, int) or restarts < 1:
         raise QtomoError(f"restarts must be an integer >= 1; got {restarts!r}")
     sizes = {name: ladder[0] for name, ladder in ladders.items()}
-    # with sweeps the refinement polishes the kept size only (_polished)
-    stage_options = dataclasses.replace(options, refine=0) if options.sweeps else options
     restarted = restarts > 1  # candidates' files then carry their seed
     starts = []  # the first stage of every combination and restart: (run, values, seed)
     for combination in _combinations(dict(grid or {})):
-        for seed in range(stage_options.seed, stage_options.seed + restarts):
+        for seed in range(options.seed, options.seed + restarts):
             torch.manual_seed(seed)
             model = build(family, L=dataset.L, K=dataset.K, povm=dataset.povm, **fixed,
                           **combination, **sizes)
-            starts.append((_fit_stage(model, dataset,
-                                      dataclasses.replace(stage_options, seed=seed),
+            starts.append((_fit_stage(model, dataset, dataclasses.replace(options, seed=seed),
                                       {**combination, **sizes}, restarted, out, device, quiet),
                            combination, seed))
     first, combination, seed = min(starts, key=lambda start: start[0].best_val_nll)
-    grown_options = dataclasses.replace(stage_options, seed=seed,
+    grown_options = dataclasses.replace(options, seed=seed,
                                         epochs=min(options.epochs, _GROWN_EPOCHS))
     result, stages, stopped, memory = _grow(first, sizes, ladders, dataset, grown_options,
                                             combination, restarted, out, device, quiet)
-    if options.sweeps and options.refine:
-        result = _polished(result, dataset, dataclasses.replace(options, seed=seed), device,
-                           quiet)
     search = _summary(stages, stopped, ladders, memory)
     chosen = {**combination, **search["chosen"]}
     if not quiet:
         print(f"kept {candidate_label(chosen, seed)}: {search['reason']}")
     if out is not None:
         result = keep_run(result, out)
-        _record_search(result, search)
+        _record_search(result.checkpoint, search)
     candidates = [({**values, **sizes}, start_seed, run.best_val_nll)
                   for run, values, start_seed in starts]
     return Selection(result, chosen, seed, candidates, search)
@@ -275,26 +263,9 @@ def _summary(stages: list[Stage], stopped: str, ladders: Mapping[str, Sequence[i
             "stages": [dataclasses.asdict(stage) for stage in stages]}
 
 
-def _polished(result: TrainResult, dataset: Dataset, options: TrainOptions, device,
-              quiet: bool) -> TrainResult:
-    """The kept run after the refinement its sweeps call for (:func:`qtomo.train.refines_after`,
-    at most ``options.refine`` L-BFGS iterations), in memory: the model is updated in place and
-    the result carries the refinement; :func:`_record_search` writes both."""
-    if not refines_after(result.sweeps):
-        return result
-    polished = fit(result.model, dataset, dataclasses.replace(options, epochs=0, sweeps=0),
-                   device=device, quiet=quiet)
-    return dataclasses.replace(result, model=polished.model, refinement=polished.refinement,
-                               best_val_nll=polished.best_val_nll)
-
-
-def _record_search(result: TrainResult, search: dict[str, Any]) -> None:
-    """Write the kept model into its checkpoint, with the size search and the kept run's
-    refinement added to the training summary."""
-    config = load_checkpoint(result.checkpoint).config
-    refinement = result.refinement
-    training = {**config["training"], "size_search": search, "best_val_nll": result.best_val_nll,
-                "refine": dataclasses.asdict(refinement) if refinement else None,
-                "time_s": result.time_s}
-    save_checkpoint(result.checkpoint, result.model, povm=config["povm"], data=config["data"],
-                    training=training)
+def _record_search(path: Path, search: dict[str, Any]) -> None:
+    """Add the size search to the kept checkpoint's training summary."""
+    checkpoint = load_checkpoint(path)
+    training = {**checkpoint.config["training"], "size_search": search}
+    save_checkpoint(path, checkpoint.model, povm=checkpoint.config["povm"],
+                    data=checkpoint.config["data"], training=training)

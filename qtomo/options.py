@@ -43,12 +43,8 @@ class TrainOptions:
             0 = none), from the best weights; they stop earlier when the validation NLL does.
         refine: after the epochs and sweeps, at most this many full-batch L-BFGS iterations
             from the best weights (:func:`qtomo.refine.refine`; 0 = none), validated every
-            ``refine_check``; after sweeps only where they converged
-            (:func:`qtomo.train.refines_after`), and in a size search only for the kept size.
+            ``refine_check``.
         refine_check: L-BFGS iterations between validation checks of the refinement.
-        refine_select: the refinement keeps the parameters of its lowest validation NLL and
-            stops after 3 checks without a better one; False: it runs to the maximum of the
-            training likelihood (the physical families' polish of converged sweeps).
     """
 
     epochs: int = 20
@@ -70,7 +66,6 @@ class TrainOptions:
     sweeps: int = 0
     refine: int = 0
     refine_check: int = 10
-    refine_select: bool = True
 
     def __post_init__(self) -> None:
         for option in dataclasses.fields(self):

@@ -671,7 +671,7 @@ class _Run:
                                  rank=self.rank, world=self.world, quiet=self.quiet)
             self.best = {"epoch": self.epoch, "val_nll": self.sweeps.val_nll,
                          "state_dict": None}
-        if options.refine and refines_after(self.sweeps):
+        if options.refine:
             self.refinement = _refine(model, self.train, self.val, options, self.autocast,
                                       rank=self.rank, world=self.world, quiet=self.quiet)
             self.best = {"epoch": self.epoch, "val_nll": self.refinement.val_nll,
@@ -723,14 +723,6 @@ def _split(dataset: Dataset, options: TrainOptions,
     return train_rows, val_rows
 
 
-def refines_after(sweeps: SweepResult | None) -> bool:
-    """Whether a refinement (``options.refine`` > 0) follows the sweeps: always without them;
-    after them only where they converged (L-BFGS finishes the flat directions that the
-    site-by-site sweeps crawl along, GHZ L = 20: docs/physical-fits.md "The polish"). After a
-    validation stop the held-out maximum is kept as it is."""
-    return sweeps is None or sweeps.stopped == "converged"
-
-
 def refine_chunk(L: int) -> int:
     """Rows per pass of the L-BFGS refinement: fewer as L grows, so one chunk's graph stays
     small (16 384 up to L = 32, 1 024 from L = 512)."""
@@ -745,8 +737,7 @@ def _refine(model: QtomoModel, train: _Rows, val: _Rows, options: TrainOptions, 
     n_rows = train.n_rows
     refinement = refine(model, lambda: train.batches(chunk, rank=rank, world=world), n_rows,
                         lambda: _validation_nll(model, val, options, autocast, rank, world),
-                        max_iter=options.refine, check_every=options.refine_check,
-                        select=options.refine_select, world=world)
+                        max_iter=options.refine, check_every=options.refine_check, world=world)
     if not quiet:
         print(f"L-BFGS refinement: {refinement.iterations} iterations, validation NLL "
               f"{refinement.val_nll_before:.6f} -> {refinement.val_nll:.6f}, train NLL "

@@ -152,28 +152,6 @@ def test_cli_given_chi_is_not_searched(random4, tmp_path):
     assert checkpoint.config["training"]["sweeps"]["half_sweeps"] >= 1
 
 
-def test_with_sweeps_only_the_kept_size_is_polished(random4, tmp_path):
-    """The stages of a search with sweeps run without the refinement; the kept one gets it
-    (its sweeps converged), and its checkpoint holds the polished state and the refinement."""
-    out = tmp_path / "m.pt"
-    options = TrainOptions(epochs=0, sweeps=8, refine=100, refine_select=False)
-    selection = fit_growing("mps", random4, options, hyperparameters={"real": 1}, out=out,
-                            device="cpu", quiet=True)
-    best = selection.best
-    assert best.sweeps.stopped == "converged" and best.refinement is not None
-    assert best.refinement.train_nll <= best.sweeps.train_nll
-    for stage in selection.search["stages"]:
-        label = "-".join(f"{name}-{value}" for name, value in stage["sizes"].items())
-        stored = load_checkpoint(tmp_path / f"m.{label}.pt").config["training"]
-        assert stored["refine"] is None
-    kept = load_checkpoint(out)
-    assert kept.config["training"]["refine"]["iterations"] == best.refinement.iterations
-    assert kept.config["training"]["time_s"] == pytest.approx(best.time_s)
-    a = torch.from_numpy(random4.outcomes(0, 500)).long()
-    with torch.no_grad():
-        assert torch.equal(kept.model.log_prob(a), best.model.log_prob(a))
-
-
 def test_set_tensors_rejects_what_the_model_cannot_hold():
     model = build("mps", L=3, K=4, povm=get_povm("pauli4"), chi=2, real=1)
     wide = [np.ones((1, 2, 4)), np.ones((4, 2, 1)), np.ones((1, 2, 1))]

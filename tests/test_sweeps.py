@@ -162,28 +162,6 @@ def test_fit_runs_the_sweeps_and_records_them(tfim8, tmp_path):
     assert stored["sweeps"]["half_sweeps"] == result.sweeps.half_sweeps
     assert (tmp_path / "m.last.pt").is_file() and (tmp_path / "m.history.json").is_file()
 
-@pytest.mark.filterwarnings("ignore:the sweeps reached their cap")
-@pytest.mark.parametrize("sweeps", [1, 20])
-def test_only_converged_sweeps_are_polished_to_the_maximum(tfim8, sweeps):
-    """A refinement follows the sweeps only where they converged (one sweep from a random start
-    does not), and then runs without held-out selection to the maximum of the training
-    likelihood: a lower training NLL and a gradient of the whole chain below 1e-3 of the
-    statistical spread 1/√N (the sweeps alone leave 8e-3, the polish 2e-4)."""
-    rows, _ = _rows(tfim8)
-    torch.manual_seed(4)
-    model = build("mps", L=8, K=4, povm=tfim8.povm, chi=2, real=1)
-    options = TrainOptions(epochs=0, sweeps=sweeps, refine=100, refine_select=False)
-    result = fit(model, tfim8, options, device="cpu", quiet=True)
-    if sweeps == 1:
-        assert result.sweeps.stopped == "sweeps" and result.refinement is None
-        return
-    assert result.sweeps.stopped == "converged" and result.refinement is not None
-    assert result.refinement.train_nll <= result.sweeps.train_nll
-    assert _nll(model, rows) == pytest.approx(result.refinement.train_nll, abs=1e-12)
-    assert _gradient_norm(model, rows) < 1e-3 / np.sqrt(len(rows))
-
-
-
 @pytest.mark.parametrize("family, hyperparameters, message", [
     ("mps", {"chi": 2, "positive": 1}, "positive = 1 .* cannot sweep; drop --sweeps"),
     ("gru", {"hidden": 8}, "the gru family has no local sweeps; drop --sweeps"),

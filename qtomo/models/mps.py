@@ -122,11 +122,9 @@ class LPDOModel(QtomoModel):
     needs_povm = True
     #: local sweeps from the initial state: they reach the maximum likelihood in seconds where
     #: Adam and L-BFGS took minutes (docs/physical-fits.md "Sweeps"); the Adam settings apply
-    #: where --epochs is given. Converged sweeps are polished to the maximum of the likelihood
-    #: by at most 100 iterations of full-batch L-BFGS (docs/physical-fits.md "The polish")
+    #: where --epochs is given
     train_defaults: ClassVar[dict[str, Any]] = {"lr": 3e-2, "batch_size": 1024, "ema": 0.9,
-                                                 "epochs": 0, "sweeps": 8, "refine": 100,
-                                                 "refine_select": False}
+                                                 "epochs": 0, "sweeps": 8}
     #: non-negative tensors (``positive``) cannot sweep: Adam then full-batch L-BFGS, measured
     #: on TFIM L = 10 and GHZ L = 8 (docs/models.md "Physical model families")
     gradient_train_defaults: ClassVar[dict[str, Any]] = {"lr": 3e-2, "batch_size": 1024,
