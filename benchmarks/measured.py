@@ -14,9 +14,16 @@ default ``qtomo evaluate`` (its wall time is reported); the fidelity ⟨ψ|ρ|ψ
 state is computed here, independently of ``evaluate`` (contracted from the tensors for mps/lpdo;
 for a network ρ = Σ_a Q(a) Q_a where K^L ≤ 4^10, else Monte Carlo over 10^5 model samples).
 
+The family ``qucumber`` (``tfim10z`` only) trains QuCumber's own positive RBM on the same
+shots in the same run, where ``qucumber`` imports (``pip install --no-deps qucumber==1.3.3``:
+it declares torch < 2.1 but runs on this torch): L hidden units, batches of 100 for both
+phases, 10 Gibbs steps, learning rate 0.1 (tutorial 1's 0.01 had reached F = 0.915 after 100
+epochs here), in rounds of 5 epochs until F ≥ 0.99 or 200 epochs; ``train_s`` is its training
+time without the fidelity checks, ``kept`` the epochs run.
+
 Usage::
 
-    python benchmarks/measured.py [--cases w900 tfim10z] [--families lpdo mps gru default]
+    python benchmarks/measured.py [--cases w900 tfim10z] [--families lpdo mps gru default qucumber]
         [--seeds 0 1 2]
 
 Prints a table and writes ``benchmarks/results/measured.json`` (``measured_<families>.json``
@@ -46,6 +53,8 @@ from qtomo.states.mps import pure_state_fidelity, vector_to_mps
 
 PEERS = {"w900": 0.9656, "tfim10z": 0.9898}
 FAMILIES = ["lpdo", "mps", "gru"]
+#: QuCumber's rounds (epochs), its cap and the fidelity that ends it (module docstring)
+_QUCUMBER_ROUND, _QUCUMBER_EPOCHS, _QUCUMBER_TARGET = 5, 200, 0.99
 
 
 def case(name: str) -> tuple[np.ndarray, np.ndarray]:
@@ -74,7 +83,35 @@ def fidelity(model, psi: np.ndarray, povm) -> tuple[float, float]:
     return float(estimate.value), float(estimate.stderr)
 
 
+def qucumber_run(name: str, seed: int) -> dict:
+    """QuCumber's positive RBM on the shots :func:`run` draws for ``name`` and ``seed``
+    (module docstring for the settings)."""
+    from qucumber.nn_states import PositiveWaveFunction  # optional: only for this family
+
+    psi, bases = case(name)
+    if name != "tfim10z":
+        raise SystemExit("the qucumber family runs on tfim10z (a positive RBM on Z shots)")
+    bits = sample_shots(psi, bases, np.random.default_rng(seed))
+    torch.manual_seed(seed)
+    rbm = PositiveWaveFunction(num_visible=bits.shape[1], num_hidden=bits.shape[1], gpu=False)
+    space, data = rbm.generate_hilbert_space(), torch.tensor(bits, dtype=torch.double)
+    train_s, epochs, value = 0.0, 0, 0.0
+    while epochs < _QUCUMBER_EPOCHS and value < _QUCUMBER_TARGET:
+        start = time.perf_counter()
+        rbm.fit(data, epochs=_QUCUMBER_ROUND, pos_batch_size=100, neg_batch_size=100, lr=0.1,
+                k=10, progbar=False)
+        train_s += time.perf_counter() - start
+        epochs += _QUCUMBER_ROUND
+        amplitude = rbm.amplitude(space).detach().numpy()
+        value = float((psi.real @ amplitude) ** 2 / (amplitude @ amplitude))
+    return {"case": name, "family": "qucumber", "seed": seed, "N": len(bits), "fidelity": value,
+            "stderr": 0.0, "peer": PEERS[name], "kept": f"{epochs} epochs", "train_s": train_s,
+            "evaluate_s": None}
+
+
 def run(name: str, family: str, seed: int, folder: Path) -> dict:
+    if family == "qucumber":
+        return qucumber_run(name, seed)
     psi, bases = case(name)
     rng = np.random.default_rng(seed)
     bits = sample_shots(psi, bases, rng)
