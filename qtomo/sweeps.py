@@ -52,7 +52,8 @@ from qtomo.states.mps_sampler import superoperator_tables
 _LOCAL_HISTORY = 10  # L-BFGS history of a site's problem: a few dozen parameters
 #: half-sweeps with the validation NLL above its best before the sweeps stop
 PATIENCE = 3
-_PHASE_TURNS = 8  # phases tried at every site visit (_phase_turns)
+_PHASE_GRID = 16  # phases of a site's phase search (_best_turn)
+_PHASE_NEWTON = 3  # Newton steps from the best of them
 #: gain in the total training log-likelihood (nats, summed over records) of a half-sweep below
 #: which the sweeps stop: far below the 1–2 nats a likelihood-ratio test resolves, and small
 #: enough to finish a slow flat direction (the phase of a GHZ state, 1 nat from its maximum,
@@ -321,26 +322,25 @@ def _environments_ahead(chain: _Chain, order: range, rightwards: bool,
 def _local_fit(chain: _Chain, i: int, left: torch.Tensor, right: torch.Tensor, n_rows: int,
                iterations: int, world: int) -> tuple[torch.Tensor, float, float]:
     """Site i's tensor minimising −(1/N) Σ_n ln(l_n T_i[a_n] r_n) + ln ‖A‖², by L-BFGS from
-    the best phase turn of the current one (:func:`_phase_turns`; that turn where no step
+    the current one turned to its best phase (:func:`_best_turn`; that turn where no step
     lowers it), normalised, that minimum and the local NLL of the current tensor (summed over
     ranks)."""
     groups = [(left[rows], right[rows]) for rows in chain.groups[i]]
 
+    def probabilities(tensor: torch.Tensor) -> torch.Tensor:
+        """l_n T_i[a_n](tensor) r_n of this rank's rows, outcome group after group (N_rank,)."""
+        tables = chain.tables(i, tensor)
+        return torch.cat([((l @ tables[k]) * r).sum(1) for k, (l, r) in enumerate(groups)])
+
     def share(tensor: torch.Tensor) -> torch.Tensor:
         """This rank's share of the local NLL (the shares of all ranks add up to it)."""
-        tables = chain.tables(i, tensor)
-        log_p = sum(torch.log(((l @ tables[k]) * r).sum(1)).sum()
-                    for k, (l, r) in enumerate(groups))
-        return -log_p / n_rows + torch.log((tensor * tensor).sum()) / world
+        return (-torch.log(probabilities(tensor)).sum() / n_rows
+                + torch.log((tensor * tensor).sum()) / world)
 
-    candidates = _phase_turns(chain, chain.sites[i])
     with torch.no_grad():
-        values = [sum_over_ranks(share(candidate), world=world).item()
-                  for candidate in candidates]
-    before = min(values)
-    start = candidates[values.index(before)]
+        start, before, unmoved = _best_turn(chain, chain.sites[i], probabilities, n_rows, world)
     if not math.isfinite(before):
-        return start, before, values[0]
+        return start, before, unmoved
     tensor = start.clone().requires_grad_(True)
     optimizer = torch.optim.LBFGS([tensor], lr=1, max_iter=iterations,
                                   history_size=_LOCAL_HISTORY, line_search_fn="strong_wolfe")
@@ -355,24 +355,59 @@ def _local_fit(chain: _Chain, i: int, left: torch.Tensor, right: torch.Tensor, n
     with torch.no_grad():
         after = sum_over_ranks(share(tensor), world=world).item()
     if not math.isfinite(after) or after > before or not torch.isfinite(tensor).all():
-        return start, before, values[0]
-    return (tensor / tensor.norm()).detach(), after, values[0]
+        return start, before, unmoved
+    return (tensor / tensor.norm()).detach(), after, unmoved
 
 
-def _phase_turns(chain: _Chain, stored: torch.Tensor) -> list[torch.Tensor]:
-    """The site tensor with its qubit's |1⟩ amplitudes turned by e^{iφ}, φ = 2πj/8 (real
-    tensors: φ = 0, π), φ = 0 first. The likelihood of a GHZ-like state has separate basins in
-    its relative phase (records of zero probability bound them), which no local descent leaves;
-    the turn of the best local likelihood starts the descent."""
-    turns = (1.0, -1.0) if chain.real else torch.exp(
-        2j * math.pi * torch.arange(_PHASE_TURNS) / _PHASE_TURNS).tolist()
-    tensor = chain.complex(stored)
-    candidates = []
-    for turn in turns:
-        turned = tensor.clone()
-        turned[:, 1] *= turn
-        candidates.append(chain.stored(turned))
-    return candidates
+def _best_turn(chain: _Chain, stored: torch.Tensor,
+               probabilities: Callable[[torch.Tensor], torch.Tensor], n_rows: int,
+               world: int) -> tuple[torch.Tensor, float, float]:
+    """The site tensor with its qubit's |1⟩ amplitudes turned by the phase e^{iφ} of the lowest
+    local NLL (real tensors: φ = 0 or π), that NLL and the NLL at φ = 0 (summed over ranks).
+
+    The likelihood of a GHZ-like state has separate basins in its relative phase (records of
+    zero probability bound them), which no local descent leaves, and within its basin the
+    phase is so weakly determined (by the few records that measure every qubit off the Z axis)
+    that L-BFGS on the whole tensor does not resolve it. Every record's probability is
+    P_n(φ) = c_n + a_n cos φ + b_n sin φ exactly (the |1⟩ amplitudes enter ρ once with e^{iφ}
+    and once with e^{−iφ}), so P at φ = 0, π/2, π gives the NLL at every φ: a grid of
+    :data:`_PHASE_GRID` phases finds the basin and :data:`_PHASE_NEWTON` Newton steps the
+    minimum in it."""
+    def turned(phi: float) -> torch.Tensor:
+        tensor = chain.complex(stored).clone()
+        tensor[:, 1] *= complex(math.cos(phi), math.sin(phi))
+        return chain.stored(tensor)
+
+    p0, p2 = probabilities(stored), probabilities(turned(math.pi))
+    c, a = (p0 + p2) / 2, (p0 - p2) / 2
+    b = torch.zeros_like(c) if chain.real else probabilities(turned(math.pi / 2)) - c
+    norm_share = math.log((stored * stored).sum().item()) / world
+
+    def nll(phi: torch.Tensor) -> torch.Tensor:
+        """The local NLL at each of the phases ``phi`` (M,), summed over ranks."""
+        p = c[:, None] + a[:, None] * torch.cos(phi) + b[:, None] * torch.sin(phi)
+        log_p = torch.where(p > 0, torch.log(p.clamp_min(1e-300)), -math.inf)
+        return sum_over_ranks(-log_p.sum(0) / n_rows + norm_share, world=world)
+
+    grid = (torch.tensor([0.0, math.pi]) if chain.real else
+            2 * math.pi * torch.arange(_PHASE_GRID) / _PHASE_GRID).to(c)
+    values = torch.cat([nll(phases) for phases in grid.split(8)])
+    best = int(torch.argmin(values))
+    phi, value = grid[best].item(), values[best].item()
+    for _ in range(0 if chain.real else _PHASE_NEWTON):
+        p = c + a * math.cos(phi) + b * math.sin(phi)
+        slope = (b * math.cos(phi) - a * math.sin(phi)) / p
+        curvature = (c - p) / p - slope ** 2  # (∂²P/∂φ²)/P − (∂P/∂φ / P)², ∂²P/∂φ² = c − P
+        gradient, hessian = (sum_over_ranks(-x.sum() / n_rows, world=world).item()
+                             for x in (slope, curvature))
+        if not hessian > 0:
+            break
+        step = phi - gradient / hessian
+        trial = nll(torch.tensor([step]).to(c)).item()
+        if not trial < value:
+            break
+        phi, value = step, trial
+    return (stored if phi == 0.0 else turned(phi)), value, values[0].item()
 
 
 def _groups(outcome: torch.Tensor, K: int) -> list[torch.Tensor]:

@@ -325,7 +325,7 @@ class MPSModel(LPDOModel):
 
     family = "mps"
     sizes: ClassVar[dict[str, tuple[int, ...]]] = {"chi": _CHI_LADDER}
-    #: one seed: the sweeps' phase turns find a GHZ-like phase basin from any start, and two
+    #: one seed: the sweeps' phase search finds a GHZ-like phase basin from any start, and two
     #: seeds reached the same maximum (TFIM L = 100: the same NLL to 4·10^-7 nats per record;
     #: docs/training.md "Restarts for GHZ-like states")
     search_restarts: ClassVar[int] = 1
