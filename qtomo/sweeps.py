@@ -391,7 +391,7 @@ def _best_turn(chain: _Chain, stored: torch.Tensor,
 
     grid = (torch.tensor([0.0, math.pi]) if chain.real else
             2 * math.pi * torch.arange(_PHASE_GRID) / _PHASE_GRID).to(c)
-    values = torch.cat([nll(phases) for phases in grid.split(8)])
+    values = torch.cat([nll(phases) for phases in grid.split(8)])  # (N, 8) blocks of P at a time
     best = int(torch.argmin(values))
     phi, value = grid[best].item(), values[best].item()
     for _ in range(0 if chain.real else _PHASE_NEWTON):
