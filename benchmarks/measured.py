@@ -86,8 +86,11 @@ def fidelity(model, psi: np.ndarray, povm) -> tuple[float, float]:
 def qucumber_run(name: str, seed: int) -> dict:
     """QuCumber's positive RBM on the shots :func:`run` draws for ``name`` and ``seed``
     (module docstring for the settings)."""
-    from qucumber.nn_states import PositiveWaveFunction  # optional: only for this family
-
+    try:  # optional: only for this family
+        from qucumber.nn_states import PositiveWaveFunction
+    except ImportError:
+        raise SystemExit("the qucumber family needs QuCumber: pip install --no-deps "
+                         "qucumber==1.3.3") from None
     psi, bases = case(name)
     if name != "tfim10z":
         raise SystemExit("the qucumber family runs on tfim10z (a positive RBM on Z shots)")
