@@ -83,6 +83,12 @@ def fidelity(model, psi: np.ndarray, povm) -> tuple[float, float]:
     return float(estimate.value), float(estimate.stderr)
 
 
+def shots(name: str, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(ψ, bases, bits (N, L) 0/1) of a case: its shots drawn with ``seed``."""
+    psi, bases = case(name)
+    return psi, bases, sample_shots(psi, bases, np.random.default_rng(seed))
+
+
 def qucumber_run(name: str, seed: int) -> dict:
     """QuCumber's positive RBM on the shots :func:`run` draws for ``name`` and ``seed``
     (module docstring for the settings)."""
@@ -91,10 +97,9 @@ def qucumber_run(name: str, seed: int) -> dict:
     except ImportError:
         raise SystemExit("the qucumber family needs QuCumber: pip install --no-deps "
                          "qucumber==1.3.3") from None
-    psi, bases = case(name)
     if name != "tfim10z":
         raise SystemExit("the qucumber family runs on tfim10z (a positive RBM on Z shots)")
-    bits = sample_shots(psi, bases, np.random.default_rng(seed))
+    psi, _, bits = shots(name, seed)
     torch.manual_seed(seed)
     rbm = PositiveWaveFunction(num_visible=bits.shape[1], num_hidden=bits.shape[1], gpu=False)
     space, data = rbm.generate_hilbert_space(), torch.tensor(bits, dtype=torch.double)
@@ -115,9 +120,7 @@ def qucumber_run(name: str, seed: int) -> dict:
 def run(name: str, family: str, seed: int, folder: Path) -> dict:
     if family == "qucumber":
         return qucumber_run(name, seed)
-    psi, bases = case(name)
-    rng = np.random.default_rng(seed)
-    bits = sample_shots(psi, bases, rng)
+    psi, bases, bits = shots(name, seed)
     np.savetxt(folder / "samples.txt", bits.astype(float))
     np.savetxt(folder / "bases.txt", bases, fmt="%s")
     data = import_records("qucumber", [folder / "samples.txt", folder / "bases.txt"],
