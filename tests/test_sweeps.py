@@ -338,7 +338,7 @@ def test_ensemble_output_that_is_a_file_is_refused_before_the_plain_fit(tfim8, t
     def no_fit(*args, **kwargs):
         raise AssertionError("the plain fit ran before the output was checked")
 
-    monkeypatch.setattr(qtomo.recipe, "fit_recipe", no_fit)
+    monkeypatch.setattr(qtomo.recipe, "_fit_planned", no_fit)
     taken = tmp_path / "taken.pt"
     taken.write_bytes(b"x")
     with pytest.raises(QtomoError, match="is a file; expected a folder"):
