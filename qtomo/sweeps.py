@@ -23,14 +23,14 @@ log-likelihood N·ΔNLL (``converged``: the maximum of the likelihood), or for `
 validation NLL, measured after every half-sweep, ends them earlier when it has been above its
 best for ``patience`` half-sweeps in a row (the state goes on fitting noise); the state of the
 best validation NLL is then returned, else the last one.
-The environments ahead of the site being fitted are kept only every ⌈√L⌉ sites and the
-block in front recomputed from its checkpoint when the sweep enters it, so a sweep holds about
-2√L environments of every record instead of L (:func:`sweep_bytes`; the size search refuses a
-size whose sweeps would not fit): TFIM L = 100 from 9·10^5 training rows at χ = 4 needs 3.8 GB
-instead of 26 GB. A half-sweep's checkpoints are the previous half-sweep's environments behind
-(the same tensors), so only the first builds them, and a half-sweep costs two table products
-per record and site, as when every environment was held; the sweeps' results are bit for bit
-those of holding them all.
+A half-sweep takes its environments ahead from the previous half-sweep's environments behind
+(the same tensors), so only the first builds them. Where all of them would take more than a
+quarter of the free memory, only every ⌈√L⌉-th is kept and the block in front recomputed from
+its checkpoint when the sweep enters it, so a sweep holds about 2√L environments of every
+record instead of L (:func:`sweep_bytes`; the size search refuses a size whose sweeps would
+not fit even so): TFIM L = 100 from 9·10^5 training rows at χ = 4 needs 3.8 GB instead of
+26 GB, for a second table product per record and site (13% of a sweep's time at L = 50, χ = 4,
+where all are held); the results are bit for bit the same.
 Under torchrun each rank holds its share of the rows and the local objectives and gradients are
 summed with ``all_reduce``, so all ranks take the same steps.
 """
@@ -44,7 +44,7 @@ from dataclasses import dataclass
 
 import torch
 
-from qtomo.device import sum_over_ranks
+from qtomo.device import available_memory, sum_over_ranks
 from qtomo.errors import QtomoError
 from qtomo.progress import progress_bar
 from qtomo.states.mps_sampler import superoperator_tables
@@ -54,6 +54,8 @@ _LOCAL_HISTORY = 10  # L-BFGS history of a site's problem: a few dozen parameter
 PATIENCE = 3
 _PHASE_GRID = 16  # phases of a site's phase search (_best_turn)
 _PHASE_NEWTON = 3  # Newton steps from the best of them
+#: share of the free memory the environments of every site may take; beyond, checkpoints
+_HOLD_ALL_SHARE = 0.25
 #: gain in the total training log-likelihood (nats, summed over records) of a half-sweep below
 #: which the sweeps stop: far below the 1–2 nats a likelihood-ratio test resolves, and small
 #: enough to finish a slow flat direction (the phase of a GHZ state, 1 nat from its maximum,
@@ -102,6 +104,11 @@ class _Chain:
         self.K = elements.shape[1]
         self.rows = records.shape[0]
         self.groups = [_groups(outcome.long(), self.K) for outcome in records.T]
+        bonds = [site.shape[0] for site in sites] + [sites[-1].shape[-1]]
+        held_all = sweep_bytes(bonds, self.rows, spacing=1)
+        #: sites between two kept environments ahead (module docstring)
+        self.spacing = (1 if held_all <= _HOLD_ALL_SHARE * available_memory(elements.device)
+                        else _least_spacing(len(sites)))
 
     def empty(self) -> _Environment:
         """The environment of no sites: 1 for every row, log-scale 0."""
@@ -149,12 +156,13 @@ class _Chain:
         for k, rows in enumerate(self.groups[i]):
             result[rows] = vectors[rows] @ tables[k]
         norm = result.abs().sum(1)
-        return result / norm[:, None], log_scale + torch.log(norm)
+        return result.div_(norm[:, None]), log_scale + torch.log(norm)
 
 
-def sweep_bytes(chi: Sequence[int], records: int) -> int:
-    """Peak bytes of :func:`sweep` over ``records`` rows of a chain with bonds χ_0 … χ_L, with
-    χ² = max_i χ_i² and B = ⌈√L⌉: 8 N (χ² + 1)(⌈L/B⌉ + B + 2) for the environments (the
+def sweep_bytes(chi: Sequence[int], records: int, spacing: int | None = None) -> int:
+    """Peak bytes of :func:`sweep` over ``records`` rows of a chain with bonds χ_0 … χ_L that
+    keeps every B-th environment ahead (``spacing``; default ⌈√L⌉, the least memory), with
+    χ² = max_i χ_i²: 8 N (χ² + 1)(⌈L/B⌉ + B + 2) for the environments (the
     checkpoints ahead, the block in front, the one behind and the next), 48 N χ² for the local
     fit (each outcome's copy of the two environments and the autograd intermediates), 4 N L
     for the rows of each outcome (int32), and 64 MiB. Measured peak resident growth of one
@@ -163,15 +171,15 @@ def sweep_bytes(chi: Sequence[int], records: int) -> int:
     1 051 MB. Below ~10^5 rows glibc's heap keeps freed arrays for reuse and the peak reaches
     up to twice this estimate's part per row (tests/memory.py); there it is small anyway."""
     L = len(chi) - 1
-    block = _block(L)
+    block = spacing or _least_spacing(L)
     chi2 = max(c * c for c in chi)
     held = -(-L // block) + block + 2
     return (8 * records * (chi2 + 1) * held + 48 * records * chi2 + 4 * records * L
             + 64 * 2**20)
 
 
-def _block(L: int) -> int:
-    """Sites between two checkpoints of the environments ahead: ⌈√L⌉ (fewest held)."""
+def _least_spacing(L: int) -> int:
+    """Sites between two checkpoints of the environments ahead that hold the fewest: ⌈√L⌉."""
     return math.isqrt(L - 1) + 1 if L > 1 else 1
 
 
@@ -275,7 +283,7 @@ def _half_sweep(chain: _Chain, *, rightwards: bool, checkpoints: list[_Environme
         else:
             chain.right_canonical(i)
         behind = chain.step(behind, i, rightwards)
-        if _checkpointed(L, L - 2 - q):
+        if _checkpointed(L, L - 2 - q, chain.spacing):
             following.append(behind)
     return start_nll, _chain_nll(local_nll, left, right, n_rows, world), following
 
@@ -288,10 +296,9 @@ def _chain_nll(local_nll: float, left: _Environment, right: _Environment, n_rows
     return local_nll - scales / n_rows
 
 
-def _checkpointed(L: int, p: int) -> bool:
+def _checkpointed(L: int, p: int, B: int) -> bool:
     """Whether the environment ahead of position p of a half-sweep (the sites at positions
-    p + 1 … L − 1) is kept: every B-th (:func:`_block`), and the empty one at p = L − 1."""
-    B = _block(L)
+    p + 1 … L − 1) is kept: every B-th, and the empty one at p = L − 1."""
     return p == L - 1 or p % B == B - 1
 
 
@@ -302,13 +309,13 @@ def _environments_ahead(chain: _Chain, order: range, rightwards: bool,
     computed here from the far end): a block of B is recomputed from its checkpoint when the
     sweep reaches it, from tensors still as they were (the gauge moves only into the site about
     to be fitted)."""
-    L, B = len(order), _block(len(order))
+    L, B = len(order), chain.spacing
     if checkpoints is None:
         environment = chain.empty()
         checkpoints = [environment]
         for p in range(L - 2, -1, -1):
             environment = chain.step(environment, order[p + 1], not rightwards)
-            if _checkpointed(L, p):
+            if _checkpointed(L, p, B):
                 checkpoints.append(environment)
         del environment
     for start in range(0, L, B):
@@ -345,15 +352,22 @@ def _local_fit(chain: _Chain, i: int, left: torch.Tensor, right: torch.Tensor, n
     optimizer = torch.optim.LBFGS([tensor], lr=1, max_iter=iterations,
                                   history_size=_LOCAL_HISTORY, line_search_fn="strong_wolfe")
 
+    evaluated = []  # (tensor, local NLL) of every evaluation, to skip that of the end point
+
     def closure() -> torch.Tensor:
         optimizer.zero_grad()
         value = share(tensor)
         value.backward()
-        return sum_over_ranks(value.detach(), tensor.grad, world=world)
+        total = sum_over_ranks(value.detach(), tensor.grad, world=world)
+        evaluated.append((tensor.detach().clone(), total.item()))
+        return total
 
     optimizer.step(closure)
-    with torch.no_grad():
-        after = sum_over_ranks(share(tensor), world=world).item()
+    after = next((value for point, value in reversed(evaluated) if torch.equal(point, tensor)),
+                 None)
+    if after is None:
+        with torch.no_grad():
+            after = sum_over_ranks(share(tensor), world=world).item()
     if not math.isfinite(after) or after > before or not torch.isfinite(tensor).all():
         return start, before, unmoved
     return (tensor / tensor.norm()).detach(), after, unmoved

@@ -26,7 +26,7 @@ from qtomo.states.mps import (
     truncated,
     vector_to_mps,
 )
-from qtomo.sweeps import _Chain, _environments_ahead, _half_sweep
+from qtomo.sweeps import _Chain, _environments_ahead, _half_sweep, _least_spacing, sweep_bytes
 from qtomo.train import TrainOptions, fit, split_rows
 from tests.memory import mps_peak_bytes
 
@@ -238,14 +238,18 @@ def test_sweeps_reach_the_maximum_likelihood_phase_of_a_ghz_state(tmp_path):
 
 @pytest.mark.parametrize("L", [1, 2, 3, 5, 9, 10, 17])
 @pytest.mark.parametrize("rightwards", [True, False])
-def test_checkpointed_environments_are_those_of_the_whole_chain(L, rightwards):
-    """The environments ahead, kept every ⌈√L⌉ sites and recomputed by blocks, are bit for bit
-    those computed site by site from the far end, and at the first site of the sweep they give
-    the model's own ln Q of every record (its contraction of the whole chain)."""
+@pytest.mark.parametrize("checkpointed", [True, False])
+def test_checkpointed_environments_are_those_of_the_whole_chain(L, rightwards, checkpointed):
+    """The environments ahead, all held or kept every ⌈√L⌉ sites and recomputed by blocks, are
+    bit for bit those computed site by site from the far end, and at the first site of the
+    sweep they give the model's own ln Q of every record (its contraction of the whole
+    chain)."""
     torch.manual_seed(L)
     model = build("mps", L=L, K=4, povm="pauli4", chi=3, real=0)
     records = torch.randint(0, 4, (50, L))
     chain = _Chain(list(model.sites), False, model.povm_elements.expand(L, 4, 2, 2), records)
+    assert chain.spacing == 1  # a few kB: all held
+    chain.spacing = _least_spacing(L) if checkpointed else 1
     order = range(L) if rightwards else range(L - 1, -1, -1)
     for i in order[:0:-1]:  # the gauge of a sweep's start: Tr ρ = ‖A‖² of its first site
         chain.right_canonical(i) if rightwards else chain.left_canonical(i)
@@ -281,19 +285,23 @@ def test_sweeps_show_a_progress_bar_over_the_sites_unless_quiet(quiet, monkeypat
 
 
 @pytest.mark.parametrize("L", [2, 7, 10])
-def test_half_sweeps_take_their_checkpoints_from_the_environments_behind(L):
-    """The checkpoints a half-sweep leaves (its environments behind) give the next half-sweep
-    the same tensors and NLL, bit for bit, as environments built afresh from the tensors."""
+@pytest.mark.parametrize("checkpointed", [True, False])
+def test_half_sweeps_take_their_checkpoints_from_the_environments_behind(L, checkpointed):
+    """The checkpoints a half-sweep leaves (its environments behind, every one or every
+    ⌈√L⌉-th) give the next half-sweep the same tensors and NLL, bit for bit, as environments
+    built afresh from the tensors."""
     torch.manual_seed(L)
     model = build("mps", L=L, K=4, povm="pauli4", chi=3, real=0)
     records = torch.randint(0, 4, (60, L))
     elements = model.povm_elements.expand(L, 4, 2, 2)
     first = _Chain(list(model.sites), False, elements, records)
+    first.spacing = _least_spacing(L) if checkpointed else 1
     for i in range(L - 1, 0, -1):
         first.right_canonical(i)
     fitting = {"n_rows": len(records), "iterations": 2, "world": 1}
     *_, following = _half_sweep(first, rightwards=True, checkpoints=None, **fitting)
     fresh = _Chain(first.sites, False, elements, records)
+    fresh.spacing = first.spacing
     reused_nll = _half_sweep(first, rightwards=False, checkpoints=following, **fitting)[:2]
     fresh_nll = _half_sweep(fresh, rightwards=False, checkpoints=None, **fitting)[:2]
     assert reused_nll == fresh_nll
@@ -302,13 +310,18 @@ def test_half_sweeps_take_their_checkpoints_from_the_environments_behind(L):
 
 @pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="needs Linux's /proc")
 @pytest.mark.parametrize("L, chi, rows", [(30, 8, 20_000), (20, 16, 5_000)])
-def test_sweep_bytes_bound_the_measured_peak(L, chi, rows):
-    """The estimate the size search compares with the free memory is above the growth of the
-    peak resident memory over a sweep, and within three times it (freed arrays returned to the
-    system, as at the sizes the guard is for: tests/memory.py)."""
-    measured = mps_peak_bytes("model.sweep(a, rows, lambda: 0.0, max_sweeps=1)", L, chi, rows,
-                              freed_returned=True)
-    estimate = build("mps", L=L, K=4, povm="pauli4", chi=chi, real=1).sweep_bytes(rows)
+@pytest.mark.parametrize("checkpointed", [True, False])
+def test_sweep_bytes_bound_the_measured_peak(L, chi, rows, checkpointed):
+    """The estimate the size search compares with the free memory (every ⌈√L⌉-th environment
+    kept), and that of holding all of them, are above the growth of the peak resident memory
+    over a sweep that does so, and within three times it (freed arrays returned to the system,
+    as at the sizes the guard is for: tests/memory.py)."""
+    work = "model.sweep(a, rows, lambda: 0.0, max_sweeps=1)"
+    if checkpointed:  # no memory to hold them all
+        work = f"import qtomo.sweeps; qtomo.sweeps._HOLD_ALL_SHARE = 0; {work}"
+    measured = mps_peak_bytes(work, L, chi, rows, freed_returned=True)
+    bonds = build("mps", L=L, K=4, povm="pauli4", chi=chi, real=1).chi
+    estimate = sweep_bytes(bonds, rows, spacing=None if checkpointed else 1)
     assert measured < estimate < 3 * measured
 
 
