@@ -26,7 +26,14 @@ from qtomo.states.mps import (
     truncated,
     vector_to_mps,
 )
-from qtomo.sweeps import _Chain, _environments_ahead, _half_sweep, _least_spacing, sweep_bytes
+from qtomo.sweeps import (
+    _Chain,
+    _environments_ahead,
+    _GroupedNLL,
+    _half_sweep,
+    _least_spacing,
+    sweep_bytes,
+)
 from qtomo.train import TrainOptions, fit, split_rows
 from tests.memory import mps_peak_bytes
 
@@ -271,6 +278,28 @@ def test_checkpointed_environments_are_those_of_the_whole_chain(L, rightwards, c
         log_q = model.log_prob(records)
     torch.testing.assert_close(torch.log(contracted) + log_scale, log_q + torch.log(norm),
                                rtol=0, atol=1e-10)
+
+
+def test_the_local_nll_gradient_is_autograds():
+    """The local NLL with its gradient formed in the forward pass equals autograd's value and
+    gradient of −Σ_n ln(l_n T[a_n](A) r_n) in the site tensor A (an empty outcome included)."""
+    torch.manual_seed(3)
+    L = 5
+    model = build("mps", L=L, K=4, povm="pauli4", chi=3, real=0)
+    records = torch.randint(0, 3, (40, L))  # outcome 3 nowhere
+    chain = _Chain(list(model.sites), False, model.povm_elements.expand(L, 4, 2, 2), records)
+    left = chain.step(chain.step(chain.empty(), 0, True), 1, True)[0]
+    right = chain.step(chain.step(chain.empty(), 4, False), 3, False)[0]
+    groups = [(left[rows], right[rows]) for rows in chain.groups[2]]
+    tensors = [chain.sites[2].clone().requires_grad_(True) for _ in range(2)]
+    fused = _GroupedNLL.apply(chain.tables(2, tensors[0]), groups)
+    tables = chain.tables(2, tensors[1])
+    plain = -sum(torch.log(((l @ tables[k]) * r).sum(1)).sum()
+                 for k, (l, r) in enumerate(groups))
+    fused.backward()
+    plain.backward()
+    torch.testing.assert_close(fused, plain, rtol=1e-12, atol=0)
+    torch.testing.assert_close(tensors[0].grad, tensors[1].grad, rtol=1e-10, atol=1e-12)
 
 
 @pytest.mark.parametrize("quiet", [True, False])
