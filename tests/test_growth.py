@@ -42,21 +42,24 @@ def random4(tmp_path_factory):
     ("lpdo", dict(chi=2, kraus=2, real=1), dict(chi=4)),
 ])
 def test_grown_models_hold_the_same_state(name, hp, larger):
-    """The new entries are small: on records drawn from the model ln Q moves by little (the
-    KL divergence of the two is small), the pure state's fidelity stays above 0.999, and the
-    tensors are larger."""
+    """The old entries are kept and the new ones are small: the state moves only by products of
+    two new entries, so on records drawn from the model ln Q moves by little (the KL divergence
+    of the two is small), the pure state's fidelity stays above 0.9999, and the tensors are
+    larger."""
     model = randomised(name, 5, "pauli6", seed=4, **hp)
     torch.manual_seed(5)
     grown = model.grown(**larger)
     assert grown.config == type(model.config)(**{**hp, **larger})
     a = model.sample(4000, torch.Generator().manual_seed(6))
     with torch.no_grad():
-        assert (model.log_prob(a) - grown.log_prob(a)).mean().item() < 0.01  # ≈ KL(Q‖Q')
+        assert (model.log_prob(a) - grown.log_prob(a)).mean().item() < 2e-3  # ≈ KL(Q‖Q')
+    for A, B in zip(model.sites, grown.sites, strict=True):
+        assert torch.equal(B[tuple(slice(0, n) for n in A.shape)], A)
     old, new = model.tensors(), grown.tensors()
     assert [A.shape[2] for A in new][1:-1] != [A.shape[2] for A in old][1:-1] or \
         [A.shape[-1] for A in new] != [A.shape[-1] for A in old]
     if name == "mps":
-        assert pure_state_fidelity(old, new) > 0.999
+        assert pure_state_fidelity(old, new) > 0.9999
 
 
 def test_grows_is_false_where_the_bonds_are_full():

@@ -178,14 +178,17 @@ class LPDOModel(QtomoModel):
 
     def grown(self, **sizes: int) -> LPDOModel:
         """The same state with larger ``chi`` and/or ``kraus``: every tensor embedded in the
-        leading block of the larger one, the new entries Gaussian of relative size 0.02 (the
-        fidelity to the old state stays above 0.999, and the gradient there is not zero)."""
+        leading block of the larger one, the new entries Gaussian of relative size 0.02. The
+        state moves only by products of two new entries (fidelity to the old state above
+        0.9999), and the gradient in the new directions is not zero. (Noise on the old entries
+        too cost TFIM L = 50's χ = 6 stage 0.016 nats per record of validation NLL, a
+        half-sweep to win back.)"""
         larger = type(self)(self.L, self.K, dataclasses.replace(self.config, **sizes), self.povm)
         with torch.no_grad():
             for old, new in zip(self.sites, larger.sites, strict=True):
                 scale = _GROWTH_NOISE * old.norm() / math.sqrt(old.numel())
                 new.copy_(scale * torch.randn_like(new))
-                new[tuple(slice(0, n) for n in old.shape)] += old
+                new[tuple(slice(0, n) for n in old.shape)] = old
         return larger.to(self.povm_elements.device)
 
     def training_bytes(self, records: int) -> int:
