@@ -335,10 +335,10 @@ def _local_fit(chain: _Chain, i: int, left: torch.Tensor, right: torch.Tensor, n
     groups = [(left.index_select(0, rows), right.index_select(0, rows))
               for rows in chain.groups[i]]
 
-    def probabilities(tensor: torch.Tensor) -> list[torch.Tensor]:
-        """l_n T_i[a_n](tensor) r_n of this rank's rows, one (N_k,) per outcome k."""
+    def probabilities(tensor: torch.Tensor) -> torch.Tensor:
+        """l_n T_i[a_n](tensor) r_n of this rank's rows, outcome group after group (N_rank,)."""
         tables = chain.tables(i, tensor)
-        return [((l @ tables[k]) * r).sum(1) for k, (l, r) in enumerate(groups)]
+        return torch.cat([((l @ tables[k]) * r).sum(1) for k, (l, r) in enumerate(groups)])
 
     def share(tensor: torch.Tensor) -> torch.Tensor:
         """This rank's share of the local NLL (the shares of all ranks add up to it)."""
@@ -346,9 +346,7 @@ def _local_fit(chain: _Chain, i: int, left: torch.Tensor, right: torch.Tensor, n
                 + torch.log((tensor * tensor).sum()) / world)
 
     with torch.no_grad():
-        start, before, unmoved = _best_turn(chain, chain.sites[i],
-                                            lambda tensor: torch.cat(probabilities(tensor)),
-                                            n_rows, world)
+        start, before, unmoved = _best_turn(chain, chain.sites[i], probabilities, n_rows, world)
     if not math.isfinite(before):
         return start, before, unmoved
     tensor = start.clone().requires_grad_(True)
