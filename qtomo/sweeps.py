@@ -418,22 +418,29 @@ def _best_turn(chain: _Chain, stored: torch.Tensor,
         return chain.stored(tensor)
 
     p0, p2 = probabilities(stored), probabilities(turned(math.pi))
-    c, a = (p0 + p2) / 2, (p0 - p2) / 2
-    b = torch.zeros_like(c) if chain.real else probabilities(turned(math.pi / 2)) - c
     norm_share = math.log((stored * stored).sum().item()) / world
 
-    def nll(phi: torch.Tensor) -> torch.Tensor:
-        """The local NLL at each of the phases ``phi`` (M,), summed over ranks."""
-        p = c[:, None] + a[:, None] * torch.cos(phi) + b[:, None] * torch.sin(phi)
+    def nll_of(p: torch.Tensor) -> torch.Tensor:
+        """The local NLL of each column of probabilities p (N, M), summed over ranks."""
         log_p = torch.where(p > 0, torch.log(p.clamp_min(1e-300)), -math.inf)
         return sum_over_ranks(-log_p.sum(0) / n_rows + norm_share, world=world)
 
-    grid = (torch.tensor([0.0, math.pi]) if chain.real else
-            2 * math.pi * torch.arange(_PHASE_GRID) / _PHASE_GRID).to(c)
+    if chain.real:  # φ = 0 or π: the probabilities are at hand
+        values = nll_of(torch.stack([p0, p2], 1))
+        best = int(torch.argmin(values))
+        return stored if best == 0 else turned(math.pi), values[best].item(), values[0].item()
+    c, a = (p0 + p2) / 2, (p0 - p2) / 2
+    b = probabilities(turned(math.pi / 2)) - c
+
+    def nll(phi: torch.Tensor) -> torch.Tensor:
+        """The local NLL at each of the phases ``phi`` (M,), summed over ranks."""
+        return nll_of(c[:, None] + a[:, None] * torch.cos(phi) + b[:, None] * torch.sin(phi))
+
+    grid = (2 * math.pi * torch.arange(_PHASE_GRID) / _PHASE_GRID).to(c)
     values = torch.cat([nll(phases) for phases in grid.split(8)])  # (N, 8) blocks of P at a time
     best = int(torch.argmin(values))
     phi, value = grid[best].item(), values[best].item()
-    for _ in range(0 if chain.real else _PHASE_NEWTON):
+    for _ in range(_PHASE_NEWTON):
         p = c + a * math.cos(phi) + b * math.sin(phi)
         slope = (b * math.cos(phi) - a * math.sin(phi)) / p
         curvature = (c - p) / p - slope ** 2  # (∂²P/∂φ²)/P − (∂P/∂φ / P)², ∂²P/∂φ² = c − P
