@@ -756,10 +756,12 @@ def _sweep(model: QtomoModel, train: _Rows, val: _Rows, options: TrainOptions, a
     gathered in memory (their environments are held there anyway). A bootstrap replicate runs
     to the maximum of its resampled likelihood: early stopping on the validation rows would
     keep it at its start when that is the maximum-likelihood state of all rows."""
+    chunk = refine_chunk(model.L)  # rows per pass: the validation passes keep no graph
     records = torch.cat([a.to(torch.uint8) for a in
-                         train.batches(refine_chunk(model.L), rank=rank, world=world)])
+                         train.batches(chunk, rank=rank, world=world)])
     result = model.sweep(records, train.n_rows,
-                         lambda: _validation_nll(model, val, options, autocast, rank, world),
+                         lambda: _validation_nll(model, val, options, autocast, rank, world,
+                                                 chunk),
                          max_sweeps=options.sweeps,
                          patience=0 if options.bootstrap else PATIENCE,
                          world=world, quiet=quiet or rank != 0)
@@ -776,11 +778,12 @@ def _sweep(model: QtomoModel, train: _Rows, val: _Rows, options: TrainOptions, a
 
 @torch.no_grad()
 def _validation_nll(model: QtomoModel, val: _Rows, options: TrainOptions, autocast,
-                    rank: int, world: int) -> float:
-    """Mean training NLL over the validation rows (sharded over ranks, summed back)."""
+                    rank: int, world: int, rows: int = 4096) -> float:
+    """Mean training NLL over the validation rows (sharded over ranks, summed back), at least
+    ``rows`` of them per pass."""
     model.eval()
     totals = torch.zeros(2, dtype=torch.float64, device=val.device)
-    for a in val.batches(max(options.batch_size, 4096), rank=rank, world=world):
+    for a in val.batches(max(options.batch_size, rows), rank=rank, world=world):
         with autocast:
             totals += torch.stack([model.training_nll(a).double().sum(),
                                    totals.new_tensor(a.shape[0])])
