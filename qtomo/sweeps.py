@@ -337,8 +337,7 @@ def _local_fit(chain: _Chain, i: int, left: torch.Tensor, right: torch.Tensor, n
 
     def probabilities(tensor: torch.Tensor) -> torch.Tensor:
         """l_n T_i[a_n](tensor) r_n of this rank's rows, outcome group after group (N_rank,)."""
-        tables = chain.tables(i, tensor)
-        return torch.cat([((l @ tables[k]) * r).sum(1) for k, (l, r) in enumerate(groups)])
+        return torch.cat(_group_probabilities(chain.tables(i, tensor), groups))
 
     def share(tensor: torch.Tensor) -> torch.Tensor:
         """This rank's share of the local NLL (the shares of all ranks add up to it)."""
@@ -374,6 +373,13 @@ def _local_fit(chain: _Chain, i: int, left: torch.Tensor, right: torch.Tensor, n
     return (tensor / tensor.norm()).detach(), after, unmoved
 
 
+def _group_probabilities(tables: torch.Tensor, groups: list[tuple[torch.Tensor, torch.Tensor]]
+                         ) -> list[torch.Tensor]:
+    """P_n = l_n T[k] r_n of the rows (l_n, r_n) of each outcome k (``groups``, as for
+    :class:`_GroupedNLL`): one (N_k,) per outcome."""
+    return [torch.linalg.vecdot(left @ tables[k], right) for k, (left, right) in enumerate(groups)]
+
+
 class _GroupedNLL(torch.autograd.Function):
     """−Σ_n ln P_n with P_n = l_n T[k] r_n over the rows (l_n, r_n) of each outcome k
     (``groups``: K pairs of (N_k, χl²) and (N_k, χr²) float64), differentiable in the tables T
@@ -385,8 +391,8 @@ class _GroupedNLL(torch.autograd.Function):
     def forward(ctx, tables: torch.Tensor, groups: list[tuple[torch.Tensor, torch.Tensor]]
                 ) -> torch.Tensor:
         total, gradient = tables.new_zeros(()), torch.empty_like(tables)
-        for k, (left, right) in enumerate(groups):
-            p = torch.linalg.vecdot(left @ tables[k], right)
+        for k, ((left, right), p) in enumerate(zip(groups, _group_probabilities(tables, groups),
+                                                   strict=True)):
             total -= torch.log(p).sum()
             torch.mm(left.T, right / p[:, None], out=gradient[k])
         ctx.save_for_backward(gradient)
