@@ -21,8 +21,11 @@ the local NLL at the last site of a half-sweep gives the training NLL of the who
 exactly, at no extra cost. The sweeps run until a half-sweep gains less than 0.1 nat of total
 log-likelihood N·ΔNLL (``converged``: the maximum of the likelihood), or for ``max_sweeps``; the
 validation NLL, measured after every half-sweep, ends them earlier when it has been above its
-best for ``patience`` half-sweeps in a row (the state goes on fitting noise); the state of the
-best validation NLL is then returned, else the last one.
+best for ``patience`` half-sweeps in a row (the state goes on fitting noise), or at once when
+the first half-sweep does not lower it (the start was already the best state of this size the
+records support: a grown model starts at the smaller size's optimum, and a size that does not
+help from there stops after one half-sweep instead of ``patience``); the state of the best
+validation NLL is then returned, else the last one.
 A half-sweep takes its environments ahead from the previous half-sweep's environments behind
 (the same tensors), so only the first builds them. Where all of them would take more than a
 quarter of the free memory, only every ⌈√L⌉-th is kept and the block in front recomputed from
@@ -200,8 +203,9 @@ def sweep(sites: Sequence[torch.Tensor], real: bool, elements: torch.Tensor,
         validate: the validation NLL of the model as stored.
         max_sweeps: most full sweeps (right and back), ≥ 1.
         local_iterations: L-BFGS iterations per site and visit.
-        patience: half-sweeps with the validation NLL above its best before stopping (0: no
-            early stopping, to the maximum of the likelihood).
+        patience: half-sweeps with the validation NLL above its best before stopping, one
+            if the first does not lower it (0: no early stopping, to the maximum of the
+            likelihood).
         world: number of processes (torchrun); 1 otherwise.
         quiet: no progress bar (otherwise one over the site fits of at most ``max_sweeps``,
             with the validation NLL of the last half-sweep).
@@ -244,7 +248,7 @@ def sweep(sites: Sequence[torch.Tensor], real: bool, elements: torch.Tensor,
             if (start_nll - train_nll) * n_rows < _CONVERGED_NATS:
                 stopped = "converged"
                 break
-            if patience and bad >= patience:  # early stopping: the state of the best validation NLL
+            if patience and bad >= (1 if half_sweeps == 1 else patience):  # early stopping
                 chain.sites, val, train_nll = best
                 store(chain.sites)
                 stopped = "validation"

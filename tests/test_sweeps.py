@@ -110,17 +110,38 @@ def test_validation_selects_the_kept_sweep_and_never_loses(tfim8):
 
 
 def test_a_kept_start_reports_its_own_training_nll(tfim8):
-    """A validation NLL that only grows keeps the starting state after ``patience`` half-sweeps;
-    its training NLL is then the start's (not the last half-sweep's, nor unknown)."""
+    """A first half-sweep that does not lower the validation NLL ends the sweeps at once,
+    whatever ``patience``, and keeps the starting state; its training NLL is then the start's
+    (not the last half-sweep's, nor unknown)."""
     rows, _ = _rows(tfim8)
     torch.manual_seed(2)
     model = build("mps", L=8, K=4, povm=tfim8.povm, chi=2, real=1)
     start = _nll(model, rows)
     worse = iter(range(100))
-    result = model.sweep(rows, len(rows), lambda: float(next(worse)), max_sweeps=4, patience=2)
-    assert (result.stopped, result.half_sweeps) == ("validation", 2)
+    result = model.sweep(rows, len(rows), lambda: float(next(worse)), max_sweeps=4, patience=3)
+    assert (result.stopped, result.half_sweeps) == ("validation", 1)
     assert result.train_nll == pytest.approx(start, abs=1e-9)
     assert _nll(model, rows) == pytest.approx(start, abs=1e-9)
+
+
+@pytest.mark.parametrize("patience", [1, 2])  # a third would see it converge
+def test_after_a_first_gain_the_sweeps_wait_patience_half_sweeps(tfim8, patience):
+    """A validation NLL that falls after the first half-sweep and then only rises stops the
+    sweeps ``patience`` half-sweeps later, with the state and training NLL of the first."""
+    rows, _ = _rows(tfim8)
+    torch.manual_seed(2)
+    model = build("mps", L=8, K=4, povm=tfim8.povm, chi=2, real=1)
+    train_nll = []  # of the state as stored at each validation
+
+    def validate() -> float:
+        train_nll.append(_nll(model, rows))
+        return (1.0, 0.0)[len(train_nll) - 1] if len(train_nll) <= 2 else len(train_nll)
+
+    result = model.sweep(rows, len(rows), validate, max_sweeps=4, patience=patience)
+    assert (result.stopped, result.half_sweeps) == ("validation", 1 + patience)
+    assert result.val_nll == 0.0
+    assert result.train_nll == pytest.approx(train_nll[1], abs=1e-9)
+    assert _nll(model, rows) == pytest.approx(train_nll[1], abs=1e-9)
 
 
 def test_sweeps_from_a_converged_state_stop_after_one_half_sweep(tfim8):
