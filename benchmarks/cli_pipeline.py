@@ -20,7 +20,8 @@ Usage::
     python benchmarks/cli_pipeline.py [--case tfim100] [--folder FOLDER] [--fit-args ARGS]
                                       [--reuse]
 
-Writes ``benchmarks/results/cli_pipeline_<case>.json``.
+Writes ``benchmarks/results/cli_pipeline_<case>.json`` (the default fit), or with ``--fit-args``
+``cli_pipeline_<case>_<options>.json`` (``--chi 4 --real 0``: ``..._chi4_real0.json``).
 FOLDER is ``data/bench`` of the repository unless given.
 """
 
@@ -102,7 +103,19 @@ def main() -> None:
     rows += [timed(["fit", *case["fit"], *shlex.split(args.fit_args), "--data", str(data),
                     "--out", str(model), "--quiet"]),
              timed(["evaluate", "--model", str(model), "--json", str(evaluation), "--quiet"])]
-    report(f"cli_pipeline_{args.case}", rows, summary(json.loads(evaluation.read_text())))
+    report(results_name(args.case, args.fit_args), rows,
+           summary(json.loads(evaluation.read_text())))
+
+
+def results_name(case: str, fit_args: str) -> str:
+    """``cli_pipeline_<case>``, with the fit's extra options after it where there are any.
+
+    >>> results_name("tfim100", "--chi 4 --real 0")
+    'cli_pipeline_tfim100_chi4_real0'
+    """
+    options = shlex.split(fit_args)
+    pairs = ["".join(options[j:j + 2]).lstrip("-") for j in range(0, len(options), 2)]
+    return "_".join([f"cli_pipeline_{case}", *pairs])
 
 
 if __name__ == "__main__":
