@@ -432,7 +432,7 @@ def _best_turn(chain: _Chain, stored: torch.Tensor,
 
     def nll_of(p: torch.Tensor) -> torch.Tensor:
         """The local NLL of each column of probabilities p (N, M), summed over ranks."""
-        log_p = torch.where(p > 0, torch.log(p.clamp_min(1e-300)), -math.inf)
+        log_p = torch.log(p.clamp_min(0.0))  # −inf where P ≤ 0 (rounding)
         return sum_over_ranks(-log_p.sum(0) / n_rows + norm_share, world=world)
 
     if chain.real:  # φ = 0 or π: the probabilities are at hand
@@ -441,10 +441,12 @@ def _best_turn(chain: _Chain, stored: torch.Tensor,
         return stored if best == 0 else turned(math.pi), values[best].item(), values[0].item()
     c, a = (p0 + p2) / 2, (p0 - p2) / 2
     b = probabilities(turned(math.pi / 2)) - c
+    coefficients = torch.stack([c, a, b], 1)  # (N, 3)
 
     def nll(phi: torch.Tensor) -> torch.Tensor:
-        """The local NLL at each of the phases ``phi`` (M,), summed over ranks."""
-        return nll_of(c[:, None] + a[:, None] * torch.cos(phi) + b[:, None] * torch.sin(phi))
+        """The local NLL at each of the phases ``phi`` (M,), summed over ranks: P (N, M) as
+        one product of the coefficients with (1, cos φ, sin φ)."""
+        return nll_of(coefficients @ torch.stack([torch.ones_like(phi), phi.cos(), phi.sin()]))
 
     grid = (2 * math.pi * torch.arange(_PHASE_GRID) / _PHASE_GRID).to(c)
     values = torch.cat([nll(phases) for phases in grid.split(8)])  # (N, 8) blocks of P at a time
