@@ -62,6 +62,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 
@@ -118,11 +119,14 @@ def born_log_prob(
     identity = torch.eye(2, dtype=torch.float64, device=elements.device).to(elements.dtype)
     if elements.dim() == 3:  # one POVM for every qubit
         elements = elements.expand(len(tensors), *elements.shape)  # (L, K, 2, 2)
-    if _use_tables([1] + [A.shape[-1] for A in tensors], elements.shape[1]):
-        tables = [superoperator_tables(A, M) for A, M in zip(tensors, elements, strict=True)]
-        norms = [superoperator_tables(A, identity[None]) for A in tensors]
-        return (_table_log_trace(tables, a, _RENORMALISE_GRADIENT)
-                - _table_log_trace(norms, a.new_zeros((1, a.shape[1])), _RENORMALISE_GRADIENT))
+    K = elements.shape[1]
+    if _use_tables([1] + [A.shape[-1] for A in tensors], K):
+        # the norm's table (M = 1) as a (K+1)-th outcome: one table computation per site
+        with_norm = torch.cat([elements, identity.expand(len(tensors), 1, 2, 2)], 1)
+        tables = [superoperator_tables(A, M) for A, M in zip(tensors, with_norm, strict=True)]
+        return (_table_log_trace([T[:K] for T in tables], a, _RENORMALISE_GRADIENT)
+                - _table_log_trace([T[K:] for T in tables], a.new_zeros((1, a.shape[1])),
+                                   _RENORMALISE_GRADIENT))
     log_norm = _log_trace(tensors, identity[None].expand(len(tensors), 1, 2, 2),
                           a.new_zeros((1, a.shape[1])))  # (1,)
     return _log_trace(tensors, elements, a) - log_norm
@@ -403,19 +407,38 @@ def superoperator_tables(A: torch.Tensor, elements: torch.Tensor) -> torch.Tenso
     for each Hermitian basis matrix G_j, so that x' = x T_k is the environment update
     E' = Σ_st (M_k)_st A^{s†} E A^t in the coordinates x = (Re E_pq)_{p≤q} ⊕ (Im E_pq)_{p<q}.
 
+    With S_k the complex (χl², χr²) matrix of E ↦ E' on vec(E), T_k = Re(G S_k R): two fixed
+    products (:func:`_hermitian_coordinates`) instead of gathering the triangles, which made
+    these tables most of a training step at χ = 2.
+
     Differentiable in A (χl, 2, χr) or (χl, 2, κ, χr), complex; elements (K, 2, 2) complex128.
     """
     chi_l, chi_r = A.shape[0], A.shape[-1]
     A = A.to(torch.complex128).reshape(chi_l, 2, -1, chi_r)  # (χl, 2, κ, χr)
     W = torch.einsum("kst,ctqd->kcsqd", elements, A)  # W_k^s = Σ_t (M_k)_st A^t
     S = torch.einsum("asqb,kcsqd->kacbd", A.conj(), W)  # E_ac → E'_bd, (K, χl, χl, χr, χr)
-    up, strict = _triangle(chi_l, 0, A.device), _triangle(chi_l, 1, A.device)
-    off = (up[0] != up[1]).to(S.dtype)[None, :, None, None]
-    images = torch.cat([S[:, up[0], up[1]] + off * S[:, up[1], up[0]],  # G = e_pq + e_qp
-                        1j * (S[:, strict[0], strict[1]] - S[:, strict[1], strict[0]])], 1)
-    up, strict = _triangle(chi_r, 0, A.device), _triangle(chi_r, 1, A.device)
-    return torch.cat([images[..., up[0], up[1]].real, images[..., strict[0], strict[1]].imag],
-                     -1)
+    basis = _hermitian_coordinates(chi_l, A.device)[0]
+    extract = _hermitian_coordinates(chi_r, A.device)[1]
+    return (basis @ S.reshape(-1, chi_l**2, chi_r**2) @ extract).real
+
+
+@functools.cache
+def _hermitian_coordinates(chi: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(G, R), both complex128 (χ², χ²): row j of G is the Hermitian basis matrix G_j
+    flattened (e_pq + e_qp for p ≤ q, i e_pq − i e_qp for p < q), and Re(vec(E) R) are the
+    coordinates (Re E_pq)_{p≤q} ⊕ (Im E_pq)_{p<q} of E, in that order."""
+    up, strict = _triangle(chi, 0, device), _triangle(chi, 1, device)
+    real = torch.arange(up.shape[1], device=device)
+    imaginary = torch.arange(up.shape[1], chi * chi, device=device)
+    basis = torch.zeros((chi * chi, chi, chi), dtype=torch.complex128, device=device)
+    basis[real, up[0], up[1]] = 1
+    basis[real, up[1], up[0]] = 1
+    basis[imaginary, strict[0], strict[1]] = 1j
+    basis[imaginary, strict[1], strict[0]] = -1j
+    extract = torch.zeros((chi, chi, chi * chi), dtype=torch.complex128, device=device)
+    extract[up[0], up[1], real] = 1
+    extract[strict[0], strict[1], imaginary] = -1j  # Re(−i z) = Im z
+    return basis.reshape(chi * chi, -1), extract.reshape(-1, chi * chi)
 
 
 def _triangle(chi: int, offset: int, device: torch.device) -> torch.Tensor:
@@ -437,12 +460,15 @@ def _table_log_trace(tables: Sequence[torch.Tensor], a: torch.Tensor, every: int
     log_p = torch.zeros(size, dtype=torch.float64, device=a.device)
     x = torch.ones((size, 1), dtype=torch.float64, device=a.device)  # E_0 = 1, χ_0² = 1
     for i, T in enumerate(tables):
-        outcome = a[i, order]
-        permutation = torch.argsort(outcome, stable=True)
-        order, log_p = order[permutation], log_p[permutation]
-        groups = x.index_select(0, permutation).split(torch.bincount(outcome, minlength=K)
-                                                      .tolist())
-        x = torch.cat([rows @ T[k] for k, rows in enumerate(groups)])  # (B, χr²)
+        if size == 1:  # one record (Tr ρ): sorting it into groups costs more than its product
+            x = x @ T[a[i, 0]]
+        else:
+            outcome = a[i, order]
+            permutation = torch.argsort(outcome, stable=True)
+            order, log_p = order[permutation], log_p[permutation]
+            groups = x.index_select(0, permutation).split(torch.bincount(outcome, minlength=K)
+                                                          .tolist())
+            x = torch.cat([rows @ T[k] for k, rows in enumerate(groups)])  # (B, χr²)
         if (i + 1) % every == 0 or i == len(tables) - 1:
             chi_r = math.isqrt(T.shape[-1])
             up = _triangle(chi_r, 0, a.device)
