@@ -2,7 +2,7 @@
 `qtomo fit --model mps` does").
 
 A physical family declares the hyperparameters that size its state and the ladder of values to
-try (``model.sizes``, e.g. χ ∈ 2, 3, 4, 6, 8, …) and can embed its state in a larger model
+try (``model.sizes``, e.g. χ ∈ 2, 4, 6, 8, 12, …) and can embed its state in a larger model
 (``model.grown(chi=…)``: the same state, new entries small and random). :func:`fit_growing`
 fits the smallest size with the options given (the family's recipe: local sweeps to the
 maximum of the likelihood, or Adam then the L-BFGS refinement), then repeatedly:

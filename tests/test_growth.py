@@ -70,9 +70,11 @@ def test_grows_is_false_where_the_bonds_are_full():
         build("gru", L=2, K=4).grown(hidden=8)
 
 
-def test_the_search_grows_chi_while_the_held_out_nll_gains(random4):
-    """From χ = 2 the search climbs while a larger χ gains more than 1.5 standard errors on the
-    held-out rows, and stops at the state's own χ = 4 with a fidelity its truncations lack."""
+def test_the_search_grows_chi_while_the_held_out_nll_gains(random4, monkeypatch):
+    """From χ = 2 the search climbs rung by rung (here a ladder 2, 3, 4, 6) while a larger χ gains
+    more than 1.5 standard errors on the held-out rows, and stops at the state's own χ = 4 with
+    a fidelity its truncations lack."""
+    monkeypatch.setattr(MPSModel, "sizes", {"chi": (2, 3, 4, 6)})
     truth = random4.reference["mps"]
     selection = fit_growing("mps", random4, QUICK, hyperparameters={"real": 1}, device="cpu",
                             quiet=True)
@@ -106,17 +108,18 @@ def test_the_search_selects_real_or_complex_on_the_first_size(tmp_path):
 
 
 def test_the_search_stops_before_a_size_that_would_not_fit_in_memory(random4, monkeypatch):
-    """With the free memory just under twice what a χ = 3 pass needs, χ = 3 is refused: the
-    search keeps χ = 2, says why and names the option, and stores what it refused."""
-    needed = build("mps", L=5, K=4, povm="pauli4", chi=3, real=1).training_bytes(16384)
+    """With the free memory just under twice what a χ = 4 pass needs, χ = 4 (the rung after 2)
+    is refused: the search keeps χ = 2, says why and names the option, and stores what it
+    refused."""
+    needed = build("mps", L=5, K=4, povm="pauli4", chi=4, real=1).training_bytes(16384)
     monkeypatch.setattr("qtomo.growth.available_memory", lambda device: 2 * needed - 1)
     selection = fit_growing("mps", random4, QUICK, hyperparameters={"real": 1}, device="cpu",
                             quiet=True)
     search = selection.search
     assert search["stopped"] == "memory" and selection.hyperparameters["chi"] == 2
     assert [stage["sizes"]["chi"] for stage in search["stages"]] == [2]
-    assert search["memory"]["value"] == 3 and search["memory"]["needed_bytes"] == needed
-    assert "chi = 3" in search["reason"] and "give --chi" in search["reason"]
+    assert search["memory"]["value"] == 4 and search["memory"]["needed_bytes"] == needed
+    assert "chi = 4" in search["reason"] and "give --chi" in search["reason"]
 
 
 @pytest.mark.parametrize("family, options, message", [
