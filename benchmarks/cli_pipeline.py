@@ -108,14 +108,21 @@ def main() -> None:
 
 
 def results_name(case: str, fit_args: str) -> str:
-    """``cli_pipeline_<case>``, with the fit's extra options after it where there are any.
+    """``cli_pipeline_<case>``, with the fit's extra options after it where there are any: each
+    ``--flag`` with the values that follow it.
 
     >>> results_name("tfim100", "--chi 4 --real 0")
     'cli_pipeline_tfim100_chi4_real0'
+    >>> results_name("tfim100", "--no-amp --chi 4")
+    'cli_pipeline_tfim100_no-amp_chi4'
     """
-    options = shlex.split(fit_args)
-    pairs = ["".join(options[j:j + 2]).lstrip("-") for j in range(0, len(options), 2)]
-    return "_".join([f"cli_pipeline_{case}", *pairs])
+    parts: list[str] = []
+    for token in shlex.split(fit_args):
+        if token.startswith("--") or not parts:
+            parts.append(token.lstrip("-"))
+        else:
+            parts[-1] += token
+    return "_".join([f"cli_pipeline_{case}", *parts])
 
 
 if __name__ == "__main__":

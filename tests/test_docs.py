@@ -70,3 +70,17 @@ def test_benchmark_tables_are_rendered_from_the_results_files():
     page = (ROOT / "docs" / "benchmarks.md").read_text()
     assert tables.BEGIN in page and list((ROOT / "benchmarks" / "results").glob("*.json"))
     assert tables.rendered_page(page) == page, "run python benchmarks/tables.py"
+
+
+def test_cli_pipeline_names_its_results_file_after_the_fit_options(monkeypatch):
+    """The results files the docs link (``cli_pipeline_tfim100_chi4_real0.json``) are named by
+    ``results_name``: each ``--flag`` with its values, a valueless flag on its own."""
+    import importlib
+
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    cli_pipeline = importlib.import_module("cli_pipeline")
+    assert cli_pipeline.results_name("tfim100", "") == "cli_pipeline_tfim100"
+    assert (cli_pipeline.results_name("tfim100", "--chi 4 --real 0")
+            == "cli_pipeline_tfim100_chi4_real0")
+    assert (cli_pipeline.results_name("tfim100", "--no-amp --chi 4")
+            == "cli_pipeline_tfim100_no-amp_chi4")
