@@ -117,8 +117,8 @@ def reference_fit(dataset: Dataset, family: str, hp: dict, target: list[np.ndarr
         model.set_tensors([np.einsum("qst,ctd->csqd", kraus, B) for B in pure])
     truth_nll = mean_nll(model, rows)
     result = model.sweep(rows, len(rows), lambda: mean_nll(model, rows), max_sweeps=20)
-    polish = refine(model, lambda: rows.split(_CHUNK), len(rows), lambda: mean_nll(model, rows),
-                    max_iter=_REFERENCE_LBFGS, select=False)
+    polish = refine(model, lambda: ((a, None) for a in rows.split(_CHUNK)), len(rows),
+                    lambda: mean_nll(model, rows), max_iter=_REFERENCE_LBFGS, select=False)
     return model, result, polish, truth_nll
 
 

@@ -1,5 +1,5 @@
-"""Device selection shared by the API and the CLI, the memory a device has left, and the sum
-over the processes of a torchrun."""
+"""Device selection shared by the API and the CLI, the memory a device has left, and the sums
+over the rows of a batch and over the processes of a torchrun."""
 
 from __future__ import annotations
 
@@ -18,6 +18,12 @@ def sum_over_ranks(*tensors: torch.Tensor, world: int) -> torch.Tensor:
         for tensor in tensors:
             dist.all_reduce(tensor)
     return tensors[0]
+
+
+def weighted_sum(values: torch.Tensor, counts: torch.Tensor | None) -> torch.Tensor:
+    """Σ_n c_n values_n over the rows (first axis) of ``values`` (N, ...), each row standing
+    for c_n equal rows (``counts`` (N,), any float dtype); c_n = 1 where ``counts`` is None."""
+    return values.sum(0) if counts is None else counts.to(values.dtype) @ values
 
 
 def resolve_device(name: str | torch.device = "auto") -> torch.device:

@@ -7,7 +7,9 @@ its batches. The refinement minimises the mean NLL of *all* training rows::
     NLL(θ) = -(1/N) Σ_n ln Q_θ(a_n)
 
 with L-BFGS and a strong-Wolfe line search (``torch.optim.LBFGS``); each evaluation accumulates
-the gradient over chunks of rows, so memory is that of one chunk. Every ``check_every``
+the gradient over chunks of rows, so memory is that of one chunk. Repeated rows may come once
+with their count (Σ_n over all rows = Σ over distinct rows of count · term), so a pass costs
+what the distinct rows cost. Every ``check_every``
 iterations the validation NLL is measured and the best parameters so far are kept; the
 refinement stops when L-BFGS has converged (gradient or change below tolerance), when the
 validation NLL has not improved for ``patience`` checks (the records no longer support a better
@@ -27,7 +29,7 @@ from dataclasses import dataclass
 
 import torch
 
-from qtomo.device import sum_over_ranks
+from qtomo.device import sum_over_ranks, weighted_sum
 from qtomo.models import QtomoModel
 
 #: L-BFGS settings: the history spans the few hundred parameters of a small χ many times over;
@@ -63,7 +65,11 @@ class Refinement:
     time_s: float
 
 
-def refine(model: QtomoModel, batches: Callable[[], Iterable[torch.Tensor]], n_rows: int,
+#: a chunk of rows, LongTensor (b, L), and how often each occurs (float64 (b,); None: once)
+Batch = tuple[torch.Tensor, torch.Tensor | None]
+
+
+def refine(model: QtomoModel, batches: Callable[[], Iterable[Batch]], n_rows: int,
            validate: Callable[[], float], *, max_iter: int, check_every: int = 10,
            patience: int = 3, select: bool = True, world: int = 1) -> Refinement:
     """Minimise the full-batch training NLL of ``model`` with L-BFGS (module docstring).
@@ -71,9 +77,9 @@ def refine(model: QtomoModel, batches: Callable[[], Iterable[torch.Tensor]], n_r
     Args:
         model: any family whose ``training_nll`` is differentiable; its parameters are updated
             in place and end at the kept (lowest validation NLL) values.
-        batches: returns an iterable over this rank's training rows, LongTensor (b, L) chunks,
-            one full pass per call.
-        n_rows: number of training rows over all ranks (the mean's denominator).
+        batches: returns an iterable over this rank's training rows, (rows LongTensor (b, L),
+            counts float64 (b,) or None) chunks (:data:`Batch`), one full pass per call.
+        n_rows: number of training rows over all ranks (the mean's denominator, Σ counts).
         validate: the validation NLL of ``model`` as it is now (nats per record).
         max_iter: most L-BFGS iterations (≥ 1).
         check_every: iterations between validation checks.
@@ -110,7 +116,7 @@ class _TrainingNLL:
     parameters' device; counts its evaluations with gradient (the L-BFGS closure calls)."""
 
     def __init__(self, model: QtomoModel, parameters: list[torch.Tensor],
-                 batches: Callable[[], Iterable[torch.Tensor]], n_rows: int, world: int):
+                 batches: Callable[[], Iterable[Batch]], n_rows: int, world: int):
         self.model, self.parameters, self.batches = model, parameters, batches
         self.n_rows, self.world = n_rows, world
         self.evaluations = 0
@@ -119,8 +125,8 @@ class _TrainingNLL:
         """The training NLL; with ``gradient``, its gradient accumulated into ``p.grad``."""
         total = torch.zeros((), dtype=torch.float64, device=self.parameters[0].device)
         with torch.set_grad_enabled(gradient):
-            for a in self.batches():
-                loss = self.model.training_nll(a).sum() / self.n_rows
+            for a, counts in self.batches():
+                loss = weighted_sum(self.model.training_nll(a), counts) / self.n_rows
                 if gradient:
                     loss.backward()
                 total += loss.detach().double()

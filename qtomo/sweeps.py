@@ -47,7 +47,7 @@ from dataclasses import dataclass
 
 import torch
 
-from qtomo.device import available_memory, sum_over_ranks
+from qtomo.device import available_memory, sum_over_ranks, weighted_sum
 from qtomo.errors import QtomoError
 from qtomo.progress import progress_bar
 from qtomo.states.mps_sampler import superoperator_tables
@@ -97,13 +97,14 @@ _Environment = tuple[torch.Tensor, torch.Tensor]
 
 class _Chain:
     """The site tensors as parameters are stored (float64, real, or complex as a trailing
-    axis of 2), with the POVM elements (L, K, 2, 2) and the rows of each outcome at each site
-    (``groups[i][k]``, int32, computed once)."""
+    axis of 2), with the POVM elements (L, K, 2, 2), the rows of each outcome at each site
+    (``groups[i][k]``, int32, computed once) and how often each row occurs (``counts``,
+    float64 (N,), None: once)."""
 
     def __init__(self, sites: Sequence[torch.Tensor], real: bool, elements: torch.Tensor,
-                 records: torch.Tensor) -> None:
+                 records: torch.Tensor, counts: torch.Tensor | None = None) -> None:
         self.sites = [site.detach().clone() for site in sites]
-        self.real, self.elements = real, elements
+        self.real, self.elements, self.counts = real, elements, counts
         self.K = elements.shape[1]
         self.rows = records.shape[0]
         self.groups = [_groups(outcome.long(), self.K) for outcome in records.T]
@@ -189,7 +190,8 @@ def _least_spacing(L: int) -> int:
 def sweep(sites: Sequence[torch.Tensor], real: bool, elements: torch.Tensor,
           records: torch.Tensor, n_rows: int, store: Callable[[list[torch.Tensor]], None],
           validate: Callable[[], float], *, max_sweeps: int, local_iterations: int = 4,
-          patience: int = PATIENCE, world: int = 1, quiet: bool = True) -> SweepResult:
+          patience: int = PATIENCE, world: int = 1, quiet: bool = True,
+          counts: torch.Tensor | None = None) -> SweepResult:
     """Minimise the training NLL by local sweeps (module docstring).
 
     Args:
@@ -198,7 +200,7 @@ def sweep(sites: Sequence[torch.Tensor], real: bool, elements: torch.Tensor,
         real: whether the tensors are real.
         elements: (L, K, 2, 2) complex128 POVM elements, on the tensors' device.
         records: LongTensor (N_rank, L), this rank's training rows.
-        n_rows: training rows over all ranks (the mean's denominator).
+        n_rows: training rows over all ranks (the mean's denominator; Σ ``counts``).
         store: puts stored tensors into the model (``validate`` then measures them).
         validate: the validation NLL of the model as stored.
         max_sweeps: most full sweeps (right and back), ≥ 1.
@@ -209,6 +211,9 @@ def sweep(sites: Sequence[torch.Tensor], real: bool, elements: torch.Tensor,
         world: number of processes (torchrun); 1 otherwise.
         quiet: no progress bar (otherwise one over the site fits of at most ``max_sweeps``,
             with the validation NLL of the last half-sweep).
+        counts: float64 (N_rank,), how often each of ``records`` occurs in the training rows
+            (distinct rows stand for all their copies: every sum over rows is weighted); None:
+            each once.
 
     Returns:
         :class:`SweepResult`; the model holds the last tensors, or after ``"validation"`` those
@@ -217,7 +222,7 @@ def sweep(sites: Sequence[torch.Tensor], real: bool, elements: torch.Tensor,
     if max_sweeps < 1:
         raise QtomoError(f"sweeps must be >= 1; got {max_sweeps}")
     started = time.perf_counter()
-    chain = _Chain(sites, real, elements, records)
+    chain = _Chain(sites, real, elements, records, counts)
     for i in range(len(chain.sites) - 1, 0, -1):
         chain.right_canonical(i)
     store(chain.sites)
@@ -278,7 +283,7 @@ def _half_sweep(chain: _Chain, *, rightwards: bool, checkpoints: list[_Environme
         chain.sites[i], local_nll, unmoved = _local_fit(chain, i, left[0], right[0], n_rows,
                                                         iterations, world)
         if not q:
-            start_nll = _chain_nll(unmoved, left, right, n_rows, world)
+            start_nll = _chain_nll(unmoved, left, right, chain.counts, n_rows, world)
         advance(1)
         if i == order[-1]:
             break
@@ -289,14 +294,15 @@ def _half_sweep(chain: _Chain, *, rightwards: bool, checkpoints: list[_Environme
         behind = chain.step(behind, i, rightwards)
         if _checkpointed(L, L - 2 - q, chain.spacing):
             following.append(behind)
-    return start_nll, _chain_nll(local_nll, left, right, n_rows, world), following
+    final_nll = _chain_nll(local_nll, left, right, chain.counts, n_rows, world)
+    return start_nll, final_nll, following
 
 
-def _chain_nll(local_nll: float, left: _Environment, right: _Environment, n_rows: int,
-               world: int) -> float:
+def _chain_nll(local_nll: float, left: _Environment, right: _Environment,
+               counts: torch.Tensor | None, n_rows: int, world: int) -> float:
     """The training NLL of the chain from a site's local NLL and its environments, with the
     gauge centre at that site: ln Q_n = ln(l_n T r_n) − ln ‖A‖² + (log-scales of l_n, r_n)."""
-    scales = sum_over_ranks((left[1] + right[1]).sum(), world=world).item()
+    scales = sum_over_ranks(weighted_sum(left[1] + right[1], counts), world=world).item()
     return local_nll - scales / n_rows
 
 
@@ -335,8 +341,10 @@ def _local_fit(chain: _Chain, i: int, left: torch.Tensor, right: torch.Tensor, n
     """Site i's tensor minimising −(1/N) Σ_n ln(l_n T_i[a_n] r_n) + ln ‖A‖², by L-BFGS from
     the current one turned to its best phase (:func:`_best_turn`; that turn where no step
     lowers it), normalised, that minimum and the local NLL of the current tensor (summed over
-    ranks)."""
-    groups = [(left.index_select(0, rows), right.index_select(0, rows))
+    ranks); each row n counted ``chain.counts[n]`` times."""
+    counts = chain.counts
+    groups = [(left.index_select(0, rows), right.index_select(0, rows),
+               None if counts is None else counts.index_select(0, rows))
               for rows in chain.groups[i]]
 
     def probabilities(tensor: torch.Tensor) -> torch.Tensor:
@@ -348,8 +356,10 @@ def _local_fit(chain: _Chain, i: int, left: torch.Tensor, right: torch.Tensor, n
         return (_GroupedNLL.apply(chain.tables(i, tensor), groups) / n_rows
                 + torch.log((tensor * tensor).sum()) / world)
 
+    grouped_counts = None if counts is None else torch.cat([group[2] for group in groups])
     with torch.no_grad():
-        start, before, unmoved = _best_turn(chain, chain.sites[i], probabilities, n_rows, world)
+        start, before, unmoved = _best_turn(chain, chain.sites[i], probabilities, grouped_counts,
+                                            n_rows, world)
     if not math.isfinite(before):
         return start, before, unmoved
     tensor = start.clone().requires_grad_(True)
@@ -377,28 +387,32 @@ def _local_fit(chain: _Chain, i: int, left: torch.Tensor, right: torch.Tensor, n
     return (tensor / tensor.norm()).detach(), after, unmoved
 
 
-def _group_probabilities(tables: torch.Tensor, groups: list[tuple[torch.Tensor, torch.Tensor]]
-                         ) -> list[torch.Tensor]:
+#: the rows of one outcome: environments (N_k, χl²) and (N_k, χr²), counts (N_k,) or None
+_Group = tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]
+
+
+def _group_probabilities(tables: torch.Tensor, groups: list[_Group]) -> list[torch.Tensor]:
     """P_n = l_n T[k] r_n of the rows (l_n, r_n) of each outcome k (``groups``, as for
     :class:`_GroupedNLL`): one (N_k,) per outcome."""
-    return [torch.linalg.vecdot(left @ tables[k], right) for k, (left, right) in enumerate(groups)]
+    return [torch.linalg.vecdot(left @ tables[k], right)
+            for k, (left, right, _) in enumerate(groups)]
 
 
 class _GroupedNLL(torch.autograd.Function):
-    """−Σ_n ln P_n with P_n = l_n T[k] r_n over the rows (l_n, r_n) of each outcome k
-    (``groups``: K pairs of (N_k, χl²) and (N_k, χr²) float64), differentiable in the tables T
-    (K, χl², χr²): the forward pass also forms the gradient −Σ_{n∈k} l_n r_nᵀ / P_n (one
-    matrix product per outcome), which autograd's own pass through the products took a third
-    longer to reach (2-core CPU, 9·10^4 rows, χ = 4)."""
+    """−Σ_n c_n ln P_n with P_n = l_n T[k] r_n over the rows (l_n, r_n, c_n) of each outcome k
+    (``groups``: K triples of float64 (N_k, χl²), (N_k, χr²) and counts (N_k,) or None for
+    c_n = 1), differentiable in the tables T (K, χl², χr²): the forward pass also forms the
+    gradient −Σ_{n∈k} c_n l_n r_nᵀ / P_n (one matrix product per outcome), which autograd's own
+    pass through the products took a third longer to reach (2-core CPU, 9·10^4 rows, χ = 4)."""
 
     @staticmethod
-    def forward(ctx, tables: torch.Tensor, groups: list[tuple[torch.Tensor, torch.Tensor]]
-                ) -> torch.Tensor:
+    def forward(ctx, tables: torch.Tensor, groups: list[_Group]) -> torch.Tensor:
         total, gradient = tables.new_zeros(()), torch.empty_like(tables)
-        for k, ((left, right), p) in enumerate(zip(groups, _group_probabilities(tables, groups),
-                                                   strict=True)):
-            total -= torch.log(p).sum()
-            torch.mm(left.T, right / p[:, None], out=gradient[k])
+        for k, ((left, right, counts), p) in enumerate(
+                zip(groups, _group_probabilities(tables, groups), strict=True)):
+            total -= weighted_sum(torch.log(p), counts)
+            weights = 1 / p if counts is None else counts / p
+            torch.mm(left.T, right * weights[:, None], out=gradient[k])
         ctx.save_for_backward(gradient)
         return total
 
@@ -409,10 +423,12 @@ class _GroupedNLL(torch.autograd.Function):
 
 
 def _best_turn(chain: _Chain, stored: torch.Tensor,
-               probabilities: Callable[[torch.Tensor], torch.Tensor], n_rows: int,
-               world: int) -> tuple[torch.Tensor, float, float]:
+               probabilities: Callable[[torch.Tensor], torch.Tensor],
+               counts: torch.Tensor | None, n_rows: int, world: int
+               ) -> tuple[torch.Tensor, float, float]:
     """The site tensor with its qubit's |1⟩ amplitudes turned by the phase e^{iφ} of the lowest
-    local NLL (real tensors: φ = 0 or π), that NLL and the NLL at φ = 0 (summed over ranks).
+    local NLL (real tensors: φ = 0 or π), that NLL and the NLL at φ = 0 (summed over ranks;
+    ``counts`` (N,) or None weight the rows in the order of ``probabilities``).
 
     The likelihood of a GHZ-like state has separate basins in its relative phase (records of
     zero probability bound them), which no local descent leaves, and within its basin the
@@ -433,7 +449,7 @@ def _best_turn(chain: _Chain, stored: torch.Tensor,
     def nll_of(p: torch.Tensor) -> torch.Tensor:
         """The local NLL of each column of probabilities p (N, M), summed over ranks."""
         log_p = torch.log(p.clamp_min(0.0))  # −inf where P ≤ 0 (rounding)
-        return sum_over_ranks(-log_p.sum(0) / n_rows + norm_share, world=world)
+        return sum_over_ranks(-weighted_sum(log_p, counts) / n_rows + norm_share, world=world)
 
     if chain.real:  # φ = 0 or π: the probabilities are at hand
         values = nll_of(torch.stack([p0, p2], 1))
@@ -456,7 +472,8 @@ def _best_turn(chain: _Chain, stored: torch.Tensor,
         p = c + a * math.cos(phi) + b * math.sin(phi)
         slope = (b * math.cos(phi) - a * math.sin(phi)) / p
         curvature = (c - p) / p - slope ** 2  # (∂²P/∂φ²)/P − (∂P/∂φ / P)², ∂²P/∂φ² = c − P
-        gradient, hessian = (sum_over_ranks(-x.sum() / n_rows, world=world).item()
+        gradient, hessian = (sum_over_ranks(-weighted_sum(x, counts) / n_rows,
+                                            world=world).item()
                              for x in (slope, curvature))
         if not hessian > 0:
             break

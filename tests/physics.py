@@ -39,3 +39,10 @@ def record_counts(a, K: int) -> np.ndarray:
     a = np.asarray(a, dtype=np.int64)
     index = a @ (K ** np.arange(a.shape[1] - 1, -1, -1))
     return np.bincount(index, minlength=K ** a.shape[1])
+
+
+def exact_kl(p: np.ndarray, log_q: np.ndarray) -> float:
+    """KL(P‖Q) = Σ_a P(a) ln(P(a)/Q(a)) over all records, with 0 ln 0 = 0 (an outcome's P can
+    be 0 to the last bit)."""
+    support = p > 0
+    return float(np.sum(p[support] * (np.log(p[support]) - log_q[support])))

@@ -36,7 +36,7 @@ def test_plain_maximum_likelihood_ends_where_the_gradient_vanishes(tfim4):
     torch.manual_seed(0)
     model = build("mps", L=4, K=4, povm=tfim4.povm, chi=2, real=1)
     start = full_batch_gradient(model, train)
-    result = refine(model, lambda: [train], len(train),
+    result = refine(model, lambda: [(train, None)], len(train),
                     lambda: -model.log_prob(val).mean().item(), max_iter=500, select=False)
     assert result.stopped == "converged"
     assert full_batch_gradient(model, train) < 1e-4 * start  # four orders of magnitude down
@@ -45,6 +45,23 @@ def test_plain_maximum_likelihood_ends_where_the_gradient_vanishes(tfim4):
     with torch.no_grad():
         assert result.train_nll <= -truth.log_prob(train).mean().item() + 1e-9
     assert pure_state_fidelity(vector_to_mps(tfim4.reference["psi"]), model.tensors()) > 0.99
+
+
+def test_distinct_rows_with_their_counts_refine_as_all_rows(tfim4):
+    """L-BFGS over the distinct training rows, each weighted by its count, takes the steps it
+    takes over all rows (the same NLL and gradients to rounding) and ends at the same NLL."""
+    train = torch.from_numpy(tfim4.outcomes(*split_rows(tfim4.n_records, 0.1)[0])).long()
+    distinct, counts = torch.unique(train, dim=0, return_counts=True)
+    ends = []
+    for batch in ((train, None), (distinct, counts.double())):
+        torch.manual_seed(0)
+        model = build("mps", L=4, K=4, povm=tfim4.povm, chi=2, real=1)
+        result = refine(model, lambda b=batch: [b], len(train), lambda: 0.0, max_iter=30,
+                        select=False)
+        with torch.no_grad():
+            ends.append((result.train_nll, -model.log_prob(train).mean().item()))
+    assert ends[1][0] == pytest.approx(ends[1][1], abs=1e-12)
+    assert ends[1][0] == pytest.approx(ends[0][0], abs=1e-9)
 
 
 def test_fit_with_refine_never_ends_above_its_start(tfim4):

@@ -79,7 +79,7 @@ def _maximum_from_truth(dataset, target, rows, val, *, real: int, iterations: in
     ``iterations``)."""
     reference = build("mps", L=dataset.L, K=dataset.K, povm=dataset.povm, chi=2, real=real)
     reference.set_tensors(truncated(target, 2))
-    refine(reference, lambda: [rows], len(rows), lambda: _nll(reference, val),
+    refine(reference, lambda: [(rows, None)], len(rows), lambda: _nll(reference, val),
            max_iter=iterations, check_every=iterations // 20, select=False)
     return reference
 
@@ -301,26 +301,54 @@ def test_checkpointed_environments_are_those_of_the_whole_chain(L, rightwards, c
                                rtol=0, atol=1e-10)
 
 
-def test_the_local_nll_gradient_is_autograds():
+@pytest.mark.parametrize("weighted", [False, True])
+def test_the_local_nll_gradient_is_autograds(weighted):
     """The local NLL with its gradient formed in the forward pass equals autograd's value and
-    gradient of −Σ_n ln(l_n T[a_n](A) r_n) in the site tensor A (an empty outcome included)."""
+    gradient of −Σ_n c_n ln(l_n T[a_n](A) r_n) in the site tensor A (an empty outcome
+    included; c_n = 1, or row counts)."""
     torch.manual_seed(3)
     L = 5
     model = build("mps", L=L, K=4, povm="pauli4", chi=3, real=0)
     records = torch.randint(0, 3, (40, L))  # outcome 3 nowhere
+    counts = torch.randint(1, 9, (40,)).double() if weighted else torch.ones(40).double()
     chain = _Chain(list(model.sites), False, model.povm_elements.expand(L, 4, 2, 2), records)
     left = chain.step(chain.step(chain.empty(), 0, True), 1, True)[0]
     right = chain.step(chain.step(chain.empty(), 4, False), 3, False)[0]
-    groups = [(left[rows], right[rows]) for rows in chain.groups[2]]
+    groups = [(left[rows], right[rows], counts[rows] if weighted else None)
+              for rows in chain.groups[2]]
     tensors = [chain.sites[2].clone().requires_grad_(True) for _ in range(2)]
     fused = _GroupedNLL.apply(chain.tables(2, tensors[0]), groups)
     tables = chain.tables(2, tensors[1])
-    plain = -sum(torch.log(((l @ tables[k]) * r).sum(1)).sum()
-                 for k, (l, r) in enumerate(groups))
+    plain = -sum((counts[rows] * torch.log(((l @ tables[k]) * r).sum(1))).sum()
+                 for k, ((l, r, _), rows) in enumerate(zip(groups, chain.groups[2],
+                                                           strict=True)))
     fused.backward()
     plain.backward()
     torch.testing.assert_close(fused, plain, rtol=1e-12, atol=0)
     torch.testing.assert_close(tensors[0].grad, tensors[1].grad, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("real", [1, 0])
+def test_distinct_rows_with_their_counts_sweep_as_all_rows(real, tmp_path):
+    """The training rows given once each with their counts sweep as all of them: the same
+    training NLL, which is the NLL of all rows, for real and complex tensors (the phase search
+    and the local fits weighted alike)."""
+    data = read_dataset(simulate("tfim", 4, samples=6_000, seed=2, quiet=True,
+                                 out=tmp_path / "tfim4.h5"))
+    rows = _rows(data)[0]
+    distinct, counts = torch.unique(rows, dim=0, return_counts=True)
+    assert len(distinct) < len(rows) / 10  # 256 outcome strings at most
+    fitted = []
+    for records, weights in ((rows, None), (distinct, counts.double())):
+        torch.manual_seed(0)
+        model = build("mps", L=4, K=4, povm=data.povm, chi=2, real=real)
+        result = model.sweep(records, len(rows), lambda: 0.0, max_sweeps=2, patience=0,
+                             counts=weights)
+        fitted.append((result.train_nll, _nll(model, rows)))
+    (all_rows, all_nll), (once, once_nll) = fitted
+    assert once == pytest.approx(once_nll, abs=1e-10)  # the weighted sums are those of all rows
+    assert once == pytest.approx(all_rows, abs=1e-9)
+    assert once_nll == pytest.approx(all_nll, abs=1e-9)
 
 
 @pytest.mark.parametrize("quiet", [True, False])

@@ -23,6 +23,7 @@ from qtomo.states.exact import tfim_ground_state
 from qtomo.train import TrainOptions, _Average, _Rows, fit
 from tests.commands import one_line_error, refused, tiny_fit
 from tests.files import digests
+from tests.physics import exact_kl
 
 FAST = dict(epochs=3, batch_size=128, warmup=20)
 
@@ -40,7 +41,7 @@ def exact_kl_and_fidelity(model, L: int) -> tuple[float, float]:
     P = tfim_ground_state(L).distribution(get_povm("pauli4")).probabilities
     with torch.no_grad():
         log_q = model.log_prob(torch.from_numpy(enumerate_outcomes(L, 4))).double().numpy()
-    return float(np.sum(P * (np.log(P) - log_q))), float(np.sum(np.sqrt(P * np.exp(log_q))) ** 2)
+    return exact_kl(P, log_q), float(np.sum(np.sqrt(P * np.exp(log_q))) ** 2)
 
 
 def train(name, dataset, out, **options):
@@ -183,6 +184,28 @@ def test_batches_cover_every_row_once(tfim4, resident_bytes):
     key = torch.tensor([64, 16, 4, 1])  # records as integers, compared as multisets
     assert torch.equal((seen @ key).sort().values, (expected @ key).sort().values)
     assert rows.n_batches(100) == 31
+
+
+@pytest.mark.parametrize("resident_bytes", [2**30, 0])
+def test_distinct_rows_with_their_counts_are_every_row(tfim4, resident_bytes):
+    """Resident rows come once each with their counts (every rank's share together: each row
+    as often as it occurs); rows read in chunks come as batches, each row once."""
+    options = TrainOptions(batch_size=100, resident_bytes=resident_bytes, chunk_records=1_000)
+    rows = _Rows(tfim4, (500, 3_550), torch.device("cpu"), options)
+    shares = [list(rows.distinct(100, rank=r, world=2)) for r in (0, 1)]
+    pairs = [pair for share in shares for pair in share]
+    if resident_bytes:
+        assert all(counts is not None for _, counts in pairs)
+        seen = torch.cat([a.repeat_interleave(counts.long(), 0) for a, counts in pairs])
+        assert sum(len(a) for a, _ in pairs) < 256  # 4^4 outcome strings at most
+        single = _Rows(tfim4, (0, 1), torch.device("cpu"), options)  # no repeats: no counts
+        assert [counts for _, counts in single.distinct(100)] == [None]
+    else:
+        assert all(counts is None for _, counts in pairs)
+        seen = torch.cat([a for a, _ in pairs])
+    expected = torch.from_numpy(tfim4.outcomes(500, 3_550)).long()
+    key = torch.tensor([64, 16, 4, 1])  # records as integers, compared as multisets
+    assert torch.equal((seen @ key).sort().values, (expected @ key).sort().values)
 
 
 def _ddp_worker(rank, port, dataset_path, out):

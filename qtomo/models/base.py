@@ -120,9 +120,10 @@ class QtomoModel(nn.Module):
 
     def sweep(self, records: torch.Tensor, n_rows: int, validate: Callable[[], float], *,
               max_sweeps: int, patience: int = PATIENCE, world: int = 1,
-              quiet: bool = True) -> SweepResult:
+              quiet: bool = True, counts: torch.Tensor | None = None) -> SweepResult:
         """Maximise the likelihood of ``records`` (LongTensor (N_rank, L), this rank's training
-        rows; ``n_rows`` over all ranks) site by site (:func:`qtomo.sweeps.sweep`; early
+        rows, each ``counts`` (float64 (N_rank,)) times, once where None; ``n_rows`` over all
+        ranks, Σ counts) site by site (:func:`qtomo.sweeps.sweep`; early
         stopping on ``validate()`` after ``patience`` half-sweeps, 0 for none; a progress bar
         over the sites unless ``quiet``); the model ends holding the state kept."""
         raise QtomoError(self.sweep_refusal() or f"the {self.family} family cannot sweep")

@@ -243,12 +243,12 @@ def maximum_likelihood(model: DenseModel, records: np.ndarray | torch.Tensor, *,
     records = torch.as_tensor(np.asarray(records) if not torch.is_tensor(records) else records)
     model.check_records(records)
 
-    def batches() -> Iterator[torch.Tensor]:
-        return iter(records.long().split(chunk))
+    def batches() -> Iterator[tuple[torch.Tensor, None]]:
+        return ((a, None) for a in records.long().split(chunk))
 
     def train_nll() -> float:
         with torch.no_grad():
-            return float(sum(model.training_nll(a).sum() for a in batches()) / len(records))
+            return float(sum(model.training_nll(a).sum() for a, _ in batches()) / len(records))
 
     return refine(model, batches, len(records), train_nll, max_iter=max_iter,
                   check_every=50, select=False)

@@ -212,7 +212,7 @@ class LPDOModel(QtomoModel):
 
     def sweep(self, records: torch.Tensor, n_rows: int, validate: Callable[[], float], *,
               max_sweeps: int, patience: int = PATIENCE, world: int = 1,
-              quiet: bool = True) -> SweepResult:
+              quiet: bool = True, counts: torch.Tensor | None = None) -> SweepResult:
         """Local maximum-likelihood sweeps over the sites (:func:`qtomo.sweeps.sweep`)."""
         refusal = self.sweep_refusal()
         if refusal is not None:
@@ -226,7 +226,7 @@ class LPDOModel(QtomoModel):
 
         return sweep(list(self.sites), bool(self.config.real), elements, records, n_rows,
                      store, validate, max_sweeps=max_sweeps, patience=patience, world=world,
-                     quiet=quiet)
+                     quiet=quiet, counts=counts)
 
     @torch.no_grad()
     def set_tensors(self, tensors: list[np.ndarray]) -> None:
