@@ -268,13 +268,12 @@ class _Rows:
         shots of L = 10 792 — so a full pass costs what the distinct rows cost; otherwise the
         :meth:`batches` in order, counts None (each row once)."""
         if self.resident and self._distinct is None:
-            rows, counts = torch.unique(self.data, dim=0, return_counts=True)
-            self._distinct = (rows, counts.double()) if len(rows) < self.n_rows else ()
+            self._distinct = _distinct_rows(self.data)
         if not self._distinct:
             yield from ((rows, None) for rows in self.batches(batch_size, rank=rank, world=world))
             return
         rows, counts = (part[rank::world] for part in self._distinct)
-        for begin in range(0, len(rows), batch_size):
+        for begin in range(0, max(len(rows), 1), batch_size):  # an empty share: one empty batch
             yield rows[begin:begin + batch_size].long(), counts[begin:begin + batch_size]
 
     def n_batches(self, batch_size: int, world: int = 1) -> int:
@@ -282,6 +281,26 @@ class _Rows:
         return sum(sum(1 for b in range(0, stop - start, batch_size)
                        if min(batch_size, stop - start - b) >= world)
                    for start, stop in self.chunks)
+
+
+#: odd multiplier of the rows' polynomial hash (mod 2^64): any odd 64-bit constant will do
+_HASH_MULTIPLIER = 0x9E3779B97F4A7C15 - 2**64
+
+
+def _distinct_rows(data: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | tuple[()]:
+    """The distinct rows of ``data`` (N, L) uint8 and their counts (float64), or () when every
+    row differs. Rows with different hashes differ, so distinct hashes settle that in one sort
+    of N integers (0.2 s for 9·10^5 rows of L = 100, against 3 s for the rows themselves);
+    only hashes that repeat call for the exact ``torch.unique`` of the rows."""
+    padded = torch.nn.functional.pad(data, (0, -data.shape[1] % 8)).contiguous()
+    words = padded.view(torch.int64)  # (N, ⌈L/8⌉): 8 outcomes per word
+    keys = words[:, 0].clone()
+    for column in words.T[1:]:  # Σ_j w_j m^(W−1−j) mod 2^64, wrapping on overflow
+        keys.mul_(_HASH_MULTIPLIER).add_(column)
+    if len(torch.unique(keys)) == data.shape[0]:
+        return ()
+    rows, counts = torch.unique(data, dim=0, return_counts=True)
+    return (rows, counts.double()) if len(rows) < data.shape[0] else ()
 
 
 class _Average:

@@ -208,6 +208,23 @@ def test_distinct_rows_with_their_counts_are_every_row(tfim4, resident_bytes):
     assert torch.equal((seen @ key).sort().values, (expected @ key).sort().values)
 
 
+@pytest.mark.parametrize("L", [1, 7, 8, 9, 70])
+@pytest.mark.parametrize("K", [2, 6])
+def test_distinct_rows_are_torch_unique_or_none(L, K):
+    """The hash's shortcut changes nothing: with repeats, the rows and counts of the exact
+    torch.unique; without (rows that differ in one outcome anywhere), ()."""
+    generator = torch.Generator().manual_seed(L * K)
+    data = torch.randint(0, K, (300, L), generator=generator, dtype=torch.uint8)
+    data = torch.cat([data, data[:50]])  # 50 repeats at least
+    rows, counts = qtomo.train._distinct_rows(data)
+    expected, expected_counts = torch.unique(data, dim=0, return_counts=True)
+    assert torch.equal(rows, expected) and torch.equal(counts, expected_counts.double())
+    once = torch.zeros((2 * L, L), dtype=torch.uint8)
+    once[torch.arange(L), torch.arange(L)] = 1  # row i: outcome 1 at site i
+    once[L + torch.arange(L), torch.arange(L)] = K - 1
+    assert qtomo.train._distinct_rows(once[:L if K == 2 else 2 * L]) == ()
+
+
 def _ddp_worker(rank, port, dataset_path, out):
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2",
                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
