@@ -411,8 +411,9 @@ class _GroupedNLL(torch.autograd.Function):
         for k, ((left, right, counts), p) in enumerate(
                 zip(groups, _group_probabilities(tables, groups), strict=True)):
             total -= weighted_sum(torch.log(p), counts)
-            weights = 1 / p if counts is None else counts / p
-            torch.mm(left.T, right * weights[:, None], out=gradient[k])
+            # each row once: r_n / P_n as before the counts, to the bit
+            scaled = right / p[:, None] if counts is None else right * (counts / p)[:, None]
+            torch.mm(left.T, scaled, out=gradient[k])
         ctx.save_for_backward(gradient)
         return total
 
