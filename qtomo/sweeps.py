@@ -35,7 +35,9 @@ not fit even so): TFIM L = 100 from 9·10^5 training rows at χ = 4 needs 3.8 GB
 26 GB, for a second table product per record and site (13% of a sweep's time at L = 50, χ = 4,
 where all are held); the results are bit for bit the same.
 Under torchrun each rank holds its share of the rows and the local objectives and gradients are
-summed with ``all_reduce``, so all ranks take the same steps.
+summed with ``all_reduce``, so all ranks take the same steps. Rows that repeat may come once
+with their counts (``counts``): every sum over records above is then Σ_u c_u (…)_u over the
+distinct rows u, the same sum for less work.
 """
 
 from __future__ import annotations
