@@ -378,7 +378,7 @@ def _add_fit_parser(subparsers) -> None:
         description="Train a model on POVM records (mean NLL, AdamW). Holds out the last "
                     "--val-fraction of rows, keeps the best checkpoint by validation NLL, writes "
                     "<out>.last.pt (resumable) and <out>.history.json beside it. The physical "
-                    "families mps and lpdo default to --epochs 0 --sweeps 8 (--epochs 50 "
+                    "families mps and lpdo default to --epochs 0 --sweeps 8 (--full-batch 500 "
                     "--refine 500 with --positive 1), and choose --chi (and --kraus) from the "
                     "records unless given.")
     parser.add_argument("--model", choices=tuple(FAMILIES), default=None,
@@ -408,7 +408,7 @@ def _add_fit_parser(subparsers) -> None:
                                    help=f"(default: {families})")
     train_options = parser.add_argument_group("training options")
     for flag, kind, help_text in (
-        ("--epochs", _integer(0), "maximum epochs (0: none, only the L-BFGS refinement)"),
+        ("--epochs", _integer(0), "maximum epochs (0: none, only the stages after them)"),
         ("--batch-size", _positive_int, "records per step (global under torchrun)"),
         ("--lr", _finite_float, "peak learning rate of AdamW"),
         ("--weight-decay", _finite_float, "AdamW weight decay"),
@@ -418,6 +418,8 @@ def _add_fit_parser(subparsers) -> None:
         ("--patience", _integer(0), "stop after this many epochs without improvement (0 = never)"),
         ("--ema", _finite_float, "decay of a moving average of the weights, validated and "
                                  "saved (0 = off)"),
+        ("--full-batch", _integer(0), "after the epochs, at most this many full-batch Adam "
+                                      "steps over all training rows (0 = none)"),
         ("--sweeps", _integer(0), "after the epochs, at most this many local maximum-likelihood "
                                   "sweeps over the sites of mps/lpdo (0 = none)"),
         ("--refine", _integer(0), "after the epochs and sweeps, at most this many full-batch "

@@ -5,12 +5,12 @@ A physical family declares the hyperparameters that size its state and the ladde
 try (``model.sizes``, e.g. χ ∈ 2, 4, 6, 8, 12, …) and can embed its state in a larger model
 (``model.grown(chi=…)``: the same state, new entries small and random). :func:`fit_growing`
 fits the smallest size with the options given (the family's recipe: local sweeps to the
-maximum of the likelihood, or Adam then the L-BFGS refinement), then repeatedly:
+maximum of the likelihood, or full-batch Adam then the L-BFGS refinement), then repeatedly:
 
 1. for each size not fixed by the user, grows it one rung from the kept state and fits the
-   grown model with the same options, at most a few Adam epochs (they develop the new
-   directions, which L-BFGS alone left unused at L = 50) before the sweeps or the refinement
-   (it starts near the smaller maximum, so it is cheap);
+   grown model with the same options, at most a few Adam epochs where they have epochs (they
+   develop the new directions, which L-BFGS alone left unused at L = 50) before the full-batch
+   steps, the sweeps or the refinement (it starts near the smaller maximum, so it is cheap);
 2. compares each grown model with the kept one on the held-out rows, record by record:
    gain = mean_n [ln Q_new(a_n) − ln Q_kept(a_n)] with its standard error s/√N_val (a paired
    difference, so the noise of the rows themselves cancels);

@@ -16,8 +16,8 @@ class TrainOptions:
     """Optimisation settings of :func:`fit` (all stored in the checkpoint).
 
     Args:
-        epochs: maximum number of passes over the training rows (0: none, with ``sweeps`` or
-            ``refine``).
+        epochs: maximum number of passes over the training rows (0: none, with
+            ``full_batch``, ``sweeps`` or ``refine``).
         batch_size: records per optimizer step (global under DDP).
         lr: peak learning rate of AdamW.
         weight_decay: decoupled weight decay of AdamW.
@@ -38,9 +38,14 @@ class TrainOptions:
         bootstrap: train on a bootstrap resample of the training rows (as many draws with
             replacement, seeded by ``seed``), the finite-data spread of an ensemble
             (:func:`fit_ensemble`); needs the rows resident. Validation rows are never resampled.
-        sweeps: after the epochs, at most this many local maximum-likelihood sweeps of a
-            tensor-network family (:func:`qtomo.sweeps.sweep`, docs/physical-fits.md "Sweeps";
-            0 = none), from the best weights; they stop earlier when the validation NLL does.
+        full_batch: after the epochs, at most this many full-batch AdamW steps (learning rate
+            ``lr``, no schedule; :func:`qtomo.refine.refine` with ``method="adam"``; 0 = none)
+            over all training rows, from the best weights, validated every ``refine_check``
+            steps, stopping after five checks without a better validation NLL.
+        sweeps: after the epochs and the full-batch steps, at most this many local
+            maximum-likelihood sweeps of a tensor-network family (:func:`qtomo.sweeps.sweep`,
+            docs/physical-fits.md "Sweeps"; 0 = none), from the best weights; they stop earlier
+            when the validation NLL does.
         refine: after the epochs and sweeps, at most this many full-batch L-BFGS iterations
             from the best weights (:func:`qtomo.refine.refine`; 0 = none), validated every
             ``refine_check``.
@@ -63,6 +68,7 @@ class TrainOptions:
     resident_bytes: int = 4 * 2**30
     chunk_records: int = 2**18
     bootstrap: bool = False
+    full_batch: int = 0
     sweeps: int = 0
     refine: int = 0
     refine_check: int = 10
@@ -77,8 +83,9 @@ class TrainOptions:
             if not ok:
                 raise QtomoError(f"training option {option.name} must be of type {kind}; got "
                                  f"{value!r}")
-        checks = [("epochs", self.epochs >= (0 if self.refine or self.sweeps else 1),
-                   ">= 1 (or 0 with sweeps or refine > 0)"),
+        later = self.full_batch or self.sweeps or self.refine
+        checks = [("epochs", self.epochs >= (0 if later else 1),
+                   ">= 1 (or 0 with full_batch, sweeps or refine > 0)"),
                   ("batch_size", self.batch_size >= 1, ">= 1"),
                   ("lr", 0 < self.lr < math.inf, "> 0"),
                   ("weight_decay", 0 <= self.weight_decay < math.inf, ">= 0"),
@@ -90,6 +97,7 @@ class TrainOptions:
                   ("ema", self.ema == 0 or 0.5 <= self.ema < 1, "0 or in [0.5, 1)"),
                   ("resident_bytes", self.resident_bytes >= 0, ">= 0"),
                   ("chunk_records", self.chunk_records >= 1, ">= 1"),
+                  ("full_batch", self.full_batch >= 0, ">= 0"),
                   ("sweeps", self.sweeps >= 0, ">= 0"),
                   ("refine", self.refine >= 0, ">= 0"),
                   ("refine_check", self.refine_check >= 1, ">= 1")]

@@ -1,23 +1,25 @@
-"""Full-batch quasi-Newton refinement: from where the stochastic optimiser stopped to a maximum
-of the likelihood (docs/physical-fits.md, "The refinement: full-batch L-BFGS").
+"""Full-batch refinement: from where the stochastic optimiser stopped to a maximum of the
+likelihood (docs/physical-fits.md, "The refinement: full-batch L-BFGS").
 
 Adam with mini-batches stops near a maximum, at a distance set by its step size and the noise of
 its batches. The refinement minimises the mean NLL of *all* training rows::
 
     NLL(θ) = -(1/N) Σ_n ln Q_θ(a_n)
 
-with L-BFGS and a strong-Wolfe line search (``torch.optim.LBFGS``); each evaluation accumulates
-the gradient over chunks of rows, so memory is that of one chunk. Repeated rows may come once
-with their count (Σ_n over all rows = Σ over distinct rows of count · term), so a pass costs
-what the distinct rows cost. Every ``check_every``
-iterations the validation NLL is measured and the best parameters so far are kept; the
-refinement stops when L-BFGS has converged (gradient or change below tolerance), when the
-validation NLL has not improved for ``patience`` checks (the records no longer support a better
-state: held-out early stopping of the maximum-likelihood fit), or after ``max_iter`` iterations.
-The kept parameters are those with the lowest validation NLL, never worse than the start.
+with L-BFGS and a strong-Wolfe line search (``torch.optim.LBFGS``), or with full-batch Adam
+steps (the noise-free gradient, each parameter's step scaled by its own history: it develops
+the new directions of a grown non-negative state, which L-BFGS leaves almost unused); each
+evaluation accumulates the gradient over chunks of rows, so memory is that of one chunk.
+Repeated rows may come once with their count (Σ_n over all rows = Σ over distinct rows of
+count · term), so a pass costs what the distinct rows cost. Every ``check_every`` iterations
+the validation NLL is measured and the best parameters so far are kept; the refinement stops
+when L-BFGS has converged (gradient or change below tolerance), when the validation NLL has not
+improved for ``patience`` checks (the records no longer support a better state: held-out early
+stopping of the maximum-likelihood fit), or after ``max_iter`` iterations. The kept parameters
+are those with the lowest validation NLL, never worse than the start.
 
 Under torchrun every rank holds a share of the rows; the loss and the gradients are summed with
-``torch.distributed.all_reduce`` inside the closure, so all ranks take the same steps.
+``torch.distributed.all_reduce`` inside each evaluation, so all ranks take the same steps.
 """
 
 from __future__ import annotations
@@ -69,10 +71,15 @@ class Refinement:
 Batch = tuple[torch.Tensor, torch.Tensor | None]
 
 
+#: the optimisers :func:`refine` runs: quasi-Newton, or Adam's steps scaled per parameter
+METHODS = ("lbfgs", "adam")
+
+
 def refine(model: QtomoModel, batches: Callable[[], Iterable[Batch]], n_rows: int,
            validate: Callable[[], float], *, max_iter: int, check_every: int = 10,
-           patience: int = 3, select: bool = True, world: int = 1) -> Refinement:
-    """Minimise the full-batch training NLL of ``model`` with L-BFGS (module docstring).
+           patience: int = 3, select: bool = True, world: int = 1, method: str = "lbfgs",
+           lr: float = 1.0, weight_decay: float = 0.0) -> Refinement:
+    """Minimise the full-batch training NLL of ``model`` with L-BFGS or Adam (module docstring).
 
     Args:
         model: any family whose ``training_nll`` is differentiable; its parameters are updated
@@ -81,13 +88,16 @@ def refine(model: QtomoModel, batches: Callable[[], Iterable[Batch]], n_rows: in
             counts float64 (b,) or None) chunks (:data:`Batch`), one full pass per call.
         n_rows: number of training rows over all ranks (the mean's denominator, Σ counts).
         validate: the validation NLL of ``model`` as it is now (nats per record).
-        max_iter: most L-BFGS iterations (≥ 1).
+        max_iter: most iterations (≥ 1): L-BFGS iterations, or Adam steps.
         check_every: iterations between validation checks.
         patience: checks without a better validation NLL before stopping.
         select: keep the parameters of the lowest validation NLL and stop on ``patience``;
             False runs to convergence (or ``max_iter``) and keeps the last parameters, the
             plain maximum-likelihood fit (the statistical reference of ``benchmarks/limit.py``).
         world: number of processes (torchrun); 1 otherwise.
+        method: one of :data:`METHODS`: ``"lbfgs"`` (strong-Wolfe line search, step 1), or
+            ``"adam"``: full-batch AdamW steps of learning rate ``lr`` and ``weight_decay``.
+        lr, weight_decay: Adam's step size and decoupled weight decay (unused by L-BFGS).
 
     Returns:
         :class:`Refinement`.
@@ -97,9 +107,11 @@ def refine(model: QtomoModel, batches: Callable[[], Iterable[Batch]], n_rows: in
     objective = _TrainingNLL(model, parameters, batches, n_rows, world)
     model.train()
     val_before = validate()
-    iterations, stopped, val, kept = _lbfgs_with_checks(
-        objective, validate, val_before, max_iter=max_iter, check_every=check_every,
-        patience=patience, select=select)
+    advance = (_lbfgs(objective, check_every) if method == "lbfgs"
+               else _adam(objective, lr, weight_decay))
+    iterations, stopped, val, kept = _with_checks(
+        advance, parameters, validate, val_before, max_iter=max_iter,
+        check_every=check_every, patience=patience, select=select)
     with torch.no_grad():
         for p, value in zip(parameters, kept, strict=True):
             p.copy_(value)
@@ -134,16 +146,13 @@ class _TrainingNLL:
         return sum_over_ranks(total, *grads, world=self.world).item()
 
 
-def _lbfgs_with_checks(objective: _TrainingNLL, validate: Callable[[], float], val_before: float,
-                       *, max_iter: int, check_every: int, patience: int,
-                       select: bool) -> tuple[int, str, float, list[torch.Tensor]]:
-    """L-BFGS on ``objective`` in rounds of ``check_every`` iterations, the validation NLL
-    checked after each (arguments as :func:`refine`).
+#: runs at most n iterations from the parameters as they are; returns (iterations run, whether
+#: the optimiser stopped on its own tolerance before n)
+Advance = Callable[[int], tuple[int, bool]]
 
-    Returns:
-        (iterations, why it stopped, validation NLL of the kept parameters, a copy of the kept
-        parameters); the model's parameters are left at the last step's, gradients cleared.
-    """
+
+def _lbfgs(objective: _TrainingNLL, check_every: int) -> Advance:
+    """L-BFGS iterations on ``objective``, its curvature history kept across calls."""
     parameters = objective.parameters
     optimizer = torch.optim.LBFGS(parameters, lr=1, max_iter=check_every,
                                   history_size=_HISTORY, line_search_fn="strong_wolfe",
@@ -156,15 +165,54 @@ def _lbfgs_with_checks(objective: _TrainingNLL, validate: Callable[[], float], v
         optimizer.zero_grad(set_to_none=False)
         return objective(gradient=True)
 
-    best_val, best_state = val_before, _copy(parameters)
-    stopped, bad_checks, iterations = "iterations", 0, 0
-    while iterations < max_iter:
+    def advance(n: int) -> tuple[int, bool]:
         group = optimizer.param_groups[0]
-        group["max_iter"] = min(check_every, max_iter - iterations)
-        group["max_eval"] = _MAX_EVALUATIONS * group["max_iter"]
+        group["max_iter"], group["max_eval"] = n, _MAX_EVALUATIONS * n
         before, evaluated = optimizer.state[parameters[0]].get("n_iter", 0), objective.evaluations
         optimizer.step(closure)
         done = optimizer.state[parameters[0]]["n_iter"] - before
+        optimizer.zero_grad(set_to_none=True)
+        # fewer iterations than asked within the evaluation cap: stopped on a tolerance
+        return done, done < n and objective.evaluations - evaluated < group["max_eval"]
+
+    return advance
+
+
+def _adam(objective: _TrainingNLL, lr: float, weight_decay: float) -> Advance:
+    """Full-batch AdamW steps on ``objective``: each parameter's step is scaled by its own
+    gradient history, which develops directions that L-BFGS barely moves (the new entries of
+    a grown non-negative state); it has no tolerance of its own and runs every step asked."""
+    optimizer = torch.optim.AdamW(objective.parameters, lr=lr, weight_decay=weight_decay)
+
+    def advance(n: int) -> tuple[int, bool]:
+        for _ in range(n):
+            objective.evaluations += 1
+            optimizer.zero_grad(set_to_none=False)
+            objective(gradient=True)
+            optimizer.step()
+            objective.model.after_step()
+        optimizer.zero_grad(set_to_none=True)
+        return n, False
+
+    return advance
+
+
+def _with_checks(advance: Advance, parameters: list[torch.Tensor],
+                 validate: Callable[[], float], val_before: float, *, max_iter: int,
+                 check_every: int, patience: int,
+                 select: bool) -> tuple[int, str, float, list[torch.Tensor]]:
+    """``advance`` in rounds of ``check_every`` iterations, the validation NLL checked after
+    each (arguments as :func:`refine`).
+
+    Returns:
+        (iterations, why it stopped, validation NLL of the kept parameters, a copy of the kept
+        parameters); the model's parameters are left at the last step's.
+    """
+    best_val, best_state = val_before, _copy(parameters)
+    stopped, bad_checks, iterations = "iterations", 0, 0
+    while iterations < max_iter:
+        asked = min(check_every, max_iter - iterations)
+        done, converged = advance(asked)
         iterations += done
         if not all(torch.isfinite(p).all() for p in parameters):
             stopped = "non-finite"
@@ -177,13 +225,12 @@ def _lbfgs_with_checks(objective: _TrainingNLL, validate: Callable[[], float], v
             best_val, best_state, bad_checks = val, _copy(parameters), 0
         else:
             bad_checks += 1
-        if done < group["max_iter"] and objective.evaluations - evaluated < group["max_eval"]:
-            stopped = "converged"  # L-BFGS stopped on a tolerance, not on a cap
+        if converged:
+            stopped = "converged"
             break
         if bad_checks >= patience:
             stopped = "validation"
             break
-    optimizer.zero_grad(set_to_none=True)
     return iterations, stopped, best_val, best_state
 
 

@@ -1,4 +1,5 @@
-"""The L-BFGS refinement ends at a maximum of the likelihood; its options and errors."""
+"""The full-batch stages (L-BFGS refinement, Adam steps) end at a maximum of the likelihood;
+their options and errors."""
 
 import numpy as np
 import pytest
@@ -47,9 +48,11 @@ def test_plain_maximum_likelihood_ends_where_the_gradient_vanishes(tfim4):
     assert pure_state_fidelity(vector_to_mps(tfim4.reference["psi"]), model.tensors()) > 0.99
 
 
-def test_distinct_rows_with_their_counts_refine_as_all_rows(tfim4):
-    """L-BFGS over the distinct training rows, each weighted by its count, takes the steps it
-    takes over all rows (the same NLL and gradients to rounding) and ends at the same NLL."""
+@pytest.mark.parametrize("method, lr", [("lbfgs", 1.0), ("adam", 0.03)])
+def test_distinct_rows_with_their_counts_refine_as_all_rows(tfim4, method, lr):
+    """L-BFGS (or full-batch Adam) over the distinct training rows, each weighted by its count,
+    takes the steps it takes over all rows (the same NLL and gradients to rounding) and ends at
+    the same NLL."""
     train = torch.from_numpy(tfim4.outcomes(*split_rows(tfim4.n_records, 0.1)[0])).long()
     distinct, counts = torch.unique(train, dim=0, return_counts=True)
     ends = []
@@ -57,11 +60,45 @@ def test_distinct_rows_with_their_counts_refine_as_all_rows(tfim4):
         torch.manual_seed(0)
         model = build("mps", L=4, K=4, povm=tfim4.povm, chi=2, real=1)
         result = refine(model, lambda b=batch: [b], len(train), lambda: 0.0, max_iter=30,
-                        select=False)
+                        select=False, method=method, lr=lr)
         with torch.no_grad():
             ends.append((result.train_nll, -model.log_prob(train).mean().item()))
     assert ends[1][0] == pytest.approx(ends[1][1], abs=1e-12)
     assert ends[1][0] == pytest.approx(ends[0][0], abs=1e-9)
+
+
+def test_full_batch_adam_reaches_the_maximum_lbfgs_finds(tfim4):
+    """Full-batch Adam on a non-negative χ = 2 state (the TFIM ground state is positive) ends
+    at the training NLL of L-BFGS run to convergence from the same start, within 1e-4 nats:
+    both are the maximum of the likelihood; Adam's steps alone are counted as iterations."""
+    train = torch.from_numpy(tfim4.outcomes(*split_rows(tfim4.n_records, 0.1)[0])).long()
+    ends = {}
+    for method, lr, steps in (("lbfgs", 1.0, 500), ("adam", 0.03, 1500)):
+        torch.manual_seed(4)
+        model = build("mps", L=4, K=4, povm=tfim4.povm, chi=2, positive=1)
+        result = refine(model, lambda: [(train, None)], len(train), lambda: 0.0,
+                        max_iter=steps, select=False, method=method, lr=lr)
+        ends[method] = result
+    assert ends["lbfgs"].stopped == "converged"
+    assert ends["adam"].iterations == ends["adam"].evaluations == 1500
+    assert ends["adam"].train_nll == pytest.approx(ends["lbfgs"].train_nll, abs=1e-4)
+
+
+def test_fit_with_full_batch_adam_then_refine_keeps_the_best(tfim4, tmp_path):
+    """--epochs 0 --full-batch N --refine M from the CLI: Adam from the start, then L-BFGS from
+    Adam's best; each never ends above where it started, both are in the checkpoint's summary
+    and printed by qtomo info."""
+    out = tmp_path / "m.pt"
+    assert main(["fit", "--model", "mps", "--chi", "2", "--positive", "1", "--data",
+                 str(tfim4.path), "--epochs", "0", "--full-batch", "60", "--refine", "100",
+                 "--out", str(out), "--quiet", "--device", "cpu"]) == 0
+    summary = load_checkpoint(out).config["training"]
+    adam, lbfgs = summary["full_batch"], summary["refine"]
+    assert 10 <= adam["iterations"] <= 60 and adam["val_nll"] < adam["val_nll_before"]
+    assert lbfgs["val_nll_before"] == pytest.approx(adam["val_nll"], abs=1e-12)
+    assert summary["best_val_nll"] == lbfgs["val_nll"] <= adam["val_nll"]
+    assert summary["time_s"] >= adam["time_s"] + lbfgs["time_s"]
+    assert main(["info", str(out)]) == 0
 
 
 def test_fit_with_refine_never_ends_above_its_start(tfim4):
@@ -93,8 +130,9 @@ def test_refine_alone_from_the_cli(tfim4, tmp_path):
 
 
 @pytest.mark.parametrize("options, message", [
-    (dict(epochs=0), "epochs must be >= 1 (or 0 with sweeps or refine > 0)"),
+    (dict(epochs=0), "epochs must be >= 1 (or 0 with full_batch, sweeps or refine > 0)"),
     (dict(refine=-1), "refine must be >= 0"),
+    (dict(full_batch=-1), "full_batch must be >= 0"),
     (dict(refine=5, refine_check=0), "refine_check must be >= 1"),
 ])
 def test_bad_refine_options_are_one_line(options, message):
@@ -110,10 +148,11 @@ def test_cli_refuses_a_negative_refine(tfim4, tmp_path, capsys):
     assert "refine" in capsys.readouterr().err
 
 
-def test_a_family_without_likelihood_cannot_refine(tfim4):
+@pytest.mark.parametrize("stage, flag", [("refine", "--refine"), ("full_batch", "--full-batch")])
+def test_a_family_without_likelihood_cannot_refine(tfim4, stage, flag):
     model = build("gan", L=4, K=4)
-    with pytest.raises(QtomoError, match="no likelihood to refine"):
-        fit(model, tfim4, TrainOptions(epochs=1, refine=5), device="cpu", quiet=True)
+    with pytest.raises(QtomoError, match=f"no likelihood to refine; drop {flag}$"):
+        fit(model, tfim4, TrainOptions(epochs=1, **{stage: 5}), device="cpu", quiet=True)
 
 
 def test_a_refinement_cut_by_its_cap_says_so_and_keeps_the_best(tfim4):
@@ -124,3 +163,14 @@ def test_a_refinement_cut_by_its_cap_says_so_and_keeps_the_best(tfim4):
                      device="cpu", quiet=True)
     assert result.refinement.stopped == "iterations" and result.refinement.iterations == 2
     assert result.best_val_nll <= result.refinement.val_nll_before
+
+
+def test_full_batch_adam_cut_by_its_cap_names_its_option(tfim4):
+    torch.manual_seed(2)
+    model = build("mps", L=4, K=4, povm=tfim4.povm, chi=2, positive=1)
+    with pytest.warns(UserWarning, match="full-batch Adam reached its cap of 3 iterations.*"
+                                         "raise --full-batch"):
+        result = fit(model, tfim4, TrainOptions(epochs=0, full_batch=3, refine_check=1),
+                     device="cpu", quiet=True)
+    assert result.full_batch.stopped == "iterations" and result.full_batch.iterations == 3
+    assert result.refinement is None and result.best_val_nll < result.full_batch.val_nll_before

@@ -250,33 +250,46 @@ def test_ddp_with_two_gloo_processes_matches_one_process(tfim4, tmp_path):
         assert abs(one["val_nll"] - two["val_nll"]) < 1e-4
 
 
-def _ddp_sweep_worker(rank, port, dataset_path, out):
+#: the full-batch stages under torchrun: (hyperparameters, training options, summary keys)
+DDP_STAGES = [({"real": 0}, {"sweeps": 3}, ["sweeps"]),
+              ({"positive": 1}, {"full_batch": 30, "refine": 20}, ["full_batch", "refine"])]
+
+
+def _ddp_stage_worker(rank, port, dataset_path, out, hyperparameters, options):
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2",
                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
     dataset = read_dataset(dataset_path)
     torch.manual_seed(0)
-    model = build("mps", L=4, K=4, povm=dataset.povm, chi=2, real=0)
-    fit(model, dataset, TrainOptions(epochs=0, sweeps=3), out=out, device="cpu", quiet=True)
+    model = build("mps", L=4, K=4, povm=dataset.povm, chi=2, **hyperparameters)
+    fit(model, dataset, TrainOptions(epochs=0, **options), out=out, device="cpu", quiet=True)
 
 
 @pytest.mark.filterwarnings("ignore:the sweeps reached their cap")
-def test_sweeps_under_two_gloo_processes_match_one_process(tfim4, tmp_path):
-    """Each rank sweeps its share of the rows; the summed local objectives and gradients make
-    both take the steps of one process on all rows."""
+@pytest.mark.filterwarnings("ignore:the full-batch Adam reached its cap")
+@pytest.mark.filterwarnings("ignore:the L-BFGS refinement reached its cap")
+@pytest.mark.parametrize("hyperparameters, options, stages", DDP_STAGES)
+def test_full_batch_stages_under_two_gloo_processes_match_one_process(
+        tfim4, tmp_path, hyperparameters, options, stages):
+    """Each rank sweeps (or steps on, or refines with) its share of the rows; the summed
+    objectives and gradients make both take the steps of one process on all rows."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    mp.spawn(_ddp_sweep_worker, args=(port, str(tfim4.path), str(tmp_path / "ddp.pt")),
-             nprocs=2)
+    mp.spawn(_ddp_stage_worker, args=(port, str(tfim4.path), str(tmp_path / "ddp.pt"),
+                                      hyperparameters, options), nprocs=2)
     torch.manual_seed(0)
-    model = build("mps", L=4, K=4, povm=tfim4.povm, chi=2, real=0)
-    single = fit(model, tfim4, TrainOptions(epochs=0, sweeps=3), device="cpu", quiet=True)
+    model = build("mps", L=4, K=4, povm=tfim4.povm, chi=2, **hyperparameters)
+    single = fit(model, tfim4, TrainOptions(epochs=0, **options), out=tmp_path / "one.pt",
+                 device="cpu", quiet=True)
     ddp = load_checkpoint(tmp_path / "ddp.pt").config["training"]
+    one = load_checkpoint(single.checkpoint).config["training"]
     assert ddp["world_size"] == 2
-    assert ddp["sweeps"]["half_sweeps"] == single.sweeps.half_sweeps
-    assert abs(ddp["sweeps"]["train_nll"] - single.sweeps.train_nll) < 1e-9
-    assert abs(ddp["sweeps"]["val_nll"] - single.sweeps.val_nll) < 1e-9
+    for stage in stages:
+        for key in ("half_sweeps", "iterations"):
+            assert ddp[stage].get(key) == one[stage].get(key)
+        assert abs(ddp[stage]["train_nll"] - one[stage]["train_nll"]) < 1e-9
+        assert abs(ddp[stage]["val_nll"] - one[stage]["val_nll"]) < 1e-9
 
 
 def test_resume_from_an_optimizer_state_of_the_wrong_shape_is_one_line(tfim3_gru, tfim3_records,

@@ -62,11 +62,14 @@ _TENSORS = {"*": "tensor"}
 _STAGE = {"val_nll_before?": "number", "val_nll?": "number", "time_s?": "number", "*": "any"}
 _REFINEMENT = {**_STAGE, "iterations?": "integer"}
 _SWEEPS = {**_STAGE, "half_sweeps?": "integer"}
+#: the stages after the epochs in a training summary: (key, what they are called, their unit)
+_STAGES = (("full_batch", "full-batch Adam", "iterations"),
+           ("sweeps", "sweeps", "half_sweeps"), ("refine", "L-BFGS refinement", "iterations"))
 _TRAINING = {"epochs_run?": "integer", "best_epoch?": "integer", "best_val_nll?": "number",
              "stopped_early?": "bool", "options?": "mapping", "world_size?": "integer",
              "device?": "text", "n_parameters?": "integer", "time_s?": "number",
-             "sweeps?": ("or none", _SWEEPS), "refine?": ("or none", _REFINEMENT),
-             "*": "any"}
+             "full_batch?": ("or none", _REFINEMENT), "sweeps?": ("or none", _SWEEPS),
+             "refine?": ("or none", _REFINEMENT), "*": "any"}
 SCHEMA = {
     "format": "text", "version": "integer", "qtomo_version?": "text",
     "config": {
@@ -353,16 +356,12 @@ def describe(checkpoint: Checkpoint) -> str:
                      f"{training.get('best_val_nll'):.6g} at epoch {training.get('best_epoch')}"
                      + (", stopped early" if training.get("stopped_early") else "")
                      + (f", {training['time_s']:.1f} s" if "time_s" in training else ""))
-    swept = training.get("sweeps")
-    if isinstance(swept, dict):
-        lines.append(f"  sweeps: {swept.get('half_sweeps')} half-sweeps, validation NLL "
-                     f"{swept.get('val_nll_before'):.6g} -> {swept.get('val_nll'):.6g}, "
-                     f"stopped: {swept.get('stopped')}")
-    refined = training.get("refine")
-    if isinstance(refined, dict):
-        lines.append(f"  L-BFGS refinement: {refined.get('iterations')} iterations, validation "
-                     f"NLL {refined.get('val_nll_before'):.6g} -> {refined.get('val_nll'):.6g}, "
-                     f"stopped: {refined.get('stopped')}")
+    for key, name, unit in _STAGES:
+        stage = training.get(key)
+        if isinstance(stage, dict):
+            lines.append(f"  {name}: {stage.get(unit)} {unit.replace('_', '-')}, validation NLL "
+                         f"{stage.get('val_nll_before'):.6g} -> {stage.get('val_nll'):.6g}, "
+                         f"stopped: {stage.get('stopped')}")
     search = training.get("size_search")
     if isinstance(search, dict):
         tried = ", ".join(

@@ -127,11 +127,12 @@ class LPDOModel(QtomoModel):
     #: where --epochs is given
     train_defaults: ClassVar[dict[str, Any]] = {"lr": 3e-2, "batch_size": 1024, "ema": 0.9,
                                                  "epochs": 0, "sweeps": 8}
-    #: non-negative tensors (``positive``) cannot sweep: Adam then full-batch L-BFGS, measured
-    #: on TFIM L = 10 and GHZ L = 8 (docs/models.md "Physical model families")
+    #: non-negative tensors (``positive``) cannot sweep: full-batch Adam then L-BFGS, measured
+    #: on TFIM L = 10 and 12 and GHZ L = 8 (docs/models.md "Physical model families"); the
+    #: mini-batch settings apply where --epochs is given
     gradient_train_defaults: ClassVar[dict[str, Any]] = {"lr": 3e-2, "batch_size": 1024,
-                                                          "ema": 0.9, "epochs": 50,
-                                                          "refine": 500}
+                                                          "ema": 0.9, "epochs": 0,
+                                                          "full_batch": 500, "refine": 500}
     #: real tensors generalise better from few records where the state allows them, complex
     #: ones are needed where it does not: measured in docs/training.md "Choosing hyperparameters"
     selection_defaults: ClassVar[dict[str, tuple]] = {"real": (1, 0)}
