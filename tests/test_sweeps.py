@@ -29,6 +29,7 @@ from qtomo.states.mps import (
 from qtomo.sweeps import (
     _Chain,
     _environments_ahead,
+    _gram,
     _GroupedNLL,
     _half_sweep,
     _least_spacing,
@@ -436,3 +437,13 @@ def test_ensemble_output_that_is_a_file_is_refused_before_the_plain_fit(tfim8, t
         qtomo.recipe.fit_recipe_ensemble("mps", tfim8, {"bootstrap": True}, members=2,
                                          out=taken, device="cpu", quiet=True)
     assert taken.read_bytes() == b"x"
+
+
+@pytest.mark.parametrize("rows", [1, 2047, 2048, 5000, 3 * 1024])
+def test_gram_of_batched_rows_equals_one_product(rows):
+    """Σ_n a_nᵀ b_n by batches of rows (and the rest) equals aᵀ b to rounding, for every row
+    count around the batch size."""
+    generator = torch.Generator().manual_seed(rows)
+    a = torch.randn(rows, 16, dtype=torch.float64, generator=generator)
+    b = torch.randn(rows, 4, dtype=torch.float64, generator=generator)
+    assert torch.allclose(_gram(a, b), a.T @ b, rtol=1e-12, atol=1e-12)
