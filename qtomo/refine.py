@@ -32,6 +32,7 @@ from dataclasses import dataclass
 import torch
 
 from qtomo.device import sum_over_ranks, weighted_sum
+from qtomo.errors import QtomoError
 from qtomo.models import QtomoModel
 
 #: L-BFGS settings: the history spans the few hundred parameters of a small χ many times over;
@@ -101,7 +102,13 @@ def refine(model: QtomoModel, batches: Callable[[], Iterable[Batch]], n_rows: in
 
     Returns:
         :class:`Refinement`.
+
+    Raises:
+        QtomoError: a ``method`` not in :data:`METHODS`.
     """
+    if method not in METHODS:
+        raise QtomoError(f"refinement method must be one of {', '.join(METHODS)}; got "
+                         f"{method!r}")
     started = time.perf_counter()
     parameters = [p for p in model.parameters() if p.requires_grad]
     objective = _TrainingNLL(model, parameters, batches, n_rows, world)

@@ -142,6 +142,12 @@ def test_bad_refine_options_are_one_line(options, message):
         TrainOptions(**options)
 
 
+def test_an_unknown_refinement_method_is_one_line(tfim4):
+    model = build("mps", L=4, K=4, povm=tfim4.povm, chi=2)
+    with pytest.raises(QtomoError, match="method must be one of lbfgs, adam; got 'sgd'$"):
+        refine(model, lambda: [], 1, lambda: 0.0, max_iter=1, method="sgd")
+
+
 def test_cli_refuses_a_negative_refine(tfim4, tmp_path, capsys):
     status = main(["fit", "--model", "mps", "--data", str(tfim4.path), "--refine", "-3",
                    "--out", str(tmp_path / "m.pt"), "--quiet"])
