@@ -430,7 +430,7 @@ class _GroupedNLL(torch.autograd.Function):
         for k, ((left, right, counts), p) in enumerate(
                 zip(groups, _group_probabilities(tables, groups), strict=True)):
             total -= weighted_sum(torch.log(p), counts)
-            # each row once: r_n / P_n as before the counts, to the bit
+            # rows without counts: r_n / P_n, no product with ones
             scaled = right / p[:, None] if counts is None else right * (counts / p)[:, None]
             gradient[k] = _gram(left, scaled)
         ctx.save_for_backward(gradient)
