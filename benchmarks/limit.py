@@ -56,6 +56,7 @@ import torch
 from common import matmul_peak_gflops, print_row, report, search_text
 
 from qtomo.data import Dataset, read_dataset
+from qtomo.heldout import HeldOut
 from qtomo.models import build
 from qtomo.recipe import fit_recipe, fit_recipe_ensemble
 from qtomo.reconstruct import Reconstruction
@@ -120,7 +121,8 @@ def reference_fit(dataset: Dataset, family: str, hp: dict, target: list[np.ndarr
         kraus = dataset.noise.kraus[:hp["kraus"]]
         model.set_tensors([np.einsum("qst,ctd->csqd", kraus, B) for B in pure])
     truth_nll = mean_nll(model, rows)
-    result = model.sweep(rows, len(rows), lambda: mean_nll(model, rows), max_sweeps=20)
+    result = model.sweep(rows, len(rows), lambda: HeldOut(nll_rows(model, rows)), max_sweeps=20,
+                         patience=0)
     polish = refine(model, lambda: ((a, None) for a in rows.split(_CHUNK)), len(rows),
                     lambda: mean_nll(model, rows), max_iter=_REFERENCE_LBFGS, select=False)
     return model, result, polish, truth_nll
@@ -131,10 +133,15 @@ def training_rows(dataset: Dataset) -> torch.Tensor:
     return torch.from_numpy(dataset.outcomes(*split_rows(dataset.n_records, 0.1)[0])).long()
 
 
+def nll_rows(model, rows: torch.Tensor) -> torch.Tensor:
+    """−ln Q(a_n) of every row, float64 (N,)."""
+    with torch.no_grad():
+        return -torch.cat([model.log_prob(a) for a in rows.split(_CHUNK)]).double()
+
+
 def mean_nll(model, rows: torch.Tensor) -> float:
     """−(1/N) Σ ln Q(a_n) over ``rows``."""
-    with torch.no_grad():
-        return -torch.cat([model.log_prob(a) for a in rows.split(_CHUNK)]).mean().item()
+    return nll_rows(model, rows).mean().item()
 
 
 def throughput(model, rows: torch.Tensor) -> float:

@@ -14,9 +14,8 @@ maximum of the likelihood, or full-batch Adam then the L-BFGS refinement), then 
 2. compares each grown model with the kept one on the held-out rows, record by record:
    gain = mean_n [ln Q_new(a_n) − ln Q_kept(a_n)] with its standard error s/√N_val (a paired
    difference, so the noise of the rows themselves cancels);
-3. keeps the largest gain if it exceeds 1.5 standard errors, else stops: the records no
-   longer support a larger state. (One standard error let a 10^3-row validation set pick χ = 3
-   over χ = 2 on TFIM L = 10 from 10^4 records by chance, 0.9885 against 0.9909.)
+3. keeps the largest gain if it exceeds 1.5 standard errors (:data:`qtomo.heldout.SIGNIFICANCE`),
+   else stops: the records no longer support a larger state.
 
 The search also stops at the end of a ladder, and before a size whose training pass would take
 more than half of the free memory (:meth:`~qtomo.models.QtomoModel.training_bytes`; a one-line
@@ -29,7 +28,6 @@ checkpoint's training summary under ``size_search``.
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +38,7 @@ import torch
 from qtomo.data import Dataset
 from qtomo.device import available_memory
 from qtomo.errors import QtomoError
+from qtomo.heldout import SIGNIFICANCE, HeldOut
 from qtomo.models import QtomoModel, build, family_classes, load_checkpoint, save_checkpoint
 from qtomo.train import (
     Selection,
@@ -56,7 +55,6 @@ from qtomo.train import (
 #: Adam epochs of a grown stage before its L-BFGS refinement: at L = 50 L-BFGS alone left the
 #: new bond directions unused (χ = 3 → 4 gained nothing), a few epochs of Adam develop them
 _GROWN_EPOCHS = 10
-_SIGNIFICANCE = 1.5  # standard errors a larger size must gain on the held-out rows
 #: share of the free memory one training pass of a grown stage may take: the kept stage, the
 #: data and the validation pass hold the rest
 _MEMORY_SHARE = 0.5
@@ -158,7 +156,7 @@ def _grow(kept: TrainResult, sizes: dict[str, int], ladders: Mapping[str, Sequen
     the kept run, every stage, why the search stopped: ``"gain"`` (no larger size gained
     enough), ``"memory"`` (the next size would not fit in memory), ``"ladder"`` (a ladder's
     end) or ``"full"`` (every bond at its largest), and the size memory refused, if any."""
-    kept_log_q = _validation_log_q(kept, dataset)
+    kept_held = _held_out(kept, dataset)
     stages = [Stage(dict(sizes), kept.best_val_nll, None, None, True, kept.time_s)]
     memory: dict[str, Any] = {}  # the size memory refused (_fits_in_memory)
     n_train = split_rows(dataset.n_records, options.val_fraction)[0][1]
@@ -177,25 +175,19 @@ def _grow(kept: TrainResult, sizes: dict[str, int], ladders: Mapping[str, Sequen
                 continue
             result = _fit_stage(grown, dataset, options, {**values, **larger}, restarted, out,
                                 device, quiet)
-            log_q = _validation_log_q(result, dataset)
-            gain, stderr = _paired_gain(log_q, kept_log_q)
-            trials.append((gain - _SIGNIFICANCE * stderr, larger, result, log_q, gain, stderr))
+            held = _held_out(result, dataset)
+            gain, stderr = held.gain_over(kept_held)
+            trials.append((gain - SIGNIFICANCE * stderr, larger, result, held, gain, stderr))
         if not trials:
             stopped = next(end for end in ("memory", "ladder", "full") if end in ends)
             return kept, stages, stopped, memory
-        margin, larger, result, log_q, _, _ = max(trials, key=lambda trial: trial[0])
+        margin, larger, result, held, _, _ = max(trials, key=lambda trial: trial[0])
         stages += [Stage(trial[1], trial[2].best_val_nll, trial[4], trial[5],
                          margin > 0 and trial[1] is larger, trial[2].time_s)
                    for trial in trials]
         if margin <= 0:
             return kept, stages, "gain", memory
-        sizes, kept, kept_log_q = larger, result, log_q
-
-
-def _paired_gain(log_q: torch.Tensor, kept_log_q: torch.Tensor) -> tuple[float, float]:
-    """Mean of ln Q_new − ln Q_kept over the validation rows and its standard error."""
-    difference = log_q - kept_log_q
-    return difference.mean().item(), difference.std().item() / math.sqrt(len(difference))
+        sizes, kept, kept_held = larger, result, held
 
 
 def _fit_stage(model: QtomoModel, dataset: Dataset, options: TrainOptions,
@@ -211,12 +203,12 @@ def _fit_stage(model: QtomoModel, dataset: Dataset, options: TrainOptions,
 
 
 @torch.no_grad()
-def _validation_log_q(result: TrainResult, dataset: Dataset) -> torch.Tensor:
-    """ln Q(a) of every validation row, float64 (N_val,)."""
+def _held_out(result: TrainResult, dataset: Dataset) -> HeldOut:
+    """−ln Q(a) of every validation row of ``result``'s model."""
     rows = torch.from_numpy(dataset.outcomes(*result.val_rows)).long()
     model = result.model
-    return torch.cat([model.log_prob(a.to(model.device)).cpu()
-                      for a in rows.split(16384)]).double()
+    return HeldOut(torch.cat([-model.log_prob(a.to(model.device)).cpu()
+                              for a in rows.split(16384)]).double())
 
 
 def _fits_in_memory(model: QtomoModel, name: str, value: int, options: TrainOptions,
@@ -252,7 +244,7 @@ def _summary(stages: list[Stage], stopped: str, ladders: Mapping[str, Sequence[i
                           f"{memory['available_bytes'] / 2**30:.3g} GiB free; give "
                           f"--{memory['name']} to fit a fixed size"}
     reason = {
-        "gain": f"no larger size improved the held-out NLL by more than {_SIGNIFICANCE:g} "
+        "gain": f"no larger size improved the held-out NLL by more than {SIGNIFICANCE:g} "
                 f"standard errors",
         "full": "every bond is already as large as the qubits allow",
         "ladder": f"the search reached the largest size it tries "

@@ -19,13 +19,16 @@ converges in a few sweeps where gradient steps on the whole chain need hundreds 
 The environments are rescaled row by row as they grow (their log-scales kept beside them), so
 the local NLL at the last site of a half-sweep gives the training NLL of the whole chain
 exactly, at no extra cost. The sweeps run until a half-sweep gains less than 0.1 nat of total
-log-likelihood N·ΔNLL (``converged``: the maximum of the likelihood), or for ``max_sweeps``; the
-validation NLL, measured after every half-sweep, ends them earlier when it has been above its
-best for ``patience`` half-sweeps in a row (the state goes on fitting noise), or at once when
-the first half-sweep does not lower it (the start was already the best state of this size the
-records support: a grown model starts at the smaller size's optimum, and a size that does not
-help from there stops after one half-sweep instead of ``patience``); the state of the best
-validation NLL is then returned, else the last one.
+log-likelihood N·ΔNLL (``converged``: the maximum of the likelihood), or for ``max_sweeps``, and
+return the last state, unless the validation rows prefer an earlier one: the validation NLL is
+measured after every half-sweep, and once it has been above its best for ``patience``
+half-sweeps in a row, or at once when the first half-sweep does not lower it (a grown model
+starts at the smaller size's optimum, so a size that does not help from there costs one
+half-sweep instead of ``patience``), and again at the end, the state of the best validation
+NLL is returned where the rows prefer it to the present one by more than 1.5 standard errors
+of the paired difference (:meth:`qtomo.heldout.HeldOut.prefers`; the state goes on fitting
+noise). A rise within the noise does not stop the sweeps: where it did, a noisy validation
+NLL chose the state (docs/physical-fits.md "When the sweeps stop").
 A half-sweep takes its environments ahead from the previous half-sweep's environments behind
 (the same tensors), so only the first builds them. Where all of them would take more than a
 quarter of the free memory, only every ⌈√L⌉-th is kept and the block in front recomputed from
@@ -51,11 +54,13 @@ import torch
 
 from qtomo.device import available_memory, sum_over_ranks, weighted_sum
 from qtomo.errors import QtomoError
+from qtomo.heldout import HeldOut
 from qtomo.progress import progress_bar
 from qtomo.states.mps_sampler import superoperator_tables
 
 _LOCAL_HISTORY = 10  # L-BFGS history of a site's problem: a few dozen parameters
-#: half-sweeps with the validation NLL above its best before the sweeps stop
+#: half-sweeps with the validation NLL above its best before the sweeps ask whether the
+#: validation rows prefer the best state
 PATIENCE = 3
 _PHASE_GRID = 16  # phases of a site's phase search (_best_turn)
 _PHASE_NEWTON = 3  # Newton steps from the best of them
@@ -78,8 +83,8 @@ class SweepResult:
         train_nll: training NLL of the state kept.
         stopped: ``"converged"`` (a half-sweep gained less than 0.1 nat of total training
             log-likelihood),
-            ``"validation"`` (validation NLL above its best for ``patience`` half-sweeps; the
-            best state is kept),
+            ``"validation"`` (the validation rows prefer the state of the best validation NLL,
+            which is kept, to the present one),
             ``"sweeps"`` (the cap) or ``"non-finite"`` (a non-finite validation NLL; the state
             before that half-sweep is kept).
         time_s: wall time.
@@ -191,7 +196,7 @@ def _least_spacing(L: int) -> int:
 
 def sweep(sites: Sequence[torch.Tensor], real: bool, elements: torch.Tensor,
           records: torch.Tensor, n_rows: int, store: Callable[[list[torch.Tensor]], None],
-          validate: Callable[[], float], *, max_sweeps: int, local_iterations: int = 4,
+          validate: Callable[[], HeldOut], *, max_sweeps: int, local_iterations: int = 4,
           patience: int = PATIENCE, world: int = 1, quiet: bool = True,
           counts: torch.Tensor | None = None) -> SweepResult:
     """Minimise the training NLL by local sweeps (module docstring).
@@ -204,12 +209,12 @@ def sweep(sites: Sequence[torch.Tensor], real: bool, elements: torch.Tensor,
         records: LongTensor (N_rank, L), this rank's training rows.
         n_rows: training rows over all ranks (the mean's denominator; Σ ``counts``).
         store: puts stored tensors into the model (``validate`` then measures them).
-        validate: the validation NLL of the model as stored.
+        validate: the NLLs of the validation rows under the model as stored.
         max_sweeps: most full sweeps (right and back), ≥ 1.
         local_iterations: L-BFGS iterations per site and visit.
-        patience: half-sweeps with the validation NLL above its best before stopping, one
-            if the first does not lower it (0: no early stopping, to the maximum of the
-            likelihood).
+        patience: half-sweeps with the validation NLL above its best before asking whether
+            the validation rows prefer the best state, one if the first does not lower it (0:
+            never, to the maximum of the likelihood).
         world: number of processes (torchrun); 1 otherwise.
         quiet: no progress bar (otherwise one over the site fits of at most ``max_sweeps``,
             with the validation NLL of the last half-sweep).
@@ -228,7 +233,8 @@ def sweep(sites: Sequence[torch.Tensor], real: bool, elements: torch.Tensor,
     for i in range(len(chain.sites) - 1, 0, -1):
         chain.right_canonical(i)
     store(chain.sites)
-    val = val_before = validate()
+    held = validate()
+    val = val_before = held.nll
     bad, half_sweeps, stopped, best = 0, 0, "sweeps", None
     checkpoints = None  # the first half-sweep builds its environments ahead
     sites_to_fit = 2 * max_sweeps * len(chain.sites)
@@ -238,29 +244,34 @@ def sweep(sites: Sequence[torch.Tensor], real: bool, elements: torch.Tensor,
             start_nll, train_nll, checkpoints = _half_sweep(
                 chain, rightwards=half_sweeps % 2 == 0, checkpoints=checkpoints, n_rows=n_rows,
                 iterations=local_iterations, world=world, advance=bar.update)
-            previous = (before, val, start_nll)  # the state before this half-sweep
+            previous = (before, held, start_nll)  # the state before this half-sweep
             best = best or previous
             half_sweeps += 1
             store(chain.sites)
-            val = validate()
+            held = validate()
+            val = held.nll
             bar.set_postfix_str(f"validation NLL {val:.6f}")
             if not math.isfinite(val):
-                chain.sites, val, train_nll = previous
+                chain.sites, held, train_nll = previous
                 store(chain.sites)
                 stopped = "non-finite"
                 break
-            bad = 0 if val < best[1] else bad + 1
+            bad = 0 if val < best[1].nll else bad + 1
             if not bad:
-                best = (list(chain.sites), val, train_nll)
+                best = (list(chain.sites), held, train_nll)
             if (start_nll - train_nll) * n_rows < _CONVERGED_NATS:
                 stopped = "converged"
                 break
-            if patience and bad >= (1 if half_sweeps == 1 else patience):  # early stopping
-                chain.sites, val, train_nll = best
-                store(chain.sites)
+            if (patience and bad >= (1 if half_sweeps == 1 else patience)
+                    and best[1].prefers(held)):  # early stopping
                 stopped = "validation"
                 break
-    return SweepResult(half_sweeps=half_sweeps, val_nll_before=val_before, val_nll=val,
+    if stopped in ("converged", "sweeps") and patience and bad and best[1].prefers(held):
+        stopped = "validation"
+    if stopped == "validation":
+        chain.sites, held, train_nll = best
+        store(chain.sites)
+    return SweepResult(half_sweeps=half_sweeps, val_nll_before=val_before, val_nll=held.nll,
                        train_nll=train_nll, stopped=stopped,
                        time_s=time.perf_counter() - started)
 

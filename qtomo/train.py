@@ -68,8 +68,9 @@ from torch import nn
 
 from qtomo.atomic import atomic_output, check_outputs
 from qtomo.data import Dataset, as_dataset
-from qtomo.device import resolve_device, sum_over_ranks, weighted_sum
+from qtomo.device import resolve_device, sum_over_ranks
 from qtomo.errors import CheckpointError, ConvergenceError, QtomoError
+from qtomo.heldout import HeldOut
 from qtomo.jsontext import json_text
 from qtomo.models import QtomoModel, hyperparameters, load_checkpoint, save_checkpoint
 from qtomo.options import TrainOptions
@@ -833,8 +834,7 @@ def _sweep(model: QtomoModel, train: _Rows, val: _Rows, options: TrainOptions, a
     rows, counts = zip(*train.distinct(chunk, rank=rank, world=world), strict=True)
     records = torch.cat([a.to(torch.uint8) for a in rows])
     result = model.sweep(records, train.n_rows,
-                         lambda: _validation_nll(model, val, options, autocast, rank, world,
-                                                 chunk),
+                         lambda: _held_out(model, val, options, autocast, rank, world, chunk),
                          max_sweeps=options.sweeps,
                          patience=0 if options.bootstrap else PATIENCE,
                          world=world, quiet=quiet or rank != 0,
@@ -850,19 +850,25 @@ def _sweep(model: QtomoModel, train: _Rows, val: _Rows, options: TrainOptions, a
     return result
 
 
-@torch.no_grad()
 def _validation_nll(model: QtomoModel, val: _Rows, options: TrainOptions, autocast,
                     rank: int, world: int, rows: int = 4096) -> float:
-    """Mean training NLL over the validation rows (sharded over ranks, summed back; repeated
-    rows once, with their counts), at least ``rows`` of them per pass."""
+    """Mean training NLL over the validation rows (:func:`_held_out`)."""
+    return _held_out(model, val, options, autocast, rank, world, rows).nll
+
+
+@torch.no_grad()
+def _held_out(model: QtomoModel, val: _Rows, options: TrainOptions, autocast, rank: int,
+              world: int, rows: int = 4096) -> HeldOut:
+    """The training NLL of every validation row (this rank's share; repeated rows once, with
+    their counts), at least ``rows`` of them per pass."""
     model.eval()
-    totals = torch.zeros(2, dtype=torch.float64, device=val.device)
-    for a, counts in val.distinct(max(options.batch_size, rows), rank=rank, world=world):
+    nll_rows, counts = [], []
+    for a, a_counts in val.distinct(max(options.batch_size, rows), rank=rank, world=world):
         with autocast:
-            totals[0] += weighted_sum(model.training_nll(a).double(), counts)
-        totals[1] += a.shape[0] if counts is None else counts.sum()
-    sum_over_ranks(totals, world=world)
-    return (totals[0] / totals[1]).item()
+            nll_rows.append(model.training_nll(a).double())
+        counts.append(a_counts)
+    return HeldOut(torch.cat(nll_rows), None if counts[0] is None else torch.cat(counts),
+                   world)
 
 
 def check_ensemble(members: Any, out: str | Path) -> Path:

@@ -15,6 +15,7 @@ import torch
 from qtomo.cli import main
 from qtomo.data import read_dataset
 from qtomo.errors import QtomoError
+from qtomo.heldout import HeldOut
 from qtomo.models import build, load_checkpoint
 from qtomo.recipe import fit_recipe
 from qtomo.reconstruct import Reconstruction
@@ -27,6 +28,7 @@ from qtomo.states.mps import (
     vector_to_mps,
 )
 from qtomo.sweeps import (
+    PATIENCE,
     _Chain,
     _environments_ahead,
     _gram,
@@ -46,8 +48,18 @@ def _rows(dataset):
 
 
 def _nll(model, rows):
+    return _held(model, rows).nll
+
+
+def _held(model, rows):
+    """The validation rows' NLLs under the model as stored."""
     with torch.no_grad():
-        return -model.log_prob(rows).mean().item()
+        return HeldOut(-model.log_prob(rows).double())
+
+
+def _constant(nll):
+    """Validation rows that all have NLL ``nll``: any rise is significant."""
+    return HeldOut(torch.full((4,), float(nll), dtype=torch.float64))
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +79,7 @@ def test_sweeps_reach_the_maximum_likelihood_of_lbfgs_from_the_true_state(tfim8)
     reference = _maximum_from_truth(tfim8, target, rows, val, real=1, iterations=2000)
     torch.manual_seed(0)
     model = build("mps", L=8, K=4, povm=tfim8.povm, chi=2, real=1)
-    result = model.sweep(rows, len(rows), lambda: _nll(model, rows), max_sweeps=20)
+    result = model.sweep(rows, len(rows), lambda: _held(model, rows), max_sweeps=20)
     assert result.stopped == "converged"
     assert _nll(model, rows) == pytest.approx(_nll(reference, rows), abs=2e-5)
     assert _gradient_norm(model, rows) < 0.05 / np.sqrt(len(rows))
@@ -93,19 +105,24 @@ def _gradient_norm(model, rows) -> float:
     return float(torch.sqrt(sum((A.grad ** 2).sum() for A in model.sites)))
 
 
-def test_validation_selects_the_kept_sweep_and_never_loses(tfim8):
-    """The validation NLL kept is the lowest measured, and below the start's."""
+def test_validation_keeps_the_last_state_unless_it_prefers_an_earlier_one(tfim8):
+    """The sweeps keep their last state, or the one of the lowest validation NLL where the
+    validation rows prefer it to the last by more than 1.5 standard errors; either is below
+    the start's validation NLL."""
     rows, val = _rows(tfim8)
     torch.manual_seed(1)
     model = build("mps", L=8, K=4, povm=tfim8.povm, chi=3, real=1)
     seen = []
 
-    def validate() -> float:
-        seen.append(_nll(model, val))
+    def validate() -> HeldOut:
+        seen.append(_held(model, val))
         return seen[-1]
 
     result = model.sweep(rows, len(rows), validate, max_sweeps=3)
-    assert result.val_nll == min(seen) < result.val_nll_before == seen[0]
+    best = min(seen, key=lambda held: held.nll)
+    kept = best if result.stopped == "validation" else seen[-1]
+    assert (result.stopped == "validation") == best.prefers(seen[-1])
+    assert result.val_nll == kept.nll < result.val_nll_before == seen[0].nll
     assert _nll(model, val) == pytest.approx(result.val_nll, abs=1e-12)
     assert 1 <= result.half_sweeps <= 6
 
@@ -119,10 +136,55 @@ def test_a_kept_start_reports_its_own_training_nll(tfim8):
     model = build("mps", L=8, K=4, povm=tfim8.povm, chi=2, real=1)
     start = _nll(model, rows)
     worse = iter(range(100))
-    result = model.sweep(rows, len(rows), lambda: float(next(worse)), max_sweeps=4, patience=3)
+    result = model.sweep(rows, len(rows), lambda: _constant(next(worse)), max_sweeps=4, patience=3)
     assert (result.stopped, result.half_sweeps) == ("validation", 1)
     assert result.train_nll == pytest.approx(start, abs=1e-9)
     assert _nll(model, rows) == pytest.approx(start, abs=1e-9)
+
+
+def test_a_rise_of_the_validation_nll_within_its_noise_does_not_stop_the_sweeps(tfim8):
+    """A validation NLL that rises after every half-sweep by far less than its standard error
+    (10^-3 nats against 0.14) does not stop the sweeps, which once stopped after the first:
+    they end at the maximum of the likelihood, the state of the sweeps without early
+    stopping."""
+    rows, _ = _rows(tfim8)
+    spread = torch.tensor([1.0, -1.0] * 50, dtype=torch.float64)  # mean 0, the noise
+    generator = torch.Generator().manual_seed(5)
+    calls = []
+
+    def rising() -> HeldOut:
+        calls.append(None)
+        return HeldOut(1e-3 * len(calls) + spread[torch.randperm(100, generator=generator)])
+
+    ends = []
+    for patience in (PATIENCE, 0):
+        torch.manual_seed(2)
+        model = build("mps", L=8, K=4, povm=tfim8.povm, chi=2, real=1)
+        result = model.sweep(rows, len(rows), rising, max_sweeps=20, patience=patience)
+        ends.append((result, _nll(model, rows)))
+    (noisy, noisy_nll), (plain, plain_nll) = ends
+    assert noisy.stopped == plain.stopped == "converged" and noisy.half_sweeps > 1
+    assert noisy_nll == pytest.approx(plain_nll, abs=1e-12)
+    assert noisy.val_nll > noisy.val_nll_before  # every check rose: early stopping would stop
+
+
+def test_converged_sweeps_keep_an_earlier_state_the_validation_rows_prefer(tfim8):
+    """Where the validation NLL falls after the first half-sweep and then rises significantly,
+    but the sweeps converge before ``patience`` runs out, the first half-sweep's state, which
+    the validation rows prefer, is kept."""
+    rows, _ = _rows(tfim8)
+    torch.manual_seed(2)
+    model = build("mps", L=8, K=4, povm=tfim8.povm, chi=2, real=1)
+    train_nll = []  # of the state as stored at each validation
+
+    def validate() -> HeldOut:
+        train_nll.append(_nll(model, rows))
+        return _constant(-1.0 if len(train_nll) == 2 else len(train_nll))
+
+    result = model.sweep(rows, len(rows), validate, max_sweeps=20, patience=50)
+    assert result.stopped == "validation" and result.half_sweeps > 1
+    assert (result.val_nll, result.train_nll) == (-1.0, pytest.approx(train_nll[1], abs=1e-9))
+    assert _nll(model, rows) == pytest.approx(train_nll[1], abs=1e-9)
 
 
 @pytest.mark.parametrize("patience", [1, 2])  # a third would see it converge
@@ -134,9 +196,10 @@ def test_after_a_first_gain_the_sweeps_wait_patience_half_sweeps(tfim8, patience
     model = build("mps", L=8, K=4, povm=tfim8.povm, chi=2, real=1)
     train_nll = []  # of the state as stored at each validation
 
-    def validate() -> float:
+    def validate() -> HeldOut:
         train_nll.append(_nll(model, rows))
-        return (1.0, 0.0)[len(train_nll) - 1] if len(train_nll) <= 2 else len(train_nll)
+        return _constant((1.0, 0.0)[len(train_nll) - 1] if len(train_nll) <= 2
+                         else len(train_nll))
 
     result = model.sweep(rows, len(rows), validate, max_sweeps=4, patience=patience)
     assert (result.stopped, result.half_sweeps) == ("validation", 1 + patience)
@@ -151,9 +214,9 @@ def test_sweeps_from_a_converged_state_stop_after_one_half_sweep(tfim8):
     rows, _ = _rows(tfim8)
     torch.manual_seed(3)
     model = build("mps", L=8, K=4, povm=tfim8.povm, chi=2, real=1)
-    model.sweep(rows, len(rows), lambda: _nll(model, rows), max_sweeps=20)
+    model.sweep(rows, len(rows), lambda: _held(model, rows), max_sweeps=20)
     converged = _nll(model, rows)
-    again = model.sweep(rows, len(rows), lambda: _nll(model, rows), max_sweeps=20)
+    again = model.sweep(rows, len(rows), lambda: _held(model, rows), max_sweeps=20)
     assert (again.stopped, again.half_sweeps) == ("converged", 1)
     assert again.train_nll == pytest.approx(converged, abs=0.1 / len(rows))
 
@@ -169,7 +232,7 @@ def test_complex_tensors_find_a_complex_phase(tmp_path):
     for real in (0, 1):
         torch.manual_seed(0)
         model = build("mps", L=4, K=6, povm=data.povm, chi=1, real=real)
-        model.sweep(rows, len(rows), lambda m=model: _nll(m, val), max_sweeps=4)
+        model.sweep(rows, len(rows), lambda m=model: _held(m, val), max_sweeps=4)
         fidelities[real] = pure_state_fidelity(plus_i, model.tensors())
     assert fidelities[0] > 0.999 and fidelities[1] < 0.2
 
@@ -183,7 +246,7 @@ def test_purified_tensors_fit_a_depolarized_state(tmp_path):
     rows, val = _rows(data)
     torch.manual_seed(0)
     model = build("lpdo", L=3, K=4, povm=data.povm, chi=1, kraus=2, real=1)
-    model.sweep(rows, len(rows), lambda: _nll(model, val), max_sweeps=6)
+    model.sweep(rows, len(rows), lambda: _held(model, val), max_sweeps=6)
     rho = Reconstruction(state_density_matrix(model.tensors()))
     assert rho.fidelity(data.reference["rho"]).value > 0.995
 
@@ -233,7 +296,7 @@ def test_sweeps_find_the_phase_basin_of_a_ghz_state(tmp_path):
     for seed in range(4):
         torch.manual_seed(seed)
         model = build("mps", L=8, K=6, povm=data.povm, chi=2, real=0)
-        model.sweep(rows, len(rows), lambda m=model: _nll(m, val), max_sweeps=8)
+        model.sweep(rows, len(rows), lambda m=model: _held(m, val), max_sweeps=8)
         assert pure_state_fidelity(target, model.tensors()) > 0.99, seed
 
 
@@ -258,7 +321,7 @@ def test_sweeps_reach_the_maximum_likelihood_phase_of_a_ghz_state(tmp_path):
                                     iterations=500)
     torch.manual_seed(0)
     model = build("mps", L=16, K=6, povm=data.povm, chi=2, real=0)
-    result = model.sweep(rows, len(rows), lambda: _nll(model, val), max_sweeps=8, patience=0)
+    result = model.sweep(rows, len(rows), lambda: _held(model, val), max_sweeps=8, patience=0)
     assert result.stopped == "converged"
     assert _nll(model, rows) == pytest.approx(_nll(reference, rows), abs=1e-8)
     assert _branch_phase(model.tensors()) == pytest.approx(_branch_phase(reference.tensors()),
@@ -343,7 +406,7 @@ def test_distinct_rows_with_their_counts_sweep_as_all_rows(real, tmp_path):
     for records, weights in ((rows, None), (distinct, counts.double())):
         torch.manual_seed(0)
         model = build("mps", L=4, K=4, povm=data.povm, chi=2, real=real)
-        result = model.sweep(records, len(rows), lambda: 0.0, max_sweeps=2, patience=0,
+        result = model.sweep(records, len(rows), lambda: _constant(0.0), max_sweeps=2, patience=0,
                              counts=weights)
         fitted.append((result.train_nll, _nll(model, rows)))
     (all_rows, all_nll), (once, once_nll) = fitted
@@ -358,7 +421,7 @@ def test_sweeps_show_a_progress_bar_over_the_sites_unless_quiet(quiet, monkeypat
     model = build("mps", L=6, K=4, povm="pauli4", chi=2, real=1)
     records = torch.randint(0, 4, (200, 6))
     monkeypatch.setattr(sys.stderr, "isatty", lambda: True)  # as on a terminal
-    model.sweep(records, len(records), lambda: 1.0, max_sweeps=1, quiet=quiet)
+    model.sweep(records, len(records), lambda: _constant(1.0), max_sweeps=1, quiet=quiet)
     printed = capsys.readouterr().err
     assert ("sweeps:" in printed and "site" in printed and "validation NLL" in printed) != quiet
 
@@ -395,7 +458,8 @@ def test_sweep_bytes_bound_the_measured_peak(L, chi, rows, checkpointed):
     kept), and that of holding all of them, are above the growth of the peak resident memory
     over a sweep that does so, and within three times it (freed arrays returned to the system,
     as at the sizes the guard is for: tests/memory.py)."""
-    work = "model.sweep(a, rows, lambda: 0.0, max_sweeps=1)"
+    work = ("from qtomo.heldout import HeldOut; "
+            "model.sweep(a, rows, lambda: HeldOut(torch.zeros(1)), max_sweeps=1)")
     if checkpointed:  # no memory to hold them all
         work = f"import qtomo.sweeps; qtomo.sweeps._HOLD_ALL_SHARE = 0; {work}"
     measured = mps_peak_bytes(work, L, chi, rows, freed_returned=True)

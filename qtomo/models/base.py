@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from qtomo.errors import QtomoError
+from qtomo.heldout import HeldOut
 from qtomo.povm import POVM, check_outcomes
 from qtomo.sweeps import PATIENCE, SweepResult
 
@@ -118,13 +119,14 @@ class QtomoModel(nn.Module):
         can; the trainer refuses ``sweeps`` > 0 with this line before any epoch."""
         return f"the {self.family} family has no local sweeps"
 
-    def sweep(self, records: torch.Tensor, n_rows: int, validate: Callable[[], float], *,
+    def sweep(self, records: torch.Tensor, n_rows: int, validate: Callable[[], HeldOut], *,
               max_sweeps: int, patience: int = PATIENCE, world: int = 1,
               quiet: bool = True, counts: torch.Tensor | None = None) -> SweepResult:
         """Maximise the likelihood of ``records`` (LongTensor (N_rank, L), this rank's training
         rows, each ``counts`` (float64 (N_rank,)) times, once where None; ``n_rows`` over all
-        ranks, Σ counts) site by site (:func:`qtomo.sweeps.sweep`; early
-        stopping on ``validate()`` after ``patience`` half-sweeps, 0 for none; a progress bar
+        ranks, Σ counts) site by site (:func:`qtomo.sweeps.sweep`; ``validate()`` gives the
+        validation rows' NLLs, and an earlier state they prefer is kept, asked after
+        ``patience`` half-sweeps without a better validation NLL, 0 for never; a progress bar
         over the sites unless ``quiet``); the model ends holding the state kept."""
         raise QtomoError(self.sweep_refusal() or f"the {self.family} family cannot sweep")
 

@@ -37,6 +37,7 @@ import torch
 from torch import nn
 
 from qtomo.errors import QtomoError
+from qtomo.heldout import HeldOut
 from qtomo.models.base import QtomoModel, check_hyperparameter
 from qtomo.povm import POVM, PerQubitPOVM, povm_elements
 from qtomo.states.mps import right_canonical
@@ -211,7 +212,7 @@ class LPDOModel(QtomoModel):
                     f"sweep")
         return None
 
-    def sweep(self, records: torch.Tensor, n_rows: int, validate: Callable[[], float], *,
+    def sweep(self, records: torch.Tensor, n_rows: int, validate: Callable[[], HeldOut], *,
               max_sweeps: int, patience: int = PATIENCE, world: int = 1,
               quiet: bool = True, counts: torch.Tensor | None = None) -> SweepResult:
         """Local maximum-likelihood sweeps over the sites (:func:`qtomo.sweeps.sweep`)."""
