@@ -441,8 +441,10 @@ def test_sweep_bytes_bound_the_measured_peak(L, chi, rows, checkpointed):
     kept), and that of holding all of them, are above the growth of the peak resident memory
     over a sweep that does so, and within three times it (freed arrays returned to the system,
     as at the sizes the guard is for: tests/memory.py)."""
-    work = ("from qtomo.heldout import HeldOut; "
-            "model.sweep(a, rows, lambda: HeldOut(torch.zeros(1)), max_sweeps=1)")
+    # a validation NLL that rises on every row ends the sweep after its first half-sweep
+    work = ("from qtomo.heldout import HeldOut; rises = iter(range(3)); "
+            "model.sweep(a, rows, lambda: HeldOut(torch.full((2,), float(next(rises)))), "
+            "max_sweeps=1)")
     if checkpointed:  # no memory to hold them all
         work = f"import qtomo.sweeps; qtomo.sweeps._HOLD_ALL_SHARE = 0; {work}"
     measured = mps_peak_bytes(work, L, chi, rows, freed_returned=True)
