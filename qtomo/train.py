@@ -705,28 +705,28 @@ class _Run:
                 save_checkpoint(self.paths[0], self.evaluated, povm=self.dataset.povm.name,
                                 data=self.data, training=self.summary())
 
+    def kept(self, result: Refinement | SweepResult) -> Refinement | SweepResult:
+        """``result`` of a stage after the epochs, whose state the model now holds, made the
+        best (its validation NLL, no separate weights to restore)."""
+        self.best = {"epoch": self.epoch, "val_nll": result.val_nll, "state_dict": None}
+        return result
+
     def finish(self) -> TrainResult:
         """The best weights, stepped on the full batch, swept and refined when asked, saved with
         the final summary."""
         model, options = self.model, self.options
         if self.best["state_dict"] is not None:
             model.load_state_dict(self.best["state_dict"])
+        stage = {"rank": self.rank, "world": self.world, "quiet": self.quiet}
         if options.full_batch:
-            self.full_batch = _refine(model, self.train, self.val, options, self.autocast,
-                                      rank=self.rank, world=self.world, quiet=self.quiet,
-                                      method="adam")
-            self.best = {"epoch": self.epoch, "val_nll": self.full_batch.val_nll,
-                         "state_dict": None}
+            self.full_batch = self.kept(_refine(model, self.train, self.val, options,
+                                                self.autocast, method="adam", **stage))
         if options.sweeps:
-            self.sweeps = _sweep(model, self.train, self.val, options, self.autocast,
-                                 rank=self.rank, world=self.world, quiet=self.quiet)
-            self.best = {"epoch": self.epoch, "val_nll": self.sweeps.val_nll,
-                         "state_dict": None}
+            self.sweeps = self.kept(_sweep(model, self.train, self.val, options, self.autocast,
+                                           **stage))
         if options.refine:
-            self.refinement = _refine(model, self.train, self.val, options, self.autocast,
-                                      rank=self.rank, world=self.world, quiet=self.quiet)
-            self.best = {"epoch": self.epoch, "val_nll": self.refinement.val_nll,
-                         "state_dict": None}
+            self.refinement = self.kept(_refine(model, self.train, self.val, options,
+                                                self.autocast, **stage))
         if self.save and (options.full_batch or options.sweeps or options.refine):
             self.save_last()
         model.eval()
