@@ -27,6 +27,13 @@ Cases: ``tfim8`` (TFIM L = 8, h = 1, 2·10^5 ``pauli4`` records, ``make demo``'s
 h = 0.9, depolarizing p = 0.1, 10^5, ``lpdo``), ``tfim50`` (L = 50, 10^5, DMRG), ``tfim100``
 (L = 100, 10^6, the case of ``cli_pipeline.py``; not in the default list: hours here).
 
+With ``--reference-sizes χ …`` the reference is also fitted at each of these bond dimensions
+(the default's real/complex and κ), from the true state truncated to χ: the statistical limit
+at every size, beside how far the held-out rows can tell that size's maximum-likelihood state
+from the default's (``F_reference_chi<χ>``; ``z_chi<χ>``, the paired held-out gain over the
+default's state in standard errors, :meth:`qtomo.heldout.HeldOut.gain_over`). Whether any size's
+maximum-likelihood state reaches a fidelity target, and whether the records could choose it.
+
 With ``--no-reference`` only the default fit runs (its fidelity, size, time and throughput):
 the timing of a case whose reference takes much longer than the fit (``tfim50``).
 
@@ -38,10 +45,10 @@ fidelities and the ensemble's seconds.
 Usage::
 
     python benchmarks/limit.py [--cases tfim8 tfim10 ghz20 tfim6_noisy tfim50] [--seed 1]
-                               [--bootstrap M] [--no-reference]
+                               [--bootstrap M] [--no-reference] [--reference-sizes χ …]
 
 Writes ``benchmarks/results/limit.json`` (``limit_<cases>.json`` for other ``--cases``,
-``…_noreference`` without the reference).
+``…_noreference`` without the reference, ``…_sizes<χ…>`` with ``--reference-sizes``).
 """
 
 from __future__ import annotations
@@ -168,7 +175,28 @@ def bootstrap_spread(family: str, dataset: Dataset, target, members: int,
             "F_bootstrap_spread": float(np.std(fidelities, ddof=1)), "bootstrap_s": seconds}
 
 
-def run_case(case: str, seed: int, folder: Path, members: int, with_reference: bool) -> dict:
+def held_out_rows(dataset: Dataset) -> torch.Tensor:
+    """The validation rows of a default fit, LongTensor (N_val, L)."""
+    return torch.from_numpy(dataset.outcomes(*split_rows(dataset.n_records, 0.1)[1])).long()
+
+
+def other_sizes(dataset: Dataset, family: str, hp: dict, target: list[np.ndarray],
+                rows: torch.Tensor, default_model, sizes: list[int]) -> dict:
+    """The reference at each bond dimension of ``sizes`` (module docstring, ``--reference-sizes``):
+    its fidelity and its paired held-out gain over the default's state in standard errors."""
+    validation = held_out_rows(dataset)
+    default_held = HeldOut(nll_rows(default_model, validation))
+    columns = {}
+    for chi in sizes:
+        reference = reference_fit(dataset, family, {**hp, "chi": chi}, target, rows)[0]
+        gain, stderr = HeldOut(nll_rows(reference, validation)).gain_over(default_held)
+        columns.update({f"F_reference_chi{chi}": fidelity(reference, dataset, target),
+                        f"z_chi{chi}": gain / stderr})
+    return columns
+
+
+def run_case(case: str, seed: int, folder: Path, members: int, with_reference: bool,
+             sizes: list[int]) -> dict:
     family, kind = CASES[case]
     path = simulate(**kind, seed=seed, device="cpu", out=folder / f"{case}.h5", quiet=True)
     dataset = read_dataset(path)
@@ -190,6 +218,7 @@ def run_case(case: str, seed: int, folder: Path, members: int, with_reference: b
                     "reference_half_sweeps": sweeps.half_sweeps,
                     "reference_lbfgs": f"{polish.iterations} ({polish.stopped})",
                     "train_nll_truth": truth_nll, "train_nll_reference": polish.train_nll})
+        row.update(other_sizes(dataset, family, hp, target, rows, selection.best.model, sizes))
     row.update({"train_nll_default": mean_nll(selection.best.model, rows),
                 "val_nll_default": selection.best.best_val_nll,
                 "search": search_text(selection.search["stages"]),
@@ -209,25 +238,42 @@ def main() -> None:
                         help="also a bootstrap ensemble of M >= 2 members per case (0: none)")
     parser.add_argument("--no-reference", dest="reference", action="store_false",
                         help="only the default fit: no truth-started reference")
+    parser.add_argument("--reference-sizes", nargs="+", type=int, default=[], metavar="CHI",
+                        help="also the reference at these bond dimensions (with the reference)")
     args = parser.parse_args()
+    if args.reference_sizes and not args.reference:
+        parser.error("--reference-sizes needs the reference; drop --no-reference")
     peak = matmul_peak_gflops()
     rows = []
     with tempfile.TemporaryDirectory() as folder:
         for case in args.cases:
             rows.append(run_case(case, args.seed, Path(folder), args.bootstrap,
-                                 args.reference))
+                                 args.reference, args.reference_sizes))
     ratios = [row["infidelity_ratio"] for row in rows if "infidelity_ratio" in row]
     print(f"fp64 matrix-product peak: {peak:.1f} GFLOP/s"
           + (f"; worst infidelity ratio {max(ratios):.3g}" if ratios else ""))
-    default = parser.get_default("cases")
-    name = "limit" if args.cases == default else "limit_" + "_".join(args.cases)
+    report(results_name(args, parser.get_default("cases")), rows,
+           {"options": vars(args), "fp64_peak_gflops": peak, "command": command_line(args)})
+
+
+def results_name(args: argparse.Namespace, default_cases: list[str]) -> str:
+    """The results file's name (module docstring): ``limit`` for the default cases, else
+    ``limit_<cases>``, then ``_bootstrap<M>``, ``_noreference``, ``_sizes<χ…>`` as given."""
+    name = "limit" if args.cases == default_cases else "limit_" + "_".join(args.cases)
     name += f"_bootstrap{args.bootstrap}" if args.bootstrap else ""
     name += "" if args.reference else "_noreference"
-    report(name, rows, {"options": vars(args), "fp64_peak_gflops": peak,
-                           "command": "python benchmarks/limit.py " + " ".join(
-                               f"--{k} {' '.join(map(str, v)) if isinstance(v, list) else v}"
-                               for k, v in vars(args).items() if k != "reference")
-                           + ("" if args.reference else " --no-reference")})
+    return name + ("_sizes" + "_".join(map(str, args.reference_sizes))
+                   if args.reference_sizes else "")
+
+
+def command_line(args: argparse.Namespace) -> str:
+    """The command that writes this results file (every option, defaults included)."""
+    words = ["python", "benchmarks/limit.py"]
+    for name, value in vars(args).items():
+        if name != "reference" and value != []:
+            words += [f"--{name.replace('_', '-')}",
+                      *map(str, value if isinstance(value, list) else [value])]
+    return " ".join(words + ([] if args.reference else ["--no-reference"]))
 
 
 if __name__ == "__main__":

@@ -30,8 +30,9 @@ Usage::
     python benchmarks/states.py --rescore results/states_N10000.json   # winners from its rows
 
 ``--quick`` runs L = 4, 2 000 records, one epoch for the networks (its numbers mean nothing).
-Writes a table to stdout and ``benchmarks/results/states[_targets][_N<records>][_quick].json``
-(``_N…`` where ``--records`` is not the default).
+Writes a table to stdout and
+``benchmarks/results/states[_targets][_N<records>][_<families>][_quick].json`` (``_N…`` where
+``--records`` is not the default, ``_<families>`` where ``--families`` is not).
 """
 
 from __future__ import annotations
@@ -195,12 +196,14 @@ def main() -> None:
                     for records in counts:
                         rows += run_case(name, L, records, args.families, Path(folder),
                                          epochs=epochs, samples=args.samples)
-    extra = {} if args.targets else {"winners": winners(rows)}
+    extra = {} if args.targets or len(args.families) < 2 else {"winners": winners(rows)}
     for row in extra.get("winners", []):
         print_row(row, 5)
     counts = "" if args.targets or args.records == RECORDS else "_N" + "_".join(
         map(str, args.records))
-    report("states" + ("_targets" if args.targets else "") + counts
+    families = "" if args.targets or args.families == default_families else "_" + "_".join(
+        args.families)
+    report("states" + ("_targets" if args.targets else "") + counts + families
            + ("_quick" if args.quick else ""), rows, extra)
 
 

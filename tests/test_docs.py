@@ -84,3 +84,24 @@ def test_cli_pipeline_names_its_results_file_after_the_fit_options(monkeypatch):
             == "cli_pipeline_tfim100_chi4_real0")
     assert (cli_pipeline.results_name("tfim100", "--no-amp --chi 4")
             == "cli_pipeline_tfim100_no-amp_chi4")
+
+
+def test_limit_names_its_results_file_and_command_after_its_options(monkeypatch):
+    """``benchmarks/limit.py`` writes ``limit_<cases>[_bootstrapM][_noreference][_sizes…]`` and
+    stores the command that rewrites it, options spelled as on the command line."""
+    import argparse
+    import importlib
+
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    limit = importlib.import_module("limit")
+    default = ["tfim8", "tfim10", "ghz20", "tfim6_noisy", "tfim50"]
+    args = argparse.Namespace(cases=["tfim8"], seed=1, bootstrap=0, reference=True,
+                              reference_sizes=[3, 4])
+    assert limit.results_name(args, default) == "limit_tfim8_sizes3_4"
+    assert (limit.command_line(args)
+            == "python benchmarks/limit.py --cases tfim8 --seed 1 --bootstrap 0 "
+               "--reference-sizes 3 4")
+    plain = argparse.Namespace(cases=default, seed=1, bootstrap=3, reference=False,
+                               reference_sizes=[])
+    assert limit.results_name(plain, default) == "limit_bootstrap3_noreference"
+    assert limit.command_line(plain).endswith("--seed 1 --bootstrap 3 --no-reference")
