@@ -135,9 +135,9 @@ def reference_fit(dataset: Dataset, family: str, hp: dict, target: list[np.ndarr
     return model, result, polish, truth_nll
 
 
-def training_rows(dataset: Dataset) -> torch.Tensor:
-    """The training rows of a default fit, LongTensor (N_train, L)."""
-    return torch.from_numpy(dataset.outcomes(*split_rows(dataset.n_records, 0.1)[0])).long()
+def training_rows(dataset: Dataset, part: int = 0) -> torch.Tensor:
+    """The training rows of a default fit (``part`` 1: its validation rows), LongTensor (N, L)."""
+    return torch.from_numpy(dataset.outcomes(*split_rows(dataset.n_records, 0.1)[part])).long()
 
 
 def nll_rows(model, rows: torch.Tensor) -> torch.Tensor:
@@ -175,16 +175,11 @@ def bootstrap_spread(family: str, dataset: Dataset, target, members: int,
             "F_bootstrap_spread": float(np.std(fidelities, ddof=1)), "bootstrap_s": seconds}
 
 
-def held_out_rows(dataset: Dataset) -> torch.Tensor:
-    """The validation rows of a default fit, LongTensor (N_val, L)."""
-    return torch.from_numpy(dataset.outcomes(*split_rows(dataset.n_records, 0.1)[1])).long()
-
-
 def other_sizes(dataset: Dataset, family: str, hp: dict, target: list[np.ndarray],
                 rows: torch.Tensor, default_model, sizes: list[int]) -> dict:
     """The reference at each bond dimension of ``sizes`` (module docstring, ``--reference-sizes``):
     its fidelity and its paired held-out gain over the default's state in standard errors."""
-    validation = held_out_rows(dataset)
+    validation = training_rows(dataset, part=1)
     default_held = HeldOut(nll_rows(default_model, validation))
     columns = {}
     for chi in sizes:
