@@ -767,13 +767,17 @@ def _check_pairing(model: QtomoModel, dataset: Dataset, options: TrainOptions,
 
 def _split(dataset: Dataset, options: TrainOptions,
            world: int) -> tuple[tuple[int, int], tuple[int, int]]:
-    """The training and validation rows; QtomoError when there is not one batch to train on."""
+    """The training and validation rows; QtomoError when there is not one batch to train on,
+    or fewer validation rows than processes (each rank measures its share of them)."""
     train_rows, val_rows = split_rows(dataset.n_records, options.val_fraction)
-    n_train = train_rows[1] - train_rows[0]
-    if n_train < max(options.batch_size, world) or val_rows[1] == val_rows[0]:
+    n_train, n_val = train_rows[1] - train_rows[0], val_rows[1] - val_rows[0]
+    if n_train < max(options.batch_size, world) or n_val == 0:
         raise QtomoError(f"dataset {dataset.path} has {dataset.n_records} records, "
                          f"{n_train} for training; need at least one batch of "
                          f"{options.batch_size} (--batch-size) plus validation rows")
+    if n_val < world:
+        raise QtomoError(f"dataset {dataset.path} leaves {n_val} validation rows for {world} "
+                         f"processes; need at least one per process (raise --val-fraction)")
     return train_rows, val_rows
 
 

@@ -292,6 +292,16 @@ def test_full_batch_stages_under_two_gloo_processes_match_one_process(
         assert abs(ddp[stage]["val_nll"] - one[stage]["val_nll"]) < 1e-9
 
 
+def test_fewer_validation_rows_than_processes_is_refused(tfim4):
+    """Each rank measures its share of the validation rows: with fewer rows than ranks the
+    shares are empty, so the split refuses them instead of a non-finite validation NLL."""
+    options = TrainOptions(val_fraction=1e-4, batch_size=64)  # 2 of 20 000 rows
+    assert qtomo.train._split(tfim4, options, world=2)[1] == (19_998, 20_000)
+    with pytest.raises(QtomoError, match="leaves 2 validation rows for 4 processes; need at "
+                                         "least one per process"):
+        qtomo.train._split(tfim4, options, world=4)
+
+
 def test_resume_from_an_optimizer_state_of_the_wrong_shape_is_one_line(tfim3_gru, tfim3_records,
                                                                        tmp_path, capsys):
     payload = torch.load(tfim3_gru[1], weights_only=True)
