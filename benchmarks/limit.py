@@ -135,8 +135,8 @@ def reference_fit(dataset: Dataset, family: str, hp: dict, target: list[np.ndarr
     return model, result, polish, truth_nll
 
 
-def training_rows(dataset: Dataset, part: int = 0) -> torch.Tensor:
-    """The training rows of a default fit (``part`` 1: its validation rows), LongTensor (N, L)."""
+def default_split(dataset: Dataset, part: int) -> torch.Tensor:
+    """The training (``part`` 0) or validation (1) rows of a default fit, LongTensor (N, L)."""
     return torch.from_numpy(dataset.outcomes(*split_rows(dataset.n_records, 0.1)[part])).long()
 
 
@@ -179,7 +179,7 @@ def other_sizes(dataset: Dataset, family: str, hp: dict, target: list[np.ndarray
                 rows: torch.Tensor, default_model, sizes: list[int]) -> dict:
     """The reference at each bond dimension of ``sizes`` (module docstring, ``--reference-sizes``):
     its fidelity and its paired held-out gain over the default's state in standard errors."""
-    validation = training_rows(dataset, part=1)
+    validation = default_split(dataset, 1)
     default_held = HeldOut(nll_rows(default_model, validation))
     columns = {}
     for chi in sizes:
@@ -201,7 +201,7 @@ def run_case(case: str, seed: int, folder: Path, members: int, with_reference: b
     default_s = time.perf_counter() - started
     hp = {name: value for name, value in selection.hyperparameters.items()}
     f_default = fidelity(selection.best.model, dataset, target)
-    rows = training_rows(dataset)
+    rows = default_split(dataset, 0)
     row = {"case": case, "family": family, "N": dataset.n_records, **hp, "F_default": f_default,
            "default_s": default_s}
     if with_reference:
