@@ -128,7 +128,7 @@ def reference_fit(dataset: Dataset, family: str, hp: dict, target: list[np.ndarr
         kraus = dataset.noise.kraus[:hp["kraus"]]
         model.set_tensors([np.einsum("qst,ctd->csqd", kraus, B) for B in pure])
     truth_nll = mean_nll(model, rows)
-    result = model.sweep(rows, len(rows), lambda: HeldOut(nll_rows(model, rows)), max_sweeps=20,
+    result = model.sweep(rows, len(rows), lambda: HeldOut.of(model, rows, _CHUNK), max_sweeps=20,
                          patience=0)
     polish = refine(model, lambda: ((a, None) for a in rows.split(_CHUNK)), len(rows),
                     lambda: mean_nll(model, rows), max_iter=_REFERENCE_LBFGS, select=False)
@@ -140,15 +140,9 @@ def default_split(dataset: Dataset, part: int) -> torch.Tensor:
     return torch.from_numpy(dataset.outcomes(*split_rows(dataset.n_records, 0.1)[part])).long()
 
 
-def nll_rows(model, rows: torch.Tensor) -> torch.Tensor:
-    """−ln Q(a_n) of every row, float64 (N,)."""
-    with torch.no_grad():
-        return -torch.cat([model.log_prob(a) for a in rows.split(_CHUNK)]).double()
-
-
 def mean_nll(model, rows: torch.Tensor) -> float:
     """−(1/N) Σ ln Q(a_n) over ``rows``."""
-    return nll_rows(model, rows).mean().item()
+    return HeldOut.of(model, rows, _CHUNK).nll
 
 
 def throughput(model, rows: torch.Tensor) -> float:
@@ -180,11 +174,11 @@ def other_sizes(dataset: Dataset, family: str, hp: dict, target: list[np.ndarray
     """The reference at each bond dimension of ``sizes`` (module docstring, ``--reference-sizes``):
     its fidelity and its paired held-out gain over the default's state in standard errors."""
     validation = default_split(dataset, 1)
-    default_held = HeldOut(nll_rows(default_model, validation))
+    default_held = HeldOut.of(default_model, validation, _CHUNK)
     columns = {}
     for chi in sizes:
         reference = reference_fit(dataset, family, {**hp, "chi": chi}, target, rows)[0]
-        gain, stderr = HeldOut(nll_rows(reference, validation)).gain_over(default_held)
+        gain, stderr = HeldOut.of(reference, validation, _CHUNK).gain_over(default_held)
         columns.update({f"F_reference_chi{chi}": fidelity(reference, dataset, target),
                         f"z_chi{chi}": gain / stderr})
     return columns

@@ -202,13 +202,9 @@ def _fit_stage(model: QtomoModel, dataset: Dataset, options: TrainOptions,
                out=None if out is None else candidate_output(out, named))
 
 
-@torch.no_grad()
 def _held_out(result: TrainResult, dataset: Dataset) -> HeldOut:
     """−ln Q(a) of every validation row of ``result``'s model."""
-    rows = torch.from_numpy(dataset.outcomes(*result.val_rows)).long()
-    model = result.model
-    return HeldOut(torch.cat([-model.log_prob(a.to(model.device)).cpu()
-                              for a in rows.split(16384)]).double())
+    return HeldOut.of(result.model, torch.from_numpy(dataset.outcomes(*result.val_rows)).long())
 
 
 def _fits_in_memory(model: QtomoModel, name: str, value: int, options: TrainOptions,

@@ -41,6 +41,14 @@ class HeldOut:
     counts: torch.Tensor | None = None
     world: int = 1
 
+    @classmethod
+    @torch.no_grad()
+    def of(cls, model, rows: torch.Tensor, chunk: int = 16384) -> HeldOut:
+        """The rows ``rows`` (LongTensor (N, L), each once) under ``model`` (any model with
+        ``log_prob`` and ``device``), read ``chunk`` rows at a time."""
+        return cls(torch.cat([-model.log_prob(a.to(model.device)).cpu()
+                              for a in rows.split(chunk)]).double())
+
     @property
     def nll(self) -> float:
         """Mean NLL over all ranks' rows."""
