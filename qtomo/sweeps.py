@@ -16,6 +16,12 @@ product per record. As in DMRG, each site is brought to its optimum given the ot
 converges in a few sweeps where gradient steps on the whole chain need hundreds of passes
 (TFIM L = 50: docs/physical-fits.md).
 
+A pure state (κ = 1) measured by a POVM of rank-one elements M_k = u_k u_k† (Pauli-4, Pauli-6)
+has P_n = |α_n · B_i[a_{n,i}](A_i) · β_n|², with amplitude tables B_i[k] = Σ_s ū_{k,s} A_i^s
+(χ_l, χ_r) and environments α_n (χ_l), β_n (χ_r) of χ complex numbers per record instead of χ²
+real ones (:func:`amplitude_vectors`): the same probabilities for 4× fewer flops per row at
+χ = 4, 9× at χ = 6. Everything below holds for both forms.
+
 The environments are rescaled row by row as they grow (their log-scales kept beside them), so
 the local NLL at the last site of a half-sweep gives the training NLL of the whole chain
 exactly, at no extra cost. The sweeps run until a half-sweep gains less than 0.1 nat of total
@@ -34,7 +40,7 @@ A half-sweep takes its environments ahead from the previous half-sweep's environ
 quarter of the free memory, only every ⌈√L⌉-th is kept and the block in front recomputed from
 its checkpoint when the sweep enters it, so a sweep holds about 2√L environments of every
 record instead of L (:func:`sweep_bytes`; the size search refuses a size whose sweeps would
-not fit even so): TFIM L = 100 from 9·10^5 training rows at χ = 4 needs 3.8 GB instead of
+not fit even so): TFIM L = 100 from 9·10^5 training rows at χ = 4 needs 4.5 GB instead of
 26 GB, for a second table product per record and site (13% of a sweep's time at L = 50, χ = 4,
 where all are held); the results are bit for bit the same.
 Under torchrun each rank holds its share of the rows and the local objectives and gradients are
@@ -71,6 +77,8 @@ _HOLD_ALL_SHARE = 0.25
 #: enough to finish a slow flat direction (the phase of a GHZ state, 1 nat from its maximum,
 #: still had fidelity 0.969 where the maximum has 0.998)
 _CONVERGED_NATS = 0.1
+#: smallest eigenvalue of a POVM element, relative to its largest, below which it has rank one
+_RANK_ONE = 1e-12
 
 
 @dataclass(frozen=True)
@@ -104,7 +112,8 @@ _Environment = tuple[torch.Tensor, torch.Tensor]
 
 class _Chain:
     """The site tensors as parameters are stored (float64, real, or complex as a trailing
-    axis of 2), with the POVM elements (L, K, 2, 2), the rows of each outcome at each site
+    axis of 2), with the POVM elements (L, K, 2, 2), their vectors where the sweeps run on
+    amplitudes (``vectors``, :func:`amplitude_vectors`), the rows of each outcome at each site
     (``groups[i][k]``, int32, computed once) and how often each row occurs (``counts``,
     float64 (N,), None: once)."""
 
@@ -112,18 +121,20 @@ class _Chain:
                  records: torch.Tensor, counts: torch.Tensor | None = None) -> None:
         self.sites = [site.detach().clone() for site in sites]
         self.real, self.elements, self.counts = real, elements, counts
+        self.vectors = amplitude_vectors(elements, kraus=sites[0].shape[2])
         self.K = elements.shape[1]
         self.rows = records.shape[0]
         self.groups = [_groups(outcome.long(), self.K) for outcome in records.T]
         bonds = [site.shape[0] for site in sites] + [sites[-1].shape[-1]]
-        held_all = sweep_bytes(bonds, self.rows, spacing=1)
+        held_all = sweep_bytes(bonds, self.rows, spacing=1, amplitudes=self.vectors is not None)
         #: sites between two kept environments ahead (module docstring)
         self.spacing = (1 if held_all <= _HOLD_ALL_SHARE * available_memory(elements.device)
                         else _least_spacing(len(sites)))
 
     def empty(self) -> _Environment:
         """The environment of no sites: 1 for every row, log-scale 0."""
-        ones = torch.ones((self.rows, 1), dtype=torch.float64, device=self.elements.device)
+        dtype = torch.float64 if self.vectors is None else torch.complex128
+        ones = torch.ones((self.rows, 1), dtype=dtype, device=self.elements.device)
         return ones, torch.zeros(self.rows, dtype=torch.float64, device=ones.device)
 
     def complex(self, stored: torch.Tensor) -> torch.Tensor:
@@ -135,9 +146,12 @@ class _Chain:
         return torch.view_as_real(tensor.resolve_conj()).contiguous()
 
     def tables(self, i: int, stored: torch.Tensor | None = None) -> torch.Tensor:
-        """T_i[k] (K, χ_l², χ_r²) of site i (or of ``stored`` in its place)."""
-        site = self.sites[i] if stored is None else stored
-        return superoperator_tables(self.complex(site), self.elements[i])
+        """T_i[k] (K, χ_l², χ_r²) float64 of site i (or of ``stored`` in its place), or its
+        amplitude tables B_i[k] (K, χ_l, χ_r) complex128 (:func:`amplitude_tables`)."""
+        site = self.complex(self.sites[i] if stored is None else stored)
+        if self.vectors is None:
+            return superoperator_tables(site, self.elements[i])
+        return amplitude_tables(site, self.vectors[i])
 
     def left_canonical(self, i: int) -> None:
         """QR of site i (rows: left bond, qubit, Kraus); R moves into site i + 1."""
@@ -158,7 +172,8 @@ class _Chain:
 
     def step(self, environment: _Environment, i: int, rightwards: bool) -> _Environment:
         """The environment one site further: l T_i[a_i] (rightwards) or T_i[a_i] r, every row
-        rescaled to unit sum of magnitudes, the log of the factor added to its log-scale."""
+        rescaled to unit sum of magnitudes, the log of the factor added to its log-scale (twice
+        that of amplitudes, whose squares are the probabilities)."""
         vectors, log_scale = environment
         tables = self.tables(i).detach()
         if not rightwards:
@@ -167,26 +182,57 @@ class _Chain:
         for k, rows in enumerate(self.groups[i]):
             result[rows] = vectors.index_select(0, rows) @ tables[k]
         norm = result.abs().sum(1)
-        return result.div_(norm[:, None]), log_scale + torch.log(norm)
+        power = 1 if self.vectors is None else 2
+        return result.div_(norm[:, None]), log_scale + power * torch.log(norm)
 
 
-def sweep_bytes(chi: Sequence[int], records: int, spacing: int | None = None) -> int:
+def sweep_bytes(chi: Sequence[int], records: int, spacing: int | None = None,
+                amplitudes: bool = False) -> int:
     """Peak bytes of :func:`sweep` over ``records`` rows of a chain with bonds χ_0 … χ_L that
     keeps every B-th environment ahead (``spacing``; default ⌈√L⌉, the least memory), with
-    χ² = max_i χ_i²: 8 N (χ² + 1)(⌈L/B⌉ + B + 2) for the environments (the
-    checkpoints ahead, the block in front, the one behind and the next), 48 N χ² for the local
-    fit (each outcome's copy of the two environments and the autograd intermediates), 4 N L
-    for the rows of each outcome (int32), and 64 MiB. Measured peak resident growth of one
-    sweep (2-core CPU, real MPS) against this: (L, χ, N) = (30, 8, 10^5) 889 MB against
-    1 062 MB, (20, 16, 2.5·10^4) 714 MB against 942 MB, (50, 4, 3·10^5) 1 023 MB against
-    1 051 MB. Below ~10^5 rows glibc's heap keeps freed arrays for reuse and the peak reaches
-    up to twice this estimate's part per row (tests/memory.py); there it is small anyway."""
+    w = max_i χ_i² float64 numbers per row of an environment, or w = 2 max_i χ_i on
+    ``amplitudes`` (:func:`amplitude_vectors`): 8 N (w + 1)(⌈L/B⌉ + B + 2) for the
+    environments (the checkpoints ahead, the block in front, the one behind and the next),
+    8 N (6 w + 96) for the local fit (each outcome's copy of the two environments and the
+    autograd intermediates, and some 96 numbers per row: probabilities, their logs, the phase
+    search's blocks of phases), 4 N L for the rows of each outcome (int32), and 64 MiB.
+    Measured peak resident growth of one sweep (2-core CPU, real MPS) against this: on
+    superoperator tables (L, χ, N) = (30, 8, 10^5) 889 MB against 1 139 MB, (20, 16,
+    2.5·10^4) 714 MB against 961 MB, (50, 4, 3·10^5) 1 023 MB against 1 281 MB; on amplitudes
+    (pauli6) (30, 8, 2·10^4) 128 MB against 136 MB, (50, 4, 5·10^4) 166 MB against 196 MB.
+    Below ~10^5 rows glibc's heap keeps
+    freed arrays for reuse and the peak reaches up to twice this estimate's part per row
+    (tests/memory.py); there it is small anyway."""
     L = len(chi) - 1
     block = spacing or _least_spacing(L)
-    chi2 = max(c * c for c in chi)
+    width = 2 * max(chi) if amplitudes else max(c * c for c in chi)
     held = -(-L // block) + block + 2
-    return (8 * records * (chi2 + 1) * held + 48 * records * chi2 + 4 * records * L
+    return (8 * records * ((width + 1) * held + 6 * width + 96) + 4 * records * L
             + 64 * 2**20)
+
+
+def amplitude_vectors(elements: torch.Tensor, kraus: int) -> torch.Tensor | None:
+    """u (..., K, 2) complex128 with M_k = u_k u_k† for every POVM element M_k (..., K, 2, 2),
+    where the state is pure (``kraus`` = 1) and every element has rank one (Pauli-4, Pauli-6,
+    the tetrahedral POVM); None otherwise (the sweeps then run on superoperator tables).
+
+    A record's probability is then the square of an amplitude, Q(a) = |⟨u_{a_0} ⋯ u_{a_{L−1}}|ψ⟩|²,
+    whose environments hold χ complex numbers per row instead of χ² real ones: the local
+    evaluations take 4× fewer flops at χ = 4 and 9× fewer at χ = 6 (docs/physical-fits.md
+    "Sweeps")."""
+    if kraus != 1:
+        return None
+    values, vectors = torch.linalg.eigh(elements)  # ascending
+    if (values[..., 0].abs() > _RANK_ONE * values[..., 1].abs()).any():
+        return None
+    return vectors[..., 1] * values[..., 1:].clamp_min(0).sqrt()
+
+
+def amplitude_tables(A: torch.Tensor, vectors: torch.Tensor) -> torch.Tensor:
+    """B_k = Σ_s ū_{k,s} A^s (K, χl, χr) complex128 of a pure site tensor A (χl, 2, 1, χr)
+    complex and vectors u (K, 2) (:func:`amplitude_vectors`): ⟨u_{a_0} ⋯ u_{a_{L−1}}|ψ⟩ =
+    B_0[a_0] ⋯ B_{L−1}[a_{L−1}]. Differentiable in A."""
+    return torch.einsum("ks,asb->kab", vectors.conj(), A.reshape(A.shape[0], 2, A.shape[-1]))
 
 
 def _least_spacing(L: int) -> int:
@@ -362,7 +408,7 @@ def _local_fit(chain: _Chain, i: int, left: torch.Tensor, right: torch.Tensor, n
 
     def probabilities(tensor: torch.Tensor) -> torch.Tensor:
         """l_n T_i[a_n](tensor) r_n of this rank's rows, outcome group after group (N_rank,)."""
-        return torch.cat(_group_probabilities(chain.tables(i, tensor), groups))
+        return _born(torch.cat(_group_values(chain.tables(i, tensor), groups)))
 
     def share(tensor: torch.Tensor) -> torch.Tensor:
         """This rank's share of the local NLL (the shares of all ranks add up to it)."""
@@ -404,11 +450,17 @@ def _local_fit(chain: _Chain, i: int, left: torch.Tensor, right: torch.Tensor, n
 _Group = tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]
 
 
-def _group_probabilities(tables: torch.Tensor, groups: list[_Group]) -> list[torch.Tensor]:
-    """P_n = l_n T[k] r_n of the rows (l_n, r_n) of each outcome k (``groups``, as for
-    :class:`_GroupedNLL`): one (N_k,) per outcome."""
-    return [torch.linalg.vecdot(left @ tables[k], right)
+def _group_values(tables: torch.Tensor, groups: list[_Group]) -> list[torch.Tensor]:
+    """v_n = l_n T[k] r_n of the rows (l_n, r_n) of each outcome k (``groups``, as for
+    :class:`_GroupedNLL`): one (N_k,) per outcome, the probabilities on superoperator tables,
+    the amplitudes (complex) on amplitude tables."""
+    return [torch.linalg.vecdot(right.conj(), left @ tables[k])  # vecdot conjugates its first
             for k, (left, right, _) in enumerate(groups)]
+
+
+def _born(values: torch.Tensor) -> torch.Tensor:
+    """The probabilities of :func:`_group_values`: v, or |v|² of amplitudes."""
+    return values.abs().square() if values.is_complex() else values
 
 
 #: rows per batch of :func:`_gram`
@@ -416,7 +468,7 @@ _GRAM_CHUNK = 1024
 
 
 def _gram(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """aᵀ b = Σ_n a_nᵀ b_n of (N, p) and (N, q) float64, as batched products of
+    """aᵀ b = Σ_n a_nᵀ b_n of (N, p) and (N, q) float64 or complex128, as batched products of
     :data:`_GRAM_CHUNK` rows summed: the CPU's float64 GEMM runs a long inner dimension 1.5–3
     times slower than short batches of it (2-core CPU, N = 2.25·10^4 to 9·10^4, p = q = 16 or
     36), and both are one product where N is small."""
@@ -429,21 +481,27 @@ def _gram(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 class _GroupedNLL(torch.autograd.Function):
-    """−Σ_n c_n ln P_n with P_n = l_n T[k] r_n over the rows (l_n, r_n, c_n) of each outcome k
-    (``groups``: K triples of float64 (N_k, χl²), (N_k, χr²) and counts (N_k,) or None for
-    c_n = 1), differentiable in the tables T (K, χl², χr²): the forward pass also forms the
-    gradient −Σ_{n∈k} c_n l_n r_nᵀ / P_n (one matrix product per outcome), which autograd's own
-    pass through the products took a third longer to reach (2-core CPU, 9·10^4 rows, χ = 4)."""
+    """−Σ_n c_n ln P_n with P_n = v_n = l_n T[k] r_n, or P_n = |v_n|² on amplitude tables, over
+    the rows (l_n, r_n, c_n) of each outcome k (``groups``: K triples of float64 (N_k, χl²),
+    (N_k, χr²), or complex128 (N_k, χl), (N_k, χr), and counts (N_k,) or None for c_n = 1),
+    differentiable in the tables T (K, χl², χr²) or (K, χl, χr): the forward pass also forms
+    the gradient −Σ_{n∈k} c_n l_n r_nᵀ / v_n (one matrix product per outcome), or its
+    complex form −2 conj(Σ_{n∈k} c_n l_n r_nᵀ / v_n) (torch's convention ∂/∂Re + i ∂/∂Im),
+    which autograd's own pass through the products took a third longer to reach (2-core CPU,
+    9·10^4 rows, χ = 4)."""
 
     @staticmethod
     def forward(ctx, tables: torch.Tensor, groups: list[_Group]) -> torch.Tensor:
-        total, gradient = tables.new_zeros(()), torch.empty_like(tables)
-        for k, ((left, right, counts), p) in enumerate(
-                zip(groups, _group_probabilities(tables, groups), strict=True)):
-            total -= weighted_sum(torch.log(p), counts)
-            # rows without counts: r_n / P_n, no product with ones
-            scaled = right / p[:, None] if counts is None else right * (counts / p)[:, None]
+        total = tables.new_zeros((), dtype=torch.float64)
+        gradient = torch.empty_like(tables)
+        for k, ((left, right, counts), v) in enumerate(
+                zip(groups, _group_values(tables, groups), strict=True)):
+            total -= weighted_sum(torch.log(_born(v)), counts)
+            # rows without counts: r_n / v_n, no product with ones
+            scaled = right / v[:, None] if counts is None else right * (counts / v)[:, None]
             gradient[k] = _gram(left, scaled)
+        if gradient.is_complex():
+            gradient = 2 * gradient.conj()
         ctx.save_for_backward(gradient)
         return total
 

@@ -314,15 +314,18 @@ def test_sweeps_reach_the_maximum_likelihood_phase_of_a_ghz_state(tmp_path):
 @pytest.mark.parametrize("L", [1, 2, 3, 5, 9, 10, 17])
 @pytest.mark.parametrize("rightwards", [True, False])
 @pytest.mark.parametrize("checkpointed", [True, False])
-def test_checkpointed_environments_are_those_of_the_whole_chain(L, rightwards, checkpointed):
+@pytest.mark.parametrize("K", [4, 6])  # superoperator tables, amplitudes
+def test_checkpointed_environments_are_those_of_the_whole_chain(L, rightwards, checkpointed, K):
     """The environments ahead, all held or kept every ⌈√L⌉ sites and recomputed by blocks, are
     bit for bit those computed site by site from the far end, and at the first site of the
     sweep they give the model's own ln Q of every record (its contraction of the whole
-    chain)."""
+    chain), on superoperator tables (pauli4, whose fourth element has rank two) and on
+    amplitudes (pauli6: Q = |amplitude|²)."""
     torch.manual_seed(L)
-    model = build("mps", L=L, K=4, povm="pauli4", chi=3, real=0)
-    records = torch.randint(0, 4, (50, L))
-    chain = _Chain(list(model.sites), False, model.povm_elements.expand(L, 4, 2, 2), records)
+    model = build("mps", L=L, K=K, povm=f"pauli{K}", chi=3, real=0)
+    records = torch.randint(0, K, (50, L))
+    chain = _Chain(list(model.sites), False, model.povm_elements.expand(L, K, 2, 2), records)
+    assert (chain.vectors is not None) == (K == 6)
     assert chain.spacing == 1  # a few kB: all held
     chain.spacing = _least_spacing(L) if checkpointed else 1
     order = range(L) if rightwards else range(L - 1, -1, -1)
@@ -341,6 +344,8 @@ def test_checkpointed_environments_are_those_of_the_whole_chain(L, rightwards, c
         tables = tables.transpose(1, 2)
     outcome = records[:, first]
     contracted = torch.einsum("nab,nb->n", tables[outcome], vectors)
+    if contracted.is_complex():  # an amplitude
+        contracted = contracted.abs().square()
     norm = chain.sites[first].square().sum()
     with torch.no_grad():
         log_q = model.log_prob(records)
@@ -349,16 +354,19 @@ def test_checkpointed_environments_are_those_of_the_whole_chain(L, rightwards, c
 
 
 @pytest.mark.parametrize("weighted", [False, True])
-def test_the_local_nll_gradient_is_autograds(weighted):
+@pytest.mark.parametrize("K, real", [(4, 0), (6, 0), (6, 1)])
+def test_the_local_nll_gradient_is_autograds(weighted, K, real):
     """The local NLL with its gradient formed in the forward pass equals autograd's value and
-    gradient of −Σ_n c_n ln(l_n T[a_n](A) r_n) in the site tensor A (an empty outcome
-    included; c_n = 1, or row counts)."""
+    gradient of −Σ_n c_n ln P_n in the site tensor A, with P_n = l_n T[a_n](A) r_n on
+    superoperator tables (pauli4) and P_n = |l_n B[a_n](A) r_n|² on amplitudes (pauli6, real
+    and complex tensors; an empty outcome included; c_n = 1, or row counts)."""
     torch.manual_seed(3)
     L = 5
-    model = build("mps", L=L, K=4, povm="pauli4", chi=3, real=0)
-    records = torch.randint(0, 3, (40, L))  # outcome 3 nowhere
+    model = build("mps", L=L, K=K, povm=f"pauli{K}", chi=3, real=real)
+    records = torch.randint(0, K - 1, (40, L))  # the last outcome nowhere
     counts = torch.randint(1, 9, (40,)).double() if weighted else torch.ones(40).double()
-    chain = _Chain(list(model.sites), False, model.povm_elements.expand(L, 4, 2, 2), records)
+    chain = _Chain(list(model.sites), bool(real), model.povm_elements.expand(L, K, 2, 2),
+                   records)
     left = chain.step(chain.step(chain.empty(), 0, True), 1, True)[0]
     right = chain.step(chain.step(chain.empty(), 4, False), 3, False)[0]
     groups = [(left[rows], right[rows], counts[rows] if weighted else None)
@@ -366,7 +374,12 @@ def test_the_local_nll_gradient_is_autograds(weighted):
     tensors = [chain.sites[2].clone().requires_grad_(True) for _ in range(2)]
     fused = _GroupedNLL.apply(chain.tables(2, tensors[0]), groups)
     tables = chain.tables(2, tensors[1])
-    plain = -sum((counts[rows] * torch.log(((l @ tables[k]) * r).sum(1))).sum()
+
+    def log_p(left, right, k):
+        value = ((left @ tables[k]) * right).sum(1)
+        return torch.log(value.abs().square() if value.is_complex() else value)
+
+    plain = -sum((counts[rows] * log_p(l, r, k)).sum()
                  for k, ((l, r, _), rows) in enumerate(zip(groups, chain.groups[2],
                                                            strict=True)))
     fused.backward()
@@ -434,22 +447,24 @@ def test_half_sweeps_take_their_checkpoints_from_the_environments_behind(L, chec
 
 
 @pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="needs Linux's /proc")
-@pytest.mark.parametrize("L, chi, rows", [(30, 8, 20_000), (20, 16, 5_000)])
+@pytest.mark.parametrize("L, chi, rows, K", [(30, 8, 20_000, 4), (20, 16, 5_000, 4),
+                                             (30, 8, 20_000, 6), (20, 16, 20_000, 6)])
 @pytest.mark.parametrize("checkpointed", [True, False])
-def test_sweep_bytes_bound_the_measured_peak(L, chi, rows, checkpointed):
+def test_sweep_bytes_bound_the_measured_peak(L, chi, rows, K, checkpointed):
     """The estimate the size search compares with the free memory (every ⌈√L⌉-th environment
     kept), and that of holding all of them, are above the growth of the peak resident memory
     over a sweep that does so, and within three times it (freed arrays returned to the system,
-    as at the sizes the guard is for: tests/memory.py)."""
+    as at the sizes the guard is for: tests/memory.py), on superoperator tables (pauli4) and
+    on amplitudes (pauli6)."""
     # a validation NLL that rises on every row ends the sweep after its first half-sweep
     work = ("from qtomo.heldout import HeldOut; rises = iter(range(3)); "
             "model.sweep(a, rows, lambda: HeldOut(torch.full((2,), float(next(rises)))), "
             "max_sweeps=1)")
     if checkpointed:  # no memory to hold them all
         work = f"import qtomo.sweeps; qtomo.sweeps._HOLD_ALL_SHARE = 0; {work}"
-    measured = mps_peak_bytes(work, L, chi, rows, freed_returned=True)
-    bonds = build("mps", L=L, K=4, povm="pauli4", chi=chi, real=1).chi
-    estimate = sweep_bytes(bonds, rows, spacing=None if checkpointed else 1)
+    measured = mps_peak_bytes(work, L, chi, rows, K=K, freed_returned=True)
+    bonds = build("mps", L=L, K=K, povm=f"pauli{K}", chi=chi, real=1).chi
+    estimate = sweep_bytes(bonds, rows, spacing=None if checkpointed else 1, amplitudes=K == 6)
     assert measured < estimate < 3 * measured
 
 

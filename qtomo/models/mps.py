@@ -42,7 +42,7 @@ from qtomo.models.base import QtomoModel, check_hyperparameter
 from qtomo.povm import POVM, PerQubitPOVM, povm_elements
 from qtomo.states.mps import right_canonical
 from qtomo.states.mps_sampler import MPSDistribution, born_log_prob, born_log_prob_bytes
-from qtomo.sweeps import PATIENCE, SweepResult, sweep, sweep_bytes
+from qtomo.sweeps import PATIENCE, SweepResult, amplitude_vectors, sweep, sweep_bytes
 
 _NOISE = 0.3  # relative size of the random part of the initial tensors
 _GROWTH_NOISE = 0.02  # size of a grown tensor's new entries, relative to its typical entry
@@ -202,7 +202,8 @@ class LPDOModel(QtomoModel):
 
     def sweep_bytes(self, records: int) -> int:
         """Peak bytes of the sweeps (:func:`qtomo.sweeps.sweep_bytes`)."""
-        return sweep_bytes(self.chi, records)
+        amplitudes = amplitude_vectors(self.povm_elements, self.kappa) is not None
+        return sweep_bytes(self.chi, records, amplitudes=amplitudes)
 
     def sweep_refusal(self) -> str | None:
         """Non-negative tensors (``positive``) stay so only under gradient steps: a sweep's

@@ -453,7 +453,9 @@ def pure_state_fidelity(target: Sequence[np.ndarray], state: Sequence[np.ndarray
     Σ_q |⟨ψ|X_q⟩|² / Tr ρ. Contracted left to right with the environment
     G[c, a, c', a'] = Σ_{prefix} v(c, a) v̄(c', a'), v the partial overlap ⟨ψ|X⟩ (a positive
     matrix over (c, a)), divided by its trace at each site: O(L χ_ψ² χ² (χ_ψ + χ)) and no
-    under- or overflow at any L. Tr ρ and ⟨ψ|ψ⟩ are the same contraction of each with itself.
+    under- or overflow at any L. Tr ρ = ⟨X|X⟩ and ⟨ψ|ψ⟩ are norms, one layer each
+    (:func:`_log_norm`, O(L χ³)): the doubled environment of a target with itself took minutes
+    at χ_ψ = 82 (XXZ L = 16).
 
     Args:
         target: L tensors (χ_l, 2, χ_r), any gauge and norm (e.g. ``/reference/mps``).
@@ -477,7 +479,23 @@ def pure_state_fidelity(target: Sequence[np.ndarray], state: Sequence[np.ndarray
     # Tr ρ = ⟨X|X⟩ with (qubit, Kraus) as one physical leg
     flat = [np.asarray(B).reshape(B.shape[0], -1, B.shape[-1]) for B in state]
     overlap = _log_overlap(target, state)
-    return float(np.exp(2 * overlap - _log_overlap(target, target) - _log_overlap(flat, flat)))
+    return float(np.exp(2 * overlap - _log_norm(target) - _log_norm(flat)))
+
+
+def _log_norm(tensors: Sequence[np.ndarray]) -> float:
+    """ln ⟨X|X⟩ of an MPS X (χ, d, χ), its environment E (χ, χ) divided by its trace at each
+    site (no under- or overflow)."""
+    E = np.ones((1, 1), dtype=np.complex128)
+    log_value = 0.0
+    for X in tensors:
+        X = np.asarray(X, dtype=np.complex128)
+        E = np.einsum("ab,asc,bsd->cd", E, X.conj(), X, optimize=True)
+        trace = np.trace(E).real
+        if trace <= 0:
+            return -np.inf
+        log_value += np.log(trace)
+        E = E / trace
+    return log_value
 
 
 def _first_kraus_channel(B: np.ndarray) -> np.ndarray:
