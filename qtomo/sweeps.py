@@ -121,11 +121,11 @@ class _Chain:
                  records: torch.Tensor, counts: torch.Tensor | None = None) -> None:
         self.sites = [site.detach().clone() for site in sites]
         self.real, self.elements, self.counts = real, elements, counts
-        self.vectors = amplitude_vectors(elements, kraus=sites[0].shape[2])
+        bonds = [site.shape[0] for site in sites] + [sites[-1].shape[-1]]
+        self.vectors = amplitude_vectors(elements, kraus=sites[0].shape[2], chi=max(bonds))
         self.K = elements.shape[1]
         self.rows = records.shape[0]
         self.groups = [_groups(outcome.long(), self.K) for outcome in records.T]
-        bonds = [site.shape[0] for site in sites] + [sites[-1].shape[-1]]
         held_all = sweep_bytes(bonds, self.rows, spacing=1, amplitudes=self.vectors is not None)
         #: sites between two kept environments ahead (module docstring)
         self.spacing = (1 if held_all <= _HOLD_ALL_SHARE * available_memory(elements.device)
@@ -211,16 +211,18 @@ def sweep_bytes(chi: Sequence[int], records: int, spacing: int | None = None,
             + 64 * 2**20)
 
 
-def amplitude_vectors(elements: torch.Tensor, kraus: int) -> torch.Tensor | None:
+def amplitude_vectors(elements: torch.Tensor, kraus: int, chi: int) -> torch.Tensor | None:
     """u (..., K, 2) complex128 with M_k = u_k u_k† for every POVM element M_k (..., K, 2, 2),
-    where the state is pure (``kraus`` = 1) and every element has rank one (Pauli-4, Pauli-6,
-    the tetrahedral POVM); None otherwise (the sweeps then run on superoperator tables).
+    where the state is pure (``kraus`` = 1), its largest bond ``chi`` is 3 or more and every
+    element has rank one (Pauli-6, the tetrahedral POVM; not Pauli-4); None otherwise (the
+    sweeps then run on superoperator tables).
 
     A record's probability is then the square of an amplitude, Q(a) = |⟨u_{a_0} ⋯ u_{a_{L−1}}|ψ⟩|²,
     whose environments hold χ complex numbers per row instead of χ² real ones: the local
     evaluations take 4× fewer flops at χ = 4 and 9× fewer at χ = 6 (docs/physical-fits.md
-    "Sweeps")."""
-    if kraus != 1:
+    "Sweeps"). At χ ≤ 2 the two are as many numbers and real arithmetic is the faster (GHZ
+    L = 20 at χ = 2 took 1.2× as long on amplitudes)."""
+    if kraus != 1 or chi <= 2:
         return None
     values, vectors = torch.linalg.eigh(elements)  # ascending
     if (values[..., 0].abs() > _RANK_ONE * values[..., 1].abs()).any():

@@ -325,7 +325,7 @@ def test_checkpointed_environments_are_those_of_the_whole_chain(L, rightwards, c
     model = build("mps", L=L, K=K, povm=f"pauli{K}", chi=3, real=0)
     records = torch.randint(0, K, (50, L))
     chain = _Chain(list(model.sites), False, model.povm_elements.expand(L, K, 2, 2), records)
-    assert (chain.vectors is not None) == (K == 6)
+    assert (chain.vectors is not None) == (K == 6 and max(model.chi) > 2)
     assert chain.spacing == 1  # a few kB: all held
     chain.spacing = _least_spacing(L) if checkpointed else 1
     order = range(L) if rightwards else range(L - 1, -1, -1)

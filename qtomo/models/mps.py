@@ -202,7 +202,7 @@ class LPDOModel(QtomoModel):
 
     def sweep_bytes(self, records: int) -> int:
         """Peak bytes of the sweeps (:func:`qtomo.sweeps.sweep_bytes`)."""
-        amplitudes = amplitude_vectors(self.povm_elements, self.kappa) is not None
+        amplitudes = amplitude_vectors(self.povm_elements, self.kappa, max(self.chi)) is not None
         return sweep_bytes(self.chi, records, amplitudes=amplitudes)
 
     def sweep_refusal(self) -> str | None:
