@@ -447,8 +447,9 @@ def test_half_sweeps_take_their_checkpoints_from_the_environments_behind(L, chec
 
 
 @pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="needs Linux's /proc")
-@pytest.mark.parametrize("L, chi, rows, K", [(30, 8, 20_000, 4), (20, 16, 5_000, 4),
-                                             (30, 8, 20_000, 6), (20, 16, 20_000, 6)])
+@pytest.mark.parametrize("L, chi, rows, K", [
+    (30, 8, 20_000, 4), (20, 16, 5_000, 4), (30, 8, 20_000, 6),
+    pytest.param(20, 16, 20_000, 6, marks=pytest.mark.slow)])
 @pytest.mark.parametrize("checkpointed", [True, False])
 def test_sweep_bytes_bound_the_measured_peak(L, chi, rows, K, checkpointed):
     """The estimate the size search compares with the free memory (every ⌈√L⌉-th environment
