@@ -16,8 +16,9 @@ product per record. As in DMRG, each site is brought to its optimum given the ot
 converges in a few sweeps where gradient steps on the whole chain need hundreds of passes
 (TFIM L = 50: docs/physical-fits.md).
 
-A pure state (κ = 1) measured by a POVM of rank-one elements M_k = u_k u_k† (Pauli-4, Pauli-6)
-has P_n = |α_n · B_i[a_{n,i}](A_i) · β_n|², with amplitude tables B_i[k] = Σ_s ū_{k,s} A_i^s
+A pure state (κ = 1) measured by a POVM of rank-one elements M_k = u_k u_k† (Pauli-6, the
+tetrahedral POVM; not Pauli-4, whose fourth element has rank two), at a largest bond of 3 or
+more, has P_n = |α_n · B_i[a_{n,i}](A_i) · β_n|², with amplitude tables B_i[k] = Σ_s ū_{k,s} A_i^s
 (χ_l, χ_r) and environments α_n (χ_l), β_n (χ_r) of χ complex numbers per record instead of χ²
 real ones (:func:`amplitude_vectors`): the same probabilities for 4× fewer flops per row at
 χ = 4, 9× at χ = 6. Everything below holds for both forms.
@@ -200,9 +201,8 @@ def sweep_bytes(chi: Sequence[int], records: int, spacing: int | None = None,
     superoperator tables (L, χ, N) = (30, 8, 10^5) 889 MB against 1 139 MB, (20, 16,
     2.5·10^4) 714 MB against 961 MB, (50, 4, 3·10^5) 1 023 MB against 1 281 MB; on amplitudes
     (pauli6) (30, 8, 2·10^4) 128 MB against 136 MB, (50, 4, 5·10^4) 166 MB against 196 MB.
-    Below ~10^5 rows glibc's heap keeps
-    freed arrays for reuse and the peak reaches up to twice this estimate's part per row
-    (tests/memory.py); there it is small anyway."""
+    Below ~10^5 rows glibc's heap keeps freed arrays for reuse and the peak reaches up to twice
+    this estimate's part per row (tests/memory.py); there it is small anyway."""
     L = len(chi) - 1
     block = spacing or _least_spacing(L)
     width = 2 * max(chi) if amplitudes else max(c * c for c in chi)
@@ -362,7 +362,8 @@ def _half_sweep(chain: _Chain, *, rightwards: bool, checkpoints: list[_Environme
 def _chain_nll(local_nll: float, left: _Environment, right: _Environment,
                counts: torch.Tensor | None, n_rows: int, world: int) -> float:
     """The training NLL of the chain from a site's local NLL and its environments, with the
-    gauge centre at that site: ln Q_n = ln(l_n T r_n) − ln ‖A‖² + (log-scales of l_n, r_n)."""
+    gauge centre at that site: ln Q_n = ln P_n − ln ‖A‖² + (log-scales of l_n, r_n), with P_n
+    the local probability (l_n T r_n, or |l_n B r_n|² on amplitudes)."""
     scales = sum_over_ranks(weighted_sum(left[1] + right[1], counts), world=world).item()
     return local_nll - scales / n_rows
 
@@ -409,7 +410,8 @@ def _local_fit(chain: _Chain, i: int, left: torch.Tensor, right: torch.Tensor, n
               for rows in chain.groups[i]]
 
     def probabilities(tensor: torch.Tensor) -> torch.Tensor:
-        """l_n T_i[a_n](tensor) r_n of this rank's rows, outcome group after group (N_rank,)."""
+        """P_n of this rank's rows under ``tensor`` (l_n T_i[a_n] r_n, or |l_n B_i[a_n] r_n|²
+        on amplitudes), outcome group after group (N_rank,)."""
         return _born(torch.cat(_group_values(chain.tables(i, tensor), groups)))
 
     def share(tensor: torch.Tensor) -> torch.Tensor:
