@@ -26,13 +26,16 @@ brickwork, L = 20, 2.7·10^4 records, F ≥ 0.99) and the quenches ``quench20_t0
 Usage::
 
     python benchmarks/states.py [--states w cluster xxz rc2 rc4 rc8] [--L 8 16]
-        [--records 10000 100000] [--families mps gru transformer] [--targets] [--quick]
+        [--records 10000 100000] [--families mps gru transformer] [--fit-seeds 0 1 …]
+        [--targets] [--quick]
     python benchmarks/states.py --rescore results/states_N10000.json   # winners from its rows
 
 ``--quick`` runs L = 4, 2 000 records, one epoch for the networks (its numbers mean nothing).
 Writes a table to stdout and
-``benchmarks/results/states[_targets][_N<records>][_<families>][_quick].json`` (``_N…`` where
-``--records`` is not the default, ``_<families>`` where ``--families`` is not).
+``benchmarks/results/states[_targets][_N<records>][_<families>][_seeds<…>][_quick].json``
+(``_N…`` where ``--records`` is not the default, ``_<families>`` where ``--families`` is not,
+``_seeds…`` where ``--fit-seeds`` is not; each dataset is then fitted from every seed, and the
+rows carry it).
 """
 
 from __future__ import annotations
@@ -92,9 +95,11 @@ DENSE_MAX_L = 8
 RECORDS = [10_000, 100_000]
 
 
-def fit_and_score(family: str, dataset, *, epochs: int | None, samples: int) -> dict:
-    """Fit ``family`` as ``qtomo fit`` does and score its quantum fidelity to the truth."""
-    options = {"epochs": epochs} if epochs is not None and family != "mps" else None
+def fit_and_score(family: str, dataset, *, epochs: int | None, samples: int, seed: int) -> dict:
+    """Fit ``family`` as ``qtomo fit --seed <seed>`` does and score its quantum fidelity to the
+    truth."""
+    options = {"seed": seed, **({"epochs": epochs} if epochs is not None and family != "mps"
+                                else {})}
     started = time.perf_counter()
     selection = fit_recipe(family, dataset, options, device="cpu", quiet=True)
     fit_s = time.perf_counter() - started
@@ -103,11 +108,11 @@ def fit_and_score(family: str, dataset, *, epochs: int | None, samples: int) -> 
     return {"family": family, "F": figures["value"], "F_err": figures.get("stderr", 0.0),
             "F_projected": figures.get("projected"), "F_method": figures["method"],
             "fit_s": fit_s, **{name: value for name, value in selection.hyperparameters.items()
-                               if name == "chi"}}
+                               if name in ("chi", "real")}}
 
 
 def run_case(name: str, L: int, records: int, families: list[str], folder: Path, *,
-             epochs: int | None, samples: int) -> list[dict]:
+             epochs: int | None, samples: int, seeds: tuple[int, ...] = (0,)) -> list[dict]:
     path = simulate(L=L, povm="pauli6", samples=records, seed=0, device="cpu", quiet=True,
                     method="mps", out=folder / f"{name}_L{L}_N{records}.h5",
                     **state_options(name, L, folder))
@@ -117,10 +122,11 @@ def run_case(name: str, L: int, records: int, families: list[str], folder: Path,
     for family in families:
         if family == "dense" and L > DENSE_MAX_L:
             continue
-        row = {"state": name, "L": L, "N": records, "S_max": s_max,
-               **fit_and_score(family, dataset, epochs=epochs, samples=samples)}
-        print_row(row, 5)
-        rows.append(row)
+        for seed in seeds:
+            row = {"state": name, "L": L, "N": records, "S_max": s_max, "seed": seed,
+                   **fit_and_score(family, dataset, epochs=epochs, samples=samples, seed=seed)}
+            print_row(row, 5)
+            rows.append(row)
     return rows
 
 
@@ -173,6 +179,8 @@ def main() -> None:
                         help="run the issue's target cases (default mps fit) instead")
     parser.add_argument("--samples", type=int, default=20_000,
                         help="model samples of the Monte Carlo fidelity (default 20 000)")
+    parser.add_argument("--fit-seeds", nargs="+", type=int, default=[0], metavar="SEED",
+                        help="fit every dataset from each of these seeds (default 0)")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--rescore", type=Path, metavar="FILE",
                         help="only recompute the winners of a results file from its rows")
@@ -195,7 +203,8 @@ def main() -> None:
                 for L in sizes:
                     for records in counts:
                         rows += run_case(name, L, records, args.families, Path(folder),
-                                         epochs=epochs, samples=args.samples)
+                                         epochs=epochs, samples=args.samples,
+                                         seeds=tuple(args.fit_seeds))
     extra = {} if args.targets or len(args.families) < 2 else {"winners": winners(rows)}
     for row in extra.get("winners", []):
         print_row(row, 5)
@@ -203,7 +212,8 @@ def main() -> None:
         map(str, args.records))
     families = "" if args.targets or args.families == default_families else "_" + "_".join(
         args.families)
-    report("states" + ("_targets" if args.targets else "") + counts + families
+    seeds = "" if args.fit_seeds == [0] else "_seeds" + "_".join(map(str, args.fit_seeds))
+    report("states" + ("_targets" if args.targets else "") + counts + families + seeds
            + ("_quick" if args.quick else ""), rows, extra)
 
 

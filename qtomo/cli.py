@@ -396,7 +396,8 @@ def _add_fit_parser(subparsers) -> None:
     model_options = parser.add_argument_group(
         "model hyperparameters", "each applies to the families named; defaults per family. "
         "Several values separated by commas (--chi 2,4,8) train one model each and keep the "
-        "lowest validation NLL; mps and lpdo select --real 1,0 that way unless --real is given, "
+        "lowest validation NLL; mps and lpdo select --real 1,0 unless --real is given (with a "
+        "size search: complex tensors only where they gain more than 1.5 standard errors), "
         "and grow --chi (and --kraus) while the held-out NLL improves, unless given")
     parse = {int: (_integer(0), "N"), float: (_finite_float, "X"), str: (str, "NAME")}
     types = hyperparameter_types()

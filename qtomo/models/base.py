@@ -58,7 +58,8 @@ class QtomoModel(nn.Module):
     #: climbs (:func:`qtomo.growth.fit_growing`); empty for families that cannot grow
     sizes: ClassVar[dict[str, tuple[int, ...]]] = {}
     #: trainings (from consecutive seeds) of a size search's first stage when the user gives
-    #: no ``--restarts``: the lowest validation NLL is grown
+    #: no ``--restarts``: each value of the selection keeps its lowest validation NLL
+    #: (:func:`qtomo.growth.fit_growing`)
     search_restarts: ClassVar[int] = 1
     #: hyperparameters a plain ``qtomo fit`` uses, instead of selecting them, when the records
     #: cannot determine the phases of the amplitudes (:func:`qtomo.recipe.phase_prior`)
