@@ -566,8 +566,9 @@ def _fit_plain(args: argparse.Namespace, dataset: Dataset, family: str, given: d
     if not args.quiet and len(selection.candidates) > 1:
         for values, seed, nll in selection.candidates:
             print(f"candidate {candidate_label(values, seed)}: best validation NLL {nll:.6f}")
-        print(f"kept {candidate_label(selection.hyperparameters, selection.seed)} (lowest "
-              f"validation NLL); the candidates' runs are beside it")
+        rule = "lowest validation NLL" if selection.search is None else "size search above"
+        print(f"kept {candidate_label(selection.hyperparameters, selection.seed)} ({rule}); "
+              f"the candidates' runs are beside it")
     return _said_fit(selection.best, args.quiet)
 
 

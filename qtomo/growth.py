@@ -129,16 +129,18 @@ def fit_growing(family: str, dataset: Dataset, options: TrainOptions, *,
                        combination, seed))
         return starts[-1]
 
-    first, combination, seed = _first_stage(start, _combinations(dict(grid or {})),
-                                            range(options.seed, options.seed + restarts),
-                                            dataset)
+    (first, combination, seed), why = _first_stage(
+        start, _combinations(dict(grid or {})), range(options.seed, options.seed + restarts),
+        dataset)
     grown_options = dataclasses.replace(options, seed=seed,
                                         epochs=min(options.epochs, _GROWN_EPOCHS))
     result, stages, stopped, memory = _grow(first, sizes, ladders, dataset, grown_options,
                                             combination, restarted, out, device, quiet)
-    search = _summary(stages, stopped, ladders, memory)
+    search = {**_summary(stages, stopped, ladders, memory), **({"first": why} if why else {})}
     chosen = {**combination, **search["chosen"]}
     if not quiet:
+        if why:
+            print(f"first size: {why}")
         print(f"kept {candidate_label(chosen, seed)}: {search['reason']}")
     if out is not None:
         result = keep_run(result, out)
@@ -149,7 +151,7 @@ def fit_growing(family: str, dataset: Dataset, options: TrainOptions, *,
 
 
 def _first_stage(start, combinations: list[dict[str, Any]], seeds: range, dataset: Dataset,
-                 ) -> tuple[TrainResult, dict[str, Any], int]:
+                 ) -> tuple[tuple[TrainResult, dict[str, Any], int], str | None]:
     """The first size's run: ``start(combination, seed)`` fits one and returns (run,
     combination, seed); each combination is started from every seed and keeps its lowest
     validation NLL. The combinations are taken in the grid's order, the simpler first (real
@@ -158,21 +160,29 @@ def _first_stage(start, combinations: list[dict[str, Any]], seeds: range, datase
     larger size is. Before it is, the kept combination is started once more, from the next
     seed: a poorer local maximum of its likelihood also loses (XXZ L = 16 from 10^4 records:
     real tensors from 1 seed in 5, 0.48 nats per record behind complex ones, which the other
-    seeds matched)."""
+    seeds matched). Returns the kept (run, combination, seed) and a line saying why (None
+    for a single combination)."""
     def lowest(runs):
         return min(runs, key=lambda run: run[0].best_val_nll)
 
-    def prefers(run, other):
-        return _held_out(run[0], dataset).prefers(_held_out(other[0], dataset))
+    def gain(run, other):
+        return _held_out(run[0], dataset).gain_over(_held_out(other[0], dataset))
 
-    kept = lowest(start(combinations[0], seed) for seed in seeds)
+    kept, why = lowest(start(combinations[0], seed) for seed in seeds), []
     for combination in combinations[1:]:
         candidate = lowest(start(combination, seed) for seed in seeds)
-        if prefers(candidate, kept):
+        mean, stderr = gain(candidate, kept)
+        if mean > SIGNIFICANCE * stderr:
             kept = lowest([kept, start(kept[1], seeds.stop, named=True)])
-            if prefers(candidate, kept):
-                kept = candidate
-    return kept
+            mean, stderr = gain(candidate, kept)
+        why.append(f"{candidate_label(candidate[1], candidate[2])} gained {mean:.3g} ± "
+                   f"{stderr:.2g} nats per record over {candidate_label(kept[1], kept[2])}")
+        if mean > SIGNIFICANCE * stderr:
+            kept = candidate
+    if not why:
+        return kept, None
+    return kept, (f"{'; '.join(why)}: kept {candidate_label(kept[1], kept[2])} (a later value "
+                  f"needs more than {SIGNIFICANCE:g} standard errors)")
 
 
 def _combinations(grid: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:

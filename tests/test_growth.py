@@ -122,6 +122,29 @@ def test_complex_tensors_are_kept_only_where_the_records_prefer_them(tmp_path):
     assert (real["real"], complex_["real"]) == (1, 0)
     assert complex_nll < real_nll
     assert selection.hyperparameters["real"] == 1
+    assert selection.search["first"].endswith(
+        "kept real = 1, seed 0 (a later value needs more than 1.5 standard errors)")
+
+
+def test_cli_records_why_it_kept_real_tensors(tmp_path, capsys):
+    """The same records by the default recipe (sweeps): complex tensors beat the real ones from
+    seed 0, real ones from seed 1 match them; the second start's run has its seed in its name
+    (the first start's run is kept beside it), and the reason is printed and stored."""
+    path = simulate("product", 3, product_state="+", povm="pauli6", samples=4_000, seed=1,
+                    device="cpu", out=tmp_path / "plus.h5", quiet=True)
+    out = tmp_path / "m.pt"
+    assert main(["fit", "--model", "mps", "--data", str(path), "--out", str(out),
+                 "--device", "cpu"]) == 0
+    printed = capsys.readouterr().out
+    first = load_checkpoint(out).config["training"]["size_search"]["first"]
+    assert first.endswith("kept real = 1, seed 1 (a later value needs more than 1.5 standard "
+                          "errors)")
+    assert f"first size: {first}" in printed
+    assert "kept real = 1, chi = 2, seed 1 (size search above)" in printed
+    assert (tmp_path / "m.real-1_chi-2.pt").is_file()
+    assert (tmp_path / "m.real-1_chi-2_seed-1.pt").is_file()
+    assert main(["info", str(out)]) == 0
+    assert f"first size: {first}" in capsys.readouterr().out
 
 
 @pytest.mark.slow

@@ -368,6 +368,8 @@ def describe(checkpoint: Checkpoint) -> str:
             ",".join(f"{k}={v}" for k, v in stage["sizes"].items()) + ("*" if stage["kept"] else "")
             for stage in search.get("stages", []))
         lines.append(f"  size search (* kept): {tried}; {search.get('reason')}")
+        if search.get("first"):
+            lines.append(f"  first size: {search['first']}")
     if checkpoint.trainer is not None:
         lines.append(f"  resumable from epoch {checkpoint.trainer['epoch']}")
     return "\n".join(lines)
