@@ -396,8 +396,8 @@ def _add_fit_parser(subparsers) -> None:
     model_options = parser.add_argument_group(
         "model hyperparameters", "each applies to the families named; defaults per family. "
         "Several values separated by commas (--chi 2,4,8) train one model each and keep the "
-        "lowest validation NLL; mps and lpdo select --real 1,0 unless --real is given (with a "
-        "size search: complex tensors only where they gain more than 1.5 standard errors), "
+        "lowest validation NLL; mps and lpdo select --real 1,0 unless --real is given (complex "
+        "tensors only where they gain more than 1.5 standard errors), "
         "and grow --chi (and --kraus) while the held-out NLL improves, unless given")
     parse = {int: (_integer(0), "N"), float: (_finite_float, "X"), str: (str, "NAME")}
     types = hyperparameter_types()
@@ -566,9 +566,8 @@ def _fit_plain(args: argparse.Namespace, dataset: Dataset, family: str, given: d
     if not args.quiet and len(selection.candidates) > 1:
         for values, seed, nll in selection.candidates:
             print(f"candidate {candidate_label(values, seed)}: best validation NLL {nll:.6f}")
-        rule = "lowest validation NLL" if selection.search is None else "size search above"
-        print(f"kept {candidate_label(selection.hyperparameters, selection.seed)} ({rule}); "
-              f"the candidates' runs are beside it")
+        print(f"kept {candidate_label(selection.hyperparameters, selection.seed)} "
+              f"({selection.rule}); the candidates' runs are beside it")
     return _said_fit(selection.best, args.quiet)
 
 

@@ -114,24 +114,10 @@ def fit_growing(family: str, dataset: Dataset, options: TrainOptions, *,
     if not (options.sweeps or options.refine):
         raise QtomoError("choosing the size compares maximum-likelihood fits; give sweeps or "
                          "refine > 0")
-    if isinstance(restarts, bool) or not isinstance(restarts, int) or restarts < 1:
-        raise QtomoError(f"restarts must be an integer >= 1; got {restarts!r}")
     sizes = {name: ladder[0] for name, ladder in ladders.items()}
+    (first, combination, seed), why, starts = _first_runs(
+        family, dataset, options, grid, fixed, sizes, restarts, out, device, quiet)
     restarted = restarts > 1  # candidates' files then carry their seed
-    starts: list[tuple[TrainResult, dict[str, Any], int]] = []  # every first-stage run
-
-    def start(combination: dict[str, Any], seed: int, named: bool = restarted):
-        torch.manual_seed(seed)
-        model = build(family, L=dataset.L, K=dataset.K, povm=dataset.povm, **fixed,
-                      **combination, **sizes)
-        starts.append((_fit_stage(model, dataset, dataclasses.replace(options, seed=seed),
-                                  {**combination, **sizes}, named, out, device, quiet),
-                       combination, seed))
-        return starts[-1]
-
-    (first, combination, seed), why = _first_stage(
-        start, _combinations(dict(grid or {})), range(options.seed, options.seed + restarts),
-        dataset)
     grown_options = dataclasses.replace(options, seed=seed,
                                         epochs=min(options.epochs, _GROWN_EPOCHS))
     result, stages, stopped, memory = _grow(first, sizes, ladders, dataset, grown_options,
@@ -139,15 +125,75 @@ def fit_growing(family: str, dataset: Dataset, options: TrainOptions, *,
     search = {**_summary(stages, stopped, ladders, memory), **({"first": why} if why else {})}
     chosen = {**combination, **search["chosen"]}
     if not quiet:
-        if why:
-            print(f"first size: {why}")
         print(f"kept {candidate_label(chosen, seed)}: {search['reason']}")
     if out is not None:
         result = keep_run(result, out)
         _record_search(result.checkpoint, search)
     candidates = [({**values, **sizes}, start_seed, run.best_val_nll)
                   for run, values, start_seed in starts]
-    return Selection(result, chosen, seed, candidates, search)
+    return Selection(result, chosen, seed, candidates, search, rule=search["reason"])
+
+
+def fit_in_order(family: str, dataset: Dataset, options: TrainOptions, *,
+                 grid: Mapping[str, Sequence[Any]],
+                 hyperparameters: Mapping[str, Any] | None = None, restarts: int = 1,
+                 out: str | Path | None = None,
+                 device: str | torch.device = "auto", quiet: bool = False) -> Selection:
+    """Fit ``family`` at the sizes given, once per combination of ``grid`` (and per restart),
+    and keep the first combination unless the records prefer a later one, as the size
+    search's first stage does (:func:`_first_stage`): ``qtomo fit --model mps --chi 4``
+    without ``--real``.
+
+    Args:
+        family, dataset, options, hyperparameters, restarts, out, device, quiet: as for
+            :func:`fit_growing`.
+        grid: hyperparameters to select among, the simpler values first (``{"real": [1, 0]}``).
+
+    Returns:
+        :class:`qtomo.train.Selection`, its ``rule`` the comparison that decided.
+
+    Raises:
+        QtomoError: as for :func:`qtomo.train.fit_selection`.
+    """
+    (run, combination, seed), why, starts = _first_runs(
+        family, dataset, options, grid, dict(hyperparameters or {}), {}, restarts, out, device,
+        quiet)
+    if out is not None:
+        run = keep_run(run, out)
+    candidates = [(values, start_seed, result.best_val_nll)
+                  for result, values, start_seed in starts]
+    return Selection(run, combination, seed, candidates, rule=why or "one candidate")
+
+
+def _first_runs(family: str, dataset: Dataset, options: TrainOptions,
+                grid: Mapping[str, Sequence[Any]] | None, fixed: dict[str, Any],
+                sizes: dict[str, int], restarts: int, out, device, quiet: bool):
+    """The runs of :func:`_first_stage` at ``fixed`` and ``sizes`` (the search's first sizes,
+    in the candidates' names): the kept (run, combination, seed), why, and every run."""
+    if isinstance(restarts, bool) or not isinstance(restarts, int) or restarts < 1:
+        raise QtomoError(f"restarts must be an integer >= 1; got {restarts!r}")
+    if any(len(values) == 0 for values in (grid or {}).values()):
+        raise QtomoError(f"every hyperparameter to select needs a value; got {dict(grid)!r}")
+    if set(grid or {}) & set(fixed):
+        raise QtomoError(f"hyperparameter(s) {', '.join(sorted(set(grid) & set(fixed)))} are "
+                         f"both fixed and selected")
+    starts: list[tuple[TrainResult, dict[str, Any], int]] = []
+
+    def start(combination: dict[str, Any], seed: int, named: bool = restarts > 1):
+        torch.manual_seed(seed)
+        model = build(family, L=dataset.L, K=dataset.K, povm=dataset.povm, **fixed,
+                      **combination, **sizes)
+        starts.append((_fit_stage(model, dataset, dataclasses.replace(options, seed=seed),
+                                  {**combination, **sizes}, named, out, device, quiet,
+                                  heading="size search" if sizes else "candidate"),
+                       combination, seed))
+        return starts[-1]
+
+    kept, why = _first_stage(start, _combinations(dict(grid or {})),
+                             range(options.seed, options.seed + restarts), dataset)
+    if why and sizes and not quiet:
+        print(f"first size: {why}")
+    return kept, why, starts
 
 
 def _first_stage(start, combinations: list[dict[str, Any]], seeds: range, dataset: Dataset,
@@ -175,14 +221,13 @@ def _first_stage(start, combinations: list[dict[str, Any]], seeds: range, datase
         if mean > SIGNIFICANCE * stderr:
             kept = lowest([kept, start(kept[1], seeds.stop, named=True)])
             mean, stderr = gain(candidate, kept)
+        preferred = mean > SIGNIFICANCE * stderr
         why.append(f"{candidate_label(candidate[1], candidate[2])} gained {mean:.3g} ± "
-                   f"{stderr:.2g} nats per record over {candidate_label(kept[1], kept[2])}")
-        if mean > SIGNIFICANCE * stderr:
+                   f"{stderr:.2g} nats per record over {candidate_label(kept[1], kept[2])}, "
+                   f"{'more' if preferred else 'not more'} than {SIGNIFICANCE:g} standard errors")
+        if preferred:
             kept = candidate
-    if not why:
-        return kept, None
-    return kept, (f"{'; '.join(why)}: kept {candidate_label(kept[1], kept[2])} (a later value "
-                  f"needs more than {SIGNIFICANCE:g} standard errors)")
+    return kept, "; ".join(why) or None
 
 
 def _combinations(grid: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
@@ -235,12 +280,12 @@ def _grow(kept: TrainResult, sizes: dict[str, int], ladders: Mapping[str, Sequen
 
 
 def _fit_stage(model: QtomoModel, dataset: Dataset, options: TrainOptions,
-               values: dict[str, Any], restarted: bool, out, device, quiet: bool,
-               ) -> TrainResult:
+               values: dict[str, Any], restarted: bool, out, device, quiet: bool, *,
+               heading: str = "size search") -> TrainResult:
     """One run of the search, written beside ``out`` (its seed in the name when
-    ``restarted``)."""
+    ``restarted``), announced under ``heading``."""
     if not quiet:
-        print(f"size search: {candidate_label(values, options.seed)}")
+        print(f"{heading}: {candidate_label(values, options.seed)}")
     named = {**values, "seed": options.seed} if restarted else values
     return fit(model, dataset, options, device=device, quiet=quiet,
                out=None if out is None else candidate_output(out, named))

@@ -4,8 +4,10 @@ recipe, read in one place (docs/training.md "The default family", "Choosing hype
 :func:`recipe` turns a family's declared defaults (``model.train_defaults_for``,
 ``model.selection_defaults``, ``model.sizes``) and what the user gave into training options and
 a selection grid; :func:`fit_recipe` runs it: a size search (:func:`qtomo.growth.fit_growing`)
-for a family with sizes the user left open, a selection (:func:`qtomo.train.fit_selection`) for
-several values or restarts, else one :func:`qtomo.train.fit`. The CLI and the benchmarks call
+for a family with sizes the user left open, the family's own selection at the sizes given
+(:func:`qtomo.growth.fit_in_order`: real tensors unless the records prefer complex ones), a
+selection by validation NLL (:func:`qtomo.train.fit_selection`) for other values or restarts,
+else one :func:`qtomo.train.fit`. The CLI and the benchmarks call
 these, so that a benchmark measures what a user gets.
 """
 
@@ -22,7 +24,7 @@ import torch
 from qtomo.atomic import check_outputs
 from qtomo.data import Dataset
 from qtomo.errors import QtomoError
-from qtomo.growth import fit_growing
+from qtomo.growth import fit_growing, fit_in_order
 from qtomo.models import build, config_class, family_classes
 from qtomo.pauli_records import phases_undetermined, records_incomplete
 from qtomo.train import (
@@ -242,6 +244,9 @@ def _fit_planned(family: str, dataset: Dataset,
     if searched:
         return fit_growing(family, dataset, training, grid=grid, hyperparameters=fixed,
                            restarts=restarts, out=out, device=device, quiet=quiet)
+    if grid and set(grid) <= set(model_class.selection_defaults):
+        return fit_in_order(family, dataset, training, grid=grid, hyperparameters=fixed,
+                            restarts=restarts, out=out, device=device, quiet=quiet)
     if grid or restarts > 1:
         return fit_selection(family, dataset, grid, training, restarts=restarts, out=out,
                              hyperparameters=fixed, device=device, quiet=quiet)

@@ -940,7 +940,7 @@ def fit_ensemble(family: str, dataset: Dataset, options: TrainOptions | None = N
 
 @dataclass(frozen=True)
 class Selection:
-    """What :func:`fit_selection` returns.
+    """What :func:`fit_selection` (and :mod:`qtomo.growth`'s selections) return.
 
     Attributes:
         best: the kept run (its files are ``out``'s when an ``out`` was given).
@@ -950,6 +950,7 @@ class Selection:
             trained.
         search: for a size search (:func:`qtomo.growth.fit_growing`): the chosen sizes, the
             reason the search stopped and every stage; None otherwise.
+        rule: why the kept candidate was kept, in words.
     """
 
     best: TrainResult
@@ -957,6 +958,7 @@ class Selection:
     seed: int
     candidates: list[tuple[dict[str, Any], int, float]]
     search: dict[str, Any] | None = None
+    rule: str = "lowest validation NLL"
 
 
 def candidate_output(out: str | Path, values: Mapping[str, Any]) -> Path:

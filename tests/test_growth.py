@@ -123,7 +123,7 @@ def test_complex_tensors_are_kept_only_where_the_records_prefer_them(tmp_path):
     assert complex_nll < real_nll
     assert selection.hyperparameters["real"] == 1
     assert selection.search["first"].endswith(
-        "kept real = 1, seed 0 (a later value needs more than 1.5 standard errors)")
+        "nats per record over real = 1, seed 0, not more than 1.5 standard errors")
 
 
 def test_cli_records_why_it_kept_real_tensors(tmp_path, capsys):
@@ -137,10 +137,11 @@ def test_cli_records_why_it_kept_real_tensors(tmp_path, capsys):
                  "--device", "cpu"]) == 0
     printed = capsys.readouterr().out
     first = load_checkpoint(out).config["training"]["size_search"]["first"]
-    assert first.endswith("kept real = 1, seed 1 (a later value needs more than 1.5 standard "
-                          "errors)")
+    assert first.startswith("real = 0, seed 0 gained ")
+    assert first.endswith("over real = 1, seed 1, not more than 1.5 standard errors")
     assert f"first size: {first}" in printed
-    assert "kept real = 1, chi = 2, seed 1 (size search above)" in printed
+    assert ("kept real = 1, chi = 2, seed 1 (every bond is already as large as the qubits "
+            "allow); the candidates' runs are beside it") in printed
     assert (tmp_path / "m.real-1_chi-2.pt").is_file()
     assert (tmp_path / "m.real-1_chi-2_seed-1.pt").is_file()
     assert main(["info", str(out)]) == 0

@@ -354,8 +354,12 @@ def test_selection_keeps_the_lowest_validation_nll_and_makes_out_an_ordinary_run
 def test_fit_cli_selects_real_for_physical_families_unless_given(plus_i, tmp_path, capsys):
     assert main(["fit", "--data", str(plus_i), "--model", "mps", "--chi", "1", "--epochs", "3",
                  "--out", str(tmp_path / "auto.pt"), "--device", "cpu"]) == 0
-    assert "kept real = 0, seed 0 (lowest validation NLL)" in capsys.readouterr().out
-    assert (tmp_path / "auto.real-1.pt").exists() and (tmp_path / "auto.real-0.pt").exists()
+    # real tensors are started again from seed 1 before the complex ones are kept
+    printed = capsys.readouterr().out
+    assert "kept real = 0, seed 0 (real = 0, seed 0 gained " in printed
+    assert "over real = 1, seed 1, more than 1.5 standard errors)" in printed
+    assert all((tmp_path / f"auto.{name}.pt").exists()
+               for name in ("real-1", "real-0", "real-1_seed-1"))
     assert main(["fit", "--data", str(plus_i), "--model", "mps", "--chi", "1", "--real", "0",
                  "--epochs", "1", "--out", str(tmp_path / "given.pt"), "--quiet"]) == 0
     assert sorted(path.name for path in tmp_path.glob("given*")) == [

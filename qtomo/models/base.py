@@ -51,8 +51,9 @@ class QtomoModel(nn.Module):
     #: training options (fields of :class:`qtomo.train.TrainOptions`) that ``qtomo fit`` uses
     #: for this family unless given on the command line
     train_defaults: ClassVar[dict[str, Any]] = {}
-    #: hyperparameters that a plain ``qtomo fit`` selects by validation NLL among these values
-    #: unless given (:func:`qtomo.train.fit_selection`)
+    #: hyperparameters that a plain ``qtomo fit`` selects among these values unless given,
+    #: the simpler first: a later value is kept only where the held-out rows prefer it
+    #: (:func:`qtomo.growth.fit_in_order`, and the first stage of a size search)
     selection_defaults: ClassVar[dict[str, tuple]] = {}
     #: hyperparameters that size the state, each with the ladder of values a size search
     #: climbs (:func:`qtomo.growth.fit_growing`); empty for families that cannot grow
