@@ -153,7 +153,8 @@ def fit_in_order(family: str, dataset: Dataset, options: TrainOptions, *,
         :class:`qtomo.train.Selection`, its ``rule`` the comparison that decided.
 
     Raises:
-        QtomoError: as for :func:`qtomo.train.fit_selection`.
+        QtomoError: fewer than 1 restart, an empty value list, a name both in ``grid`` and
+            ``hyperparameters``, and everything :func:`qtomo.train.fit` raises.
     """
     (run, combination, seed), why, starts = _first_runs(
         family, dataset, options, grid, dict(hyperparameters or {}), {}, restarts, out, device,
@@ -167,7 +168,9 @@ def fit_in_order(family: str, dataset: Dataset, options: TrainOptions, *,
 
 def _first_runs(family: str, dataset: Dataset, options: TrainOptions,
                 grid: Mapping[str, Sequence[Any]] | None, fixed: dict[str, Any],
-                sizes: dict[str, int], restarts: int, out, device, quiet: bool):
+                sizes: dict[str, int], restarts: int, out, device, quiet: bool,
+                ) -> tuple[tuple[TrainResult, dict[str, Any], int], str | None,
+                           list[tuple[TrainResult, dict[str, Any], int]]]:
     """The runs of :func:`_first_stage` at ``fixed`` and ``sizes`` (the search's first sizes,
     in the candidates' names): the kept (run, combination, seed), why, and every run."""
     if isinstance(restarts, bool) or not isinstance(restarts, int) or restarts < 1:
@@ -206,19 +209,20 @@ def _first_stage(start, combinations: list[dict[str, Any]], seeds: range, datase
     larger size is. Before it is, the kept combination is started once more, from the next
     seed: a poorer local maximum of its likelihood also loses (XXZ L = 16 from 10^4 records:
     real tensors from 1 seed in 5, 0.48 nats per record behind complex ones, which the other
-    seeds matched). Returns the kept (run, combination, seed) and a line saying why (None
-    for a single combination)."""
+    seeds matched); once per combination. Returns the kept (run, combination, seed) and a
+    line saying why (None for a single combination)."""
     def lowest(runs):
         return min(runs, key=lambda run: run[0].best_val_nll)
 
     def gain(run, other):
         return _held_out(run[0], dataset).gain_over(_held_out(other[0], dataset))
 
-    kept, why = lowest(start(combinations[0], seed) for seed in seeds), []
+    kept, why, started_again = lowest(start(combinations[0], seed) for seed in seeds), [], []
     for combination in combinations[1:]:
         candidate = lowest(start(combination, seed) for seed in seeds)
         mean, stderr = gain(candidate, kept)
-        if mean > SIGNIFICANCE * stderr:
+        if mean > SIGNIFICANCE * stderr and kept[1] not in started_again:
+            started_again.append(kept[1])
             kept = lowest([kept, start(kept[1], seeds.stop, named=True)])
             mean, stderr = gain(candidate, kept)
         preferred = mean > SIGNIFICANCE * stderr
