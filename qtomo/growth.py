@@ -47,8 +47,8 @@ from qtomo.train import (
     TrainOptions,
     TrainResult,
     candidate_label,
-    candidate_output,
-    fit,
+    check_selection,
+    fit_candidate,
     keep_run,
     refine_chunk,
     split_rows,
@@ -173,22 +173,17 @@ def _first_runs(family: str, dataset: Dataset, options: TrainOptions,
                            list[tuple[TrainResult, dict[str, Any], int]]]:
     """The runs of :func:`_first_stage` at ``fixed`` and ``sizes`` (the search's first sizes,
     in the candidates' names): the kept (run, combination, seed), why, and every run."""
-    if isinstance(restarts, bool) or not isinstance(restarts, int) or restarts < 1:
-        raise QtomoError(f"restarts must be an integer >= 1; got {restarts!r}")
-    if any(len(values) == 0 for values in (grid or {}).values()):
-        raise QtomoError(f"every hyperparameter to select needs a value; got {dict(grid)!r}")
-    if set(grid or {}) & set(fixed):
-        raise QtomoError(f"hyperparameter(s) {', '.join(sorted(set(grid) & set(fixed)))} are "
-                         f"both fixed and selected")
+    check_selection(grid or {}, fixed, restarts)
     starts: list[tuple[TrainResult, dict[str, Any], int]] = []
 
     def start(combination: dict[str, Any], seed: int, named: bool = restarts > 1):
         torch.manual_seed(seed)
         model = build(family, L=dataset.L, K=dataset.K, povm=dataset.povm, **fixed,
                       **combination, **sizes)
-        starts.append((_fit_stage(model, dataset, dataclasses.replace(options, seed=seed),
-                                  {**combination, **sizes}, named, out, device, quiet,
-                                  heading="size search" if sizes else "candidate"),
+        starts.append((fit_candidate(model, dataset, dataclasses.replace(options, seed=seed),
+                                     {**combination, **sizes}, named=named, out=out,
+                                     device=device, quiet=quiet,
+                                     heading="size search:" if sizes else "candidate"),
                        combination, seed))
         return starts[-1]
 
@@ -266,8 +261,9 @@ def _grow(kept: TrainResult, sizes: dict[str, int], ladders: Mapping[str, Sequen
             if not _fits_in_memory(grown, name, ladder[rung], options, n_train, memory):
                 ends.add("memory")
                 continue
-            result = _fit_stage(grown, dataset, options, {**values, **larger}, restarted, out,
-                                device, quiet)
+            result = fit_candidate(grown, dataset, options, {**values, **larger},
+                                   named=restarted, out=out, device=device, quiet=quiet,
+                                   heading="size search:")
             held = _held_out(result, dataset)
             gain, stderr = held.gain_over(kept_held)
             trials.append((gain - SIGNIFICANCE * stderr, larger, result, held, gain, stderr))
@@ -281,18 +277,6 @@ def _grow(kept: TrainResult, sizes: dict[str, int], ladders: Mapping[str, Sequen
         if margin <= 0:
             return kept, stages, "gain", memory
         sizes, kept, kept_held = larger, result, held
-
-
-def _fit_stage(model: QtomoModel, dataset: Dataset, options: TrainOptions,
-               values: dict[str, Any], restarted: bool, out, device, quiet: bool, *,
-               heading: str = "size search") -> TrainResult:
-    """One run of the search, written beside ``out`` (its seed in the name when
-    ``restarted``), announced under ``heading``."""
-    if not quiet:
-        print(f"{heading}: {candidate_label(values, options.seed)}")
-    named = {**values, "seed": options.seed} if restarted else values
-    return fit(model, dataset, options, device=device, quiet=quiet,
-               out=None if out is None else candidate_output(out, named))
 
 
 def _held_out(result: TrainResult, dataset: Dataset) -> HeldOut:

@@ -1023,32 +1023,53 @@ def fit_selection(family: str, dataset: Dataset, grid: Mapping[str, Sequence[Any
 
     options = options or TrainOptions()
     fixed = dict(hyperparameters or {})
-    if isinstance(restarts, bool) or not isinstance(restarts, int) or restarts < 1:
-        raise QtomoError(f"restarts must be an integer >= 1; got {restarts!r}")
-    if any(len(values) == 0 for values in grid.values()) or (not grid and restarts == 1):
+    check_selection(grid, fixed, restarts)
+    if not grid and restarts == 1:
         raise QtomoError(f"a selection needs several values of a hyperparameter or several "
                          f"restarts; got {dict(grid)!r} and {restarts} restart(s)")
-    if set(grid) & set(fixed):
-        raise QtomoError(f"hyperparameter(s) {', '.join(sorted(set(grid) & set(fixed)))} are "
-                         f"both fixed and selected")
     candidates, best, kept = [], None, None
     for combination in itertools.product(*grid.values()):
         values = dict(zip(grid, combination, strict=True))
         for seed in range(options.seed, options.seed + restarts):
-            label = {**values, "seed": seed} if restarts > 1 else values
             torch.manual_seed(seed)
             model = build(family, L=dataset.L, K=dataset.K, povm=dataset.povm, **fixed,
                           **values)
-            if not quiet:
-                print(f"candidate {candidate_label(values, seed)}")
-            result = fit(model, dataset, dataclasses.replace(options, seed=seed), device=device,
-                         quiet=quiet, out=None if out is None else candidate_output(out, label))
+            result = fit_candidate(model, dataset, dataclasses.replace(options, seed=seed),
+                                   values, named=restarts > 1, out=out, device=device,
+                                   quiet=quiet)
             candidates.append((values, seed, result.best_val_nll))
             if best is None or result.best_val_nll < best.best_val_nll:
                 best, kept = result, (values, seed)
     if out is not None:
         best = keep_run(best, out)
     return Selection(best, kept[0], kept[1], candidates)
+
+
+def check_selection(grid: Mapping[str, Sequence[Any]], fixed: Mapping[str, Any],
+                    restarts: int) -> None:
+    """Refuse a selection (:class:`QtomoError`, one line) with a number of restarts that is not
+    an integer >= 1, an empty value list in ``grid``, or a name both in ``grid`` and ``fixed``."""
+    if isinstance(restarts, bool) or not isinstance(restarts, int) or restarts < 1:
+        raise QtomoError(f"restarts must be an integer >= 1; got {restarts!r}")
+    if any(len(values) == 0 for values in grid.values()):
+        raise QtomoError(f"every hyperparameter to select needs a value; got {dict(grid)!r}")
+    if set(grid) & set(fixed):
+        raise QtomoError(f"hyperparameter(s) {', '.join(sorted(set(grid) & set(fixed)))} are "
+                         f"both fixed and selected")
+
+
+def fit_candidate(model: QtomoModel, dataset: Dataset, options: TrainOptions,
+                  values: Mapping[str, Any], *, named: bool, out: str | Path | None,
+                  device: str | torch.device, quiet: bool, heading: str = "candidate",
+                  ) -> TrainResult:
+    """One candidate of a selection: :func:`fit` of ``model``, announced as ``heading`` and its
+    :func:`candidate_label`, written to :func:`candidate_output` of ``values`` (and of
+    ``options.seed`` where ``named``) beside ``out``."""
+    if not quiet:
+        print(f"{heading} {candidate_label(values, options.seed)}")
+    label = {**values, "seed": options.seed} if named else values
+    return fit(model, dataset, options, device=device, quiet=quiet,
+               out=None if out is None else candidate_output(out, label))
 
 
 def keep_run(result: TrainResult, out: str | Path) -> TrainResult:
